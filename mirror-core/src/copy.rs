@@ -1,0 +1,528 @@
+//! The copy engine: one reference from any [`ImageStore`] to any other.
+//!
+//! Order of work, which is what keeps invariant 2 ("nothing half-copied is ever tagged"):
+//!
+//! 1. Read the source manifest (by tag or digest; verified when fetched by digest).
+//! 2. Fast path: if the destination tag already names that digest, stop; if the destination
+//!    holds the manifest under its digest (a registry only accepts a manifest whose blobs and
+//!    children exist, and the layout store writes children first), only the tag is written.
+//! 3. Walk the tree (index → child manifests), skipping children the destination already has.
+//! 4. Blobs, with bounded concurrency: present → skipped after one HEAD; same registry (or a
+//!    repository named in [`CopyOptions::mount_from`]) → mounted; otherwise streamed from source
+//!    to destination and verified on the fly by the destination store (never held in memory).
+//! 5. Child manifests by digest, deepest first; then the root manifest under the target tag.
+//!
+//! Manifests are copied byte for byte, so destination digests equal source digests, unless a
+//! platform filter selects several (not all) platforms of an index: a filtered index is then
+//! written and [`CopyReport::index_preserved`] is false.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::events::{BlobAction, CopyEvent, EventSink};
+use crate::media::{Descriptor, ManifestKind, ParsedManifest, PlatformFilter, RawManifest};
+use crate::store::{get_verified_manifest, BlobStream, ImageStore, MountOutcome, StoreLocation};
+
+/// Default number of blobs transferred at once.
+pub const DEFAULT_CONCURRENCY: usize = 6;
+
+/// How to copy.
+#[derive(Clone)]
+pub struct CopyOptions {
+    /// Platforms to keep from an index; empty keeps all (the default, which preserves the
+    /// index digest).
+    pub platforms: Vec<PlatformFilter>,
+    /// Blobs transferred at once (at least 1).
+    pub concurrency: usize,
+    /// Other repositories of the destination registry that may hold the blobs: each is tried
+    /// as a mount source before uploading. The source repository is tried first when the
+    /// source is on the destination's registry.
+    pub mount_from: Vec<String>,
+    /// Receives progress events.
+    pub events: Option<EventSink>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            platforms: Vec::new(),
+            concurrency: DEFAULT_CONCURRENCY,
+            mount_from: Vec::new(),
+            events: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for CopyOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CopyOptions")
+            .field("platforms", &self.platforms)
+            .field("concurrency", &self.concurrency)
+            .field("mount_from", &self.mount_from)
+            .field("events", &self.events.is_some())
+            .finish()
+    }
+}
+
+/// What a copy did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyReport {
+    /// The source, as `registry/repository:ref` or `oci:path:ref`.
+    pub source: String,
+    /// The destination, same form.
+    pub destination: String,
+    /// Digest of the manifest now at the destination reference.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// False when a platform filter changed the top-level document (its digest then differs
+    /// from the source's).
+    pub index_preserved: bool,
+    /// Platforms copied (empty for a single-platform image manifest).
+    pub platforms: Vec<String>,
+    /// True when the destination already held everything (no blob or manifest traffic
+    /// beyond the existence checks; a tag may still have been written).
+    pub already_present: bool,
+    /// Blobs found at the destination.
+    pub blobs_skipped: usize,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: usize,
+    /// Blobs streamed.
+    pub blobs_uploaded: usize,
+    /// Bytes streamed.
+    pub bytes_uploaded: u64,
+    /// Manifests written (children and root, tag-only writes included).
+    pub manifests_pushed: usize,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    skipped: AtomicUsize,
+    mounted: AtomicUsize,
+    uploaded: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+/// Copies `src_ref` (tag or digest) of `src` to `dst_ref` (tag or digest) of `dst`.
+///
+/// See the module docs for the order of work and the guarantees.
+pub async fn copy(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    dst: &dyn ImageStore,
+    dst_ref: &str,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    let started = Instant::now();
+    let src_loc = format!("{}{}{src_ref}", src.location(), sep(src_ref));
+    let dst_loc = format!("{}{}{dst_ref}", dst.location(), sep(dst_ref));
+    let source_root = get_verified_manifest(src, src_ref).await?;
+    let kind = source_root.kind(&src_loc)?;
+
+    // Apply the platform filter: the root may become one child or a filtered index.
+    let (root, index_preserved, platforms) =
+        select_platforms(src, &src_loc, source_root, kind, &options.platforms).await?;
+
+    if let Ok(d) = Digest::parse(dst_ref) {
+        if d != root.digest {
+            return Err(Error::Config(format!(
+                "destination {dst_loc} names digest {d} but the source is {}",
+                root.digest
+            )));
+        }
+    }
+    let mut report = CopyReport {
+        source: src_loc.clone(),
+        destination: dst_loc.clone(),
+        digest: root.digest.clone(),
+        media_type: root.media_type.clone(),
+        index_preserved,
+        platforms,
+        already_present: false,
+        blobs_skipped: 0,
+        blobs_mounted: 0,
+        blobs_uploaded: 0,
+        bytes_uploaded: 0,
+        manifests_pushed: 0,
+        elapsed_ms: 0,
+    };
+
+    // Fast path: the destination reference already names this digest.
+    if let Some(head) = dst.head_manifest(dst_ref).await? {
+        if head.digest == root.digest {
+            report.already_present = true;
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
+    }
+    let root_digest = root.digest.to_string();
+    if dst_ref != root_digest && dst.head_manifest(&root_digest).await?.is_some() {
+        dst.put_manifest(dst_ref, &root).await?;
+        emit(
+            options,
+            CopyEvent::ManifestPushed {
+                digest: root.digest.clone(),
+                reference: dst_ref.to_string(),
+            },
+        );
+        report.already_present = true;
+        report.manifests_pushed = 1;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+
+    // Walk the tree. `children` ends up parents-before-children; it is pushed reversed.
+    let mut children: Vec<RawManifest> = Vec::new();
+    let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
+    let mut pending: Vec<(RawManifest, String)> = vec![(root.clone(), src_loc.clone())];
+    let mut seen: HashSet<Digest> = HashSet::new();
+    while let Some((manifest, loc)) = pending.pop() {
+        match manifest.parse(&loc)? {
+            ParsedManifest::Image { config, layers } => {
+                for d in std::iter::once(config).chain(layers) {
+                    blobs.entry(d.digest.clone()).or_insert(d);
+                }
+            }
+            ParsedManifest::Index { manifests } => {
+                let wanted: Vec<Descriptor> = manifests
+                    .into_iter()
+                    .filter(|d| seen.insert(d.digest.clone()))
+                    .collect();
+                let fetched: Vec<Option<(RawManifest, String)>> =
+                    futures::stream::iter(wanted.into_iter().map(|d| async move {
+                        let digest = d.digest.to_string();
+                        // A child already at the destination has all its blobs there too.
+                        if dst.head_manifest(&digest).await?.is_some() {
+                            return Ok::<_, Error>(None);
+                        }
+                        let child_loc = format!("{}@{digest}", src.location());
+                        let child = get_verified_manifest(src, &digest).await?;
+                        Ok(Some((child, child_loc)))
+                    }))
+                    .buffered(options.concurrency.max(1))
+                    .try_collect()
+                    .await?;
+                for (child, child_loc) in fetched.into_iter().flatten() {
+                    children.push(child.clone());
+                    pending.push((child, child_loc));
+                }
+            }
+        }
+    }
+
+    // Blobs.
+    // On the first failure no new blob starts, but transfers under way run to their end
+    // (success or error) instead of being dropped mid-request: a dropped upload would leave
+    // an open session at the destination.
+    let counters = Arc::new(Counters::default());
+    let mount_sources = mount_sources(src, dst, &options.mount_from);
+    let failed = AtomicBool::new(false);
+    let results: Vec<Result<()>> = futures::stream::iter(blobs.into_values().map(|desc| {
+        let counters = counters.clone();
+        let mount_sources = &mount_sources;
+        let failed = &failed;
+        async move {
+            if failed.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            let r = copy_blob(src, dst, &desc, mount_sources, options, &counters).await;
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            r
+        }
+    }))
+    .buffer_unordered(options.concurrency.max(1))
+    .collect()
+    .await;
+    if let Some(e) = results.into_iter().find_map(Result::err) {
+        return Err(e);
+    }
+
+    // Child manifests, deepest first, then the root.
+    for child in children.iter().rev() {
+        let digest = child.digest.to_string();
+        dst.put_manifest(&digest, child).await?;
+        emit(
+            options,
+            CopyEvent::ManifestPushed {
+                digest: child.digest.clone(),
+                reference: digest,
+            },
+        );
+        report.manifests_pushed += 1;
+    }
+    dst.put_manifest(dst_ref, &root).await?;
+    emit(
+        options,
+        CopyEvent::ManifestPushed {
+            digest: root.digest.clone(),
+            reference: dst_ref.to_string(),
+        },
+    );
+    report.manifests_pushed += 1;
+
+    report.blobs_skipped = counters.skipped.load(Ordering::Relaxed);
+    report.blobs_mounted = counters.mounted.load(Ordering::Relaxed);
+    report.blobs_uploaded = counters.uploaded.load(Ordering::Relaxed);
+    report.bytes_uploaded = counters.bytes.load(Ordering::Relaxed);
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+fn sep(reference: &str) -> &'static str {
+    if reference.contains(':') {
+        "@"
+    } else {
+        ":"
+    }
+}
+
+fn emit(options: &CopyOptions, event: CopyEvent) {
+    if let Some(sink) = &options.events {
+        sink(&event);
+    }
+}
+
+/// The repositories of the destination registry to try mounting from, in order.
+fn mount_sources(src: &dyn ImageStore, dst: &dyn ImageStore, extra: &[String]) -> Vec<String> {
+    let StoreLocation::Registry {
+        registry: dst_registry,
+        repository: dst_repo,
+    } = dst.location()
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let StoreLocation::Registry {
+        registry,
+        repository,
+    } = src.location()
+    {
+        if registry == dst_registry && repository != dst_repo {
+            out.push(repository);
+        }
+    }
+    for r in extra {
+        if *r != dst_repo && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+async fn copy_blob(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    desc: &Descriptor,
+    mount_sources: &[String],
+    options: &CopyOptions,
+    counters: &Counters,
+) -> Result<()> {
+    let digest = &desc.digest;
+    if dst.has_blob(digest).await? {
+        counters.skipped.fetch_add(1, Ordering::Relaxed);
+        emit(
+            options,
+            CopyEvent::BlobDone {
+                digest: digest.clone(),
+                action: BlobAction::Skipped,
+                size: desc.size,
+            },
+        );
+        return Ok(());
+    }
+    for from in mount_sources {
+        if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
+            counters.mounted.fetch_add(1, Ordering::Relaxed);
+            emit(
+                options,
+                CopyEvent::BlobDone {
+                    digest: digest.clone(),
+                    action: BlobAction::Mounted,
+                    size: desc.size,
+                },
+            );
+            return Ok(());
+        }
+    }
+    emit(
+        options,
+        CopyEvent::BlobStarted {
+            digest: digest.clone(),
+            size: desc.size,
+        },
+    );
+    match upload_blob(src, dst, desc, options).await {
+        // The registry refused a monolithic upload and the client switched to chunks: the
+        // source stream is spent, so open it again once.
+        Err(e) if crate::store::http::is_upload_mode_switch(&e) => {
+            upload_blob(src, dst, desc, options).await?
+        }
+        other => other?,
+    }
+    counters.uploaded.fetch_add(1, Ordering::Relaxed);
+    counters.bytes.fetch_add(desc.size, Ordering::Relaxed);
+    emit(
+        options,
+        CopyEvent::BlobDone {
+            digest: digest.clone(),
+            action: BlobAction::Uploaded,
+            size: desc.size,
+        },
+    );
+    Ok(())
+}
+
+async fn upload_blob(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    desc: &Descriptor,
+    options: &CopyOptions,
+) -> Result<()> {
+    let digest = &desc.digest;
+    let blob = src.get_blob(digest).await?;
+    if let Some(announced) = blob.size {
+        if announced != desc.size {
+            return Err(Error::SizeMismatch {
+                digest: digest.clone(),
+                expected: desc.size,
+                actual: announced,
+            });
+        }
+    }
+    let stream: BlobStream = match &options.events {
+        None => blob.stream,
+        Some(sink) => {
+            let sink = sink.clone();
+            let d = digest.clone();
+            Box::pin(blob.stream.inspect_ok(move |chunk| {
+                sink(&CopyEvent::BlobProgress {
+                    digest: d.clone(),
+                    bytes: chunk.len() as u64,
+                })
+            }))
+        }
+    };
+    dst.put_blob(digest, desc.size, stream).await
+}
+
+/// Applies the platform filter to the root manifest.
+async fn select_platforms(
+    src: &dyn ImageStore,
+    src_loc: &str,
+    root: RawManifest,
+    kind: ManifestKind,
+    filters: &[PlatformFilter],
+) -> Result<(RawManifest, bool, Vec<String>)> {
+    let ParsedManifest::Index { manifests } = (match kind {
+        ManifestKind::Image => return Ok((root, true, Vec::new())),
+        ManifestKind::Index => root.parse(src_loc)?,
+    }) else {
+        return Ok((root, true, Vec::new()));
+    };
+    let platform_of = |d: &Descriptor| {
+        d.platform
+            .as_ref()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "unknown".to_string())
+    };
+    if filters.is_empty() {
+        let platforms = manifests.iter().map(platform_of).collect();
+        return Ok((root, true, platforms));
+    }
+    let keep: Vec<usize> = manifests
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| filters.iter().any(|f| f.matches(p)))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if keep.is_empty() {
+        let available: Vec<String> = manifests.iter().map(platform_of).collect();
+        return Err(Error::NotFound {
+            what: "platform",
+            location: format!(
+                "{src_loc} has no manifest for {} (available: {})",
+                filters
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                available.join(", ")
+            ),
+        });
+    }
+    let platforms: Vec<String> = keep.iter().map(|&i| platform_of(&manifests[i])).collect();
+    if keep.len() == manifests.len() {
+        return Ok((root, true, platforms));
+    }
+    if keep.len() == 1 {
+        let digest = manifests[keep[0]].digest.to_string();
+        let child = get_verified_manifest(src, &digest).await?;
+        return Ok((child, false, platforms));
+    }
+    // Several platforms: a new index holding only those entries (other fields kept).
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&root.bytes).map_err(|e| Error::InvalidManifest {
+            location: src_loc.to_string(),
+            reason: e.to_string(),
+        })?;
+    let keep_set: HashSet<usize> = keep.into_iter().collect();
+    if let Some(serde_json::Value::Array(list)) = doc.get_mut("manifests") {
+        let kept: Vec<serde_json::Value> = std::mem::take(list)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| keep_set.contains(i))
+            .map(|(_, v)| v)
+            .collect();
+        *list = kept;
+    }
+    let bytes = serde_json::to_vec(&doc).map_err(|e| Error::InvalidManifest {
+        location: src_loc.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok((
+        RawManifest::new(bytes, root.media_type.clone()),
+        false,
+        platforms,
+    ))
+}
+
+/// Counts how many blobs of a tree are referenced, for callers that pre-size progress bars:
+/// returns (blob count, total bytes) of `manifest` and, for an index, its children in `src`.
+pub async fn measure(
+    src: &dyn ImageStore,
+    manifest: &RawManifest,
+    location: &str,
+) -> Result<(usize, u64)> {
+    let mut blobs: HashMap<Digest, u64> = HashMap::new();
+    let mut pending = vec![manifest.clone()];
+    while let Some(m) = pending.pop() {
+        match m.parse(location)? {
+            ParsedManifest::Image { config, layers } => {
+                for d in std::iter::once(config).chain(layers) {
+                    blobs.insert(d.digest, d.size);
+                }
+            }
+            ParsedManifest::Index { manifests } => {
+                for d in manifests {
+                    pending.push(get_verified_manifest(src, &d.digest.to_string()).await?);
+                }
+            }
+        }
+    }
+    Ok((blobs.len(), blobs.values().sum()))
+}

@@ -1,0 +1,198 @@
+//! The one error type of the crate.
+//!
+//! Every variant carries the context a caller needs to act on it (registry, repository,
+//! reference or digest, HTTP status) and never a secret. A failed existence check is an error,
+//! never "absent": only a definite `404` becomes `Ok(None)` or [`Error::NotFound`].
+
+use crate::digest::Digest;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong while reading, writing or copying images.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An image reference (or a part of one: registry, repository, tag, digest) is malformed.
+    #[error("invalid reference {input:?}: {reason}")]
+    InvalidReference {
+        /// The text that was given.
+        input: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// A digest string is malformed (`algorithm:hex`).
+    #[error("invalid digest {input:?}: {reason}")]
+    InvalidDigest {
+        /// The text that was given.
+        input: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+
+    /// The manifest, blob or repository does not exist at `location`.
+    #[error("{what} not found: {location}")]
+    NotFound {
+        /// What was looked up: "manifest", "blob", "repository".
+        what: &'static str,
+        /// Where: `registry/repository:tag`, `registry/repository@digest`, or a layout path.
+        location: String,
+    },
+
+    /// The registry refused the credentials (or demanded some and none were given).
+    #[error("unauthorized at registry {registry}: {message}")]
+    Unauthorized {
+        /// The registry host.
+        registry: String,
+        /// What the registry or token server said (never the credentials).
+        message: String,
+    },
+
+    /// The registry understood who we are but denied the operation (HTTP 403 or a token
+    /// without the requested scope).
+    #[error("access denied at registry {registry} for {location}: {message}")]
+    Denied {
+        /// The registry host.
+        registry: String,
+        /// The repository or reference the operation was on.
+        location: String,
+        /// What the registry said.
+        message: String,
+    },
+
+    /// Content read from a source does not hash to the digest that names it.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The digest the content was addressed by.
+        expected: Digest,
+        /// The digest of the bytes actually received.
+        actual: Digest,
+    },
+
+    /// Content read from a source does not have the size its descriptor declares.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// The content's digest.
+        digest: Digest,
+        /// The size the descriptor declares.
+        expected: u64,
+        /// The number of bytes received.
+        actual: u64,
+    },
+
+    /// A manifest media type this library does not copy (for example Docker schema 1).
+    #[error("unsupported media type {media_type:?} for {location}: {reason}")]
+    UnsupportedMediaType {
+        /// The media type that was found.
+        media_type: String,
+        /// Where it was found.
+        location: String,
+        /// Why it is not supported and what to do instead.
+        reason: String,
+    },
+
+    /// A manifest or index could not be parsed.
+    #[error("invalid manifest at {location}: {reason}")]
+    InvalidManifest {
+        /// Where it was read.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The registry asks us to slow down (HTTP 429).
+    #[error("rate limited by registry {registry} (retry after {retry_after:?})")]
+    RateLimited {
+        /// The registry host.
+        registry: String,
+        /// The `Retry-After` the registry gave, if any.
+        retry_after: Option<std::time::Duration>,
+    },
+
+    /// The registry answered with a status this operation does not expect.
+    #[error("registry {registry} answered {status} to {operation} {location}: {message}")]
+    Http {
+        /// The registry host.
+        registry: String,
+        /// The operation: `GET manifest`, `PUT blob`, ...
+        operation: String,
+        /// The repository, reference or digest the operation was on.
+        location: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's error message (from its JSON error body when there is one).
+        message: String,
+    },
+
+    /// The registry could not be reached or the connection broke.
+    #[error("cannot reach registry {registry} ({operation} {location}): {source}")]
+    Connect {
+        /// The registry host.
+        registry: String,
+        /// The operation that was under way.
+        operation: String,
+        /// The repository, reference or digest the operation was on.
+        location: String,
+        /// The transport error.
+        #[source]
+        source: BoxError,
+    },
+
+    /// Reading or writing local files failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Credentials could not be loaded (docker `config.json`, a credential helper).
+    #[error("credentials for {registry}: {reason}")]
+    Credentials {
+        /// The registry host the credentials are for.
+        registry: String,
+        /// What went wrong (never the secret).
+        reason: String,
+    },
+
+    /// A configuration value is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// A [`Error::NotFound`] for a manifest at `location`.
+    pub fn manifest_not_found(location: impl Into<String>) -> Self {
+        Error::NotFound {
+            what: "manifest",
+            location: location.into(),
+        }
+    }
+
+    /// A [`Error::NotFound`] for a blob at `location`.
+    pub fn blob_not_found(location: impl Into<String>) -> Self {
+        Error::NotFound {
+            what: "blob",
+            location: location.into(),
+        }
+    }
+
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

@@ -1,0 +1,46 @@
+//! Keeps every image a Kubernetes cluster runs in a mirror registry next to that cluster.
+//!
+//! # Layout
+//!
+//! - [`reference`]: image references, parsed and normalised as Docker does;
+//! - [`digest`]: content digests and streaming verification;
+//! - [`media`]: manifest media types and the parts of manifests the copy engine follows;
+//! - [`store`]: the [`ImageStore`] trait (the data plane) with its HTTP registry client
+//!   ([`store::http`]) and OCI image layout ([`store::layout`]) implementations;
+//! - [`copy`]: the copy engine, from any store to any store;
+//! - [`events`]: progress events;
+//! - [`error`]: the one error type;
+//! - `testing` (feature `testing`): a real-registry test harness.
+//!
+//! # Example
+//!
+//! Copy an image between two OCI layouts (the same call copies between registries):
+//!
+//! ```no_run
+//! # async fn demo() -> mirror_core::Result<()> {
+//! use mirror_core::{copy, CopyOptions, store::layout::LayoutStore};
+//! let src = LayoutStore::open("/tmp/src")?;
+//! let dst = LayoutStore::create("/tmp/dst")?;
+//! let report = copy(&src, "v1", &dst, "v1", &CopyOptions::default()).await?;
+//! println!("{} blobs uploaded, {} bytes", report.blobs_uploaded, report.bytes_uploaded);
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod copy;
+pub mod digest;
+pub mod error;
+pub mod events;
+pub mod media;
+pub mod reference;
+pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use copy::{copy, CopyOptions, CopyReport};
+pub use digest::Digest;
+pub use error::{Error, Result};
+pub use events::{BlobAction, CopyEvent, EventSink};
+pub use media::{PlatformFilter, RawManifest};
+pub use reference::Reference;
+pub use store::{ImageStore, StoreLocation};

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace. Installs what is missing first:
+#   Debian: docker-registry (CNCF distribution), skopeo (interop peer), apache2-utils (htpasswd),
+#           buildah and busybox-static (builds, used by later test suites).
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v buildah >/dev/null || need+=(buildah)
+[ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing missing packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo test --workspace --all-features "$@"

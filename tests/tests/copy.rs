@@ -1,0 +1,593 @@
+//! End-to-end tests of the copy engine against the real CNCF distribution registry
+//! (`docker-registry`), OCI layouts, an in-process fake registry and skopeo.
+
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use mirror_core::media::{DOCKER_MANIFEST, OCI_MANIFEST};
+use mirror_core::store::http::credentials::Credentials;
+use mirror_core::store::http::{HttpStore, RegistryClient, UploadMode};
+use mirror_core::store::layout::LayoutStore;
+use mirror_core::testing::{require_tool, FakeRegistry, TestImage, TestIndex, TestRegistry};
+use mirror_core::{copy, CopyEvent, CopyOptions, Digest, Error, ImageStore, PlatformFilter};
+
+fn store(reg: &TestRegistry, repo: &str) -> HttpStore {
+    let creds = match (reg.username(), reg.password()) {
+        (Some(u), Some(p)) => Credentials::basic(u, p),
+        _ => Credentials::Anonymous,
+    };
+    RegistryClient::new(&reg.host(), creds)
+        .unwrap()
+        .repository(repo)
+        .unwrap()
+}
+
+fn small_image(seed: u64) -> TestImage {
+    TestImage::builder()
+        .seed(seed)
+        .layers([40_000, 1_000, 250_000])
+        .build()
+}
+
+fn skopeo_digest(reference: &str) -> Digest {
+    let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
+    let out = Command::new(skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false", reference])
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo inspect {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Digest::sha256_of(&out.stdout)
+}
+
+fn index_blobs(index: &TestIndex) -> usize {
+    let mut all: Vec<&Digest> = index
+        .images()
+        .iter()
+        .flat_map(|i| i.blobs())
+        .map(|b| b.digest())
+        .collect();
+    all.sort();
+    all.dedup();
+    assert!(all.len() >= 4, "fixture has distinct blobs per platform");
+    all.len()
+}
+
+/// Upload sessions still open in a repository of a test registry (distribution keeps a
+/// `startedat` file per open session; a cancelled one loses it).
+fn open_upload_sessions(reg: &TestRegistry, repo: &str) -> usize {
+    let dir = reg
+        .data_dir()
+        .join("docker/registry/v2/repositories")
+        .join(repo)
+        .join("_uploads");
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("startedat").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn opts() -> CopyOptions {
+    CopyOptions::default()
+}
+
+#[tokio::test]
+async fn registry_to_registry_preserves_digests_and_second_copy_uploads_nothing() {
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let image = small_image(1);
+    let index = TestIndex::linux_amd64_arm64(2);
+    let src = store(&a, "team/app");
+    image.push(&src, "v1").await.unwrap();
+    index.push(&src, "multi").await.unwrap();
+    let dst = store(&b, "mirror/app");
+
+    for (tag, digest, blobs) in [
+        ("v1", image.digest().clone(), 4),
+        ("multi", index.digest().clone(), index_blobs(&index)),
+    ] {
+        let r = copy(&src, tag, &dst, tag, &opts()).await.unwrap();
+        assert_eq!(r.digest, digest, "{tag}");
+        assert_eq!(r.blobs_uploaded, blobs, "{tag}: {r:?}");
+        assert!(r.bytes_uploaded > 0);
+        assert_eq!(
+            dst.head_manifest(tag).await.unwrap().unwrap().digest,
+            digest
+        );
+        assert_eq!(
+            skopeo_digest(&format!("docker://{}/mirror/app:{tag}", b.host())),
+            digest
+        );
+
+        let again = copy(&src, tag, &dst, tag, &opts()).await.unwrap();
+        assert!(again.already_present, "{again:?}");
+        assert_eq!(again.bytes_uploaded, 0);
+        assert_eq!(
+            again.blobs_uploaded + again.blobs_mounted + again.manifests_pushed,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn registry_to_layout_and_back_preserves_digests() {
+    let reg = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path().join("oci")).unwrap();
+    let image = small_image(3);
+    let index = TestIndex::linux_amd64_arm64(4);
+    let src = store(&reg, "src/app");
+    image.push(&src, "v1").await.unwrap();
+    index.push(&src, "multi").await.unwrap();
+
+    for (tag, digest) in [("v1", image.digest()), ("multi", index.digest())] {
+        let r = copy(&src, tag, &layout, tag, &opts()).await.unwrap();
+        assert_eq!(&r.digest, digest);
+        assert_eq!(
+            skopeo_digest(&format!("oci:{}:{tag}", layout.path().display())),
+            *digest
+        );
+        // Back into another repository of the registry: mounts are impossible from a
+        // layout, so every blob is uploaded and the digest is the same again.
+        let back = store(&reg, "back/app");
+        let r = copy(&layout, tag, &back, tag, &opts()).await.unwrap();
+        assert_eq!(&r.digest, digest);
+        assert_eq!(
+            skopeo_digest(&format!("docker://{}/back/app:{tag}", reg.host())),
+            *digest
+        );
+        let again = copy(&layout, tag, &back, tag, &opts()).await.unwrap();
+        assert_eq!(again.bytes_uploaded, 0);
+        assert!(again.already_present);
+    }
+}
+
+#[tokio::test]
+async fn copy_into_second_repository_of_same_registry_mounts_every_blob() {
+    let reg = TestRegistry::start();
+    let index = TestIndex::linux_amd64_arm64(5);
+    let first = store(&reg, "svc-a/app");
+    index.push(&first, "v1").await.unwrap();
+    let second = store(&reg, "svc-b/app");
+    let r = copy(&first, "v1", &second, "v1", &opts()).await.unwrap();
+    assert_eq!(r.bytes_uploaded, 0, "{r:?}");
+    assert_eq!(r.blobs_uploaded, 0);
+    assert_eq!(
+        r.blobs_mounted,
+        index_blobs(&index),
+        "configs and layers of both platforms: {r:?}"
+    );
+    assert_eq!(&r.digest, index.digest());
+    for img in index.images() {
+        assert!(second.has_blob(img.config().digest()).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn mount_candidates_from_options_are_used_and_a_202_leaves_no_upload_session() {
+    let reg = TestRegistry::start();
+    let image = small_image(6);
+    let a = store(&reg, "a/app");
+    image.push(&a, "v1").await.unwrap();
+    // The source is a layout (another "registry"), but the blobs sit in repository a/app.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    image.push(&layout, "v1").await.unwrap();
+    let b = store(&reg, "b/app");
+    let options = CopyOptions {
+        mount_from: vec!["empty/repo".into(), "a/app".into()],
+        ..opts()
+    };
+    let r = copy(&layout, "v1", &b, "v1", &options).await.unwrap();
+    assert_eq!(r.blobs_mounted, 4, "{r:?}");
+    assert_eq!(r.bytes_uploaded, 0);
+    // Mounting from "empty/repo" answered 202 (an upload session): it must be cancelled.
+    assert_eq!(
+        open_upload_sessions(&reg, "b/app"),
+        0,
+        "leaked upload sessions"
+    );
+}
+
+#[tokio::test]
+async fn docker_schema2_manifests_copy_byte_identical() {
+    let reg = TestRegistry::start();
+    let image = TestImage::builder()
+        .seed(7)
+        .layers([5_000, 6_000])
+        .docker()
+        .build();
+    assert_eq!(image.manifest().media_type, DOCKER_MANIFEST);
+    let src = store(&reg, "docker/app");
+    image.push(&src, "v1").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    let r = copy(&src, "v1", &layout, "v1", &opts()).await.unwrap();
+    assert_eq!(&r.digest, image.digest());
+    let back = layout.get_manifest("v1").await.unwrap();
+    assert_eq!(back.media_type, DOCKER_MANIFEST);
+    assert_eq!(back.bytes, image.manifest().bytes);
+}
+
+#[tokio::test]
+async fn platform_filter_selects_one_manifest_and_says_the_index_was_not_preserved() {
+    let reg = TestRegistry::start();
+    let index = TestIndex::linux_amd64_arm64(8);
+    let src = store(&reg, "multi/app");
+    index.push(&src, "v1").await.unwrap();
+    let dst = store(&reg, "arm/app");
+    let options = CopyOptions {
+        platforms: vec![PlatformFilter::parse("linux/arm64").unwrap()],
+        ..opts()
+    };
+    let r = copy(&src, "v1", &dst, "v1", &options).await.unwrap();
+    assert!(!r.index_preserved);
+    assert_eq!(r.platforms, vec!["linux/arm64/v8".to_string()]);
+    let arm = index
+        .images()
+        .iter()
+        .find(|i| i.platform().starts_with("linux/arm64"))
+        .unwrap();
+    assert_eq!(&r.digest, arm.digest());
+    assert_eq!(r.media_type, OCI_MANIFEST);
+
+    let none = CopyOptions {
+        platforms: vec![PlatformFilter::parse("windows/amd64").unwrap()],
+        ..opts()
+    };
+    let err = copy(&src, "v1", &dst, "w", &none).await.unwrap_err();
+    assert!(
+        err.to_string().contains("linux/amd64"),
+        "lists what exists: {err}"
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_registry_copies_and_wrong_password_is_unauthorized() {
+    let reg = TestRegistry::with_basic_auth("alice", "s3cret-basic");
+    let image = small_image(9);
+    let src = store(&reg, "auth/app");
+    image.push(&src, "v1").await.unwrap();
+    let dst = store(&reg, "auth/copy");
+    let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
+    assert_eq!(r.blobs_mounted, 4);
+
+    let wrong = RegistryClient::new(&reg.host(), Credentials::basic("alice", "nope"))
+        .unwrap()
+        .repository("auth/app")
+        .unwrap();
+    let err = wrong.get_manifest("v1").await.unwrap_err();
+    match &err {
+        Error::Unauthorized { registry, .. } => assert_eq!(registry, &reg.host()),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    assert!(
+        !err.to_string().contains("nope"),
+        "no secret in errors: {err}"
+    );
+    let anon = RegistryClient::new(&reg.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("auth/app")
+        .unwrap();
+    assert!(matches!(
+        anon.has_blob(image.config().digest()).await,
+        Err(Error::Unauthorized { .. })
+    ));
+}
+
+#[tokio::test]
+async fn token_auth_registry_copies_caches_tokens_and_refuses_bad_or_anonymous_pushes() {
+    let reg = TestRegistry::with_token_auth("bob", "s3cret-token");
+    let tokens = reg
+        .token_server()
+        .expect("token registry has a token server");
+    let index = TestIndex::linux_amd64_arm64(10);
+    let src = store(&reg, "tok/app");
+    index.push(&src, "v1").await.unwrap();
+    let dst = store(&reg, "tok/copy");
+    tokens.reset_stats();
+    let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
+    assert_eq!(
+        r.blobs_mounted,
+        index_blobs(&index),
+        "mount token holds pull on the source: {r:?}"
+    );
+    let issued = tokens.stats().issued;
+    assert!(
+        issued <= 4,
+        "tokens are cached per scope, {issued} issued for one copy"
+    );
+
+    let anon = RegistryClient::new(&reg.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("tok/anon")
+        .unwrap();
+    let image = small_image(11);
+    let err = image.push(&anon, "v1").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Unauthorized { .. } | Error::Denied { .. }),
+        "anonymous push refused cleanly: {err:?}"
+    );
+    assert!(
+        anon.head_manifest("v1").await.is_err()
+            || anon.head_manifest("v1").await.unwrap().is_none()
+    );
+
+    let wrong = RegistryClient::new(&reg.host(), Credentials::basic("bob", "wrong"))
+        .unwrap()
+        .repository("tok/app")
+        .unwrap();
+    match wrong.get_manifest("v1").await.unwrap_err() {
+        Error::Unauthorized { registry, message } => {
+            assert_eq!(registry, reg.host());
+            assert!(!message.contains("wrong"));
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn static_bearer_token_is_sent_as_is() {
+    let reg = TestRegistry::with_token_auth("carol", "pw");
+    let tokens = reg.token_server().unwrap();
+    let image = small_image(12);
+    image.push(&store(&reg, "bearer/app"), "v1").await.unwrap();
+    // Obtain a token out of band, then use it as a static bearer credential.
+    let url = format!(
+        "{}?service={}&scope=repository:bearer/app:pull",
+        tokens.realm(),
+        tokens.service()
+    );
+    let body: serde_json::Value = reqwest_get_json(&url, "carol", "pw").await;
+    let token = body["token"].as_str().unwrap().to_string();
+    tokens.reset_stats();
+    let s = RegistryClient::new(&reg.host(), Credentials::Bearer(token.into()))
+        .unwrap()
+        .repository("bearer/app")
+        .unwrap();
+    assert_eq!(s.get_manifest("v1").await.unwrap().digest, *image.digest());
+    assert_eq!(tokens.stats().issued, 0);
+}
+
+async fn reqwest_get_json(url: &str, user: &str, pass: &str) -> serde_json::Value {
+    let out = Command::new("curl")
+        .args(["-sf", "-u", &format!("{user}:{pass}"), url])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "token fetch failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
+    let image = small_image(13);
+    let fake = FakeRegistry::serving(&image, "bad/app", "v1");
+    let victim = image.layers()[2].digest().clone();
+    fake.corrupt_blob(&victim);
+    let src = RegistryClient::new(&fake.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("bad/app")
+        .unwrap();
+    let reg = TestRegistry::start();
+    let dst = store(&reg, "dst/app");
+    let err = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap_err();
+    match err {
+        Error::DigestMismatch { expected, actual } => {
+            assert_eq!(expected, victim);
+            assert_ne!(actual, victim);
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    assert!(
+        dst.head_manifest("v1").await.unwrap().is_none(),
+        "no tag after a failed copy"
+    );
+    assert!(
+        !dst.has_blob(&victim).await.unwrap(),
+        "the bad blob was not stored"
+    );
+    // The uploads running beside the failed one finished; the failed one was cancelled with a
+    // DELETE, which distribution 2.8 refuses once part of the body arrived (its `_state`
+    // token records offset 0), so at most that one session waits for the registry's purge.
+    assert!(
+        open_upload_sessions(&reg, "dst/app") <= 1,
+        "sessions leaked: {}",
+        reg.log()
+    );
+
+    // The same into a layout: nothing tagged, nothing half-written.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    let err = copy(&src, "v1", &layout, "v1", &opts()).await.unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert!(layout.list_tags().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn skopeo_pushed_image_copies_and_library_copy_reads_back_with_skopeo() {
+    let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
+    let reg = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let index = TestIndex::linux_amd64_arm64(14);
+    index
+        .write_layout(dir.path().join("fixture"), "v1")
+        .unwrap();
+    let st = Command::new(&skopeo)
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", dir.path().join("fixture").display()),
+            &format!("docker://{}/skopeo/app:v1", reg.host()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let pushed = skopeo_digest(&format!("docker://{}/skopeo/app:v1", reg.host()));
+
+    let other = TestRegistry::start();
+    let src = store(&reg, "skopeo/app");
+    let dst = store(&other, "lib/app");
+    let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
+    assert_eq!(r.digest, pushed);
+    // skopeo reads the library's copy and can copy it on, all platforms.
+    assert_eq!(
+        skopeo_digest(&format!("docker://{}/lib/app:v1", other.host())),
+        pushed
+    );
+    let out = dir.path().join("readback");
+    let st = Command::new(&skopeo)
+        .args([
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{}/lib/app:v1", other.host()),
+            &format!("oci:{}:v1", out.display()),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(skopeo_digest(&format!("oci:{}:v1", out.display())), pushed);
+}
+
+#[tokio::test]
+async fn chunked_upload_mode_works_against_the_real_registry() {
+    let reg = TestRegistry::start();
+    let image = TestImage::builder().seed(15).layers([300_000, 10]).build();
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    image.push(&layout, "v1").await.unwrap();
+    let dst = RegistryClient::builder(&reg.host())
+        .upload_mode(UploadMode::Chunked(64 * 1024))
+        .build()
+        .unwrap()
+        .repository("chunked/app")
+        .unwrap();
+    let r = copy(&layout, "v1", &dst, "v1", &opts()).await.unwrap();
+    assert_eq!(&r.digest, image.digest());
+    assert_eq!(r.blobs_uploaded, 3);
+    assert_eq!(
+        skopeo_digest(&format!("docker://{}/chunked/app:v1", reg.host())),
+        *image.digest()
+    );
+}
+
+#[tokio::test]
+async fn progress_events_cover_every_blob() {
+    let reg = TestRegistry::start();
+    let image = small_image(16);
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    image.push(&layout, "v1").await.unwrap();
+    let events: Arc<Mutex<Vec<CopyEvent>>> = Arc::default();
+    let sink = events.clone();
+    let options = CopyOptions {
+        events: Some(Arc::new(move |e: &CopyEvent| {
+            sink.lock().unwrap().push(e.clone())
+        })),
+        ..opts()
+    };
+    copy(&layout, "v1", &store(&reg, "ev/app"), "v1", &options)
+        .await
+        .unwrap();
+    let events = events.lock().unwrap();
+    let done = events
+        .iter()
+        .filter(|e| matches!(e, CopyEvent::BlobDone { .. }))
+        .count();
+    let bytes: u64 = events
+        .iter()
+        .map(|e| match e {
+            CopyEvent::BlobProgress { bytes, .. } => *bytes,
+            _ => 0,
+        })
+        .sum();
+    let total: u64 = image.blobs().iter().map(|b| b.size()).sum();
+    assert_eq!(done, 4);
+    assert_eq!(bytes, total);
+    assert!(
+        matches!(events.last(), Some(CopyEvent::ManifestPushed { .. })),
+        "tagged manifest last"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gives_typed_errors_with_context() {
+    let reg = TestRegistry::start();
+    let src = store(&reg, "nothing/here");
+    let dst = store(&reg, "dst/here");
+    // Missing tag.
+    match copy(&src, "v404", &dst, "v1", &opts()).await.unwrap_err() {
+        Error::NotFound { what, location } => {
+            assert_eq!(what, "manifest");
+            assert!(location.contains("nothing/here:v404"), "{location}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Malformed tag or digest given to a store.
+    assert!(matches!(
+        src.get_manifest("../etc").await,
+        Err(Error::InvalidReference { .. })
+    ));
+    assert!(matches!(
+        src.get_manifest("sha256:zz").await,
+        Err(Error::InvalidReference { .. })
+    ));
+    // Unreachable host: a typed connection error naming the registry.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let unreachable = RegistryClient::new(&format!("127.0.0.1:{dead}"), Credentials::Anonymous)
+        .unwrap()
+        .repository("x/y")
+        .unwrap();
+    match copy(&unreachable, "v1", &dst, "v1", &opts())
+        .await
+        .unwrap_err()
+    {
+        Error::Connect { registry, .. } => assert_eq!(registry, format!("127.0.0.1:{dead}")),
+        other => panic!("{other:?}"),
+    }
+    // An unknown manifest media type in a layout.
+    let dir = tempfile::tempdir().unwrap();
+    let layout = LayoutStore::create(dir.path()).unwrap();
+    let odd = mirror_core::RawManifest::new(
+        &br#"{"schemaVersion":2}"#[..],
+        "application/vnd.example.thing+json",
+    );
+    layout.put_manifest("odd", &odd).await.unwrap();
+    match copy(&layout, "odd", &dst, "odd", &opts())
+        .await
+        .unwrap_err()
+    {
+        Error::UnsupportedMediaType { media_type, .. } => {
+            assert_eq!(media_type, "application/vnd.example.thing+json")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Malformed references.
+    for bad in ["", "host.io/UPPER/case", "host:99999/x", "a@sha256:1"] {
+        assert!(
+            matches!(
+                mirror_core::Reference::parse(bad),
+                Err(Error::InvalidReference { .. })
+            ),
+            "{bad}"
+        );
+    }
+}
