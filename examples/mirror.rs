@@ -4,6 +4,17 @@
 //! cargo run --release --example mirror -- copy SRC DST [--platform os/arch]... [--concurrency N] [--json]
 //! ```
 //!
+//! ```text
+//! mirror deploy --registry REG --cluster C --service S [--mode service|cluster]
+//!               [--tag-policy verify|trust] [--keep-previous N] [--retention DURATION]
+//!               [--in-use REF]... SRC [--json]
+//! mirror sweep  --registry REG --cluster C --retention DURATION [--in-use REF]... [--dry-run] [--json]
+//! mirror ls     --registry REG --cluster C [--json]
+//! ```
+//!
+//! REG is `oci:PATH` (a directory of OCI layouts) or a registry host (`host[:port]`, with
+//! `--registry-creds USER:PASS`, else the docker config, else anonymous).
+//!
 //! SRC and DST are `host[:port]/repo[:tag|@digest]` (a registry; loopback hosts speak plain
 //! HTTP, others HTTPS) or `oci:PATH[:tag]` (an OCI image layout directory). Registry
 //! credentials come from `--src-creds` / `--dest-creds USER:PASS`, else from the docker
@@ -18,7 +29,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::store::layout::{parse_oci_location, LayoutStore};
-use mirror_core::{CopyEvent, CopyOptions, ImageStore, PlatformFilter, Reference};
+use mirror_core::{
+    ClusterStrategy, CopyEvent, CopyOptions, GenericRegistry, ImageStore, LayoutRegistry, Mirror,
+    MirrorStrategy, PlatformFilter, Reference, Registry, ServiceStrategy, Source, Sources,
+    TagPolicy,
+};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +49,97 @@ struct Cli {
 enum Command {
     /// Copy one image (all platforms of an index by default) from SRC to DST.
     Copy(CopyArgs),
+    /// Mirror SRC for a service of a cluster and print the digest-pinned reference to deploy.
+    Deploy(DeployArgs),
+    /// Cluster mode: delete images older than the retention time that are not in use.
+    Sweep(SweepArgs),
+    /// List the cluster's repositories, images, tags, sizes and push times.
+    Ls(LsArgs),
+}
+
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// The mirror registry: `oci:PATH` or `host[:port]`.
+    #[arg(long)]
+    registry: String,
+    /// The cluster id.
+    #[arg(long)]
+    cluster: String,
+    /// Mirror registry credentials `USER:PASS` (else docker config.json, else anonymous).
+    #[arg(long, env = "MIRROR_REGISTRY_CREDS", hide_env_values = true)]
+    registry_creds: Option<String>,
+    /// Put every repository under this path prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Mode {
+    Service,
+    Cluster,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Policy {
+    Verify,
+    Trust,
+}
+
+#[derive(clap::Args)]
+struct DeployArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The service id.
+    #[arg(long)]
+    service: String,
+    /// Service mode (a repository per service, evicts old images) or Cluster mode (one
+    /// repository, retention time).
+    #[arg(long, value_enum, default_value = "service")]
+    mode: Mode,
+    /// What to do when the tag is already mirrored.
+    #[arg(long, value_enum, default_value = "verify")]
+    tag_policy: Policy,
+    /// Service mode: previous images kept for rollbacks.
+    #[arg(long, default_value_t = 1)]
+    keep_previous: usize,
+    /// Cluster mode: retention time (`7d`, `36h`).
+    #[arg(long, default_value = "30d")]
+    retention: humantime::Duration,
+    /// Images pushed less than this ago are never evicted (another deployer may use them).
+    #[arg(long, default_value = "10m")]
+    eviction_grace: humantime::Duration,
+    /// Images in use (references or digests), never evicted. Repeatable.
+    #[arg(long = "in-use")]
+    in_use: Vec<String>,
+    /// Source credentials `USER:PASS` for the source registry.
+    #[arg(long, env = "MIRROR_SRC_CREDS", hide_env_values = true)]
+    src_creds: Option<String>,
+    /// The image to mirror: a reference or `oci:PATH[:tag]`.
+    source: String,
+}
+
+#[derive(clap::Args)]
+struct SweepArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// Images older than this are deleted unless in use (`7d`, `36h`).
+    #[arg(long)]
+    retention: humantime::Duration,
+    /// Images in use (references or digests), never deleted. Repeatable.
+    #[arg(long = "in-use")]
+    in_use: Vec<String>,
+    /// Only print the plan.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args)]
+struct LsArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
 }
 
 #[derive(clap::Args)]
@@ -202,6 +308,146 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    if let Some(path) = args.registry.strip_prefix("oci:") {
+        if path.is_empty() {
+            bail!("--registry oci: needs a directory");
+        }
+        return Ok(Arc::new(LayoutRegistry::new(path)));
+    }
+    let builder = RegistryClient::builder(&args.registry);
+    let builder = match creds(&args.registry_creds)? {
+        Some(c) => builder.credentials(c),
+        None => builder.docker_config()?,
+    };
+    let mut reg = GenericRegistry::new(builder.build()?);
+    if let Some(p) = &args.prefix {
+        reg = reg.with_prefix(p)?;
+    }
+    Ok(Arc::new(reg))
+}
+
+fn time_string(t: Option<std::time::SystemTime>) -> String {
+    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
+    let registry = open_registry(&args.registry)?;
+    let strategy: Arc<dyn MirrorStrategy> = match args.mode {
+        Mode::Service => Arc::new(ServiceStrategy {
+            keep_previous: args.keep_previous,
+        }),
+        Mode::Cluster => Arc::new(ClusterStrategy {
+            retention: args.retention.into(),
+        }),
+    };
+    let source = Source::parse(&args.source)?;
+    let mut sources = Sources::new();
+    if let (Some(c), Source::Registry(r)) = (creds(&args.src_creds)?, &source) {
+        sources = sources.with_credentials(r.registry(), c);
+    }
+    let mirror = Mirror::builder(registry, &args.registry.cluster)
+        .strategy(strategy)
+        .tag_policy(match args.tag_policy {
+            Policy::Verify => TagPolicy::Verify,
+            Policy::Trust => TagPolicy::Trust,
+        })
+        .eviction_grace(args.eviction_grace.into())
+        .sources(sources)
+        .build()?;
+    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let d = mirror.mirror_with(&args.service, &source, &in_use).await?;
+    if args.registry.json {
+        println!("{}", serde_json::to_string(&d)?);
+    } else {
+        for w in &d.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "{:?} {} -> {} ({} uploaded, {} bytes, {} mounted; {} evicted)",
+            d.action,
+            d.source,
+            d.pull_reference,
+            d.blobs_uploaded,
+            d.bytes_uploaded,
+            d.blobs_mounted,
+            d.evicted.len()
+        );
+    }
+    Ok(())
+}
+
+async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
+    let registry = open_registry(&args.registry)?;
+    let mirror = Mirror::builder(registry, &args.registry.cluster)
+        .strategy(Arc::new(ClusterStrategy {
+            retention: args.retention.into(),
+        }))
+        .build()?;
+    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let report = mirror
+        .sweep(std::time::SystemTime::now(), &in_use, args.dry_run)
+        .await?;
+    if args.registry.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    for plan in &report.plans {
+        for img in &plan.delete {
+            println!(
+                "{} {}@{} {:?} pushed {}",
+                if report.dry_run {
+                    "would delete"
+                } else {
+                    "deleted"
+                },
+                plan.repository,
+                img.digest,
+                img.tags,
+                time_string(img.pushed_at)
+            );
+        }
+        println!(
+            "{}: {} to delete, {} kept{}",
+            plan.repository,
+            plan.delete.len(),
+            plan.keep.len(),
+            if report.dry_run { " (dry run)" } else { "" }
+        );
+    }
+    Ok(())
+}
+
+async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
+    let registry = open_registry(&args.registry)?;
+    let mirror = Mirror::builder(registry, &args.registry.cluster).build()?;
+    let inv = mirror.inventory().await?;
+    if args.registry.json {
+        println!("{}", serde_json::to_string(&inv)?);
+        return Ok(());
+    }
+    println!("{} cluster {}", inv.registry, inv.cluster);
+    for repo in &inv.repositories {
+        println!("{} ({} images)", repo.repository, repo.images.len());
+        for img in &repo.images {
+            println!(
+                "  {}  {:>10}  pushed {}  {}",
+                &img.digest.to_string()[..19],
+                img.size
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                time_string(img.pushed_at),
+                img.tags.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -211,6 +457,9 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Copy(args) => copy_cmd(args).await,
+        Command::Deploy(args) => deploy_cmd(args).await,
+        Command::Sweep(args) => sweep_cmd(args).await,
+        Command::Ls(args) => ls_cmd(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

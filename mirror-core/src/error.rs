@@ -161,6 +161,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A repository name, tag or id cannot be used (empty, or rejected by a provider's rules).
+    #[error("invalid name {name:?}: {reason}")]
+    InvalidName {
+        /// The name or id that was given.
+        name: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -8,6 +8,13 @@
 //! - [`store`]: the [`ImageStore`] trait (the data plane) with its HTTP registry client
 //!   ([`store::http`]) and OCI image layout ([`store::layout`]) implementations;
 //! - [`copy`]: the copy engine, from any store to any store;
+//! - [`registry`]: the [`Registry`] trait (a cluster's mirror registry, the provider plug-in
+//!   point), [`GenericRegistry`] and [`LayoutRegistry`];
+//! - [`strategy`]: where images go ([`ServiceStrategy`], [`ClusterStrategy`]);
+//! - [`eviction`]: pure eviction and retention plans;
+//! - [`key`]: build keys and their tags;
+//! - [`builder`]: Dockerfile `ARG` scanning (and, later, the builders);
+//! - [`mirror`]: the [`Mirror`] façade a deployer calls;
 //! - [`events`]: progress events;
 //! - [`error`]: the one error type;
 //! - `testing` (feature `testing`): a real-registry test harness.
@@ -27,13 +34,19 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod builder;
 pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod events;
+pub mod eviction;
+pub mod key;
 pub mod media;
+pub mod mirror;
 pub mod reference;
+pub mod registry;
 pub mod store;
+pub mod strategy;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -41,6 +54,14 @@ pub use copy::{copy, CopyOptions, CopyReport};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use events::{BlobAction, CopyEvent, EventSink};
+pub use eviction::{EvictionPlan, ImageRecord};
 pub use media::{PlatformFilter, RawManifest};
+pub use mirror::{
+    Action, Deployment, Inventory, Mirror, MirrorBuilder, Source, Sources, SweepReport, TagPolicy,
+};
 pub use reference::Reference;
+pub use registry::{
+    GenericRegistry, LayoutRegistry, Registry, RepositoryScope, RepositorySettings,
+};
 pub use store::{ImageStore, StoreLocation};
+pub use strategy::{ClusterStrategy, MirrorStrategy, ServiceStrategy, SourceId, Target};

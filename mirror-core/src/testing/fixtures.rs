@@ -8,13 +8,11 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -24,12 +22,16 @@ use crate::media::{
 };
 use crate::store::{BlobStream, ImageStore};
 
+mod layer;
+mod oci_dir;
+
+use layer::LayerSpec;
+use oci_dir::{init_layout, write_layout};
+
 /// Docker image config media type.
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// Docker gzip layer media type.
 const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
-/// The annotation naming a manifest in an OCI layout's `index.json`.
-const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// Chunk size of blob streams.
 const CHUNK: usize = 64 * 1024;
 
@@ -435,134 +437,6 @@ fn to_json<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(io::Error::other)
 }
 
-/// One layer to generate: a tar with one file of pseudo-random bytes, gzip'd.
-struct LayerSpec {
-    seed: u64,
-    index: usize,
-    size: u64,
-    compression: LayerCompression,
-}
-
-impl LayerSpec {
-    /// Writes the compressed layer into `out`; returns `out`, the blob digest and size, and
-    /// the diff ID (digest of the uncompressed tar).
-    fn write<W: Write>(&self, out: W) -> io::Result<(W, Digest, u64, Digest)> {
-        let gz = GzEncoder::new(HashingWriter::new(out), self.compression.to_flate2());
-        let mut tar = tar::Builder::new(HashingWriter::new(gz));
-        let mut header = tar::Header::new_ustar();
-        header.set_size(self.size);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        let name = format!("mirror-core-test/{:016x}-{}.bin", self.seed, self.index);
-        let content = PseudoRandom::new(layer_key(self.seed, self.index), self.size);
-        tar.append_data(&mut header, name, content)?;
-        let (gz, diff_id, _) = tar.into_inner()?.finish();
-        let (out, digest, size) = gz.finish()?.finish();
-        Ok((out, digest, size, diff_id))
-    }
-}
-
-fn layer_key(seed: u64, index: usize) -> u64 {
-    splitmix64(seed ^ splitmix64(index as u64 ^ 0x6c61_7965_7200_0000))
-}
-
-fn splitmix64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// `len` pseudo-random bytes: byte `i` is byte `i % 8` of `splitmix64(key + (i / 8) * φ)`, so
-/// the content does not depend on how it is read.
-struct PseudoRandom {
-    key: u64,
-    pos: u64,
-    len: u64,
-}
-
-impl PseudoRandom {
-    fn new(key: u64, len: u64) -> Self {
-        PseudoRandom { key, pos: 0, len }
-    }
-
-    fn word(&self, index: u64) -> [u8; 8] {
-        splitmix64(
-            self.key
-                .wrapping_add(index.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
-        )
-        .to_le_bytes()
-    }
-}
-
-impl Read for PseudoRandom {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = buf.len().min((self.len - self.pos) as usize);
-        let out = &mut buf[..n];
-        let mut i = 0;
-        // Unaligned head, byte by byte.
-        while i < n && (self.pos + i as u64) & 7 != 0 {
-            let p = self.pos + i as u64;
-            out[i] = self.word(p / 8)[(p % 8) as usize];
-            i += 1;
-        }
-        // Whole words.
-        let mut word = (self.pos + i as u64) / 8;
-        let mut chunks = out[i..].chunks_exact_mut(8);
-        for chunk in &mut chunks {
-            chunk.copy_from_slice(&self.word(word));
-            word += 1;
-        }
-        // Tail.
-        let rest = chunks.into_remainder();
-        let w = self.word(word);
-        let tail = rest.len();
-        rest.copy_from_slice(&w[..tail]);
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-/// A writer that hashes and counts what passes through.
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    fn new(inner: W) -> Self {
-        HashingWriter {
-            inner,
-            hasher: Sha256::new(),
-            count: 0,
-        }
-    }
-
-    fn finish(self) -> (W, Digest, u64) {
-        let hex = hex::encode(self.hasher.finalize());
-        let digest = Digest::parse(&format!("sha256:{hex}"))
-            .unwrap_or_else(|e| unreachable!("a sha256 hex digest is valid: {e}"));
-        (self.inner, digest, self.count)
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 /// A deterministic single-platform image: config, layers and manifest.
 #[derive(Debug, Clone)]
 pub struct TestImage {
@@ -793,117 +667,4 @@ pub(crate) async fn push_fixture(
         store.put_manifest(&child.digest.to_string(), child).await?;
     }
     store.put_manifest(tag, fixture.top_manifest()).await
-}
-
-fn init_layout(dir: &Path) -> io::Result<()> {
-    fs::create_dir_all(dir.join("blobs").join("sha256"))?;
-    let marker = dir.join("oci-layout");
-    if !marker.exists() {
-        fs::write(marker, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    }
-    Ok(())
-}
-
-fn write_blob_file(
-    dir: &Path,
-    digest: &Digest,
-    write: impl FnOnce(&Path) -> io::Result<()>,
-) -> io::Result<()> {
-    let path = dir.join("blobs").join("sha256").join(digest.hex());
-    if path.exists() {
-        return Ok(());
-    }
-    let tmp = dir.join("blobs").join("sha256").join(format!(
-        ".tmp-{}-{:016x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let res = write(&tmp).and_then(|()| fs::rename(&tmp, &path));
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res
-}
-
-/// Writes `fixture` into the layout `dir` and points `tag` at its top manifest.
-fn write_layout(fixture: &dyn Fixture, dir: &Path, tag: &str) -> io::Result<()> {
-    init_layout(dir)?;
-    for blob in fixture.all_blobs() {
-        write_blob_file(dir, &blob.digest, |tmp| match &blob.data {
-            BlobData::Memory(b) => fs::write(tmp, b),
-            BlobData::File(src) => fs::copy(src, tmp).map(|_| ()),
-        })?;
-    }
-    let top = fixture.top_manifest();
-    for m in fixture.child_manifests().into_iter().chain([top]) {
-        write_blob_file(dir, &m.digest, |tmp| fs::write(tmp, &m.bytes))?;
-    }
-    let index_path = dir.join("index.json");
-    let mut index: serde_json::Value = match fs::read(&index_path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: {e}", index_path.display()),
-            )
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_INDEX,
-            "manifests": [],
-        }),
-        Err(e) => return Err(e),
-    };
-    if !index.is_object() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: not a JSON object", index_path.display()),
-        ));
-    }
-    let entry = serde_json::json!({
-        "mediaType": top.media_type,
-        "digest": top.digest.to_string(),
-        "size": top.bytes.len(),
-        "annotations": { REF_NAME: tag },
-    });
-    match index.get_mut("manifests").and_then(|m| m.as_array_mut()) {
-        Some(list) => {
-            list.retain(|d| {
-                d.pointer("/annotations")
-                    .and_then(|a| a.get(REF_NAME))
-                    .and_then(|n| n.as_str())
-                    != Some(tag)
-            });
-            list.push(entry);
-        }
-        None => index["manifests"] = serde_json::Value::Array(vec![entry]),
-    }
-    let tmp = dir.join(format!(".index.json.tmp-{:016x}", rand::random::<u64>()));
-    fs::write(&tmp, to_json(&index)?)?;
-    fs::rename(&tmp, &index_path)
-}
-
-#[cfg(test)]
-mod unit_tests {
-    use super::*;
-
-    #[test]
-    fn pseudo_random_content_does_not_depend_on_read_sizes() {
-        let mut a = Vec::new();
-        PseudoRandom::new(42, 1000).read_to_end(&mut a).unwrap();
-        let mut b = Vec::new();
-        let mut r = PseudoRandom::new(42, 1000);
-        let mut buf = [0u8; 7];
-        loop {
-            let n = r.read(&mut buf).unwrap();
-            if n == 0 {
-                break;
-            }
-            b.extend_from_slice(&buf[..n]);
-        }
-        assert_eq!(a.len(), 1000);
-        assert_eq!(a, b);
-        let mut c = Vec::new();
-        PseudoRandom::new(43, 1000).read_to_end(&mut c).unwrap();
-        assert_ne!(a, c);
-    }
 }

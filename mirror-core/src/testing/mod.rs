@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod conformance;
 mod fake;
 mod fixtures;
 mod registry;

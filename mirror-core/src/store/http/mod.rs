@@ -272,6 +272,66 @@ impl RegistryClient {
         }
     }
 
+    /// Every repository of the registry (`GET /v2/_catalog`, following `Link` pagination).
+    ///
+    /// Not every registry serves the catalog (Docker Hub does not); those answer an error.
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let scopes = vec!["registry:catalog:*".to_string()];
+        let mut url = self.url("v2/_catalog")?;
+        url.query_pairs_mut().append_pair("n", "1000");
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            let u = url.clone();
+            let resp = self
+                .send("GET catalog", "/v2/_catalog", &scopes, |c| c.get(u.clone()))
+                .await?;
+            if !resp.status().is_success() {
+                return Err(self.error_for(resp, "GET catalog", "/v2/_catalog").await);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_next_link);
+            let body = resp
+                .bytes()
+                .await
+                .map_err(|e| self.connect_error("GET catalog", "/v2/_catalog", e))?;
+            let page: Catalog = serde_json::from_slice(&body).map_err(|e| Error::Http {
+                registry: self.inner.registry.clone(),
+                operation: "GET catalog".into(),
+                location: "/v2/_catalog".into(),
+                status: 200,
+                message: format!("unreadable catalog: {e}"),
+            })?;
+            let got = page.repositories.unwrap_or_default();
+            let empty = got.is_empty();
+            out.extend(got);
+            match next {
+                Some(n) if !empty => {
+                    url = self
+                        .inner
+                        .base
+                        .join(&n)
+                        .map_err(|e| Error::Config(format!("Link {n:?}: {e}")))?;
+                    if url.host_str() != self.inner.base.host_str() {
+                        return Err(Error::Config(format!(
+                            "registry {} paginates to another host ({url}); refusing",
+                            self.inner.registry
+                        )));
+                    }
+                }
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
     fn url(&self, path: &str) -> Result<Url> {
         self.inner
             .base

@@ -1,0 +1,296 @@
+//! Eviction and retention policy: pure functions from (listing, in-use set, clock) to a plan.
+//!
+//! Nothing here does I/O; [`crate::Mirror`] lists images, asks for a plan, then executes it.
+//! Plans never name an image outside the repository they are computed for, never the image just
+//! deployed, never an in-use image, and never an image pushed less than `grace` ago (another
+//! deployer may have just pushed it and not yet started its pods).
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+
+/// One image of a repository as the registry lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageRecord {
+    /// The repository holding it.
+    pub repository: String,
+    /// The manifest (or index) digest.
+    pub digest: Digest,
+    /// Tags pointing at it (bookkeeping tags excluded).
+    pub tags: Vec<String>,
+    /// When it was pushed, if known.
+    #[serde(with = "opt_unix")]
+    pub pushed_at: Option<SystemTime>,
+    /// Total size in bytes (manifests, configs and layers), if known.
+    pub size: Option<u64>,
+}
+
+/// Why an image is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepReason {
+    /// The image this deployment just mirrored.
+    JustDeployed,
+    /// In the caller's in-use set.
+    InUse,
+    /// One of the `keep_previous` newest, for rollbacks.
+    Previous,
+    /// Pushed less than the grace period ago.
+    Recent,
+    /// Younger than the retention time.
+    NotExpired,
+}
+
+/// A plan: what to delete and what to keep, with reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EvictionPlan {
+    /// The repository the plan is for.
+    pub repository: String,
+    /// Images to delete.
+    pub delete: Vec<ImageRecord>,
+    /// Images kept, with the reason.
+    pub keep: Vec<(ImageRecord, KeepReason)>,
+}
+
+/// Service mode: after deploying `deployed` into `repository`, delete every other image of that
+/// repository except the `keep_previous` newest, the in-use ones and the recent ones.
+///
+/// Images without a known push time count as the oldest; ties are broken by digest so the plan
+/// is deterministic.
+pub fn plan_service_eviction(
+    repository: &str,
+    images: &[ImageRecord],
+    deployed: &Digest,
+    in_use: &HashSet<Digest>,
+    keep_previous: usize,
+    now: SystemTime,
+    grace: Duration,
+) -> EvictionPlan {
+    let mut plan = EvictionPlan {
+        repository: repository.to_string(),
+        ..EvictionPlan::default()
+    };
+    let mut others: Vec<&ImageRecord> = Vec::new();
+    for img in images.iter().filter(|i| i.repository == repository) {
+        if &img.digest == deployed {
+            plan.keep.push((img.clone(), KeepReason::JustDeployed));
+        } else if in_use.contains(&img.digest) {
+            plan.keep.push((img.clone(), KeepReason::InUse));
+        } else if is_recent(img, now, grace) {
+            plan.keep.push((img.clone(), KeepReason::Recent));
+        } else {
+            others.push(img);
+        }
+    }
+    // Newest first.
+    others.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
+    for (i, img) in others.into_iter().enumerate() {
+        if i < keep_previous {
+            plan.keep.push((img.clone(), KeepReason::Previous));
+        } else {
+            plan.delete.push(img.clone());
+        }
+    }
+    plan
+}
+
+/// Cluster mode: delete the images of `repository` pushed more than `retention` ago that are
+/// not in use. Images without a known push time are kept (their age is unknown).
+pub fn plan_retention(
+    repository: &str,
+    images: &[ImageRecord],
+    in_use: &HashSet<Digest>,
+    now: SystemTime,
+    retention: Duration,
+) -> EvictionPlan {
+    let mut plan = EvictionPlan {
+        repository: repository.to_string(),
+        ..EvictionPlan::default()
+    };
+    for img in images.iter().filter(|i| i.repository == repository) {
+        if in_use.contains(&img.digest) {
+            plan.keep.push((img.clone(), KeepReason::InUse));
+        } else if is_expired(img, now, retention) {
+            plan.delete.push(img.clone());
+        } else {
+            plan.keep.push((img.clone(), KeepReason::NotExpired));
+        }
+    }
+    plan
+}
+
+/// True when the image was pushed more than `retention` before `now`.
+pub fn is_expired(img: &ImageRecord, now: SystemTime, retention: Duration) -> bool {
+    match img.pushed_at {
+        Some(t) => now
+            .duration_since(t)
+            .map(|age| age > retention)
+            .unwrap_or(false),
+        None => false,
+    }
+}
+
+fn is_recent(img: &ImageRecord, now: SystemTime, grace: Duration) -> bool {
+    match img.pushed_at {
+        // A push time in the future (clock skew) counts as recent.
+        Some(t) => now.duration_since(t).map(|age| age < grace).unwrap_or(true),
+        None => false,
+    }
+}
+
+mod opt_unix {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            Some(d) => s.serialize_some(&d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::UNIX_EPOCH;
+
+    fn digest(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    fn record(repo: &str, n: u8, pushed: Option<u64>) -> ImageRecord {
+        ImageRecord {
+            repository: repo.to_string(),
+            digest: digest(n),
+            tags: vec![format!("t{n}")],
+            pushed_at: pushed.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
+            size: Some(1),
+        }
+    }
+
+    const NOW: u64 = 1_000_000;
+
+    #[test]
+    fn service_eviction_keeps_deployed_previous_and_in_use() {
+        let imgs = vec![
+            record("r", 1, Some(100)),
+            record("r", 2, Some(200)),
+            record("r", 3, Some(300)),
+            record("r", 4, Some(400)),
+            record("other", 5, Some(50)),
+        ];
+        let in_use: HashSet<Digest> = [digest(1)].into();
+        let plan = plan_service_eviction(
+            "r",
+            &imgs,
+            &digest(4),
+            &in_use,
+            1,
+            UNIX_EPOCH + Duration::from_secs(NOW),
+            Duration::ZERO,
+        );
+        let deleted: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
+        assert_eq!(deleted, vec![digest(2)]);
+        assert!(plan.keep.contains(&(imgs[2].clone(), KeepReason::Previous)));
+        assert!(plan.keep.contains(&(imgs[0].clone(), KeepReason::InUse)));
+    }
+
+    #[test]
+    fn recent_images_survive_eviction() {
+        let imgs = vec![
+            record("r", 1, Some(NOW - 5)),
+            record("r", 2, Some(NOW - 5000)),
+        ];
+        let plan = plan_service_eviction(
+            "r",
+            &imgs,
+            &digest(9),
+            &HashSet::new(),
+            0,
+            UNIX_EPOCH + Duration::from_secs(NOW),
+            Duration::from_secs(600),
+        );
+        assert_eq!(plan.delete, vec![imgs[1].clone()]);
+    }
+
+    fn arb_images() -> impl Strategy<Value = Vec<ImageRecord>> {
+        prop::collection::vec(
+            (
+                prop::sample::select(vec!["r", "other"]),
+                0u8..40,
+                prop::option::of(0u64..2 * NOW),
+            ),
+            0..30,
+        )
+        .prop_map(|v| {
+            let mut seen = HashSet::new();
+            v.into_iter()
+                .filter(|(repo, n, _)| seen.insert((repo.to_string(), *n)))
+                .map(|(repo, n, p)| record(repo, n, p))
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn service_plans_never_delete_what_must_stay(
+            imgs in arb_images(),
+            deployed in 0u8..40,
+            in_use in prop::collection::hash_set(0u8..40, 0..5),
+            keep in 0usize..4,
+            grace in 0u64..1000,
+        ) {
+            let in_use: HashSet<Digest> = in_use.into_iter().map(digest).collect();
+            let now = UNIX_EPOCH + Duration::from_secs(NOW);
+            let plan = plan_service_eviction("r", &imgs, &digest(deployed), &in_use, keep, now, Duration::from_secs(grace));
+            for d in &plan.delete {
+                prop_assert_eq!(&d.repository, "r");
+                prop_assert!(d.digest != digest(deployed));
+                prop_assert!(!in_use.contains(&d.digest));
+                prop_assert!(!is_recent(d, now, Duration::from_secs(grace)));
+            }
+            // Model: the number deleted is the eligible ones minus keep_previous.
+            let eligible = imgs.iter().filter(|i| i.repository == "r" && i.digest != digest(deployed)
+                && !in_use.contains(&i.digest) && !is_recent(i, now, Duration::from_secs(grace))).count();
+            prop_assert_eq!(plan.delete.len(), eligible.saturating_sub(keep));
+            // Every kept "previous" is at least as new as every deleted one.
+            for (k, why) in &plan.keep {
+                if *why == KeepReason::Previous {
+                    for d in &plan.delete {
+                        prop_assert!(k.pushed_at >= d.pushed_at);
+                    }
+                }
+            }
+            prop_assert_eq!(plan.delete.len() + plan.keep.len(), imgs.iter().filter(|i| i.repository == "r").count());
+        }
+
+        #[test]
+        fn retention_deletes_exactly_the_expired_unused_images(
+            imgs in arb_images(),
+            in_use in prop::collection::hash_set(0u8..40, 0..5),
+            retention in 0u64..NOW,
+        ) {
+            let in_use: HashSet<Digest> = in_use.into_iter().map(digest).collect();
+            let now = UNIX_EPOCH + Duration::from_secs(NOW);
+            let ret = Duration::from_secs(retention);
+            let plan = plan_retention("r", &imgs, &in_use, now, ret);
+            let mut expected: Vec<Digest> = imgs.iter()
+                .filter(|i| i.repository == "r" && !in_use.contains(&i.digest))
+                .filter(|i| i.pushed_at.is_some_and(|p| NOW - p.duration_since(UNIX_EPOCH).unwrap().as_secs().min(NOW) > retention
+                    && p <= now))
+                .map(|i| i.digest.clone())
+                .collect();
+            let mut got: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
+            expected.sort();
+            got.sort();
+            prop_assert_eq!(got, expected);
+        }
+    }
+}

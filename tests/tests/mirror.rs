@@ -1,0 +1,483 @@
+//! End-to-end tests of the `Mirror` façade against real distribution registries: Service and
+//! Cluster modes, skips, eviction, mounts across services, mutable tags, source outages,
+//! sweep, inventory and concurrent deployers (tasks and processes).
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mirror_core::store::http::credentials::Credentials;
+use mirror_core::store::http::RegistryClient;
+use mirror_core::testing::{TestImage, TestRegistry};
+use mirror_core::{
+    Action, ClusterStrategy, GenericRegistry, Mirror, Registry, ServiceStrategy, Source, TagPolicy,
+};
+
+fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
+    Arc::new(GenericRegistry::new(
+        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
+    ))
+}
+
+fn image(seed: u64) -> TestImage {
+    TestImage::builder()
+        .seed(seed)
+        .layers([30_000, 70_000])
+        .build()
+}
+
+async fn push(reg: &TestRegistry, repo: &str, tag: &str, img: &TestImage) {
+    let store = RegistryClient::new(&reg.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository(repo)
+        .unwrap();
+    img.push(&store, tag).await.unwrap();
+}
+
+fn source(reg: &TestRegistry, repo: &str, tag: &str) -> Source {
+    Source::parse(&format!("{}/{repo}:{tag}", reg.host())).unwrap()
+}
+
+fn service_mirror(dst: &TestRegistry, keep: usize) -> Mirror {
+    Mirror::builder(registry(dst), "prod")
+        .strategy(Arc::new(ServiceStrategy {
+            keep_previous: keep,
+        }))
+        .eviction_grace(Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
+/// Request lines of the registry's access log ("METHOD /path") after `skip` lines.
+fn requests_since(reg: &TestRegistry, skip: usize) -> Vec<String> {
+    access_lines(reg).into_iter().skip(skip).collect()
+}
+
+fn access_lines(reg: &TestRegistry) -> Vec<String> {
+    reg.log()
+        .lines()
+        .filter_map(|l| {
+            let start = l.find("\"")?;
+            let rest = &l[start + 1..];
+            let end = rest.find(" HTTP/")?;
+            let req = &rest[..end];
+            let method = req.split(' ').next()?;
+            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+                .contains(&method)
+                .then(|| req.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn service_mode_copies_then_skips_with_manifest_heads_only() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let img = image(1);
+    push(&src, "team/api", "1.0", &img).await;
+    let mirror = service_mirror(&dst, 1);
+
+    let first = mirror
+        .mirror("api", &source(&src, "team/api", "1.0"))
+        .await
+        .unwrap();
+    assert_eq!(first.action, Action::Copied);
+    assert_eq!(&first.digest, img.digest());
+    assert_eq!(first.tag, "1.0");
+    assert_eq!(
+        first.pull_reference,
+        format!("{}/prod/services/api@{}", dst.host(), img.digest())
+    );
+    assert_eq!(first.blobs_uploaded, 3);
+
+    let dst_before = access_lines(&dst).len();
+    let src_before = access_lines(&src).len();
+    let again = mirror
+        .mirror("api", &source(&src, "team/api", "1.0"))
+        .await
+        .unwrap();
+    assert_eq!(again.action, Action::Skipped);
+    assert_eq!(again.pull_reference, first.pull_reference);
+    assert_eq!(again.bytes_uploaded, 0);
+    let dst_reqs = requests_since(&dst, dst_before);
+    let src_reqs = requests_since(&src, src_before);
+    assert!(
+        dst_reqs
+            .iter()
+            .chain(&src_reqs)
+            .all(|r| r.starts_with("HEAD ") && r.contains("/manifests/")),
+        "a skip costs manifest HEADs only: dst {dst_reqs:?} src {src_reqs:?}"
+    );
+    assert_eq!(dst_reqs.len(), 1, "{dst_reqs:?}");
+    assert_eq!(src_reqs.len(), 1, "{src_reqs:?}");
+}
+
+#[tokio::test]
+async fn new_versions_evict_old_images_except_previous_and_in_use() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let imgs: Vec<TestImage> = (10..14).map(image).collect();
+    for (i, img) in imgs.iter().enumerate() {
+        push(&src, "team/api", &format!("v{i}"), img).await;
+    }
+    let mirror = service_mirror(&dst, 1);
+    let v0 = mirror
+        .mirror("api", &source(&src, "team/api", "v0"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let v1 = mirror
+        .mirror("api", &source(&src, "team/api", "v1"))
+        .await
+        .unwrap();
+    assert!(v1.evicted.is_empty(), "v0 kept as the previous image");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // v0 is still running somewhere: in use.
+    let in_use: HashSet<_> = [v0.digest.clone()].into();
+    let v2 = mirror
+        .mirror_with("api", &source(&src, "team/api", "v2"), &in_use)
+        .await
+        .unwrap();
+    assert!(
+        v2.evicted.is_empty(),
+        "v1 is previous, v0 in use: {:?}",
+        v2.evicted
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let v3 = mirror
+        .mirror("api", &source(&src, "team/api", "v3"))
+        .await
+        .unwrap();
+    let evicted: HashSet<_> = v3.evicted.iter().cloned().collect();
+    assert_eq!(evicted, [v0.digest.clone(), v1.digest.clone()].into());
+
+    let reg = registry(&dst);
+    let left: HashSet<_> = reg
+        .list_images(&v3.repository)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.digest)
+        .collect();
+    assert_eq!(left, [v2.digest.clone(), v3.digest.clone()].into());
+    // Eviction stays inside the service's repository.
+    let other = Mirror::builder(registry(&dst), "prod")
+        .eviction_grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    let w = other
+        .mirror("web", &source(&src, "team/api", "v0"))
+        .await
+        .unwrap();
+    let again = mirror
+        .mirror("api", &source(&src, "team/api", "v1"))
+        .await
+        .unwrap();
+    assert!(
+        !again.evicted.contains(&w.digest)
+            || reg
+                .list_images(&w.repository)
+                .await
+                .unwrap()
+                .iter()
+                .any(|i| i.digest == w.digest)
+    );
+    assert!(reg
+        .list_images(&w.repository)
+        .await
+        .unwrap()
+        .iter()
+        .any(|i| i.digest == w.digest));
+}
+
+#[tokio::test]
+async fn same_image_for_a_second_service_is_mounted_with_zero_bytes_uploaded() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let img = image(20);
+    push(&src, "lib/redis", "7", &img).await;
+    let mirror = service_mirror(&dst, 1);
+    let a = mirror
+        .mirror("cache-a", &source(&src, "lib/redis", "7"))
+        .await
+        .unwrap();
+    assert!(a.bytes_uploaded > 0);
+    let b = mirror
+        .mirror("cache-b", &source(&src, "lib/redis", "7"))
+        .await
+        .unwrap();
+    assert_eq!(b.action, Action::Copied);
+    assert_eq!(b.bytes_uploaded, 0, "{b:?}");
+    assert_eq!(b.blobs_mounted, 3);
+    assert_eq!(b.digest, a.digest);
+    assert_ne!(b.repository, a.repository);
+}
+
+#[tokio::test]
+async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    push(&src, "team/web", "latest", &image(30)).await;
+    let mirror = service_mirror(&dst, 1);
+    let first = mirror
+        .mirror("web", &source(&src, "team/web", "latest"))
+        .await
+        .unwrap();
+
+    // Re-push `latest` with new content.
+    let newer = image(31);
+    push(&src, "team/web", "latest", &newer).await;
+    let second = mirror
+        .mirror("web", &source(&src, "team/web", "latest"))
+        .await
+        .unwrap();
+    assert_eq!(second.action, Action::Recopied);
+    assert_eq!(&second.digest, newer.digest());
+    assert_ne!(second.digest, first.digest);
+    assert!(
+        second.warnings.iter().any(|w| w.contains("mutable tag")),
+        "{:?}",
+        second.warnings
+    );
+
+    // The source registry goes away: the mirrored copy is served, with a warning.
+    src.stop();
+    let third = mirror
+        .mirror("web", &source(&src, "team/web", "latest"))
+        .await
+        .unwrap();
+    assert_eq!(third.action, Action::Skipped);
+    assert_eq!(&third.digest, newer.digest());
+    assert!(
+        third.warnings.iter().any(|w| w.contains("unreachable")),
+        "{:?}",
+        third.warnings
+    );
+
+    // Trust never contacts the source: no warning even though it is down.
+    let trusting = Mirror::builder(registry(&dst), "prod")
+        .tag_policy(TagPolicy::Trust)
+        .build()
+        .unwrap();
+    let fourth = trusting
+        .mirror("web", &source(&src, "team/web", "latest"))
+        .await
+        .unwrap();
+    assert_eq!(fourth.action, Action::Skipped);
+    assert!(fourth.warnings.is_empty(), "{:?}", fourth.warnings);
+    // An image never mirrored cannot be served while the source is down: a typed error.
+    let err = mirror
+        .mirror("other", &source(&src, "team/web", "latest"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, mirror_core::Error::Connect { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    push(&src, "lib/nginx", "1.25", &image(40)).await;
+    push(&src, "lib/nginx", "1.26", &image(41)).await;
+    push(&src, "other/nginx", "1.25", &image(42)).await;
+    let mirror = Mirror::builder(registry(&dst), "prod")
+        .strategy(Arc::new(ClusterStrategy {
+            retention: Duration::from_secs(3600),
+        }))
+        .build()
+        .unwrap();
+    let web = mirror
+        .mirror("web", &source(&src, "lib/nginx", "1.25"))
+        .await
+        .unwrap();
+    let api = mirror
+        .mirror("api", &source(&src, "lib/nginx", "1.25"))
+        .await
+        .unwrap();
+    assert_eq!(web.action, Action::Copied);
+    assert_eq!(api.action, Action::Skipped);
+    assert_eq!(web.repository, "prod/mirror");
+    assert_eq!(api.pull_reference, web.pull_reference);
+    let newer = mirror
+        .mirror("web", &source(&src, "lib/nginx", "1.26"))
+        .await
+        .unwrap();
+    assert!(
+        newer.evicted.is_empty(),
+        "cluster mode deletes nothing per deploy"
+    );
+    // Same repository name and tag at another source: a distinct tag.
+    let other = mirror
+        .mirror("x", &source(&src, "other/nginx", "1.25"))
+        .await
+        .unwrap();
+    assert_ne!(other.tag, web.tag);
+    assert_ne!(other.digest, web.digest);
+
+    let reg = registry(&dst);
+    assert_eq!(reg.list_images("prod/mirror").await.unwrap().len(), 3);
+    // Nothing has expired yet.
+    let now = mirror
+        .sweep(SystemTime::now(), &HashSet::new(), false)
+        .await
+        .unwrap();
+    assert!(now.deleted.is_empty());
+    // Two hours later: a dry run plans, deletes nothing; the real sweep keeps the in-use one.
+    let later = SystemTime::now() + Duration::from_secs(2 * 3600);
+    let in_use: HashSet<_> = [newer.digest.clone()].into();
+    let dry = mirror.sweep(later, &in_use, true).await.unwrap();
+    assert_eq!(dry.plans[0].delete.len(), 2);
+    assert!(dry.deleted.is_empty());
+    assert_eq!(reg.list_images("prod/mirror").await.unwrap().len(), 3);
+    let swept = mirror.sweep(later, &in_use, false).await.unwrap();
+    assert_eq!(swept.deleted.len(), 2);
+    let left: Vec<_> = reg
+        .list_images("prod/mirror")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.digest)
+        .collect();
+    assert_eq!(left, vec![newer.digest.clone()]);
+    // Service mode has no retention: sweep says so.
+    let svc = service_mirror(&dst, 1);
+    assert!(svc.sweep(later, &in_use, true).await.is_err());
+}
+
+#[tokio::test]
+async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let img = image(50);
+    push(&src, "team/api", "2.0", &img).await;
+    let mirror = service_mirror(&dst, 1);
+    let before = SystemTime::now() - Duration::from_secs(2);
+    mirror
+        .mirror("api", &source(&src, "team/api", "2.0"))
+        .await
+        .unwrap();
+    mirror
+        .mirror("worker", &source(&src, "team/api", "2.0"))
+        .await
+        .unwrap();
+    let inv = mirror.inventory().await.unwrap();
+    let names: Vec<_> = inv
+        .repositories
+        .iter()
+        .map(|r| r.repository.as_str())
+        .collect();
+    assert_eq!(names, vec!["prod/services/api", "prod/services/worker"]);
+    for repo in &inv.repositories {
+        assert_eq!(repo.images.len(), 1);
+        let i = &repo.images[0];
+        assert_eq!(&i.digest, img.digest());
+        assert_eq!(i.tags, vec!["2.0".to_string()], "bookkeeping tags hidden");
+        let expected: u64 =
+            img.manifest().bytes.len() as u64 + img.blobs().iter().map(|b| b.size()).sum::<u64>();
+        assert_eq!(i.size, Some(expected));
+        let pushed = i.pushed_at.expect("push time recorded");
+        assert!(pushed >= before && pushed <= SystemTime::now() + Duration::from_secs(2));
+    }
+    let json = serde_json::to_value(&inv).unwrap();
+    assert_eq!(json["repositories"][0]["images"][0]["tags"][0], "2.0");
+}
+
+#[tokio::test]
+async fn concurrent_deployers_into_one_repository_never_evict_each_others_fresh_image() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    for i in 0..6u64 {
+        push(&src, "team/api", &format!("b{i}"), &image(60 + i)).await;
+    }
+    // keep_previous 0: only the grace period protects the other deployer's fresh image.
+    let make = || {
+        Mirror::builder(registry(&dst), "prod")
+            .strategy(Arc::new(ServiceStrategy { keep_previous: 0 }))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (make(), make());
+    for round in 0..3 {
+        let (sa, sb) = (
+            source(&src, "team/api", &format!("b{}", round * 2)),
+            source(&src, "team/api", &format!("b{}", round * 2 + 1)),
+        );
+        let (da, db) = tokio::join!(a.mirror("api", &sa), b.mirror("api", &sb));
+        let (da, db) = (da.unwrap(), db.unwrap());
+        let store = registry(&dst).store(&da.repository).await.unwrap();
+        for d in [&da, &db] {
+            assert!(
+                store
+                    .head_manifest(&d.digest.to_string())
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "round {round}: {} was deleted by the other deployer",
+                d.digest
+            );
+            assert!(!da.evicted.contains(&d.digest) && !db.evicted.contains(&d.digest));
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_deployer_processes_mirroring_at_once_both_succeed() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    push(&src, "team/api", "p1", &image(70)).await;
+    push(&src, "team/api", "p2", &image(71)).await;
+    let bin = env!("CARGO_BIN_EXE_deployer");
+    let spawn = |tag: &str| {
+        Command::new(bin)
+            .args([
+                &dst.host(),
+                "prod",
+                "api",
+                &format!("{}/team/api:{tag}", src.host()),
+                "0",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (p1, p2) = (spawn("p1"), spawn("p2"));
+    let (o1, o2) = (
+        p1.wait_with_output().unwrap(),
+        p2.wait_with_output().unwrap(),
+    );
+    let mut digests = Vec::new();
+    for o in [o1, o2] {
+        assert!(
+            o.status.success(),
+            "deployer failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        digests.push(d["digest"].as_str().unwrap().to_string());
+    }
+    let store = registry(&dst).store("prod/services/api").await.unwrap();
+    for d in digests {
+        assert!(
+            store.head_manifest(&d).await.unwrap().is_some(),
+            "{d} survived"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_service_ids_and_sources_are_clear_errors() {
+    let dst = TestRegistry::start();
+    let mirror = service_mirror(&dst, 1);
+    let src = Source::parse(&format!("{}/x/y:1", dst.host())).unwrap();
+    let err = mirror.mirror("  ", &src).await.unwrap_err();
+    assert!(
+        matches!(err, mirror_core::Error::InvalidName { .. }),
+        "{err:?}"
+    );
+    let err = mirror.mirror("api", &src).await.unwrap_err();
+    assert!(err.is_not_found(), "missing source image: {err:?}");
+    assert!(Source::parse("Not A Reference").is_err());
+    assert!(Mirror::builder(registry(&dst), "").build().is_err());
+}
