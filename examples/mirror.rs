@@ -269,6 +269,9 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
             CopyEvent::ManifestPushed { reference, .. } => {
                 bar.set_message(format!("manifest {reference}"))
             }
+            CopyEvent::BlobRetry {
+                digest, attempt, ..
+            } => bar.set_message(format!("{} retry {attempt}", digest.short())),
         }) as mirror_core::EventSink
     });
     let options = CopyOptions {

@@ -28,6 +28,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{BlobAction, CopyEvent, EventSink};
 use crate::media::{Descriptor, ManifestKind, ParsedManifest, PlatformFilter, RawManifest};
+use crate::retry::RetryConfig;
 use crate::store::{get_verified_manifest, BlobStream, ImageStore, MountOutcome, StoreLocation};
 
 /// Default number of blobs transferred at once.
@@ -47,6 +48,8 @@ pub struct CopyOptions {
     pub mount_from: Vec<String>,
     /// Receives progress events.
     pub events: Option<EventSink>,
+    /// How failed blob transfers are retried (each retry restarts the blob from scratch).
+    pub retry: RetryConfig,
 }
 
 impl Default for CopyOptions {
@@ -56,6 +59,7 @@ impl Default for CopyOptions {
             concurrency: DEFAULT_CONCURRENCY,
             mount_from: Vec::new(),
             events: None,
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -67,6 +71,7 @@ impl std::fmt::Debug for CopyOptions {
             .field("concurrency", &self.concurrency)
             .field("mount_from", &self.mount_from)
             .field("events", &self.events.is_some())
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -362,13 +367,44 @@ async fn copy_blob(
             size: desc.size,
         },
     );
-    match upload_blob(src, dst, desc, options).await {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut switched = false;
+    let mut reauthenticated = false;
+    loop {
+        attempt += 1;
+        let e = match upload_blob(src, dst, desc, options).await {
+            Ok(()) => break,
+            Err(e) => e,
+        };
         // The registry refused a monolithic upload and the client switched to chunks: the
-        // source stream is spent, so open it again once.
-        Err(e) if crate::store::http::is_upload_mode_switch(&e) => {
-            upload_blob(src, dst, desc, options).await?
+        // source stream is spent, so open it again (once, not counted as a retry).
+        if !switched && crate::store::http::is_upload_mode_switch(&e) {
+            switched = true;
+            attempt -= 1;
+            continue;
         }
-        other => other?,
+        // A token that expired mid-upload: the store dropped it; one fresh attempt.
+        if !reauthenticated && matches!(e, Error::Unauthorized { .. }) {
+            reauthenticated = true;
+            attempt -= 1;
+            continue;
+        }
+        match options.retry.next_wait(attempt, &e, started) {
+            Some(wait) => {
+                tracing::debug!(digest = %digest, attempt, error = %e, "blob transfer failed; restarting it");
+                emit(
+                    options,
+                    CopyEvent::BlobRetry {
+                        digest: digest.clone(),
+                        attempt,
+                        error: e.to_string(),
+                    },
+                );
+                tokio::time::sleep(wait).await;
+            }
+            None => return Err(e),
+        }
     }
     counters.uploaded.fetch_add(1, Ordering::Relaxed);
     counters.bytes.fetch_add(desc.size, Ordering::Relaxed);

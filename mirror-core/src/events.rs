@@ -45,6 +45,16 @@ pub enum CopyEvent {
         /// Its size.
         size: u64,
     },
+    /// A blob transfer failed and starts again from scratch (bytes already reported for it
+    /// will be reported again).
+    BlobRetry {
+        /// The blob.
+        digest: Digest,
+        /// The attempt that failed (1 = the first).
+        attempt: u32,
+        /// Why.
+        error: String,
+    },
     /// A manifest was written to the destination.
     ManifestPushed {
         /// The manifest digest.

@@ -16,6 +16,7 @@
 //! - [`builder`]: Dockerfile `ARG` scanning (and, later, the builders);
 //! - [`mirror`]: the [`Mirror`] façade a deployer calls;
 //! - [`events`]: progress events;
+//! - [`retry`]: the retry policy;
 //! - [`error`]: the one error type;
 //! - `testing` (feature `testing`): a real-registry test harness.
 //!
@@ -45,6 +46,7 @@ pub mod media;
 pub mod mirror;
 pub mod reference;
 pub mod registry;
+pub mod retry;
 pub mod store;
 pub mod strategy;
 #[cfg(feature = "testing")]

@@ -332,14 +332,14 @@ impl MirrorBuilder {
 /// The façade a deployer calls: mirror, sweep, inventory.
 #[derive(Debug)]
 pub struct Mirror {
-    registry: Arc<dyn Registry>,
-    cluster: String,
-    strategy: Arc<dyn MirrorStrategy>,
-    tag_policy: TagPolicy,
-    grace: Duration,
-    copy: CopyOptions,
-    sources: Arc<Sources>,
-    ensured: Mutex<HashSet<String>>,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) cluster: String,
+    pub(crate) strategy: Arc<dyn MirrorStrategy>,
+    pub(crate) tag_policy: TagPolicy,
+    pub(crate) grace: Duration,
+    pub(crate) copy: CopyOptions,
+    pub(crate) sources: Arc<Sources>,
+    pub(crate) ensured: Mutex<HashSet<String>>,
 }
 
 /// Default eviction grace period.
@@ -487,7 +487,7 @@ impl Mirror {
         })
     }
 
-    async fn ensure(&self, repository: &str) -> Result<()> {
+    pub(crate) async fn ensure(&self, repository: &str) -> Result<()> {
         let known = self
             .ensured
             .lock()
@@ -507,7 +507,7 @@ impl Mirror {
 
     /// Copies into the target: bookkeeping tag first (where the registry needs one), then the
     /// real tag, mounting from other repositories of the cluster that hold the image.
-    async fn copy_into(
+    pub(crate) async fn copy_into(
         &self,
         src: &dyn ImageStore,
         src_ref: &str,
@@ -546,7 +546,7 @@ impl Mirror {
     }
 
     /// Other repositories of this cluster that hold `digest` (mount sources).
-    async fn repositories_holding(&self, except: &str, digest: &Digest) -> Vec<String> {
+    pub(crate) async fn repositories_holding(&self, except: &str, digest: &Digest) -> Vec<String> {
         let repos = match self.registry.list_repositories(&self.cluster).await {
             Ok(r) => r,
             Err(e) => {
@@ -571,7 +571,7 @@ impl Mirror {
         .await
     }
 
-    async fn evict(
+    pub(crate) async fn evict(
         &self,
         repository: &str,
         deployed: &Digest,
@@ -590,7 +590,7 @@ impl Mirror {
         Ok(self.execute(&plan).await)
     }
 
-    async fn execute(&self, plan: &EvictionPlan) -> (Vec<Digest>, Vec<String>) {
+    pub(crate) async fn execute(&self, plan: &EvictionPlan) -> (Vec<Digest>, Vec<String>) {
         let mut deleted = Vec::new();
         let mut warnings = Vec::new();
         for img in &plan.delete {

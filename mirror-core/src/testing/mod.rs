@@ -9,6 +9,8 @@
 //!   any [`ImageStore`](crate::ImageStore) or write them into an OCI layout directory.
 //! - [`FakeRegistry`] serves one fixture through the distribution read API and can corrupt a
 //!   chosen blob on the wire.
+//! - [`FaultProxy`] sits in front of a real registry and injects faults: error statuses,
+//!   delays, dropped connections, truncated or corrupted bodies, expired tokens.
 //!
 //! Missing tools are never skipped silently: [`require_tool`] panics with the command that
 //! installs them. Constructors of this harness panic with a clear message when the
@@ -27,6 +29,7 @@
 pub mod conformance;
 mod fake;
 mod fixtures;
+mod proxy;
 mod registry;
 mod server;
 mod token;
@@ -40,6 +43,7 @@ pub use fake::FakeRegistry;
 pub use fixtures::{
     Fixture, LayerCompression, ManifestFormat, TestBlob, TestImage, TestImageBuilder, TestIndex,
 };
+pub use proxy::{Fault, FaultProxy, Rule};
 pub use registry::{TestRegistry, TestRegistryBuilder};
 pub use token::{TokenOutcome, TokenRequest, TokenServer, TokenStats};
 

@@ -39,6 +39,7 @@ use crate::media::{RawManifest, ACCEPTED_MANIFEST_TYPES};
 use crate::reference::{
     is_loopback_host, normalise_host, validate_repository, DOCKER_HUB, DOCKER_HUB_API_HOST,
 };
+use crate::retry::RetryConfig;
 use crate::store::{
     take_failure, Blob, BlobStream, ImageStore, ManifestHead, MountOutcome, StoreLocation,
     VerifyingStream,
@@ -73,6 +74,8 @@ pub struct RegistryConfig {
     pub request_timeout: Duration,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
+    /// Retries of requests that are safe to repeat.
+    pub retry: RetryConfig,
 }
 
 impl Default for RegistryConfig {
@@ -83,6 +86,7 @@ impl Default for RegistryConfig {
             upload: UploadMode::Auto,
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
+            retry: RetryConfig::default(),
         }
     }
 }
@@ -160,6 +164,12 @@ impl RegistryClientBuilder {
     /// The upload mode.
     pub fn upload_mode(mut self, mode: UploadMode) -> Self {
         self.config.upload = mode;
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.config.retry = retry;
         self
     }
 
@@ -373,14 +383,30 @@ impl RegistryClient {
             return Ok(());
         }
         let url = self.url("v2/")?;
-        let resp = self
-            .inner
-            .http
-            .get(url)
-            .timeout(self.inner.config.request_timeout)
-            .send()
-            .await
-            .map_err(|e| self.connect_error("GET", "/v2/", e))?;
+        let started = Instant::now();
+        let mut attempt = 0;
+        let resp = loop {
+            attempt += 1;
+            let r = self
+                .inner
+                .http
+                .get(url.clone())
+                .timeout(self.inner.config.request_timeout)
+                .send()
+                .await
+                .map_err(|e| self.connect_error("GET", "/v2/", e));
+            let error = match r {
+                Ok(resp) if retryable_status(resp.status()) => {
+                    status_error(&self.inner.registry, "GET", "/v2/", &resp)
+                }
+                Ok(resp) => break resp,
+                Err(e) => e,
+            };
+            match self.inner.config.retry.next_wait(attempt, &error, started) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(error),
+            }
+        };
         let challenge = match resp.status() {
             StatusCode::UNAUTHORIZED => challenge_of(resp.headers()),
             _ => None,
@@ -414,9 +440,21 @@ impl RegistryClient {
                         return Ok(Some(format!("Bearer {}", t.token.expose())));
                     }
                 }
-                let (token, ttl) = self
-                    .fetch_token(&realm, service.as_deref(), scopes, &creds)
-                    .await?;
+                let started = Instant::now();
+                let mut attempt = 0;
+                let (token, ttl) = loop {
+                    attempt += 1;
+                    match self
+                        .fetch_token(&realm, service.as_deref(), scopes, &creds)
+                        .await
+                    {
+                        Ok(t) => break t,
+                        Err(e) => match self.inner.config.retry.next_wait(attempt, &e, started) {
+                            Some(wait) => tokio::time::sleep(wait).await,
+                            None => return Err(e),
+                        },
+                    }
+                };
                 let header = format!("Bearer {}", token.expose());
                 state.tokens.insert(
                     key,
@@ -532,11 +570,57 @@ impl RegistryClient {
 
     /// Sends a request built by `build` (called again for the retry), authenticating for
     /// `scopes`; on a 401 it learns the challenge, drops cached tokens and retries once.
+    /// Sends a request built by `build` (called again for each attempt), authenticating for
+    /// `scopes`. A 401 makes it learn the challenge, drop cached tokens and try once more.
+    /// Connection errors, 5xx, 408 and 429 are retried per [`RetryConfig`]; the last answer is
+    /// returned as it is for the caller to map.
     async fn send<F>(&self, op: &str, loc: &str, scopes: &[String], build: F) -> Result<Response>
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
-        let mut retried = false;
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.send_once(op, loc, scopes, &build).await;
+            let transient = match &result {
+                Err(e) => Some(e),
+                Ok(resp) if retryable_status(resp.status()) => None,
+                Ok(_) => return result,
+            };
+            // Turn a retryable answer into the error it stands for, to decide and to wait.
+            let as_error;
+            let error = match transient {
+                Some(e) => e,
+                None => {
+                    let Ok(resp) = &result else { return result };
+                    as_error = status_error(&self.inner.registry, op, loc, resp);
+                    &as_error
+                }
+            };
+            match self.inner.config.retry.next_wait(attempt, error, started) {
+                Some(wait) => {
+                    tracing::debug!(registry = %self.inner.registry, %op, %loc, attempt, ?wait, error = %error, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return result,
+            }
+        }
+    }
+
+    /// One attempt of [`Self::send`] (with its one re-authentication), never retried: for
+    /// requests that are not safe to repeat (chunk uploads).
+    async fn send_once<F>(
+        &self,
+        op: &str,
+        loc: &str,
+        scopes: &[String],
+        build: &F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
+        let mut reauthenticated = false;
         loop {
             let auth = self.authorization(scopes).await?;
             let mut req = build(&self.inner.http).timeout(self.inner.config.request_timeout);
@@ -547,8 +631,8 @@ impl RegistryClient {
                 .send()
                 .await
                 .map_err(|e| self.connect_error(op, loc, e))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !retried {
-                retried = true;
+            if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
+                reauthenticated = true;
                 self.on_unauthorized(scopes, resp.headers()).await;
                 continue;
             }
@@ -574,12 +658,7 @@ impl RegistryClient {
             Challenge::Bearer { error, .. } => error,
             Challenge::Basic => None,
         });
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
         let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
         let mut message = parsed
@@ -629,6 +708,35 @@ impl RegistryClient {
                 message,
             },
         }
+    }
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The error a retryable status stands for (without reading the body).
+fn status_error(registry: &str, op: &str, loc: &str, resp: &Response) -> Error {
+    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+        return Error::RateLimited {
+            registry: registry.to_string(),
+            retry_after: retry_after(resp.headers()),
+        };
+    }
+    Error::Http {
+        registry: registry.to_string(),
+        operation: op.to_string(),
+        location: loc.to_string(),
+        status: resp.status().as_u16(),
+        message: resp.status().canonical_reason().unwrap_or("").to_string(),
     }
 }
 
@@ -832,7 +940,7 @@ impl HttpStore {
                 let url = session.clone();
                 let resp = self
                     .client
-                    .send("PATCH blob", &loc, &self.push(), |c| {
+                    .send_once("PATCH blob", &loc, &self.push(), &|c: &reqwest::Client| {
                         c.patch(url.clone())
                             .header(CONTENT_TYPE, "application/octet-stream")
                             .header("Content-Range", format!("{offset}-{end}"))
@@ -894,6 +1002,13 @@ impl HttpStore {
         let status = resp.status();
         if status == StatusCode::CREATED || status.is_success() {
             return Ok(());
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            // The token expired or was revoked during the upload: forget it so that the
+            // restarted upload authenticates afresh.
+            self.client
+                .on_unauthorized(&self.push(), resp.headers())
+                .await;
         }
         self.cancel_upload(session).await;
         if chunk.is_none()
