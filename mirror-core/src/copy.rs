@@ -224,35 +224,70 @@ pub async fn copy(
         }
     }
 
-    // Blobs.
-    // On the first failure no new blob starts, but transfers under way run to their end
-    // (success or error) instead of being dropped mid-request: a dropped upload would leave
-    // an open session at the destination.
     let counters = Arc::new(Counters::default());
     let mount_sources = mount_sources(src, dst, &options.mount_from);
-    let failed = AtomicBool::new(false);
-    let results: Vec<Result<()>> = futures::stream::iter(blobs.into_values().map(|desc| {
-        let counters = counters.clone();
-        let mount_sources = &mount_sources;
-        let failed = &failed;
-        async move {
-            if failed.load(Ordering::Relaxed) {
-                return Ok(());
+    // Registries answer MANIFEST_BLOB_UNKNOWN when a concurrent writer (another deployer
+    // copying the same image into the same repository) raced our blob commits; the blobs are
+    // checked again (HEADs skip what is there) and the manifests pushed once more.
+    let mut round = 0;
+    loop {
+        round += 1;
+        // Blobs.
+        // On the first failure no new blob starts, but transfers under way run to their end
+        // (success or error) instead of being dropped mid-request: a dropped upload would leave
+        // an open session at the destination.
+        let failed = AtomicBool::new(false);
+        let results: Vec<Result<()>> = futures::stream::iter(blobs.values().cloned().map(|desc| {
+            let counters = counters.clone();
+            let mount_sources = &mount_sources;
+            let failed = &failed;
+            async move {
+                if failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let r = copy_blob(src, dst, &desc, mount_sources, options, &counters).await;
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                r
             }
-            let r = copy_blob(src, dst, &desc, mount_sources, options, &counters).await;
-            if r.is_err() {
-                failed.store(true, Ordering::Relaxed);
-            }
-            r
+        }))
+        .buffer_unordered(options.concurrency.max(1))
+        .collect()
+        .await;
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(e);
         }
-    }))
-    .buffer_unordered(options.concurrency.max(1))
-    .collect()
-    .await;
-    if let Some(e) = results.into_iter().find_map(Result::err) {
-        return Err(e);
+
+        match push_manifests(dst, dst_ref, &root, &children, options).await {
+            Ok(pushed) => {
+                report.manifests_pushed += pushed;
+                break;
+            }
+            Err(e) if round == 1 && is_blob_unknown(&e) => {
+                tracing::debug!(error = %e, "manifest refused for a missing blob; checking blobs again");
+            }
+            Err(e) => return Err(e),
+        }
     }
 
+    report.blobs_skipped = counters.skipped.load(Ordering::Relaxed);
+    report.blobs_mounted = counters.mounted.load(Ordering::Relaxed);
+    report.blobs_uploaded = counters.uploaded.load(Ordering::Relaxed);
+    report.bytes_uploaded = counters.bytes.load(Ordering::Relaxed);
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Pushes child manifests (deepest first), then the root under `dst_ref`; returns how many.
+async fn push_manifests(
+    dst: &dyn ImageStore,
+    dst_ref: &str,
+    root: &RawManifest,
+    children: &[RawManifest],
+    options: &CopyOptions,
+) -> Result<usize> {
+    let mut pushed = 0;
     // Child manifests, deepest first, then the root.
     for child in children.iter().rev() {
         let digest = child.digest.to_string();
@@ -264,9 +299,9 @@ pub async fn copy(
                 reference: digest,
             },
         );
-        report.manifests_pushed += 1;
+        pushed += 1;
     }
-    dst.put_manifest(dst_ref, &root).await?;
+    dst.put_manifest(dst_ref, root).await?;
     emit(
         options,
         CopyEvent::ManifestPushed {
@@ -274,14 +309,13 @@ pub async fn copy(
             reference: dst_ref.to_string(),
         },
     );
-    report.manifests_pushed += 1;
+    pushed += 1;
 
-    report.blobs_skipped = counters.skipped.load(Ordering::Relaxed);
-    report.blobs_mounted = counters.mounted.load(Ordering::Relaxed);
-    report.blobs_uploaded = counters.uploaded.load(Ordering::Relaxed);
-    report.bytes_uploaded = counters.bytes.load(Ordering::Relaxed);
-    report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    Ok(pushed)
+}
+
+fn is_blob_unknown(e: &Error) -> bool {
+    matches!(e, Error::Http { status: 400, message, .. } if message.contains("BLOB_UNKNOWN") || message.contains("DIGEST_INVALID"))
 }
 
 fn sep(reference: &str) -> &'static str {

@@ -205,6 +205,9 @@ pub enum Action {
     Copied,
     /// Copied again because the source tag now names another digest.
     Recopied,
+    /// Built from source by [`Mirror::build`](crate::Mirror::build) (blob counts cover the
+    /// mount from the staging repository, not the builder's own upload).
+    Built,
 }
 
 /// The result of mirroring one image for one service.
@@ -325,6 +328,7 @@ impl MirrorBuilder {
             copy: self.copy,
             sources: self.sources,
             ensured: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -340,6 +344,9 @@ pub struct Mirror {
     pub(crate) copy: CopyOptions,
     pub(crate) sources: Arc<Sources>,
     pub(crate) ensured: Mutex<HashSet<String>>,
+    /// One lock per source image being copied: concurrent calls for the same image wait for
+    /// the first copy and then skip or mount, so each blob crosses the wire once.
+    pub(crate) inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Default eviction grace period.
@@ -460,6 +467,10 @@ impl Mirror {
             )
             .await?;
         let digest = report.digest.clone();
+        if report.already_present && action == Action::Copied {
+            // Another call copied it while this one waited for it.
+            action = Action::Skipped;
+        }
 
         let mut evicted = Vec::new();
         if self.strategy.evict_after_deploy() {
@@ -516,7 +527,9 @@ impl Mirror {
         tag: &str,
     ) -> Result<CopyReport> {
         let mut options = self.copy.clone();
+        let mut _flight: Option<tokio::sync::OwnedMutexGuard<()>> = None;
         if let Ok(Some(head)) = src.head_manifest(src_ref).await {
+            _flight = Some(self.single_flight(&head.digest).await);
             options.mount_from = self.repositories_holding(repository, &head.digest).await;
         }
         let first_ref = if self.registry.records_push_time() {
@@ -543,6 +556,21 @@ impl Mirror {
             dst.put_manifest(tag, &m).await?;
         }
         Ok(report)
+    }
+
+    /// Waits until no other call of this `Mirror` copies the image `digest`, and holds the
+    /// image until the returned guard is dropped.
+    async fn single_flight(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = match self.inflight.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // Forget locks nobody holds or waits for, so the map stays small.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(digest.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
     }
 
     /// Other repositories of this cluster that hold `digest` (mount sources).

@@ -1,1 +1,27 @@
-//! End-to-end tests live in `tests/tests/`.
+//! Shared helpers of the end-to-end tests (`tests/tests/*.rs`) and of the load benchmark.
+
+use std::collections::HashMap;
+
+use mirror_core::testing::TestRegistry;
+
+/// Completed blob uploads per digest, read from a test registry's access log: every
+/// `PUT …/blobs/uploads/…?digest=…` answered 201.
+pub fn completed_uploads(reg: &TestRegistry) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for line in reg.log().lines() {
+        if !line.contains("\"PUT ")
+            || !line.contains("/blobs/uploads/")
+            || !line.contains("\" 201 ")
+        {
+            continue;
+        }
+        if let Some(i) = line.find("digest=") {
+            let d: String = line[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '%')
+                .collect();
+            *out.entry(d.replace("%3A", ":")).or_insert(0) += 1;
+        }
+    }
+    out
+}
