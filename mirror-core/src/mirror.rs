@@ -329,6 +329,7 @@ impl MirrorBuilder {
             sources: self.sources,
             ensured: Mutex::new(HashSet::new()),
             inflight: Mutex::new(HashMap::new()),
+            locations: Mutex::new(HashMap::new()),
         })
     }
 }
@@ -347,6 +348,9 @@ pub struct Mirror {
     /// One lock per source image being copied: concurrent calls for the same image wait for
     /// the first copy and then skip or mount, so each blob crosses the wire once.
     pub(crate) inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Repositories this `Mirror` put each image into: mount sources found without listing
+    /// the registry. A stale entry only costs a declined mount.
+    pub(crate) locations: Mutex<HashMap<Digest, Vec<String>>>,
 }
 
 /// Default eviction grace period.
@@ -555,6 +559,7 @@ impl Mirror {
             let m = dst.get_manifest(&report.digest.to_string()).await?;
             dst.put_manifest(tag, &m).await?;
         }
+        self.remember(&report.digest, repository);
         Ok(report)
     }
 
@@ -573,8 +578,31 @@ impl Mirror {
         lock.lock_owned().await
     }
 
-    /// Other repositories of this cluster that hold `digest` (mount sources).
+    /// Records that `repository` holds the image `digest`.
+    pub(crate) fn remember(&self, digest: &Digest, repository: &str) {
+        if let Ok(mut m) = self.locations.lock() {
+            let repos = m.entry(digest.clone()).or_default();
+            if !repos.iter().any(|r| r == repository) {
+                repos.push(repository.to_string());
+            }
+        }
+    }
+
+    /// Other repositories of this cluster that hold `digest` (mount sources): those this
+    /// `Mirror` copied it into, else those the registry lists for the cluster.
     pub(crate) async fn repositories_holding(&self, except: &str, digest: &Digest) -> Vec<String> {
+        let known: Vec<String> = self
+            .locations
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r != except)
+            .collect();
+        if !known.is_empty() {
+            return known;
+        }
         let repos = match self.registry.list_repositories(&self.cluster).await {
             Ok(r) => r,
             Err(e) => {
