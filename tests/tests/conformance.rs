@@ -32,7 +32,10 @@ mod layout {
 
     async fn make() -> (Arc<dyn Registry>, TempDir) {
         let dir = tempfile::tempdir().expect("create a temp dir");
-        (Arc::new(LayoutRegistry::new(dir.path().join("mirror"))), dir)
+        (
+            Arc::new(LayoutRegistry::new(dir.path().join("mirror"))),
+            dir,
+        )
     }
 
     mirror_core::registry_conformance!(make);

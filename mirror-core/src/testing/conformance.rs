@@ -11,7 +11,7 @@
 //! `#[tokio::test]`, so a failure in one does not hide the others and each can be run alone
 //! by name:
 //!
-//! ```ignore
+//! ```no_run
 //! // tests/conformance.rs of a provider crate
 //! use std::sync::Arc;
 //! use mirror_core::{LayoutRegistry, Registry};
@@ -23,6 +23,7 @@
 //!
 //! mirror_core::registry_conformance!(layout);
 //! // cargo test --test conformance push_list_delete
+//! # fn main() {}
 //! ```
 //!
 //! # Scenarios
@@ -47,20 +48,10 @@ use super::{Fixture, TestImage, TestIndex};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::reference::validate_repository;
-use crate::registry::{pushed_tag, Registry, RepositoryScope, RepositorySettings, PUSHED_TAG_PREFIX};
+use crate::registry::{
+    pushed_tag, Registry, RepositoryScope, RepositorySettings, PUSHED_TAG_PREFIX,
+};
 use crate::store::ImageStore;
-
-/// The names of the scenarios, in the order [`registry_conformance!`](crate::registry_conformance)
-/// declares them (each is also the name of its test).
-pub const SCENARIOS: &[&str] = &[
-    "naming",
-    "ensure_twice",
-    "concurrent_ensure",
-    "push_list_delete",
-    "list_repositories_by_cluster",
-    "not_found",
-    "pull_reference",
-];
 
 /// How far a push time recorded by the registry itself may be from the test's clock (cloud
 /// registries have their own clock). Push times recorded by the library through bookkeeping
@@ -124,7 +115,13 @@ pub fn unique_cluster(scenario: &str) -> String {
     let mix = nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let scenario: String = scenario
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     format!("conf-{scenario}-{:x}", mix & 0xffff_ffff_ffff)
 }
@@ -216,14 +213,26 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
     // id with two service ids (so cluster ids are varied inside the Service/Build scopes too).
     for c in [cluster, "Awkward Cluster/1"] {
         for s in &ids {
-            scopes.push(RepositoryScope::Service { cluster: c.to_string(), service: s.clone() });
-            scopes.push(RepositoryScope::Build { cluster: c.to_string(), service: s.clone() });
+            scopes.push(RepositoryScope::Service {
+                cluster: c.to_string(),
+                service: s.clone(),
+            });
+            scopes.push(RepositoryScope::Build {
+                cluster: c.to_string(),
+                service: s.clone(),
+            });
         }
     }
     for c in &ids {
         for s in ["api", "API"] {
-            scopes.push(RepositoryScope::Service { cluster: c.clone(), service: s.to_string() });
-            scopes.push(RepositoryScope::Build { cluster: c.clone(), service: s.to_string() });
+            scopes.push(RepositoryScope::Service {
+                cluster: c.clone(),
+                service: s.to_string(),
+            });
+            scopes.push(RepositoryScope::Build {
+                cluster: c.clone(),
+                service: s.to_string(),
+            });
         }
     }
 
@@ -235,16 +244,18 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
         if let Err(reason) = validate_repository(&name) {
             panic!("{who} repository_name({scope:?}) = {name:?} is not a valid repository name: {reason}");
         }
-        let again = registry
-            .repository_name(scope)
-            .unwrap_or_else(|e| panic!("{who} repository_name({scope:?}) failed the second time: {e}"));
+        let again = registry.repository_name(scope).unwrap_or_else(|e| {
+            panic!("{who} repository_name({scope:?}) failed the second time: {e}")
+        });
         assert_eq!(
             name, again,
             "{who} repository_name({scope:?}) is not deterministic: {name:?} then {again:?}"
         );
         if let Some(other) = seen.insert(name.clone(), scope.clone()) {
             if &other != scope {
-                panic!("{who} two scopes share the repository name {name:?}: {other:?} and {scope:?}");
+                panic!(
+                    "{who} two scopes share the repository name {name:?}: {other:?} and {scope:?}"
+                );
             }
         }
     }
@@ -252,13 +263,30 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
     let blank = ["", " ", "   ", "\t", "\n", " \t\r\n "];
     for b in blank {
         let mut bad = vec![
-            RepositoryScope::Cluster { cluster: b.to_string() },
-            RepositoryScope::Service { cluster: b.to_string(), service: "api".into() },
-            RepositoryScope::Build { cluster: b.to_string(), service: "api".into() },
-            RepositoryScope::Service { cluster: cluster.to_string(), service: b.to_string() },
-            RepositoryScope::Build { cluster: cluster.to_string(), service: b.to_string() },
+            RepositoryScope::Cluster {
+                cluster: b.to_string(),
+            },
+            RepositoryScope::Service {
+                cluster: b.to_string(),
+                service: "api".into(),
+            },
+            RepositoryScope::Build {
+                cluster: b.to_string(),
+                service: "api".into(),
+            },
+            RepositoryScope::Service {
+                cluster: cluster.to_string(),
+                service: b.to_string(),
+            },
+            RepositoryScope::Build {
+                cluster: cluster.to_string(),
+                service: b.to_string(),
+            },
         ];
-        bad.push(RepositoryScope::Service { cluster: b.to_string(), service: b.to_string() });
+        bad.push(RepositoryScope::Service {
+            cluster: b.to_string(),
+            service: b.to_string(),
+        });
         for scope in bad {
             match registry.repository_name(&scope) {
                 Err(Error::InvalidName { .. }) => {}
@@ -292,13 +320,24 @@ fn name_of(registry: &dyn Registry, scope: &RepositoryScope) -> String {
 fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> String {
     name_of(
         registry,
-        &RepositoryScope::Service { cluster: cluster.to_string(), service: service.to_string() },
+        &RepositoryScope::Service {
+            cluster: cluster.to_string(),
+            service: service.to_string(),
+        },
     )
 }
 
-async fn ensure(registry: &dyn Registry, repository: &str, settings: &RepositorySettings, what: &str) {
+async fn ensure(
+    registry: &dyn Registry,
+    repository: &str,
+    settings: &RepositorySettings,
+    what: &str,
+) {
     if let Err(e) = registry.ensure_repository(repository, settings).await {
-        panic!("{} {what}: ensure_repository({repository:?}, {settings:?}) failed: {e}", who(registry));
+        panic!(
+            "{} {what}: ensure_repository({repository:?}, {settings:?}) failed: {e}",
+            who(registry)
+        );
     }
 }
 
@@ -315,12 +354,26 @@ pub async fn ensure_twice(registry: &dyn Registry, cluster: &str) {
     let repo = service_repo(registry, cluster, "ensure-twice");
     ensure(registry, &repo, &settings_a(), "first call").await;
     ensure(registry, &repo, &settings_a(), "second call, same settings").await;
-    ensure(registry, &repo, &settings_b(), "third call, changed settings").await;
-    ensure(registry, &repo, &RepositorySettings::default(), "fourth call, no settings").await;
-    let images = registry
-        .list_images(&repo)
-        .await
-        .unwrap_or_else(|e| panic!("{} list_images({repo:?}) after ensure failed: {e}", who(registry)));
+    ensure(
+        registry,
+        &repo,
+        &settings_b(),
+        "third call, changed settings",
+    )
+    .await;
+    ensure(
+        registry,
+        &repo,
+        &RepositorySettings::default(),
+        "fourth call, no settings",
+    )
+    .await;
+    let images = registry.list_images(&repo).await.unwrap_or_else(|e| {
+        panic!(
+            "{} list_images({repo:?}) after ensure failed: {e}",
+            who(registry)
+        )
+    });
     assert!(
         images.is_empty(),
         "{} a freshly ensured repository {repo:?} lists images: {images:?}",
@@ -354,13 +407,19 @@ pub async fn concurrent_ensure(registry: &dyn Registry, cluster: &str) {
                     .collect();
                 threads
                     .into_iter()
-                    .map(|t| t.join().unwrap_or_else(|_| panic!("{who} an ensure_repository thread panicked")))
+                    .map(|t| {
+                        t.join().unwrap_or_else(|_| {
+                            panic!("{who} an ensure_repository thread panicked")
+                        })
+                    })
                     .collect()
             })
         }),
         _ => {
-            futures::future::join_all((0..CONCURRENT_ENSURES).map(|_| registry.ensure_repository(&repo, &settings)))
-                .await
+            futures::future::join_all(
+                (0..CONCURRENT_ENSURES).map(|_| registry.ensure_repository(&repo, &settings)),
+            )
+            .await
         }
     };
     let failures: Vec<String> = results
@@ -404,11 +463,19 @@ async fn push_as_mirror(
         (pushed_tag(at, digest), tags)
     };
     if let Err(e) = push_fixture(fixture, store, &first).await {
-        panic!("{} pushing {digest} as {first:?} to {} failed: {e}", who(registry), store.location());
+        panic!(
+            "{} pushing {digest} as {first:?} to {} failed: {e}",
+            who(registry),
+            store.location()
+        );
     }
     for tag in rest {
         if let Err(e) = store.put_manifest(tag, manifest).await {
-            panic!("{} tagging {digest} as {tag:?} in {} failed: {e}", who(registry), store.location());
+            panic!(
+                "{} tagging {digest} as {tag:?} in {} failed: {e}",
+                who(registry),
+                store.location()
+            );
         }
     }
 }
@@ -422,7 +489,10 @@ async fn list(registry: &dyn Registry, repository: &str) -> Vec<crate::eviction:
 
 /// Truncates to the millisecond, the resolution of bookkeeping tags.
 fn to_millis(t: SystemTime) -> SystemTime {
-    let ms = t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
@@ -439,11 +509,21 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
     ensure(registry, &repo, &settings_a(), "before pushing").await;
     let store = store_of(registry, &repo).await;
 
-    let image = TestImage::builder().seed(0x9051).layers([2048, 512]).build();
+    let image = TestImage::builder()
+        .seed(0x9051)
+        .layers([2048, 512])
+        .build();
     let index = TestIndex::linux_amd64_arm64(0x9052);
     let before = SystemTime::now();
     let at_image = SystemTime::now();
-    push_as_mirror(registry, store.as_ref(), &image, &["v1", "stable"], at_image).await;
+    push_as_mirror(
+        registry,
+        store.as_ref(),
+        &image,
+        &["v1", "stable"],
+        at_image,
+    )
+    .await;
     let at_index = SystemTime::now();
     push_as_mirror(registry, store.as_ref(), &index, &["v2"], at_index).await;
     let after = SystemTime::now();
@@ -456,25 +536,37 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
          are not images of their own), got {images:?}"
     );
     let expected = [
-        (image.digest(), vec!["stable".to_string(), "v1".to_string()], at_image),
+        (
+            image.digest(),
+            vec!["stable".to_string(), "v1".to_string()],
+            at_image,
+        ),
         (index.digest(), vec!["v2".to_string()], at_index),
     ];
     for (digest, tags, at) in &expected {
         let rec = images
             .iter()
             .find(|r| &&r.digest == digest)
-            .unwrap_or_else(|| panic!("{who} {repo:?} does not list {digest}; it lists {images:?}"));
-        assert_eq!(rec.repository, repo, "{who} record of {digest} names the wrong repository: {rec:?}");
+            .unwrap_or_else(|| {
+                panic!("{who} {repo:?} does not list {digest}; it lists {images:?}")
+            });
+        assert_eq!(
+            rec.repository, repo,
+            "{who} record of {digest} names the wrong repository: {rec:?}"
+        );
         let mut got = rec.tags.clone();
         got.sort();
-        assert_eq!(&got, tags, "{who} tags of {digest} in {repo:?} (bookkeeping tags must be hidden)");
+        assert_eq!(
+            &got, tags,
+            "{who} tags of {digest} in {repo:?} (bookkeeping tags must be hidden)"
+        );
         assert!(
             !rec.tags.iter().any(|t| t.starts_with(PUSHED_TAG_PREFIX)),
             "{who} bookkeeping tag listed for {digest}: {rec:?}"
         );
-        let pushed = rec
-            .pushed_at
-            .unwrap_or_else(|| panic!("{who} no push time listed for {digest} in {repo:?}: {rec:?}"));
+        let pushed = rec.pushed_at.unwrap_or_else(|| {
+            panic!("{who} no push time listed for {digest} in {repo:?}: {rec:?}")
+        });
         if registry.records_push_time() {
             assert!(
                 pushed + PUSH_TIME_TOLERANCE >= before && pushed <= after + PUSH_TIME_TOLERANCE,
@@ -494,7 +586,10 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
     }
 
     if let Err(e) = registry.delete_image(&repo, image.digest()).await {
-        panic!("{who} delete_image({repo:?}, {}) failed: {e}", image.digest());
+        panic!(
+            "{who} delete_image({repo:?}, {}) failed: {e}",
+            image.digest()
+        );
     }
     let images = list(registry, &repo).await;
     assert!(
@@ -503,8 +598,16 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
         image.digest(),
         index.digest()
     );
-    assert_eq!(images[0].tags, vec!["v2".to_string()], "{who} tags of the index after the delete");
-    let mut gone = vec!["v1".to_string(), "stable".to_string(), image.digest().to_string()];
+    assert_eq!(
+        images[0].tags,
+        vec!["v2".to_string()],
+        "{who} tags of the index after the delete"
+    );
+    let mut gone = vec![
+        "v1".to_string(),
+        "stable".to_string(),
+        image.digest().to_string(),
+    ];
     if !registry.records_push_time() {
         gone.push(pushed_tag(at_image, image.digest()));
     }
@@ -515,7 +618,9 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
                 "{who} {reference:?} still resolves in {repo:?} after delete_image({}): {head:?}",
                 image.digest()
             ),
-            Err(e) => panic!("{who} head_manifest({reference:?}) in {repo:?} after the delete failed: {e}"),
+            Err(e) => panic!(
+                "{who} head_manifest({reference:?}) in {repo:?} after the delete failed: {e}"
+            ),
         }
     }
     for reference in ["v2".to_string(), index.digest().to_string()] {
@@ -532,7 +637,10 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
         .await
         .unwrap_or_else(|e| panic!("{who} list_tags of {repo:?} failed: {e}"));
     for t in &gone[..2] {
-        assert!(!tags.contains(t), "{who} tag {t:?} still listed in {repo:?} after the delete: {tags:?}");
+        assert!(
+            !tags.contains(t),
+            "{who} tag {t:?} still listed in {repo:?} after the delete: {tags:?}"
+        );
     }
 
     let repos = registry
@@ -556,9 +664,17 @@ pub async fn list_repositories_by_cluster(registry: &dyn Registry, cluster: &str
     let mut expected: HashMap<&str, Vec<String>> = HashMap::new();
     for c in [cluster, other.as_str()] {
         let scopes = [
-            RepositoryScope::Service { cluster: c.to_string(), service: "api".into() },
-            RepositoryScope::Cluster { cluster: c.to_string() },
-            RepositoryScope::Build { cluster: c.to_string(), service: "api".into() },
+            RepositoryScope::Service {
+                cluster: c.to_string(),
+                service: "api".into(),
+            },
+            RepositoryScope::Cluster {
+                cluster: c.to_string(),
+            },
+            RepositoryScope::Build {
+                cluster: c.to_string(),
+                service: "api".into(),
+            },
         ];
         let mut names = Vec::new();
         for scope in &scopes {
@@ -593,14 +709,27 @@ pub async fn not_found(registry: &dyn Registry, cluster: &str) {
     let full = service_repo(registry, cluster, "holding-one");
 
     let images = list(registry, &never).await;
-    assert!(images.is_empty(), "{who} a repository never created ({never:?}) lists {images:?}");
+    assert!(
+        images.is_empty(),
+        "{who} a repository never created ({never:?}) lists {images:?}"
+    );
     ensure(registry, &empty, &settings_a(), "an empty repository").await;
     let images = list(registry, &empty).await;
-    assert!(images.is_empty(), "{who} a repository never pushed ({empty:?}) lists {images:?}");
+    assert!(
+        images.is_empty(),
+        "{who} a repository never pushed ({empty:?}) lists {images:?}"
+    );
     ensure(registry, &full, &settings_a(), "before pushing").await;
     let image = TestImage::builder().seed(0x404).layer(256).build();
     let full_store = store_of(registry, &full).await;
-    push_as_mirror(registry, full_store.as_ref(), &image, &["v1"], SystemTime::now()).await;
+    push_as_mirror(
+        registry,
+        full_store.as_ref(),
+        &image,
+        &["v1"],
+        SystemTime::now(),
+    )
+    .await;
 
     for repo in [&never, &empty, &full] {
         match registry.delete_image(repo, &absent).await {
@@ -631,9 +760,17 @@ pub async fn pull_reference(registry: &dyn Registry, cluster: &str) {
     let who = who(registry);
     let digest = Digest::sha256_of(b"pull reference");
     for scope in [
-        RepositoryScope::Service { cluster: cluster.to_string(), service: "api".into() },
-        RepositoryScope::Cluster { cluster: cluster.to_string() },
-        RepositoryScope::Build { cluster: cluster.to_string(), service: "api".into() },
+        RepositoryScope::Service {
+            cluster: cluster.to_string(),
+            service: "api".into(),
+        },
+        RepositoryScope::Cluster {
+            cluster: cluster.to_string(),
+        },
+        RepositoryScope::Build {
+            cluster: cluster.to_string(),
+            service: "api".into(),
+        },
     ] {
         let repo = name_of(registry, &scope);
         let reference = registry.pull_reference(&repo, &digest);
@@ -665,16 +802,16 @@ pub async fn pull_reference(registry: &dyn Registry, cluster: &str) {
 /// Each test gets its own cluster id from
 /// [`unique_cluster`](crate::testing::conformance::unique_cluster).
 ///
-/// Attributes written before the constructor are put on every test, e.g. `#[ignore]` for a
-/// suite that needs cloud credentials:
-/// `registry_conformance!(#[ignore = "needs AWS credentials"] aws_registry);`
+/// Attributes written after the constructor (each preceded by a comma) are put on every test,
+/// e.g. `#[ignore]` for a suite that needs cloud credentials:
+/// `registry_conformance!(aws_registry, #[ignore = "needs AWS credentials"]);`
 ///
 /// Tests run on a multi-thread tokio runtime (so
 /// [`concurrent_ensure`](crate::testing::conformance::concurrent_ensure) runs on real
 /// threads): the crate using the macro needs `tokio` with the `macros` and `rt-multi-thread`
 /// features. Instantiate it once per module to test several registries in one crate.
 ///
-/// ```ignore
+/// ```no_run
 /// mod layout {
 ///     use std::sync::Arc;
 ///     use mirror_core::{LayoutRegistry, Registry};
@@ -686,10 +823,20 @@ pub async fn pull_reference(registry: &dyn Registry, cluster: &str) {
 ///
 ///     mirror_core::registry_conformance!(make);
 /// }
+///
+/// mod layout_boxed_ignored {
+///     use mirror_core::{LayoutRegistry, Registry};
+///
+///     mirror_core::registry_conformance!(
+///         || async { Box::new(LayoutRegistry::new("/tmp/mirror-conformance")) as Box<dyn Registry> },
+///         #[ignore = "shows attributes"]
+///     );
+/// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! registry_conformance {
-    ($(#[$meta:meta])* $make:expr $(,)?) => {
+    ($make:expr $(, #[$meta:meta])* $(,)?) => {
         $crate::registry_conformance!(@tests [$(#[$meta])*] ($make)
             naming
             ensure_twice
