@@ -55,13 +55,43 @@ enum Command {
     Sweep(SweepArgs),
     /// List the cluster's repositories, images, tags, sizes and push times.
     Ls(LsArgs),
+    /// Build a service's image from source unless already built (or built for a clone), push
+    /// it to the service's build repository and print the digest-pinned reference to deploy.
+    Build(BuildArgs),
 }
 
 #[derive(clap::Args)]
 struct RegistryArgs {
-    /// The mirror registry: `oci:PATH` or `host[:port]`.
+    /// The mirror registry: `oci:PATH` or `host[:port]`. With `--provider aws`: `ecr` (the
+    /// registry of the account and region), an ECR host
+    /// (`<account>.dkr.ecr.<region>.amazonaws.com`, giving account and region), or a
+    /// data-plane host override (`host[:port]`).
     #[arg(long)]
     registry: String,
+    /// The registry provider: `generic` (any distribution registry, or `oci:PATH`) or `aws`
+    /// (ECR: repositories created, lifecycle policies, `GetAuthorizationToken` credentials;
+    /// AWS credentials from the SDK chain, every `MIRROR_ECR_*` variable read).
+    #[arg(long, value_enum, default_value = "generic", env = "MIRROR_PROVIDER")]
+    provider: ProviderKind,
+    /// `--provider aws`: AWS region (else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile).
+    #[arg(long, env = "MIRROR_ECR_REGION")]
+    aws_region: Option<String>,
+    /// `--provider aws`: account id owning the registry (else the caller's account).
+    #[arg(long, env = "MIRROR_ECR_ACCOUNT")]
+    aws_account: Option<String>,
+    /// `--provider aws`: ECR API endpoint URL override (VPC endpoint, emulator).
+    #[arg(long, env = "MIRROR_ECR_ENDPOINT")]
+    aws_endpoint: Option<String>,
+    /// `--provider aws`: AWS profile.
+    #[arg(long, env = "MIRROR_ECR_PROFILE")]
+    aws_profile: Option<String>,
+    /// `--provider aws`: tag mutability of new repositories (`MUTABLE`, `IMMUTABLE`).
+    #[arg(long, env = "MIRROR_ECR_TAG_MUTABILITY")]
+    aws_tag_mutability: Option<String>,
+    /// `--provider aws`: leave Cluster-mode retention to `sweep` instead of an ECR lifecycle
+    /// policy (which cannot know which images are in use).
+    #[arg(long)]
+    aws_no_lifecycle_policy: bool,
     /// The cluster id.
     #[arg(long)]
     cluster: String,
@@ -74,6 +104,12 @@ struct RegistryArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProviderKind {
+    Generic,
+    Aws,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -134,6 +170,65 @@ struct SweepArgs {
     /// Only print the plan.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum BuilderKind {
+    Buildah,
+    Buildx,
+}
+
+/// `mirror build --registry REG --cluster C --service S --context DIR [--dockerfile F]
+/// [--target T] --commit SHA [--env K=V]... [--platform P]... [--builder buildah|buildx] [--json]`
+#[derive(clap::Args)]
+struct BuildArgs {
+    #[command(flatten)]
+    registry: RegistryArgs,
+    /// The service id.
+    #[arg(long)]
+    service: String,
+    /// The build context: a clean checkout of `--commit`.
+    #[arg(long)]
+    context: std::path::PathBuf,
+    /// The Dockerfile (default `Dockerfile` in the context; a relative path is relative to the
+    /// current directory, as for `docker build -f`).
+    #[arg(long)]
+    dockerfile: Option<std::path::PathBuf>,
+    /// The stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// The commit the context is a checkout of (part of the build key).
+    #[arg(long)]
+    commit: String,
+    /// A build-arg candidate `K=V` (or `K`, taking the value from the environment); only the
+    /// names the Dockerfile declares with `ARG` are used. Repeatable.
+    #[arg(long = "env", value_name = "K=V")]
+    env: Vec<String>,
+    /// Target platform `os/arch[/variant]`; two or more build an index. Repeatable.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// The build backend.
+    #[arg(long, value_enum, default_value = "buildah")]
+    builder: BuilderKind,
+    /// Buildah: give the build its own storage, removed afterwards (only the remote cache is
+    /// reused).
+    #[arg(long)]
+    ephemeral_storage: bool,
+    /// Previous builds kept by eviction.
+    #[arg(long, default_value_t = 1)]
+    keep_previous: usize,
+    /// Images pushed less than this ago are never evicted (another deployer may use them).
+    #[arg(long, default_value = "10m")]
+    eviction_grace: humantime::Duration,
+    /// The build is killed after this long.
+    #[arg(long, default_value = "1h")]
+    timeout: humantime::Duration,
+    /// Images in use (references or digests), never evicted. Repeatable.
+    #[arg(long = "in-use")]
+    in_use: Vec<String>,
+    /// Do not stream the build log to stderr.
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(clap::Args)]
@@ -312,6 +407,9 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
 }
 
 fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    if args.provider == ProviderKind::Aws {
+        return open_ecr(args);
+    }
     if let Some(path) = args.registry.strip_prefix("oci:") {
         if path.is_empty() {
             bail!("--registry oci: needs a directory");
@@ -328,6 +426,37 @@ fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
         reg = reg.with_prefix(p)?;
     }
     Ok(Arc::new(reg))
+}
+
+/// ECR (`--provider aws`): `MIRROR_ECR_*` variables first, flags over them.
+fn open_ecr(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    use provider_aws::{EcrBuilder, EcrConfigKey};
+    let mut b = EcrBuilder::from_env();
+    if args.registry != "ecr" {
+        b = b.registry_host(&args.registry);
+    }
+    for (key, value) in [
+        (EcrConfigKey::Region, &args.aws_region),
+        (EcrConfigKey::Account, &args.aws_account),
+        (EcrConfigKey::Endpoint, &args.aws_endpoint),
+        (EcrConfigKey::Profile, &args.aws_profile),
+        (EcrConfigKey::TagMutability, &args.aws_tag_mutability),
+        (EcrConfigKey::Prefix, &args.prefix),
+    ] {
+        if let Some(v) = value {
+            b = b.with_config(key, v);
+        }
+    }
+    if args.aws_no_lifecycle_policy {
+        b = b.lifecycle_policy(false);
+    }
+    if args.registry_creds.is_some() {
+        bail!("--registry-creds does not apply to --provider aws (ECR credentials come from GetAuthorizationToken)");
+    }
+    // `open_registry` is synchronous and the AWS configuration loads asynchronously.
+    let ecr =
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(b.build()))?;
+    Ok(Arc::new(ecr))
 }
 
 fn time_string(t: Option<std::time::SystemTime>) -> String {
@@ -451,6 +580,90 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
+    use mirror_core::store::http::credentials::DockerConfig;
+    use mirror_core::{BuildEvent, BuildSpec, Builder, RepositoryScope};
+    let registry = open_registry(&args.registry)?;
+    let mut spec = BuildSpec::new(&args.context, &args.commit)
+        .with_platforms(args.platforms.iter().cloned())
+        .with_keep_previous(args.keep_previous)
+        .with_timeout(args.timeout.into());
+    if let Some(df) = &args.dockerfile {
+        // Relative to the current directory, as `docker build -f`.
+        spec = spec.with_dockerfile(std::path::absolute(df)?);
+    }
+    if let Some(t) = &args.target {
+        spec = spec.with_target(t.clone());
+    }
+    for e in &args.env {
+        match e.split_once('=') {
+            Some((k, v)) => spec = spec.with_env([(k, v)]),
+            None => match std::env::var(e) {
+                Ok(v) => spec = spec.with_env([(e.clone(), v)]),
+                Err(_) => bail!("--env {e}: no such environment variable (write {e}=VALUE)"),
+            },
+        }
+    }
+    // The builder pushes with the mirror registry's credentials: --registry-creds, else the
+    // docker config (unless the registry hands out its own).
+    let build_repo = registry.repository_name(&RepositoryScope::Build {
+        cluster: args.registry.cluster.clone(),
+        service: args.service.clone(),
+    })?;
+    let host = registry
+        .repository_reference(&build_repo)?
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let push_creds = match creds(&args.registry.registry_creds)? {
+        Some(c) => c,
+        None => DockerConfig::load_default()?.credentials_for(&host)?,
+    };
+    if !push_creds.is_anonymous() {
+        spec = spec.with_credentials(host, push_creds);
+    }
+    if !args.quiet {
+        spec = spec.with_events(Arc::new(|e: &BuildEvent| match e {
+            BuildEvent::Command { command } => eprintln!("+ {command}"),
+            BuildEvent::Log { line, .. } => eprintln!("{line}"),
+        }));
+    }
+    let builder: Box<dyn Builder> = match args.builder {
+        BuilderKind::Buildah => {
+            Box::new(mirror_core::Buildah::new().ephemeral_storage(args.ephemeral_storage))
+        }
+        BuilderKind::Buildx => Box::new(mirror_core::Buildx::new()),
+    };
+    let mirror = Mirror::builder(registry, &args.registry.cluster)
+        .strategy(Arc::new(ServiceStrategy {
+            keep_previous: args.keep_previous,
+        }))
+        .eviction_grace(args.eviction_grace.into())
+        .build()?;
+    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let d = mirror
+        .build_with(&args.service, &spec, builder.as_ref(), &in_use)
+        .await?;
+    if args.registry.json {
+        println!("{}", serde_json::to_string(&d)?);
+    } else {
+        for w in &d.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!(
+            "{:?} {} -> {} ({} mounted, {} uploaded; {} evicted)",
+            d.action,
+            d.tag,
+            d.pull_reference,
+            d.blobs_mounted,
+            d.blobs_uploaded,
+            d.evicted.len()
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -463,6 +676,7 @@ async fn main() -> std::process::ExitCode {
         Command::Deploy(args) => deploy_cmd(args).await,
         Command::Sweep(args) => sweep_cmd(args).await,
         Command::Ls(args) => ls_cmd(args).await,
+        Command::Build(args) => build_cmd(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

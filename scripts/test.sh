@@ -2,6 +2,7 @@
 # Runs every test of the workspace. Installs what is missing first:
 #   Debian: docker-registry (CNCF distribution), skopeo (interop peer), apache2-utils (htpasswd),
 #           buildah and busybox-static (builds, used by later test suites).
+#   PyPI:   moto in .venv-moto (the ECR control plane of provider-aws's tests), by scripts/moto.sh.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,5 +20,8 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+
+MOTO_SERVER="$(scripts/moto.sh)"
+export MOTO_SERVER
 
 cargo test --workspace --all-features "$@"

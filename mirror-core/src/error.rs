@@ -173,6 +173,18 @@ pub enum Error {
     /// A configuration value is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+
+    /// An image build failed: the builder could not start, exited with an error, was killed
+    /// or ran out of time. Nothing was tagged at `reference`.
+    #[error("build of {reference} failed ({status}); last lines of the build log:\n{log_tail}")]
+    BuildFailed {
+        /// The reference the build was to push.
+        reference: String,
+        /// What happened: `exit status 1`, `timed out after 600s`, `cannot start buildah: …`.
+        status: String,
+        /// The last lines of the build log (stdout and stderr interleaved).
+        log_tail: String,
+    },
 }
 
 impl Error {

@@ -2,18 +2,20 @@
 //!
 //! # Layout
 //!
-//! - [`reference`]: image references, parsed and normalised as Docker does;
+//! - [`reference`](mod@reference): image references, parsed and normalised as Docker does;
 //! - [`digest`]: content digests and streaming verification;
 //! - [`media`]: manifest media types and the parts of manifests the copy engine follows;
 //! - [`store`]: the [`ImageStore`] trait (the data plane) with its HTTP registry client
 //!   ([`store::http`]) and OCI image layout ([`store::layout`]) implementations;
-//! - [`copy`]: the copy engine, from any store to any store;
+//! - [`copy`](mod@copy): the copy engine, from any store to any store;
 //! - [`registry`]: the [`Registry`] trait (a cluster's mirror registry, the provider plug-in
 //!   point), [`GenericRegistry`] and [`LayoutRegistry`];
 //! - [`strategy`]: where images go ([`ServiceStrategy`], [`ClusterStrategy`]);
 //! - [`eviction`]: pure eviction and retention plans;
 //! - [`key`]: build keys and their tags;
-//! - [`builder`]: Dockerfile `ARG` scanning (and, later, the builders);
+//! - [`builder`]: the [`Builder`] trait, its `buildah` and `docker buildx`
+//!   backends, and Dockerfile `ARG` scanning;
+//! - [`build`]: [`Mirror::build`], images built from source ([`BuildSpec`]);
 //! - [`mirror`]: the [`Mirror`] façade a deployer calls;
 //! - [`events`]: progress events;
 //! - [`retry`]: the retry policy;
@@ -35,6 +37,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod builder;
 pub mod copy;
 pub mod digest;
@@ -52,6 +55,10 @@ pub mod strategy;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use build::{BuildPlan, BuildSpec};
+pub use builder::{
+    BuildEvent, BuildEventSink, BuildOutput, BuildRequest, Buildah, Builder, Buildx,
+};
 pub use copy::{copy, CopyOptions, CopyReport};
 pub use digest::Digest;
 pub use error::{Error, Result};

@@ -130,6 +130,59 @@ pub trait Registry: Send + Sync + fmt::Debug {
     fn records_push_time(&self) -> bool {
         false
     }
+
+    /// The name builders push `repository` under and read caches from: `host/repository`,
+    /// without tag or digest (see [`crate::builder`]).
+    ///
+    /// The default takes [`pull_reference`](Self::pull_reference) without its digest and
+    /// fails with [`Error::Config`] when that is not a registry reference (an OCI layout
+    /// cannot receive builds).
+    fn repository_reference(&self, repository: &str) -> Result<String> {
+        let probe = Digest::sha256_of(b"");
+        let pinned = self.pull_reference(repository, &probe);
+        let base = pinned.strip_suffix(&format!("@{probe}"));
+        match base {
+            Some(base)
+                if !base.starts_with("oci:")
+                    && crate::reference::Reference::parse(base).is_ok() =>
+            {
+                Ok(base.to_string())
+            }
+            _ => Err(Error::Config(format!(
+                "the {} registry at {} cannot receive builds: builders push to a \
+                 distribution registry",
+                self.provider(),
+                self.location()
+            ))),
+        }
+    }
+
+    /// Credentials a builder process uses to push to this registry and to read and write its
+    /// caches, with the host they are for; `None` (the default) when the registry cannot hand
+    /// them out, and the deployer passes them in the build spec. Asked once per build, so
+    /// that rotating tokens (ECR, GCP) are fresh.
+    async fn builder_credentials(
+        &self,
+    ) -> Result<Option<(String, crate::store::http::credentials::Credentials)>> {
+        Ok(None)
+    }
+
+    /// The repository holding the remote build cache of the builds pushed to
+    /// `build_repository` from one Dockerfile, named by `dockerfile_id` (lowercase hex, a
+    /// hash of the Dockerfile's path). Caches are never shared between services or
+    /// Dockerfiles, and never held in a repository that eviction or retention manages.
+    ///
+    /// The default is `<build_repository>/cache-<dockerfile_id>`: one level below the build
+    /// repository, so it cannot collide with the name of any [`RepositoryScope`]. Providers
+    /// with flat or short names override it; the name must stay distinct for distinct inputs.
+    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
+        let name = format!("{build_repository}/cache-{dockerfile_id}");
+        validate_repository(&name).map_err(|reason| Error::InvalidName {
+            name: name.clone(),
+            reason,
+        })?;
+        Ok(name)
+    }
 }
 
 /// Prefix of the bookkeeping tags recording push times.
@@ -509,6 +562,14 @@ impl Registry for LayoutRegistry {
     fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
         format!("oci:{}@{digest}", self.root.join(repository).display())
     }
+
+    fn repository_reference(&self, _repository: &str) -> Result<String> {
+        Err(Error::Config(format!(
+            "the layout registry {} cannot receive builds: builders push to a distribution \
+             registry",
+            self.location()
+        )))
+    }
 }
 
 #[cfg(test)]
@@ -558,6 +619,51 @@ mod tests {
             default_repository_name(Some("m"), &c).unwrap(),
             "m/c/mirror"
         );
+    }
+
+    #[test]
+    fn builds_push_to_host_and_repository_with_caches_beside_them() {
+        use crate::store::http::credentials::Credentials;
+        let reg = GenericRegistry::new(
+            RegistryClient::new("127.0.0.1:5000", Credentials::Anonymous).unwrap(),
+        );
+        let build = default_repository_name(
+            None,
+            &RepositoryScope::Build {
+                cluster: "c".into(),
+                service: "api".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            reg.repository_reference(&build).unwrap(),
+            "127.0.0.1:5000/c/builds/api"
+        );
+        let cache = reg.cache_repository(&build, "0123abcd").unwrap();
+        assert_eq!(cache, "c/builds/api/cache-0123abcd");
+        // One level deeper than every scope's name: no service, build or cluster repository
+        // can be named like a cache.
+        for scope in [
+            RepositoryScope::Service {
+                cluster: "c".into(),
+                service: "api".into(),
+            },
+            RepositoryScope::Cluster {
+                cluster: "c".into(),
+            },
+            RepositoryScope::Build {
+                cluster: "c".into(),
+                service: "api".into(),
+            },
+        ] {
+            let name = default_repository_name(None, &scope).unwrap();
+            assert_ne!(name.matches('/').count(), cache.matches('/').count());
+        }
+        let layout = LayoutRegistry::new("/tmp/x");
+        assert!(matches!(
+            layout.repository_reference(&build),
+            Err(Error::Config(_))
+        ));
     }
 
     #[test]

@@ -1,11 +1,453 @@
 //! AWS Elastic Container Registry (ECR) as a cluster's mirror registry.
 //!
-//! This crate will hold the `Ecr` implementation of the core `Registry` trait (issue
-//! "provider-aws"): ECR repository naming rules, `CreateRepository` with tags, lifecycle
-//! policies for Cluster-mode retention, `GetAuthorizationToken` credentials refreshed ahead of
-//! their 12 h expiry, `DescribeImages` listings and `BatchDeleteImage` eviction. It is an empty
-//! shell until the core `Registry` trait lands.
+//! [`Ecr`] implements the core [`Registry`] trait: repositories are created with
+//! `CreateRepository` (tagged `managed-by`, `cluster`, `service`, `scope`), Cluster-mode
+//! retention becomes an ECR lifecycle policy, images are listed with `DescribeImages` (push
+//! times included, so no bookkeeping tags) and deleted with `BatchDeleteImage`. The data plane
+//! is the core HTTP client with basic credentials from `GetAuthorizationToken`, refreshed
+//! ahead of their 12 h expiry. Copies into a second service's repository ask ECR to mount the
+//! blobs (ECR mounts when the account enables blob mounting, else answers `202` and the blob
+//! is uploaded). Builds push to `<build repository>` and keep their BuildKit cache in
+//! `<build repository>/cache-<id>` (an image-manifest cache, the format ECR accepts).
+//!
+//! # Layout
+//!
+//! - [`builder`]: [`EcrBuilder`], its settings and their `MIRROR_ECR_*` variables;
+//! - [`client`]: the ECR API calls ([`client::EcrApi`]);
+//! - [`credential`]: [`EcrCredentials`], the data-plane token cache;
+//! - [`naming`]: ECR's repository grammar and the repository layout;
+//! - [`lifecycle`]: the lifecycle policy for Cluster-mode retention;
+//! - [`error`]: this crate's errors and their one mapping to [`mirror_core::Error`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> mirror_core::Result<()> {
+//! use std::sync::Arc;
+//! use mirror_core::{Mirror, Source};
+//! use provider_aws::EcrBuilder;
+//!
+//! let ecr = EcrBuilder::from_env()
+//!     .region("eu-west-1")
+//!     .account("123456789012")
+//!     .repository_prefix("mirror")
+//!     .build()
+//!     .await?;
+//! let mirror = Mirror::builder(Arc::new(ecr), "prod-eu").build()?;
+//! let d = mirror.mirror("api", &Source::parse("nginx:1.27")?).await?;
+//! println!("deploy {}", d.pull_reference);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+pub mod builder;
+pub mod client;
+pub mod credential;
+pub mod error;
+pub mod lifecycle;
+pub mod naming;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mirror_core::eviction::ImageRecord;
+use mirror_core::media::{ParsedManifest, RawManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use mirror_core::store::http::RegistryClient;
+use mirror_core::{
+    Digest, Error, ImageStore, Registry, RepositoryScope, RepositorySettings, Result,
+};
+
+pub use builder::{EcrBuilder, EcrConfigKey, TagMutability};
+pub use credential::EcrCredentials;
+
+use client::{EcrApi, BATCH_LIMIT};
+use error::Kind;
 
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "aws";
+
+/// The value of the `managed-by` tag put on repositories this crate creates.
+pub const MANAGED_BY: &str = "mirror-core";
+
+/// How long `ensure_repository` waits for a new repository to become visible to the calls
+/// that follow its creation (ECR is eventually consistent).
+pub const CREATE_SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An ECR registry (one account and region) as a cluster's mirror registry. Build it with
+/// [`EcrBuilder`]. Cheap to clone; clones share the API client, the data-plane connection
+/// pool and the token cache.
+#[derive(Clone)]
+pub struct Ecr {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: EcrApi,
+    data: RegistryClient,
+    host: String,
+    region: String,
+    account: Option<String>,
+    prefix: Option<String>,
+    tag_mutability: TagMutability,
+    scan_on_push: bool,
+    lifecycle_policy: bool,
+    credentials: Arc<EcrCredentials>,
+    /// Scopes named by `repository_name`, so `ensure_repository` can tag repositories with
+    /// the exact ids (names may carry hashes instead).
+    scopes: Mutex<HashMap<String, RepositoryScope>>,
+}
+
+impl fmt::Debug for Ecr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ecr")
+            .field("host", &self.inner.host)
+            .field("region", &self.inner.region)
+            .field("account", &self.inner.account)
+            .field("prefix", &self.inner.prefix)
+            .field("tag_mutability", &self.inner.tag_mutability)
+            .field("lifecycle_policy", &self.inner.lifecycle_policy)
+            .finish()
+    }
+}
+
+impl Ecr {
+    /// A builder.
+    pub fn builder() -> EcrBuilder {
+        EcrBuilder::new()
+    }
+
+    /// The data-plane host (`<account>.dkr.ecr.<region>.amazonaws.com` or the override).
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The AWS region.
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    /// The repository prefix.
+    pub fn prefix(&self) -> Option<&str> {
+        self.inner.prefix.as_deref()
+    }
+
+    /// The ECR API client.
+    pub fn api(&self) -> &EcrApi {
+        &self.inner.api
+    }
+
+    /// The data-plane credential provider (its [`EcrCredentials::fetches`] counts tokens).
+    pub fn credentials(&self) -> &Arc<EcrCredentials> {
+        &self.inner.credentials
+    }
+
+    /// The data-plane HTTP client.
+    pub fn data_plane(&self) -> &RegistryClient {
+        &self.inner.data
+    }
+
+    /// The tags a new repository gets.
+    fn repository_tags(&self, repository: &str) -> Vec<(String, String)> {
+        let mut tags = vec![("managed-by".to_string(), MANAGED_BY.to_string())];
+        let known = self
+            .inner
+            .scopes
+            .lock()
+            .ok()
+            .and_then(|s| s.get(repository).cloned());
+        let (cluster, kind, service) = match &known {
+            Some(RepositoryScope::Service { cluster, service }) => {
+                (Some(cluster.as_str()), "service", Some(service.as_str()))
+            }
+            Some(RepositoryScope::Cluster { cluster }) => (Some(cluster.as_str()), "cluster", None),
+            Some(RepositoryScope::Build { cluster, service }) => {
+                (Some(cluster.as_str()), "build", Some(service.as_str()))
+            }
+            None => match naming::parse_repository(self.prefix(), repository) {
+                Some((c, k, s)) => (Some(c), k, s),
+                None => (None, "other", None),
+            },
+        };
+        if let Some(c) = cluster {
+            tags.push(("cluster".into(), naming::tag_value(c)));
+        }
+        if let Some(s) = service {
+            tags.push(("service".into(), naming::tag_value(s)));
+        }
+        tags.push(("scope".into(), kind.to_string()));
+        tags
+    }
+
+    /// Applies the lifecycle policy for `settings`, retrying while a just-created repository
+    /// is not yet visible.
+    async fn apply_lifecycle(
+        &self,
+        repository: &str,
+        settings: &RepositorySettings,
+        created: bool,
+    ) -> error::Result<()> {
+        let api = &self.inner.api;
+        let deadline = tokio::time::Instant::now() + CREATE_SETTLE_TIMEOUT;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            let attempt = async {
+                match settings.retention {
+                    Some(retention) => {
+                        // A repository created just now has no policy: skip the read.
+                        let current = if created {
+                            None
+                        } else {
+                            api.get_lifecycle_policy(repository).await?
+                        };
+                        if lifecycle::needs_update(current.as_deref(), retention) {
+                            api.put_lifecycle_policy(
+                                repository,
+                                &lifecycle::policy_text(retention),
+                            )
+                            .await?;
+                        }
+                    }
+                    None if !created => {
+                        if let Some(text) = api.get_lifecycle_policy(repository).await? {
+                            if lifecycle::is_ours(&text) {
+                                api.delete_lifecycle_policy(repository).await?;
+                            }
+                        }
+                    }
+                    None => {}
+                }
+                Ok::<(), error::Error>(())
+            };
+            match attempt.await {
+                Err(e)
+                    if e.kind() == Kind::RepositoryNotFound
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(repository, "repository not visible yet; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Digests of the child manifests of the indexes among `digests` (read with
+    /// `BatchGetImage`).
+    async fn children_of(&self, repository: &str, digests: &[String]) -> Result<HashSet<String>> {
+        let mut children = HashSet::new();
+        for chunk in digests.chunks(BATCH_LIMIT) {
+            let (manifests, failures) = self.inner.api.batch_get_image(repository, chunk).await?;
+            for f in failures {
+                // Deleted since the listing: it has no children any more.
+                if error::classify(&f.code, None) != Kind::ImageNotFound {
+                    return Err(error::Error::Image {
+                        registry: self.inner.api.label().to_string(),
+                        operation: "BatchGetImage",
+                        target: format!("{repository}@{}", f.image),
+                        code: f.code,
+                        reason: f.reason,
+                    }
+                    .into());
+                }
+            }
+            for m in manifests {
+                let location = format!("{}/{repository}@{}", self.inner.host, m.digest);
+                let raw = match &m.media_type {
+                    Some(t) => RawManifest::new(m.bytes.into_bytes(), t.clone()),
+                    None => RawManifest::detect(m.bytes.into_bytes(), None, &location)?,
+                };
+                if let ParsedManifest::Index { manifests } = raw.parse(&location)? {
+                    children.extend(manifests.into_iter().map(|d| d.digest.to_string()));
+                }
+            }
+        }
+        Ok(children)
+    }
+
+    fn image_error(&self, repository: &str, f: client::Failure) -> Error {
+        error::Error::Image {
+            registry: self.inner.api.label().to_string(),
+            operation: "BatchDeleteImage",
+            target: format!("{repository}@{}", f.image),
+            code: f.code,
+            reason: f.reason,
+        }
+        .into()
+    }
+}
+
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
+
+#[async_trait]
+impl Registry for Ecr {
+    fn provider(&self) -> &str {
+        PROVIDER
+    }
+
+    fn location(&self) -> String {
+        self.inner.host.clone()
+    }
+
+    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
+        let name = naming::repository_name(self.prefix(), scope)?;
+        if let Ok(mut scopes) = self.inner.scopes.lock() {
+            scopes.entry(name.clone()).or_insert_with(|| scope.clone());
+        }
+        Ok(name)
+    }
+
+    /// `CreateRepository` ("already exists" is success), then the lifecycle policy: put when
+    /// `settings.retention` is set and the stored policy differs; removed when retention is
+    /// unset and the stored policy is one this crate wrote.
+    async fn ensure_repository(
+        &self,
+        repository: &str,
+        settings: &RepositorySettings,
+    ) -> Result<()> {
+        naming::check_repository(repository)?;
+        let created = self
+            .inner
+            .api
+            .create_repository(
+                repository,
+                self.inner.tag_mutability.to_sdk(),
+                self.inner.scan_on_push,
+                &self.repository_tags(repository),
+            )
+            .await?;
+        if created {
+            tracing::info!(repository, registry = %self.inner.host, "created ECR repository");
+        }
+        if self.inner.lifecycle_policy {
+            self.apply_lifecycle(repository, settings, created).await?;
+        }
+        Ok(())
+    }
+
+    async fn store(&self, repository: &str) -> Result<Arc<dyn ImageStore>> {
+        naming::check_repository(repository)?;
+        Ok(Arc::new(self.inner.data.repository(repository)?))
+    }
+
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
+        let prefix = naming::cluster_prefix(self.prefix(), cluster)?;
+        let mut repos: Vec<String> = self
+            .inner
+            .api
+            .repository_names()
+            .await?
+            .into_iter()
+            .filter(|r| r.starts_with(&prefix))
+            .collect();
+        repos.sort();
+        Ok(repos)
+    }
+
+    /// `DescribeImages`. The platform manifests of a multi-platform image are listed by ECR
+    /// as untagged images of their own; they are left out (they belong to their index).
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageRecord>> {
+        naming::check_repository(repository)?;
+        let details = match self.inner.api.describe_images(repository).await {
+            Ok(d) => d,
+            Err(e) if e.kind() == Kind::RepositoryNotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        let indexes: Vec<String> = details
+            .iter()
+            .filter(|d| d.media_type.as_deref().is_none_or(is_index))
+            .map(|d| d.digest.clone())
+            .collect();
+        let children = if indexes.is_empty() {
+            HashSet::new()
+        } else {
+            self.children_of(repository, &indexes).await?
+        };
+        let mut out = Vec::new();
+        for d in details {
+            if d.tags.is_empty() && children.contains(&d.digest) {
+                continue;
+            }
+            let digest = Digest::parse(&d.digest)?;
+            let mut tags = d.tags;
+            tags.sort();
+            out.push(ImageRecord {
+                repository: repository.to_string(),
+                digest,
+                tags,
+                pushed_at: d.pushed_at,
+                size: d.size,
+            });
+        }
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
+    /// `BatchDeleteImage` of the digest (which removes its tags). For a multi-platform image,
+    /// its untagged platform manifests are deleted too, except those another index still
+    /// uses (ECR refuses with `ImageReferencedByManifestList`).
+    async fn delete_image(&self, repository: &str, digest: &Digest) -> Result<()> {
+        naming::check_repository(repository)?;
+        let api = &self.inner.api;
+        let target = digest.to_string();
+        let (manifests, failures) = api
+            .batch_get_image(repository, std::slice::from_ref(&target))
+            .await?;
+        if let Some(f) = failures.into_iter().next() {
+            return Err(self.image_error(repository, f));
+        }
+        let mut children: BTreeSet<String> = BTreeSet::new();
+        if let Some(m) = manifests.into_iter().next() {
+            if m.media_type.as_deref().is_none_or(is_index) {
+                children.extend(self.children_of(repository, &[m.digest]).await?);
+            }
+        }
+        let failures = api
+            .batch_delete_image(repository, std::slice::from_ref(&target))
+            .await?;
+        if let Some(f) = failures.into_iter().next() {
+            return Err(self.image_error(repository, f));
+        }
+        let mut orphans = Vec::new();
+        for child in children {
+            if let Some(d) = api.describe_image(repository, &child).await? {
+                if d.tags.is_empty() {
+                    orphans.push(child);
+                }
+            }
+        }
+        for chunk in orphans.chunks(BATCH_LIMIT) {
+            for f in api.batch_delete_image(repository, chunk).await? {
+                match error::classify(&f.code, None) {
+                    Kind::ImageNotFound | Kind::ReferencedByIndex => {}
+                    _ => return Err(self.image_error(repository, f)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
+        format!("{}/{repository}@{digest}", self.inner.host)
+    }
+
+    /// ECR records `imagePushedAt`.
+    fn records_push_time(&self) -> bool {
+        true
+    }
+
+    /// The core layout (`<build repository>/cache-<id>`), checked against ECR's grammar.
+    /// `ensure_repository` creates it like any repository (ECR never creates repositories
+    /// on push) and tags it `scope=build-cache`. BuildKit writes it with
+    /// `image-manifest=true,oci-mediatypes=true`, the only cache format ECR stores.
+    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
+        let name = format!("{build_repository}/cache-{dockerfile_id}");
+        naming::check_repository(&name)?;
+        Ok(name)
+    }
+}

@@ -1,0 +1,521 @@
+//! [`EcrBuilder`]: the configuration of an [`Ecr`] registry, from code or the environment.
+//!
+//! Typed setters and string keys ([`EcrConfigKey`], [`EcrBuilder::with_config`]) go through
+//! the same fields; [`EcrBuilder::from_env`] reads the `MIRROR_ECR_*` variables through
+//! [`EcrBuilder::with_config`]. Invalid values are reported by [`EcrBuilder::build`], which
+//! validates everything before the first AWS call.
+//!
+//! | variable | key | meaning | default |
+//! |---|---|---|---|
+//! | `MIRROR_ECR_REGION` | `region` | AWS region of the registry | the SDK chain: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile |
+//! | `MIRROR_ECR_ACCOUNT` | `account` | account id (12 digits) owning the registry | the caller's account, from `GetAuthorizationToken` |
+//! | `MIRROR_ECR_PREFIX` | `prefix` | repository path prefix (`mirror`, `team/mirror`) | none |
+//! | `MIRROR_ECR_ENDPOINT` | `endpoint` | control-plane endpoint URL override (VPC endpoint, FIPS, an emulator) | the SDK's regional endpoint |
+//! | `MIRROR_ECR_REGISTRY_HOST` | `registry_host` | data-plane host override (`host[:port]`); an ECR host also gives account and region | `<account>.dkr.ecr.<region>.amazonaws.com` |
+//! | `MIRROR_ECR_PLAIN_HTTP` | `plain_http` | speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_ECR_TAG_MUTABILITY` | `tag_mutability` | `MUTABLE` or `IMMUTABLE` for new repositories | `MUTABLE` |
+//! | `MIRROR_ECR_SCAN_ON_PUSH` | `scan_on_push` | basic scanning on push for new repositories | `false` |
+//! | `MIRROR_ECR_LIFECYCLE_POLICY` | `lifecycle_policy` | enforce Cluster-mode retention with a lifecycle policy | `true` |
+//! | `MIRROR_ECR_PROFILE` | `profile` | AWS profile for credentials and region | the SDK chain (`AWS_PROFILE`) |
+//!
+//! AWS credentials come from the SDK's default chain (environment, profile files, SSO, web
+//! identity, ECS and EC2 instance roles) unless an [`SdkConfig`] is given with
+//! [`EcrBuilder::sdk_config`].
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecr::types::ImageTagMutability;
+use mirror_core::store::http::RegistryClient;
+
+use crate::client::EcrApi;
+use crate::credential::EcrCredentials;
+use crate::error::Error;
+use crate::naming;
+use crate::{Ecr, Inner, PROVIDER};
+
+/// Tag mutability of the repositories this crate creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TagMutability {
+    /// Tags may be moved (the default). Needed for re-mirroring a re-pushed source tag in
+    /// Service mode.
+    #[default]
+    Mutable,
+    /// Tags never move: a re-pushed source tag cannot be mirrored again under the same tag.
+    Immutable,
+}
+
+impl TagMutability {
+    pub(crate) fn to_sdk(self) -> ImageTagMutability {
+        match self {
+            TagMutability::Mutable => ImageTagMutability::Mutable,
+            TagMutability::Immutable => ImageTagMutability::Immutable,
+        }
+    }
+}
+
+impl FromStr for TagMutability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "MUTABLE" => Ok(TagMutability::Mutable),
+            "IMMUTABLE" => Ok(TagMutability::Immutable),
+            _ => Err(format!(
+                "tag mutability {s:?}: expected MUTABLE or IMMUTABLE"
+            )),
+        }
+    }
+}
+
+/// The string configuration keys of [`EcrBuilder::with_config`]. Each parses from its key
+/// (`region`) and its environment variable (`MIRROR_ECR_REGION`), case-insensitively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EcrConfigKey {
+    /// AWS region.
+    Region,
+    /// Account id owning the registry.
+    Account,
+    /// Repository path prefix.
+    Prefix,
+    /// Control-plane endpoint URL.
+    Endpoint,
+    /// Data-plane host.
+    RegistryHost,
+    /// Plain HTTP to the data plane.
+    PlainHttp,
+    /// `MUTABLE` / `IMMUTABLE`.
+    TagMutability,
+    /// Scan on push.
+    ScanOnPush,
+    /// Lifecycle policy for Cluster-mode retention.
+    LifecyclePolicy,
+    /// AWS profile.
+    Profile,
+}
+
+impl EcrConfigKey {
+    /// Every key.
+    pub const ALL: &'static [EcrConfigKey] = &[
+        EcrConfigKey::Region,
+        EcrConfigKey::Account,
+        EcrConfigKey::Prefix,
+        EcrConfigKey::Endpoint,
+        EcrConfigKey::RegistryHost,
+        EcrConfigKey::PlainHttp,
+        EcrConfigKey::TagMutability,
+        EcrConfigKey::ScanOnPush,
+        EcrConfigKey::LifecyclePolicy,
+        EcrConfigKey::Profile,
+    ];
+
+    /// The key (`region`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EcrConfigKey::Region => "region",
+            EcrConfigKey::Account => "account",
+            EcrConfigKey::Prefix => "prefix",
+            EcrConfigKey::Endpoint => "endpoint",
+            EcrConfigKey::RegistryHost => "registry_host",
+            EcrConfigKey::PlainHttp => "plain_http",
+            EcrConfigKey::TagMutability => "tag_mutability",
+            EcrConfigKey::ScanOnPush => "scan_on_push",
+            EcrConfigKey::LifecyclePolicy => "lifecycle_policy",
+            EcrConfigKey::Profile => "profile",
+        }
+    }
+
+    /// The environment variable (`MIRROR_ECR_REGION`).
+    pub fn env_var(self) -> String {
+        format!("{ENV_PREFIX}{}", self.as_str().to_ascii_uppercase())
+    }
+}
+
+/// Prefix of the environment variables [`EcrBuilder::from_env`] reads.
+pub const ENV_PREFIX: &str = "MIRROR_ECR_";
+
+impl FromStr for EcrConfigKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let lower = s.to_ascii_lowercase();
+        let key = lower
+            .strip_prefix(&ENV_PREFIX.to_ascii_lowercase())
+            .unwrap_or(&lower);
+        EcrConfigKey::ALL
+            .iter()
+            .copied()
+            .find(|k| k.as_str() == key)
+            .ok_or_else(|| format!("unknown ECR configuration key {s:?}"))
+    }
+}
+
+fn parse_bool(key: EcrConfigKey, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{}: {v:?} is not a boolean", key.as_str())),
+    }
+}
+
+/// Configures and builds an [`Ecr`] registry.
+#[derive(Debug, Default, Clone)]
+pub struct EcrBuilder {
+    region: Option<String>,
+    account: Option<String>,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    registry_host: Option<String>,
+    plain_http: Option<bool>,
+    tag_mutability: TagMutability,
+    scan_on_push: bool,
+    lifecycle_policy: Option<bool>,
+    profile: Option<String>,
+    sdk_config: Option<SdkConfig>,
+    errors: Vec<String>,
+}
+
+impl EcrBuilder {
+    /// A builder with every default (nothing read from the environment but what the AWS SDK
+    /// reads itself).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder configured from the `MIRROR_ECR_*` variables (see the module docs).
+    pub fn from_env() -> Self {
+        let mut b = Self::new();
+        for key in EcrConfigKey::ALL {
+            if let Ok(v) = std::env::var(key.env_var()) {
+                if !v.is_empty() {
+                    b = b.with_config(*key, v);
+                }
+            }
+        }
+        b
+    }
+
+    /// Sets one setting from a string; invalid values are reported by [`EcrBuilder::build`].
+    pub fn with_config(mut self, key: EcrConfigKey, value: impl Into<String>) -> Self {
+        let value = value.into();
+        match key {
+            EcrConfigKey::Region => self.region = Some(value),
+            EcrConfigKey::Account => self.account = Some(value),
+            EcrConfigKey::Prefix => self.prefix = Some(value),
+            EcrConfigKey::Endpoint => self.endpoint = Some(value),
+            EcrConfigKey::RegistryHost => self.registry_host = Some(value),
+            EcrConfigKey::Profile => self.profile = Some(value),
+            EcrConfigKey::PlainHttp => match parse_bool(key, &value) {
+                Ok(b) => self.plain_http = Some(b),
+                Err(e) => self.errors.push(e),
+            },
+            EcrConfigKey::ScanOnPush => match parse_bool(key, &value) {
+                Ok(b) => self.scan_on_push = b,
+                Err(e) => self.errors.push(e),
+            },
+            EcrConfigKey::LifecyclePolicy => match parse_bool(key, &value) {
+                Ok(b) => self.lifecycle_policy = Some(b),
+                Err(e) => self.errors.push(e),
+            },
+            EcrConfigKey::TagMutability => match value.parse() {
+                Ok(m) => self.tag_mutability = m,
+                Err(e) => self.errors.push(e),
+            },
+        }
+        self
+    }
+
+    /// The current value of a setting, as a string.
+    pub fn get_config(&self, key: EcrConfigKey) -> Option<String> {
+        match key {
+            EcrConfigKey::Region => self.region.clone(),
+            EcrConfigKey::Account => self.account.clone(),
+            EcrConfigKey::Prefix => self.prefix.clone(),
+            EcrConfigKey::Endpoint => self.endpoint.clone(),
+            EcrConfigKey::RegistryHost => self.registry_host.clone(),
+            EcrConfigKey::Profile => self.profile.clone(),
+            EcrConfigKey::PlainHttp => self.plain_http.map(|b| b.to_string()),
+            EcrConfigKey::ScanOnPush => Some(self.scan_on_push.to_string()),
+            EcrConfigKey::LifecyclePolicy => {
+                Some(self.lifecycle_policy.unwrap_or(true).to_string())
+            }
+            EcrConfigKey::TagMutability => Some(
+                match self.tag_mutability {
+                    TagMutability::Mutable => "MUTABLE",
+                    TagMutability::Immutable => "IMMUTABLE",
+                }
+                .to_string(),
+            ),
+        }
+    }
+
+    /// The AWS region (`eu-west-1`).
+    pub fn region(self, region: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::Region, region)
+    }
+
+    /// The account id owning the registry (12 digits).
+    pub fn account(self, account: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::Account, account)
+    }
+
+    /// Puts every repository under `prefix`.
+    pub fn repository_prefix(self, prefix: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::Prefix, prefix)
+    }
+
+    /// The control-plane endpoint URL (the SDK's `endpoint_url`).
+    pub fn endpoint(self, url: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::Endpoint, url)
+    }
+
+    /// The data-plane host (`host[:port]`). An ECR host
+    /// (`<account>.dkr.ecr.<region>.amazonaws.com`) also sets account and region when they
+    /// are not set.
+    pub fn registry_host(self, host: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::RegistryHost, host)
+    }
+
+    /// Plain HTTP (`true`) or HTTPS to the data plane (default: plain only for loopback).
+    pub fn plain_http(mut self, plain: bool) -> Self {
+        self.plain_http = Some(plain);
+        self
+    }
+
+    /// Tag mutability of new repositories.
+    pub fn tag_mutability(mut self, m: TagMutability) -> Self {
+        self.tag_mutability = m;
+        self
+    }
+
+    /// Basic scanning on push for new repositories.
+    pub fn scan_on_push(mut self, scan: bool) -> Self {
+        self.scan_on_push = scan;
+        self
+    }
+
+    /// Enforce Cluster-mode retention with an ECR lifecycle policy (default true). With
+    /// `false`, retention is left to `Mirror::sweep`, which never deletes images in use.
+    pub fn lifecycle_policy(mut self, enabled: bool) -> Self {
+        self.lifecycle_policy = Some(enabled);
+        self
+    }
+
+    /// The AWS profile to load credentials and region from.
+    pub fn profile(self, profile: impl Into<String>) -> Self {
+        self.with_config(EcrConfigKey::Profile, profile)
+    }
+
+    /// Uses this SDK configuration (credentials, region, retries, HTTP client) instead of
+    /// loading the default chain. Region and endpoint settings of the builder still apply.
+    pub fn sdk_config(mut self, config: SdkConfig) -> Self {
+        self.sdk_config = Some(config);
+        self
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        if let Some(e) = self.errors.first() {
+            return Err(Error::Config(e.clone()));
+        }
+        if let Some(a) = &self.account {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::Config(format!(
+                    "account {a:?}: an AWS account id is 12 digits"
+                )));
+            }
+        }
+        if let Some(r) = &self.region {
+            if r.is_empty()
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(Error::Config(format!("region {r:?} is not an AWS region")));
+            }
+        }
+        if let Some(e) = &self.endpoint {
+            let url = url::Url::parse(e)
+                .map_err(|err| Error::Config(format!("endpoint {e:?}: {err}")))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(Error::Config(format!(
+                    "endpoint {e:?}: the scheme must be http or https"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates the settings, loads the AWS configuration and builds the registry.
+    ///
+    /// Makes no AWS call when the data-plane host is known (account and region, or a
+    /// registry host); otherwise one `GetAuthorizationToken` tells the registry of the
+    /// caller's account.
+    pub async fn build(mut self) -> mirror_core::Result<Ecr> {
+        self.validate()?;
+        if let Some(p) = &self.prefix {
+            naming::check_prefix(p)?;
+        }
+        if let Some((account, region)) = self
+            .registry_host
+            .as_deref()
+            .and_then(naming::parse_registry_host)
+        {
+            self.account.get_or_insert(account);
+            self.region.get_or_insert(region);
+        }
+        let sdk = match self.sdk_config.take() {
+            Some(c) => c,
+            None => {
+                let mut loader = aws_config::defaults(BehaviorVersion::latest())
+                    .http_client(https_client())
+                    .timeout_config(
+                        aws_config::timeout::TimeoutConfig::builder()
+                            .connect_timeout(Duration::from_secs(10))
+                            .operation_attempt_timeout(Duration::from_secs(60))
+                            .build(),
+                    );
+                if let Some(r) = &self.region {
+                    loader = loader.region(Region::new(r.clone()));
+                }
+                if let Some(p) = &self.profile {
+                    loader = loader.profile_name(p);
+                }
+                loader.load().await
+            }
+        };
+        let region = match (&self.region, sdk.region()) {
+            (Some(r), _) => r.clone(),
+            (None, Some(r)) => r.to_string(),
+            (None, None) => {
+                return Err(Error::Config(format!(
+                    "no AWS region: set {}, AWS_REGION, or a region in the AWS profile",
+                    EcrConfigKey::Region.env_var()
+                ))
+                .into())
+            }
+        };
+        let mut conf = aws_sdk_ecr::config::Builder::from(&sdk).region(Region::new(region.clone()));
+        if let Some(e) = &self.endpoint {
+            conf = conf.endpoint_url(e);
+        }
+        if sdk.http_client().is_none() {
+            conf = conf.http_client(https_client());
+        }
+        let sdk_client = aws_sdk_ecr::Client::from_conf(conf.build());
+        let mut api = EcrApi::new(
+            sdk_client,
+            self.account.clone(),
+            format!("{PROVIDER}:ecr.{region}"),
+        );
+        let host = match (&self.registry_host, &self.account) {
+            (Some(h), _) => h
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .to_string(),
+            (None, Some(a)) => naming::registry_host(a, &region),
+            (None, None) => {
+                let token = api.authorization_token().await?;
+                let endpoint = token.proxy_endpoint.clone().ok_or_else(|| {
+                    Error::Config("GetAuthorizationToken named no registry; set the account".into())
+                })?;
+                endpoint
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string()
+            }
+        };
+        let label = format!("{PROVIDER}:{host}");
+        api.set_label(label.clone());
+        let credentials = Arc::new(EcrCredentials::new(label, Arc::new(api.clone())));
+        let mut data = RegistryClient::builder(&host).credential_provider(credentials.clone());
+        if let Some(p) = self.plain_http {
+            data = data.plain_http(p);
+        }
+        let data = data.build()?;
+        Ok(Ecr {
+            inner: Arc::new(Inner {
+                api,
+                data,
+                host,
+                region,
+                account: self.account,
+                prefix: self.prefix,
+                tag_mutability: self.tag_mutability,
+                scan_on_push: self.scan_on_push,
+                lifecycle_policy: self.lifecycle_policy.unwrap_or(true),
+                credentials,
+                scopes: Mutex::new(Default::default()),
+            }),
+        })
+    }
+}
+
+/// The SDK's HTTPS client on rustls with ring (no aws-lc, so no cmake or nasm to build).
+pub fn https_client() -> aws_sdk_ecr::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_from_names_and_variables() {
+        for k in EcrConfigKey::ALL {
+            assert_eq!(k.as_str().parse::<EcrConfigKey>().unwrap(), *k);
+            assert_eq!(k.env_var().parse::<EcrConfigKey>().unwrap(), *k);
+        }
+        assert!("nope".parse::<EcrConfigKey>().is_err());
+    }
+
+    #[test]
+    fn string_and_typed_settings_agree() {
+        let b = EcrBuilder::new()
+            .with_config(EcrConfigKey::TagMutability, "immutable")
+            .with_config(EcrConfigKey::ScanOnPush, "yes")
+            .region("eu-west-1");
+        assert_eq!(
+            b.get_config(EcrConfigKey::TagMutability).as_deref(),
+            Some("IMMUTABLE")
+        );
+        assert_eq!(
+            b.get_config(EcrConfigKey::ScanOnPush).as_deref(),
+            Some("true")
+        );
+        assert_eq!(
+            b.get_config(EcrConfigKey::Region).as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            b.get_config(EcrConfigKey::LifecyclePolicy).as_deref(),
+            Some("true")
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_settings_fail_at_build_before_any_call() {
+        for b in [
+            EcrBuilder::new().with_config(EcrConfigKey::PlainHttp, "maybe"),
+            EcrBuilder::new().account("12"),
+            EcrBuilder::new().region("EU West"),
+            EcrBuilder::new().endpoint("ftp://x"),
+            EcrBuilder::new()
+                .region("eu-west-1")
+                .repository_prefix("Bad//Prefix"),
+        ] {
+            let err = b.build().await.unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    mirror_core::Error::Config(_) | mirror_core::Error::InvalidName { .. }
+                ),
+                "{err:?}"
+            );
+        }
+    }
+}
