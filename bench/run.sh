@@ -124,6 +124,7 @@ reset_dst() {
   start_registry dst "$DST_PORT"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 SRC_PORT=$(free_port)
 start_registry src "$SRC_PORT"
 DST_PORT=$(free_port)
@@ -156,7 +157,8 @@ sync
 
 # --- measurements ----------------------------------------------------------------------------
 # measure SCENARIO IMAGE TOOL RUN SRC_REF DST_REPO: times one copy, checks the digest, appends
-# "scenario image tool run wall_s rss_kib bytes_uploaded blobs_mounted" to $RAW.
+# "scenario image tool run wall_s rss_kib bytes_uploaded blobs_mounted" to $RAW. Run 0 is a
+# warm-up: checked and logged, not recorded.
 measure() {
   local scenario=$1 image=$2 tool=$3 run=$4 src_ref=$5 dst_repo=$6
   local tf=$WORK/time.$$ of=$WORK/out.$$ ef=$WORK/err.$$ rc=0 t0 t1
@@ -191,6 +193,11 @@ measure() {
   got=$(manifest_digest "$DST" "$dst_repo" "$TAG")
   [ "$got" = "${SRC_DIGEST[$image]}" ] ||
     die "$tool $scenario/$image run $run: destination digest '$got' != source ${SRC_DIGEST[$image]}"
+  if [ "$run" = 0 ]; then
+    log "  $scenario/$image warm-up $tool: ${wall}s (not recorded)"
+    rm -f "$tf" "$of" "$ef"
+    return
+  fi
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
     "$scenario" "$image" "$tool" "$run" "$wall" "$rss" "${bytes:--}" "${mounted:--}" >>"$RAW"
   if [ "$tool" = ours ]; then
@@ -201,12 +208,13 @@ measure() {
   rm -f "$tf" "$of" "$ef"
 }
 
-# order RUN: the two tools, ours first on odd runs, skopeo first on even ones.
+# order RUN: the two tools, ours first on odd runs, skopeo first on even ones (and on the
+# warm-up, run 0).
 order() { if [ $(($1 % 2)) -eq 1 ]; then echo "ours skopeo"; else echo "skopeo ours"; fi; }
 
 for image in single multi; do
-  log "scenario cold / $image ($RUNS runs)"
-  for run in $(seq "$RUNS"); do
+  log "scenario cold / $image ($RUNS runs after one warm-up per tool)"
+  for run in $(seq 0 "$RUNS"); do
     for tool in $(order "$run"); do
       reset_dst
       measure cold "$image" "$tool" "$run" "$SRC/bench/$image:$TAG" "bench/$image"
@@ -229,8 +237,8 @@ for image in single multi; do
   done
 done
 
-log "scenario peak-memory / big ($BIG_RUNS runs, 1 GiB layer)"
-for run in $(seq "$BIG_RUNS"); do
+log "scenario peak-memory / big ($BIG_RUNS runs after one warm-up per tool, 1 GiB layer)"
+for run in $(seq 0 "$BIG_RUNS"); do
   for tool in $(order "$run"); do
     reset_dst
     measure cold-1GiB big "$tool" "$run" "$SRC/bench/big:$TAG" "bench/big"
@@ -271,10 +279,11 @@ fi
   echo
   echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "- host: $(nproc) CPUs ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)), $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
+  echo "- load average (1, 5, 15 min): $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end (anything well above 0 means other work shared the CPUs)"
   echo "- mirror: $mirror_version (release build)"
   echo "- $(skopeo --version)"
   echo "- registry: $(docker-registry --version 2>&1 | head -1)"
-  echo "- runs: N=$RUNS per scenario and tool (single, multi), $BIG_RUNS for the 1 GiB layer; medians; tool order alternates per run"
+  echo "- runs: N=$RUNS per scenario and tool (single, multi), $BIG_RUNS for the 1 GiB layer; medians; tool order alternates per run; cold scenarios start with one unrecorded warm-up copy per tool"
   echo "- images: single = 1 image, 5 layers, 200 MB; multi = 2-platform index, 5 layers each, 200 MB in all; big = 1 layer of 1 GiB"
   echo
   echo "| scenario | image | ours wall (s) | skopeo wall (s) | ratio ours/skopeo | ours peak RSS (MiB) | skopeo peak RSS (MiB) | ours bytes uploaded |"

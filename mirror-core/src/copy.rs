@@ -161,16 +161,21 @@ pub async fn copy(
         elapsed_ms: 0,
     };
 
-    // Fast path: the destination reference already names this digest.
-    if let Some(head) = dst.head_manifest(dst_ref).await? {
-        if head.digest == root.digest {
-            report.already_present = true;
-            report.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(report);
-        }
-    }
+    // Fast path: the destination reference already names this digest, or the destination
+    // holds the manifest and only the tag is missing. Both HEADs go out at once.
     let root_digest = root.digest.to_string();
-    if dst_ref != root_digest && dst.head_manifest(&root_digest).await?.is_some() {
+    let (by_ref, by_digest) = if dst_ref == root_digest {
+        (dst.head_manifest(dst_ref).await?, None)
+    } else {
+        let (a, b) = futures::join!(dst.head_manifest(dst_ref), dst.head_manifest(&root_digest));
+        (a?, b?)
+    };
+    if by_ref.is_some_and(|head| head.digest == root.digest) {
+        report.already_present = true;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(report);
+    }
+    if by_digest.is_some() {
         dst.put_manifest(dst_ref, &root).await?;
         emit(
             options,
@@ -368,6 +373,22 @@ async fn copy_blob(
     counters: &Counters,
 ) -> Result<()> {
     let digest = &desc.digest;
+    // With a mount source on the destination's registry, mount first: a registry answers a
+    // mount of a blob it already has with 201 too, so this costs one round trip either way.
+    if let Some(from) = mount_sources.first() {
+        if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
+            counters.mounted.fetch_add(1, Ordering::Relaxed);
+            emit(
+                options,
+                CopyEvent::BlobDone {
+                    digest: digest.clone(),
+                    action: BlobAction::Mounted,
+                    size: desc.size,
+                },
+            );
+            return Ok(());
+        }
+    }
     if dst.has_blob(digest).await? {
         counters.skipped.fetch_add(1, Ordering::Relaxed);
         emit(
@@ -380,7 +401,7 @@ async fn copy_blob(
         );
         return Ok(());
     }
-    for from in mount_sources {
+    for from in mount_sources.iter().skip(1) {
         if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
             counters.mounted.fetch_add(1, Ordering::Relaxed);
             emit(

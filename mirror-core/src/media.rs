@@ -47,12 +47,12 @@ pub enum ManifestKind {
 
 /// Classifies a manifest media type; schema 1 and unknown types are errors naming `location`.
 pub fn manifest_kind(media_type: &str, location: &str) -> Result<ManifestKind> {
-    match media_type {
+    match media_type.to_ascii_lowercase().as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image),
         OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index),
         DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(schema1(media_type, location)),
-        other => Err(Error::UnsupportedMediaType {
-            media_type: other.to_string(),
+        _ => Err(Error::UnsupportedMediaType {
+            media_type: media_type.to_string(),
             location: location.to_string(),
             reason: format!("expected one of {}", ACCEPTED_MANIFEST_TYPES.join(", ")),
         }),
@@ -136,8 +136,7 @@ impl RawManifest {
             location: location.to_string(),
             reason,
         };
-        let doc: ManifestDoc =
-            serde_json::from_slice(&self.bytes).map_err(|e| invalid(e.to_string()))?;
+        let doc: ManifestDoc = json_doc(&self.bytes).map_err(invalid)?;
         if doc.schema_version != Some(2) {
             return Err(invalid(format!(
                 "schemaVersion must be 2, got {:?}",
@@ -176,7 +175,7 @@ fn infer_media_type(bytes: &[u8], location: &str) -> Result<String> {
         location: location.to_string(),
         reason,
     };
-    let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    let doc: ManifestDoc = json_doc(bytes).map_err(invalid)?;
     if doc.schema_version == Some(1) {
         return Err(schema1(DOCKER_SCHEMA1, location));
     }
@@ -192,6 +191,13 @@ fn infer_media_type(bytes: &[u8], location: &str) -> Result<String> {
             "cannot tell the media type: no mediaType, manifests or config".into(),
         ))
     }
+}
+
+/// Parses a manifest document. The bytes must be UTF-8 as a whole: serde skips the contents
+/// of unknown fields without checking them, and a registry would refuse such a document.
+fn json_doc(bytes: &[u8]) -> std::result::Result<ManifestDoc, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 JSON: {e}"))?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 #[derive(Deserialize)]

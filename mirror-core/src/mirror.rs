@@ -82,7 +82,17 @@ impl Source {
                 tag: tag.unwrap_or_else(|| "latest".into()),
             });
         }
-        Ok(Source::Registry(Reference::parse(s)?))
+        let r = Reference::parse(s)?;
+        // A registry host named `oci` would print as an `oci:` layout location.
+        if r.registry() == "oci" || r.registry().starts_with("oci:") {
+            return Err(Error::InvalidReference {
+                input: s.to_string(),
+                reason: "a registry host named \"oci\" reads as an OCI layout location; \
+                         write layouts as oci:PATH (lowercase)"
+                    .into(),
+            });
+        }
+        Ok(Source::Registry(r))
     }
 
     /// The identity strategies name targets by.

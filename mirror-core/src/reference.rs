@@ -87,10 +87,18 @@ impl Reference {
             return Err(invalid("missing repository name".into()));
         }
         let (registry, repository) = match name.split_once('/') {
-            Some((first, remainder)) if looks_like_host(first) => (
-                normalise_host(first).map_err(&invalid)?,
-                remainder.to_string(),
-            ),
+            Some((first, remainder)) if looks_like_host(first) => {
+                let host = normalise_host(first).map_err(&invalid)?;
+                // Docker reads `MyReg/app` as registry `MyReg` only because of its capitals;
+                // lowercased it would read as a Docker Hub path: refuse the ambiguity.
+                if !looks_like_host(&host) {
+                    return Err(invalid(format!(
+                        "{first:?} is read as a registry host only because of its capitals; \
+                         write a host with a domain or port, or the repository in lowercase"
+                    )));
+                }
+                (host, remainder.to_string())
+            }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {

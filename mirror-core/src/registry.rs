@@ -456,6 +456,13 @@ impl Registry for GenericRegistry {
     fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
         format!("{}/{repository}@{digest}", self.client.registry())
     }
+
+    async fn builder_credentials(
+        &self,
+    ) -> Result<Option<(String, crate::store::http::credentials::Credentials)>> {
+        let creds = self.client.current_credentials().await?;
+        Ok((!creds.is_anonymous()).then(|| (self.client.registry().to_string(), creds)))
+    }
 }
 
 /// A directory of OCI image layouts, one per repository (`<root>/<repository>/`): the

@@ -449,7 +449,9 @@ pub fn parse_oci_location(s: &str) -> Result<(PathBuf, Option<String>)> {
         Some((_, t)) if t.contains('/') => (rest, None),
         Some((_, "")) => return Err(invalid("empty tag after ':'")),
         Some((p, t)) if validate_tag(t).is_ok() => {
-            if p.ends_with("@sha256") || p.ends_with("@sha512") {
+            if p.rsplit_once('@')
+                .is_some_and(|(_, d)| Digest::parse(&format!("{d}:{t}")).is_ok())
+            {
                 return Err(invalid(
                     "digests are not supported in oci: locations; use a tag",
                 ));

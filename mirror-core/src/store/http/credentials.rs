@@ -3,7 +3,7 @@
 //!
 //! Secrets are wrapped in [`Secret`], whose `Debug` and `Display` never show the value.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -154,9 +154,9 @@ pub fn static_provider(c: Credentials) -> Arc<dyn CredentialProvider> {
 #[serde(rename_all = "camelCase")]
 struct DockerConfigFile {
     #[serde(default)]
-    auths: HashMap<String, AuthEntry>,
+    auths: BTreeMap<String, AuthEntry>,
     #[serde(default)]
-    cred_helpers: HashMap<String, String>,
+    cred_helpers: BTreeMap<String, String>,
     #[serde(default)]
     creds_store: Option<String>,
 }
@@ -210,11 +210,18 @@ impl DockerConfig {
 
     /// Parses config text (`path` is only used in messages).
     pub fn parse(path: &Path, text: &[u8]) -> Result<Self> {
+        let bad = |why: String| Error::Credentials {
+            registry: "*".into(),
+            reason: format!("cannot parse {}: {why}", path.display()),
+        };
+        // Only a JSON object is a config (serde would also read an array positionally).
+        let value: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
+        if !value.is_object() {
+            return Err(bad("the top level is not a JSON object".into()));
+        }
         let file: DockerConfigFile =
-            serde_json::from_slice(text).map_err(|e| Error::Credentials {
-                registry: "*".into(),
-                reason: format!("cannot parse {}: {e}", path.display()),
-            })?;
+            serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         Ok(DockerConfig {
             path: path.to_path_buf(),
             file,
@@ -230,8 +237,18 @@ impl DockerConfig {
                 return run_helper(helper, &server_url(registry), registry);
             }
         }
-        for (key, entry) in &self.file.auths {
-            if keys.iter().any(|k| normalise_key(key) == *k) {
+        // Lookup keys in priority order; for each, the exact spelling of the key wins over
+        // other spellings (`https://host`), which are tried in sorted order: the answer never
+        // depends on hash order.
+        for k in &keys {
+            let exact = self.file.auths.get(k.as_str()).into_iter();
+            let others = self
+                .file
+                .auths
+                .iter()
+                .filter(|(key, _)| key.as_str() != k && normalise_key(key) == *k)
+                .map(|(_, e)| e);
+            for entry in exact.chain(others) {
                 if let Some(c) = self.decode(registry, entry)? {
                     return Ok(c);
                 }

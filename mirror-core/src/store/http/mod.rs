@@ -194,12 +194,7 @@ impl RegistryClientBuilder {
         let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|e| Error::Config(format!("registry {registry}: {e}")))?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("mirror-core/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(self.config.connect_timeout)
-            .danger_accept_invalid_certs(!self.config.tls_verify)
-            .pool_max_idle_per_host(32)
-            .build()
+        let http = shared_http_client(&self.config)
             .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
@@ -267,6 +262,13 @@ impl RegistryClient {
             client: self.clone(),
             repository: name.to_string(),
         })
+    }
+
+    /// The credentials the client currently uses (from its provider), e.g. to hand them to a
+    /// builder process. Never logged.
+    pub async fn current_credentials(&self) -> Result<Credentials> {
+        let mut state = self.inner.state.lock().await;
+        self.credentials(&mut state).await
     }
 
     /// Checks that the registry answers the API and accepts our credentials (`GET /v2/`).
@@ -709,6 +711,34 @@ impl RegistryClient {
             },
         }
     }
+}
+
+/// One reqwest client per distinct transport setting, for the whole process: the TLS root
+/// store is loaded once (it costs milliseconds per client) and connections to one registry
+/// are pooled across every `RegistryClient` that talks to it (source and destination of a
+/// same-registry copy share them).
+fn shared_http_client(
+    config: &RegistryConfig,
+) -> std::result::Result<reqwest::Client, reqwest::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex as StdMutex, OnceLock};
+    static CLIENTS: OnceLock<StdMutex<HashMap<(bool, Duration), reqwest::Client>>> =
+        OnceLock::new();
+    let key = (config.tls_verify, config.connect_timeout);
+    let map = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mirror-core/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .danger_accept_invalid_certs(!config.tls_verify)
+        .pool_max_idle_per_host(32)
+        .build()?;
+    if let Ok(mut m) = map.lock() {
+        m.entry(key).or_insert_with(|| client.clone());
+    }
+    Ok(client)
 }
 
 fn retryable_status(s: StatusCode) -> bool {
@@ -1384,11 +1414,30 @@ impl ImageStore for HttpStore {
 
 /// Extracts the `rel="next"` target of a `Link` header (`<url>; rel="next"`).
 pub fn parse_next_link(header: &str) -> Option<String> {
-    for part in header.split(',') {
+    // Split on the commas that separate links, not on commas inside `<…>`; a malformed link
+    // is skipped rather than hiding the others.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in header.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&header[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&header[start..]);
+    for part in parts {
         let part = part.trim();
-        let (target, params) = part.split_once(';').unwrap_or((part, ""));
-        let target = target.trim();
-        let target = target.strip_prefix('<')?.strip_suffix('>')?;
+        let Some(rest) = part.strip_prefix('<') else {
+            continue;
+        };
+        let Some((target, params)) = rest.split_once('>') else {
+            continue;
+        };
         let is_next = params.split(';').any(|p| {
             let p = p.trim().replace(' ', "");
             p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
@@ -1421,6 +1470,11 @@ mod tests {
             Some("https://x/b")
         );
         assert_eq!(parse_next_link("garbage"), None);
+        assert_eq!(
+            parse_next_link(r#"garbage, </v2/x?a=1,2>; rel="next""#).as_deref(),
+            Some("/v2/x?a=1,2"),
+            "a malformed link does not hide a good one; commas inside <> are kept"
+        );
         assert_eq!(parse_next_link(r#"<>; rel="next""#), None);
     }
 
