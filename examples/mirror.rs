@@ -23,6 +23,11 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
+#[path = "providers/gcp.rs"]
+mod gcp;
+#[path = "providers/scaleway.rs"]
+mod scaleway;
+
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,12 +70,15 @@ struct RegistryArgs {
     /// The mirror registry: `oci:PATH` or `host[:port]`. With `--provider aws`: `ecr` (the
     /// registry of the account and region), an ECR host
     /// (`<account>.dkr.ecr.<region>.amazonaws.com`, giving account and region), or a
-    /// data-plane host override (`host[:port]`).
+    /// data-plane host override (`host[:port]`). With `--provider scaleway`: `scaleway` (the
+    /// region's `rg.<region>.scw.cloud`) or a data-plane host override.
     #[arg(long)]
     registry: String,
     /// The registry provider: `generic` (any distribution registry, or `oci:PATH`) or `aws`
     /// (ECR: repositories created, lifecycle policies, `GetAuthorizationToken` credentials;
-    /// AWS credentials from the SDK chain, every `MIRROR_ECR_*` variable read).
+    /// AWS credentials from the SDK chain, every `MIRROR_ECR_*` variable read) or `scaleway`
+    /// (a namespace per cluster, `SCW_SECRET_KEY`, `SCW_DEFAULT_PROJECT_ID`,
+    /// `SCW_DEFAULT_REGION` and every `MIRROR_SCW_*` variable read).
     #[arg(long, value_enum, default_value = "generic", env = "MIRROR_PROVIDER")]
     provider: ProviderKind,
     /// `--provider aws`: AWS region (else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile).
@@ -92,6 +100,14 @@ struct RegistryArgs {
     /// policy (which cannot know which images are in use).
     #[arg(long)]
     aws_no_lifecycle_policy: bool,
+    /// `--provider scaleway` (`--registry scaleway`, or a data-plane host override): the
+    /// `--scw-*` flags; credentials, project and region from `SCW_*` variables.
+    #[command(flatten)]
+    scaleway: scaleway::ScalewayArgs,
+    /// `--provider gcp` (`--registry gar`, a `<location>-docker.pkg.dev` host, or a data-plane
+    /// host override): the `--gcp-*` flags; every `MIRROR_GAR_*` variable read.
+    #[command(flatten)]
+    gcp: gcp::GcpArgs,
     /// The cluster id.
     #[arg(long)]
     cluster: String,
@@ -110,6 +126,8 @@ struct RegistryArgs {
 enum ProviderKind {
     Generic,
     Aws,
+    Scaleway,
+    Gcp,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -409,6 +427,15 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
 fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
     if args.provider == ProviderKind::Aws {
         return open_ecr(args);
+    }
+    if args.provider == ProviderKind::Scaleway {
+        let creds = args.registry_creds.is_some();
+        let prefix = args.prefix.as_deref();
+        return scaleway::open(&args.scaleway, &args.registry, prefix, creds);
+    }
+    if args.provider == ProviderKind::Gcp {
+        let creds = args.registry_creds.is_some();
+        return gcp::open(&args.gcp, &args.registry, args.prefix.as_deref(), creds);
     }
     if let Some(path) = args.registry.strip_prefix("oci:") {
         if path.is_empty() {

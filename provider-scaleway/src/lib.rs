@@ -1,13 +1,595 @@
 //! Scaleway Container Registry as a cluster's mirror registry.
 //!
-//! This crate will hold the `Scaleway` implementation of the core `Registry` trait (issue
-//! "provider-scaleway"): namespace naming within Scaleway's rules (unique per region across
-//! customers, so with a stable discriminator), namespace creation through
-//! `/registry/v1/regions/{region}/namespaces`, `nologin` + secret-key basic auth on
-//! `rg.<region>.scw.cloud`, image and tag listings, and retention enforced by `sweep` since
-//! Scaleway has no retention policy of its own. It is an empty shell until the core `Registry`
-//! trait lands.
+//! [`Scaleway`] implements the core [`Registry`] trait: each cluster gets one private
+//! namespace, `<prefix>-<cluster>-<project hash>`, created through the registry API and
+//! waited for until its status is `ready`; each repository scope is an image in it
+//! (`svc-<service>`, `mirror`, `build-<service>`; see [`naming`]). The data plane is the core
+//! HTTP client on `rg.<region>.scw.cloud` with basic auth, user `nologin` and the secret key as
+//! password. Images are listed through the images and tags APIs (every page), and deleted by
+//! deleting every tag that names the digest. Scaleway has no retention policy of its own:
+//! Cluster-mode retention is enforced by [`Mirror::sweep`](mirror_core::Mirror::sweep), which
+//! never deletes an image in use — run it on a schedule (see the README).
+//!
+//! # Push times
+//!
+//! [`Registry::records_push_time`] is false: the library writes a bookkeeping tag
+//! (`mirror.pushed.<ms>.<digest prefix>`) before an image's real tag and reads push times back
+//! from it. Scaleway's tags do carry `created_at` and `updated_at`, but they describe the tag
+//! record (a tag moved to another image keeps its `created_at`, and the reference does not
+//! promise `updated_at` changes only on push), and eviction and retention must never act on
+//! a guessed age. The bookkeeping tag gives the exact push time on every registry; it goes
+//! with the image when the image is deleted (it names the same digest).
+//!
+//! # Layout
+//!
+//! - [`builder`]: [`ScalewayBuilder`], its settings and their `SCW_*` / `MIRROR_SCW_*`
+//!   variables;
+//! - [`client`]: the registry API calls ([`client::ScalewayApi`]);
+//! - [`naming`]: Scaleway's namespace rules and the repository layout;
+//! - [`error`]: this crate's errors and their one mapping to [`mirror_core::Error`].
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> mirror_core::Result<()> {
+//! use std::sync::Arc;
+//! use mirror_core::{Mirror, Source};
+//! use provider_scaleway::ScalewayBuilder;
+//!
+//! // SCW_SECRET_KEY, SCW_DEFAULT_PROJECT_ID and SCW_DEFAULT_REGION from the environment.
+//! let scaleway = ScalewayBuilder::from_env().build()?;
+//! let mirror = Mirror::builder(Arc::new(scaleway), "prod-eu").build()?;
+//! let d = mirror.mirror("api", &Source::parse("nginx:1.27")?).await?;
+//! // rg.fr-par.scw.cloud/mirror-prod-eu-1a2b3c4d/svc-api@sha256:…
+//! println!("deploy {}", d.pull_reference);
+//! # Ok(()) }
+//! ```
 #![deny(missing_docs)]
+
+pub mod builder;
+pub mod client;
+pub mod error;
+pub mod naming;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mirror_core::eviction::ImageRecord;
+use mirror_core::registry::parse_pushed_tag;
+use mirror_core::store::http::credentials::{Credentials, Secret};
+use mirror_core::store::http::RegistryClient;
+use mirror_core::{
+    Digest, Error, ImageStore, Registry, RepositoryScope, RepositorySettings, Result,
+};
+
+pub use builder::{ScalewayBuilder, ScalewayConfigKey};
+
+use client::{Namespace, ScalewayApi};
+use error::Kind;
 
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "scaleway";
+
+/// The data-plane user name Scaleway expects with the secret key as password.
+pub const DATA_PLANE_USER: &str = "nologin";
+
+/// How long `ensure_repository` looks for a namespace that "already exists" but is not
+/// listed yet (another deployer created it a moment ago).
+const LOOKUP_AFTER_CONFLICT: u32 = 4;
+
+/// Tag statuses that mean the tag is on its way out.
+const GONE_TAG_STATUSES: [&str; 1] = ["deleting"];
+
+/// A namespace's status, read for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    Ready,
+    /// `deleting`, `error`, `locked`: waiting will not help.
+    Unusable,
+    /// `unknown` or anything else: being set up.
+    Pending,
+}
+
+fn readiness(status: &str) -> Readiness {
+    match status {
+        "ready" => Readiness::Ready,
+        "deleting" | "error" | "locked" => Readiness::Unusable,
+        _ => Readiness::Pending,
+    }
+}
+
+/// Scaleway Container Registry (one region and project) as a cluster's mirror registry.
+/// Build it with [`ScalewayBuilder`]. Cheap to clone; clones share the API client, the
+/// data-plane connection pool and the cache of ready namespaces.
+#[derive(Clone)]
+pub struct Scaleway {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    api: ScalewayApi,
+    data: RegistryClient,
+    host: String,
+    region: String,
+    project_id: String,
+    prefix: String,
+    public: bool,
+    secret: Secret,
+    namespace_timeout: Duration,
+    poll_interval: Duration,
+    /// Namespace → the exact cluster id it was named from (for its description).
+    clusters: Mutex<HashMap<String, String>>,
+    /// Namespaces known to exist and be ready.
+    ready: Mutex<HashSet<String>>,
+    /// One lock per namespace being ensured, so concurrent ensures in one process make one
+    /// creation call (other processes get "already exists", which is handled).
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl fmt::Debug for Scaleway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scaleway")
+            .field("host", &self.inner.host)
+            .field("region", &self.inner.region)
+            .field("project_id", &self.inner.project_id)
+            .field("prefix", &self.inner.prefix)
+            .field("public", &self.inner.public)
+            .field("api", &self.inner.api)
+            .finish()
+    }
+}
+
+impl Scaleway {
+    /// A builder.
+    pub fn builder() -> ScalewayBuilder {
+        ScalewayBuilder::new()
+    }
+
+    /// The data-plane host (`rg.<region>.scw.cloud` or the override).
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+
+    /// The region.
+    pub fn region(&self) -> &str {
+        &self.inner.region
+    }
+
+    /// The project the namespaces live in.
+    pub fn project_id(&self) -> &str {
+        &self.inner.project_id
+    }
+
+    /// The namespace prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The registry API client.
+    pub fn api(&self) -> &ScalewayApi {
+        &self.inner.api
+    }
+
+    /// The data-plane HTTP client.
+    pub fn data_plane(&self) -> &RegistryClient {
+        &self.inner.data
+    }
+
+    /// The namespace holding every repository of `cluster`.
+    pub fn namespace_name(&self, cluster: &str) -> Result<String> {
+        naming::namespace_name(&self.inner.prefix, &self.inner.project_id, cluster)
+    }
+
+    fn label(&self) -> &str {
+        self.inner.api.label()
+    }
+
+    fn description(&self, namespace: &str) -> String {
+        let cluster = self
+            .inner
+            .clusters
+            .lock()
+            .ok()
+            .and_then(|c| c.get(namespace).cloned());
+        match cluster {
+            Some(c) => {
+                let c: String = c
+                    .chars()
+                    .map(|ch| if ch.is_control() { ' ' } else { ch })
+                    .take(120)
+                    .collect();
+                format!("Mirror registry of cluster {c} (managed by mirror-core)")
+            }
+            None => "Mirror registry (managed by mirror-core)".to_string(),
+        }
+    }
+
+    fn is_ready(&self, namespace: &str) -> bool {
+        self.inner
+            .ready
+            .lock()
+            .map(|r| r.contains(namespace))
+            .unwrap_or(false)
+    }
+
+    fn flight(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = match self.inner.flights.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|_, l| Arc::strong_count(l) > 1);
+        map.entry(namespace.to_string()).or_default().clone()
+    }
+
+    /// Makes sure `namespace` exists in the project, has the configured visibility and is
+    /// ready: looks it up by name, creates it when absent ("already exists" means another
+    /// deployer was faster: it is looked up again), then polls its status until `ready`.
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        naming::validate_namespace(namespace).map_err(|reason| Error::InvalidName {
+            name: namespace.to_string(),
+            reason,
+        })?;
+        if self.is_ready(namespace) {
+            return Ok(());
+        }
+        let lock = self.flight(namespace);
+        let _guard = lock.lock().await;
+        if self.is_ready(namespace) {
+            return Ok(());
+        }
+        let api = &self.inner.api;
+        let mut created = false;
+        let found = match api.find_namespace(namespace).await? {
+            Some(n) => n,
+            None => match api
+                .create_namespace(namespace, &self.description(namespace), self.inner.public)
+                .await
+            {
+                Ok(n) => {
+                    created = true;
+                    tracing::info!(namespace, registry = %self.inner.host, "created Scaleway namespace");
+                    n
+                }
+                Err(e) if e.kind() == Kind::AlreadyExists => {
+                    self.find_after_conflict(namespace).await?
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        let ns = self.wait_ready(found).await?;
+        if !created && ns.is_public != self.inner.public {
+            tracing::info!(
+                namespace,
+                public = self.inner.public,
+                "changing the visibility of the Scaleway namespace"
+            );
+            api.update_namespace(&ns.id, namespace, self.inner.public)
+                .await?;
+        }
+        if let Ok(mut r) = self.inner.ready.lock() {
+            r.insert(namespace.to_string());
+        }
+        Ok(())
+    }
+
+    /// After an "already exists": the namespace is ours (listed, perhaps after a moment) or
+    /// another project's.
+    async fn find_after_conflict(&self, namespace: &str) -> Result<Namespace> {
+        let mut pause = self.inner.poll_interval;
+        for attempt in 1..=LOOKUP_AFTER_CONFLICT {
+            if let Some(n) = self.inner.api.find_namespace(namespace).await? {
+                return Ok(n);
+            }
+            if attempt < LOOKUP_AFTER_CONFLICT {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+        }
+        Err(error::Error::NamespaceTaken {
+            registry: self.label().to_string(),
+            namespace: namespace.to_string(),
+        }
+        .into())
+    }
+
+    /// Polls the namespace until it is `ready`; fails at once on `deleting`, `error` and
+    /// `locked`, and after the namespace timeout otherwise.
+    async fn wait_ready(&self, mut ns: Namespace) -> Result<Namespace> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + self.inner.namespace_timeout;
+        let mut pause = self.inner.poll_interval;
+        loop {
+            match readiness(&ns.status) {
+                Readiness::Ready => return Ok(ns),
+                Readiness::Unusable => {
+                    let message = if ns.status_message.is_empty() {
+                        match ns.status.as_str() {
+                            "deleting" => "it is being deleted; retry once it is gone".to_string(),
+                            "locked" => "Scaleway locked it; contact Scaleway support".to_string(),
+                            _ => "Scaleway reports an error; see the console".to_string(),
+                        }
+                    } else {
+                        ns.status_message.clone()
+                    };
+                    return Err(error::Error::NamespaceState {
+                        registry: self.label().to_string(),
+                        namespace: ns.name.clone(),
+                        status: ns.status.clone(),
+                        message,
+                    }
+                    .into());
+                }
+                Readiness::Pending => {}
+            }
+            let now = tokio::time::Instant::now();
+            if now + pause > deadline {
+                return Err(error::Error::NamespaceTimeout {
+                    registry: self.label().to_string(),
+                    namespace: ns.name.clone(),
+                    status: if ns.status.is_empty() {
+                        "unknown".into()
+                    } else {
+                        ns.status.clone()
+                    },
+                    waited: now - started,
+                }
+                .into());
+            }
+            tracing::debug!(namespace = %ns.name, status = %ns.status, "waiting for the Scaleway namespace to be ready");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(2));
+            ns = self.inner.api.get_namespace(&ns.id, &ns.name).await?;
+        }
+    }
+
+    /// The namespace and image of a repository, `None` when either does not exist.
+    async fn locate(&self, repository: &str) -> Result<Option<(Namespace, client::Image)>> {
+        let (namespace, image) = naming::parse_repository(repository)?;
+        let api = &self.inner.api;
+        let Some(ns) = api.find_namespace(namespace).await? else {
+            return Ok(None);
+        };
+        let Some(img) = api.find_image(&ns.id, image, repository).await? else {
+            return Ok(None);
+        };
+        Ok(Some((ns, img)))
+    }
+
+    /// The live tags of an image with their digests.
+    async fn tags_with_digests(
+        &self,
+        repository: &str,
+        image: &client::Image,
+    ) -> Result<Vec<(client::Tag, Digest)>> {
+        let tags = self.inner.api.list_tags(&image.id, repository).await?;
+        let mut out = Vec::new();
+        for t in tags {
+            if GONE_TAG_STATUSES.contains(&t.status.as_str()) {
+                continue;
+            }
+            if t.digest.is_empty() && t.status != "ready" {
+                // A tag still being written (or failed): it names no image yet.
+                continue;
+            }
+            let digest = Digest::parse(&t.digest).map_err(|e| {
+                Error::from(error::Error::Protocol {
+                    registry: self.label().to_string(),
+                    operation: "ListTags",
+                    target: format!("{repository}:{}", t.name),
+                    reason: format!("tag digest {:?}: {e}", t.digest),
+                })
+            })?;
+            out.push((t, digest));
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Registry for Scaleway {
+    fn provider(&self) -> &str {
+        PROVIDER
+    }
+
+    fn location(&self) -> String {
+        self.inner.host.clone()
+    }
+
+    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
+        let name = naming::repository_name(&self.inner.prefix, &self.inner.project_id, scope)?;
+        if let (Some((namespace, _)), Ok(mut clusters)) =
+            (name.split_once('/'), self.inner.clusters.lock())
+        {
+            clusters
+                .entry(namespace.to_string())
+                .or_insert_with(|| scope.cluster().to_string());
+        }
+        Ok(name)
+    }
+
+    /// Ensures the repository's namespace (see [`Scaleway::ensure_namespace`]); the image
+    /// itself appears on the first push. Scaleway has no retention policy:
+    /// `settings.retention` is enforced by `Mirror::sweep`, and nothing is stored here.
+    async fn ensure_repository(
+        &self,
+        repository: &str,
+        settings: &RepositorySettings,
+    ) -> Result<()> {
+        let (namespace, _) = naming::parse_repository(repository)?;
+        self.ensure_namespace(namespace).await?;
+        if let Some(retention) = settings.retention {
+            tracing::debug!(
+                repository,
+                ?retention,
+                "Scaleway has no retention policy: run `sweep` on a schedule to enforce it"
+            );
+        }
+        Ok(())
+    }
+
+    async fn store(&self, repository: &str) -> Result<Arc<dyn ImageStore>> {
+        naming::check_repository(repository)?;
+        Ok(Arc::new(self.inner.data.repository(repository)?))
+    }
+
+    /// Every image of the cluster's namespace (`ListImages`, all pages), as
+    /// `<namespace>/<image>`; empty when the namespace does not exist.
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
+        let namespace = self.namespace_name(cluster)?;
+        let api = &self.inner.api;
+        let Some(ns) = api.find_namespace(&namespace).await? else {
+            return Ok(Vec::new());
+        };
+        let mut repos: Vec<String> = api
+            .list_images(&ns.id, &namespace)
+            .await?
+            .into_iter()
+            .filter(|i| !GONE_TAG_STATUSES.contains(&i.status.as_str()))
+            .map(|i| format!("{namespace}/{}", i.name))
+            .filter(|r| naming::check_repository(r).is_ok())
+            .collect();
+        repos.sort();
+        repos.dedup();
+        Ok(repos)
+    }
+
+    /// `ListTags` of the image (all pages), grouped by digest; push times from the
+    /// bookkeeping tags. Tags being deleted are left out. A namespace or image that does not
+    /// exist has no images.
+    async fn list_images(&self, repository: &str) -> Result<Vec<ImageRecord>> {
+        let Some((_, image)) = self.locate(repository).await? else {
+            return Ok(Vec::new());
+        };
+        let mut by_digest: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
+        for (tag, digest) in self.tags_with_digests(repository, &image).await? {
+            let rec = by_digest
+                .entry(digest.clone())
+                .or_insert_with(|| ImageRecord {
+                    repository: repository.to_string(),
+                    digest: digest.clone(),
+                    tags: Vec::new(),
+                    pushed_at: None,
+                    size: None,
+                });
+            match parse_pushed_tag(&tag.name) {
+                Some((at, hex)) if digest.hex().starts_with(&hex) => {
+                    rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
+                }
+                _ => rec.tags.push(tag.name),
+            }
+        }
+        let mut out: Vec<ImageRecord> = by_digest.into_values().collect();
+        for r in &mut out {
+            r.tags.sort();
+        }
+        Ok(out)
+    }
+
+    /// Deletes every tag naming `digest` (`DeleteTag` with `force`, since the bookkeeping
+    /// tag and the real tags share the digest); a tag already gone with an earlier deletion
+    /// is fine. [`Error::NotFound`] when no tag names the digest.
+    async fn delete_image(&self, repository: &str, digest: &Digest) -> Result<()> {
+        let location = format!("{}/{repository}@{digest}", self.inner.host);
+        let Some((_, image)) = self.locate(repository).await? else {
+            return Err(Error::manifest_not_found(location));
+        };
+        let targets: Vec<client::Tag> = self
+            .tags_with_digests(repository, &image)
+            .await?
+            .into_iter()
+            .filter(|(_, d)| d == digest)
+            .map(|(t, _)| t)
+            .collect();
+        if targets.is_empty() {
+            return Err(Error::manifest_not_found(location));
+        }
+        for tag in targets {
+            let target = format!("{repository}:{}", tag.name);
+            match self.inner.api.delete_tag(&tag.id, &target, true).await {
+                Ok(()) => {}
+                // Deleting the first tag of a digest may take its siblings with it.
+                Err(e) if e.kind() == Kind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
+        format!("{}/{repository}@{digest}", self.inner.host)
+    }
+
+    /// False: push times come from the library's bookkeeping tags (see the crate docs).
+    fn records_push_time(&self) -> bool {
+        false
+    }
+
+    /// `nologin` with the secret key, for the registry host.
+    async fn builder_credentials(&self) -> Result<Option<(String, Credentials)>> {
+        Ok(Some((
+            self.inner.host.clone(),
+            Credentials::basic(DATA_PLANE_USER, self.inner.secret.clone()),
+        )))
+    }
+
+    /// `<namespace>/cache-<dockerfile id>-<build image>`: flat, in the cluster's namespace
+    /// (see [`naming::cache_repository`]).
+    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
+        naming::cache_repository(build_repository, dockerfile_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_documented() {
+        assert_eq!(readiness("ready"), Readiness::Ready);
+        for s in ["deleting", "error", "locked"] {
+            assert_eq!(readiness(s), Readiness::Unusable, "{s}");
+        }
+        for s in ["unknown", "", "pending", "creating"] {
+            assert_eq!(readiness(s), Readiness::Pending, "{s}");
+        }
+    }
+
+    #[tokio::test]
+    async fn builds_get_credentials_and_flat_caches() {
+        let reg = ScalewayBuilder::new()
+            .secret_key("0f0e0d0c-1111-2222-3333-444455556666")
+            .project_id("4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11")
+            .build()
+            .unwrap();
+        let build = reg
+            .repository_name(&RepositoryScope::Build {
+                cluster: "prod".into(),
+                service: "api".into(),
+            })
+            .unwrap();
+        let ns = reg.namespace_name("prod").unwrap();
+        assert_eq!(build, format!("{ns}/build-api"));
+        assert_eq!(
+            reg.repository_reference(&build).unwrap(),
+            format!("rg.fr-par.scw.cloud/{build}")
+        );
+        assert_eq!(
+            reg.cache_repository(&build, "00ff00ff00ff").unwrap(),
+            format!("{ns}/cache-00ff00ff00ff-build-api")
+        );
+        let (host, creds) = reg.builder_credentials().await.unwrap().unwrap();
+        assert_eq!(host, "rg.fr-par.scw.cloud");
+        assert_eq!(
+            creds,
+            Credentials::basic("nologin", "0f0e0d0c-1111-2222-3333-444455556666")
+        );
+        assert!(!format!("{creds:?}").contains("0f0e0d0c"));
+        assert_eq!(
+            reg.description(&ns),
+            "Mirror registry of cluster prod (managed by mirror-core)"
+        );
+    }
+}

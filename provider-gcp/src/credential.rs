@@ -1,0 +1,571 @@
+//! OAuth access tokens: where they come from ([`TokenSource`]) and the cache that hands them
+//! to both planes ([`GcpCredentials`]).
+//!
+//! The control plane sends the token as `Authorization: Bearer`; the data plane sends it as
+//! the password of the user [`USERNAME`] (`oauth2accesstoken`), which Artifact Registry's token
+//! endpoint exchanges for a registry token. Google access tokens live about an hour.
+//!
+//! [`GcpCredentials`] caches the token and fetches a new one [`REFRESH_AHEAD`] before it
+//! expires (or half-way through its life, for short-lived tokens), never more often than
+//! every [`MIN_CACHE`]. Concurrent callers share one fetch: the cache sits behind an async
+//! mutex held across it. A registry or API refusing a token invalidates it; refusals arriving
+//! within [`INVALIDATION_GRACE`] of a fetch are taken to be about the previous token, so a
+//! burst of refusals costs one fetch.
+//!
+//! Sources:
+//!
+//! - [`ServiceAccountKey`]: a service-account key file (JSON). Tokens are obtained through
+//!   `gcp_auth` (a JWT signed with the key, exchanged at the key's `token_uri`, which can be
+//!   overridden). `gcp_auth` caches tokens itself until 20 s before they expire and cannot be
+//!   told to refresh earlier, so each fetch uses a fresh `gcp_auth` account: the refresh
+//!   happens when *this* cache decides.
+//! - [`DefaultChain`]: `gcp_auth`'s default chain (`GOOGLE_APPLICATION_CREDENTIALS`, the
+//!   gcloud application-default credentials, the metadata server of GCE/GKE, the `gcloud`
+//!   CLI). Those providers refresh when their token is within 20 s of expiry; this cache asks
+//!   them again from [`REFRESH_AHEAD`] on and takes the new token when it comes.
+//! - [`StaticToken`]: a token given as is (tests, or a token printed by
+//!   `gcloud auth print-access-token`).
+
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use mirror_core::store::http::credentials::{
+    CredentialProvider, Credentials, ExpiringCredentials, Secret,
+};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// The OAuth scope requested: Artifact Registry accepts `cloud-platform`.
+pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
+/// The data-plane user name that means "the password is an OAuth access token".
+pub const USERNAME: &str = "oauth2accesstoken";
+/// How long before its expiry a token is replaced.
+pub const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
+/// The shortest time a fetched token is used before another is fetched.
+pub const MIN_CACHE: Duration = Duration::from_secs(1);
+/// Refusals reported this soon after a fetch are taken to be about the previous token.
+pub const INVALIDATION_GRACE: Duration = Duration::from_secs(2);
+
+/// An OAuth access token with its expiry. `Debug` hides the token.
+#[derive(Clone)]
+pub struct AccessToken {
+    /// The token.
+    pub token: Secret,
+    /// When it stops working.
+    pub expires_at: SystemTime,
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("token", &"***")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// Where access tokens come from.
+///
+/// # Contract
+///
+/// `fetch` returns a token valid for the [`SCOPE`], as fresh as the source can give (sources
+/// with their own cache may return a cached token); errors are
+/// [`Error::Credentials`] and never contain a secret. It may be called concurrently.
+#[async_trait]
+pub trait TokenSource: Send + Sync + fmt::Debug {
+    /// Fetches a token.
+    async fn fetch(&self) -> Result<AccessToken>;
+
+    /// The project the credentials belong to, when they tell.
+    async fn project_id(&self) -> Option<String> {
+        None
+    }
+}
+
+fn from_gcp_token(token: &gcp_auth::Token) -> AccessToken {
+    AccessToken {
+        token: Secret::new(token.as_str()),
+        expires_at: SystemTime::from(token.expires_at()),
+    }
+}
+
+/// A service-account key (the JSON file `gcloud iam service-accounts keys create` writes).
+/// `Debug` shows the account and the token endpoint, never the key.
+#[derive(Clone)]
+pub struct ServiceAccountKey {
+    /// The key file's JSON, with `token_uri` possibly overridden.
+    json: Secret,
+    client_email: String,
+    project_id: Option<String>,
+    token_uri: String,
+    /// Where the key came from, for messages.
+    origin: String,
+}
+
+impl fmt::Debug for ServiceAccountKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccountKey")
+            .field("client_email", &self.client_email)
+            .field("project_id", &self.project_id)
+            .field("token_uri", &self.token_uri)
+            .field("origin", &self.origin)
+            .finish()
+    }
+}
+
+impl ServiceAccountKey {
+    /// Reads a key file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the service-account key {}: {e}",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses a key's JSON (`origin` names it in messages). The private key is checked now
+    /// (by `gcp_auth`), so a broken key fails here rather than at the first request.
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        let bad = |why: String| Error::Config(format!("service-account key {origin}: {why}"));
+        let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON ({e})")))?;
+        match v.get("type").and_then(Value::as_str) {
+            Some("service_account") | None => {}
+            Some(other) => {
+                return Err(bad(format!(
+                    "type {other:?} is not a service-account key (use the default chain for it)"
+                )))
+            }
+        }
+        let field = |name: &str| -> Result<String> {
+            v.get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| bad(format!("no {name:?}")))
+        };
+        let client_email = field("client_email")?;
+        field("private_key")?;
+        let token_uri = field("token_uri")?;
+        let key = ServiceAccountKey {
+            json: Secret::new(text),
+            client_email,
+            project_id: v
+                .get("project_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            token_uri,
+            origin: origin.to_string(),
+        };
+        key.account()?;
+        Ok(key)
+    }
+
+    /// Sends the token requests to `uri` instead of the key's `token_uri` (a private endpoint,
+    /// or a test's fake).
+    pub fn with_token_uri(mut self, uri: &str) -> Result<Self> {
+        let mut v: Value = serde_json::from_str(self.json.expose())
+            .map_err(|e| Error::Config(format!("service-account key {}: {e}", self.origin)))?;
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("token_uri".into(), Value::String(uri.to_string()));
+        }
+        self.json = Secret::new(v.to_string());
+        self.token_uri = uri.to_string();
+        Ok(self)
+    }
+
+    /// The service account's e-mail.
+    pub fn client_email(&self) -> &str {
+        &self.client_email
+    }
+
+    /// The key's project.
+    pub fn project(&self) -> Option<&str> {
+        self.project_id.as_deref()
+    }
+
+    /// Where tokens are requested.
+    pub fn token_uri(&self) -> &str {
+        &self.token_uri
+    }
+
+    fn account(&self) -> Result<gcp_auth::CustomServiceAccount> {
+        gcp_auth::CustomServiceAccount::from_json(self.json.expose()).map_err(|e| {
+            Error::Config(format!(
+                "service-account key {} ({}): {e}",
+                self.origin, self.client_email
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl TokenSource for ServiceAccountKey {
+    async fn fetch(&self) -> Result<AccessToken> {
+        use gcp_auth::TokenProvider as _;
+        // A fresh account each time: gcp_auth's own cache would hand back the old token until
+        // 20 s before it expires (see the module docs).
+        let account = self.account()?;
+        let token = account
+            .token(&[SCOPE])
+            .await
+            .map_err(|e| Error::Credentials {
+                registry: String::new(),
+                reason: format!(
+                    "token request for {} at {} failed: {e}",
+                    self.client_email, self.token_uri
+                ),
+            })?;
+        Ok(from_gcp_token(&token))
+    }
+
+    async fn project_id(&self) -> Option<String> {
+        self.project_id.clone()
+    }
+}
+
+/// `gcp_auth`'s default credential chain.
+pub struct DefaultChain {
+    provider: Arc<dyn gcp_auth::TokenProvider>,
+}
+
+impl fmt::Debug for DefaultChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DefaultChain")
+    }
+}
+
+impl DefaultChain {
+    /// Finds credentials the way `gcp_auth::provider()` does (see the module docs).
+    pub async fn discover() -> Result<Self> {
+        let provider = gcp_auth::provider().await.map_err(|e| Error::Credentials {
+            registry: String::new(),
+            reason: format!(
+                "no Google credentials found (GOOGLE_APPLICATION_CREDENTIALS, gcloud \
+                 application-default credentials, metadata server, gcloud CLI): {e}"
+            ),
+        })?;
+        Ok(DefaultChain { provider })
+    }
+
+    /// Wraps a `gcp_auth` provider.
+    pub fn new(provider: Arc<dyn gcp_auth::TokenProvider>) -> Self {
+        DefaultChain { provider }
+    }
+}
+
+#[async_trait]
+impl TokenSource for DefaultChain {
+    async fn fetch(&self) -> Result<AccessToken> {
+        let token = self
+            .provider
+            .token(&[SCOPE])
+            .await
+            .map_err(|e| Error::Credentials {
+                registry: String::new(),
+                reason: format!("token request failed: {e}"),
+            })?;
+        Ok(from_gcp_token(&token))
+    }
+
+    async fn project_id(&self) -> Option<String> {
+        self.provider.project_id().await.ok().map(|p| p.to_string())
+    }
+}
+
+/// A token given as is.
+#[derive(Debug, Clone)]
+pub struct StaticToken(pub AccessToken);
+
+#[async_trait]
+impl TokenSource for StaticToken {
+    async fn fetch(&self) -> Result<AccessToken> {
+        Ok(self.0.clone())
+    }
+}
+
+/// The clock the cache reads (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+struct Cached {
+    token: AccessToken,
+    refresh_at: SystemTime,
+    fetched_at: SystemTime,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// When a token fetched at `fetched_at` should be replaced: [`REFRESH_AHEAD`] before it
+/// expires, or half-way through its life if that is later, and never before [`MIN_CACHE`].
+pub fn refresh_time(fetched_at: SystemTime, expires_at: SystemTime) -> SystemTime {
+    let ahead = expires_at.checked_sub(REFRESH_AHEAD).unwrap_or(expires_at);
+    let half = fetched_at
+        + expires_at
+            .duration_since(fetched_at)
+            .map(|d| d / 2)
+            .unwrap_or_default();
+    ahead.max(half).max(fetched_at + MIN_CACHE)
+}
+
+/// The access-token cache shared by the control plane and the data plane; a
+/// [`CredentialProvider`] giving `oauth2accesstoken` basic credentials.
+pub struct GcpCredentials {
+    source: Arc<dyn TokenSource>,
+    registry: String,
+    clock: Clock,
+    cache: Mutex<Option<Cached>>,
+    invalidated_at: AtomicU64,
+    fetches: AtomicU64,
+}
+
+impl fmt::Debug for GcpCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcpCredentials")
+            .field("registry", &self.registry)
+            .field("source", &self.source)
+            .field("fetches", &self.fetches.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl GcpCredentials {
+    /// Tokens from `source`, for `registry` (`gcp:<docker host>`, used in errors and logs).
+    pub fn new(registry: impl Into<String>, source: Arc<dyn TokenSource>) -> Self {
+        Self::with_clock(registry, source, Arc::new(SystemTime::now))
+    }
+
+    /// Like [`GcpCredentials::new`] with an injected clock.
+    pub fn with_clock(
+        registry: impl Into<String>,
+        source: Arc<dyn TokenSource>,
+        clock: Clock,
+    ) -> Self {
+        GcpCredentials {
+            source,
+            registry: registry.into(),
+            clock,
+            cache: Mutex::new(None),
+            invalidated_at: AtomicU64::new(0),
+            fetches: AtomicU64::new(0),
+        }
+    }
+
+    /// How many tokens were fetched from the source so far.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// The source.
+    pub fn source(&self) -> &Arc<dyn TokenSource> {
+        &self.source
+    }
+
+    /// The current token: cached, or fetched when the cache is empty, due for refresh or
+    /// invalidated.
+    pub async fn token(&self) -> Result<AccessToken> {
+        let mut cache = self.cache.lock().await;
+        let now = (self.clock)();
+        let invalidated_at = self.invalidated_at.load(Ordering::Acquire);
+        if let Some(c) = cache.as_ref() {
+            let refused = invalidated_at >= millis(c.fetched_at + INVALIDATION_GRACE);
+            if now < c.refresh_at && !refused {
+                return Ok(c.token.clone());
+            }
+        }
+        let token = self.source.fetch().await.map_err(|e| match e {
+            Error::Credentials { reason, .. } => Error::Credentials {
+                registry: self.registry.clone(),
+                reason,
+            },
+            other => other,
+        })?;
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        let fetched_at = (self.clock)();
+        if token.expires_at <= fetched_at {
+            tracing::warn!(
+                registry = %self.registry,
+                "the credentials handed out an access token that has already expired"
+            );
+        }
+        *cache = Some(Cached {
+            refresh_at: refresh_time(fetched_at, token.expires_at),
+            token: token.clone(),
+            fetched_at,
+        });
+        Ok(token)
+    }
+
+    /// Forgets the cached token (the API or the registry refused it); see the module docs.
+    pub fn invalidate_token(&self) {
+        self.invalidated_at
+            .fetch_max(millis((self.clock)()), Ordering::AcqRel);
+    }
+}
+
+#[async_trait]
+impl CredentialProvider for GcpCredentials {
+    async fn credentials(&self) -> mirror_core::Result<ExpiringCredentials> {
+        let token = self.token().await.map_err(mirror_core::Error::from)?;
+        Ok(ExpiringCredentials {
+            credentials: Credentials::Basic {
+                username: USERNAME.to_string(),
+                password: token.token,
+            },
+            expires_at: Some(token.expires_at),
+        })
+    }
+
+    fn invalidate(&self) {
+        self.invalidate_token();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex as StdMutex;
+
+    #[derive(Debug)]
+    struct Fake {
+        lifetime: Duration,
+        clock: Arc<StdMutex<SystemTime>>,
+        calls: AtomicU64,
+    }
+
+    #[async_trait]
+    impl TokenSource for Fake {
+        async fn fetch(&self) -> Result<AccessToken> {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            let now = *self.clock.lock().unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(AccessToken {
+                token: Secret::new(format!("ya29.token-{n}")),
+                expires_at: now + self.lifetime,
+            })
+        }
+    }
+
+    fn setup(lifetime: Duration) -> (Arc<Fake>, Arc<StdMutex<SystemTime>>, GcpCredentials) {
+        let now = Arc::new(StdMutex::new(
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        ));
+        let fake = Arc::new(Fake {
+            lifetime,
+            clock: now.clone(),
+            calls: AtomicU64::new(0),
+        });
+        let c = now.clone();
+        let creds = GcpCredentials::with_clock(
+            "gcp:test",
+            fake.clone(),
+            Arc::new(move || *c.lock().unwrap()),
+        );
+        (fake, now, creds)
+    }
+
+    fn advance(clock: &StdMutex<SystemTime>, d: Duration) {
+        *clock.lock().unwrap() += d;
+    }
+
+    #[tokio::test]
+    async fn an_hour_token_is_reused_until_five_minutes_before_expiry() {
+        let (fake, clock, creds) = setup(Duration::from_secs(3600));
+        let all = futures::future::join_all((0..32).map(|_| creds.credentials())).await;
+        assert!(all.iter().all(|r| r.is_ok()));
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "one fetch for 32 callers"
+        );
+        advance(
+            &clock,
+            Duration::from_secs(3600) - REFRESH_AHEAD - Duration::from_secs(1),
+        );
+        creds.credentials().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        advance(&clock, Duration::from_secs(2));
+        let c = creds.credentials().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        match c.credentials {
+            Credentials::Basic { username, password } => {
+                assert_eq!(username, USERNAME);
+                assert_eq!(password.expose(), "ya29.token-1");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(c.expires_at.is_some());
+    }
+
+    #[tokio::test]
+    async fn short_tokens_are_refreshed_half_way() {
+        let (fake, clock, creds) = setup(Duration::from_secs(60));
+        creds.token().await.unwrap();
+        advance(&clock, Duration::from_secs(29));
+        creds.token().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        advance(&clock, Duration::from_secs(2));
+        creds.token().await.unwrap();
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+        // An expired token is still kept for MIN_CACHE: no storm.
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        assert_eq!(
+            refresh_time(t0, t0 - Duration::from_secs(10)),
+            t0 + MIN_CACHE
+        );
+    }
+
+    #[tokio::test]
+    async fn invalidation_fetches_once_for_many_refusals() {
+        let (fake, clock, creds) = setup(Duration::from_secs(3600));
+        creds.token().await.unwrap();
+        creds.invalidate();
+        creds.token().await.unwrap();
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            1,
+            "refusals right after a fetch are about the old token"
+        );
+        advance(&clock, INVALIDATION_GRACE + Duration::from_secs(1));
+        for _ in 0..10 {
+            creds.invalidate();
+        }
+        creds.token().await.unwrap();
+        creds.token().await.unwrap();
+        assert_eq!(creds.fetches(), 2);
+    }
+
+    #[test]
+    fn keys_are_checked_and_never_shown() {
+        let err = ServiceAccountKey::parse("{", "k.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("k.json"), "{err}");
+        let err = ServiceAccountKey::parse(r#"{"type":"authorized_user"}"#, "k.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("authorized_user"), "{err}");
+        let err = ServiceAccountKey::parse(
+            r#"{"type":"service_account","client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n","token_uri":"http://127.0.0.1:1/token"}"#,
+            "k.json",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("a@b") && !err.contains("AAAA"), "{err}");
+        let t = AccessToken {
+            token: Secret::new("ya29.secret"),
+            expires_at: SystemTime::UNIX_EPOCH,
+        };
+        assert!(!format!("{t:?}").contains("secret"));
+    }
+}
