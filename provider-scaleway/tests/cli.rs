@@ -16,34 +16,10 @@ use support::{FakeScaleway, PROJECT, REGION, SECRET};
 
 /// Builds the example and returns the path of its executable.
 fn build_cli() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("workspace root")
-        .to_path_buf();
-    let out = Command::new(&cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "examples",
-            "--example",
-            "mirror",
-            "--message-format=json",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo build --example mirror failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "mirror")
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the mirror example")
+        .expect("workspace root");
+    mirror_core::testing::build_example(root, "examples", "mirror")
 }
 
 struct Cli {

@@ -93,3 +93,41 @@ fn is_executable(path: &Path) -> bool {
 fn is_executable(path: &Path) -> bool {
     path.is_file()
 }
+
+/// Builds an example binary of this workspace (`cargo build -p PACKAGE --example NAME`, a
+/// no-op when it is fresh) and returns the path of its executable, for tests that run a CLI
+/// the way a person does.
+///
+/// `workspace_root` is the directory holding the workspace `Cargo.toml` (from a crate of the
+/// workspace: `Path::new(env!("CARGO_MANIFEST_DIR")).parent()`).
+///
+/// # Panics
+///
+/// If cargo cannot be run, the build fails (its output is in the message), or cargo reports
+/// no executable.
+pub fn build_example(workspace_root: &Path, package: &str, example: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(&cargo)
+        .current_dir(workspace_root)
+        .args([
+            "build",
+            "-p",
+            package,
+            "--example",
+            example,
+            "--message-format=json",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --example {example} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == example)
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no executable for the {example} example"))
+}
