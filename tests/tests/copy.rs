@@ -596,3 +596,48 @@ async fn bad_input_gives_typed_errors_with_context() {
         );
     }
 }
+
+#[tokio::test]
+async fn tag_listing_follows_link_pagination() {
+    use axum::extract::Query;
+    use axum::routing::get;
+    use std::collections::HashMap;
+    // A registry that pages its tag list two at a time with relative `Link` headers.
+    let all: Vec<String> = (0..7).map(|i| format!("t{i}")).collect();
+    let tags = all.clone();
+    let app = axum::Router::new()
+        .route("/v2/", get(|| async { "{}" }))
+        .route(
+            "/v2/paged/app/tags/list",
+            get(move |Query(q): Query<HashMap<String, String>>| {
+                let tags = tags.clone();
+                async move {
+                    let start = q
+                        .get("last")
+                        .and_then(|l| tags.iter().position(|t| t == l).map(|i| i + 1))
+                        .unwrap_or(0);
+                    let page: Vec<&String> = tags.iter().skip(start).take(2).collect();
+                    let body = serde_json::json!({"name": "paged/app", "tags": page}).to_string();
+                    let mut headers = axum::http::HeaderMap::new();
+                    if start + 2 < tags.len() {
+                        let last = page.last().map(|s| s.as_str()).unwrap_or("");
+                        headers.insert(
+                            "link",
+                            format!("</v2/paged/app/tags/list?n=2&last={last}>; rel=\"next\"")
+                                .parse()
+                                .unwrap(),
+                        );
+                    }
+                    (headers, body)
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let store = RegistryClient::new(&addr.to_string(), Credentials::Anonymous)
+        .unwrap()
+        .repository("paged/app")
+        .unwrap();
+    assert_eq!(store.list_tags().await.unwrap(), all);
+}
