@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what is missing first:
 #   Debian: docker-registry (CNCF distribution), skopeo (interop peer), apache2-utils (htpasswd),
-#           buildah and busybox-static (builds, used by later test suites).
+#           buildah and busybox-static (builds), openssl (GCP test keys).
 #   PyPI:   moto in .venv-moto (the ECR control plane of provider-aws's tests), by scripts/moto.sh.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
@@ -13,6 +13,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v buildah >/dev/null || need+=(buildah)
 [ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
+command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing missing packages: ${need[*]}"
   SUDO=""

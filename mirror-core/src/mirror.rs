@@ -541,26 +541,38 @@ impl Mirror {
         tag: &str,
     ) -> Result<CopyReport> {
         let mut options = self.copy.clone();
+        // One HEAD of the source gives the digest for the single flight, the mount sources
+        // and the bookkeeping tag; a failed HEAD leaves the error to the copy itself.
+        let source_digest = src
+            .head_manifest(src_ref)
+            .await
+            .ok()
+            .flatten()
+            .map(|h| h.digest);
         let mut _flight: Option<tokio::sync::OwnedMutexGuard<()>> = None;
-        if let Ok(Some(head)) = src.head_manifest(src_ref).await {
-            _flight = Some(self.single_flight(&head.digest).await);
-            options.mount_from = self.repositories_holding(repository, &head.digest).await;
+        if let Some(digest) = &source_digest {
+            _flight = Some(self.single_flight(digest).await);
+            options.mount_from = self.repositories_holding(repository, digest).await;
         }
         let first_ref = if self.registry.records_push_time() {
             tag.to_string()
+        } else if !options.platforms.is_empty() {
+            // A filtered copy changes the digest: tag first, bookkeeping after.
+            let r = copy(src, src_ref, dst, tag, &options).await?;
+            let m = dst.get_manifest(&r.digest.to_string()).await?;
+            dst.put_manifest(&pushed_tag(SystemTime::now(), &r.digest), &m)
+                .await?;
+            self.remember(&r.digest, repository);
+            return Ok(r);
         } else {
-            // The digest is only known after reading the source; copy by a provisional
-            // bookkeeping tag computed from the source manifest.
-            let m = crate::store::get_verified_manifest(src, src_ref).await?;
-            let digest = if options.platforms.is_empty() {
-                m.digest.clone()
-            } else {
-                // A filtered copy changes the digest: tag first, bookkeeping after.
-                let r = copy(src, src_ref, dst, tag, &options).await?;
-                let m = dst.get_manifest(&r.digest.to_string()).await?;
-                dst.put_manifest(&pushed_tag(SystemTime::now(), &r.digest), &m)
-                    .await?;
-                return Ok(r);
+            // Copy by a bookkeeping tag named after the source digest, then tag.
+            let digest = match source_digest {
+                Some(d) => d,
+                None => {
+                    crate::store::get_verified_manifest(src, src_ref)
+                        .await?
+                        .digest
+                }
             };
             pushed_tag(SystemTime::now(), &digest)
         };

@@ -112,6 +112,30 @@ impl RetryConfig {
     }
 }
 
+impl RetryConfig {
+    /// Runs `op` until it succeeds, fails with an error that is not transient, or the budget
+    /// is spent (then its last error is returned), waiting [`next_wait`](Self::next_wait)
+    /// between attempts.
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match op().await {
+                Ok(t) => return Ok(t),
+                Err(e) => match self.next_wait(attempt, &e, started) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return Err(e),
+                },
+            }
+        }
+    }
+}
+
 /// Whether an error is worth another attempt (see the module docs).
 pub fn is_transient(e: &Error) -> bool {
     match e {

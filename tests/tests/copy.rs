@@ -359,12 +359,18 @@ async fn static_bearer_token_is_sent_as_is() {
 }
 
 async fn reqwest_get_json(url: &str, user: &str, pass: &str) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-sf", "-u", &format!("{user}:{pass}"), url])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "token fetch failed");
-    serde_json::from_slice(&out.stdout).unwrap()
+    let resp = reqwest::Client::new()
+        .get(url)
+        .basic_auth(user, Some(pass))
+        .send()
+        .await
+        .expect("token server reachable");
+    assert!(
+        resp.status().is_success(),
+        "token fetch failed: {}",
+        resp.status()
+    );
+    resp.json().await.expect("token JSON")
 }
 
 #[tokio::test]

@@ -385,30 +385,25 @@ impl RegistryClient {
             return Ok(());
         }
         let url = self.url("v2/")?;
-        let started = Instant::now();
-        let mut attempt = 0;
-        let resp = loop {
-            attempt += 1;
-            let r = self
-                .inner
-                .http
-                .get(url.clone())
-                .timeout(self.inner.config.request_timeout)
-                .send()
-                .await
-                .map_err(|e| self.connect_error("GET", "/v2/", e));
-            let error = match r {
-                Ok(resp) if retryable_status(resp.status()) => {
-                    status_error(&self.inner.registry, "GET", "/v2/", &resp)
+        let resp = self
+            .inner
+            .config
+            .retry
+            .run(|| async {
+                let resp = self
+                    .inner
+                    .http
+                    .get(url.clone())
+                    .timeout(self.inner.config.request_timeout)
+                    .send()
+                    .await
+                    .map_err(|e| self.connect_error("GET", "/v2/", e))?;
+                if retryable_status(resp.status()) {
+                    return Err(status_error(&self.inner.registry, "GET", "/v2/", &resp));
                 }
-                Ok(resp) => break resp,
-                Err(e) => e,
-            };
-            match self.inner.config.retry.next_wait(attempt, &error, started) {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => return Err(error),
-            }
-        };
+                Ok(resp)
+            })
+            .await?;
         let challenge = match resp.status() {
             StatusCode::UNAUTHORIZED => challenge_of(resp.headers()),
             _ => None,
@@ -442,21 +437,12 @@ impl RegistryClient {
                         return Ok(Some(format!("Bearer {}", t.token.expose())));
                     }
                 }
-                let started = Instant::now();
-                let mut attempt = 0;
-                let (token, ttl) = loop {
-                    attempt += 1;
-                    match self
-                        .fetch_token(&realm, service.as_deref(), scopes, &creds)
-                        .await
-                    {
-                        Ok(t) => break t,
-                        Err(e) => match self.inner.config.retry.next_wait(attempt, &e, started) {
-                            Some(wait) => tokio::time::sleep(wait).await,
-                            None => return Err(e),
-                        },
-                    }
-                };
+                let (token, ttl) = self
+                    .inner
+                    .config
+                    .retry
+                    .run(|| self.fetch_token(&realm, service.as_deref(), scopes, &creds))
+                    .await?;
                 let header = format!("Bearer {}", token.expose());
                 state.tokens.insert(
                     key,
