@@ -68,9 +68,9 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\n2. Cluster mode: one repository for the cluster, shared by services");
     let cluster = Mirror::builder(registry.clone(), "prod-eu")
-        .strategy(Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(7 * 24 * 3600),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(
+            7 * 24 * 3600,
+        ))))
         .build()?;
     let web = cluster.mirror("web", &source("v1")?).await?;
     show("web v1", &web);

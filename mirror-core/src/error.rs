@@ -142,6 +142,37 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A registry or control plane answered something that cannot be read or lacks what it
+    /// must hold (malformed JSON, a missing field, pagination that never ends).
+    #[error("unexpected answer from {registry} to {operation} {location}: {reason}")]
+    Protocol {
+        /// The registry host (or `<provider>:<host>` for a control plane).
+        registry: String,
+        /// The operation.
+        operation: String,
+        /// What the operation was on.
+        location: String,
+        /// What is wrong with the answer.
+        reason: String,
+    },
+
+    /// A control plane refused an operation with a code of its own and no HTTP status of
+    /// its own: a per-item failure inside a successful batch answer, a long-running operation
+    /// that failed or did not finish, a resource in a state it cannot be used in.
+    #[error("{registry}: {operation} on {location} refused: {code}: {message}")]
+    Refused {
+        /// `<provider>:<registry host>`.
+        registry: String,
+        /// The operation.
+        operation: String,
+        /// What the operation was on.
+        location: String,
+        /// The provider's code (`ImageReferencedByManifestList`, `DEADLINE_EXCEEDED`…).
+        code: String,
+        /// What the provider said.
+        message: String,
+    },
+
     /// Reading or writing local files failed.
     #[error("I/O error on {path}: {source}")]
     Io {

@@ -11,22 +11,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::digest::Digest;
-
-/// One image of a repository as the registry lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ImageRecord {
-    /// The repository holding it.
-    pub repository: String,
-    /// The manifest (or index) digest.
-    pub digest: Digest,
-    /// Tags pointing at it (bookkeeping tags excluded).
-    pub tags: Vec<String>,
-    /// When it was pushed, if known.
-    #[serde(with = "opt_unix")]
-    pub pushed_at: Option<SystemTime>,
-    /// Total size in bytes (manifests, configs and layers), if known.
-    pub size: Option<u64>,
-}
+pub use crate::image::ImageRecord;
 
 /// Why an image is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,20 +123,6 @@ fn is_recent(img: &ImageRecord, now: SystemTime, grace: Duration) -> bool {
         // A push time in the future (clock skew) counts as recent.
         Some(t) => now.duration_since(t).map(|age| age < grace).unwrap_or(true),
         None => false,
-    }
-}
-
-mod opt_unix {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    pub fn serialize<S: serde::Serializer>(
-        t: &Option<SystemTime>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
-            Some(d) => s.serialize_some(&d.as_secs()),
-            None => s.serialize_none(),
-        }
     }
 }
 

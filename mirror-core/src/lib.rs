@@ -8,19 +8,24 @@
 //! - [`store`]: the [`ImageStore`] trait (the data plane) with its HTTP registry client
 //!   ([`store::http`]) and OCI image layout ([`store::layout`]) implementations;
 //! - [`copy`](mod@copy): the copy engine, from any store to any store;
+//! - [`image`]: image composition: what belongs to an image, [`ImageRecord`], the one
+//!   sequence that places an image;
 //! - [`registry`]: the [`Registry`] trait (a cluster's mirror registry, the provider plug-in
-//!   point), [`GenericRegistry`] and [`LayoutRegistry`];
+//!   point) keyed by a typed [`Repository`], [`GenericRegistry`], [`LayoutRegistry`], the
+//!   [`Instrumented`](registry::Instrumented) wrapper, and [`open`](registry::open()) (a
+//!   registry from a URL-like string);
+//! - [`provider`]: the provider kit (token cache, control-plane error, configuration keys);
 //! - [`strategy`]: where images go ([`ServiceStrategy`], [`ClusterStrategy`]);
 //! - [`eviction`]: pure eviction and retention plans;
 //! - [`key`]: build keys and their tags;
 //! - [`builder`]: the [`Builder`] trait, its `buildah` and `docker buildx`
-//!   backends, and Dockerfile `ARG` scanning;
-//! - [`build`]: [`Mirror::build`], images built from source ([`BuildSpec`]);
-//! - [`mirror`]: the [`Mirror`] façade a deployer calls;
+//!   backends, what to build ([`BuildSpec`]) and Dockerfile `ARG` scanning;
+//! - [`mirror`]: the [`Mirror`] façade a deployer calls (deploy, build, sweep, inventory);
 //! - [`events`]: progress events;
 //! - [`retry`]: the retry policy;
 //! - [`error`]: the one error type;
-//! - `testing` (feature `testing`): a real-registry test harness.
+//! - `testing` (feature `testing`): a real-registry test harness; its image fixtures alone
+//!   with feature `fixtures`.
 //!
 //! # Example
 //!
@@ -37,40 +42,43 @@
 //! ```
 #![deny(missing_docs)]
 
-pub mod build;
 pub mod builder;
 pub mod copy;
 pub mod digest;
 pub mod error;
 pub mod events;
 pub mod eviction;
+pub mod image;
 pub mod key;
 pub mod media;
 pub mod mirror;
+pub mod provider;
 pub mod reference;
 pub mod registry;
 pub mod retry;
 pub mod store;
 pub mod strategy;
-#[cfg(feature = "testing")]
+#[cfg(feature = "fixtures")]
 pub mod testing;
 
-pub use build::{BuildPlan, BuildSpec};
 pub use builder::{
-    BuildEvent, BuildEventSink, BuildOutput, BuildRequest, Buildah, Builder, Buildx,
+    BuildEvent, BuildEventSink, BuildOutput, BuildPlan, BuildRequest, BuildSpec, Buildah, Builder,
+    Buildx,
 };
 pub use copy::{copy, CopyOptions, CopyReport};
 pub use digest::Digest;
 pub use error::{Error, Result};
 pub use events::{BlobAction, CopyEvent, EventSink};
-pub use eviction::{EvictionPlan, ImageRecord};
+pub use eviction::EvictionPlan;
+pub use image::ImageRecord;
 pub use media::{PlatformFilter, RawManifest};
 pub use mirror::{
     Action, Deployment, Inventory, Mirror, MirrorBuilder, Source, Sources, SweepReport, TagPolicy,
 };
 pub use reference::Reference;
 pub use registry::{
-    GenericRegistry, LayoutRegistry, Registry, RepositoryScope, RepositorySettings,
+    BuildCapability, Capabilities, GenericRegistry, LayoutRegistry, Registry, Repository,
+    RepositoryScope, RepositorySettings,
 };
 pub use store::{ImageStore, StoreLocation};
 pub use strategy::{ClusterStrategy, MirrorStrategy, ServiceStrategy, SourceId, Target};

@@ -1,4 +1,4 @@
-//! The one retry policy.
+//! The one retry policy, the clock it reads, and the polling helper for "wait until ready".
 //!
 //! What is retried: connection errors, HTTP 5xx, 408 and 429 (honouring `Retry-After`), for
 //! operations that are safe to repeat: HEAD and GET requests, manifest PUTs, token requests, and
@@ -11,18 +11,120 @@
 //! re-authentication every request gets, and errors of local files.
 //!
 //! Backoff is exponential with full jitter, bounded by `max_backoff` per wait, by
-//! `max_attempts` and by `max_elapsed` in total. The random source is injectable so tests are
-//! deterministic.
+//! `max_attempts` and by `max_elapsed` in total. The random source and the [`Clock`] are
+//! injectable so tests are deterministic.
+//!
+//! Any operation with any error type runs under the policy through [`RetryConfig::run_with`]
+//! and a classifier closure that says, for one failure, whether to try again ([`Retry`]);
+//! core errors use [`classify`]. Loops that wait for a state rather than recover from a
+//! failure (a repository becoming visible, an operation finishing) use [`Poll`].
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
 
 /// A source of randomness in `[0, 1)` for jitter.
 pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+
+/// The time a policy reads and the way it waits: the real clock ([`SystemClock`]) or a
+/// test's ([`ManualClock`]).
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current wall-clock time.
+    fn now(&self) -> SystemTime;
+
+    /// Waits `duration`.
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// The real clock: [`SystemTime::now`] and `tokio::time::sleep` (which honours
+/// `tokio::time::pause`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// A clock for tests: time stands still until [`advance`](ManualClock::advance)d, and every
+/// sleep returns at once after advancing the clock by its duration (and recording it), so a
+/// retry or poll loop runs instantly and its waits can be asserted.
+#[derive(Debug)]
+pub struct ManualClock {
+    now: Mutex<SystemTime>,
+    sleeps: Mutex<Vec<Duration>>,
+}
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: SystemTime) -> Arc<Self> {
+        Arc::new(ManualClock {
+            now: Mutex::new(start),
+            sleeps: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: Duration) {
+        if let Ok(mut t) = self.now.lock() {
+            *t += by;
+        }
+    }
+
+    /// Every sleep so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        self.sleeps.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> SystemTime {
+        self.now
+            .lock()
+            .map(|t| *t)
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        if let Ok(mut s) = self.sleeps.lock() {
+            s.push(duration);
+        }
+        self.advance(duration);
+        Box::pin(std::future::ready(()))
+    }
+}
+
+/// The shared real clock.
+pub fn system_clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// Time elapsed on `clock` since `start` (zero if the clock went backwards).
+fn since(clock: &dyn Clock, start: SystemTime) -> Duration {
+    clock.now().duration_since(start).unwrap_or_default()
+}
+
+/// A classifier's verdict on one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Not worth another attempt: the error is returned.
+    No,
+    /// Worth another attempt after the policy's backoff.
+    Yes,
+    /// Worth another attempt, not before this long (the server's `Retry-After`; still capped
+    /// by `max_backoff`).
+    After(Duration),
+}
 
 /// The retry policy.
 #[derive(Clone)]
@@ -37,6 +139,8 @@ pub struct RetryConfig {
     pub max_elapsed: Duration,
     /// Jitter source; `None` uses a fast internal generator.
     pub jitter: Option<Jitter>,
+    /// The clock waits are measured and slept on; `None` is the real clock.
+    pub clock: Option<Arc<dyn Clock>>,
 }
 
 impl Default for RetryConfig {
@@ -47,6 +151,7 @@ impl Default for RetryConfig {
             max_backoff: Duration::from_secs(10),
             max_elapsed: Duration::from_secs(60),
             jitter: None,
+            clock: None,
         }
     }
 }
@@ -79,18 +184,30 @@ impl RetryConfig {
             max_backoff: Duration::from_millis(200),
             max_elapsed: Duration::from_secs(30),
             jitter: Some(Arc::new(|| 1.0)),
+            clock: None,
         }
     }
 
-    /// The wait before attempt `attempt + 1` (attempt counts from 1), given the error.
-    /// `None` when the error is not retryable or the budget is spent.
-    pub fn next_wait(&self, attempt: u32, error: &Error, started: Instant) -> Option<Duration> {
-        if attempt >= self.max_attempts || !is_transient(error) {
+    /// The same policy on another clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone().unwrap_or_else(system_clock)
+    }
+
+    /// The wait before attempt `attempt + 1` (attempt counts from 1) of an operation that
+    /// has run for `elapsed`, given the classifier's verdict; `None` when the verdict is
+    /// [`Retry::No`] or the budget (attempts, total time) is spent.
+    pub fn backoff(&self, attempt: u32, verdict: Retry, elapsed: Duration) -> Option<Duration> {
+        if attempt >= self.max_attempts || verdict == Retry::No {
             return None;
         }
         let exp = self
             .initial_backoff
-            .saturating_mul(1u32 << (attempt - 1).min(16))
+            .saturating_mul(1u32 << (attempt.max(1) - 1).min(16))
             .min(self.max_backoff);
         let jitter = match &self.jitter {
             Some(j) => j().clamp(0.0, 1.0),
@@ -98,41 +215,65 @@ impl RetryConfig {
         };
         // Full jitter, but never less than half the exponential step.
         let mut wait = exp.mul_f64(0.5 + 0.5 * jitter);
-        if let Error::RateLimited {
-            retry_after: Some(ra),
-            ..
-        } = error
-        {
-            wait = wait.max(*ra).min(self.max_backoff);
+        if let Retry::After(ra) = verdict {
+            wait = wait.max(ra).min(self.max_backoff);
         }
-        if started.elapsed() + wait > self.max_elapsed {
+        if elapsed + wait > self.max_elapsed {
             return None;
         }
         Some(wait)
     }
-}
 
-impl RetryConfig {
-    /// Runs `op` until it succeeds, fails with an error that is not transient, or the budget
-    /// is spent (then its last error is returned), waiting [`next_wait`](Self::next_wait)
+    /// [`backoff`](Self::backoff) for a core error classified by [`classify`], for an
+    /// operation started at `started`.
+    pub fn next_wait(&self, attempt: u32, error: &Error, started: Instant) -> Option<Duration> {
+        self.backoff(attempt, classify(error), started.elapsed())
+    }
+
+    /// Runs `op` until it succeeds, fails with an error `classify` does not retry, or the
+    /// budget is spent (then its last error is returned), sleeping on the policy's clock
     /// between attempts.
-    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, Error>
+    pub async fn run_with<T, E, F, Fut, C>(&self, mut op: F, classify: C) -> Result<T, E>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, Error>>,
+        Fut: Future<Output = Result<T, E>>,
+        C: Fn(&E) -> Retry,
     {
-        let started = Instant::now();
+        let clock = self.clock();
+        let started = clock.now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             match op().await {
                 Ok(t) => return Ok(t),
-                Err(e) => match self.next_wait(attempt, &e, started) {
-                    Some(wait) => tokio::time::sleep(wait).await,
+                Err(e) => match self.backoff(attempt, classify(&e), since(&*clock, started)) {
+                    Some(wait) => clock.sleep(wait).await,
                     None => return Err(e),
                 },
             }
         }
+    }
+
+    /// [`run_with`](Self::run_with) for operations failing with core errors, classified by
+    /// [`classify`].
+    pub async fn run<T, F, Fut>(&self, op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        self.run_with(op, classify).await
+    }
+}
+
+/// How a core error reads to the policy (see the module docs).
+pub fn classify(e: &Error) -> Retry {
+    match e {
+        Error::RateLimited {
+            retry_after: Some(ra),
+            ..
+        } => Retry::After(*ra),
+        _ if is_transient(e) => Retry::Yes,
+        _ => Retry::No,
     }
 }
 
@@ -143,6 +284,100 @@ pub fn is_transient(e: &Error) -> bool {
         Error::Http { status, .. } => *status >= 500 || *status == 408,
         Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => true,
         _ => false,
+    }
+}
+
+/// How to wait for a state (a repository visible after its creation, an operation done, a
+/// namespace ready): checks spaced from `first` doubling up to `max`, until `timeout`.
+#[derive(Debug, Clone)]
+pub struct Poll {
+    /// The first pause. Default 100 ms.
+    pub first: Duration,
+    /// The longest pause. Default 2 s.
+    pub max: Duration,
+    /// No check starts after this long. Default 30 s.
+    pub timeout: Duration,
+    /// The clock; `None` is the real clock.
+    pub clock: Option<Arc<dyn Clock>>,
+}
+
+impl Default for Poll {
+    fn default() -> Self {
+        Poll {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+            timeout: Duration::from_secs(30),
+            clock: None,
+        }
+    }
+}
+
+impl Poll {
+    /// Polls for at most `timeout`, with the default pauses.
+    pub fn until(timeout: Duration) -> Self {
+        Poll {
+            timeout,
+            ..Poll::default()
+        }
+    }
+
+    /// Sets the first pause (and the longest, when it was shorter).
+    pub fn every(mut self, first: Duration) -> Self {
+        self.first = first;
+        self.max = self.max.max(first);
+        self
+    }
+
+    /// The same polling on another clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Calls `check` until it returns `Ok(Some(_))` (done) or an error (given up), pausing
+    /// between calls; `Ok(None)` when the timeout passed first. The first check runs at
+    /// once; no check starts past the deadline.
+    pub async fn run<T, E, F, Fut>(&self, mut check: F) -> Result<Option<T>, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        let clock = self.clock.clone().unwrap_or_else(system_clock);
+        let started = clock.now();
+        let mut pause = self.first;
+        loop {
+            if let Some(done) = check().await? {
+                return Ok(Some(done));
+            }
+            if since(&*clock, started) + pause > self.timeout {
+                return Ok(None);
+            }
+            clock.sleep(pause).await;
+            pause = (pause * 2).min(self.max);
+        }
+    }
+
+    /// Calls `op` again, pausing as [`run`](Self::run) does, while it fails with an error
+    /// `pending` says is about a state not reached yet (a repository not visible yet); returns
+    /// its first success, its first other error, or its last error when the timeout passed.
+    pub async fn retry_while<T, E, F, Fut, P>(&self, mut op: F, pending: P) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        P: Fn(&E) -> bool,
+    {
+        let clock = self.clock.clone().unwrap_or_else(system_clock);
+        let started = clock.now();
+        let mut pause = self.first;
+        loop {
+            match op().await {
+                Err(e) if pending(&e) && since(&*clock, started) + pause <= self.timeout => {
+                    clock.sleep(pause).await;
+                    pause = (pause * 2).min(self.max);
+                }
+                other => return other,
+            }
+        }
     }
 }
 

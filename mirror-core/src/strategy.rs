@@ -127,10 +127,21 @@ impl MirrorStrategy for ServiceStrategy {
 }
 
 /// Cluster mode: one repository per cluster; no per-deploy deletion; a retention time.
+///
+/// Made with [`ClusterStrategy::new`]; options to come are added as `with_*` methods, so the
+/// struct is `#[non_exhaustive]`.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ClusterStrategy {
     /// Images older than this and not in use are deleted (by the provider's policy or `sweep`).
     pub retention: Duration,
+}
+
+impl ClusterStrategy {
+    /// Cluster mode with this retention time.
+    pub fn new(retention: Duration) -> Self {
+        ClusterStrategy { retention }
+    }
 }
 
 impl MirrorStrategy for ClusterStrategy {
@@ -155,16 +166,53 @@ impl MirrorStrategy for ClusterStrategy {
 /// Length of the hash suffix of cluster-mode tags.
 const HASH_HEX: usize = 10;
 
+/// Version of the canonical encoding the Cluster-mode tag hash is computed over.
+///
+/// Bump it whenever [`cluster_tag_input`] changes what it encodes or how: a new version names
+/// every source differently, so each image is mirrored once more under its new tag (the old
+/// tags age out by retention). Version 1 is the first explicit encoding; the first release
+/// hashed the `Display` form of the source, which is not an encoding (a layout path holding
+/// `:` read like a tag).
+pub const CLUSTER_TAG_VERSION: u32 = 1;
+
+/// The canonical encoding of a source hashed into its Cluster-mode tag: a header naming the
+/// encoding and [`CLUSTER_TAG_VERSION`], then registry, repository, tag and digest, each a
+/// big-endian `u64` length followed by the UTF-8 bytes, the optional ones preceded by a
+/// presence byte (`0` absent, `1` present).
+pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_be_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    fn optional(out: &mut Vec<u8>, s: Option<&str>) {
+        match s {
+            None => out.push(0),
+            Some(s) => {
+                out.push(1);
+                field(out, s);
+            }
+        }
+    }
+    let mut out = format!("mirror-core/cluster-tag/v{CLUSTER_TAG_VERSION}\0").into_bytes();
+    field(&mut out, &source.registry);
+    field(&mut out, &source.repository);
+    optional(&mut out, source.tag.as_deref());
+    optional(
+        &mut out,
+        source.digest.as_ref().map(|d| d.to_string()).as_deref(),
+    );
+    out
+}
+
 /// The cluster-mode tag of a source: a readable form of `registry/repository:tag` followed by a
-/// short hash of the exact source.
+/// short SHA-256 of the source's canonical encoding ([`cluster_tag_input`]).
 ///
 /// The readable part maps `/` and `:` to `_` and drops characters the tag grammar refuses, and
 /// it is cut to fit 128 characters. No readable encoding into the tag alphabet can be
 /// injective (`_` is itself valid in repository names: `a_b/c` and `a/b_c` read the same), so
 /// the hash suffix is always present: two sources never collide.
 pub fn cluster_tag(source: &SourceId) -> String {
-    let exact = source.to_string();
-    let hash = hex::encode(&Sha256::digest(exact.as_bytes())[..HASH_HEX / 2]);
+    let hash = hex::encode(&Sha256::digest(cluster_tag_input(source))[..HASH_HEX / 2]);
     let version = match (&source.tag, &source.digest) {
         (Some(t), _) => t.clone(),
         (None, Some(d)) => d.hex()[..12].to_string(),
@@ -218,6 +266,34 @@ mod tests {
         ));
         assert!(long.len() <= 128);
         validate_tag(&long).unwrap();
+    }
+
+    #[test]
+    fn cluster_tag_hash_is_pinned() {
+        // Pinned (and recomputed from the documented encoding with Python's hashlib): a
+        // change here renames every Cluster-mode image; bump CLUSTER_TAG_VERSION.
+        let s = src("docker.io", "library/nginx", "1.25");
+        assert_eq!(cluster_tag(&s), "docker.io_library_nginx_1.25-12a65118d1");
+        let pinned = SourceId {
+            tag: None,
+            digest: Some(crate::Digest::sha256_of(b"x")),
+            ..s.clone()
+        };
+        assert_ne!(cluster_tag(&pinned), cluster_tag(&s));
+        // Fields cannot run into each other: a tag that looks like a digest is not one.
+        let a = SourceId {
+            registry: "h".into(),
+            repository: "r:x".into(),
+            tag: Some("t".into()),
+            digest: None,
+        };
+        let b = SourceId {
+            registry: "h".into(),
+            repository: "r".into(),
+            tag: Some("x:t".into()),
+            digest: None,
+        };
+        assert_ne!(cluster_tag_input(&a), cluster_tag_input(&b));
     }
 
     #[test]

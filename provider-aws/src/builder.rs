@@ -3,16 +3,20 @@
 //! Typed setters and string keys ([`EcrConfigKey`], [`EcrBuilder::with_config`]) go through
 //! the same fields; [`EcrBuilder::from_env`] reads the `MIRROR_ECR_*` variables through
 //! [`EcrBuilder::with_config`]. Invalid values are reported by [`EcrBuilder::build`], which
-//! validates everything before the first AWS call.
+//! validates everything before the first AWS call. The keys marked *shared* are the kit's
+//! ([`mirror_core::provider::CommonKey`]) and mean the same for every provider.
 //!
 //! | variable | key | meaning | default |
 //! |---|---|---|---|
 //! | `MIRROR_ECR_REGION` | `region` | AWS region of the registry | the SDK chain: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile |
 //! | `MIRROR_ECR_ACCOUNT` | `account` | account id (12 digits) owning the registry | the caller's account, from `GetAuthorizationToken` |
 //! | `MIRROR_ECR_PREFIX` | `prefix` | repository path prefix (`mirror`, `team/mirror`) | none |
-//! | `MIRROR_ECR_ENDPOINT` | `endpoint` | control-plane endpoint URL override (VPC endpoint, FIPS, an emulator) | the SDK's regional endpoint |
+//! | `MIRROR_ECR_ENDPOINT` | `endpoint` | *shared*: control-plane endpoint URL override (VPC endpoint, FIPS, an emulator) | the SDK's regional endpoint |
 //! | `MIRROR_ECR_REGISTRY_HOST` | `registry_host` | data-plane host override (`host[:port]`); an ECR host also gives account and region | `<account>.dkr.ecr.<region>.amazonaws.com` |
-//! | `MIRROR_ECR_PLAIN_HTTP` | `plain_http` | speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_ECR_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_ECR_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one API call attempt and of one data-plane request without a streaming body (`60s`) | 60 s |
+//! | `MIRROR_ECR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 15 s |
+//! | `MIRROR_ECR_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes (the SDK's standard retry mode for API calls) | 5 on the data plane, the SDK's 3 for API calls |
 //! | `MIRROR_ECR_TAG_MUTABILITY` | `tag_mutability` | `MUTABLE` or `IMMUTABLE` for new repositories | `MUTABLE` |
 //! | `MIRROR_ECR_SCAN_ON_PUSH` | `scan_on_push` | basic scanning on push for new repositories | `false` |
 //! | `MIRROR_ECR_LIFECYCLE_POLICY` | `lifecycle_policy` | enforce Cluster-mode retention with a lifecycle policy | `true` |
@@ -23,16 +27,18 @@
 //! [`EcrBuilder::sdk_config`].
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::types::ImageTagMutability;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::provider::config::{
+    config_error, parse_bool, CommonKey, CommonSettings, ConfigKey,
+};
+use mirror_core::provider::Origin;
+use mirror_core::store::http::UploadMode;
 
 use crate::client::EcrApi;
-use crate::credential::EcrCredentials;
-use crate::error::Error;
+use crate::credential;
 use crate::naming;
 use crate::{Ecr, Inner, PROVIDER};
 
@@ -80,12 +86,18 @@ pub enum EcrConfigKey {
     Account,
     /// Repository path prefix.
     Prefix,
-    /// Control-plane endpoint URL.
+    /// Control-plane endpoint URL (shared).
     Endpoint,
     /// Data-plane host.
     RegistryHost,
-    /// Plain HTTP to the data plane.
+    /// Plain HTTP to the data plane (shared).
     PlainHttp,
+    /// Request timeout (shared).
+    RequestTimeout,
+    /// Connect timeout (shared).
+    ConnectTimeout,
+    /// Attempts per retried request (shared).
+    MaxAttempts,
     /// `MUTABLE` / `IMMUTABLE`.
     TagMutability,
     /// Scan on push.
@@ -96,23 +108,26 @@ pub enum EcrConfigKey {
     Profile,
 }
 
-impl EcrConfigKey {
-    /// Every key.
-    pub const ALL: &'static [EcrConfigKey] = &[
+impl ConfigKey for EcrConfigKey {
+    const ALL: &'static [EcrConfigKey] = &[
         EcrConfigKey::Region,
         EcrConfigKey::Account,
         EcrConfigKey::Prefix,
         EcrConfigKey::Endpoint,
         EcrConfigKey::RegistryHost,
         EcrConfigKey::PlainHttp,
+        EcrConfigKey::RequestTimeout,
+        EcrConfigKey::ConnectTimeout,
+        EcrConfigKey::MaxAttempts,
         EcrConfigKey::TagMutability,
         EcrConfigKey::ScanOnPush,
         EcrConfigKey::LifecyclePolicy,
         EcrConfigKey::Profile,
     ];
+    const NAME: &'static str = "ECR";
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
 
-    /// The key (`region`).
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             EcrConfigKey::Region => "region",
             EcrConfigKey::Account => "account",
@@ -120,6 +135,9 @@ impl EcrConfigKey {
             EcrConfigKey::Endpoint => "endpoint",
             EcrConfigKey::RegistryHost => "registry_host",
             EcrConfigKey::PlainHttp => "plain_http",
+            EcrConfigKey::RequestTimeout => "request_timeout",
+            EcrConfigKey::ConnectTimeout => "connect_timeout",
+            EcrConfigKey::MaxAttempts => "max_attempts",
             EcrConfigKey::TagMutability => "tag_mutability",
             EcrConfigKey::ScanOnPush => "scan_on_push",
             EcrConfigKey::LifecyclePolicy => "lifecycle_policy",
@@ -127,9 +145,30 @@ impl EcrConfigKey {
         }
     }
 
+    fn common(self) -> Option<CommonKey> {
+        match self {
+            EcrConfigKey::Endpoint => Some(CommonKey::Endpoint),
+            EcrConfigKey::PlainHttp => Some(CommonKey::PlainHttp),
+            EcrConfigKey::RequestTimeout => Some(CommonKey::RequestTimeout),
+            EcrConfigKey::ConnectTimeout => Some(CommonKey::ConnectTimeout),
+            EcrConfigKey::MaxAttempts => Some(CommonKey::MaxAttempts),
+            _ => None,
+        }
+    }
+}
+
+impl EcrConfigKey {
+    /// Every key.
+    pub const ALL: &'static [EcrConfigKey] = <EcrConfigKey as ConfigKey>::ALL;
+
+    /// The key (`region`).
+    pub fn as_str(self) -> &'static str {
+        ConfigKey::as_str(self)
+    }
+
     /// The environment variable (`MIRROR_ECR_REGION`).
     pub fn env_var(self) -> String {
-        format!("{ENV_PREFIX}{}", self.as_str().to_ascii_uppercase())
+        ConfigKey::env_var(self).into_owned()
     }
 }
 
@@ -139,23 +178,7 @@ pub const ENV_PREFIX: &str = "MIRROR_ECR_";
 impl FromStr for EcrConfigKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let lower = s.to_ascii_lowercase();
-        let key = lower
-            .strip_prefix(&ENV_PREFIX.to_ascii_lowercase())
-            .unwrap_or(&lower);
-        EcrConfigKey::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == key)
-            .ok_or_else(|| format!("unknown ECR configuration key {s:?}"))
-    }
-}
-
-fn parse_bool(key: EcrConfigKey, v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{}: {v:?} is not a boolean", key.as_str())),
+        <EcrConfigKey as ConfigKey>::parse(s)
     }
 }
 
@@ -165,15 +188,13 @@ pub struct EcrBuilder {
     region: Option<String>,
     account: Option<String>,
     prefix: Option<String>,
-    endpoint: Option<String>,
     registry_host: Option<String>,
-    plain_http: Option<bool>,
     tag_mutability: TagMutability,
     scan_on_push: bool,
     lifecycle_policy: Option<bool>,
     profile: Option<String>,
     sdk_config: Option<SdkConfig>,
-    errors: Vec<String>,
+    common: CommonSettings,
 }
 
 impl EcrBuilder {
@@ -185,57 +206,52 @@ impl EcrBuilder {
 
     /// A builder configured from the `MIRROR_ECR_*` variables (see the module docs).
     pub fn from_env() -> Self {
-        let mut b = Self::new();
-        for key in EcrConfigKey::ALL {
-            if let Ok(v) = std::env::var(key.env_var()) {
-                if !v.is_empty() {
-                    b = b.with_config(*key, v);
-                }
-            }
-        }
-        b
+        mirror_core::provider::from_env::<EcrConfigKey>()
+            .into_iter()
+            .fold(Self::new(), |b, (k, v)| b.with_config(k, v))
     }
 
     /// Sets one setting from a string; invalid values are reported by [`EcrBuilder::build`].
     pub fn with_config(mut self, key: EcrConfigKey, value: impl Into<String>) -> Self {
         let value = value.into();
+        if let Some(common) = key.common() {
+            self.common.set(common, key.as_str(), &value);
+            return self;
+        }
+        let mut record = |r: Result<(), String>| {
+            if let Err(e) = r {
+                self.common.record_error(e);
+            }
+        };
         match key {
             EcrConfigKey::Region => self.region = Some(value),
             EcrConfigKey::Account => self.account = Some(value),
             EcrConfigKey::Prefix => self.prefix = Some(value),
-            EcrConfigKey::Endpoint => self.endpoint = Some(value),
             EcrConfigKey::RegistryHost => self.registry_host = Some(value),
             EcrConfigKey::Profile => self.profile = Some(value),
-            EcrConfigKey::PlainHttp => match parse_bool(key, &value) {
-                Ok(b) => self.plain_http = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            EcrConfigKey::ScanOnPush => match parse_bool(key, &value) {
-                Ok(b) => self.scan_on_push = b,
-                Err(e) => self.errors.push(e),
-            },
-            EcrConfigKey::LifecyclePolicy => match parse_bool(key, &value) {
-                Ok(b) => self.lifecycle_policy = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            EcrConfigKey::TagMutability => match value.parse() {
-                Ok(m) => self.tag_mutability = m,
-                Err(e) => self.errors.push(e),
-            },
+            EcrConfigKey::ScanOnPush => {
+                record(parse_bool(key.as_str(), &value).map(|b| self.scan_on_push = b))
+            }
+            EcrConfigKey::LifecyclePolicy => {
+                record(parse_bool(key.as_str(), &value).map(|b| self.lifecycle_policy = Some(b)))
+            }
+            EcrConfigKey::TagMutability => record(value.parse().map(|m| self.tag_mutability = m)),
+            _ => {}
         }
         self
     }
 
     /// The current value of a setting, as a string.
     pub fn get_config(&self, key: EcrConfigKey) -> Option<String> {
+        if let Some(common) = key.common() {
+            return self.common.get(common);
+        }
         match key {
             EcrConfigKey::Region => self.region.clone(),
             EcrConfigKey::Account => self.account.clone(),
             EcrConfigKey::Prefix => self.prefix.clone(),
-            EcrConfigKey::Endpoint => self.endpoint.clone(),
             EcrConfigKey::RegistryHost => self.registry_host.clone(),
             EcrConfigKey::Profile => self.profile.clone(),
-            EcrConfigKey::PlainHttp => self.plain_http.map(|b| b.to_string()),
             EcrConfigKey::ScanOnPush => Some(self.scan_on_push.to_string()),
             EcrConfigKey::LifecyclePolicy => {
                 Some(self.lifecycle_policy.unwrap_or(true).to_string())
@@ -247,6 +263,7 @@ impl EcrBuilder {
                 }
                 .to_string(),
             ),
+            _ => None,
         }
     }
 
@@ -279,7 +296,13 @@ impl EcrBuilder {
 
     /// Plain HTTP (`true`) or HTTPS to the data plane (default: plain only for loopback).
     pub fn plain_http(mut self, plain: bool) -> Self {
-        self.plain_http = Some(plain);
+        self.common.plain_http = Some(plain);
+        self
+    }
+
+    /// The retry policy of the data plane (and its attempts for API calls).
+    pub fn retry(mut self, retry: mirror_core::retry::RetryConfig) -> Self {
+        self.common.retry = Some(retry);
         self
     }
 
@@ -314,15 +337,17 @@ impl EcrBuilder {
         self
     }
 
-    fn validate(&self) -> Result<(), Error> {
-        if let Some(e) = self.errors.first() {
-            return Err(Error::Config(e.clone()));
-        }
+    /// Checks every setting; no network.
+    fn validate(&self) -> mirror_core::Result<()> {
+        self.common
+            .validate()
+            .map_err(|e| config_error(PROVIDER, e))?;
         if let Some(a) = &self.account {
             if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::Config(format!(
-                    "account {a:?}: an AWS account id is 12 digits"
-                )));
+                return Err(config_error(
+                    PROVIDER,
+                    format!("account {a:?}: an AWS account id is 12 digits"),
+                ));
             }
         }
         if let Some(r) = &self.region {
@@ -331,17 +356,14 @@ impl EcrBuilder {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             {
-                return Err(Error::Config(format!("region {r:?} is not an AWS region")));
+                return Err(config_error(
+                    PROVIDER,
+                    format!("region {r:?} is not an AWS region"),
+                ));
             }
         }
-        if let Some(e) = &self.endpoint {
-            let url = url::Url::parse(e)
-                .map_err(|err| Error::Config(format!("endpoint {e:?}: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(Error::Config(format!(
-                    "endpoint {e:?}: the scheme must be http or https"
-                )));
-            }
+        if let Some(p) = &self.prefix {
+            naming::check_prefix(p)?;
         }
         Ok(())
     }
@@ -352,10 +374,8 @@ impl EcrBuilder {
     /// registry host); otherwise one `GetAuthorizationToken` tells the registry of the
     /// caller's account.
     pub async fn build(mut self) -> mirror_core::Result<Ecr> {
+        // 1. Validate everything, before any network call.
         self.validate()?;
-        if let Some(p) = &self.prefix {
-            naming::check_prefix(p)?;
-        }
         if let Some((account, region)) = self
             .registry_host
             .as_deref()
@@ -364,6 +384,7 @@ impl EcrBuilder {
             self.account.get_or_insert(account);
             self.region.get_or_insert(region);
         }
+        // 2. The control plane.
         let sdk = match self.sdk_config.take() {
             Some(c) => c,
             None => {
@@ -371,10 +392,16 @@ impl EcrBuilder {
                     .http_client(https_client())
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(Duration::from_secs(10))
-                            .operation_attempt_timeout(Duration::from_secs(60))
+                            .connect_timeout(self.common.connect_timeout())
+                            .operation_attempt_timeout(self.common.request_timeout())
                             .build(),
                     );
+                if let Some(r) = &self.common.retry {
+                    loader = loader.retry_config(
+                        aws_config::retry::RetryConfig::standard()
+                            .with_max_attempts(r.max_attempts),
+                    );
+                }
                 if let Some(r) = &self.region {
                     loader = loader.region(Region::new(r.clone()));
                 }
@@ -388,15 +415,17 @@ impl EcrBuilder {
             (Some(r), _) => r.clone(),
             (None, Some(r)) => r.to_string(),
             (None, None) => {
-                return Err(Error::Config(format!(
-                    "no AWS region: set {}, AWS_REGION, or a region in the AWS profile",
-                    EcrConfigKey::Region.env_var()
+                return Err(config_error(
+                    PROVIDER,
+                    format!(
+                        "no AWS region: set {}, AWS_REGION, or a region in the AWS profile",
+                        EcrConfigKey::Region.env_var()
+                    ),
                 ))
-                .into())
             }
         };
         let mut conf = aws_sdk_ecr::config::Builder::from(&sdk).region(Region::new(region.clone()));
-        if let Some(e) = &self.endpoint {
+        if let Some(e) = &self.common.endpoint {
             conf = conf.endpoint_url(e);
         }
         if sdk.http_client().is_none() {
@@ -406,7 +435,7 @@ impl EcrBuilder {
         let mut api = EcrApi::new(
             sdk_client,
             self.account.clone(),
-            format!("{PROVIDER}:ecr.{region}"),
+            Origin::new(PROVIDER, &format!("ecr.{region}")),
         );
         let host = match (&self.registry_host, &self.account) {
             (Some(h), _) => h
@@ -418,7 +447,10 @@ impl EcrBuilder {
             (None, None) => {
                 let token = api.authorization_token().await?;
                 let endpoint = token.proxy_endpoint.clone().ok_or_else(|| {
-                    Error::Config("GetAuthorizationToken named no registry; set the account".into())
+                    config_error(
+                        PROVIDER,
+                        "GetAuthorizationToken named no registry; set the account",
+                    )
                 })?;
                 endpoint
                     .trim_start_matches("https://")
@@ -426,14 +458,18 @@ impl EcrBuilder {
                     .to_string()
             }
         };
-        let label = format!("{PROVIDER}:{host}");
-        api.set_label(label.clone());
-        let credentials = Arc::new(EcrCredentials::new(label, Arc::new(api.clone())));
-        let mut data = RegistryClient::builder(&host).credential_provider(credentials.clone());
-        if let Some(p) = self.plain_http {
-            data = data.plain_http(p);
-        }
-        let data = data.build()?;
+        let origin = Origin::new(PROVIDER, &host);
+        api.set_origin(origin.clone());
+        // 3. The token cache and the data plane. ECR's chunked PATCH answers 201 and drops
+        // every chunk after the first (aws/containers-roadmap#2831): one streaming PUT per
+        // blob, never the chunked fallback.
+        let credentials = Arc::new(credential::credentials(
+            origin.registry.clone(),
+            Arc::new(api.clone()),
+        ));
+        let data = self
+            .common
+            .data_plane(&host, credentials.clone(), UploadMode::Monolithic)?;
         Ok(Ecr {
             inner: Arc::new(Inner {
                 api,
@@ -446,7 +482,6 @@ impl EcrBuilder {
                 scan_on_push: self.scan_on_push,
                 lifecycle_policy: self.lifecycle_policy.unwrap_or(true),
                 credentials,
-                scopes: Mutex::new(Default::default()),
             }),
         })
     }
@@ -497,6 +532,26 @@ mod tests {
         );
     }
 
+    #[test]
+    fn shared_settings_parse_through_the_kit() {
+        let b = EcrBuilder::new()
+            .with_config(EcrConfigKey::RequestTimeout, "90s")
+            .with_config(EcrConfigKey::MaxAttempts, "2")
+            .plain_http(true);
+        assert_eq!(
+            b.get_config(EcrConfigKey::RequestTimeout).as_deref(),
+            Some("90000ms")
+        );
+        assert_eq!(
+            b.get_config(EcrConfigKey::MaxAttempts).as_deref(),
+            Some("2")
+        );
+        assert_eq!(
+            b.get_config(EcrConfigKey::PlainHttp).as_deref(),
+            Some("true")
+        );
+    }
+
     #[tokio::test]
     async fn invalid_settings_fail_at_build_before_any_call() {
         for b in [
@@ -504,6 +559,7 @@ mod tests {
             EcrBuilder::new().account("12"),
             EcrBuilder::new().region("EU West"),
             EcrBuilder::new().endpoint("ftp://x"),
+            EcrBuilder::new().with_config(EcrConfigKey::ConnectTimeout, "soon"),
             EcrBuilder::new()
                 .region("eu-west-1")
                 .repository_prefix("Bad//Prefix"),

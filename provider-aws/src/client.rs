@@ -12,8 +12,10 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::{ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag};
 use mirror_core::media::ACCEPTED_MANIFEST_TYPES;
 
-use crate::credential::{AuthToken, TokenSource};
-use crate::error::{Error, Kind, Result};
+use mirror_core::provider::{Origin, TokenSource};
+
+use crate::credential::AuthToken;
+use crate::error::{self, kind, Error, Kind, Result};
 
 /// Largest number of image ids ECR takes in one batch call.
 pub const BATCH_LIMIT: usize = 100;
@@ -60,17 +62,17 @@ pub struct Failure {
 pub struct EcrApi {
     sdk: aws_sdk_ecr::Client,
     registry_id: Option<String>,
-    /// `aws:<registry host>`, for errors.
-    label: String,
+    /// Who answers, for errors (`aws:<registry host>`).
+    origin: Origin,
 }
 
 impl EcrApi {
     /// Wraps an SDK client; `registry_id` (the account) is passed to every call that takes it.
-    pub fn new(sdk: aws_sdk_ecr::Client, registry_id: Option<String>, label: String) -> Self {
+    pub fn new(sdk: aws_sdk_ecr::Client, registry_id: Option<String>, origin: Origin) -> Self {
         EcrApi {
             sdk,
             registry_id,
-            label,
+            origin,
         }
     }
 
@@ -81,27 +83,27 @@ impl EcrApi {
 
     /// `aws:<registry host>`.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.origin.registry
     }
 
-    pub(crate) fn set_label(&mut self, label: String) {
-        self.label = label;
+    /// Who answers, for errors.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    pub(crate) fn set_origin(&mut self, origin: Origin) {
+        self.origin = origin;
     }
 
     fn err<E>(&self, op: &'static str, target: &str, e: aws_sdk_ecr::error::SdkError<E>) -> Error
     where
         E: aws_sdk_ecr::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        Error::from_sdk(&self.label, op, target, e)
+        error::from_sdk(&self.origin, op, target, e)
     }
 
     fn protocol(&self, op: &'static str, target: &str, reason: impl Into<String>) -> Error {
-        Error::Protocol {
-            registry: self.label.clone(),
-            operation: op,
-            target: target.to_string(),
-            reason: reason.into(),
-        }
+        self.origin.protocol(op, target, reason)
     }
 
     /// `CreateRepository`: true when created, false when it existed already.
@@ -128,14 +130,14 @@ impl EcrApi {
                 .key(k)
                 .value(v)
                 .build()
-                .map_err(|e| Error::Config(format!("repository tag {k}: {e}")))?;
+                .map_err(|e| self.origin.config(format!("repository tag {k}: {e}")))?;
             req = req.tags(tag);
         }
         match req.send().await {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = self.err("CreateRepository", name, e);
-                if e.kind() == Kind::RepositoryExists {
+                if kind(&e) == Kind::RepositoryExists {
                     Ok(false)
                 } else {
                     Err(e)
@@ -157,7 +159,7 @@ impl EcrApi {
             Ok(out) => Ok(out.lifecycle_policy_text().map(str::to_string)),
             Err(e) => {
                 let e = self.err("GetLifecyclePolicy", name, e);
-                if e.kind() == Kind::LifecyclePolicyNotFound {
+                if kind(&e) == Kind::LifecyclePolicyNotFound {
                     Ok(None)
                 } else {
                     Err(e)
@@ -192,7 +194,7 @@ impl EcrApi {
             Ok(_) => Ok(()),
             Err(e) => {
                 let e = self.err("DeleteLifecyclePolicy", name, e);
-                if e.kind() == Kind::LifecyclePolicyNotFound {
+                if kind(&e) == Kind::LifecyclePolicyNotFound {
                     Ok(())
                 } else {
                     Err(e)
@@ -286,7 +288,7 @@ impl EcrApi {
             })),
             Err(e) => {
                 let e = self.err("DescribeImages", &target, e);
-                if e.kind() == Kind::ImageNotFound {
+                if kind(&e) == Kind::ImageNotFound {
                     Ok(None)
                 } else {
                     Err(e)
@@ -373,7 +375,7 @@ impl EcrApi {
             .and_then(|t| SystemTime::try_from(*t).ok())
             .ok_or_else(|| self.protocol("GetAuthorizationToken", "*", "no expiry"))?;
         AuthToken::decode(
-            &self.label,
+            &self.origin,
             token,
             expires_at,
             data.proxy_endpoint().map(str::to_string),
@@ -400,6 +402,8 @@ fn failures(list: &[aws_sdk_ecr::types::ImageFailure]) -> Vec<Failure> {
 
 #[async_trait]
 impl TokenSource for EcrApi {
+    type Token = AuthToken;
+
     async fn fetch(&self) -> Result<AuthToken> {
         self.authorization_token().await
     }

@@ -1,5 +1,7 @@
-//! The errors of this crate, and their mapping to [`mirror_core::Error`] — the one place where
-//! AWS error codes are interpreted.
+//! The one place where AWS error codes are read: [`classify`], the table of this crate, and
+//! the conversion of SDK errors and per-image failures into the kit's
+//! [`ControlPlaneError`] (which becomes a [`mirror_core::Error`] through the kit's one
+//! mapping).
 //!
 //! Every error carries the registry label (`aws:<registry host>`, so a core error read in a
 //! log still says which provider and registry it came from), the ECR operation, and the
@@ -7,91 +9,13 @@
 //! credentials; the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use mirror_core::error::BoxError;
+use mirror_core::provider::{self, ControlPlaneError, Origin};
 
-use crate::PROVIDER;
+/// The error of this crate's calls: the kit's control-plane error.
+pub type Error = ControlPlaneError;
 
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What went wrong talking to ECR.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// ECR answered an operation with an error code.
-    #[error("{registry}: ECR {operation} on {target} failed: {code}: {message}")]
-    Service {
-        /// `aws:<registry host>`.
-        registry: String,
-        /// The ECR operation (`CreateRepository`, `BatchDeleteImage`…).
-        operation: &'static str,
-        /// The repository or `repository@digest` the call was about (`*` for account-wide calls).
-        target: String,
-        /// The AWS error code (`RepositoryNotFoundException`…).
-        code: String,
-        /// The AWS error message.
-        message: String,
-        /// The HTTP status of the answer, when there was one.
-        status: Option<u16>,
-    },
-
-    /// One image of a batch call failed (`BatchDeleteImage` and `BatchGetImage` report
-    /// failures per image inside a successful answer).
-    #[error("{registry}: ECR {operation} of {target} failed: {code}: {reason}")]
-    Image {
-        /// `aws:<registry host>`.
-        registry: String,
-        /// The ECR operation.
-        operation: &'static str,
-        /// `repository@image` (the image by digest or tag).
-        target: String,
-        /// The ECR failure code (`ImageNotFound`, `ImageReferencedByManifestList`…).
-        code: String,
-        /// The ECR failure reason.
-        reason: String,
-    },
-
-    /// The ECR API could not be reached, or the call timed out.
-    #[error("{registry}: cannot reach the ECR API ({operation} on {target}): {source}")]
-    Transport {
-        /// `aws:<registry host>`.
-        registry: String,
-        /// The ECR operation.
-        operation: &'static str,
-        /// The repository the call was about.
-        target: String,
-        /// The transport error.
-        #[source]
-        source: BoxError,
-    },
-
-    /// AWS credentials could not be found or loaded for the call.
-    #[error("{registry}: AWS credentials: {reason}")]
-    Credentials {
-        /// `aws:<registry host>`.
-        registry: String,
-        /// What went wrong (never a secret).
-        reason: String,
-    },
-
-    /// ECR answered something this crate does not understand (a missing field, a malformed
-    /// authorization token).
-    #[error("{registry}: unexpected answer to ECR {operation} on {target}: {reason}")]
-    Protocol {
-        /// `aws:<registry host>`.
-        registry: String,
-        /// The ECR operation.
-        operation: &'static str,
-        /// The repository the call was about.
-        target: String,
-        /// What is wrong with the answer.
-        reason: String,
-    },
-
-    /// The configuration is invalid or incomplete.
-    #[error("invalid ECR configuration: {0}")]
-    Config(String),
-}
 
 /// How an AWS error code is read. The one table of this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,11 +36,32 @@ pub enum Kind {
     Unauthorized,
     /// Slow down.
     Throttled,
+    /// ECR failed (HTTP 5xx).
+    Server,
     /// Anything else.
     Other,
 }
 
-/// Classifies an AWS error code (an exception name or a per-image failure code).
+impl Kind {
+    /// The kit's kind for this one.
+    pub fn to_kit(self) -> provider::Kind {
+        match self {
+            Kind::RepositoryNotFound => provider::Kind::NotFound("repository"),
+            Kind::ImageNotFound => provider::Kind::NotFound("manifest"),
+            Kind::RepositoryExists => provider::Kind::AlreadyExists,
+            Kind::LifecyclePolicyNotFound => provider::Kind::NotFound("lifecycle policy"),
+            Kind::ReferencedByIndex => provider::Kind::Conflict,
+            Kind::Denied => provider::Kind::Denied,
+            Kind::Unauthorized => provider::Kind::Unauthenticated,
+            Kind::Throttled => provider::Kind::RateLimited,
+            Kind::Server => provider::Kind::Unavailable,
+            Kind::Other => provider::Kind::Other,
+        }
+    }
+}
+
+/// Classifies an AWS error code (an exception name or a per-image failure code), with the
+/// HTTP status as a fallback.
 pub fn classify(code: &str, status: Option<u16>) -> Kind {
     match code {
         "RepositoryNotFoundException" => Kind::RepositoryNotFound,
@@ -141,228 +86,119 @@ pub fn classify(code: &str, status: Option<u16>) -> Kind {
         | "RequestLimitExceeded"
         | "UpstreamTooManyRequests"
         | "SlowDown" => Kind::Throttled,
+        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => Kind::Server,
         _ => match status {
             Some(429) => Kind::Throttled,
             Some(403) => Kind::Denied,
             Some(401) => Kind::Unauthorized,
+            Some(s) if s >= 500 => Kind::Server,
             _ => Kind::Other,
         },
     }
 }
 
-impl Error {
-    /// The AWS error code, for service and per-image errors.
-    pub fn code(&self) -> Option<&str> {
-        match self {
-            Error::Service { code, .. } | Error::Image { code, .. } => Some(code),
-            _ => None,
-        }
+/// How `e` reads in this crate's table ([`Kind::Other`] for errors without a code).
+pub fn kind(e: &Error) -> Kind {
+    match e.code() {
+        Some(code) => classify(code, e.status),
+        None => Kind::Other,
     }
+}
 
-    /// How the error's code reads ([`Kind::Other`] for errors without a code).
-    pub fn kind(&self) -> Kind {
-        match self {
-            Error::Service { code, status, .. } => classify(code, *status),
-            Error::Image { code, .. } => classify(code, None),
-            _ => Kind::Other,
-        }
-    }
+/// An answer of `operation` on `target` with an AWS error `code`.
+pub fn service(
+    origin: &Origin,
+    operation: &'static str,
+    target: &str,
+    code: &str,
+    message: &str,
+    status: Option<u16>,
+) -> Error {
+    let mut e = origin
+        .error(operation, target, classify(code, status).to_kit(), message)
+        .with_code(code);
+    e.status = status;
+    e
+}
 
-    /// Converts an SDK error of `operation` on `target`.
-    pub(crate) fn from_sdk<E>(
-        registry: &str,
-        operation: &'static str,
-        target: &str,
-        err: SdkError<E>,
-    ) -> Self
-    where
-        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    {
-        let status = err.raw_response().map(|r| r.status().as_u16());
-        match &err {
-            SdkError::ServiceError(_) => Error::Service {
-                registry: registry.to_string(),
-                operation,
-                target: target.to_string(),
-                code: err.code().unwrap_or("Unknown").to_string(),
-                message: err.message().unwrap_or("").to_string(),
-                status,
-            },
-            SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
-                let text = DisplayErrorContext(&err).to_string();
-                if text.contains("credential") || text.contains("identity") {
-                    Error::Credentials {
-                        registry: registry.to_string(),
-                        reason: text,
-                    }
-                } else {
-                    Error::Transport {
-                        registry: registry.to_string(),
-                        operation,
-                        target: target.to_string(),
-                        source: text.into(),
-                    }
-                }
+/// One image of a batch call failed (`BatchDeleteImage` and `BatchGetImage` report failures
+/// per image inside a successful answer: no HTTP status of their own).
+pub fn image_failure(
+    origin: &Origin,
+    operation: &'static str,
+    target: String,
+    code: &str,
+    reason: &str,
+) -> Error {
+    service(origin, operation, &target, code, reason, None)
+}
+
+/// Converts an SDK error of `operation` on `target`.
+pub fn from_sdk<E>(
+    origin: &Origin,
+    operation: &'static str,
+    target: &str,
+    err: SdkError<E>,
+) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    match &err {
+        SdkError::ServiceError(_) => service(
+            origin,
+            operation,
+            target,
+            err.code().unwrap_or("Unknown"),
+            err.message().unwrap_or(""),
+            status,
+        ),
+        SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
+            let text = DisplayErrorContext(&err).to_string();
+            if text.contains("credential") || text.contains("identity") {
+                origin.credentials(text)
+            } else {
+                origin.transport(operation, target, text)
             }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => Error::Transport {
-                registry: registry.to_string(),
-                operation,
-                target: target.to_string(),
-                source: DisplayErrorContext(&err).to_string().into(),
-            },
-            SdkError::ConstructionFailure(_) => Error::Config(format!(
-                "{registry}: ECR {operation} on {target}: {}",
-                DisplayErrorContext(&err)
-            )),
-            // An answer that could not be read: report it with its status.
-            _ => Error::Service {
-                registry: registry.to_string(),
-                operation,
-                target: target.to_string(),
-                code: "UnreadableResponse".into(),
-                message: DisplayErrorContext(&err).to_string(),
-                status,
-            },
+        }
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+            origin.transport(operation, target, DisplayErrorContext(&err).to_string())
+        }
+        SdkError::ConstructionFailure(_) => origin.config(format!(
+            "ECR {operation} on {target}: {}",
+            DisplayErrorContext(&err)
+        )),
+        // An answer that could not be read: report it with its status.
+        _ => {
+            let mut e = origin.protocol(operation, target, DisplayErrorContext(&err).to_string());
+            e.status = status;
+            e
         }
     }
-}
-
-/// The location string of a repository or image: `aws:<host>/<repository>[@digest]`.
-fn location(registry: &str, target: &str) -> String {
-    if target == "*" {
-        registry.to_string()
-    } else {
-        format!("{registry}/{target}")
-    }
-}
-
-impl From<Error> for mirror_core::Error {
-    /// Maps to the core variant a caller acts on: `NotFound` (repository or manifest),
-    /// `Denied`, `Unauthorized`, `RateLimited`, `Credentials`, `Connect`; everything else is an
-    /// `Http` error carrying the AWS code, message and HTTP status. The `registry` field is
-    /// `aws:<registry host>`.
-    fn from(e: Error) -> Self {
-        let kind = e.kind();
-        match e {
-            Error::Service {
-                registry,
-                operation,
-                target,
-                code,
-                message,
-                status,
-            } => match kind {
-                Kind::RepositoryNotFound => mirror_core::Error::NotFound {
-                    what: "repository",
-                    location: location(&registry, repository_of(&target)),
-                },
-                Kind::ImageNotFound => mirror_core::Error::NotFound {
-                    what: "manifest",
-                    location: location(&registry, &target),
-                },
-                Kind::Denied => mirror_core::Error::Denied {
-                    location: location(&registry, &target),
-                    registry,
-                    message: format!("{operation}: {code}: {message}"),
-                },
-                Kind::Unauthorized => mirror_core::Error::Unauthorized {
-                    registry,
-                    message: format!("{operation} on {target}: {code}: {message}"),
-                },
-                Kind::Throttled => mirror_core::Error::RateLimited {
-                    registry,
-                    retry_after: None,
-                },
-                _ => mirror_core::Error::Http {
-                    registry,
-                    operation: operation.to_string(),
-                    location: target,
-                    status: status.unwrap_or(0),
-                    message: format!("{code}: {message}"),
-                },
-            },
-            Error::Image {
-                registry,
-                operation,
-                target,
-                code,
-                reason,
-            } => match kind {
-                Kind::ImageNotFound => mirror_core::Error::NotFound {
-                    what: "manifest",
-                    location: location(&registry, &target),
-                },
-                Kind::Denied => mirror_core::Error::Denied {
-                    location: location(&registry, &target),
-                    registry,
-                    message: format!("{operation}: {code}: {reason}"),
-                },
-                Kind::Throttled => mirror_core::Error::RateLimited {
-                    registry,
-                    retry_after: None,
-                },
-                _ => mirror_core::Error::Http {
-                    registry,
-                    operation: operation.to_string(),
-                    location: target,
-                    status: 200,
-                    message: format!("image failure {code}: {reason}"),
-                },
-            },
-            Error::Transport {
-                registry,
-                operation,
-                target,
-                source,
-            } => mirror_core::Error::Connect {
-                registry,
-                operation: operation.to_string(),
-                location: target,
-                source,
-            },
-            Error::Credentials { registry, reason } => {
-                mirror_core::Error::Credentials { registry, reason }
-            }
-            Error::Protocol {
-                registry,
-                operation,
-                target,
-                reason,
-            } => mirror_core::Error::Http {
-                registry,
-                operation: operation.to_string(),
-                location: target,
-                status: 200,
-                message: reason,
-            },
-            Error::Config(m) => mirror_core::Error::Config(format!("{PROVIDER}: {m}")),
-        }
-    }
-}
-
-/// `repo@digest` → `repo`.
-fn repository_of(target: &str) -> &str {
-    target.split_once('@').map_or(target, |(r, _)| r)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn service(code: &str, status: u16) -> Error {
-        Error::Service {
-            registry: "aws:1.dkr.ecr.r.amazonaws.com".into(),
-            operation: "DescribeImages",
-            target: "c/services/api".into(),
-            code: code.into(),
-            message: "nope".into(),
-            status: Some(status),
-        }
+    fn origin() -> Origin {
+        Origin::new("aws", "1.dkr.ecr.r.amazonaws.com")
+    }
+
+    fn svc(code: &str, status: u16) -> Error {
+        service(
+            &origin(),
+            "DescribeImages",
+            "c/services/api",
+            code,
+            "nope",
+            Some(status),
+        )
     }
 
     #[test]
     fn codes_map_to_core_variants_naming_the_repository() {
-        let core: mirror_core::Error = service("RepositoryNotFoundException", 400).into();
+        let core: mirror_core::Error = svc("RepositoryNotFoundException", 400).into();
         match &core {
             mirror_core::Error::NotFound { what, location } => {
                 assert_eq!(*what, "repository");
@@ -371,19 +207,19 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(core.is_not_found());
-        let core: mirror_core::Error = service("AccessDeniedException", 400).into();
+        let core: mirror_core::Error = svc("AccessDeniedException", 400).into();
         assert!(
             matches!(&core, mirror_core::Error::Denied { location, registry, .. }
                 if location.ends_with("/c/services/api") && registry.starts_with("aws:")),
             "{core:?}"
         );
-        let core: mirror_core::Error = service("ThrottlingException", 400).into();
+        let core: mirror_core::Error = svc("ThrottlingException", 400).into();
         assert!(matches!(core, mirror_core::Error::RateLimited { .. }));
-        let core: mirror_core::Error = service("Whatever", 429).into();
+        let core: mirror_core::Error = svc("Whatever", 429).into();
         assert!(matches!(core, mirror_core::Error::RateLimited { .. }));
-        let core: mirror_core::Error = service("ExpiredTokenException", 400).into();
+        let core: mirror_core::Error = svc("ExpiredTokenException", 400).into();
         assert!(matches!(core, mirror_core::Error::Unauthorized { .. }));
-        let core: mirror_core::Error = service("ServerException", 500).into();
+        let core: mirror_core::Error = svc("ServerException", 500).into();
         match core {
             mirror_core::Error::Http {
                 status,
@@ -397,32 +233,39 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        assert!(svc("ServerException", 500).is_transient());
+        assert!(!svc("RepositoryAlreadyExistsException", 400).is_transient());
     }
 
     #[test]
     fn image_failures_map_by_code() {
-        let e = Error::Image {
-            registry: "aws:h".into(),
-            operation: "BatchDeleteImage",
-            target: "r/x@sha256:ab".into(),
-            code: "ImageNotFound".into(),
-            reason: "Requested image not found".into(),
-        };
-        assert_eq!(e.kind(), Kind::ImageNotFound);
+        let e = image_failure(
+            &origin(),
+            "BatchDeleteImage",
+            "r/x@sha256:ab".into(),
+            "ImageNotFound",
+            "Requested image not found",
+        );
+        assert_eq!(kind(&e), Kind::ImageNotFound);
         let core: mirror_core::Error = e.into();
         assert!(core.is_not_found());
         assert!(core.to_string().contains("r/x@sha256:ab"), "{core}");
-        let e = Error::Image {
-            registry: "aws:h".into(),
-            operation: "BatchDeleteImage",
-            target: "r/x@sha256:ab".into(),
-            code: "KmsError".into(),
-            reason: "key disabled".into(),
-        };
-        let text = mirror_core::Error::from(e).to_string();
+        let e = image_failure(
+            &origin(),
+            "BatchDeleteImage",
+            "r/x@sha256:ab".into(),
+            "KmsError",
+            "key disabled",
+        );
+        let core = mirror_core::Error::from(e);
+        let text = core.to_string();
         assert!(
             text.contains("KmsError") && text.contains("r/x@sha256:ab"),
             "{text}"
+        );
+        assert!(
+            matches!(core, mirror_core::Error::Refused { .. }),
+            "a per-image failure is no HTTP status: {core:?}"
         );
     }
 }

@@ -14,10 +14,14 @@
 //!
 //! - [`builder`]: [`EcrBuilder`], its settings and their `MIRROR_ECR_*` variables;
 //! - [`client`]: the ECR API calls ([`client::EcrApi`]);
-//! - [`credential`]: [`EcrCredentials`], the data-plane token cache;
+//! - [`credential`]: the data-plane token source ([`credential::AuthToken`]) for the kit's
+//!   cache ([`EcrCredentials`]);
 //! - [`naming`]: ECR's repository grammar and the repository layout;
 //! - [`lifecycle`]: the lifecycle policy for Cluster-mode retention;
-//! - [`error`]: this crate's errors and their one mapping to [`mirror_core::Error`].
+//! - [`error`]: this crate's classification of AWS error codes (the kit's
+//!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
+//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//!   `mirror_core::registry::open` (`ecr://…`).
 //!
 //! # Example
 //!
@@ -44,17 +48,25 @@ pub mod builder;
 pub mod client;
 pub mod credential;
 pub mod error;
+pub mod factory;
 pub mod lifecycle;
 pub mod naming;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::eviction::ImageRecord;
-use mirror_core::media::{ParsedManifest, RawManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use mirror_core::image::{without_children, ImageRecord};
+use mirror_core::media::{RawManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
+use mirror_core::provider::AsCredentials as _;
+use mirror_core::registry::{
+    cache_scope, BuildCapability, BuilderCredentials, Capabilities, Repository,
+};
+use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{
     Digest, Error, ImageStore, Registry, RepositoryScope, RepositorySettings, Result,
@@ -62,9 +74,10 @@ use mirror_core::{
 
 pub use builder::{EcrBuilder, EcrConfigKey, TagMutability};
 pub use credential::EcrCredentials;
+pub use factory::{factory, EcrFactory};
 
 use client::{EcrApi, BATCH_LIMIT};
-use error::Kind;
+use error::{kind, Kind};
 
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "aws";
@@ -95,9 +108,6 @@ struct Inner {
     scan_on_push: bool,
     lifecycle_policy: bool,
     credentials: Arc<EcrCredentials>,
-    /// Scopes named by `repository_name`, so `ensure_repository` can tag repositories with
-    /// the exact ids (names may carry hashes instead).
-    scopes: Mutex<HashMap<String, RepositoryScope>>,
 }
 
 impl fmt::Debug for Ecr {
@@ -139,7 +149,7 @@ impl Ecr {
         &self.inner.api
     }
 
-    /// The data-plane credential provider (its [`EcrCredentials::fetches`] counts tokens).
+    /// The data-plane token cache (its `fetches()` counts tokens).
     pub fn credentials(&self) -> &Arc<EcrCredentials> {
         &self.inner.credentials
     }
@@ -149,24 +159,13 @@ impl Ecr {
         &self.inner.data
     }
 
-    /// The tags a new repository gets.
-    fn repository_tags(&self, repository: &str) -> Vec<(String, String)> {
+    /// The tags a new repository gets: `managed-by`, `cluster` and `service` (the exact ids
+    /// of its scope, made valid tag values), `scope`.
+    fn repository_tags(&self, repository: &Repository) -> Vec<(String, String)> {
         let mut tags = vec![("managed-by".to_string(), MANAGED_BY.to_string())];
-        let known = self
-            .inner
-            .scopes
-            .lock()
-            .ok()
-            .and_then(|s| s.get(repository).cloned());
-        let (cluster, kind, service) = match &known {
-            Some(RepositoryScope::Service { cluster, service }) => {
-                (Some(cluster.as_str()), "service", Some(service.as_str()))
-            }
-            Some(RepositoryScope::Cluster { cluster }) => (Some(cluster.as_str()), "cluster", None),
-            Some(RepositoryScope::Build { cluster, service }) => {
-                (Some(cluster.as_str()), "build", Some(service.as_str()))
-            }
-            None => match naming::parse_repository(self.prefix(), repository) {
+        let (cluster, kind, service) = match repository.scope() {
+            Some(scope) => (Some(scope.cluster()), scope.kind(), scope.service()),
+            None => match naming::parse_repository(self.prefix(), repository.name()) {
                 Some((c, k, s)) => (Some(c), k, s),
                 None => (None, "other", None),
             },
@@ -190,49 +189,41 @@ impl Ecr {
         created: bool,
     ) -> error::Result<()> {
         let api = &self.inner.api;
-        let deadline = tokio::time::Instant::now() + CREATE_SETTLE_TIMEOUT;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            let attempt = async {
-                match settings.retention {
-                    Some(retention) => {
-                        // A repository created just now has no policy: skip the read.
-                        let current = if created {
-                            None
-                        } else {
-                            api.get_lifecycle_policy(repository).await?
-                        };
-                        if lifecycle::needs_update(current.as_deref(), retention) {
-                            api.put_lifecycle_policy(
-                                repository,
-                                &lifecycle::policy_text(retention),
-                            )
+        let attempt = || async {
+            match settings.retention {
+                Some(retention) => {
+                    // A repository created just now has no policy: skip the read.
+                    let current = if created {
+                        None
+                    } else {
+                        api.get_lifecycle_policy(repository).await?
+                    };
+                    if lifecycle::needs_update(current.as_deref(), retention) {
+                        api.put_lifecycle_policy(repository, &lifecycle::policy_text(retention))
                             .await?;
+                    }
+                }
+                None if !created => {
+                    if let Some(text) = api.get_lifecycle_policy(repository).await? {
+                        if lifecycle::is_ours(&text) {
+                            api.delete_lifecycle_policy(repository).await?;
                         }
                     }
-                    None if !created => {
-                        if let Some(text) = api.get_lifecycle_policy(repository).await? {
-                            if lifecycle::is_ours(&text) {
-                                api.delete_lifecycle_policy(repository).await?;
-                            }
-                        }
-                    }
-                    None => {}
                 }
-                Ok::<(), error::Error>(())
-            };
-            match attempt.await {
-                Err(e)
-                    if e.kind() == Kind::RepositoryNotFound
-                        && tokio::time::Instant::now() + pause < deadline =>
-                {
-                    tracing::debug!(repository, "repository not visible yet; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                other => return other,
+                None => {}
             }
-        }
+            Ok::<(), error::Error>(())
+        };
+        // A just-created repository may not be visible yet (ECR is eventually consistent).
+        Poll::until(CREATE_SETTLE_TIMEOUT)
+            .retry_while(attempt, |e| {
+                let pending = kind(e) == Kind::RepositoryNotFound;
+                if pending {
+                    tracing::debug!(repository, "repository not visible yet; retrying");
+                }
+                pending
+            })
+            .await
     }
 
     /// Digests of the child manifests of the indexes among `digests` (read with
@@ -244,14 +235,7 @@ impl Ecr {
             for f in failures {
                 // Deleted since the listing: it has no children any more.
                 if error::classify(&f.code, None) != Kind::ImageNotFound {
-                    return Err(error::Error::Image {
-                        registry: self.inner.api.label().to_string(),
-                        operation: "BatchGetImage",
-                        target: format!("{repository}@{}", f.image),
-                        code: f.code,
-                        reason: f.reason,
-                    }
-                    .into());
+                    return Err(self.image_error(repository, "BatchGetImage", f));
                 }
             }
             for m in manifests {
@@ -260,22 +244,24 @@ impl Ecr {
                     Some(t) => RawManifest::new(m.bytes.into_bytes(), t.clone()),
                     None => RawManifest::detect(m.bytes.into_bytes(), None, &location)?,
                 };
-                if let ParsedManifest::Index { manifests } = raw.parse(&location)? {
-                    children.extend(manifests.into_iter().map(|d| d.digest.to_string()));
-                }
+                children.extend(
+                    mirror_core::image::children(&raw, &location)?
+                        .into_iter()
+                        .map(|d| d.to_string()),
+                );
             }
         }
         Ok(children)
     }
 
-    fn image_error(&self, repository: &str, f: client::Failure) -> Error {
-        error::Error::Image {
-            registry: self.inner.api.label().to_string(),
-            operation: "BatchDeleteImage",
-            target: format!("{repository}@{}", f.image),
-            code: f.code,
-            reason: f.reason,
-        }
+    fn image_error(&self, repository: &str, operation: &'static str, f: client::Failure) -> Error {
+        error::image_failure(
+            self.inner.api.origin(),
+            operation,
+            format!("{repository}@{}", f.image),
+            &f.code,
+            &f.reason,
+        )
         .into()
     }
 }
@@ -294,12 +280,18 @@ impl Registry for Ecr {
         self.inner.host.clone()
     }
 
-    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
-        let name = naming::repository_name(self.prefix(), scope)?;
-        if let Ok(mut scopes) = self.inner.scopes.lock() {
-            scopes.entry(name.clone()).or_insert_with(|| scope.clone());
-        }
-        Ok(name)
+    /// ECR records `imagePushedAt`; retention is native when the lifecycle policy is on.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .with_push_times(true)
+            .with_native_retention(self.inner.lifecycle_policy)
+    }
+
+    fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
+        Ok(Repository::new(
+            naming::repository_name(self.prefix(), scope)?,
+            scope.clone(),
+        ))
     }
 
     /// `CreateRepository` ("already exists" is success), then the lifecycle policy: put when
@@ -307,35 +299,36 @@ impl Registry for Ecr {
     /// unset and the stored policy is one this crate wrote.
     async fn ensure_repository(
         &self,
-        repository: &str,
+        repository: &Repository,
         settings: &RepositorySettings,
     ) -> Result<()> {
-        naming::check_repository(repository)?;
+        let name = repository.name();
+        naming::check_repository(name)?;
         let created = self
             .inner
             .api
             .create_repository(
-                repository,
+                name,
                 self.inner.tag_mutability.to_sdk(),
                 self.inner.scan_on_push,
                 &self.repository_tags(repository),
             )
             .await?;
         if created {
-            tracing::info!(repository, registry = %self.inner.host, "created ECR repository");
+            tracing::info!(repository = name, registry = %self.inner.host, "created ECR repository");
         }
         if self.inner.lifecycle_policy {
-            self.apply_lifecycle(repository, settings, created).await?;
+            self.apply_lifecycle(name, settings, created).await?;
         }
         Ok(())
     }
 
-    async fn store(&self, repository: &str) -> Result<Arc<dyn ImageStore>> {
-        naming::check_repository(repository)?;
-        Ok(Arc::new(self.inner.data.repository(repository)?))
+    async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
+        naming::check_repository(repository.name())?;
+        Ok(Arc::new(self.inner.data.repository(repository.name())?))
     }
 
-    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
         let prefix = naming::cluster_prefix(self.prefix(), cluster)?;
         let mut repos: Vec<String> = self
             .inner
@@ -346,16 +339,17 @@ impl Registry for Ecr {
             .filter(|r| r.starts_with(&prefix))
             .collect();
         repos.sort();
-        Ok(repos)
+        Ok(repos.into_iter().map(Repository::listed).collect())
     }
 
     /// `DescribeImages`. The platform manifests of a multi-platform image are listed by ECR
     /// as untagged images of their own; they are left out (they belong to their index).
-    async fn list_images(&self, repository: &str) -> Result<Vec<ImageRecord>> {
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let repository = repository.name();
         naming::check_repository(repository)?;
         let details = match self.inner.api.describe_images(repository).await {
             Ok(d) => d,
-            Err(e) if e.kind() == Kind::RepositoryNotFound => return Ok(Vec::new()),
+            Err(e) if kind(&e) == Kind::RepositoryNotFound => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
         let indexes: Vec<String> = details
@@ -363,27 +357,25 @@ impl Registry for Ecr {
             .filter(|d| d.media_type.as_deref().is_none_or(is_index))
             .map(|d| d.digest.clone())
             .collect();
-        let children = if indexes.is_empty() {
+        let children: HashSet<Digest> = if indexes.is_empty() {
             HashSet::new()
         } else {
-            self.children_of(repository, &indexes).await?
+            self.children_of(repository, &indexes)
+                .await?
+                .iter()
+                .filter_map(|d| Digest::parse(d).ok())
+                .collect()
         };
         let mut out = Vec::new();
         for d in details {
-            if d.tags.is_empty() && children.contains(&d.digest) {
-                continue;
-            }
-            let digest = Digest::parse(&d.digest)?;
-            let mut tags = d.tags;
-            tags.sort();
-            out.push(ImageRecord {
-                repository: repository.to_string(),
-                digest,
-                tags,
-                pushed_at: d.pushed_at,
-                size: d.size,
-            });
+            let mut rec = ImageRecord::new(repository, Digest::parse(&d.digest)?);
+            rec.tags = d.tags;
+            rec.tags.sort();
+            rec.pushed_at = d.pushed_at;
+            rec.size = d.size;
+            out.push(rec);
         }
+        let mut out = without_children(out, &children);
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
@@ -391,7 +383,8 @@ impl Registry for Ecr {
     /// `BatchDeleteImage` of the digest (which removes its tags). For a multi-platform image,
     /// its untagged platform manifests are deleted too, except those another index still
     /// uses (ECR refuses with `ImageReferencedByManifestList`).
-    async fn delete_image(&self, repository: &str, digest: &Digest) -> Result<()> {
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
         naming::check_repository(repository)?;
         let api = &self.inner.api;
         let target = digest.to_string();
@@ -399,7 +392,7 @@ impl Registry for Ecr {
             .batch_get_image(repository, std::slice::from_ref(&target))
             .await?;
         if let Some(f) = failures.into_iter().next() {
-            return Err(self.image_error(repository, f));
+            return Err(self.image_error(repository, "BatchGetImage", f));
         }
         let mut children: BTreeSet<String> = BTreeSet::new();
         if let Some(m) = manifests.into_iter().next() {
@@ -411,7 +404,7 @@ impl Registry for Ecr {
             .batch_delete_image(repository, std::slice::from_ref(&target))
             .await?;
         if let Some(f) = failures.into_iter().next() {
-            return Err(self.image_error(repository, f));
+            return Err(self.image_error(repository, "BatchDeleteImage", f));
         }
         let mut orphans = Vec::new();
         for child in children {
@@ -425,29 +418,46 @@ impl Registry for Ecr {
             for f in api.batch_delete_image(repository, chunk).await? {
                 match error::classify(&f.code, None) {
                     Kind::ImageNotFound | Kind::ReferencedByIndex => {}
-                    _ => return Err(self.image_error(repository, f)),
+                    _ => return Err(self.image_error(repository, "BatchDeleteImage", f)),
                 }
             }
         }
         Ok(())
     }
 
-    fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
+    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         format!("{}/{repository}@{digest}", self.inner.host)
     }
 
-    /// ECR records `imagePushedAt`.
-    fn records_push_time(&self) -> bool {
-        true
+    fn builds(&self) -> Option<&dyn BuildCapability> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl BuildCapability for Ecr {
+    fn repository_reference(&self, repository: &Repository) -> Result<String> {
+        naming::check_repository(repository.name())?;
+        Ok(format!("{}/{repository}", self.inner.host))
     }
 
     /// The core layout (`<build repository>/cache-<id>`), checked against ECR's grammar.
     /// `ensure_repository` creates it like any repository (ECR never creates repositories
     /// on push) and tags it `scope=build-cache`. BuildKit writes it with
     /// `image-manifest=true,oci-mediatypes=true`, the only cache format ECR stores.
-    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
-        let name = format!("{build_repository}/cache-{dockerfile_id}");
+    fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
+        mirror_core::registry::naming::check_dockerfile_id(dockerfile_id)?;
+        let name = format!("{build}/cache-{dockerfile_id}");
         naming::check_repository(&name)?;
-        Ok(name)
+        Ok(Repository::new(name, cache_scope(build, dockerfile_id)))
+    }
+
+    /// `AWS` and a fresh `GetAuthorizationToken` token, for the registry host.
+    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
+        let token = self.inner.credentials.token().await?;
+        Ok(Some(BuilderCredentials {
+            host: self.inner.host.clone(),
+            credentials: token.as_credentials(),
+        }))
     }
 }

@@ -3,7 +3,7 @@
 //!
 //! Run one scenario alone with e.g. `cargo test -p provider-aws --test conformance push_list_delete`.
 
-mod support;
+use provider_aws::testing as support;
 
 use std::sync::Arc;
 

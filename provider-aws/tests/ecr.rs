@@ -3,7 +3,7 @@
 //! eviction by `BatchDeleteImage`, per-image failures, error mapping, token caching and
 //! cross-repository mounts.
 
-mod support;
+use provider_aws::testing as support;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use mirror_core::testing::{TestImage, TestIndex};
 use mirror_core::{
-    Action, ClusterStrategy, Error, Mirror, Registry, RepositoryScope, RepositorySettings,
-    ServiceStrategy, Source,
+    Action, ClusterStrategy, Error, Mirror, Registry, Repository, RepositoryScope,
+    RepositorySettings, ServiceStrategy, Source,
 };
 use provider_aws::lifecycle;
 use serde_json::{json, Value};
@@ -149,9 +149,9 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
     let dir = tempfile::tempdir().unwrap();
     let source = layout_source(dir.path(), "app", "1.0", &image(2));
     let mirror = Mirror::builder(ecr.clone(), "prod")
-        .strategy(Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(36 * 3600),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(
+            36 * 3600,
+        ))))
         .build()
         .unwrap();
     let d = mirror.mirror("api", &source).await.unwrap();
@@ -175,7 +175,7 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
         retention: Some(Duration::from_secs(36 * 3600)),
         keep_previous: None,
     };
-    ecr.ensure_repository("prod/mirror", &settings)
+    ecr.ensure_repository(&Repository::listed("prod/mirror"), &settings)
         .await
         .unwrap();
     assert_eq!(emu.calls("PutLifecyclePolicy"), 1);
@@ -186,7 +186,9 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
         retention: Some(Duration::from_secs(7 * 24 * 3600)),
         keep_previous: None,
     };
-    ecr.ensure_repository("prod/mirror", &week).await.unwrap();
+    ecr.ensure_repository(&Repository::listed("prod/mirror"), &week)
+        .await
+        .unwrap();
     assert_eq!(emu.calls("PutLifecyclePolicy"), 2);
     let text = policy_of(&emu, "prod/mirror").await.unwrap();
     assert!(!lifecycle::needs_update(
@@ -196,9 +198,12 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
     assert!(text.contains(r#""countNumber":7"#), "{text}");
 
     // Retention removed: our policy goes, a person's policy stays.
-    ecr.ensure_repository("prod/mirror", &RepositorySettings::default())
-        .await
-        .unwrap();
+    ecr.ensure_repository(
+        &Repository::listed("prod/mirror"),
+        &RepositorySettings::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(policy_of(&emu, "prod/mirror").await, None);
     let theirs = r#"{"rules":[{"rulePriority":1,"description":"team rule","selection":{"tagStatus":"untagged","countType":"imageCountMoreThan","countNumber":5},"action":{"type":"expire"}}]}"#;
     let (status, _) = emu
@@ -208,9 +213,12 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
         )
         .await;
     assert_eq!(status, 200);
-    ecr.ensure_repository("prod/mirror", &RepositorySettings::default())
-        .await
-        .unwrap();
+    ecr.ensure_repository(
+        &Repository::listed("prod/mirror"),
+        &RepositorySettings::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         policy_of(&emu, "prod/mirror").await.as_deref(),
         Some(theirs)
@@ -219,7 +227,10 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
     // Disabled: no policy calls at all.
     let quiet = emu.builder().lifecycle_policy(false).build().await.unwrap();
     let before = emu.calls("GetLifecyclePolicy") + emu.calls("PutLifecyclePolicy");
-    quiet.ensure_repository("prod/other", &week).await.unwrap();
+    quiet
+        .ensure_repository(&Repository::listed("prod/other"), &week)
+        .await
+        .unwrap();
     assert_eq!(
         emu.calls("GetLifecyclePolicy") + emu.calls("PutLifecyclePolicy"),
         before
@@ -254,7 +265,7 @@ async fn service_mode_evicts_with_batch_delete_image() {
     assert!(emu.calls("BatchDeleteImage") >= 1);
 
     let listed: HashSet<_> = ecr
-        .list_images("prod/services/api")
+        .list_images(&Repository::listed("prod/services/api"))
         .await
         .unwrap()
         .into_iter()
@@ -267,7 +278,10 @@ async fn service_mode_evicts_with_batch_delete_image() {
             .collect()
     );
     // The emulator deleted it from the data plane too.
-    let store = ecr.store("prod/services/api").await.unwrap();
+    let store = ecr
+        .store(&Repository::listed("prod/services/api"))
+        .await
+        .unwrap();
     assert_eq!(
         store.head_manifest(&a.digest().to_string()).await.unwrap(),
         None
@@ -279,7 +293,7 @@ async fn service_mode_evicts_with_batch_delete_image() {
 async fn deleting_an_index_deletes_its_untagged_platform_manifests() {
     let emu = EcrEmulator::start().await;
     let ecr = emu.ecr().await;
-    let repo = "prod/services/multi";
+    let repo = &Repository::listed("prod/services/multi");
     ecr.ensure_repository(repo, &RepositorySettings::default())
         .await
         .unwrap();
@@ -287,7 +301,7 @@ async fn deleting_an_index_deletes_its_untagged_platform_manifests() {
     let index = TestIndex::linux_amd64_arm64(20);
     index.push(store.as_ref(), "v1").await.unwrap();
     // ECR lists the platform manifests as untagged images; the registry hides them.
-    assert_eq!(moto_images(&emu, repo).await.len(), 3);
+    assert_eq!(moto_images(&emu, repo.name()).await.len(), 3);
     let listed = ecr.list_images(repo).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(&listed[0].digest, index.digest());
@@ -295,7 +309,7 @@ async fn deleting_an_index_deletes_its_untagged_platform_manifests() {
     assert!(listed[0].pushed_at.is_some());
 
     ecr.delete_image(repo, index.digest()).await.unwrap();
-    assert!(moto_images(&emu, repo).await.is_empty());
+    assert!(moto_images(&emu, repo.name()).await.is_empty());
     assert!(ecr.list_images(repo).await.unwrap().is_empty());
 }
 
@@ -336,7 +350,7 @@ async fn per_image_delete_failures_are_errors_not_swallowed() {
     // Directly: an error (not NotFound), naming repository, digest and code.
     emu.inject("BatchDeleteImage", 1, 200, failure(&a.digest().to_string()));
     let err = ecr
-        .delete_image("prod/services/api", a.digest())
+        .delete_image(&Repository::listed("prod/services/api"), a.digest())
         .await
         .unwrap_err();
     assert!(!err.is_not_found(), "{err:?}");
@@ -348,7 +362,10 @@ async fn per_image_delete_failures_are_errors_not_swallowed() {
         "{text}"
     );
     // Still there.
-    let listed = ecr.list_images("prod/services/api").await.unwrap();
+    let listed = ecr
+        .list_images(&Repository::listed("prod/services/api"))
+        .await
+        .unwrap();
     assert!(listed.iter().any(|r| &r.digest == a.digest()));
 }
 
@@ -356,7 +373,7 @@ async fn per_image_delete_failures_are_errors_not_swallowed() {
 async fn aws_errors_map_to_typed_errors_naming_the_repository() {
     let emu = EcrEmulator::start().await;
     let ecr = emu.ecr().await;
-    let repo = "prod/services/api";
+    let repo = &Repository::listed("prod/services/api");
     let host = emu.registry_host();
 
     emu.inject_error("CreateRepository", 1, 400, "AccessDeniedException");
@@ -368,7 +385,7 @@ async fn aws_errors_map_to_typed_errors_naming_the_repository() {
             registry, location, ..
         }) => {
             assert_eq!(registry, format!("aws:{host}"));
-            assert!(location.ends_with(repo), "{location}");
+            assert!(location.ends_with(repo.name()), "{location}");
         }
         other => panic!("expected Denied, got {other:?}"),
     }
@@ -401,7 +418,7 @@ async fn aws_errors_map_to_typed_errors_naming_the_repository() {
             ..
         }) => {
             assert_eq!(status, 500);
-            assert_eq!(location, repo);
+            assert_eq!(location, repo.name());
             assert!(message.contains("ServerException"), "{message}");
         }
         other => panic!("expected Http 500, got {other:?}"),
@@ -414,7 +431,10 @@ async fn aws_errors_map_to_typed_errors_naming_the_repository() {
 
     // Absent repository: NotFound naming it; listing it is empty, not an error.
     let absent = mirror_core::Digest::sha256_of(b"absent");
-    match ecr.delete_image("prod/services/none", &absent).await {
+    match ecr
+        .delete_image(&Repository::listed("prod/services/none"), &absent)
+        .await
+    {
         Err(Error::NotFound { what, location }) => {
             assert_eq!(what, "repository");
             assert!(location.ends_with("prod/services/none"), "{location}");
@@ -422,7 +442,7 @@ async fn aws_errors_map_to_typed_errors_naming_the_repository() {
         other => panic!("expected NotFound, got {other:?}"),
     }
     assert!(ecr
-        .list_images("prod/services/none")
+        .list_images(&Repository::listed("prod/services/none"))
         .await
         .unwrap()
         .is_empty());
@@ -438,8 +458,11 @@ async fn aws_errors_map_to_typed_errors_naming_the_repository() {
     // A name ECR refuses never reaches it.
     let calls = emu.calls("CreateRepository");
     assert!(matches!(
-        ecr.ensure_repository("Bad__Name", &RepositorySettings::default())
-            .await,
+        ecr.ensure_repository(
+            &Repository::listed("Bad__Name"),
+            &RepositorySettings::default()
+        )
+        .await,
         Err(Error::InvalidName { .. })
     ));
     assert_eq!(emu.calls("CreateRepository"), calls);
@@ -489,7 +512,7 @@ async fn an_expired_token_is_not_refreshed_in_a_storm() {
     }
     for i in 0..4 {
         let store = registry
-            .store(&format!("prod/services/svc{i}"))
+            .store(&Repository::listed(format!("prod/services/svc{i}")))
             .await
             .unwrap();
         assert!(store.head_manifest("1").await.unwrap().is_some());
@@ -508,10 +531,16 @@ async fn an_expired_token_is_not_refreshed_in_a_storm() {
 async fn refused_tokens_are_unauthorized_errors_without_a_refresh_storm() {
     let emu = EcrEmulator::start().await;
     let ecr = emu.ecr().await;
-    ecr.ensure_repository("prod/services/api", &RepositorySettings::default())
+    ecr.ensure_repository(
+        &Repository::listed("prod/services/api"),
+        &RepositorySettings::default(),
+    )
+    .await
+    .unwrap();
+    let store = ecr
+        .store(&Repository::listed("prod/services/api"))
         .await
         .unwrap();
-    let store = ecr.store("prod/services/api").await.unwrap();
     assert_eq!(store.head_manifest("v1").await.unwrap(), None);
     assert_eq!(emu.calls("GetAuthorizationToken"), 1);
 
@@ -591,20 +620,102 @@ async fn the_account_and_host_are_learned_from_the_token_when_not_configured() {
         cluster: "prod".into(),
         service: "api".into(),
     };
-    let repo = ecr.repository_name(&scope).unwrap();
+    let repo = ecr.repository(&scope).unwrap();
     let digest = mirror_core::Digest::sha256_of(b"x");
     assert_eq!(
         ecr.pull_reference(&repo, &digest),
         format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prod/services/api@{digest}")
     );
+    let builds = ecr.builds().expect("ECR receives builds");
+    let build = ecr
+        .repository(&RepositoryScope::Build {
+            cluster: "prod".into(),
+            service: "api".into(),
+        })
+        .unwrap();
     assert_eq!(
-        ecr.repository_reference("prod/builds/api").unwrap(),
+        builds.repository_reference(&build).unwrap(),
         format!("{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/prod/builds/api")
     );
     assert_eq!(
-        ecr.cache_repository("prod/builds/api", "0123abcd4567")
-            .unwrap(),
+        builds
+            .cache_repository(&build, "0123abcd4567")
+            .unwrap()
+            .name(),
         "prod/builds/api/cache-0123abcd4567"
     );
-    assert!(ecr.cache_repository("prod/builds/api", "Bad_ID").is_err());
+    assert!(builds.cache_repository(&build, "Bad_ID").is_err());
+}
+
+/// ECR's chunked `PATCH` answers 201 and silently drops every chunk after the first
+/// (aws/containers-roadmap#2831): the data plane must use one streaming `PUT` per blob and
+/// never fall back to chunks, even when a `PUT` is refused with a status that makes the core
+/// client switch in its default mode.
+#[tokio::test]
+async fn the_chunked_fallback_is_never_chosen() {
+    use mirror_core::store::http::RegistryClient;
+    use mirror_core::testing::{Fault, FaultProxy, Rule};
+
+    let emu = EcrEmulator::start().await;
+    let proxy = FaultProxy::start(&emu.registry_host());
+    let ecr = emu
+        .builder()
+        .registry_host(proxy.host())
+        .build()
+        .await
+        .unwrap();
+    let repo = ecr
+        .repository(&RepositoryScope::Service {
+            cluster: "prod".into(),
+            service: "api".into(),
+        })
+        .unwrap();
+    ecr.ensure_repository(&repo, &RepositorySettings::default())
+        .await
+        .unwrap();
+    proxy.add(Rule::new(
+        Some("PUT"),
+        "/blobs/uploads/",
+        Fault::Status {
+            status: 413,
+            retry_after: None,
+        },
+        1000,
+    ));
+    let img = image(77);
+    let store = ecr.store(&repo).await.unwrap();
+    let err = img.push(store.as_ref(), "v1").await.unwrap_err();
+    assert!(
+        matches!(err, Error::Http { status: 413, .. }),
+        "a refused monolithic upload is a typed error: {err:?}"
+    );
+    let requests = proxy.requests();
+    assert!(
+        requests.iter().any(|r| r.starts_with("PUT ")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("PATCH ")),
+        "a chunked upload was attempted: {requests:?}"
+    );
+
+    // Control: the core client in its default mode does switch to chunks here, so the
+    // assertion above would catch it.
+    let creds = ecr
+        .builds()
+        .expect("ECR receives builds")
+        .builder_credentials()
+        .await
+        .unwrap()
+        .expect("ECR hands out builder credentials");
+    assert_eq!(creds.host, proxy.host());
+    let auto = RegistryClient::builder(&proxy.host())
+        .credentials(creds.credentials)
+        .build()
+        .unwrap();
+    let auto_store = auto.repository(repo.name()).unwrap();
+    // The first refused PUT switches the client to chunks; the next upload sends them.
+    let _ = img.push(&auto_store, "v1").await;
+    let _ = img.push(&auto_store, "v1").await;
+    assert!(proxy.requests().iter().any(|r| r.starts_with("PATCH ")));
 }

@@ -11,32 +11,41 @@
 //! | `MIRROR_GAR_PROJECT` | `project` | project id owning the repositories (`my-project`, `example.com:my-project`) | the credentials' project (key file, metadata server) |
 //! | `MIRROR_GAR_LOCATION` | `location` | region or multi-region of the repositories (`europe-west1`, `us`) | the location of `docker_host` when it is a `*-docker.pkg.dev` host; else required |
 //! | `MIRROR_GAR_PREFIX` | `prefix` | start of every repository id (letters, digits, `-`; ≤ 20) | `mirror` |
-//! | `MIRROR_GAR_ENDPOINT` | `endpoint` | REST endpoint URL (Private Service Connect, a fake) | `https://artifactregistry.googleapis.com` |
+//! | `MIRROR_GAR_ENDPOINT` | `endpoint` | *shared*: REST endpoint URL (Private Service Connect, a fake) | `https://artifactregistry.googleapis.com` |
 //! | `MIRROR_GAR_DOCKER_HOST` | `docker_host` | data-plane host (`host[:port]`) | `<location>-docker.pkg.dev` |
-//! | `MIRROR_GAR_PLAIN_HTTP` | `plain_http` | speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_GAR_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_GAR_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one request without a streaming body, both planes | 60 s |
+//! | `MIRROR_GAR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout of the data plane | 15 s |
+//! | `MIRROR_GAR_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes | 5 |
 //! | `MIRROR_GAR_CREDENTIALS_FILE` | `credentials_file` | service-account key file (JSON) | `GOOGLE_APPLICATION_CREDENTIALS` when it is a service-account key, else the default chain |
 //! | `MIRROR_GAR_TOKEN_URI` | `token_uri` | OAuth token endpoint used with the key file (overrides the key's `token_uri`) | the key's `token_uri` |
 //! | `MIRROR_GAR_CLEANUP_POLICIES` | `cleanup_policies` | enforce retention and keep counts with cleanup policies | `true` |
 //! | `MIRROR_GAR_CLEANUP_DRY_RUN` | `cleanup_dry_run` | cleanup policies only report (`cleanupPolicyDryRun`) | `false` |
 //! | `MIRROR_GAR_OPERATION_TIMEOUT` | `operation_timeout` | how long a long-running operation is waited for (`90s`, `5m`) | `2m` |
 //!
-//! Credentials, in order: a [`TokenSource`] given with [`ArtifactRegistryBuilder::token_source`];
+//! The keys marked *shared* are the kit's ([`mirror_core::provider::CommonKey`]) and mean the
+//! same for every provider.
+//!
+//! Credentials, in order: a [`GcpTokenSource`] given with [`ArtifactRegistryBuilder::token_source`];
 //! the key file of `credentials_file`; `GOOGLE_APPLICATION_CREDENTIALS` when it names a
 //! service-account key; otherwise `gcp_auth`'s default chain (gcloud application-default
 //! credentials, the GCE/GKE metadata server, the `gcloud` CLI).
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use mirror_core::provider::config::{
+    config_error, parse_bool, CommonKey, CommonSettings, ConfigKey,
+};
+use mirror_core::provider::{Kind, Origin};
 use mirror_core::retry::RetryConfig;
-use mirror_core::store::http::{RegistryClient, UploadMode};
+use mirror_core::store::http::UploadMode;
 use url::Url;
 
 use crate::client::{ArApi, DEFAULT_ENDPOINT, DEFAULT_OPERATION_TIMEOUT};
-use crate::credential::{DefaultChain, GcpCredentials, ServiceAccountKey, TokenSource};
-use crate::error::Error;
+use crate::credential::{self, DefaultChain, GcpTokenSource, ServiceAccountKey};
 use crate::naming;
 use crate::{ArtifactRegistry, Inner, PROVIDER};
 
@@ -57,6 +66,12 @@ pub enum GarConfigKey {
     DockerHost,
     /// Plain HTTP to the data plane.
     PlainHttp,
+    /// Request timeout (shared).
+    RequestTimeout,
+    /// Connect timeout (shared).
+    ConnectTimeout,
+    /// Attempts per retried request (shared).
+    MaxAttempts,
     /// Service-account key file.
     CredentialsFile,
     /// OAuth token endpoint for the key file.
@@ -72,24 +87,27 @@ pub enum GarConfigKey {
 /// Prefix of the environment variables [`ArtifactRegistryBuilder::from_env`] reads.
 pub const ENV_PREFIX: &str = "MIRROR_GAR_";
 
-impl GarConfigKey {
-    /// Every key.
-    pub const ALL: &'static [GarConfigKey] = &[
+impl ConfigKey for GarConfigKey {
+    const ALL: &'static [GarConfigKey] = &[
         GarConfigKey::Project,
         GarConfigKey::Location,
         GarConfigKey::Prefix,
         GarConfigKey::Endpoint,
         GarConfigKey::DockerHost,
         GarConfigKey::PlainHttp,
+        GarConfigKey::RequestTimeout,
+        GarConfigKey::ConnectTimeout,
+        GarConfigKey::MaxAttempts,
         GarConfigKey::CredentialsFile,
         GarConfigKey::TokenUri,
         GarConfigKey::CleanupPolicies,
         GarConfigKey::CleanupDryRun,
         GarConfigKey::OperationTimeout,
     ];
+    const NAME: &'static str = "Artifact Registry";
+    const ENV_PREFIX: &'static str = ENV_PREFIX;
 
-    /// The key (`project`).
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             GarConfigKey::Project => "project",
             GarConfigKey::Location => "location",
@@ -97,6 +115,9 @@ impl GarConfigKey {
             GarConfigKey::Endpoint => "endpoint",
             GarConfigKey::DockerHost => "docker_host",
             GarConfigKey::PlainHttp => "plain_http",
+            GarConfigKey::RequestTimeout => "request_timeout",
+            GarConfigKey::ConnectTimeout => "connect_timeout",
+            GarConfigKey::MaxAttempts => "max_attempts",
             GarConfigKey::CredentialsFile => "credentials_file",
             GarConfigKey::TokenUri => "token_uri",
             GarConfigKey::CleanupPolicies => "cleanup_policies",
@@ -105,32 +126,37 @@ impl GarConfigKey {
         }
     }
 
+    fn common(self) -> Option<CommonKey> {
+        match self {
+            GarConfigKey::Endpoint => Some(CommonKey::Endpoint),
+            GarConfigKey::PlainHttp => Some(CommonKey::PlainHttp),
+            GarConfigKey::RequestTimeout => Some(CommonKey::RequestTimeout),
+            GarConfigKey::ConnectTimeout => Some(CommonKey::ConnectTimeout),
+            GarConfigKey::MaxAttempts => Some(CommonKey::MaxAttempts),
+            _ => None,
+        }
+    }
+}
+
+impl GarConfigKey {
+    /// Every key.
+    pub const ALL: &'static [GarConfigKey] = <GarConfigKey as ConfigKey>::ALL;
+
+    /// The key (`project`).
+    pub fn as_str(self) -> &'static str {
+        ConfigKey::as_str(self)
+    }
+
     /// The environment variable (`MIRROR_GAR_PROJECT`).
     pub fn env_var(self) -> String {
-        format!("{ENV_PREFIX}{}", self.as_str().to_ascii_uppercase())
+        ConfigKey::env_var(self).into_owned()
     }
 }
 
 impl FromStr for GarConfigKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let lower = s.to_ascii_lowercase();
-        let key = lower
-            .strip_prefix(&ENV_PREFIX.to_ascii_lowercase())
-            .unwrap_or(&lower);
-        GarConfigKey::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str() == key)
-            .ok_or_else(|| format!("unknown Artifact Registry configuration key {s:?}"))
-    }
-}
-
-fn parse_bool(key: GarConfigKey, v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{}: {v:?} is not a boolean", key.as_str())),
+        <GarConfigKey as ConfigKey>::parse(s)
     }
 }
 
@@ -140,17 +166,14 @@ pub struct ArtifactRegistryBuilder {
     project: Option<String>,
     location: Option<String>,
     prefix: Option<String>,
-    endpoint: Option<String>,
     docker_host: Option<String>,
-    plain_http: Option<bool>,
     credentials_file: Option<PathBuf>,
     token_uri: Option<String>,
     cleanup_policies: Option<bool>,
     cleanup_dry_run: Option<bool>,
     operation_timeout: Option<Duration>,
-    token_source: Option<Arc<dyn TokenSource>>,
-    retry: Option<RetryConfig>,
-    errors: Vec<String>,
+    token_source: Option<Arc<dyn GcpTokenSource>>,
+    common: CommonSettings,
 }
 
 impl ArtifactRegistryBuilder {
@@ -161,56 +184,67 @@ impl ArtifactRegistryBuilder {
 
     /// A builder configured from the `MIRROR_GAR_*` variables (see the module docs).
     pub fn from_env() -> Self {
-        let mut b = Self::new();
-        for key in GarConfigKey::ALL {
-            if let Ok(v) = std::env::var(key.env_var()) {
-                if !v.is_empty() {
-                    b = b.with_config(*key, v);
-                }
-            }
-        }
-        b
+        mirror_core::provider::from_env::<GarConfigKey>()
+            .into_iter()
+            .fold(Self::new(), |b, (k, v)| b.with_config(k, v))
     }
 
     /// Sets one setting from a string; invalid values are reported by
     /// [`ArtifactRegistryBuilder::build`].
     pub fn with_config(mut self, key: GarConfigKey, value: impl Into<String>) -> Self {
         let value = value.into();
+        if let Some(common) = key.common() {
+            self.common.set(common, key.as_str(), &value);
+            return self;
+        }
+        let mut record = |r: Result<(), String>| {
+            if let Err(e) = r {
+                self.common.record_error(e);
+            }
+        };
         match key {
             GarConfigKey::Project => self.project = Some(value),
             GarConfigKey::Location => self.location = Some(value),
             GarConfigKey::Prefix => self.prefix = Some(value),
-            GarConfigKey::Endpoint => self.endpoint = Some(value),
             GarConfigKey::DockerHost => self.docker_host = Some(value),
             GarConfigKey::CredentialsFile => self.credentials_file = Some(PathBuf::from(value)),
             GarConfigKey::TokenUri => self.token_uri = Some(value),
-            GarConfigKey::PlainHttp => match parse_bool(key, &value) {
-                Ok(b) => self.plain_http = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            GarConfigKey::CleanupPolicies => match parse_bool(key, &value) {
-                Ok(b) => self.cleanup_policies = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            GarConfigKey::CleanupDryRun => match parse_bool(key, &value) {
-                Ok(b) => self.cleanup_dry_run = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            GarConfigKey::OperationTimeout => match humantime::parse_duration(value.trim()) {
-                Ok(d) if !d.is_zero() => self.operation_timeout = Some(d),
-                Ok(_) => self
-                    .errors
-                    .push("operation_timeout: must be more than zero".into()),
-                Err(e) => self.errors.push(format!(
-                    "operation_timeout: {value:?} is not a duration ({e})"
-                )),
-            },
+            GarConfigKey::CleanupPolicies => {
+                record(parse_bool(key.as_str(), &value).map(|b| self.cleanup_policies = Some(b)))
+            }
+            GarConfigKey::CleanupDryRun => {
+                record(parse_bool(key.as_str(), &value).map(|b| self.cleanup_dry_run = Some(b)))
+            }
+            GarConfigKey::OperationTimeout => {
+                record(match humantime::parse_duration(value.trim()) {
+                    Ok(d) if !d.is_zero() => {
+                        self.operation_timeout = Some(d);
+                        Ok(())
+                    }
+                    Ok(_) => Err("operation_timeout: must be more than zero".into()),
+                    Err(e) => Err(format!(
+                        "operation_timeout: {value:?} is not a duration ({e})"
+                    )),
+                })
+            }
+            _ => {}
         }
         self
     }
 
     /// The current value of a setting, as a string.
     pub fn get_config(&self, key: GarConfigKey) -> Option<String> {
+        if key == GarConfigKey::Endpoint {
+            return Some(
+                self.common
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
+            );
+        }
+        if let Some(common) = key.common() {
+            return self.common.get(common);
+        }
         match key {
             GarConfigKey::Project => self.project.clone(),
             GarConfigKey::Location => self.location.clone(),
@@ -219,13 +253,7 @@ impl ArtifactRegistryBuilder {
                     .clone()
                     .unwrap_or_else(|| naming::DEFAULT_PREFIX.into()),
             ),
-            GarConfigKey::Endpoint => Some(
-                self.endpoint
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_ENDPOINT.into()),
-            ),
             GarConfigKey::DockerHost => self.docker_host.clone(),
-            GarConfigKey::PlainHttp => self.plain_http.map(|b| b.to_string()),
             GarConfigKey::CredentialsFile => self
                 .credentials_file
                 .as_ref()
@@ -241,6 +269,7 @@ impl ArtifactRegistryBuilder {
                 )
                 .to_string(),
             ),
+            _ => None,
         }
     }
 
@@ -272,7 +301,7 @@ impl ArtifactRegistryBuilder {
 
     /// Plain HTTP (`true`) or HTTPS to the data plane (default: plain only for loopback).
     pub fn plain_http(mut self, plain: bool) -> Self {
-        self.plain_http = Some(plain);
+        self.common.plain_http = Some(plain);
         self
     }
 
@@ -309,45 +338,39 @@ impl ArtifactRegistryBuilder {
     }
 
     /// Access tokens from this source instead of a key file or the default chain.
-    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+    pub fn token_source(mut self, source: Arc<dyn GcpTokenSource>) -> Self {
         self.token_source = Some(source);
         self
     }
 
     /// The retry policy of API calls and of the data plane.
     pub fn retry(mut self, retry: RetryConfig) -> Self {
-        self.retry = Some(retry);
+        self.common.retry = Some(retry);
         self
     }
 
-    fn validate(&self) -> Result<(), Error> {
-        if let Some(e) = self.errors.first() {
-            return Err(Error::Config(e.clone()));
-        }
-        if let Some(e) = &self.endpoint {
-            let url =
-                Url::parse(e).map_err(|err| Error::Config(format!("endpoint {e:?}: {err}")))?;
-            if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
-                return Err(Error::Config(format!(
-                    "endpoint {e:?}: expected an http(s) URL"
-                )));
+    /// Checks every setting; no network.
+    fn validate(&self) -> mirror_core::Result<()> {
+        let bad = |m: String| config_error(PROVIDER, m);
+        self.common.validate().map_err(bad)?;
+        if let Some(e) = &self.common.endpoint {
+            if Url::parse(e).map(|u| u.cannot_be_a_base()).unwrap_or(true) {
+                return Err(bad(format!("endpoint {e:?}: expected an http(s) URL")));
             }
         }
         if let Some(h) = &self.docker_host {
             if h.is_empty() || (h.contains('/') && !h.starts_with("https://")) {
-                return Err(Error::Config(format!(
-                    "docker_host {h:?}: expected host[:port]"
-                )));
+                return Err(bad(format!("docker_host {h:?}: expected host[:port]")));
             }
         }
         if let Some(u) = &self.token_uri {
-            let url =
-                Url::parse(u).map_err(|err| Error::Config(format!("token_uri {u:?}: {err}")))?;
+            let url = Url::parse(u).map_err(|err| bad(format!("token_uri {u:?}: {err}")))?;
             if !matches!(url.scheme(), "http" | "https") {
-                return Err(Error::Config(format!(
-                    "token_uri {u:?}: expected an http(s) URL"
-                )));
+                return Err(bad(format!("token_uri {u:?}: expected an http(s) URL")));
             }
+        }
+        if let Some(p) = &self.prefix {
+            naming::check_prefix(p)?;
         }
         Ok(())
     }
@@ -355,12 +378,12 @@ impl ArtifactRegistryBuilder {
     /// Validates the settings, finds the credentials and builds the registry. Makes no API
     /// call and requests no token (the default chain may probe the metadata server).
     pub async fn build(self) -> mirror_core::Result<ArtifactRegistry> {
+        // 1. Validate everything, before any network call.
         self.validate()?;
         let prefix = self
             .prefix
             .clone()
             .unwrap_or_else(|| naming::DEFAULT_PREFIX.to_string());
-        naming::check_prefix(&prefix)?;
         let docker_host = self.docker_host.as_deref().map(|h| {
             h.trim_start_matches("https://")
                 .trim_end_matches('/')
@@ -369,24 +392,30 @@ impl ArtifactRegistryBuilder {
         let location = match (&self.location, docker_host.as_deref()) {
             (Some(l), _) => l.clone(),
             (None, Some(h)) => naming::location_of_host(h).ok_or_else(|| {
-                Error::Config(format!(
-                    "no location: set {} (the docker host {h} does not name one)",
-                    GarConfigKey::Location.env_var()
-                ))
+                config_error(
+                    PROVIDER,
+                    format!(
+                        "no location: set {} (the docker host {h} does not name one)",
+                        GarConfigKey::Location.env_var()
+                    ),
+                )
             })?,
             (None, None) => {
-                return Err(Error::Config(format!(
-                    "no location: set {} (for example europe-west1 or us)",
-                    GarConfigKey::Location.env_var()
+                return Err(config_error(
+                    PROVIDER,
+                    format!(
+                        "no location: set {} (for example europe-west1 or us)",
+                        GarConfigKey::Location.env_var()
+                    ),
                 ))
-                .into())
             }
         };
         naming::validate_location(&location)?;
         let host = docker_host.unwrap_or_else(|| naming::docker_host(&location));
-        let label = format!("{PROVIDER}:{host}");
+        let origin = Origin::new(PROVIDER, &host);
 
-        let source: Arc<dyn TokenSource> = match (&self.token_source, &self.credentials_file) {
+        // 2. The token source and its cache.
+        let source: Arc<dyn GcpTokenSource> = match (&self.token_source, &self.credentials_file) {
             (Some(s), _) => s.clone(),
             (None, Some(path)) => Arc::new(self.key(ServiceAccountKey::from_file(path)?)?),
             (None, None) => match std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS")
@@ -394,53 +423,48 @@ impl ArtifactRegistryBuilder {
                 .filter(|p| is_service_account_key(p))
             {
                 Some(path) => Arc::new(self.key(ServiceAccountKey::from_file(&path)?)?),
-                None => Arc::new(DefaultChain::discover().await.map_err(|e| match e {
-                    Error::Credentials { reason, .. } => Error::Credentials {
-                        registry: label.clone(),
-                        reason,
-                    },
-                    other => other,
+                None => Arc::new(DefaultChain::discover().await.map_err(|mut e| {
+                    if e.kind() == Kind::Credentials {
+                        e.registry = origin.registry.clone();
+                    }
+                    e
                 })?),
             },
         };
         let project = match &self.project {
             Some(p) => p.clone(),
             None => source.project_id().await.ok_or_else(|| {
-                Error::Config(format!(
-                    "no project: set {} (the credentials name none)",
-                    GarConfigKey::Project.env_var()
-                ))
+                config_error(
+                    PROVIDER,
+                    format!(
+                        "no project: set {} (the credentials name none)",
+                        GarConfigKey::Project.env_var()
+                    ),
+                )
             })?,
         };
         naming::validate_project(&project)?;
+        let credentials = Arc::new(credential::credentials(origin.registry.clone(), source));
 
+        // 3. The control plane and the data plane. Artifact Registry does not accept chunked
+        // uploads: one streaming PUT per blob, never the chunked fallback.
         let endpoint = self
-            .endpoint
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_string());
-        let endpoint = Url::parse(&endpoint)
-            .map_err(|e| Error::Config(format!("endpoint {endpoint:?}: {e}")))?;
-        let credentials = Arc::new(GcpCredentials::new(label.clone(), source));
-        let retry = self.retry.clone().unwrap_or_default();
+            .common
+            .endpoint_or(DEFAULT_ENDPOINT)
+            .map_err(|e| config_error(PROVIDER, e))?;
         let api = ArApi::new(
             endpoint,
             project.clone(),
             location.clone(),
             credentials.clone(),
-            label,
+            origin,
         )?
-        .with_retry(retry.clone())
+        .with_retry(self.common.retry())
+        .with_request_timeout(self.common.request_timeout())
         .with_operation_timeout(self.operation_timeout.unwrap_or(DEFAULT_OPERATION_TIMEOUT));
-        // Artifact Registry does not accept chunked uploads: one streaming PUT per blob,
-        // never the chunked fallback.
-        let mut data = RegistryClient::builder(&host)
-            .credential_provider(credentials.clone())
-            .upload_mode(UploadMode::Monolithic)
-            .retry(retry);
-        if let Some(p) = self.plain_http {
-            data = data.plain_http(p);
-        }
-        let data = data.build()?;
+        let data = self
+            .common
+            .data_plane(&host, credentials.clone(), UploadMode::Monolithic)?;
         Ok(ArtifactRegistry {
             inner: Arc::new(Inner {
                 api,
@@ -452,14 +476,13 @@ impl ArtifactRegistryBuilder {
                 cleanup_policies: self.cleanup_policies.unwrap_or(true),
                 cleanup_dry_run: self.cleanup_dry_run.unwrap_or(false),
                 credentials,
-                scopes: Mutex::new(Default::default()),
             }),
         })
     }
 
-    fn key(&self, key: ServiceAccountKey) -> Result<ServiceAccountKey, Error> {
+    fn key(&self, key: ServiceAccountKey) -> mirror_core::Result<ServiceAccountKey> {
         match &self.token_uri {
-            Some(uri) => key.with_token_uri(uri),
+            Some(uri) => Ok(key.with_token_uri(uri)?),
             None => Ok(key),
         }
     }
@@ -483,7 +506,7 @@ mod tests {
     use super::*;
     use crate::credential::{AccessToken, StaticToken};
 
-    fn static_source() -> Arc<dyn TokenSource> {
+    fn static_source() -> Arc<dyn GcpTokenSource> {
         Arc::new(StaticToken(AccessToken {
             token: "ya29.t".into(),
             expires_at: std::time::SystemTime::now() + Duration::from_secs(3600),

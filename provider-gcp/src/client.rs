@@ -20,9 +20,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mirror_core::retry::RetryConfig;
+use mirror_core::provider::Origin;
+use mirror_core::retry::{Poll, RetryConfig};
 use mirror_core::Digest;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -30,7 +31,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::credential::GcpCredentials;
-use crate::error::{canonical, code_name, Error, Kind, Result};
+use crate::error::{self, canonical, code_name, kind, Error, Kind, Result};
 
 /// The public endpoint of the API.
 pub const DEFAULT_ENDPOINT: &str = "https://artifactregistry.googleapis.com";
@@ -212,56 +213,41 @@ pub struct ArApi {
     project: String,
     location: String,
     credentials: Arc<GcpCredentials>,
-    label: String,
+    origin: Origin,
     retry: RetryConfig,
     operation_timeout: Duration,
-}
-
-/// A core error standing for `e`, only to ask the retry policy how long to wait.
-fn retry_probe(e: &Error, label: &str) -> mirror_core::Error {
-    match e.kind() {
-        Kind::RateLimited => mirror_core::Error::RateLimited {
-            registry: label.to_string(),
-            retry_after: e.retry_after(),
-        },
-        _ => mirror_core::Error::Http {
-            registry: label.to_string(),
-            operation: String::new(),
-            location: String::new(),
-            status: 503,
-            message: String::new(),
-        },
-    }
+    request_timeout: Duration,
 }
 
 impl ArApi {
     /// An API client for `project` (its id, `example.com:p` for domain-scoped projects) and
-    /// `location`, at `endpoint`, authenticated by `credentials`; `label` (`gcp:<host>`) names
-    /// the registry in errors.
+    /// `location`, at `endpoint`, authenticated by `credentials`; `origin` (`gcp:<host>`)
+    /// names the registry in errors.
     pub fn new(
         endpoint: Url,
         project: String,
         location: String,
         credentials: Arc<GcpCredentials>,
-        label: String,
+        origin: Origin,
     ) -> Result<Self> {
         let http = reqwest::Client::builder()
             .user_agent(concat!(
                 "mirror-core-provider-gcp/",
                 env!("CARGO_PKG_VERSION")
             ))
-            .connect_timeout(Duration::from_secs(15))
+            .connect_timeout(mirror_core::provider::config::DEFAULT_CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| origin.config(format!("HTTP client: {e}")))?;
         Ok(ArApi {
             http,
             endpoint,
             project,
             location,
             credentials,
-            label,
+            origin,
             retry: RetryConfig::default(),
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            request_timeout: REQUEST_TIMEOUT,
         })
     }
 
@@ -277,9 +263,20 @@ impl ArApi {
         self
     }
 
+    /// Sets the timeout of one request.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
     /// `gcp:<docker host>`.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.origin.registry
+    }
+
+    /// Who answers, for errors.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// The endpoint.
@@ -302,7 +299,8 @@ impl ArApi {
         let mut url = self.endpoint.clone();
         {
             let mut path = url.path_segments_mut().map_err(|_| {
-                Error::Config(format!("endpoint {} cannot be a base", self.endpoint))
+                self.origin
+                    .config(format!("endpoint {} cannot be a base", self.endpoint))
             })?;
             path.pop_if_empty().push("v1");
             for s in segments {
@@ -329,23 +327,18 @@ impl ArApi {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u32>().ok());
-        let body = resp.bytes().await.map_err(|e| Error::Transport {
-            registry: self.label.clone(),
-            operation: op,
-            target: target.to_string(),
-            source: Box::new(e),
-        })?;
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.origin.transport(op, target, e))?;
         if status.is_success() {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Object(Default::default()));
             }
-            return serde_json::from_slice(&body).map_err(|e| Error::Protocol {
-                registry: self.label.clone(),
-                operation: op,
-                target: target.to_string(),
-                reason: format!("the answer is not JSON: {e}"),
-            });
+            return serde_json::from_slice(&body)
+                .map_err(|e| self.protocol(op, target, format!("the answer is not JSON: {e}")));
         }
         let parsed = serde_json::from_slice::<GoogleError>(&body)
             .ok()
@@ -364,15 +357,50 @@ impl ArApi {
                 String::from_utf8_lossy(&body).chars().take(300).collect(),
             ),
         };
-        Err(Error::Api {
-            registry: self.label.clone(),
-            operation: op,
-            target: target.to_string(),
-            http_status: status.as_u16(),
-            status: status_name,
+        Err(error::api(
+            &self.origin,
+            op,
+            target,
+            status.as_u16(),
+            status_name,
             message,
-            retry_after_secs: retry_after,
-        })
+            retry_after,
+        ))
+    }
+
+    /// One attempt: the request with the current token; an `UNAUTHENTICATED` answer
+    /// invalidates the token and the request is sent once more with a new one.
+    async fn attempt(
+        &self,
+        op: &'static str,
+        target: &str,
+        method: &Method,
+        url: &Url,
+        body: Option<&Value>,
+    ) -> Result<Value> {
+        let mut reauthenticated = false;
+        loop {
+            let token = self.credentials.token().await?;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .bearer_auth(token.token.expose())
+                .timeout(self.request_timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let result = match req.send().await {
+                Ok(resp) => self.read(op, target, resp).await,
+                Err(e) => Err(self.origin.transport(op, target, e)),
+            };
+            match result {
+                Err(e) if kind(&e) == Kind::Unauthenticated && !reauthenticated => {
+                    reauthenticated = true;
+                    self.credentials.invalidate();
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One API call with authentication, re-authentication and retries (see the module docs).
@@ -384,61 +412,22 @@ impl ArApi {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Value> {
-        let started = Instant::now();
-        let mut attempt = 0;
-        let mut reauthenticated = false;
-        loop {
-            attempt += 1;
-            let token = self.credentials.token().await?;
-            let mut req = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.token.expose())
-                .timeout(REQUEST_TIMEOUT);
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            let result = match req.send().await {
-                Ok(resp) => self.read(op, target, resp).await,
-                Err(e) => Err(Error::Transport {
-                    registry: self.label.clone(),
-                    operation: op,
-                    target: target.to_string(),
-                    source: Box::new(e),
-                }),
-            };
-            let e = match result {
-                Ok(v) => return Ok(v),
-                Err(e) => e,
-            };
-            if e.kind() == Kind::Unauthenticated && !reauthenticated {
-                reauthenticated = true;
-                self.credentials.invalidate_token();
-                continue;
-            }
-            if !e.is_transient() {
-                return Err(e);
-            }
-            match self
-                .retry
-                .next_wait(attempt, &retry_probe(&e, &self.label), started)
-            {
-                Some(wait) => {
-                    tracing::debug!(operation = op, target, error = %e, ?wait, "retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                None => return Err(e),
-            }
-        }
+        self.retry
+            .run_with(
+                || self.attempt(op, target, &method, &url, body),
+                |e: &Error| {
+                    let verdict = e.retry();
+                    if verdict != mirror_core::retry::Retry::No {
+                        tracing::debug!(operation = op, target, error = %e, "retrying");
+                    }
+                    verdict
+                },
+            )
+            .await
     }
 
     fn protocol(&self, op: &'static str, target: &str, reason: impl Into<String>) -> Error {
-        Error::Protocol {
-            registry: self.label.clone(),
-            operation: op,
-            target: target.to_string(),
-            reason: reason.into(),
-        }
+        self.origin.protocol(op, target, reason)
     }
 
     /// Polls `operation` until it is done; its `response` (if any) on success.
@@ -448,46 +437,63 @@ impl ArApi {
         op: &'static str,
         target: &str,
     ) -> Result<Option<Value>> {
-        let deadline = Instant::now() + self.operation_timeout;
-        let mut current = operation;
-        let mut pause = FIRST_POLL_INTERVAL;
-        loop {
-            if current.done {
-                return match current.error {
-                    Some(status) if status.code != 0 => Err(Error::Operation {
-                        registry: self.label.clone(),
-                        operation: op,
-                        target: target.to_string(),
-                        name: current.name.into(),
-                        status: code_name(status.code),
-                        message: status.message,
-                    }),
-                    _ => Ok(current.response),
+        let name = operation.name.clone();
+        let first = std::sync::Mutex::new(Some(operation));
+        let done = Poll::until(self.operation_timeout)
+            .every(FIRST_POLL_INTERVAL)
+            .run(|| async {
+                let known = first.lock().ok().and_then(|mut f| f.take());
+                let current = match known {
+                    Some(current) => current,
+                    None => {
+                        let segments: Vec<&str> = name.split('/').collect();
+                        let v = self
+                            .call(
+                                "operations.get",
+                                target,
+                                Method::GET,
+                                self.url(&segments)?,
+                                None,
+                            )
+                            .await?;
+                        serde_json::from_value::<Operation>(v).map_err(|e| {
+                            self.protocol(op, target, format!("unreadable operation: {e}"))
+                        })?
+                    }
                 };
-            }
-            if current.name.is_empty() {
-                return Err(self.protocol(op, target, "an unfinished operation without a name"));
-            }
-            if Instant::now() + pause > deadline {
-                return Err(Error::Operation {
-                    registry: self.label.clone(),
-                    operation: op,
-                    target: target.to_string(),
-                    name: current.name.into(),
-                    status: "DEADLINE_EXCEEDED",
-                    message: format!("not done after {}s", self.operation_timeout.as_secs()),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(MAX_POLL_INTERVAL);
-            let segments: Vec<&str> = current.name.split('/').collect();
-            let url = self.url(&segments)?;
-            let v = self
-                .call("operations.get", target, Method::GET, url, None)
-                .await?;
-            current = serde_json::from_value(v)
-                .map_err(|e| self.protocol(op, target, format!("unreadable operation: {e}")))?;
-        }
+                if current.done {
+                    return match current.error {
+                        Some(status) if status.code != 0 => Err(error::operation(
+                            &self.origin,
+                            op,
+                            target,
+                            &current.name,
+                            code_name(status.code),
+                            &status.message,
+                        )),
+                        _ => Ok(Some(current.response)),
+                    };
+                }
+                if current.name.is_empty() {
+                    return Err(self.protocol(
+                        op,
+                        target,
+                        "an unfinished operation without a name",
+                    ));
+                }
+                Ok(None)
+            })
+            .await?;
+        done.ok_or_else(|| {
+            error::operation(
+                &self.origin,
+                op,
+                target,
+                &name,
+                "DEADLINE_EXCEEDED",
+                &format!("not done after {}s", self.operation_timeout.as_secs()),
+            )
+        })
     }
 
     /// Creates a repository (`body` is the Repository resource) and waits for the operation.
@@ -503,10 +509,10 @@ impl ArApi {
         ])?;
         url.query_pairs_mut().append_pair("repositoryId", id);
         let body = serde_json::to_value(body)
-            .map_err(|e| Error::Config(format!("repository {id}: {e}")))?;
+            .map_err(|e| self.origin.config(format!("repository {id}: {e}")))?;
         let answer = match self.call(OP, id, Method::POST, url, Some(&body)).await {
             Ok(v) => v,
-            Err(e) if e.kind() == Kind::AlreadyExists => return Ok(Created::Exists),
+            Err(e) if kind(&e) == Kind::AlreadyExists => return Ok(Created::Exists),
             Err(e) => return Err(e),
         };
         let op: Operation = serde_json::from_value(answer)
@@ -517,7 +523,7 @@ impl ArApi {
                     .and_then(|r| serde_json::from_value(r).ok())
                     .unwrap_or_default(),
             )),
-            Err(e) if e.kind() == Kind::AlreadyExists => Ok(Created::Exists),
+            Err(e) if kind(&e) == Kind::AlreadyExists => Ok(Created::Exists),
             Err(e) => Err(e),
         }
     }
@@ -530,7 +536,7 @@ impl ArApi {
             Ok(v) => serde_json::from_value(v)
                 .map(Some)
                 .map_err(|e| self.protocol(OP, id, format!("unreadable repository: {e}"))),
-            Err(e) if e.kind() == Kind::NotFound => Ok(None),
+            Err(e) if kind(&e) == Kind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -547,7 +553,7 @@ impl ArApi {
         url.query_pairs_mut()
             .append_pair("updateMask", &mask.join(","));
         let body = serde_json::to_value(body)
-            .map_err(|e| Error::Config(format!("repository {id}: {e}")))?;
+            .map_err(|e| self.origin.config(format!("repository {id}: {e}")))?;
         let v = self.call(OP, id, Method::PATCH, url, Some(&body)).await?;
         serde_json::from_value(v)
             .map_err(|e| self.protocol(OP, id, format!("unreadable repository: {e}")))
@@ -648,7 +654,7 @@ impl ArApi {
     ) -> Result<()> {
         const OP: &str = "versions.delete";
         if package.is_empty() {
-            return Err(Error::Config(format!("{target}: empty package name")));
+            return Err(self.origin.config(format!("{target}: empty package name")));
         }
         let version = digest.to_string();
         let mut segments = self.repo_segments(id);
@@ -709,7 +715,7 @@ mod tests {
 
     #[test]
     fn urls_escape_packages_and_never_lose_the_version() {
-        let creds = Arc::new(GcpCredentials::new(
+        let creds = Arc::new(crate::credential::credentials(
             "gcp:h",
             Arc::new(crate::credential::StaticToken(
                 crate::credential::AccessToken {
@@ -723,7 +729,7 @@ mod tests {
             "example.com:proj-1".into(),
             "us".into(),
             creds,
-            "gcp:h".into(),
+            Origin::new("gcp", "h"),
         )
         .unwrap();
         let d = Digest::sha256_of(b"x");

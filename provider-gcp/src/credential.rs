@@ -1,16 +1,14 @@
-//! OAuth access tokens: where they come from ([`TokenSource`]) and the cache that hands them
-//! to both planes ([`GcpCredentials`]).
+//! OAuth access tokens: where they come from ([`GcpTokenSource`]s), for the kit's cache that
+//! hands them to both planes ([`GcpCredentials`]).
 //!
 //! The control plane sends the token as `Authorization: Bearer`; the data plane sends it as
 //! the password of the user [`USERNAME`] (`oauth2accesstoken`), which Artifact Registry's token
 //! endpoint exchanges for a registry token. Google access tokens live about an hour.
 //!
-//! [`GcpCredentials`] caches the token and fetches a new one [`REFRESH_AHEAD`] before it
-//! expires (or half-way through its life, for short-lived tokens), never more often than
-//! every [`MIN_CACHE`]. Concurrent callers share one fetch: the cache sits behind an async
-//! mutex held across it. A registry or API refusing a token invalidates it; refusals arriving
-//! within [`INVALIDATION_GRACE`] of a fetch are taken to be about the previous token, so a
-//! burst of refusals costs one fetch.
+//! [`GcpCredentials`] is the kit's [`TokenCache`] with [`POLICY`]: a new token
+//! [`REFRESH_AHEAD`] before expiry (or half-way through its life, for short-lived tokens),
+//! never more often than every [`MIN_CACHE`], one fetch for concurrent callers, one fetch per
+//! [`INVALIDATION_GRACE`] for a burst of refusals.
 //!
 //! Sources:
 //!
@@ -28,18 +26,15 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::store::http::credentials::{
-    CredentialProvider, Credentials, ExpiringCredentials, Secret,
-};
+use mirror_core::provider::{AsCredentials, Expiring, TokenCache, TokenPolicy, TokenSource};
+use mirror_core::store::http::credentials::{Credentials, Secret};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{self, Result};
 
 /// The OAuth scope requested: Artifact Registry accepts `cloud-platform`.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -70,22 +65,59 @@ impl fmt::Debug for AccessToken {
     }
 }
 
-/// Where access tokens come from.
+impl Expiring for AccessToken {
+    fn expires_at(&self) -> SystemTime {
+        self.expires_at
+    }
+}
+
+impl AsCredentials for AccessToken {
+    /// The data plane takes the token as the password of [`USERNAME`].
+    fn as_credentials(&self) -> Credentials {
+        Credentials::Basic {
+            username: USERNAME.to_string(),
+            password: self.token.clone(),
+        }
+    }
+}
+
+/// Where access tokens come from: a kit [`TokenSource`] of [`AccessToken`]s that may also
+/// tell the project of its credentials.
 ///
 /// # Contract
 ///
 /// `fetch` returns a token valid for the [`SCOPE`], as fresh as the source can give (sources
-/// with their own cache may return a cached token); errors are
-/// [`Error::Credentials`] and never contain a secret. It may be called concurrently.
+/// with their own cache may return a cached token); errors are of kind
+/// [`Credentials`](mirror_core::provider::Kind::Credentials) and never contain a secret. It
+/// may be called concurrently.
 #[async_trait]
-pub trait TokenSource: Send + Sync + fmt::Debug {
-    /// Fetches a token.
-    async fn fetch(&self) -> Result<AccessToken>;
-
+pub trait GcpTokenSource: TokenSource<Token = AccessToken> {
     /// The project the credentials belong to, when they tell.
     async fn project_id(&self) -> Option<String> {
         None
     }
+}
+
+/// When access tokens are replaced (see the module docs).
+pub const POLICY: TokenPolicy = TokenPolicy {
+    refresh_ahead: REFRESH_AHEAD,
+    half_life: true,
+    min_cache: MIN_CACHE,
+    invalidation_grace: INVALIDATION_GRACE,
+};
+
+/// The access-token cache shared by the control plane and the data plane (as the data
+/// plane's credential provider it gives `oauth2accesstoken` basic credentials).
+pub type GcpCredentials = TokenCache<dyn GcpTokenSource>;
+
+/// The cache for `source`, with [`POLICY`], naming `registry` (`gcp:<host>`) in errors.
+pub fn credentials(registry: impl Into<String>, source: Arc<dyn GcpTokenSource>) -> GcpCredentials {
+    TokenCache::new(registry, source, POLICY)
+}
+
+/// When a token fetched at `fetched_at` should be replaced (see [`POLICY`]).
+pub fn refresh_time(fetched_at: SystemTime, expires_at: SystemTime) -> SystemTime {
+    POLICY.refresh_time(fetched_at, expires_at)
 }
 
 fn from_gcp_token(token: &gcp_auth::Token) -> AccessToken {
@@ -123,7 +155,7 @@ impl ServiceAccountKey {
     /// Reads a key file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!(
+            error::config(format!(
                 "cannot read the service-account key {}: {e}",
                 path.display()
             ))
@@ -134,7 +166,7 @@ impl ServiceAccountKey {
     /// Parses a key's JSON (`origin` names it in messages). The private key is checked now
     /// (by `gcp_auth`), so a broken key fails here rather than at the first request.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let bad = |why: String| Error::Config(format!("service-account key {origin}: {why}"));
+        let bad = |why: String| error::config(format!("service-account key {origin}: {why}"));
         let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON ({e})")))?;
         match v.get("type").and_then(Value::as_str) {
             Some("service_account") | None => {}
@@ -172,7 +204,7 @@ impl ServiceAccountKey {
     /// or a test's fake).
     pub fn with_token_uri(mut self, uri: &str) -> Result<Self> {
         let mut v: Value = serde_json::from_str(self.json.expose())
-            .map_err(|e| Error::Config(format!("service-account key {}: {e}", self.origin)))?;
+            .map_err(|e| error::config(format!("service-account key {}: {e}", self.origin)))?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("token_uri".into(), Value::String(uri.to_string()));
         }
@@ -198,7 +230,7 @@ impl ServiceAccountKey {
 
     fn account(&self) -> Result<gcp_auth::CustomServiceAccount> {
         gcp_auth::CustomServiceAccount::from_json(self.json.expose()).map_err(|e| {
-            Error::Config(format!(
+            error::config(format!(
                 "service-account key {} ({}): {e}",
                 self.origin, self.client_email
             ))
@@ -208,24 +240,25 @@ impl ServiceAccountKey {
 
 #[async_trait]
 impl TokenSource for ServiceAccountKey {
+    type Token = AccessToken;
+
     async fn fetch(&self) -> Result<AccessToken> {
         use gcp_auth::TokenProvider as _;
         // A fresh account each time: gcp_auth's own cache would hand back the old token until
         // 20 s before it expires (see the module docs).
         let account = self.account()?;
-        let token = account
-            .token(&[SCOPE])
-            .await
-            .map_err(|e| Error::Credentials {
-                registry: String::new(),
-                reason: format!(
-                    "token request for {} at {} failed: {e}",
-                    self.client_email, self.token_uri
-                ),
-            })?;
+        let token = account.token(&[SCOPE]).await.map_err(|e| {
+            error::credentials(format!(
+                "token request for {} at {} failed: {e}",
+                self.client_email, self.token_uri
+            ))
+        })?;
         Ok(from_gcp_token(&token))
     }
+}
 
+#[async_trait]
+impl GcpTokenSource for ServiceAccountKey {
     async fn project_id(&self) -> Option<String> {
         self.project_id.clone()
     }
@@ -245,12 +278,11 @@ impl fmt::Debug for DefaultChain {
 impl DefaultChain {
     /// Finds credentials the way `gcp_auth::provider()` does (see the module docs).
     pub async fn discover() -> Result<Self> {
-        let provider = gcp_auth::provider().await.map_err(|e| Error::Credentials {
-            registry: String::new(),
-            reason: format!(
+        let provider = gcp_auth::provider().await.map_err(|e| {
+            error::credentials(format!(
                 "no Google credentials found (GOOGLE_APPLICATION_CREDENTIALS, gcloud \
                  application-default credentials, metadata server, gcloud CLI): {e}"
-            ),
+            ))
         })?;
         Ok(DefaultChain { provider })
     }
@@ -263,18 +295,20 @@ impl DefaultChain {
 
 #[async_trait]
 impl TokenSource for DefaultChain {
+    type Token = AccessToken;
+
     async fn fetch(&self) -> Result<AccessToken> {
         let token = self
             .provider
             .token(&[SCOPE])
             .await
-            .map_err(|e| Error::Credentials {
-                registry: String::new(),
-                reason: format!("token request failed: {e}"),
-            })?;
+            .map_err(|e| error::credentials(format!("token request failed: {e}")))?;
         Ok(from_gcp_token(&token))
     }
+}
 
+#[async_trait]
+impl GcpTokenSource for DefaultChain {
     async fn project_id(&self) -> Option<String> {
         self.provider.project_id().await.ok().map(|p| p.to_string())
     }
@@ -286,168 +320,36 @@ pub struct StaticToken(pub AccessToken);
 
 #[async_trait]
 impl TokenSource for StaticToken {
+    type Token = AccessToken;
+
     async fn fetch(&self) -> Result<AccessToken> {
         Ok(self.0.clone())
     }
 }
 
-/// The clock the cache reads (injectable for tests).
-pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-struct Cached {
-    token: AccessToken,
-    refresh_at: SystemTime,
-    fetched_at: SystemTime,
-}
-
-fn millis(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// When a token fetched at `fetched_at` should be replaced: [`REFRESH_AHEAD`] before it
-/// expires, or half-way through its life if that is later, and never before [`MIN_CACHE`].
-pub fn refresh_time(fetched_at: SystemTime, expires_at: SystemTime) -> SystemTime {
-    let ahead = expires_at.checked_sub(REFRESH_AHEAD).unwrap_or(expires_at);
-    let half = fetched_at
-        + expires_at
-            .duration_since(fetched_at)
-            .map(|d| d / 2)
-            .unwrap_or_default();
-    ahead.max(half).max(fetched_at + MIN_CACHE)
-}
-
-/// The access-token cache shared by the control plane and the data plane; a
-/// [`CredentialProvider`] giving `oauth2accesstoken` basic credentials.
-pub struct GcpCredentials {
-    source: Arc<dyn TokenSource>,
-    registry: String,
-    clock: Clock,
-    cache: Mutex<Option<Cached>>,
-    invalidated_at: AtomicU64,
-    fetches: AtomicU64,
-}
-
-impl fmt::Debug for GcpCredentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GcpCredentials")
-            .field("registry", &self.registry)
-            .field("source", &self.source)
-            .field("fetches", &self.fetches.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl GcpCredentials {
-    /// Tokens from `source`, for `registry` (`gcp:<docker host>`, used in errors and logs).
-    pub fn new(registry: impl Into<String>, source: Arc<dyn TokenSource>) -> Self {
-        Self::with_clock(registry, source, Arc::new(SystemTime::now))
-    }
-
-    /// Like [`GcpCredentials::new`] with an injected clock.
-    pub fn with_clock(
-        registry: impl Into<String>,
-        source: Arc<dyn TokenSource>,
-        clock: Clock,
-    ) -> Self {
-        GcpCredentials {
-            source,
-            registry: registry.into(),
-            clock,
-            cache: Mutex::new(None),
-            invalidated_at: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
-        }
-    }
-
-    /// How many tokens were fetched from the source so far.
-    pub fn fetches(&self) -> u64 {
-        self.fetches.load(Ordering::Relaxed)
-    }
-
-    /// The source.
-    pub fn source(&self) -> &Arc<dyn TokenSource> {
-        &self.source
-    }
-
-    /// The current token: cached, or fetched when the cache is empty, due for refresh or
-    /// invalidated.
-    pub async fn token(&self) -> Result<AccessToken> {
-        let mut cache = self.cache.lock().await;
-        let now = (self.clock)();
-        let invalidated_at = self.invalidated_at.load(Ordering::Acquire);
-        if let Some(c) = cache.as_ref() {
-            let refused = invalidated_at >= millis(c.fetched_at + INVALIDATION_GRACE);
-            if now < c.refresh_at && !refused {
-                return Ok(c.token.clone());
-            }
-        }
-        let token = self.source.fetch().await.map_err(|e| match e {
-            Error::Credentials { reason, .. } => Error::Credentials {
-                registry: self.registry.clone(),
-                reason,
-            },
-            other => other,
-        })?;
-        self.fetches.fetch_add(1, Ordering::Relaxed);
-        let fetched_at = (self.clock)();
-        if token.expires_at <= fetched_at {
-            tracing::warn!(
-                registry = %self.registry,
-                "the credentials handed out an access token that has already expired"
-            );
-        }
-        *cache = Some(Cached {
-            refresh_at: refresh_time(fetched_at, token.expires_at),
-            token: token.clone(),
-            fetched_at,
-        });
-        Ok(token)
-    }
-
-    /// Forgets the cached token (the API or the registry refused it); see the module docs.
-    pub fn invalidate_token(&self) {
-        self.invalidated_at
-            .fetch_max(millis((self.clock)()), Ordering::AcqRel);
-    }
-}
-
-#[async_trait]
-impl CredentialProvider for GcpCredentials {
-    async fn credentials(&self) -> mirror_core::Result<ExpiringCredentials> {
-        let token = self.token().await.map_err(mirror_core::Error::from)?;
-        Ok(ExpiringCredentials {
-            credentials: Credentials::Basic {
-                username: USERNAME.to_string(),
-                password: token.token,
-            },
-            expires_at: Some(token.expires_at),
-        })
-    }
-
-    fn invalidate(&self) {
-        self.invalidate_token();
-    }
-}
+impl GcpTokenSource for StaticToken {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex as StdMutex;
+    use mirror_core::retry::ManualClock;
+    use mirror_core::store::http::credentials::CredentialProvider;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Debug)]
     struct Fake {
         lifetime: Duration,
-        clock: Arc<StdMutex<SystemTime>>,
+        clock: Arc<ManualClock>,
         calls: AtomicU64,
     }
 
     #[async_trait]
     impl TokenSource for Fake {
+        type Token = AccessToken;
         async fn fetch(&self) -> Result<AccessToken> {
+            use mirror_core::retry::Clock as _;
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            let now = *self.clock.lock().unwrap();
+            let now = self.clock.now();
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(AccessToken {
                 token: Secret::new(format!("ya29.token-{n}")),
@@ -456,26 +358,18 @@ mod tests {
         }
     }
 
-    fn setup(lifetime: Duration) -> (Arc<Fake>, Arc<StdMutex<SystemTime>>, GcpCredentials) {
-        let now = Arc::new(StdMutex::new(
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        ));
+    impl GcpTokenSource for Fake {}
+
+    fn setup(lifetime: Duration) -> (Arc<Fake>, Arc<ManualClock>, GcpCredentials) {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let fake = Arc::new(Fake {
             lifetime,
-            clock: now.clone(),
+            clock: clock.clone(),
             calls: AtomicU64::new(0),
         });
-        let c = now.clone();
-        let creds = GcpCredentials::with_clock(
-            "gcp:test",
-            fake.clone(),
-            Arc::new(move || *c.lock().unwrap()),
-        );
-        (fake, now, creds)
-    }
-
-    fn advance(clock: &StdMutex<SystemTime>, d: Duration) {
-        *clock.lock().unwrap() += d;
+        let creds = credentials("gcp:test", fake.clone() as Arc<dyn GcpTokenSource>)
+            .with_clock(clock.clone());
+        (fake, clock, creds)
     }
 
     #[tokio::test]
@@ -488,13 +382,10 @@ mod tests {
             1,
             "one fetch for 32 callers"
         );
-        advance(
-            &clock,
-            Duration::from_secs(3600) - REFRESH_AHEAD - Duration::from_secs(1),
-        );
+        clock.advance(Duration::from_secs(3600) - REFRESH_AHEAD - Duration::from_secs(1));
         creds.credentials().await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
-        advance(&clock, Duration::from_secs(2));
+        clock.advance(Duration::from_secs(2));
         let c = creds.credentials().await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
         match c.credentials {
@@ -511,10 +402,10 @@ mod tests {
     async fn short_tokens_are_refreshed_half_way() {
         let (fake, clock, creds) = setup(Duration::from_secs(60));
         creds.token().await.unwrap();
-        advance(&clock, Duration::from_secs(29));
+        clock.advance(Duration::from_secs(29));
         creds.token().await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
-        advance(&clock, Duration::from_secs(2));
+        clock.advance(Duration::from_secs(2));
         creds.token().await.unwrap();
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
         // An expired token is still kept for MIN_CACHE: no storm.
@@ -523,26 +414,6 @@ mod tests {
             refresh_time(t0, t0 - Duration::from_secs(10)),
             t0 + MIN_CACHE
         );
-    }
-
-    #[tokio::test]
-    async fn invalidation_fetches_once_for_many_refusals() {
-        let (fake, clock, creds) = setup(Duration::from_secs(3600));
-        creds.token().await.unwrap();
-        creds.invalidate();
-        creds.token().await.unwrap();
-        assert_eq!(
-            fake.calls.load(Ordering::SeqCst),
-            1,
-            "refusals right after a fetch are about the old token"
-        );
-        advance(&clock, INVALIDATION_GRACE + Duration::from_secs(1));
-        for _ in 0..10 {
-            creds.invalidate();
-        }
-        creds.token().await.unwrap();
-        creds.token().await.unwrap();
-        assert_eq!(creds.fetches(), 2);
     }
 
     #[test]

@@ -1,105 +1,26 @@
-//! This crate's errors, and their one mapping to [`mirror_core::Error`].
+//! The one place where Artifact Registry answers are read: [`classify`], the table of this
+//! crate, and the constructors of the kit's [`ControlPlaneError`] for API answers and
+//! long-running operations (which becomes a [`mirror_core::Error`] through the kit's one
+//! mapping).
 //!
 //! Artifact Registry answers errors in the Google API format,
 //! `{"error": {"code": 404, "message": "…", "status": "NOT_FOUND"}}`, and long-running
 //! operations end with a `google.rpc.Status` (`{"code": 5, "message": "…"}`). Both are read
-//! into a canonical status name (`NOT_FOUND`, `ALREADY_EXISTS`…) and classified by [`classify`],
-//! the one table of this crate.
+//! into a canonical status name (`NOT_FOUND`, `ALREADY_EXISTS`…), the error's code, and
+//! classified by [`classify`]. A `NOT_FOUND` is about a manifest when the target names a
+//! digest (`repository@sha256:…`), else about a repository.
 
 use std::time::Duration;
 
-use mirror_core::error::BoxError;
+use mirror_core::provider::{self, ControlPlaneError, Origin};
 
 use crate::PROVIDER;
 
+/// The error of this crate's calls: the kit's control-plane error.
+pub type Error = ControlPlaneError;
+
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What can go wrong talking to Artifact Registry or Google's OAuth endpoint.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The Artifact Registry API answered an error.
-    #[error("{registry}: Artifact Registry {operation} on {target} failed: HTTP {http_status} {status}: {message}")]
-    Api {
-        /// `gcp:<docker host>`.
-        registry: String,
-        /// The API method (`repositories.create`, `versions.delete`…).
-        operation: &'static str,
-        /// The repository, or `repository@digest` for versions (`*` for location-wide calls).
-        target: String,
-        /// The HTTP status.
-        http_status: u16,
-        /// The canonical status name (`NOT_FOUND`, `PERMISSION_DENIED`…); for answers without
-        /// one, the name Google uses for the HTTP status.
-        status: &'static str,
-        /// The API's message.
-        message: String,
-        /// The `Retry-After` the API gave, in seconds, if any.
-        retry_after_secs: Option<u32>,
-    },
-
-    /// A long-running operation finished with an error, or did not finish in time.
-    #[error("{registry}: Artifact Registry operation {name} ({operation} on {target}) failed: {status}: {message}")]
-    Operation {
-        /// `gcp:<docker host>`.
-        registry: String,
-        /// The API method that started the operation.
-        operation: &'static str,
-        /// The repository or `repository@digest`.
-        target: String,
-        /// The operation's resource name.
-        name: Box<str>,
-        /// The canonical status name (`DEADLINE_EXCEEDED` when it did not finish in time).
-        status: &'static str,
-        /// The operation's error message.
-        message: String,
-    },
-
-    /// The Artifact Registry API could not be reached, or the call timed out.
-    #[error(
-        "{registry}: cannot reach the Artifact Registry API ({operation} on {target}): {source}"
-    )]
-    Transport {
-        /// `gcp:<docker host>`.
-        registry: String,
-        /// The API method.
-        operation: &'static str,
-        /// The repository the call was about.
-        target: String,
-        /// The transport error.
-        #[source]
-        source: BoxError,
-    },
-
-    /// No access token could be had (key file, token endpoint, default credential chain).
-    #[error("{registry}: Google credentials: {reason}")]
-    Credentials {
-        /// `gcp:<docker host>`.
-        registry: String,
-        /// What went wrong (never a secret).
-        reason: String,
-    },
-
-    /// The API answered something this crate does not understand.
-    #[error(
-        "{registry}: unexpected answer to Artifact Registry {operation} on {target}: {reason}"
-    )]
-    Protocol {
-        /// `gcp:<docker host>`.
-        registry: String,
-        /// The API method.
-        operation: &'static str,
-        /// The repository the call was about.
-        target: String,
-        /// What is wrong with the answer.
-        reason: String,
-    },
-
-    /// The configuration is invalid or incomplete.
-    #[error("invalid Artifact Registry configuration: {0}")]
-    Config(String),
-}
 
 /// How a status reads. The one table of this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +45,22 @@ pub enum Kind {
     Unavailable,
     /// Anything else (`INVALID_ARGUMENT`, `DEADLINE_EXCEEDED`…).
     Other,
+}
+
+impl Kind {
+    /// The kit's kind for this one; `what` names what a `NOT_FOUND` is about.
+    pub fn to_kit(self, what: &'static str) -> provider::Kind {
+        match self {
+            Kind::NotFound => provider::Kind::NotFound(what),
+            Kind::AlreadyExists => provider::Kind::AlreadyExists,
+            Kind::Denied => provider::Kind::Denied,
+            Kind::Unauthenticated => provider::Kind::Unauthenticated,
+            Kind::RateLimited => provider::Kind::RateLimited,
+            Kind::FailedPrecondition => provider::Kind::Conflict,
+            Kind::Aborted | Kind::Unavailable => provider::Kind::Unavailable,
+            Kind::Other => provider::Kind::Other,
+        }
+    }
 }
 
 /// Classifies a canonical status name, with the HTTP status as a fallback.
@@ -196,174 +133,88 @@ fn http_of(status: &str) -> u16 {
     }
 }
 
-impl Error {
-    /// How the error reads ([`Kind::Other`] for errors without a status; transport errors
-    /// read as [`Kind::Unavailable`]).
-    pub fn kind(&self) -> Kind {
-        match self {
-            Error::Api {
-                status,
-                http_status,
-                ..
-            } => classify(status, Some(*http_status)),
-            Error::Operation { status, .. } => classify(status, None),
-            Error::Transport { .. } => Kind::Unavailable,
+/// How `e` reads in this crate's table ([`Kind::Other`] for errors without a status).
+pub fn kind(e: &Error) -> Kind {
+    match e.code() {
+        Some(status) => classify(status, e.status),
+        None => match e.kind() {
+            provider::Kind::Transport => Kind::Unavailable,
             _ => Kind::Other,
-        }
-    }
-
-    /// The canonical status name, for API and operation errors.
-    pub fn status(&self) -> Option<&'static str> {
-        match self {
-            Error::Api { status, .. } | Error::Operation { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
-
-    /// The `Retry-After` of a rate-limited answer.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Error::Api {
-                retry_after_secs, ..
-            } => retry_after_secs.map(|s| Duration::from_secs(u64::from(s))),
-            _ => None,
-        }
-    }
-
-    /// True when another attempt may succeed: transport errors, rate limits, `ABORTED` and
-    /// server errors.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self.kind(),
-            Kind::RateLimited | Kind::Aborted | Kind::Unavailable
-        ) && !matches!(self, Error::Operation { .. })
+        },
     }
 }
 
-/// `gcp:<host>` + `/target`.
-fn location(registry: &str, target: &str) -> String {
-    if target == "*" {
-        registry.to_string()
+fn what(target: &str) -> &'static str {
+    if target.contains('@') {
+        "manifest"
     } else {
-        format!("{registry}/{target}")
+        "repository"
     }
 }
 
-impl From<Error> for mirror_core::Error {
-    /// Maps to the core variant a caller acts on: `NotFound` (`repository` for a repository,
-    /// `manifest` for `repository@digest`), `Denied`, `Unauthorized`, `RateLimited`,
-    /// `Credentials`, `Connect`, `Config`; everything else is an `Http` error carrying the HTTP
-    /// status, the canonical status name and the message. The `registry` field is
-    /// `gcp:<docker host>`.
-    fn from(e: Error) -> Self {
-        let kind = e.kind();
-        let retry_after = e.retry_after();
-        match e {
-            Error::Api {
-                registry,
-                operation,
-                target,
-                http_status,
-                status,
-                message,
-                ..
-            } => match kind {
-                Kind::NotFound => mirror_core::Error::NotFound {
-                    what: if target.contains('@') {
-                        "manifest"
-                    } else {
-                        "repository"
-                    },
-                    location: location(&registry, &target),
-                },
-                Kind::Denied => mirror_core::Error::Denied {
-                    location: location(&registry, &target),
-                    registry,
-                    message: format!("{operation}: {status}: {message}"),
-                },
-                Kind::Unauthenticated => mirror_core::Error::Unauthorized {
-                    registry,
-                    message: format!("{operation} on {target}: {status}: {message}"),
-                },
-                Kind::RateLimited => mirror_core::Error::RateLimited {
-                    registry,
-                    retry_after,
-                },
-                _ => mirror_core::Error::Http {
-                    registry,
-                    operation: operation.to_string(),
-                    location: target,
-                    status: http_status,
-                    message: format!("{status}: {message}"),
-                },
-            },
-            Error::Operation {
-                registry,
-                operation,
-                target,
-                name,
-                status,
-                message,
-            } => match kind {
-                Kind::NotFound => mirror_core::Error::NotFound {
-                    what: if target.contains('@') {
-                        "manifest"
-                    } else {
-                        "repository"
-                    },
-                    location: location(&registry, &target),
-                },
-                Kind::Denied => mirror_core::Error::Denied {
-                    location: location(&registry, &target),
-                    registry,
-                    message: format!("{operation} (operation {name}): {status}: {message}"),
-                },
-                Kind::Unauthenticated => mirror_core::Error::Unauthorized {
-                    registry,
-                    message: format!(
-                        "{operation} on {target} (operation {name}): {status}: {message}"
-                    ),
-                },
-                Kind::RateLimited => mirror_core::Error::RateLimited {
-                    registry,
-                    retry_after: None,
-                },
-                _ => mirror_core::Error::Http {
-                    registry,
-                    operation: operation.to_string(),
-                    location: target,
-                    status: http_of(status),
-                    message: format!("operation {name}: {status}: {message}"),
-                },
-            },
-            Error::Transport {
-                registry,
-                operation,
-                target,
-                source,
-            } => mirror_core::Error::Connect {
-                registry,
-                operation: operation.to_string(),
-                location: target,
-                source,
-            },
-            Error::Credentials { registry, reason } => {
-                mirror_core::Error::Credentials { registry, reason }
-            }
-            Error::Protocol {
-                registry,
-                operation,
-                target,
-                reason,
-            } => mirror_core::Error::Http {
-                registry,
-                operation: operation.to_string(),
-                location: target,
-                status: 200,
-                message: reason,
-            },
-            Error::Config(m) => mirror_core::Error::Config(format!("{PROVIDER}: {m}")),
-        }
+/// An error answer of the API: `status` is the canonical status name (for answers without
+/// one, the name Google uses for the HTTP status).
+pub fn api(
+    origin: &Origin,
+    operation: &'static str,
+    target: &str,
+    http_status: u16,
+    status: &str,
+    message: impl Into<String>,
+    retry_after: Option<Duration>,
+) -> Error {
+    origin
+        .error(
+            operation,
+            target,
+            classify(status, Some(http_status)).to_kit(what(target)),
+            message,
+        )
+        .with_status(http_status)
+        .with_code(status)
+        .with_retry_after(retry_after)
+}
+
+/// A long-running operation `name` (started by `operation` on `target`) ended with `status`,
+/// or did not end in time (`DEADLINE_EXCEEDED`). A failed operation is not retried as a call
+/// would be: its transient statuses read as [`provider::Kind::Other`].
+pub fn operation(
+    origin: &Origin,
+    operation: &'static str,
+    target: &str,
+    name: &str,
+    status: &'static str,
+    message: &str,
+) -> Error {
+    let kind = match classify(status, None).to_kit(what(target)) {
+        k if k.is_transient() => provider::Kind::Other,
+        k => k,
+    };
+    origin
+        .error(
+            operation,
+            target,
+            kind,
+            format!("operation {name}: {message}"),
+        )
+        .with_status(http_of(status))
+        .with_code(status)
+}
+
+/// A configuration error (the registry label is not known yet).
+pub fn config(message: impl Into<String>) -> Error {
+    origin_unknown().config(message)
+}
+
+/// No token could be had: `reason` (the token cache names the registry).
+pub fn credentials(reason: impl Into<String>) -> Error {
+    origin_unknown().credentials(reason)
+}
+
+fn origin_unknown() -> Origin {
+    Origin {
+        provider: PROVIDER,
+        registry: String::new(),
     }
 }
 
@@ -372,15 +223,15 @@ mod tests {
     use super::*;
 
     fn api(status: &'static str, http: u16, target: &str) -> Error {
-        Error::Api {
-            registry: "gcp:europe-west1-docker.pkg.dev".into(),
-            operation: "dockerImages.list",
-            target: target.into(),
-            http_status: http,
+        super::api(
+            &Origin::new(PROVIDER, "europe-west1-docker.pkg.dev"),
+            "dockerImages.list",
+            target,
+            http,
             status,
-            message: "nope".into(),
-            retry_after_secs: Some(7),
-        }
+            "nope",
+            Some(Duration::from_secs(7)),
+        )
     }
 
     #[test]
@@ -435,13 +286,15 @@ mod tests {
 
     #[test]
     fn operation_errors_map_by_rpc_code() {
-        let op = |code: i64| Error::Operation {
-            registry: "gcp:h".into(),
-            operation: "versions.delete",
-            target: "p/r/image@sha256:ab".into(),
-            name: "projects/p/locations/l/operations/1".into(),
-            status: code_name(code),
-            message: "failed".into(),
+        let op = |code: i64| {
+            operation(
+                &Origin::new(PROVIDER, "h"),
+                "versions.delete",
+                "p/r/image@sha256:ab",
+                "projects/p/locations/l/operations/1",
+                code_name(code),
+                "failed",
+            )
         };
         assert!(mirror_core::Error::from(op(5)).is_not_found());
         assert!(matches!(

@@ -18,10 +18,14 @@
 //! - [`builder`]: [`ArtifactRegistryBuilder`], its settings and their `MIRROR_GAR_*`
 //!   variables;
 //! - [`client`]: the REST calls ([`client::ArApi`]);
-//! - [`credential`]: access tokens ([`TokenSource`]s and the [`GcpCredentials`] cache);
+//! - [`credential`]: access tokens ([`GcpTokenSource`]s for the kit's cache,
+//!   [`GcpCredentials`]);
 //! - [`naming`]: Artifact Registry's naming rules and this crate's repository layout;
 //! - [`cleanup`]: cleanup policies for retention and keep counts;
-//! - [`error`]: this crate's errors and their one mapping to [`mirror_core::Error`].
+//! - [`error`]: this crate's classification of Google statuses (the kit's
+//!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
+//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//!   `mirror_core::registry::open` (`gar://…`, `*-docker.pkg.dev/…`).
 //!
 //! # Example
 //!
@@ -50,17 +54,24 @@ pub mod cleanup;
 pub mod client;
 pub mod credential;
 pub mod error;
+pub mod factory;
 pub mod naming;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::eviction::ImageRecord;
-use mirror_core::media::{ParsedManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
-use mirror_core::store::http::credentials::Credentials;
+use mirror_core::image::{without_children, ImageRecord};
+use mirror_core::media::{DOCKER_MANIFEST_LIST, OCI_INDEX};
+use mirror_core::provider::AsCredentials as _;
+use mirror_core::registry::{
+    cache_scope, BuildCapability, BuilderCredentials, Capabilities, Repository,
+};
+use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{
     Digest, Error, ImageStore, Registry, RepositoryScope, RepositorySettings, Result,
@@ -68,11 +79,12 @@ use mirror_core::{
 
 pub use builder::{ArtifactRegistryBuilder, GarConfigKey};
 pub use credential::{
-    AccessToken, DefaultChain, GcpCredentials, ServiceAccountKey, StaticToken, TokenSource,
+    AccessToken, DefaultChain, GcpCredentials, GcpTokenSource, ServiceAccountKey, StaticToken,
 };
+pub use factory::{factory, GarFactory};
 
-use client::{ArApi, Created, DockerImage, Repository};
-use error::Kind;
+use client::{ArApi, Created, DockerImage};
+use error::{kind, Kind};
 use naming::IMAGE;
 
 /// The provider name used to tag errors and events coming from this crate.
@@ -103,9 +115,6 @@ struct Inner {
     cleanup_policies: bool,
     cleanup_dry_run: bool,
     credentials: Arc<GcpCredentials>,
-    /// Scopes named by `repository_name`, by repository id, so `ensure_repository` can label
-    /// repositories with the exact ids (repository ids carry readable forms and a hash).
-    scopes: Mutex<HashMap<String, RepositoryScope>>,
 }
 
 impl fmt::Debug for ArtifactRegistry {
@@ -125,11 +134,17 @@ fn is_index(media_type: &str) -> bool {
     media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
 }
 
-fn scope_word(scope: &RepositoryScope) -> &'static str {
+/// The scope an Artifact Registry repository is labelled with: a build cache is a package
+/// of its build repository, so it is labelled as the build.
+fn labelled_scope(scope: &RepositoryScope) -> RepositoryScope {
     match scope {
-        RepositoryScope::Service { .. } => "service",
-        RepositoryScope::Cluster { .. } => "cluster",
-        RepositoryScope::Build { .. } => "build",
+        RepositoryScope::BuildCache {
+            cluster, service, ..
+        } => RepositoryScope::Build {
+            cluster: cluster.clone(),
+            service: service.clone(),
+        },
+        other => other.clone(),
     }
 }
 
@@ -164,7 +179,7 @@ impl ArtifactRegistry {
         &self.inner.api
     }
 
-    /// The access-token cache (its [`GcpCredentials::fetches`] counts tokens).
+    /// The access-token cache (its `fetches()` counts tokens).
     pub fn credentials(&self) -> &Arc<GcpCredentials> {
         &self.inner.credentials
     }
@@ -179,42 +194,28 @@ impl ArtifactRegistry {
         naming::parse_name(&self.inner.project, name)
     }
 
-    /// The labels a repository gets: `managed-by`, and when its scope is known (named by
-    /// [`Registry::repository_name`] in this process) `mirror-scope`, `mirror-cluster` (a
-    /// hash of the exact cluster id), `cluster` and `service` (readable forms).
-    pub fn labels(&self, repository_id: &str) -> BTreeMap<String, String> {
+    /// The labels a repository gets: `managed-by`, and when its scope is known
+    /// `mirror-scope`, `mirror-cluster` (a hash of the exact cluster id), `cluster` and
+    /// `service` (readable forms).
+    pub fn labels(&self, scope: Option<&RepositoryScope>) -> BTreeMap<String, String> {
         let mut labels = BTreeMap::new();
         labels.insert("managed-by".to_string(), MANAGED_BY.to_string());
-        let scope = self
-            .inner
-            .scopes
-            .lock()
-            .ok()
-            .and_then(|s| s.get(repository_id).cloned());
-        if let Some(scope) = scope {
-            labels.insert("mirror-scope".into(), scope_word(&scope).into());
+        if let Some(scope) = scope.map(labelled_scope) {
+            labels.insert("mirror-scope".into(), scope.kind().into());
             labels.insert(
                 "mirror-cluster".into(),
                 naming::cluster_hash(scope.cluster()),
             );
             labels.insert("cluster".into(), naming::label_value(scope.cluster()));
-            if let RepositoryScope::Service { service, .. }
-            | RepositoryScope::Build { service, .. } = &scope
-            {
+            if let Some(service) = scope.service() {
                 labels.insert("service".into(), naming::label_value(service));
             }
         }
         labels
     }
 
-    fn description(&self, repository_id: &str) -> String {
-        let scope = self
-            .inner
-            .scopes
-            .lock()
-            .ok()
-            .and_then(|s| s.get(repository_id).cloned());
-        match scope {
+    fn description(&self, scope: Option<&RepositoryScope>) -> String {
+        match scope.map(labelled_scope) {
             Some(RepositoryScope::Service { cluster, service }) => {
                 format!("mirror-core: images of service {service:?} of cluster {cluster:?}")
             }
@@ -224,7 +225,7 @@ impl ArtifactRegistry {
             Some(RepositoryScope::Build { cluster, service }) => {
                 format!("mirror-core: images built for service {service:?} of cluster {cluster:?}")
             }
-            None => "mirror-core: mirrored images".to_string(),
+            _ => "mirror-core: mirrored images".to_string(),
         }
     }
 
@@ -237,26 +238,25 @@ impl ArtifactRegistry {
         policies: Option<&BTreeMap<String, serde_json::Value>>,
     ) -> error::Result<()> {
         let api = &self.inner.api;
-        let current = api
-            .get_repository(id)
-            .await?
-            .ok_or_else(|| error::Error::Api {
-                registry: api.label().to_string(),
-                operation: "repositories.get",
-                target: id.to_string(),
-                http_status: 404,
-                status: "NOT_FOUND",
-                message: "the repository exists (ALREADY_EXISTS) but is not visible yet".into(),
-                retry_after_secs: None,
-            })?;
+        let current = api.get_repository(id).await?.ok_or_else(|| {
+            error::api(
+                api.origin(),
+                "repositories.get",
+                id,
+                404,
+                "NOT_FOUND",
+                "the repository exists (ALREADY_EXISTS) but is not visible yet",
+                None,
+            )
+        })?;
         if !current.format.is_empty() && current.format != "DOCKER" {
-            return Err(error::Error::Config(format!(
+            return Err(api.origin().config(format!(
                 "repository {id} exists with format {}, not DOCKER",
                 current.format
             )));
         }
         let mut mask = Vec::new();
-        let mut patch = Repository::default();
+        let mut patch = client::Repository::default();
         let mut merged = current.labels.clone();
         merged.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         if merged != current.labels {
@@ -295,8 +295,8 @@ impl ArtifactRegistry {
                 Err(e) => return Err(e),
             };
             let location = format!("{}/{name}@{d}", self.inner.host);
-            if let Ok(ParsedManifest::Index { manifests }) = m.parse(&location) {
-                children.extend(manifests.into_iter().map(|m| m.digest));
+            if let Ok(found) = mirror_core::image::children(&m, &location) {
+                children.extend(found);
             }
         }
         Ok(children)
@@ -310,23 +310,26 @@ impl ArtifactRegistry {
     ) -> Result<Option<Vec<(Digest, DockerImage)>>> {
         let images = match self.inner.api.docker_images(id).await {
             Ok(v) => v,
-            Err(e) if e.kind() == Kind::NotFound => return Ok(None),
+            Err(e) if kind(&e) == Kind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
         let project_path = naming::project_path(&self.inner.project);
         let mut out = Vec::new();
         for img in images {
             let Some((pkg, digest)) = img.package_and_digest(&project_path, id) else {
-                return Err(error::Error::Protocol {
-                    registry: self.inner.api.label().to_string(),
-                    operation: "dockerImages.list",
-                    target: id.to_string(),
-                    reason: format!(
-                        "an image whose uri {:?} and name {:?} do not name a package and digest",
-                        img.uri, img.name
-                    ),
-                }
-                .into());
+                return Err(self
+                    .inner
+                    .api
+                    .origin()
+                    .protocol(
+                        "dockerImages.list",
+                        id,
+                        format!(
+                            "an image whose uri {:?} and name {:?} do not name a package and digest",
+                            img.uri, img.name
+                        ),
+                    )
+                    .into());
             };
             if pkg == package {
                 out.push((Digest::parse(&digest)?, img));
@@ -370,7 +373,7 @@ impl ArtifactRegistry {
                 .await
             {
                 Ok(()) => {}
-                Err(e) if matches!(e.kind(), Kind::NotFound | Kind::FailedPrecondition) => {}
+                Err(e) if matches!(kind(&e), Kind::NotFound | Kind::FailedPrecondition) => {}
                 Err(e) => return Err(e.into()),
             }
         }
@@ -388,14 +391,22 @@ impl Registry for ArtifactRegistry {
         self.inner.host.clone()
     }
 
+    /// Artifact Registry records `uploadTime`; retention is native when cleanup policies
+    /// are on.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+            .with_push_times(true)
+            .with_native_retention(self.inner.cleanup_policies)
+    }
+
     /// `<project path>/<repository id>/image`, the repository id following
     /// [`naming::repository_id`].
-    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
+    fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
         let id = naming::repository_id(&self.inner.prefix, scope)?;
-        if let Ok(mut scopes) = self.inner.scopes.lock() {
-            scopes.entry(id.clone()).or_insert_with(|| scope.clone());
-        }
-        naming::repository_name(&self.inner.project, &id, IMAGE)
+        Ok(Repository::new(
+            naming::repository_name(&self.inner.project, &id, IMAGE)?,
+            scope.clone(),
+        ))
     }
 
     /// `repositories.create` (the operation polled to completion; `ALREADY_EXISTS` is
@@ -405,18 +416,19 @@ impl Registry for ArtifactRegistry {
     /// repository's existence is ensured.
     async fn ensure_repository(
         &self,
-        repository: &str,
+        repository: &Repository,
         settings: &RepositorySettings,
     ) -> Result<()> {
-        let (id, package) = self.parse_repository(repository)?;
-        let manage = package == IMAGE && self.inner.cleanup_policies;
+        let (id, package) = self.parse_repository(repository.name())?;
+        let cache = matches!(repository.scope(), Some(RepositoryScope::BuildCache { .. }));
+        let manage = package == IMAGE && !cache && self.inner.cleanup_policies;
         let policies = manage.then(|| cleanup::desired(settings));
-        let labels = self.labels(id);
-        let body = Repository {
+        let labels = self.labels(repository.scope());
+        let body = client::Repository {
             name: String::new(),
             format: "DOCKER".into(),
             mode: "STANDARD_REPOSITORY".into(),
-            description: self.description(id),
+            description: self.description(repository.scope()),
             labels: labels.clone(),
             cleanup_policies: policies.clone().unwrap_or_default(),
             cleanup_policy_dry_run: manage && self.inner.cleanup_dry_run,
@@ -425,29 +437,31 @@ impl Registry for ArtifactRegistry {
             tracing::info!(repository = id, registry = %self.inner.host, "created Artifact Registry repository");
             return Ok(());
         }
-        let deadline = Instant::now() + CREATE_SETTLE_TIMEOUT;
-        let mut pause = Duration::from_millis(100);
-        loop {
-            match self.reconcile(id, &labels, policies.as_ref()).await {
-                Err(e) if e.kind() == Kind::NotFound && Instant::now() + pause < deadline => {
-                    tracing::debug!(repository = id, "repository not visible yet; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                other => return other.map_err(Error::from),
-            }
-        }
+        // Created by someone else a moment ago: it may not be visible yet.
+        Poll::until(CREATE_SETTLE_TIMEOUT)
+            .retry_while(
+                || self.reconcile(id, &labels, policies.as_ref()),
+                |e| {
+                    let pending = kind(e) == Kind::NotFound;
+                    if pending {
+                        tracing::debug!(repository = id, "repository not visible yet; retrying");
+                    }
+                    pending
+                },
+            )
+            .await
+            .map_err(Error::from)
     }
 
-    async fn store(&self, repository: &str) -> Result<Arc<dyn ImageStore>> {
-        self.parse_repository(repository)?;
-        Ok(Arc::new(self.inner.data.repository(repository)?))
+    async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
+        self.parse_repository(repository.name())?;
+        Ok(Arc::new(self.inner.data.repository(repository.name())?))
     }
 
     /// `repositories.list` (every page), keeping the repositories labelled `managed-by =
     /// mirror-core` and `mirror-cluster = <hash of the cluster id>` whose id starts with the
     /// prefix.
-    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
         if cluster.trim().is_empty() {
             return Err(Error::InvalidName {
                 name: cluster.to_string(),
@@ -468,13 +482,14 @@ impl Registry for ArtifactRegistry {
             }
         }
         out.sort();
-        Ok(out)
+        Ok(out.into_iter().map(Repository::listed).collect())
     }
 
     /// `dockerImages.list` (every page), keeping the repository's package. The platform
     /// manifests of a multi-platform image, which Artifact Registry lists as untagged images
     /// of their own, are read from their index and left out.
-    async fn list_images(&self, repository: &str) -> Result<Vec<ImageRecord>> {
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
         let Some(images) = self.package_images(id, package).await? else {
             return Ok(Vec::new());
@@ -487,9 +502,6 @@ impl Registry for ArtifactRegistry {
         let children = self.children_of(repository, &indexes).await?;
         let mut out = Vec::new();
         for (digest, img) in images {
-            if img.tags.is_empty() && children.contains(&digest) {
-                continue;
-            }
             let pushed_at: Option<SystemTime> = img
                 .upload_time
                 .as_deref()
@@ -497,16 +509,14 @@ impl Registry for ArtifactRegistry {
             if pushed_at.is_none() {
                 tracing::warn!(repository, %digest, upload_time = ?img.upload_time, "no readable upload time");
             }
-            let mut tags = img.tags;
-            tags.sort();
-            out.push(ImageRecord {
-                repository: repository.to_string(),
-                digest,
-                tags,
-                pushed_at,
-                size: img.image_size_bytes.and_then(|s| s.parse().ok()),
-            });
+            let mut rec = ImageRecord::new(repository, digest);
+            rec.tags = img.tags;
+            rec.tags.sort();
+            rec.pushed_at = pushed_at;
+            rec.size = img.image_size_bytes.and_then(|s| s.parse().ok());
+            out.push(rec);
         }
+        let mut out = without_children(out, &children);
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
@@ -515,16 +525,17 @@ impl Registry for ArtifactRegistry {
     /// with it). For a multi-platform image, its untagged platform manifests are deleted next
     /// (one version each, without force), except those another index of the package still
     /// uses. No call ever addresses the package itself.
-    async fn delete_image(&self, repository: &str, digest: &Digest) -> Result<()> {
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
         let store = self.inner.data.repository(repository)?;
         let children: BTreeSet<Digest> = match store.get_manifest(&digest.to_string()).await {
-            Ok(m) => match m.parse(&format!("{}/{repository}@{digest}", self.inner.host)) {
-                Ok(ParsedManifest::Index { manifests }) => {
-                    manifests.into_iter().map(|m| m.digest).collect()
-                }
-                _ => BTreeSet::new(),
-            },
+            Ok(m) => mirror_core::image::children(
+                &m,
+                &format!("{}/{repository}@{digest}", self.inner.host),
+            )
+            .map(|c| c.into_iter().collect())
+            .unwrap_or_default(),
             Err(e) if e.is_not_found() => BTreeSet::new(),
             Err(e) => {
                 // Not an existence check (the API call below decides whether the image is
@@ -546,36 +557,43 @@ impl Registry for ArtifactRegistry {
         Ok(())
     }
 
-    fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
+    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         format!("{}/{repository}@{digest}", self.inner.host)
     }
 
-    /// Artifact Registry records `uploadTime`.
-    fn records_push_time(&self) -> bool {
-        true
+    fn builds(&self) -> Option<&dyn BuildCapability> {
+        Some(self)
     }
+}
 
-    /// `oauth2accesstoken` and a fresh access token, for the docker host.
-    async fn builder_credentials(&self) -> Result<Option<(String, Credentials)>> {
-        let token = self.inner.credentials.token().await.map_err(Error::from)?;
-        Ok(Some((
-            self.inner.host.clone(),
-            Credentials::Basic {
-                username: credential::USERNAME.to_string(),
-                password: token.token,
-            },
-        )))
+#[async_trait]
+impl BuildCapability for ArtifactRegistry {
+    fn repository_reference(&self, repository: &Repository) -> Result<String> {
+        self.parse_repository(repository.name())?;
+        Ok(format!("{}/{repository}", self.inner.host))
     }
 
     /// The package `cache-<dockerfile id>` of the build repository: beside its `image`
     /// package, so it is never listed, evicted or matched by the cleanup policies (which
     /// are restricted to `image`).
-    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
-        let (id, _) = self.parse_repository(build_repository)?;
-        naming::repository_name(
-            &self.inner.project,
-            id,
-            &naming::cache_package(dockerfile_id)?,
-        )
+    fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
+        let (id, _) = self.parse_repository(build.name())?;
+        Ok(Repository::new(
+            naming::repository_name(
+                &self.inner.project,
+                id,
+                &naming::cache_package(dockerfile_id)?,
+            )?,
+            cache_scope(build, dockerfile_id),
+        ))
+    }
+
+    /// `oauth2accesstoken` and a fresh access token, for the docker host.
+    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
+        let token = self.inner.credentials.token().await?;
+        Ok(Some(BuilderCredentials {
+            host: self.inner.host.clone(),
+            credentials: token.as_credentials(),
+        }))
     }
 }

@@ -212,16 +212,17 @@ pub fn kind_of(scope: &RepositoryScope) -> &'static str {
     match scope {
         RepositoryScope::Service { .. } => "svc",
         RepositoryScope::Cluster { .. } => "mirror",
-        RepositoryScope::Build { .. } => "build",
+        // A build cache is a package of its build repository.
+        RepositoryScope::Build { .. } | RepositoryScope::BuildCache { .. } => "build",
+        // Scopes of later versions of mirror-core: a kind of their own.
+        _ => "other",
     }
 }
 
 fn service_of(scope: &RepositoryScope) -> Option<&str> {
     match scope {
-        RepositoryScope::Service { service, .. } | RepositoryScope::Build { service, .. } => {
-            Some(service)
-        }
         RepositoryScope::Cluster { .. } => None,
+        other => other.service(),
     }
 }
 

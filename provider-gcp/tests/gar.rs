@@ -3,18 +3,19 @@
 //! pagination, deletion of exactly one version, error mapping, token refresh, and the upload
 //! mode of the data plane.
 
-mod support;
+use provider_gcp::testing as support;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mirror_core::registry::BuildCapability as _;
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestIndex};
 use mirror_core::{
-    ClusterStrategy, Error, Mirror, Registry, RepositoryScope, RepositorySettings, ServiceStrategy,
-    Source,
+    ClusterStrategy, Error, Mirror, Registry, Repository, RepositoryScope, RepositorySettings,
+    ServiceStrategy, Source,
 };
 use provider_gcp::naming::cluster_hash;
 use provider_gcp::ArtifactRegistry;
@@ -37,17 +38,17 @@ fn settings(retention: Option<u64>, keep: Option<usize>) -> RepositorySettings {
     }
 }
 
-/// Names the scope, ensures its repository; (name, repository id).
+/// Names the scope, ensures its repository; (repository, repository id).
 async fn ensured(
     gar: &ArtifactRegistry,
     scope: &RepositoryScope,
     s: &RepositorySettings,
-) -> (String, String) {
-    let name = gar.repository_name(scope).unwrap();
+) -> (Repository, String) {
+    let name = gar.repository(scope).unwrap();
     gar.ensure_repository(&name, s)
         .await
         .unwrap_or_else(|e| panic!("ensure_repository({name}): {e}"));
-    let id = gar.parse_repository(&name).unwrap().0.to_string();
+    let id = gar.parse_repository(name.name()).unwrap().0.to_string();
     (name, id)
 }
 
@@ -86,7 +87,7 @@ async fn repositories_are_created_through_a_polled_operation_with_labels_and_pol
 
     // Ensured again with the same settings: "already exists", read, nothing to patch.
     let gar2 = fake.gar().await;
-    let name2 = gar2.repository_name(&service("Prod EU", "api")).unwrap();
+    let name2 = gar2.repository(&service("Prod EU", "api")).unwrap();
     gar2.ensure_repository(&name2, &settings(None, Some(2)))
         .await
         .unwrap();
@@ -178,7 +179,7 @@ async fn cleanup_policies_are_patched_with_an_update_mask_only_when_they_change(
         .build()
         .await
         .unwrap();
-    let name = off.repository_name(&scope).unwrap();
+    let name = off.repository(&scope).unwrap();
     let before = fake.patches().len();
     off.ensure_repository(&name, &settings(Some(DAY), Some(3)))
         .await
@@ -187,7 +188,7 @@ async fn cleanup_policies_are_patched_with_an_update_mask_only_when_they_change(
 
     // Dry run is applied with the policies.
     let dry = fake.builder().cleanup_dry_run(true).build().await.unwrap();
-    let name = dry.repository_name(&scope).unwrap();
+    let name = dry.repository(&scope).unwrap();
     dry.ensure_repository(&name, &settings(Some(DAY), None))
         .await
         .unwrap();
@@ -208,7 +209,7 @@ async fn operations_that_never_finish_or_fail_are_typed_errors() {
         .build()
         .await
         .unwrap();
-    let name = gar.repository_name(&service("c", "slow")).unwrap();
+    let name = gar.repository(&service("c", "slow")).unwrap();
     let err = gar
         .ensure_repository(&name, &RepositorySettings::default())
         .await
@@ -517,7 +518,7 @@ async fn token_endpoint_failures_are_credential_errors_without_secrets() {
     let fake = FakeGar::start().await;
     fake.fail_token_requests(100);
     let gar = fake.gar().await;
-    let name = gar.repository_name(&service("c", "api")).unwrap();
+    let name = gar.repository(&service("c", "api")).unwrap();
     let err = gar
         .ensure_repository(&name, &RepositorySettings::default())
         .await
@@ -603,9 +604,9 @@ async fn the_chunked_fallback_is_never_chosen() {
     // Control: the core client in its default mode does switch to chunks here, so the
     // assertion above would catch it.
     let creds = match gar.builder_credentials().await.unwrap() {
-        Some((host, c)) => {
-            assert_eq!(host, proxy.host());
-            c
+        Some(c) => {
+            assert_eq!(c.host, proxy.host());
+            c.credentials
         }
         None => panic!("no builder credentials"),
     };
@@ -616,7 +617,7 @@ async fn the_chunked_fallback_is_never_chosen() {
         .credentials(creds)
         .build()
         .unwrap();
-    let auto_store = auto.repository(&name).unwrap();
+    let auto_store = auto.repository(name.name()).unwrap();
     // The first refused PUT switches the client to chunks; the next upload sends them.
     let _ = image.push(&auto_store, "v1").await;
     let _ = image.push(&auto_store, "v1").await;
@@ -696,7 +697,10 @@ async fn service_mode_evicts_old_images_one_version_at_a_time() {
     assert_eq!(deployed[2].0.evicted, vec![deployed[0].1.digest().clone()]);
     assert_eq!(fake.deleted_versions().len(), 1);
     assert!(fake.package_deletes().is_empty());
-    let images = gar.list_images(&deployed[2].0.repository).await.unwrap();
+    let images = gar
+        .list_images(&Repository::listed(&deployed[2].0.repository))
+        .await
+        .unwrap();
     assert_eq!(images.len(), 2);
 }
 
@@ -705,9 +709,7 @@ async fn cluster_mode_sweeps_by_upload_time() {
     let fake = FakeGar::start().await;
     let gar = Arc::new(fake.gar().await);
     let mirror = Mirror::builder(gar.clone(), "prod")
-        .strategy(Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(DAY),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(DAY))))
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -745,7 +747,7 @@ async fn cluster_mode_sweeps_by_upload_time() {
         .unwrap();
     assert_eq!(report.deleted, vec![ds[0].digest.clone()]);
     let left: Vec<Value> = gar
-        .list_images(repo)
+        .list_images(&Repository::listed(repo))
         .await
         .unwrap()
         .into_iter()

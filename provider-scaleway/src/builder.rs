@@ -13,9 +13,12 @@
 //! | `SCW_SECRET_KEY` | `secret_key` | secret key of an API key (sent as `X-Auth-Token`; the data-plane password of user `nologin`) | required |
 //! | `SCW_DEFAULT_PROJECT_ID` | `project_id` | project the namespaces are created in (and the discriminator of their names) | required |
 //! | `SCW_DEFAULT_REGION` | `region` | region of the registry: `fr-par`, `nl-ams`, `pl-waw` | `fr-par` |
-//! | `SCW_API_URL` | `api_url` | control-plane API URL (an emulator in tests) | `https://api.scaleway.com` |
+//! | `SCW_API_URL` | `api_url` | *shared* (the kit's `endpoint`): control-plane API URL (an emulator in tests) | `https://api.scaleway.com` |
 //! | `MIRROR_SCW_REGISTRY_HOST` | `registry_host` | data-plane host (`host[:port]`) | `rg.<region>.scw.cloud` |
-//! | `MIRROR_SCW_PLAIN_HTTP` | `plain_http` | speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_SCW_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
+//! | `MIRROR_SCW_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one request without a streaming body (API calls; data plane) | 30 s (API), 60 s (data plane) |
+//! | `MIRROR_SCW_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 15 s |
+//! | `MIRROR_SCW_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes | 5 |
 //! | `MIRROR_SCW_PREFIX` | `prefix` | namespace name prefix (1–16 characters, `[a-z0-9-]`, starting with a letter) | `mirror` |
 //! | `MIRROR_SCW_PUBLIC` | `public` | make the namespaces public (anyone may pull) | `false` |
 //! | `MIRROR_SCW_NAMESPACE_TIMEOUT` | `namespace_timeout` | how long to wait for a new namespace to become ready (`90`, `90s`, `2m`) | `60s` |
@@ -24,16 +27,20 @@
 //! take the secret key. The Scaleway CLI's configuration file (`~/.config/scw/config.yaml`)
 //! is not read; export its values or set them in code.
 
+use std::borrow::Cow;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mirror_core::provider::config::{
+    config_error, parse_bool, parse_duration, CommonKey, CommonSettings, ConfigKey,
+};
+use mirror_core::provider::Origin;
 use mirror_core::retry::RetryConfig;
 use mirror_core::store::http::credentials::{Credentials, Secret};
-use mirror_core::store::http::RegistryClient;
+use mirror_core::store::http::UploadMode;
 
-use crate::client::{ScalewayApi, DEFAULT_API_URL, MAX_PAGE_SIZE};
-use crate::error::Error;
+use crate::client::{ScalewayApi, DEFAULT_API_URL, MAX_PAGE_SIZE, REQUEST_TIMEOUT};
 use crate::naming;
 use crate::{Inner, Scaleway, DATA_PLANE_USER, PROVIDER};
 
@@ -63,6 +70,12 @@ pub enum ScalewayConfigKey {
     RegistryHost,
     /// Plain HTTP to the data plane.
     PlainHttp,
+    /// Request timeout (shared).
+    RequestTimeout,
+    /// Connect timeout (shared).
+    ConnectTimeout,
+    /// Attempts per retried request (shared).
+    MaxAttempts,
     /// Namespace name prefix.
     Prefix,
     /// Public namespaces.
@@ -71,22 +84,25 @@ pub enum ScalewayConfigKey {
     NamespaceTimeout,
 }
 
-impl ScalewayConfigKey {
-    /// Every key.
-    pub const ALL: &'static [ScalewayConfigKey] = &[
+impl ConfigKey for ScalewayConfigKey {
+    const ALL: &'static [ScalewayConfigKey] = &[
         ScalewayConfigKey::SecretKey,
         ScalewayConfigKey::ProjectId,
         ScalewayConfigKey::Region,
         ScalewayConfigKey::ApiUrl,
         ScalewayConfigKey::RegistryHost,
         ScalewayConfigKey::PlainHttp,
+        ScalewayConfigKey::RequestTimeout,
+        ScalewayConfigKey::ConnectTimeout,
+        ScalewayConfigKey::MaxAttempts,
         ScalewayConfigKey::Prefix,
         ScalewayConfigKey::Public,
         ScalewayConfigKey::NamespaceTimeout,
     ];
+    const NAME: &'static str = "Scaleway";
+    const ENV_PREFIX: &'static str = "MIRROR_SCW_";
 
-    /// The key (`region`).
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             ScalewayConfigKey::SecretKey => "secret_key",
             ScalewayConfigKey::ProjectId => "project_id",
@@ -94,24 +110,60 @@ impl ScalewayConfigKey {
             ScalewayConfigKey::ApiUrl => "api_url",
             ScalewayConfigKey::RegistryHost => "registry_host",
             ScalewayConfigKey::PlainHttp => "plain_http",
+            ScalewayConfigKey::RequestTimeout => "request_timeout",
+            ScalewayConfigKey::ConnectTimeout => "connect_timeout",
+            ScalewayConfigKey::MaxAttempts => "max_attempts",
             ScalewayConfigKey::Prefix => "prefix",
             ScalewayConfigKey::Public => "public",
             ScalewayConfigKey::NamespaceTimeout => "namespace_timeout",
         }
     }
 
-    /// The environment variable [`ScalewayBuilder::from_env`] reads (`SCW_DEFAULT_REGION`).
-    pub fn env_var(self) -> &'static str {
-        match self {
+    /// The Scaleway SDKs' variables for credentials, project, region and API URL;
+    /// `MIRROR_SCW_*` for the rest.
+    fn env_var(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             ScalewayConfigKey::SecretKey => "SCW_SECRET_KEY",
             ScalewayConfigKey::ProjectId => "SCW_DEFAULT_PROJECT_ID",
             ScalewayConfigKey::Region => "SCW_DEFAULT_REGION",
             ScalewayConfigKey::ApiUrl => "SCW_API_URL",
             ScalewayConfigKey::RegistryHost => "MIRROR_SCW_REGISTRY_HOST",
             ScalewayConfigKey::PlainHttp => "MIRROR_SCW_PLAIN_HTTP",
+            ScalewayConfigKey::RequestTimeout => "MIRROR_SCW_REQUEST_TIMEOUT",
+            ScalewayConfigKey::ConnectTimeout => "MIRROR_SCW_CONNECT_TIMEOUT",
+            ScalewayConfigKey::MaxAttempts => "MIRROR_SCW_MAX_ATTEMPTS",
             ScalewayConfigKey::Prefix => "MIRROR_SCW_PREFIX",
             ScalewayConfigKey::Public => "MIRROR_SCW_PUBLIC",
             ScalewayConfigKey::NamespaceTimeout => "MIRROR_SCW_NAMESPACE_TIMEOUT",
+        })
+    }
+
+    fn common(self) -> Option<CommonKey> {
+        match self {
+            ScalewayConfigKey::ApiUrl => Some(CommonKey::Endpoint),
+            ScalewayConfigKey::PlainHttp => Some(CommonKey::PlainHttp),
+            ScalewayConfigKey::RequestTimeout => Some(CommonKey::RequestTimeout),
+            ScalewayConfigKey::ConnectTimeout => Some(CommonKey::ConnectTimeout),
+            ScalewayConfigKey::MaxAttempts => Some(CommonKey::MaxAttempts),
+            _ => None,
+        }
+    }
+}
+
+impl ScalewayConfigKey {
+    /// Every key.
+    pub const ALL: &'static [ScalewayConfigKey] = <ScalewayConfigKey as ConfigKey>::ALL;
+
+    /// The key (`region`).
+    pub fn as_str(self) -> &'static str {
+        ConfigKey::as_str(self)
+    }
+
+    /// The environment variable [`ScalewayBuilder::from_env`] reads (`SCW_DEFAULT_REGION`).
+    pub fn env_var(self) -> &'static str {
+        match ConfigKey::env_var(self) {
+            Cow::Borrowed(s) => s,
+            Cow::Owned(_) => "",
         }
     }
 }
@@ -119,40 +171,7 @@ impl ScalewayConfigKey {
 impl FromStr for ScalewayConfigKey {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ScalewayConfigKey::ALL
-            .iter()
-            .copied()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s) || k.env_var().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("unknown Scaleway configuration key {s:?}"))
-    }
-}
-
-fn parse_bool(key: ScalewayConfigKey, v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{}: {v:?} is not a boolean", key.as_str())),
-    }
-}
-
-/// Reads `90`, `90s`, `1500ms`, `2m`, `1h`.
-fn parse_duration(key: ScalewayConfigKey, v: &str) -> Result<Duration, String> {
-    let t = v.trim();
-    let err = || {
-        format!(
-            "{}: {v:?} is not a duration (`90`, `90s`, `1500ms`, `2m`, `1h`)",
-            key.as_str()
-        )
-    };
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| err())?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
-        _ => Err(err()),
+        <ScalewayConfigKey as ConfigKey>::parse(s)
     }
 }
 
@@ -162,16 +181,13 @@ pub struct ScalewayBuilder {
     secret_key: Option<Secret>,
     project_id: Option<String>,
     region: Option<String>,
-    api_url: Option<String>,
     registry_host: Option<String>,
-    plain_http: Option<bool>,
     prefix: Option<String>,
     public: bool,
     namespace_timeout: Option<Duration>,
     poll_interval: Option<Duration>,
     page_size: Option<u32>,
-    retry: Option<RetryConfig>,
-    errors: Vec<String>,
+    common: CommonSettings,
 }
 
 impl ScalewayBuilder {
@@ -183,59 +199,62 @@ impl ScalewayBuilder {
     /// A builder configured from the environment (see the module docs). Empty variables are
     /// ignored.
     pub fn from_env() -> Self {
-        let mut b = Self::new();
-        for key in ScalewayConfigKey::ALL {
-            if let Ok(v) = std::env::var(key.env_var()) {
-                if !v.trim().is_empty() {
-                    b = b.with_config(*key, v);
-                }
-            }
-        }
-        b
+        mirror_core::provider::from_env::<ScalewayConfigKey>()
+            .into_iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .fold(Self::new(), |b, (k, v)| b.with_config(k, v))
     }
 
     /// Sets one setting from a string; invalid values are reported by
     /// [`ScalewayBuilder::build`].
     pub fn with_config(mut self, key: ScalewayConfigKey, value: impl Into<String>) -> Self {
         let value = value.into();
+        if let Some(common) = key.common() {
+            self.common.set(common, key.as_str(), value.trim());
+            return self;
+        }
+        let mut record = |r: Result<(), String>| {
+            if let Err(e) = r {
+                self.common.record_error(e);
+            }
+        };
         match key {
             ScalewayConfigKey::SecretKey => self.secret_key = Some(Secret::new(value.trim())),
             ScalewayConfigKey::ProjectId => self.project_id = Some(value.trim().to_string()),
             ScalewayConfigKey::Region => self.region = Some(value.trim().to_string()),
-            ScalewayConfigKey::ApiUrl => self.api_url = Some(value.trim().to_string()),
             ScalewayConfigKey::RegistryHost => self.registry_host = Some(value.trim().to_string()),
             ScalewayConfigKey::Prefix => self.prefix = Some(value.trim().to_string()),
-            ScalewayConfigKey::PlainHttp => match parse_bool(key, &value) {
-                Ok(b) => self.plain_http = Some(b),
-                Err(e) => self.errors.push(e),
-            },
-            ScalewayConfigKey::Public => match parse_bool(key, &value) {
-                Ok(b) => self.public = b,
-                Err(e) => self.errors.push(e),
-            },
-            ScalewayConfigKey::NamespaceTimeout => match parse_duration(key, &value) {
-                Ok(d) => self.namespace_timeout = Some(d),
-                Err(e) => self.errors.push(e),
-            },
+            ScalewayConfigKey::Public => {
+                record(parse_bool(key.as_str(), &value).map(|b| self.public = b))
+            }
+            ScalewayConfigKey::NamespaceTimeout => record(
+                parse_duration(key.as_str(), &value).map(|d| self.namespace_timeout = Some(d)),
+            ),
+            _ => {}
         }
         self
     }
 
     /// The current value of a setting, as a string (the secret key shows as `***`).
     pub fn get_config(&self, key: ScalewayConfigKey) -> Option<String> {
+        if key == ScalewayConfigKey::ApiUrl {
+            return Some(
+                self.common
+                    .endpoint
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_API_URL.into()),
+            );
+        }
+        if let Some(common) = key.common() {
+            return self.common.get(common);
+        }
         match key {
             ScalewayConfigKey::SecretKey => self.secret_key.as_ref().map(|s| s.to_string()),
             ScalewayConfigKey::ProjectId => self.project_id.clone(),
             ScalewayConfigKey::Region => {
                 Some(self.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()))
             }
-            ScalewayConfigKey::ApiUrl => Some(
-                self.api_url
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_API_URL.into()),
-            ),
             ScalewayConfigKey::RegistryHost => self.registry_host.clone(),
-            ScalewayConfigKey::PlainHttp => self.plain_http.map(|b| b.to_string()),
             ScalewayConfigKey::Prefix => Some(
                 self.prefix
                     .clone()
@@ -248,6 +267,7 @@ impl ScalewayBuilder {
                     .unwrap_or(DEFAULT_NAMESPACE_TIMEOUT)
                     .as_secs()
             )),
+            _ => None,
         }
     }
 
@@ -280,7 +300,7 @@ impl ScalewayBuilder {
 
     /// Plain HTTP (`true`) or HTTPS to the data plane (default: plain only for loopback).
     pub fn plain_http(mut self, plain: bool) -> Self {
-        self.plain_http = Some(plain);
+        self.common.plain_http = Some(plain);
         self
     }
 
@@ -316,28 +336,37 @@ impl ScalewayBuilder {
 
     /// The retry policy of API calls and of the data plane (default: the core default).
     pub fn retry(mut self, retry: RetryConfig) -> Self {
-        self.retry = Some(retry);
+        self.common.retry = Some(retry);
         self
     }
 
-    fn validate(&self) -> Result<(Secret, String, String), Error> {
-        if let Some(e) = self.errors.first() {
-            return Err(Error::Config(e.clone()));
+    fn validate(&self) -> mirror_core::Result<(Secret, String, String)> {
+        let bad = |m: String| config_error(PROVIDER, m);
+        self.common.validate().map_err(bad)?;
+        if let Some(u) = &self.common.endpoint {
+            if url::Url::parse(u)
+                .map(|u| u.cannot_be_a_base())
+                .unwrap_or(true)
+            {
+                return Err(bad(format!(
+                    "API URL {u:?}: expected http(s)://host[:port][/path]"
+                )));
+            }
         }
         let secret = self.secret_key.clone().ok_or_else(|| {
-            Error::Config(format!(
+            bad(format!(
                 "no secret key: set {} (the secret key of an API key with Container Registry permissions)",
                 ScalewayConfigKey::SecretKey.env_var()
             ))
         })?;
         let s = secret.expose();
         if s.is_empty() || s.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(Error::Config(
+            return Err(bad(
                 "secret key: empty or holding spaces or control characters".into(),
             ));
         }
         let project = self.project_id.clone().ok_or_else(|| {
-            Error::Config(format!(
+            bad(format!(
                 "no project id: set {} (the project the namespaces are created in)",
                 ScalewayConfigKey::ProjectId.env_var()
             ))
@@ -349,7 +378,7 @@ impl ScalewayBuilder {
                 _ => b.is_ascii_hexdigit(),
             });
         if !uuid_like {
-            return Err(Error::Config(format!(
+            return Err(bad(format!(
                 "project id {project:?}: a Scaleway project id is a UUID"
             )));
         }
@@ -365,7 +394,7 @@ impl ScalewayBuilder {
                     && b.bytes().all(|c| c.is_ascii_lowercase())
             });
         if !shaped {
-            return Err(Error::Config(format!(
+            return Err(bad(format!(
                 "region {region:?} is not a Scaleway region ({})",
                 KNOWN_REGIONS.join(", ")
             )));
@@ -378,9 +407,7 @@ impl ScalewayBuilder {
         }
         if let Some(size) = self.page_size {
             if size == 0 || size > MAX_PAGE_SIZE {
-                return Err(Error::Config(format!(
-                    "page size {size}: 1 to {MAX_PAGE_SIZE}"
-                )));
+                return Err(bad(format!("page size {size}: 1 to {MAX_PAGE_SIZE}")));
             }
         }
         Ok((secret, project, region))
@@ -388,6 +415,7 @@ impl ScalewayBuilder {
 
     /// Validates the settings and builds the registry. Makes no network call.
     pub fn build(self) -> mirror_core::Result<Scaleway> {
+        // 1. Validate everything; no network call.
         let (secret, project_id, region) = self.validate()?;
         let prefix = self
             .prefix
@@ -403,30 +431,35 @@ impl ScalewayBuilder {
             None => naming::registry_host(&region),
         };
         if host.is_empty() || host.contains('/') {
-            return Err(
-                Error::Config(format!("registry host {host:?}: expected host[:port]")).into(),
-            );
+            return Err(config_error(
+                PROVIDER,
+                format!("registry host {host:?}: expected host[:port]"),
+            ));
         }
-        let label = format!("{PROVIDER}:{host}");
-        let retry = self.retry.clone().unwrap_or_default();
+        // 2. The control plane (the secret key is the only credential: no token cache).
+        let origin = Origin::new(PROVIDER, &host);
         let mut api = ScalewayApi::new(
-            self.api_url.as_deref().unwrap_or(DEFAULT_API_URL),
+            self.common.endpoint.as_deref().unwrap_or(DEFAULT_API_URL),
             &region,
             &project_id,
             secret.clone(),
-            label,
-            retry.clone(),
-        )?;
+            origin,
+            self.common.retry(),
+        )?
+        .with_request_timeout(self.common.request_timeout.unwrap_or(REQUEST_TIMEOUT))
+        .with_connect_timeout(self.common.connect_timeout())?;
         if let Some(size) = self.page_size {
             api = api.with_page_size(size);
         }
-        let mut data = RegistryClient::builder(&host)
-            .credentials(Credentials::basic(DATA_PLANE_USER, secret.clone()))
-            .retry(retry);
-        if let Some(p) = self.plain_http {
-            data = data.plain_http(p);
-        }
-        let data = data.build()?;
+        // 3. The data plane: user `nologin`, the secret key as password.
+        let data = self.common.data_plane(
+            &host,
+            mirror_core::store::http::credentials::static_provider(Credentials::basic(
+                DATA_PLANE_USER,
+                secret.clone(),
+            )),
+            UploadMode::Auto,
+        )?;
         Ok(Scaleway {
             inner: Arc::new(Inner {
                 api,
@@ -439,7 +472,6 @@ impl ScalewayBuilder {
                 secret,
                 namespace_timeout: self.namespace_timeout.unwrap_or(DEFAULT_NAMESPACE_TIMEOUT),
                 poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
-                clusters: Mutex::new(Default::default()),
                 ready: Mutex::new(Default::default()),
                 flights: Mutex::new(Default::default()),
             }),
@@ -512,15 +544,24 @@ mod tests {
     #[test]
     fn durations_parse() {
         let k = ScalewayConfigKey::NamespaceTimeout;
-        assert_eq!(parse_duration(k, "90").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration(k, "90s").unwrap(), Duration::from_secs(90));
         assert_eq!(
-            parse_duration(k, "1500ms").unwrap(),
+            parse_duration(k.as_str(), "90").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration(k.as_str(), "90s").unwrap(),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            parse_duration(k.as_str(), "1500ms").unwrap(),
             Duration::from_millis(1500)
         );
-        assert_eq!(parse_duration(k, "1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration(k.as_str(), "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
         for bad in ["", "s", "5 d", "-1", "1.5s"] {
-            assert!(parse_duration(k, bad).is_err(), "{bad}");
+            assert!(parse_duration(k.as_str(), bad).is_err(), "{bad}");
         }
     }
 

@@ -28,7 +28,7 @@
 //! are deleted).
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mirror_core::retry::RetryConfig;
 use mirror_core::store::http::credentials::Secret;
@@ -38,7 +38,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use url::Url;
 
-use crate::error::{ApiError, Error, Result};
+use mirror_core::provider::Origin;
+
+use crate::error::{self, Error, Result};
 
 /// Largest page size the API accepts.
 pub const MAX_PAGE_SIZE: u32 = 100;
@@ -178,6 +180,17 @@ impl ErrorBody {
     }
 }
 
+fn http_client(origin: &Origin, connect_timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!(
+            "mirror-core-provider-scaleway/",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| origin.config(format!("HTTP client: {e}")))
+}
+
 /// The Scaleway registry API of one region and project. Cheap to clone.
 #[derive(Clone)]
 pub struct ScalewayApi {
@@ -186,9 +199,10 @@ pub struct ScalewayApi {
     region: String,
     project_id: String,
     secret: Secret,
-    label: String,
+    origin: Origin,
     retry: RetryConfig,
     page_size: u32,
+    request_timeout: Duration,
 }
 
 impl std::fmt::Debug for ScalewayApi {
@@ -205,41 +219,46 @@ impl std::fmt::Debug for ScalewayApi {
 
 impl ScalewayApi {
     /// A client of `api_url` (`https://api.scaleway.com`) for `region` and `project_id`,
-    /// authenticating with `secret`; errors are labelled `label`.
+    /// authenticating with `secret`; errors name `origin` (`scaleway:<registry host>`).
     pub fn new(
         api_url: &str,
         region: &str,
         project_id: &str,
         secret: Secret,
-        label: String,
+        origin: Origin,
         retry: RetryConfig,
     ) -> Result<Self> {
         let base =
-            Url::parse(api_url).map_err(|e| Error::Config(format!("API URL {api_url:?}: {e}")))?;
+            Url::parse(api_url).map_err(|e| origin.config(format!("API URL {api_url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::Config(format!(
+            return Err(origin.config(format!(
                 "API URL {api_url:?}: expected http(s)://host[:port][/path]"
             )));
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!(
-                "mirror-core-provider-scaleway/",
-                env!("CARGO_PKG_VERSION")
-            ))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+        let http = http_client(&origin, Duration::from_secs(10))?;
         Ok(ScalewayApi {
             http,
             base,
             region: region.to_string(),
             project_id: project_id.to_string(),
             secret,
-            label,
+            origin,
             retry,
             page_size: MAX_PAGE_SIZE,
+            request_timeout: REQUEST_TIMEOUT,
         })
+    }
+
+    /// Sets the timeout of one request (default [`REQUEST_TIMEOUT`]).
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the TCP connect timeout (default 10 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Result<Self> {
+        self.http = http_client(&self.origin, timeout)?;
+        Ok(self)
     }
 
     /// Items asked per page (1 to [`MAX_PAGE_SIZE`]; the default is the maximum).
@@ -250,7 +269,12 @@ impl ScalewayApi {
 
     /// `scaleway:<registry host>`, the label of errors.
     pub fn label(&self) -> &str {
-        &self.label
+        &self.origin.registry
+    }
+
+    /// Who answers, for errors.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// The region.
@@ -283,24 +307,18 @@ impl ScalewayApi {
         url: Url,
         body: Option<&Value>,
     ) -> Result<T> {
-        let started = Instant::now();
-        let mut attempt = 1u32;
-        loop {
-            match self
-                .call_once(method.clone(), operation, target, url.clone(), body)
-                .await
-            {
-                Ok(v) => return Ok(v),
-                Err(e) => match self.retry.next_wait(attempt, &e.retry_probe(), started) {
-                    Some(wait) => {
-                        tracing::debug!(operation, target, attempt, ?wait, error = %e, "retrying Scaleway API call");
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
+        self.retry
+            .run_with(
+                || self.call_once(method.clone(), operation, target, url.clone(), body),
+                |e: &Error| {
+                    let verdict = e.retry();
+                    if verdict != mirror_core::retry::Retry::No {
+                        tracing::debug!(operation, target, error = %e, "retrying Scaleway API call");
                     }
-                    None => return Err(e),
+                    verdict
                 },
-            }
-        }
+            )
+            .await
     }
 
     async fn call_once<T: DeserializeOwned>(
@@ -314,17 +332,16 @@ impl ScalewayApi {
         let mut req = self
             .http
             .request(method, url)
+            .timeout(self.request_timeout)
             .header("X-Auth-Token", self.secret.expose())
             .header(reqwest::header::ACCEPT, "application/json");
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req.send().await.map_err(|e| Error::Transport {
-            registry: self.label.clone(),
-            operation,
-            target: target.to_string(),
-            source: Box::new(e),
-        })?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.origin.transport(operation, target.to_string(), e))?;
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -332,19 +349,18 @@ impl ScalewayApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = resp.bytes().await.map_err(|e| Error::Transport {
-            registry: self.label.clone(),
-            operation,
-            target: target.to_string(),
-            source: Box::new(e),
-        })?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.origin.transport(operation, target.to_string(), e))?;
         if status.is_success() {
             let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
-            return serde_json::from_slice(text).map_err(|e| Error::Protocol {
-                registry: self.label.clone(),
-                operation,
-                target: target.to_string(),
-                reason: format!("cannot read the JSON answer: {e}"),
+            return serde_json::from_slice(text).map_err(|e| {
+                self.origin.protocol(
+                    operation,
+                    target.to_string(),
+                    format!("cannot read the JSON answer: {e}"),
+                )
             });
         }
         let parsed: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
@@ -357,19 +373,19 @@ impl ScalewayApi {
         } else {
             fallback
         };
-        Err(Error::Api(Box::new(ApiError {
-            registry: self.label.clone(),
+        Err(error::api(
+            &self.origin,
             operation,
-            target: target.to_string(),
-            status: status.as_u16(),
-            message: parsed.describe(&fallback),
-            error_type: parsed.error_type,
-            retry_after: if status == StatusCode::TOO_MANY_REQUESTS {
+            target,
+            status.as_u16(),
+            &parsed.error_type,
+            parsed.describe(&fallback),
+            if status == StatusCode::TOO_MANY_REQUESTS {
                 retry_after
             } else {
                 None
             },
-        })))
+        ))
     }
 
     /// Every item of a paginated list (`key` names the array in each page), duplicates (by
@@ -406,11 +422,12 @@ impl ScalewayApi {
                 if !id.is_empty() && !seen.insert(id) {
                     continue;
                 }
-                let parsed: T = serde_json::from_value(item).map_err(|e| Error::Protocol {
-                    registry: self.label.clone(),
-                    operation,
-                    target: target.to_string(),
-                    reason: format!("cannot read an item of `{key}`: {e}"),
+                let parsed: T = serde_json::from_value(item).map_err(|e| {
+                    self.origin.protocol(
+                        operation,
+                        target.to_string(),
+                        format!("cannot read an item of `{key}`: {e}"),
+                    )
                 })?;
                 out.push(parsed);
             }
@@ -573,7 +590,7 @@ mod tests {
             "fr-par",
             "p",
             Secret::new("s3cret"),
-            "scaleway:h".into(),
+            Origin::new("scaleway", "h"),
             RetryConfig::none(),
         )
         .unwrap()
@@ -596,7 +613,7 @@ mod tests {
             "fr-par",
             "p",
             Secret::new("s"),
-            "l".into(),
+            Origin::new("scaleway", "l"),
             RetryConfig::none()
         )
         .is_err());

@@ -1,5 +1,6 @@
-//! The errors of this crate, and their mapping to [`mirror_core::Error`] — the one place where
-//! Scaleway answers are interpreted.
+//! The one place where Scaleway answers are read: [`classify`], the table of this crate, and
+//! the constructors of the kit's [`ControlPlaneError`] for API answers and namespace states
+//! (which becomes a [`mirror_core::Error`] through the kit's one mapping).
 //!
 //! Scaleway's APIs answer errors with a JSON body carrying a human `message` and, for the
 //! standard errors, a `type` (`not_found`, `permissions_denied`, `denied_authentication`,
@@ -7,118 +8,30 @@
 //! `resource` / `resource_id` concerned. [`classify`] reads the type first and falls back on
 //! the HTTP status (`401`, `403`, `404`, `409`, `429`, `5xx`) when there is none.
 //!
-//! Every error carries the registry label (`scaleway:<registry host>`, so a core error read
-//! in a log still says which provider and registry it came from), the API operation, and the
-//! namespace, image or `repository@digest` it was about. The secret key never appears in any
-//! error: it is only ever sent in the `X-Auth-Token` header.
+//! | Scaleway | core |
+//! |---|---|
+//! | `not_found`, 404 | `NotFound` (`repository` for namespaces and images, `manifest` for tags) |
+//! | `denied_authentication`, 401 | `Unauthorized` |
+//! | `permissions_denied`, 403, `quotas_exceeded`, `locked`, a locked namespace | `Denied` |
+//! | `too_many_requests`, 429 | `RateLimited` (with `Retry-After`) |
+//! | `invalid_arguments` on `CreateNamespace` | `InvalidName` |
+//! | unreachable, timeouts | `Connect` |
+//! | 409, 5xx, a namespace name taken by another customer | `Http` with the status and Scaleway's message |
+//! | a namespace in `error` or `deleting`, not ready in time | `Refused` with the status |
+//!
+//! Every error carries the registry label (`scaleway:<registry host>`), the API operation,
+//! and the namespace, image or `repository@digest` it was about. The secret key never appears
+//! in any error: it is only ever sent in the `X-Auth-Token` header.
 
 use std::time::Duration;
 
-use mirror_core::error::BoxError;
+use mirror_core::provider::{self, ControlPlaneError, Origin};
 
-use crate::PROVIDER;
+/// The error of this crate's calls: the kit's control-plane error.
+pub type Error = ControlPlaneError;
 
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// What went wrong talking to Scaleway.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The registry API answered an error status.
-    #[error("{0}")]
-    Api(Box<ApiError>),
-
-    /// The API could not be reached, or the call timed out.
-    #[error(
-        "{registry}: cannot reach the Scaleway registry API ({operation} on {target}): {source}"
-    )]
-    Transport {
-        /// `scaleway:<registry host>`.
-        registry: String,
-        /// The API operation.
-        operation: &'static str,
-        /// What the call was about.
-        target: String,
-        /// The transport error.
-        #[source]
-        source: BoxError,
-    },
-
-    /// The API answered something this crate does not understand.
-    #[error("{registry}: unexpected answer to Scaleway {operation} on {target}: {reason}")]
-    Protocol {
-        /// `scaleway:<registry host>`.
-        registry: String,
-        /// The API operation.
-        operation: &'static str,
-        /// What the call was about.
-        target: String,
-        /// What is wrong with the answer.
-        reason: String,
-    },
-
-    /// A namespace is in a state it cannot be used in (`error`, `locked`, `deleting`).
-    #[error("{registry}: Scaleway namespace {namespace} is {status}: {message}")]
-    NamespaceState {
-        /// `scaleway:<registry host>`.
-        registry: String,
-        /// The namespace name.
-        namespace: String,
-        /// Its status.
-        status: String,
-        /// Its status message, or what to do.
-        message: String,
-    },
-
-    /// A namespace did not become ready in time.
-    #[error("{registry}: Scaleway namespace {namespace} is still {status} after {waited:?}; it was not ready in time")]
-    NamespaceTimeout {
-        /// `scaleway:<registry host>`.
-        registry: String,
-        /// The namespace name.
-        namespace: String,
-        /// Its last status.
-        status: String,
-        /// How long this crate waited.
-        waited: Duration,
-    },
-
-    /// Creating a namespace answered "already exists" but the project has no namespace of
-    /// that name: another project or customer owns it (names are unique per region across
-    /// all customers).
-    #[error("{registry}: the Scaleway namespace name {namespace} is taken by another project or organization (namespace names are unique per region across all customers); choose another namespace prefix")]
-    NamespaceTaken {
-        /// `scaleway:<registry host>`.
-        registry: String,
-        /// The namespace name.
-        namespace: String,
-    },
-
-    /// The configuration is invalid or incomplete.
-    #[error("invalid Scaleway configuration: {0}")]
-    Config(String),
-}
-
-/// An error answer of the registry API.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{registry}: Scaleway {operation} on {target} failed with HTTP {status} ({error_type}): {message}")]
-pub struct ApiError {
-    /// `scaleway:<registry host>`.
-    pub registry: String,
-    /// The API operation (`CreateNamespace`, `ListTags`…).
-    pub operation: &'static str,
-    /// The namespace, image, tag or `repository@digest` the call was about.
-    pub target: String,
-    /// The HTTP status.
-    pub status: u16,
-    /// Scaleway's error `type` (empty when the body had none).
-    pub error_type: String,
-    /// Scaleway's message (with `help_message` and details when given).
-    pub message: String,
-    /// The `Retry-After` of a 429, if any.
-    pub retry_after: Option<Duration>,
-}
 
 /// How a Scaleway error reads. The one table of this crate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,141 +85,28 @@ pub fn classify(status: u16, error_type: &str) -> Kind {
     }
 }
 
-impl Error {
-    /// How the error reads ([`Kind::Other`] for errors that are not API answers).
-    pub fn kind(&self) -> Kind {
+impl Kind {
+    /// The kit's kind for this one; `what` names what a not-found answer is about.
+    pub fn to_kit(self, what: &'static str) -> provider::Kind {
         match self {
-            Error::Api(a) => classify(a.status, &a.error_type),
-            _ => Kind::Other,
+            Kind::NotFound => provider::Kind::NotFound(what),
+            Kind::AlreadyExists => provider::Kind::AlreadyExists,
+            Kind::Unauthorized => provider::Kind::Unauthenticated,
+            Kind::Denied | Kind::QuotaExceeded | Kind::Locked => provider::Kind::Denied,
+            Kind::TransientState => provider::Kind::Conflict,
+            Kind::RateLimited => provider::Kind::RateLimited,
+            Kind::Invalid => provider::Kind::Invalid,
+            Kind::Server => provider::Kind::Unavailable,
+            Kind::Other => provider::Kind::Other,
         }
     }
+}
 
-    /// The core error this one maps to (the transport source reduced to its text).
-    fn to_core(&self) -> mirror_core::Error {
-        match self {
-            Error::Api(a) => {
-                let ApiError {
-                    registry,
-                    operation,
-                    target,
-                    status,
-                    error_type,
-                    message,
-                    retry_after,
-                } = a.as_ref();
-                let detail = if error_type.is_empty() {
-                    message.clone()
-                } else {
-                    format!("{error_type}: {message}")
-                };
-                match self.kind() {
-                    Kind::NotFound => mirror_core::Error::NotFound {
-                        what: what_of(operation),
-                        location: location(registry, target),
-                    },
-                    Kind::Unauthorized => mirror_core::Error::Unauthorized {
-                        registry: registry.clone(),
-                        message: format!("{operation} on {target}: {detail}"),
-                    },
-                    Kind::Denied | Kind::QuotaExceeded | Kind::Locked => {
-                        mirror_core::Error::Denied {
-                            registry: registry.clone(),
-                            location: location(registry, target),
-                            message: format!("{operation}: {detail}"),
-                        }
-                    }
-                    Kind::RateLimited => mirror_core::Error::RateLimited {
-                        registry: registry.clone(),
-                        retry_after: *retry_after,
-                    },
-                    Kind::Invalid if *operation == "CreateNamespace" => {
-                        mirror_core::Error::InvalidName {
-                            name: target.clone(),
-                            reason: format!("Scaleway refused the namespace name: {detail}"),
-                        }
-                    }
-                    _ => mirror_core::Error::Http {
-                        registry: registry.clone(),
-                        operation: operation.to_string(),
-                        location: target.clone(),
-                        status: *status,
-                        message: detail,
-                    },
-                }
-            }
-            Error::Transport {
-                registry,
-                operation,
-                target,
-                source,
-            } => mirror_core::Error::Connect {
-                registry: registry.clone(),
-                operation: operation.to_string(),
-                location: target.clone(),
-                source: source.to_string().into(),
-            },
-            Error::Protocol {
-                registry,
-                operation,
-                target,
-                reason,
-            } => mirror_core::Error::Http {
-                registry: registry.clone(),
-                operation: operation.to_string(),
-                location: target.clone(),
-                status: 200,
-                message: reason.clone(),
-            },
-            Error::NamespaceState {
-                registry,
-                namespace,
-                status,
-                message,
-            } => {
-                if status == "locked" {
-                    mirror_core::Error::Denied {
-                        registry: registry.clone(),
-                        location: location(registry, namespace),
-                        message: format!("namespace is locked: {message}"),
-                    }
-                } else {
-                    mirror_core::Error::Http {
-                        registry: registry.clone(),
-                        operation: "GetNamespace".into(),
-                        location: namespace.clone(),
-                        status: 200,
-                        message: format!("namespace is {status}: {message}"),
-                    }
-                }
-            }
-            Error::NamespaceTimeout {
-                registry,
-                namespace,
-                ..
-            } => mirror_core::Error::Http {
-                registry: registry.clone(),
-                operation: "GetNamespace".into(),
-                location: namespace.clone(),
-                status: 200,
-                message: self.to_string(),
-            },
-            Error::NamespaceTaken {
-                registry,
-                namespace,
-            } => mirror_core::Error::Http {
-                registry: registry.clone(),
-                operation: "CreateNamespace".into(),
-                location: namespace.clone(),
-                status: 409,
-                message: self.to_string(),
-            },
-            Error::Config(m) => mirror_core::Error::Config(format!("{PROVIDER}: {m}")),
-        }
-    }
-
-    /// The core view used to decide retries (see [`mirror_core::retry::RetryConfig`]).
-    pub(crate) fn retry_probe(&self) -> mirror_core::Error {
-        self.to_core()
+/// How `e` reads in this crate's table ([`Kind::Other`] for errors that are not API answers).
+pub fn kind(e: &Error) -> Kind {
+    match e.status {
+        Some(status) => classify(status, e.code().unwrap_or("")),
+        None => Kind::Other,
     }
 }
 
@@ -320,41 +120,88 @@ fn what_of(operation: &str) -> &'static str {
     }
 }
 
-/// `scaleway:<host>/<target>`.
-fn location(registry: &str, target: &str) -> String {
-    format!("{registry}/{target}")
+/// An error answer of the registry API: HTTP `status`, Scaleway's `error_type` (empty when
+/// the body had none), its message, the `Retry-After` of a 429.
+pub fn api(
+    origin: &Origin,
+    operation: &'static str,
+    target: &str,
+    status: u16,
+    error_type: &str,
+    message: impl Into<String>,
+    retry_after: Option<Duration>,
+) -> Error {
+    let local = classify(status, error_type);
+    let kit = match local {
+        Kind::Invalid if operation == "CreateNamespace" => provider::Kind::InvalidName,
+        other => other.to_kit(what_of(operation)),
+    };
+    let mut e = origin
+        .error(operation, target, kit, message)
+        .with_status(status)
+        .with_code(error_type)
+        .with_retry_after(retry_after);
+    if kit == provider::Kind::InvalidName {
+        e.message = format!("Scaleway refused the namespace name: {}", e.message);
+    }
+    e
 }
 
-impl From<Error> for mirror_core::Error {
-    /// Maps to the core variant a caller acts on:
-    ///
-    /// | Scaleway | core |
-    /// |---|---|
-    /// | `not_found`, 404 | `NotFound` (`repository` for namespaces and images, `manifest` for tags) |
-    /// | `denied_authentication`, 401 | `Unauthorized` |
-    /// | `permissions_denied`, 403, `quotas_exceeded`, `locked`, a locked namespace | `Denied` |
-    /// | `too_many_requests`, 429 | `RateLimited` (with `Retry-After`) |
-    /// | `invalid_arguments` on `CreateNamespace` | `InvalidName` |
-    /// | unreachable, timeouts | `Connect` |
-    /// | anything else (409, 5xx, a namespace in `error`, not ready in time, a name taken by another customer) | `Http` with the status and Scaleway's message |
-    ///
-    /// The `registry` field is `scaleway:<registry host>`.
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Transport {
-                registry,
-                operation,
-                target,
-                source,
-            } => mirror_core::Error::Connect {
-                registry,
-                operation: operation.to_string(),
-                location: target,
-                source,
-            },
-            other => other.to_core(),
-        }
+/// A namespace is in a state it cannot be used in (`error`, `locked`, `deleting`).
+pub fn namespace_state(origin: &Origin, namespace: &str, status: &str, message: &str) -> Error {
+    if status == "locked" {
+        return origin.error(
+            "GetNamespace",
+            namespace,
+            provider::Kind::Denied,
+            format!("namespace is locked: {message}"),
+        );
     }
+    origin
+        .error(
+            "GetNamespace",
+            namespace,
+            provider::Kind::Conflict,
+            format!("Scaleway namespace {namespace} is {status}: {message}"),
+        )
+        .with_code(status)
+}
+
+/// A namespace did not become ready in time.
+pub fn namespace_timeout(
+    origin: &Origin,
+    namespace: &str,
+    status: &str,
+    waited: Duration,
+) -> Error {
+    origin
+        .error(
+            "GetNamespace",
+            namespace,
+            provider::Kind::Other,
+            format!(
+                "Scaleway namespace {namespace} is still {status} after {waited:?}; it was not ready in time"
+            ),
+        )
+        .with_code("timeout")
+}
+
+/// Creating a namespace answered "already exists" but the project has no namespace of that
+/// name: another project or customer owns it (names are unique per region across all
+/// customers).
+pub fn namespace_taken(origin: &Origin, namespace: &str) -> Error {
+    origin
+        .error(
+            "CreateNamespace",
+            namespace,
+            provider::Kind::Conflict,
+            format!(
+                "the Scaleway namespace name {namespace} is taken by another project or \
+                 organization (namespace names are unique per region across all customers); \
+                 choose another namespace prefix"
+            ),
+        )
+        .with_status(409)
 }
 
 #[cfg(test)]
@@ -362,15 +209,15 @@ mod tests {
     use super::*;
 
     fn api(status: u16, error_type: &str, operation: &'static str) -> Error {
-        Error::Api(Box::new(ApiError {
-            registry: "scaleway:rg.fr-par.scw.cloud".into(),
+        super::api(
+            &Origin::new("scaleway", "rg.fr-par.scw.cloud"),
             operation,
-            target: "mirror-prod-0a1b2c3d/svc-api".into(),
+            "mirror-prod-0a1b2c3d/svc-api",
             status,
-            error_type: error_type.into(),
-            message: "nope".into(),
-            retry_after: Some(Duration::from_secs(2)),
-        }))
+            error_type,
+            "nope",
+            Some(Duration::from_secs(2)),
+        )
     }
 
     #[test]
@@ -459,31 +306,32 @@ mod tests {
 
     #[test]
     fn namespace_states_map_by_status() {
-        let locked = Error::NamespaceState {
-            registry: "scaleway:h".into(),
-            namespace: "mirror-x-00000000".into(),
-            status: "locked".into(),
-            message: "locked by trust and safety".into(),
-        };
+        let o = Origin::new("scaleway", "h");
+        let locked = namespace_state(
+            &o,
+            "mirror-x-00000000",
+            "locked",
+            "locked by trust and safety",
+        );
         assert!(matches!(
             mirror_core::Error::from(locked),
             mirror_core::Error::Denied { .. }
         ));
-        let taken = Error::NamespaceTaken {
-            registry: "scaleway:h".into(),
-            namespace: "mirror-x-00000000".into(),
-        };
+        let taken = namespace_taken(&o, "mirror-x-00000000");
         let text = mirror_core::Error::from(taken).to_string();
         assert!(text.contains("409") && text.contains("another"), "{text}");
-        let transport = Error::Transport {
-            registry: "scaleway:h".into(),
-            operation: "ListNamespaces",
-            target: "x".into(),
-            source: "connection refused".into(),
-        };
+        let transport = o.transport("ListNamespaces", "x", "connection refused");
         assert!(matches!(
             mirror_core::Error::from(transport),
             mirror_core::Error::Connect { .. }
         ));
+        let broken = namespace_state(&o, "mirror-x-00000000", "error", "");
+        assert!(
+            matches!(
+                mirror_core::Error::from(broken),
+                mirror_core::Error::Refused { .. }
+            ),
+            "a namespace state is not an HTTP status"
+        );
     }
 }

@@ -26,7 +26,10 @@
 //!   variables;
 //! - [`client`]: the registry API calls ([`client::ScalewayApi`]);
 //! - [`naming`]: Scaleway's namespace rules and the repository layout;
-//! - [`error`]: this crate's errors and their one mapping to [`mirror_core::Error`].
+//! - [`error`]: this crate's classification of Scaleway answers (the kit's
+//!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
+//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//!   `mirror_core::registry::open` (`scaleway://…`, `rg.<region>.scw.cloud`).
 //!
 //! # Example
 //!
@@ -49,16 +52,20 @@
 pub mod builder;
 pub mod client;
 pub mod error;
+pub mod factory;
 pub mod naming;
+#[cfg(feature = "testing")]
+pub mod testing;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::eviction::ImageRecord;
-use mirror_core::registry::parse_pushed_tag;
+use mirror_core::image::{group_by_digest, ImageRecord};
+use mirror_core::registry::{BuildCapability, BuilderCredentials, Capabilities, Repository};
+use mirror_core::retry::Poll;
 use mirror_core::store::http::credentials::{Credentials, Secret};
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{
@@ -66,9 +73,10 @@ use mirror_core::{
 };
 
 pub use builder::{ScalewayBuilder, ScalewayConfigKey};
+pub use factory::{factory, ScalewayFactory};
 
 use client::{Namespace, ScalewayApi};
-use error::Kind;
+use error::{kind, Kind};
 
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "scaleway";
@@ -120,8 +128,6 @@ struct Inner {
     secret: Secret,
     namespace_timeout: Duration,
     poll_interval: Duration,
-    /// Namespace → the exact cluster id it was named from (for its description).
-    clusters: Mutex<HashMap<String, String>>,
     /// Namespaces known to exist and be ready.
     ready: Mutex<HashSet<String>>,
     /// One lock per namespace being ensured, so concurrent ensures in one process make one
@@ -183,17 +189,8 @@ impl Scaleway {
         naming::namespace_name(&self.inner.prefix, &self.inner.project_id, cluster)
     }
 
-    fn label(&self) -> &str {
-        self.inner.api.label()
-    }
-
-    fn description(&self, namespace: &str) -> String {
-        let cluster = self
-            .inner
-            .clusters
-            .lock()
-            .ok()
-            .and_then(|c| c.get(namespace).cloned());
+    /// The description of a new namespace: the exact cluster id, when known.
+    fn description(&self, cluster: Option<&str>) -> String {
         match cluster {
             Some(c) => {
                 let c: String = c
@@ -228,6 +225,11 @@ impl Scaleway {
     /// ready: looks it up by name, creates it when absent ("already exists" means another
     /// deployer was faster: it is looked up again), then polls its status until `ready`.
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        self.ensure_namespace_of(namespace, None).await
+    }
+
+    /// [`Scaleway::ensure_namespace`], describing a new namespace with its cluster id.
+    async fn ensure_namespace_of(&self, namespace: &str, cluster: Option<&str>) -> Result<()> {
         naming::validate_namespace(namespace).map_err(|reason| Error::InvalidName {
             name: namespace.to_string(),
             reason,
@@ -245,7 +247,7 @@ impl Scaleway {
         let found = match api.find_namespace(namespace).await? {
             Some(n) => n,
             None => match api
-                .create_namespace(namespace, &self.description(namespace), self.inner.public)
+                .create_namespace(namespace, &self.description(cluster), self.inner.public)
                 .await
             {
                 Ok(n) => {
@@ -253,7 +255,7 @@ impl Scaleway {
                     tracing::info!(namespace, registry = %self.inner.host, "created Scaleway namespace");
                     n
                 }
-                Err(e) if e.kind() == Kind::AlreadyExists => {
+                Err(e) if kind(&e) == Kind::AlreadyExists => {
                     self.find_after_conflict(namespace).await?
                 }
                 Err(e) => return Err(e.into()),
@@ -278,71 +280,83 @@ impl Scaleway {
     /// After an "already exists": the namespace is ours (listed, perhaps after a moment) or
     /// another project's.
     async fn find_after_conflict(&self, namespace: &str) -> Result<Namespace> {
-        let mut pause = self.inner.poll_interval;
-        for attempt in 1..=LOOKUP_AFTER_CONFLICT {
-            if let Some(n) = self.inner.api.find_namespace(namespace).await? {
-                return Ok(n);
-            }
-            if attempt < LOOKUP_AFTER_CONFLICT {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-        }
-        Err(error::Error::NamespaceTaken {
-            registry: self.label().to_string(),
-            namespace: namespace.to_string(),
-        }
-        .into())
+        let api = &self.inner.api;
+        // LOOKUP_AFTER_CONFLICT lookups, the pause doubling from the poll interval (and half
+        // a pause of slack for the time the lookups themselves take).
+        let window = (0..LOOKUP_AFTER_CONFLICT.saturating_sub(1))
+            .map(|i| (self.inner.poll_interval * 2u32.pow(i)).min(Duration::from_secs(2)))
+            .sum::<Duration>()
+            + self.inner.poll_interval / 2;
+        Poll::until(window)
+            .every(self.inner.poll_interval)
+            .run(|| api.find_namespace(namespace))
+            .await?
+            .ok_or_else(|| error::namespace_taken(api.origin(), namespace).into())
     }
 
     /// Polls the namespace until it is `ready`; fails at once on `deleting`, `error` and
     /// `locked`, and after the namespace timeout otherwise.
-    async fn wait_ready(&self, mut ns: Namespace) -> Result<Namespace> {
+    async fn wait_ready(&self, ns: Namespace) -> Result<Namespace> {
+        let api = &self.inner.api;
+        let (id, name) = (ns.id.clone(), ns.name.clone());
         let started = tokio::time::Instant::now();
-        let deadline = started + self.inner.namespace_timeout;
-        let mut pause = self.inner.poll_interval;
-        loop {
-            match readiness(&ns.status) {
-                Readiness::Ready => return Ok(ns),
-                Readiness::Unusable => {
-                    let message = if ns.status_message.is_empty() {
-                        match ns.status.as_str() {
-                            "deleting" => "it is being deleted; retry once it is gone".to_string(),
-                            "locked" => "Scaleway locked it; contact Scaleway support".to_string(),
-                            _ => "Scaleway reports an error; see the console".to_string(),
-                        }
-                    } else {
-                        ns.status_message.clone()
-                    };
-                    return Err(error::Error::NamespaceState {
-                        registry: self.label().to_string(),
-                        namespace: ns.name.clone(),
-                        status: ns.status.clone(),
-                        message,
+        let first = Mutex::new(Some(ns));
+        let last_status = Mutex::new(String::new());
+        let ready = Poll::until(self.inner.namespace_timeout)
+            .every(self.inner.poll_interval)
+            .run(|| async {
+                let known = first.lock().ok().and_then(|mut f| f.take());
+                let ns = match known {
+                    Some(ns) => ns,
+                    None => api.get_namespace(&id, &name).await?,
+                };
+                if let Ok(mut l) = last_status.lock() {
+                    l.clone_from(&ns.status);
+                }
+                match readiness(&ns.status) {
+                    Readiness::Ready => Ok(Some(ns)),
+                    Readiness::Unusable => {
+                        let message = if ns.status_message.is_empty() {
+                            match ns.status.as_str() {
+                                "deleting" => {
+                                    "it is being deleted; retry once it is gone".to_string()
+                                }
+                                "locked" => {
+                                    "Scaleway locked it; contact Scaleway support".to_string()
+                                }
+                                _ => "Scaleway reports an error; see the console".to_string(),
+                            }
+                        } else {
+                            ns.status_message.clone()
+                        };
+                        Err(error::namespace_state(
+                            api.origin(),
+                            &ns.name,
+                            &ns.status,
+                            &message,
+                        ))
                     }
-                    .into());
+                    Readiness::Pending => {
+                        tracing::debug!(namespace = %ns.name, status = %ns.status, "waiting for the Scaleway namespace to be ready");
+                        Ok(None)
+                    }
                 }
-                Readiness::Pending => {}
-            }
-            let now = tokio::time::Instant::now();
-            if now + pause > deadline {
-                return Err(error::Error::NamespaceTimeout {
-                    registry: self.label().to_string(),
-                    namespace: ns.name.clone(),
-                    status: if ns.status.is_empty() {
-                        "unknown".into()
-                    } else {
-                        ns.status.clone()
-                    },
-                    waited: now - started,
-                }
-                .into());
-            }
-            tracing::debug!(namespace = %ns.name, status = %ns.status, "waiting for the Scaleway namespace to be ready");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(2));
-            ns = self.inner.api.get_namespace(&ns.id, &ns.name).await?;
-        }
+            })
+            .await?;
+        ready.ok_or_else(|| {
+            let status = last_status.lock().map(|s| s.clone()).unwrap_or_default();
+            error::namespace_timeout(
+                api.origin(),
+                &name,
+                if status.is_empty() {
+                    "unknown"
+                } else {
+                    &status
+                },
+                started.elapsed(),
+            )
+            .into()
+        })
     }
 
     /// The namespace and image of a repository, `None` when either does not exist.
@@ -375,12 +389,11 @@ impl Scaleway {
                 continue;
             }
             let digest = Digest::parse(&t.digest).map_err(|e| {
-                Error::from(error::Error::Protocol {
-                    registry: self.label().to_string(),
-                    operation: "ListTags",
-                    target: format!("{repository}:{}", t.name),
-                    reason: format!("tag digest {:?}: {e}", t.digest),
-                })
+                Error::from(self.inner.api.origin().protocol(
+                    "ListTags",
+                    format!("{repository}:{}", t.name),
+                    format!("tag digest {:?}: {e}", t.digest),
+                ))
             })?;
             out.push((t, digest));
         }
@@ -398,16 +411,16 @@ impl Registry for Scaleway {
         self.inner.host.clone()
     }
 
-    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
-        let name = naming::repository_name(&self.inner.prefix, &self.inner.project_id, scope)?;
-        if let (Some((namespace, _)), Ok(mut clusters)) =
-            (name.split_once('/'), self.inner.clusters.lock())
-        {
-            clusters
-                .entry(namespace.to_string())
-                .or_insert_with(|| scope.cluster().to_string());
-        }
-        Ok(name)
+    /// No native push times (see the crate docs) and no retention policy.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
+        Ok(Repository::new(
+            naming::repository_name(&self.inner.prefix, &self.inner.project_id, scope)?,
+            scope.clone(),
+        ))
     }
 
     /// Ensures the repository's namespace (see [`Scaleway::ensure_namespace`]); the image
@@ -415,14 +428,15 @@ impl Registry for Scaleway {
     /// `settings.retention` is enforced by `Mirror::sweep`, and nothing is stored here.
     async fn ensure_repository(
         &self,
-        repository: &str,
+        repository: &Repository,
         settings: &RepositorySettings,
     ) -> Result<()> {
-        let (namespace, _) = naming::parse_repository(repository)?;
-        self.ensure_namespace(namespace).await?;
+        let (namespace, _) = naming::parse_repository(repository.name())?;
+        self.ensure_namespace_of(namespace, repository.scope().map(|s| s.cluster()))
+            .await?;
         if let Some(retention) = settings.retention {
             tracing::debug!(
-                repository,
+                repository = repository.name(),
                 ?retention,
                 "Scaleway has no retention policy: run `sweep` on a schedule to enforce it"
             );
@@ -430,14 +444,14 @@ impl Registry for Scaleway {
         Ok(())
     }
 
-    async fn store(&self, repository: &str) -> Result<Arc<dyn ImageStore>> {
-        naming::check_repository(repository)?;
-        Ok(Arc::new(self.inner.data.repository(repository)?))
+    async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
+        naming::check_repository(repository.name())?;
+        Ok(Arc::new(self.inner.data.repository(repository.name())?))
     }
 
     /// Every image of the cluster's namespace (`ListImages`, all pages), as
     /// `<namespace>/<image>`; empty when the namespace does not exist.
-    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
         let namespace = self.namespace_name(cluster)?;
         let api = &self.inner.api;
         let Some(ns) = api.find_namespace(&namespace).await? else {
@@ -453,45 +467,29 @@ impl Registry for Scaleway {
             .collect();
         repos.sort();
         repos.dedup();
-        Ok(repos)
+        Ok(repos.into_iter().map(Repository::listed).collect())
     }
 
     /// `ListTags` of the image (all pages), grouped by digest; push times from the
     /// bookkeeping tags. Tags being deleted are left out. A namespace or image that does not
     /// exist has no images.
-    async fn list_images(&self, repository: &str) -> Result<Vec<ImageRecord>> {
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let repository = repository.name();
         let Some((_, image)) = self.locate(repository).await? else {
             return Ok(Vec::new());
         };
-        let mut by_digest: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
-        for (tag, digest) in self.tags_with_digests(repository, &image).await? {
-            let rec = by_digest
-                .entry(digest.clone())
-                .or_insert_with(|| ImageRecord {
-                    repository: repository.to_string(),
-                    digest: digest.clone(),
-                    tags: Vec::new(),
-                    pushed_at: None,
-                    size: None,
-                });
-            match parse_pushed_tag(&tag.name) {
-                Some((at, hex)) if digest.hex().starts_with(&hex) => {
-                    rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
-                }
-                _ => rec.tags.push(tag.name),
-            }
-        }
-        let mut out: Vec<ImageRecord> = by_digest.into_values().collect();
-        for r in &mut out {
-            r.tags.sort();
-        }
-        Ok(out)
+        let tags = self.tags_with_digests(repository, &image).await?;
+        Ok(group_by_digest(
+            repository,
+            tags.into_iter().map(|(t, d)| (t.name, d)),
+        ))
     }
 
     /// Deletes every tag naming `digest` (`DeleteTag` with `force`, since the bookkeeping
     /// tag and the real tags share the digest); a tag already gone with an earlier deletion
     /// is fine. [`Error::NotFound`] when no tag names the digest.
-    async fn delete_image(&self, repository: &str, digest: &Digest) -> Result<()> {
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
         let location = format!("{}/{repository}@{digest}", self.inner.host);
         let Some((_, image)) = self.locate(repository).await? else {
             return Err(Error::manifest_not_found(location));
@@ -511,34 +509,44 @@ impl Registry for Scaleway {
             match self.inner.api.delete_tag(&tag.id, &target, true).await {
                 Ok(()) => {}
                 // Deleting the first tag of a digest may take its siblings with it.
-                Err(e) if e.kind() == Kind::NotFound => {}
+                Err(e) if kind(&e) == Kind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
 
-    fn pull_reference(&self, repository: &str, digest: &Digest) -> String {
+    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         format!("{}/{repository}@{digest}", self.inner.host)
     }
 
-    /// False: push times come from the library's bookkeeping tags (see the crate docs).
-    fn records_push_time(&self) -> bool {
-        false
+    fn builds(&self) -> Option<&dyn BuildCapability> {
+        Some(self)
     }
+}
 
-    /// `nologin` with the secret key, for the registry host.
-    async fn builder_credentials(&self) -> Result<Option<(String, Credentials)>> {
-        Ok(Some((
-            self.inner.host.clone(),
-            Credentials::basic(DATA_PLANE_USER, self.inner.secret.clone()),
-        )))
+#[async_trait]
+impl BuildCapability for Scaleway {
+    fn repository_reference(&self, repository: &Repository) -> Result<String> {
+        naming::check_repository(repository.name())?;
+        Ok(format!("{}/{repository}", self.inner.host))
     }
 
     /// `<namespace>/cache-<dockerfile id>-<build image>`: flat, in the cluster's namespace
     /// (see [`naming::cache_repository`]).
-    fn cache_repository(&self, build_repository: &str, dockerfile_id: &str) -> Result<String> {
-        naming::cache_repository(build_repository, dockerfile_id)
+    fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
+        Ok(Repository::new(
+            naming::cache_repository(build.name(), dockerfile_id)?,
+            mirror_core::registry::cache_scope(build, dockerfile_id),
+        ))
+    }
+
+    /// `nologin` with the secret key, for the registry host.
+    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
+        Ok(Some(BuilderCredentials {
+            host: self.inner.host.clone(),
+            credentials: Credentials::basic(DATA_PLANE_USER, self.inner.secret.clone()),
+        }))
     }
 }
 
@@ -565,7 +573,7 @@ mod tests {
             .build()
             .unwrap();
         let build = reg
-            .repository_name(&RepositoryScope::Build {
+            .repository(&RepositoryScope::Build {
                 cluster: "prod".into(),
                 service: "api".into(),
             })
@@ -580,7 +588,8 @@ mod tests {
             reg.cache_repository(&build, "00ff00ff00ff").unwrap(),
             format!("{ns}/cache-00ff00ff00ff-build-api")
         );
-        let (host, creds) = reg.builder_credentials().await.unwrap().unwrap();
+        let c = reg.builder_credentials().await.unwrap().unwrap();
+        let (host, creds) = (c.host, c.credentials);
         assert_eq!(host, "rg.fr-par.scw.cloud");
         assert_eq!(
             creds,
@@ -588,7 +597,7 @@ mod tests {
         );
         assert!(!format!("{creds:?}").contains("0f0e0d0c"));
         assert_eq!(
-            reg.description(&ns),
+            reg.description(build.scope().map(|s| s.cluster())),
             "Mirror registry of cluster prod (managed by mirror-core)"
         );
     }

@@ -180,6 +180,24 @@ pub fn image_name(scope: &RepositoryScope) -> Result<String> {
                 id_component("service", service, MAX_SERVICE_LEN)?
             )
         }
+        RepositoryScope::BuildCache {
+            cluster,
+            service,
+            dockerfile_id,
+        } => {
+            let build = image_name(&RepositoryScope::Build {
+                cluster: cluster.clone(),
+                service: service.clone(),
+            })?;
+            check_dockerfile_id(dockerfile_id)?;
+            format!("{CACHE_IMAGE_PREFIX}{dockerfile_id}-{build}")
+        }
+        other => {
+            return Err(invalid(
+                other.kind(),
+                "a scope this version of provider-scaleway does not know",
+            ))
+        }
     };
     Ok(name)
 }
@@ -228,6 +246,20 @@ pub fn check_repository(name: &str) -> Result<()> {
 /// the first `-` that follows it.
 pub fn cache_repository(build_repository: &str, dockerfile_id: &str) -> Result<String> {
     let (namespace, image) = parse_repository(build_repository)?;
+    check_dockerfile_id(dockerfile_id)?;
+    if image.contains('/') {
+        return Err(invalid(
+            build_repository,
+            "build repositories on Scaleway are a single image name below the namespace",
+        ));
+    }
+    let name = format!("{namespace}/{CACHE_IMAGE_PREFIX}{dockerfile_id}-{image}");
+    check_repository(&name)?;
+    Ok(name)
+}
+
+/// Checks a Dockerfile id: 1 to 32 lowercase hex characters.
+fn check_dockerfile_id(dockerfile_id: &str) -> Result<()> {
     if dockerfile_id.is_empty()
         || dockerfile_id.len() > 32
         || !dockerfile_id
@@ -239,15 +271,7 @@ pub fn cache_repository(build_repository: &str, dockerfile_id: &str) -> Result<S
             "a Dockerfile id is 1 to 32 lowercase hex characters",
         ));
     }
-    if image.contains('/') {
-        return Err(invalid(
-            build_repository,
-            "build repositories on Scaleway are a single image name below the namespace",
-        ));
-    }
-    let name = format!("{namespace}/{CACHE_IMAGE_PREFIX}{dockerfile_id}-{image}");
-    check_repository(&name)?;
-    Ok(name)
+    Ok(())
 }
 
 /// What a repository of the layout is: (namespace, scope kind — `cluster`, `service`,

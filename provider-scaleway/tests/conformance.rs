@@ -4,7 +4,7 @@
 //! Run one scenario alone with e.g.
 //! `cargo test -p provider-scaleway --test conformance push_list_delete`.
 
-mod support;
+use provider_scaleway::testing as support;
 
 use std::sync::Arc;
 

@@ -3,7 +3,7 @@
 //! and readiness, "already exists", visibility, pagination, error mapping, Service-mode
 //! eviction and Cluster-mode retention by `sweep`.
 
-mod support;
+use provider_scaleway::testing as support;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use mirror_core::testing::TestImage;
 use mirror_core::{
-    Action, ClusterStrategy, Error, Mirror, Registry, RepositoryScope, RepositorySettings,
-    ServiceStrategy, Source,
+    Action, ClusterStrategy, Error, Mirror, Registry, Repository, RepositoryScope,
+    RepositorySettings, ServiceStrategy, Source,
 };
 use provider_scaleway::Scaleway;
 use serde_json::json;
@@ -31,8 +31,8 @@ fn layout_source(dir: &Path, name: &str, tag: &str, img: &TestImage) -> Source {
     Source::parse(&format!("oci:{}:{tag}", path.display())).expect("layout source")
 }
 
-fn service_repo(reg: &Scaleway, cluster: &str, service: &str) -> String {
-    reg.repository_name(&RepositoryScope::Service {
+fn service_repo(reg: &Scaleway, cluster: &str, service: &str) -> Repository {
+    reg.repository(&RepositoryScope::Service {
         cluster: cluster.into(),
         service: service.into(),
     })
@@ -46,7 +46,7 @@ async fn new_namespaces_are_created_private_and_waited_for_until_ready() {
     let reg = fake.scaleway();
     let repo = service_repo(&reg, "Prod EU", "api");
     let namespace = reg.namespace_name("Prod EU").unwrap();
-    assert!(repo.starts_with(&format!("{namespace}/")), "{repo}");
+    assert!(repo.name().starts_with(&format!("{namespace}/")), "{repo}");
 
     reg.ensure_repository(&repo, &RepositorySettings::default())
         .await
@@ -69,7 +69,7 @@ async fn new_namespaces_are_created_private_and_waited_for_until_ready() {
     // Known ready: another repository of the cluster costs no API call.
     fake.reset_calls();
     let build = reg
-        .repository_name(&RepositoryScope::Build {
+        .repository(&RepositoryScope::Build {
             cluster: "Prod EU".into(),
             service: "api".into(),
         })
@@ -115,7 +115,11 @@ async fn unusable_namespaces_fail_fast_and_slow_ones_time_out() {
         assert!(text.contains(&ns) && text.contains(status), "{text}");
         match status {
             "locked" => assert!(matches!(err, Error::Denied { .. }), "{err:?}"),
-            _ => assert!(matches!(err, Error::Http { .. }), "{err:?}"),
+            // A state is no HTTP answer: no `Http { status: 200 }` in disguise.
+            _ => assert!(
+                matches!(&err, Error::Refused { code, .. } if code == status),
+                "{err:?}"
+            ),
         }
         if !message.is_empty() {
             assert!(text.contains(message), "{text}");
@@ -299,7 +303,7 @@ async fn api_errors_map_to_typed_errors_and_transient_ones_are_retried() {
     fake.inject_error("DeleteTag", 1, 409, "transient_state");
     let err = reg.delete_image(&repo, img.digest()).await.unwrap_err();
     assert!(
-        matches!(&err, Error::Http { status: 409, location, .. } if location.contains(&repo)),
+        matches!(&err, Error::Http { status: 409, location, .. } if location.contains(repo.name())),
         "{err:?}"
     );
 
@@ -409,7 +413,7 @@ async fn service_mode_evicts_through_the_tags_api() {
     assert!(fake.calls("DeleteTag") >= 1);
     assert!(!fake.registry_has(&repo, one.digest()).await);
     assert!(fake.registry_has(&repo, two.digest()).await);
-    let left = reg.list_images(&repo).await.unwrap();
+    let left = reg.list_images(&Repository::listed(&repo)).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].tags, vec!["2.0".to_string()]);
     assert!(left[0].pushed_at.is_some());
@@ -421,9 +425,7 @@ async fn cluster_mode_retention_is_enforced_by_sweep() {
     let dir = tempfile::tempdir().unwrap();
     let reg: Arc<dyn Registry> = Arc::new(fake.scaleway());
     let mirror = Mirror::builder(reg.clone(), "prod")
-        .strategy(Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(3600),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
         .build()
         .unwrap();
     let (old, used) = (image(20), image(21));
@@ -570,7 +572,7 @@ async fn the_api_client_deletes_whole_images_in_the_registry() {
     let (a, b) = (image(40), image(41));
     a.push(store.as_ref(), "a").await.unwrap();
     b.push(store.as_ref(), "b").await.unwrap();
-    let (namespace, name) = repo.split_once('/').unwrap();
+    let (namespace, name) = repo.name().split_once('/').unwrap();
     let api = reg.api();
     let ns = api
         .find_namespace(namespace)
@@ -580,20 +582,24 @@ async fn the_api_client_deletes_whole_images_in_the_registry() {
     assert_eq!(ns.status, "ready");
     assert_eq!(ns.endpoint, format!("{}/{namespace}", fake.registry_host()));
     let img = api
-        .find_image(&ns.id, name, &repo)
+        .find_image(&ns.id, name, repo.name())
         .await
         .unwrap()
         .expect("image listed once pushed");
     assert_eq!(img.tags, vec!["a", "b"]);
-    let tags = api.list_tags(&img.id, &repo).await.unwrap();
+    let tags = api.list_tags(&img.id, repo.name()).await.unwrap();
     assert_eq!(tags.len(), 2);
     assert!(tags.iter().all(|t| t.digest.starts_with("sha256:")));
 
-    api.delete_image(&img.id, &repo).await.unwrap();
-    assert!(!fake.registry_has(&repo, a.digest()).await);
-    assert!(!fake.registry_has(&repo, b.digest()).await);
+    api.delete_image(&img.id, repo.name()).await.unwrap();
+    assert!(!fake.registry_has(repo.name(), a.digest()).await);
+    assert!(!fake.registry_has(repo.name(), b.digest()).await);
     assert!(reg.list_images(&repo).await.unwrap().is_empty());
-    assert!(api.find_image(&ns.id, name, &repo).await.unwrap().is_none());
+    assert!(api
+        .find_image(&ns.id, name, repo.name())
+        .await
+        .unwrap()
+        .is_none());
     let err = reg.delete_image(&repo, a.digest()).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
 }

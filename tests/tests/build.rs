@@ -22,6 +22,7 @@ use mirror_core::media::ParsedManifest;
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{require_tool, TestRegistry};
+use mirror_core::Repository;
 use mirror_core::{
     Action, BuildEvent, BuildEventSink, BuildOutput, BuildRequest, BuildSpec, Buildah, Builder,
     Buildx, Error, GenericRegistry, ImageStore, Mirror, Registry, RepositoryScope, ServiceStrategy,
@@ -52,15 +53,20 @@ fn buildah() -> Buildah {
 
 fn build_repo(service: &str) -> String {
     GenericRegistry::new(RegistryClient::new("127.0.0.1:1", Credentials::Anonymous).unwrap())
-        .repository_name(&RepositoryScope::Build {
+        .repository(&RepositoryScope::Build {
             cluster: CLUSTER.into(),
             service: service.into(),
         })
         .unwrap()
+        .name()
+        .to_string()
 }
 
 async fn store(reg: &TestRegistry, repo: &str) -> Arc<dyn ImageStore> {
-    registry(reg).store(repo).await.unwrap()
+    registry(reg)
+        .store(&mirror_core::Repository::listed(repo))
+        .await
+        .unwrap()
 }
 
 async fn tags(reg: &TestRegistry, repo: &str) -> Vec<String> {
@@ -277,7 +283,7 @@ async fn declared_arg_dockerfile_and_commit_changes_rebuild_and_evict_older_buil
 
     // Service-mode eviction: the current build and one previous one stay.
     let images = registry(&reg)
-        .list_images(&by_commit.repository)
+        .list_images(&Repository::listed(&by_commit.repository))
         .await
         .unwrap();
     let digests: HashSet<_> = images.iter().map(|i| i.digest.clone()).collect();
@@ -360,7 +366,11 @@ async fn a_rebuild_after_a_commit_change_reuses_the_remote_cache_for_the_slow_st
 
     // The cache is this service's own: one repository below its build repository.
     let repos = registry(&reg).list_repositories(CLUSTER).await.unwrap();
-    let caches: Vec<&String> = repos.iter().filter(|r| r.contains("/cache-")).collect();
+    let caches: Vec<&str> = repos
+        .iter()
+        .map(|r| r.name())
+        .filter(|r| r.contains("/cache-"))
+        .collect();
     assert_eq!(caches.len(), 1, "{repos:?}");
     assert!(caches[0].starts_with("prod/builds/api/cache-"), "{repos:?}");
 }
@@ -459,7 +469,7 @@ async fn a_failing_dockerfile_reports_the_log_tail_and_tags_nothing() {
     assert_eq!(tags(&reg, &repo).await, tags_before);
     for r in registry(&reg).list_repositories(CLUSTER).await.unwrap() {
         assert!(
-            !tags(&reg, &r).await.contains(&key_tag),
+            !tags(&reg, r.name()).await.contains(&key_tag),
             "{key_tag} tagged in {r}"
         );
     }

@@ -69,9 +69,7 @@ async fn service_mode_under_concurrent_load_uploads_each_blob_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cluster_mode_under_concurrent_load_uploads_each_blob_once() {
     run(
-        Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(3600),
-        }),
+        Arc::new(ClusterStrategy::new(Duration::from_secs(3600))),
         60,
         6,
         15,

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
+use mirror_core::Repository;
 use mirror_core::{
     Action, ClusterStrategy, GenericRegistry, Mirror, Registry, ServiceStrategy, Source, TagPolicy,
 };
@@ -154,7 +155,7 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
 
     let reg = registry(&dst);
     let left: HashSet<_> = reg
-        .list_images(&v3.repository)
+        .list_images(&Repository::listed(&v3.repository))
         .await
         .unwrap()
         .into_iter()
@@ -177,14 +178,14 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
     assert!(
         !again.evicted.contains(&w.digest)
             || reg
-                .list_images(&w.repository)
+                .list_images(&Repository::listed(&w.repository))
                 .await
                 .unwrap()
                 .iter()
                 .any(|i| i.digest == w.digest)
     );
     assert!(reg
-        .list_images(&w.repository)
+        .list_images(&Repository::listed(&w.repository))
         .await
         .unwrap()
         .iter()
@@ -282,9 +283,7 @@ async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() 
     push(&src, "lib/nginx", "1.26", &image(41)).await;
     push(&src, "other/nginx", "1.25", &image(42)).await;
     let mirror = Mirror::builder(registry(&dst), "prod")
-        .strategy(Arc::new(ClusterStrategy {
-            retention: Duration::from_secs(3600),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
         .build()
         .unwrap();
     let web = mirror
@@ -316,7 +315,13 @@ async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() 
     assert_ne!(other.digest, web.digest);
 
     let reg = registry(&dst);
-    assert_eq!(reg.list_images("prod/mirror").await.unwrap().len(), 3);
+    assert_eq!(
+        reg.list_images(&Repository::listed("prod/mirror"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     // Nothing has expired yet.
     let now = mirror
         .sweep(SystemTime::now(), &HashSet::new(), false)
@@ -329,11 +334,17 @@ async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() 
     let dry = mirror.sweep(later, &in_use, true).await.unwrap();
     assert_eq!(dry.plans[0].delete.len(), 2);
     assert!(dry.deleted.is_empty());
-    assert_eq!(reg.list_images("prod/mirror").await.unwrap().len(), 3);
+    assert_eq!(
+        reg.list_images(&Repository::listed("prod/mirror"))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     let swept = mirror.sweep(later, &in_use, false).await.unwrap();
     assert_eq!(swept.deleted.len(), 2);
     let left: Vec<_> = reg
-        .list_images("prod/mirror")
+        .list_images(&Repository::listed("prod/mirror"))
         .await
         .unwrap()
         .into_iter()
@@ -405,7 +416,10 @@ async fn concurrent_deployers_into_one_repository_never_evict_each_others_fresh_
         );
         let (da, db) = tokio::join!(a.mirror("api", &sa), b.mirror("api", &sb));
         let (da, db) = (da.unwrap(), db.unwrap());
-        let store = registry(&dst).store(&da.repository).await.unwrap();
+        let store = registry(&dst)
+            .store(&Repository::listed(&da.repository))
+            .await
+            .unwrap();
         for d in [&da, &db] {
             assert!(
                 store
@@ -457,7 +471,10 @@ async fn two_deployer_processes_mirroring_at_once_both_succeed() {
         let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         digests.push(d["digest"].as_str().unwrap().to_string());
     }
-    let store = registry(&dst).store("prod/services/api").await.unwrap();
+    let store = registry(&dst)
+        .store(&Repository::listed("prod/services/api"))
+        .await
+        .unwrap();
     for d in digests {
         assert!(
             store.head_manifest(&d).await.unwrap().is_some(),

@@ -47,10 +47,9 @@ use super::fixtures::push_fixture;
 use super::{Fixture, TestImage, TestIndex};
 use crate::digest::Digest;
 use crate::error::Error;
+use crate::image::{pushed_tag, ImageRecord, PUSHED_TAG_PREFIX};
 use crate::reference::validate_repository;
-use crate::registry::{
-    pushed_tag, Registry, RepositoryScope, RepositorySettings, PUSHED_TAG_PREFIX,
-};
+use crate::registry::{Registry, Repository, RepositoryScope, RepositorySettings};
 use crate::store::ImageStore;
 
 /// How far a push time recorded by the registry itself may be from the test's clock (cloud
@@ -196,8 +195,8 @@ fn awkward_ids() -> Vec<String> {
     ids
 }
 
-/// Naming: for awkward cluster and service ids, `repository_name` of the Service, Cluster and
-/// Build scopes gives names that pass [`validate_repository`]; distinct scopes (distinct ids
+/// Naming: for awkward cluster and service ids, `repository` of the Service, Cluster and
+/// Build scopes (and the build caches of Build repositories) gives names that pass [`validate_repository`]; distinct scopes (distinct ids
 /// or distinct kinds) give distinct names; the same scope gives the same name twice; an empty
 /// or whitespace-only id is [`Error::InvalidName`].
 pub async fn naming(registry: &dyn Registry, cluster: &str) {
@@ -237,25 +236,49 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
     }
 
     let mut seen: HashMap<String, RepositoryScope> = HashMap::new();
-    for scope in &scopes {
-        let name = registry
-            .repository_name(scope)
-            .unwrap_or_else(|e| panic!("{who} repository_name({scope:?}) failed: {e}"));
-        if let Err(reason) = validate_repository(&name) {
-            panic!("{who} repository_name({scope:?}) = {name:?} is not a valid repository name: {reason}");
+    let mut remember = |name: &str, scope: &RepositoryScope| {
+        if let Err(reason) = validate_repository(name) {
+            panic!("{who} the repository of {scope:?} is named {name:?}, not a valid repository name: {reason}");
         }
-        let again = registry.repository_name(scope).unwrap_or_else(|e| {
-            panic!("{who} repository_name({scope:?}) failed the second time: {e}")
-        });
-        assert_eq!(
-            name, again,
-            "{who} repository_name({scope:?}) is not deterministic: {name:?} then {again:?}"
-        );
-        if let Some(other) = seen.insert(name.clone(), scope.clone()) {
+        if let Some(other) = seen.insert(name.to_string(), scope.clone()) {
             if &other != scope {
                 panic!(
                     "{who} two scopes share the repository name {name:?}: {other:?} and {scope:?}"
                 );
+            }
+        }
+    };
+    for scope in &scopes {
+        let repo = registry
+            .repository(scope)
+            .unwrap_or_else(|e| panic!("{who} repository({scope:?}) failed: {e}"));
+        assert_eq!(
+            repo.scope(),
+            Some(scope),
+            "{who} repository({scope:?}) does not carry its scope"
+        );
+        let again = registry
+            .repository(scope)
+            .unwrap_or_else(|e| panic!("{who} repository({scope:?}) failed the second time: {e}"));
+        assert_eq!(
+            repo, again,
+            "{who} repository({scope:?}) is not deterministic: {repo} then {again}"
+        );
+        remember(repo.name(), scope);
+        // A build repository's caches are repositories of their own too.
+        if let (RepositoryScope::Build { .. }, Some(builds)) = (scope, registry.builds()) {
+            for id in ["0123456789ab", "ba9876543210"] {
+                let cache = builds
+                    .cache_repository(&repo, id)
+                    .unwrap_or_else(|e| panic!("{who} cache_repository({repo}, {id}) failed: {e}"));
+                let cache_scope = cache.scope().cloned().unwrap_or_else(|| {
+                    panic!("{who} cache_repository({repo}, {id}) = {cache} carries no scope")
+                });
+                assert!(
+                    matches!(&cache_scope, RepositoryScope::BuildCache { dockerfile_id, .. } if dockerfile_id == id),
+                    "{who} cache_repository({repo}, {id}) has scope {cache_scope:?}"
+                );
+                remember(cache.name(), &cache_scope);
             }
         }
     }
@@ -288,10 +311,14 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
             service: b.to_string(),
         });
         for scope in bad {
-            match registry.repository_name(&scope) {
+            match registry.repository(&scope) {
                 Err(Error::InvalidName { .. }) => {}
-                Err(e) => panic!("{who} repository_name({scope:?}) failed with {e:?}, expected Error::InvalidName"),
-                Ok(name) => panic!("{who} repository_name({scope:?}) = {name:?}, expected Error::InvalidName"),
+                Err(e) => panic!(
+                    "{who} repository({scope:?}) failed with {e:?}, expected Error::InvalidName"
+                ),
+                Ok(repo) => {
+                    panic!("{who} repository({scope:?}) = {repo}, expected Error::InvalidName")
+                }
             }
         }
     }
@@ -311,13 +338,13 @@ fn settings_b() -> RepositorySettings {
     }
 }
 
-fn name_of(registry: &dyn Registry, scope: &RepositoryScope) -> String {
+fn name_of(registry: &dyn Registry, scope: &RepositoryScope) -> Repository {
     registry
-        .repository_name(scope)
-        .unwrap_or_else(|e| panic!("{} repository_name({scope:?}) failed: {e}", who(registry)))
+        .repository(scope)
+        .unwrap_or_else(|e| panic!("{} repository({scope:?}) failed: {e}", who(registry)))
 }
 
-fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> String {
+fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> Repository {
     name_of(
         registry,
         &RepositoryScope::Service {
@@ -329,23 +356,23 @@ fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> String
 
 async fn ensure(
     registry: &dyn Registry,
-    repository: &str,
+    repository: &Repository,
     settings: &RepositorySettings,
     what: &str,
 ) {
     if let Err(e) = registry.ensure_repository(repository, settings).await {
         panic!(
-            "{} {what}: ensure_repository({repository:?}, {settings:?}) failed: {e}",
+            "{} {what}: ensure_repository({repository}, {settings:?}) failed: {e}",
             who(registry)
         );
     }
 }
 
-async fn store_of(registry: &dyn Registry, repository: &str) -> Arc<dyn ImageStore> {
+async fn store_of(registry: &dyn Registry, repository: &Repository) -> Arc<dyn ImageStore> {
     registry
         .store(repository)
         .await
-        .unwrap_or_else(|e| panic!("{} store({repository:?}) failed: {e}", who(registry)))
+        .unwrap_or_else(|e| panic!("{} store({repository}) failed: {e}", who(registry)))
 }
 
 /// Ensure twice: `ensure_repository` with the same settings twice succeeds, then with changed
@@ -370,13 +397,13 @@ pub async fn ensure_twice(registry: &dyn Registry, cluster: &str) {
     .await;
     let images = registry.list_images(&repo).await.unwrap_or_else(|e| {
         panic!(
-            "{} list_images({repo:?}) after ensure failed: {e}",
+            "{} list_images({repo}) after ensure failed: {e}",
             who(registry)
         )
     });
     assert!(
         images.is_empty(),
-        "{} a freshly ensured repository {repo:?} lists images: {images:?}",
+        "{} a freshly ensured repository {repo} lists images: {images:?}",
         who(registry)
     );
 }
@@ -429,7 +456,7 @@ pub async fn concurrent_ensure(registry: &dyn Registry, cluster: &str) {
         .collect();
     assert!(
         failures.is_empty(),
-        "{who} {} of {CONCURRENT_ENSURES} concurrent ensure_repository({repo:?}) failed:\n{}",
+        "{who} {} of {CONCURRENT_ENSURES} concurrent ensure_repository({repo}) failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
@@ -440,7 +467,7 @@ pub async fn concurrent_ensure(registry: &dyn Registry, cluster: &str) {
     let images = list(registry, &repo).await;
     assert!(
         images.len() == 1 && &images[0].digest == image.digest(),
-        "{who} after concurrent ensures, {repo:?} should list exactly the pushed image {}, got {images:?}",
+        "{who} after concurrent ensures, {repo} should list exactly the pushed image {}, got {images:?}",
         image.digest()
     );
 }
@@ -457,7 +484,7 @@ async fn push_as_mirror(
 ) {
     let manifest = fixture.top_manifest();
     let digest = &manifest.digest;
-    let (first, rest) = if registry.records_push_time() {
+    let (first, rest) = if registry.capabilities().records_push_time {
         (tags[0].to_string(), &tags[1..])
     } else {
         (pushed_tag(at, digest), tags)
@@ -480,11 +507,11 @@ async fn push_as_mirror(
     }
 }
 
-async fn list(registry: &dyn Registry, repository: &str) -> Vec<crate::eviction::ImageRecord> {
+async fn list(registry: &dyn Registry, repository: &Repository) -> Vec<ImageRecord> {
     registry
         .list_images(repository)
         .await
-        .unwrap_or_else(|e| panic!("{} list_images({repository:?}) failed: {e}", who(registry)))
+        .unwrap_or_else(|e| panic!("{} list_images({repository}) failed: {e}", who(registry)))
 }
 
 /// Truncates to the millisecond, the resolution of bookkeeping tags.
@@ -532,7 +559,7 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
     assert_eq!(
         images.len(),
         2,
-        "{who} {repo:?} should list exactly the pushed image and index (children of the index \
+        "{who} {repo} should list exactly the pushed image and index (children of the index \
          are not images of their own), got {images:?}"
     );
     let expected = [
@@ -547,27 +574,26 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
         let rec = images
             .iter()
             .find(|r| &&r.digest == digest)
-            .unwrap_or_else(|| {
-                panic!("{who} {repo:?} does not list {digest}; it lists {images:?}")
-            });
+            .unwrap_or_else(|| panic!("{who} {repo} does not list {digest}; it lists {images:?}"));
         assert_eq!(
-            rec.repository, repo,
+            rec.repository,
+            repo.name(),
             "{who} record of {digest} names the wrong repository: {rec:?}"
         );
         let mut got = rec.tags.clone();
         got.sort();
         assert_eq!(
             &got, tags,
-            "{who} tags of {digest} in {repo:?} (bookkeeping tags must be hidden)"
+            "{who} tags of {digest} in {repo} (bookkeeping tags must be hidden)"
         );
         assert!(
             !rec.tags.iter().any(|t| t.starts_with(PUSHED_TAG_PREFIX)),
             "{who} bookkeeping tag listed for {digest}: {rec:?}"
         );
-        let pushed = rec.pushed_at.unwrap_or_else(|| {
-            panic!("{who} no push time listed for {digest} in {repo:?}: {rec:?}")
-        });
-        if registry.records_push_time() {
+        let pushed = rec
+            .pushed_at
+            .unwrap_or_else(|| panic!("{who} no push time listed for {digest} in {repo}: {rec:?}"));
+        if registry.capabilities().records_push_time {
             assert!(
                 pushed + PUSH_TIME_TOLERANCE >= before && pushed <= after + PUSH_TIME_TOLERANCE,
                 "{who} push time of {digest} is {:?}, the push happened between {:?} and {:?} \
@@ -586,15 +612,12 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
     }
 
     if let Err(e) = registry.delete_image(&repo, image.digest()).await {
-        panic!(
-            "{who} delete_image({repo:?}, {}) failed: {e}",
-            image.digest()
-        );
+        panic!("{who} delete_image({repo}, {}) failed: {e}", image.digest());
     }
     let images = list(registry, &repo).await;
     assert!(
         images.len() == 1 && &images[0].digest == index.digest(),
-        "{who} after deleting {} only the index {} should be left in {repo:?}, got {images:?}",
+        "{who} after deleting {} only the index {} should be left in {repo}, got {images:?}",
         image.digest(),
         index.digest()
     );
@@ -608,26 +631,26 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
         "stable".to_string(),
         image.digest().to_string(),
     ];
-    if !registry.records_push_time() {
+    if !registry.capabilities().records_push_time {
         gone.push(pushed_tag(at_image, image.digest()));
     }
     for reference in &gone {
         match store.head_manifest(reference).await {
             Ok(None) => {}
             Ok(Some(head)) => panic!(
-                "{who} {reference:?} still resolves in {repo:?} after delete_image({}): {head:?}",
+                "{who} {reference:?} still resolves in {repo} after delete_image({}): {head:?}",
                 image.digest()
             ),
-            Err(e) => panic!(
-                "{who} head_manifest({reference:?}) in {repo:?} after the delete failed: {e}"
-            ),
+            Err(e) => {
+                panic!("{who} head_manifest({reference:?}) in {repo} after the delete failed: {e}")
+            }
         }
     }
     for reference in ["v2".to_string(), index.digest().to_string()] {
         match store.head_manifest(&reference).await {
             Ok(Some(head)) if &head.digest == index.digest() => {}
             other => panic!(
-                "{who} {reference:?} should still resolve to the index {} in {repo:?}, got {other:?}",
+                "{who} {reference:?} should still resolve to the index {} in {repo}, got {other:?}",
                 index.digest()
             ),
         }
@@ -635,11 +658,11 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
     let tags = store
         .list_tags()
         .await
-        .unwrap_or_else(|e| panic!("{who} list_tags of {repo:?} failed: {e}"));
+        .unwrap_or_else(|e| panic!("{who} list_tags of {repo} failed: {e}"));
     for t in &gone[..2] {
         assert!(
             !tags.contains(t),
-            "{who} tag {t:?} still listed in {repo:?} after the delete: {tags:?}"
+            "{who} tag {t:?} still listed in {repo} after the delete: {tags:?}"
         );
     }
 
@@ -648,8 +671,8 @@ pub async fn push_list_delete(registry: &dyn Registry, cluster: &str) {
         .await
         .unwrap_or_else(|e| panic!("{who} list_repositories({cluster:?}) failed: {e}"));
     assert!(
-        repos.contains(&repo),
-        "{who} list_repositories({cluster:?}) does not contain {repo:?}: {repos:?}"
+        repos.iter().any(|r| r.name() == repo.name()),
+        "{who} list_repositories({cluster:?}) does not contain {repo}: {repos:?}"
     );
 }
 
@@ -682,16 +705,19 @@ pub async fn list_repositories_by_cluster(registry: &dyn Registry, cluster: &str
             ensure(registry, &repo, &settings_a(), "before pushing").await;
             let store = store_of(registry, &repo).await;
             push_as_mirror(registry, store.as_ref(), &image, &["v1"], SystemTime::now()).await;
-            names.push(repo);
+            names.push(repo.name().to_string());
         }
         names.sort();
         expected.insert(c, names);
     }
     for (c, names) in &expected {
-        let mut repos = registry
+        let mut repos: Vec<String> = registry
             .list_repositories(c)
             .await
-            .unwrap_or_else(|e| panic!("{who} list_repositories({c:?}) failed: {e}"));
+            .unwrap_or_else(|e| panic!("{who} list_repositories({c:?}) failed: {e}"))
+            .into_iter()
+            .map(|r| r.name().to_string())
+            .collect();
         repos.sort();
         assert_eq!(&repos, names, "{who} list_repositories({c:?})");
     }
@@ -711,13 +737,13 @@ pub async fn not_found(registry: &dyn Registry, cluster: &str) {
     let images = list(registry, &never).await;
     assert!(
         images.is_empty(),
-        "{who} a repository never created ({never:?}) lists {images:?}"
+        "{who} a repository never created ({never}) lists {images:?}"
     );
     ensure(registry, &empty, &settings_a(), "an empty repository").await;
     let images = list(registry, &empty).await;
     assert!(
         images.is_empty(),
-        "{who} a repository never pushed ({empty:?}) lists {images:?}"
+        "{who} a repository never pushed ({empty}) lists {images:?}"
     );
     ensure(registry, &full, &settings_a(), "before pushing").await;
     let image = TestImage::builder().seed(0x404).layer(256).build();
@@ -734,8 +760,8 @@ pub async fn not_found(registry: &dyn Registry, cluster: &str) {
     for repo in [&never, &empty, &full] {
         match registry.delete_image(repo, &absent).await {
             Err(e) if e.is_not_found() => {}
-            Err(e) => panic!("{who} delete_image({repo:?}, absent {absent}) failed with {e:?}, expected Error::NotFound"),
-            Ok(()) => panic!("{who} delete_image({repo:?}, absent {absent}) succeeded, expected Error::NotFound"),
+            Err(e) => panic!("{who} delete_image({repo}, absent {absent}) failed with {e:?}, expected Error::NotFound"),
+            Ok(()) => panic!("{who} delete_image({repo}, absent {absent}) succeeded, expected Error::NotFound"),
         }
     }
     for repo in [&empty, &full] {
@@ -743,14 +769,14 @@ pub async fn not_found(registry: &dyn Registry, cluster: &str) {
         for reference in ["absent".to_string(), absent.to_string()] {
             match store.head_manifest(&reference).await {
                 Ok(None) => {}
-                other => panic!("{who} head_manifest({reference:?}) in {repo:?} should be Ok(None), got {other:?}"),
+                other => panic!("{who} head_manifest({reference:?}) in {repo} should be Ok(None), got {other:?}"),
             }
         }
     }
     let images = list(registry, &full).await;
     assert!(
         images.len() == 1 && &images[0].digest == image.digest(),
-        "{who} failed deletes of an absent digest changed {full:?}: {images:?}"
+        "{who} failed deletes of an absent digest changed {full}: {images:?}"
     );
 }
 
@@ -775,17 +801,17 @@ pub async fn pull_reference(registry: &dyn Registry, cluster: &str) {
         let repo = name_of(registry, &scope);
         let reference = registry.pull_reference(&repo, &digest);
         assert!(
-            reference.contains(&repo),
-            "{who} pull_reference({repo:?}, {digest}) = {reference:?} does not name the repository"
+            reference.contains(repo.name()),
+            "{who} pull_reference({repo}, {digest}) = {reference:?} does not name the repository"
         );
         assert!(
             reference.ends_with(&format!("@sha256:{}", digest.hex())),
-            "{who} pull_reference({repo:?}, {digest}) = {reference:?} is not pinned by `@sha256:` digest"
+            "{who} pull_reference({repo}, {digest}) = {reference:?} is not pinned by `@sha256:` digest"
         );
         assert_eq!(
             reference.matches('@').count(),
             1,
-            "{who} pull_reference({repo:?}, {digest}) = {reference:?} has several `@`"
+            "{who} pull_reference({repo}, {digest}) = {reference:?} has several `@`"
         );
     }
 }

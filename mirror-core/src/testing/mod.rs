@@ -1,5 +1,6 @@
 //! Test harness (feature `testing`): real registries, a token server, image fixtures and a
-//! fault-injecting fake registry.
+//! fault-injecting fake registry. The image fixtures alone ([`TestImage`], [`TestIndex`]) are
+//! feature `fixtures`, which the quickstart uses: it needs no server.
 //!
 //! - [`TestRegistry`] spawns the CNCF distribution registry (Debian package `docker-registry`)
 //!   on `127.0.0.1` with an ephemeral port and a temporary directory: plain, with htpasswd
@@ -26,25 +27,35 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "testing")]
 mod fake;
 mod fixtures;
+#[cfg(feature = "testing")]
 mod proxy;
+#[cfg(feature = "testing")]
 mod registry;
+#[cfg(feature = "testing")]
 mod server;
+#[cfg(feature = "testing")]
 mod token;
 
-#[cfg(test)]
+#[cfg(all(test, feature = "testing"))]
 mod tests;
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "testing")]
 pub use fake::FakeRegistry;
 pub use fixtures::{
     Fixture, LayerCompression, ManifestFormat, TestBlob, TestImage, TestImageBuilder, TestIndex,
 };
+#[cfg(feature = "testing")]
 pub use proxy::{Fault, FaultProxy, Rule};
+#[cfg(feature = "testing")]
 pub use registry::{TestRegistry, TestRegistryBuilder};
+#[cfg(feature = "testing")]
 pub use token::{TokenOutcome, TokenRequest, TokenServer, TokenStats};
 
 /// Finds `binary` (a name looked up on `PATH` and the usual system directories, or a path)

@@ -12,8 +12,13 @@
 //! mirror ls     --registry REG --cluster C [--json]
 //! ```
 //!
-//! REG is `oci:PATH` (a directory of OCI layouts) or a registry host (`host[:port]`, with
-//! `--registry-creds USER:PASS`, else the docker config, else anonymous).
+//! REG is a registry location (see `mirror_core::registry::open`): `oci:PATH` (a directory of
+//! OCI layouts), `host[:port][/prefix]` (any distribution registry, with `--registry-creds
+//! USER:PASS`, else the docker config, else anonymous), `ecr://…` or
+//! `<account>.dkr.ecr.<region>.amazonaws.com`, `gar://…` or `<location>-docker.pkg.dev/<project>`,
+//! `scaleway://<region>` or `rg.<region>.scw.cloud`. Provider settings come from the
+//! provider's environment variables and `--registry-option KEY=VALUE` (repeatable; the
+//! provider's configuration keys), which win.
 //!
 //! SRC and DST are `host[:port]/repo[:tag|@digest]` (a registry; loopback hosts speak plain
 //! HTTP, others HTTPS) or `oci:PATH[:tag]` (an OCI image layout directory). Registry
@@ -23,21 +28,16 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-#[path = "providers/gcp.rs"]
-mod gcp;
-#[path = "providers/scaleway.rs"]
-mod scaleway;
-
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mirror_core::registry::{OpenOptions, RegistryFactory};
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::store::layout::{parse_oci_location, LayoutStore};
 use mirror_core::{
-    ClusterStrategy, CopyEvent, CopyOptions, GenericRegistry, ImageStore, LayoutRegistry, Mirror,
-    MirrorStrategy, PlatformFilter, Reference, Registry, ServiceStrategy, Source, Sources,
-    TagPolicy,
+    ClusterStrategy, CopyEvent, CopyOptions, ImageStore, Mirror, MirrorStrategy, PlatformFilter,
+    Reference, Registry, ServiceStrategy, Source, Sources, TagPolicy,
 };
 
 #[derive(Parser)]
@@ -67,67 +67,28 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RegistryArgs {
-    /// The mirror registry: `oci:PATH` or `host[:port]`. With `--provider aws`: `ecr` (the
-    /// registry of the account and region), an ECR host
-    /// (`<account>.dkr.ecr.<region>.amazonaws.com`, giving account and region), or a
-    /// data-plane host override (`host[:port]`). With `--provider scaleway`: `scaleway` (the
-    /// region's `rg.<region>.scw.cloud`) or a data-plane host override.
-    #[arg(long)]
+    /// The mirror registry: `oci:PATH`, `host[:port][/prefix]`, `ecr://…`, `gar://…`,
+    /// `scaleway://…` or a provider's own host (see the crate docs and README).
+    #[arg(long, env = "MIRROR_REGISTRY")]
     registry: String,
-    /// The registry provider: `generic` (any distribution registry, or `oci:PATH`) or `aws`
-    /// (ECR: repositories created, lifecycle policies, `GetAuthorizationToken` credentials;
-    /// AWS credentials from the SDK chain, every `MIRROR_ECR_*` variable read) or `scaleway`
-    /// (a namespace per cluster, `SCW_SECRET_KEY`, `SCW_DEFAULT_PROJECT_ID`,
-    /// `SCW_DEFAULT_REGION` and every `MIRROR_SCW_*` variable read).
-    #[arg(long, value_enum, default_value = "generic", env = "MIRROR_PROVIDER")]
-    provider: ProviderKind,
-    /// `--provider aws`: AWS region (else `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile).
-    #[arg(long, env = "MIRROR_ECR_REGION")]
-    aws_region: Option<String>,
-    /// `--provider aws`: account id owning the registry (else the caller's account).
-    #[arg(long, env = "MIRROR_ECR_ACCOUNT")]
-    aws_account: Option<String>,
-    /// `--provider aws`: ECR API endpoint URL override (VPC endpoint, emulator).
-    #[arg(long, env = "MIRROR_ECR_ENDPOINT")]
-    aws_endpoint: Option<String>,
-    /// `--provider aws`: AWS profile.
-    #[arg(long, env = "MIRROR_ECR_PROFILE")]
-    aws_profile: Option<String>,
-    /// `--provider aws`: tag mutability of new repositories (`MUTABLE`, `IMMUTABLE`).
-    #[arg(long, env = "MIRROR_ECR_TAG_MUTABILITY")]
-    aws_tag_mutability: Option<String>,
-    /// `--provider aws`: leave Cluster-mode retention to `sweep` instead of an ECR lifecycle
-    /// policy (which cannot know which images are in use).
-    #[arg(long)]
-    aws_no_lifecycle_policy: bool,
-    /// `--provider scaleway` (`--registry scaleway`, or a data-plane host override): the
-    /// `--scw-*` flags; credentials, project and region from `SCW_*` variables.
-    #[command(flatten)]
-    scaleway: scaleway::ScalewayArgs,
-    /// `--provider gcp` (`--registry gar`, a `<location>-docker.pkg.dev` host, or a data-plane
-    /// host override): the `--gcp-*` flags; every `MIRROR_GAR_*` variable read.
-    #[command(flatten)]
-    gcp: gcp::GcpArgs,
+    /// A registry setting `KEY=VALUE`: a provider configuration key (`region`, `account`,
+    /// `endpoint`, `project`, `lifecycle_policy`…, or its variable name), or for distribution
+    /// registries `plain_http`, `tls_verify`. Repeatable; wins over the environment.
+    #[arg(long = "registry-option", short = 'o', value_name = "KEY=VALUE")]
+    registry_options: Vec<String>,
     /// The cluster id.
     #[arg(long)]
     cluster: String,
-    /// Mirror registry credentials `USER:PASS` (else docker config.json, else anonymous).
+    /// Mirror registry credentials `USER:PASS` for a distribution registry (else docker
+    /// config.json, else anonymous).
     #[arg(long, env = "MIRROR_REGISTRY_CREDS", hide_env_values = true)]
     registry_creds: Option<String>,
-    /// Put every repository under this path prefix.
+    /// Put every repository under this path prefix (the same as a path after the host).
     #[arg(long)]
     prefix: Option<String>,
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ProviderKind {
-    Generic,
-    Aws,
-    Scaleway,
-    Gcp,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -424,66 +385,26 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
-    if args.provider == ProviderKind::Aws {
-        return open_ecr(args);
+/// The registry `--registry` names, through `mirror_core::registry::open` with the factories
+/// of the three provider crates.
+async fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    let mut options = OpenOptions::new();
+    for pair in &args.registry_options {
+        options = options.with_pair(pair)?;
     }
-    if args.provider == ProviderKind::Scaleway {
-        let creds = args.registry_creds.is_some();
-        let prefix = args.prefix.as_deref();
-        return scaleway::open(&args.scaleway, &args.registry, prefix, creds);
-    }
-    if args.provider == ProviderKind::Gcp {
-        let creds = args.registry_creds.is_some();
-        return gcp::open(&args.gcp, &args.registry, args.prefix.as_deref(), creds);
-    }
-    if let Some(path) = args.registry.strip_prefix("oci:") {
-        if path.is_empty() {
-            bail!("--registry oci: needs a directory");
-        }
-        return Ok(Arc::new(LayoutRegistry::new(path)));
-    }
-    let builder = RegistryClient::builder(&args.registry);
-    let builder = match creds(&args.registry_creds)? {
-        Some(c) => builder.credentials(c),
-        None => builder.docker_config()?,
-    };
-    let mut reg = GenericRegistry::new(builder.build()?);
     if let Some(p) = &args.prefix {
-        reg = reg.with_prefix(p)?;
+        options = options.with("prefix", p);
     }
-    Ok(Arc::new(reg))
-}
-
-/// ECR (`--provider aws`): `MIRROR_ECR_*` variables first, flags over them.
-fn open_ecr(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
-    use provider_aws::{EcrBuilder, EcrConfigKey};
-    let mut b = EcrBuilder::from_env();
-    if args.registry != "ecr" {
-        b = b.registry_host(&args.registry);
+    if let Some(c) = &args.registry_creds {
+        let (u, p) = c.split_once(':').context("credentials must be USER:PASS")?;
+        options = options.with("username", u).with("password", p);
     }
-    for (key, value) in [
-        (EcrConfigKey::Region, &args.aws_region),
-        (EcrConfigKey::Account, &args.aws_account),
-        (EcrConfigKey::Endpoint, &args.aws_endpoint),
-        (EcrConfigKey::Profile, &args.aws_profile),
-        (EcrConfigKey::TagMutability, &args.aws_tag_mutability),
-        (EcrConfigKey::Prefix, &args.prefix),
-    ] {
-        if let Some(v) = value {
-            b = b.with_config(key, v);
-        }
-    }
-    if args.aws_no_lifecycle_policy {
-        b = b.lifecycle_policy(false);
-    }
-    if args.registry_creds.is_some() {
-        bail!("--registry-creds does not apply to --provider aws (ECR credentials come from GetAuthorizationToken)");
-    }
-    // `open_registry` is synchronous and the AWS configuration loads asynchronously.
-    let ecr =
-        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(b.build()))?;
-    Ok(Arc::new(ecr))
+    let factories: [&dyn RegistryFactory; 3] = [
+        &provider_aws::factory(),
+        &provider_gcp::factory(),
+        &provider_scaleway::factory(),
+    ];
+    Ok(mirror_core::registry::open(&args.registry, &options, &factories).await?)
 }
 
 fn time_string(t: Option<std::time::SystemTime>) -> String {
@@ -492,14 +413,12 @@ fn time_string(t: Option<std::time::SystemTime>) -> String {
 }
 
 async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry).await?;
     let strategy: Arc<dyn MirrorStrategy> = match args.mode {
         Mode::Service => Arc::new(ServiceStrategy {
             keep_previous: args.keep_previous,
         }),
-        Mode::Cluster => Arc::new(ClusterStrategy {
-            retention: args.retention.into(),
-        }),
+        Mode::Cluster => Arc::new(ClusterStrategy::new(args.retention.into())),
     };
     let source = Source::parse(&args.source)?;
     let mut sources = Sources::new();
@@ -538,11 +457,9 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
 }
 
 async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry).await?;
     let mirror = Mirror::builder(registry, &args.registry.cluster)
-        .strategy(Arc::new(ClusterStrategy {
-            retention: args.retention.into(),
-        }))
+        .strategy(Arc::new(ClusterStrategy::new(args.retention.into())))
         .build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let report = mirror
@@ -582,7 +499,7 @@ async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
 }
 
 async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry).await?;
     let mirror = Mirror::builder(registry, &args.registry.cluster).build()?;
     let inv = mirror.inventory().await?;
     if args.registry.json {
@@ -610,7 +527,7 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
 async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
     use mirror_core::store::http::credentials::DockerConfig;
     use mirror_core::{BuildEvent, BuildSpec, Builder, RepositoryScope};
-    let registry = open_registry(&args.registry)?;
+    let registry = open_registry(&args.registry).await?;
     let mut spec = BuildSpec::new(&args.context, &args.commit)
         .with_platforms(args.platforms.iter().cloned())
         .with_keep_previous(args.keep_previous)
@@ -633,11 +550,18 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
     }
     // The builder pushes with the mirror registry's credentials: --registry-creds, else the
     // docker config (unless the registry hands out its own).
-    let build_repo = registry.repository_name(&RepositoryScope::Build {
+    let build_repo = registry.repository(&RepositoryScope::Build {
         cluster: args.registry.cluster.clone(),
         service: args.service.clone(),
     })?;
-    let host = registry
+    let builds = registry.builds().with_context(|| {
+        format!(
+            "the {} registry at {} cannot receive builds",
+            registry.provider(),
+            registry.location()
+        )
+    })?;
+    let host = builds
         .repository_reference(&build_repo)?
         .split('/')
         .next()

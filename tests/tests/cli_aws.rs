@@ -2,10 +2,10 @@
 //! and Cluster mode), `ls` and `sweep`, with the AWS SDK's default credential chain fed by
 //! environment variables only (a temporary `HOME`, no `~/.aws`).
 //!
-//! The test builds the example itself (`cargo build -p examples --example mirror`, a no-op
+//! The test builds the example itself (`cargo build -p mirror-cli --example mirror`, a no-op
 //! when it is fresh) and runs the binary.
 
-mod support;
+use provider_aws::testing as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,7 +19,7 @@ fn build_cli() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    mirror_core::testing::build_example(root, "examples", "mirror")
+    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
 }
 
 struct Cli {
@@ -49,12 +49,10 @@ impl Cli {
             .env("MIRROR_ECR_ENDPOINT", &self.endpoint)
             .arg(args[0])
             .args([
-                "--provider",
-                "aws",
                 "--registry",
-                &self.registry,
-                "--aws-account",
-                ACCOUNT,
+                &format!("ecr://{}", self.registry),
+                "--registry-option",
+                &format!("account={ACCOUNT}"),
                 "--cluster",
                 "prod",
             ])
@@ -187,15 +185,7 @@ async fn deploy_ls_and_sweep_with_provider_aws() {
     let out = Command::new(&cli.bin)
         .env_clear()
         .env("HOME", cli.home.path())
-        .args([
-            "ls",
-            "--provider",
-            "aws",
-            "--registry",
-            "ecr",
-            "--cluster",
-            "prod",
-        ])
+        .args(["ls", "--registry", "ecr://", "--cluster", "prod"])
         .env("AWS_CONFIG_FILE", cli.home.path().join("absent"))
         .env(
             "AWS_SHARED_CREDENTIALS_FILE",

@@ -2,10 +2,10 @@
 //! `deploy` (Service and Cluster mode), `ls` and `sweep`, configured through `MIRROR_GAR_*`
 //! variables and `--gcp-*` flags, with a temporary `HOME` and no other environment.
 //!
-//! The test builds the example itself (`cargo build -p examples --example mirror`, a no-op
+//! The test builds the example itself (`cargo build -p mirror-cli --example mirror`, a no-op
 //! when it is fresh) and runs the binary.
 
-mod support;
+use provider_gcp::testing as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -20,7 +20,7 @@ fn build_cli() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    mirror_core::testing::build_example(root, "examples", "mirror")
+    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
 }
 
 struct Cli {
@@ -48,14 +48,12 @@ impl Cli {
             .env("MIRROR_GAR_PROJECT", PROJECT)
             .arg(args[0])
             .args([
-                "--provider",
-                "gcp",
                 "--registry",
-                &self.docker_host,
-                "--gcp-location",
-                LOCATION,
-                "--gcp-credentials-file",
-                &self.key.display().to_string(),
+                &format!("gar://{}", self.docker_host),
+                "-o",
+                &format!("location={LOCATION}"),
+                "-o",
+                &format!("credentials_file={}", self.key.display()),
                 "--cluster",
                 "prod",
             ])
@@ -199,15 +197,7 @@ async fn deploy_ls_and_sweep_with_provider_gcp() {
     // Without a location the CLI says what to set, before looking for credentials.
     let out = cli
         .command()
-        .args([
-            "ls",
-            "--provider",
-            "gcp",
-            "--registry",
-            "gar",
-            "--cluster",
-            "prod",
-        ])
+        .args(["ls", "--registry", "gar://", "--cluster", "prod"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -157,9 +157,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         run(
             "cluster",
-            Arc::new(ClusterStrategy {
-                retention: Duration::from_secs(86400)
-            }),
+            Arc::new(ClusterStrategy::new(Duration::from_secs(86400))),
             &src,
             &images,
             calls,

@@ -2,10 +2,10 @@
 //! real registry: `deploy` (Service and Cluster mode), `ls` and `sweep`, configured by the
 //! `SCW_*` variables only (a cleared environment and a temporary `HOME`).
 //!
-//! The test builds the example itself (`cargo build -p examples --example mirror`, a no-op
+//! The test builds the example itself (`cargo build -p mirror-cli --example mirror`, a no-op
 //! when it is fresh) and runs the binary.
 
-mod support;
+use provider_scaleway::testing as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -19,7 +19,7 @@ fn build_cli() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root");
-    mirror_core::testing::build_example(root, "examples", "mirror")
+    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
 }
 
 struct Cli {
@@ -48,10 +48,8 @@ impl Cli {
             .env("SCW_API_URL", &self.api_url)
             .arg(args[0])
             .args([
-                "--provider",
-                "scaleway",
                 "--registry",
-                &self.registry,
+                &format!("scaleway://{}", self.registry),
                 "--cluster",
                 "prod",
             ])
@@ -175,15 +173,7 @@ async fn deploy_ls_and_sweep_with_provider_scaleway() {
     let out = cli
         .command()
         .env("SCW_DEFAULT_PROJECT_ID", PROJECT)
-        .args([
-            "ls",
-            "--provider",
-            "scaleway",
-            "--registry",
-            "scaleway",
-            "--cluster",
-            "prod",
-        ])
+        .args(["ls", "--registry", "scaleway://", "--cluster", "prod"])
         .output()
         .unwrap();
     assert!(!out.status.success());

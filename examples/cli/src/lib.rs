@@ -1,0 +1,1 @@
+//! Example binaries live beside this crate as `[[example]]` targets.

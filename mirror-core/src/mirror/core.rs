@@ -1,0 +1,251 @@
+//! The one private core of [`Mirror`](super::Mirror): its state (registry, cluster,
+//! strategy, options) and the steps deploy, build, sweep and inventory share: ensure a
+//! repository once, place an image, evict.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+
+use crate::copy::{CopyOptions, CopyReport};
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::eviction::{plan_service_eviction, EvictionPlan};
+use crate::image::{place, PushTimes};
+use crate::registry::{Registry, Repository, RepositorySettings};
+use crate::store::ImageStore;
+use crate::strategy::MirrorStrategy;
+
+use super::report::TagPolicy;
+use super::source::Sources;
+
+/// Mount sources looked up at most, when this `Mirror` does not know where an image is.
+const MAX_MOUNT_CANDIDATES: usize = 64;
+
+#[derive(Debug)]
+pub(super) struct Core {
+    pub registry: Arc<dyn Registry>,
+    pub cluster: String,
+    pub strategy: Arc<dyn MirrorStrategy>,
+    pub tag_policy: TagPolicy,
+    pub grace: Duration,
+    pub copy: CopyOptions,
+    pub sources: Arc<Sources>,
+    /// Repositories ensured by this `Mirror` (each once).
+    ensured: Mutex<HashSet<String>>,
+    /// One lock per source image being copied: concurrent calls for the same image wait for
+    /// the first copy and then skip or mount, so each blob crosses the wire once.
+    inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Repositories this `Mirror` put each image into: mount sources found without listing
+    /// the registry. A stale entry only costs a declined mount.
+    locations: Mutex<HashMap<Digest, Vec<Repository>>>,
+}
+
+impl Core {
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        cluster: String,
+        strategy: Arc<dyn MirrorStrategy>,
+        tag_policy: TagPolicy,
+        grace: Duration,
+        copy: CopyOptions,
+        sources: Arc<Sources>,
+    ) -> Self {
+        Core {
+            registry,
+            cluster,
+            strategy,
+            tag_policy,
+            grace,
+            copy,
+            sources,
+            ensured: Mutex::default(),
+            inflight: Mutex::default(),
+            locations: Mutex::default(),
+        }
+    }
+
+    /// Ensures `repository` with `settings`, once per `Mirror`.
+    pub async fn ensure(
+        &self,
+        repository: &Repository,
+        settings: &RepositorySettings,
+    ) -> Result<()> {
+        let known = self
+            .ensured
+            .lock()
+            .map(|s| s.contains(repository.name()))
+            .unwrap_or(false);
+        if known {
+            return Ok(());
+        }
+        self.registry
+            .ensure_repository(repository, settings)
+            .await?;
+        if let Ok(mut s) = self.ensured.lock() {
+            s.insert(repository.name().to_string());
+        }
+        Ok(())
+    }
+
+    fn push_times(&self) -> PushTimes {
+        if self.registry.capabilities().records_push_time {
+            PushTimes::Recorded
+        } else {
+            PushTimes::Bookkeeping(SystemTime::now())
+        }
+    }
+
+    /// Places the image `src_ref` of `src` into `repository` under `tag` (see
+    /// [`crate::image::place`]): once per image at a time within this `Mirror`, mounting
+    /// from the other repositories of the cluster known to hold it. `source_digest` is the
+    /// digest of `src_ref` when known (then it also names the single flight).
+    pub async fn place(
+        &self,
+        src: &dyn ImageStore,
+        src_ref: &str,
+        dst: &dyn ImageStore,
+        repository: &Repository,
+        tag: &str,
+        mut options: CopyOptions,
+        source_digest: Option<Digest>,
+    ) -> Result<CopyReport> {
+        let mut _flight = None;
+        if let Some(digest) = &source_digest {
+            _flight = Some(self.single_flight(digest).await);
+            options.mount_from = self
+                .repositories_holding(repository, digest)
+                .await
+                .into_iter()
+                .map(|r| r.name().to_string())
+                .collect();
+        }
+        let report = place(
+            src,
+            src_ref,
+            dst,
+            tag,
+            &options,
+            self.push_times(),
+            source_digest,
+        )
+        .await?;
+        self.remember(&report.digest, repository);
+        Ok(report)
+    }
+
+    /// Waits until no other call of this `Mirror` copies the image `digest`, and holds the
+    /// image until the returned guard is dropped.
+    async fn single_flight(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = match self.inflight.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // Forget locks nobody holds or waits for, so the map stays small.
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(digest.clone()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    /// Records that `repository` holds the image `digest`.
+    pub fn remember(&self, digest: &Digest, repository: &Repository) {
+        if let Ok(mut m) = self.locations.lock() {
+            let repos = m.entry(digest.clone()).or_default();
+            if !repos.iter().any(|r| r.name() == repository.name()) {
+                repos.push(repository.clone());
+            }
+        }
+    }
+
+    /// Other repositories of this cluster that hold `digest` (mount sources): those this
+    /// `Mirror` copied it into, else those the registry lists for the cluster.
+    async fn repositories_holding(&self, except: &Repository, digest: &Digest) -> Vec<Repository> {
+        let known: Vec<Repository> = self
+            .locations
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.name() != except.name())
+            .collect();
+        if !known.is_empty() {
+            return known;
+        }
+        let repos = match self.registry.list_repositories(&self.cluster).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot list repositories; no mount sources");
+                return Vec::new();
+            }
+        };
+        let reference = digest.to_string();
+        futures::stream::iter(
+            repos
+                .into_iter()
+                .filter(|r| r.name() != except.name())
+                .take(MAX_MOUNT_CANDIDATES)
+                .map(|r| {
+                    let reference = reference.clone();
+                    async move {
+                        let store = self.registry.store(&r).await.ok()?;
+                        match store.head_manifest(&reference).await {
+                            Ok(Some(_)) => Some(r),
+                            _ => None,
+                        }
+                    }
+                }),
+        )
+        .buffer_unordered(8)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await
+    }
+
+    /// Service-mode eviction in `repository` after `deployed` was placed there: everything
+    /// but the `keep` newest, the in-use images and those within the grace period.
+    pub async fn evict(
+        &self,
+        repository: &Repository,
+        deployed: &Digest,
+        in_use: &HashSet<Digest>,
+        keep: usize,
+    ) -> Result<(Vec<Digest>, Vec<String>)> {
+        let images = self.registry.list_images(repository).await?;
+        let plan = plan_service_eviction(
+            repository.name(),
+            &images,
+            deployed,
+            in_use,
+            keep,
+            SystemTime::now(),
+            self.grace,
+        );
+        Ok(self.execute(repository, &plan).await)
+    }
+
+    /// Deletes what `plan` says; failures become warnings, an image already gone is fine.
+    pub async fn execute(
+        &self,
+        repository: &Repository,
+        plan: &EvictionPlan,
+    ) -> (Vec<Digest>, Vec<String>) {
+        let mut deleted = Vec::new();
+        let mut warnings = Vec::new();
+        for img in &plan.delete {
+            match self.registry.delete_image(repository, &img.digest).await {
+                Ok(()) => deleted.push(img.digest.clone()),
+                // Someone else deleted it first: the goal is reached.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => warnings.push(format!(
+                    "could not delete {}@{}: {e}",
+                    plan.repository, img.digest
+                )),
+            }
+        }
+        (deleted, warnings)
+    }
+}

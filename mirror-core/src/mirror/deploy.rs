@@ -1,0 +1,148 @@
+//! [`Mirror::mirror`]: copy (or find) an image for a service and evict the service's old ones.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::store::ImageStore;
+
+use super::report::{Action, Deployment, TagPolicy};
+use super::source::Source;
+use super::Mirror;
+
+impl Mirror {
+    /// Mirrors `source` for `service` with an empty in-use set.
+    pub async fn mirror(&self, service: &str, source: &Source) -> Result<Deployment> {
+        self.mirror_with(service, source, &HashSet::new()).await
+    }
+
+    /// Mirrors `source` for `service`; eviction keeps every digest in `in_use`.
+    pub async fn mirror_with(
+        &self,
+        service: &str,
+        source: &Source,
+        in_use: &HashSet<Digest>,
+    ) -> Result<Deployment> {
+        let core = &self.core;
+        let target = core.strategy.target(&core.cluster, service, &source.id())?;
+        let repository = core.registry.repository(&target.scope)?;
+        core.ensure(&repository, &core.strategy.settings()).await?;
+        let dst = core.registry.store(&repository).await?;
+        let mut warnings = Vec::new();
+        let src_ref = source.reference();
+        let deployment = |digest: Digest, action: Action, warnings: Vec<String>| Deployment {
+            service: service.to_string(),
+            source: source.to_string(),
+            pull_reference: core.registry.pull_reference(&repository, &digest),
+            repository: repository.name().to_string(),
+            tag: target.tag.clone(),
+            digest,
+            action,
+            blobs_mounted: 0,
+            blobs_uploaded: 0,
+            bytes_uploaded: 0,
+            evicted: Vec::new(),
+            warnings,
+        };
+
+        let existing = dst.head_manifest(&target.tag).await?;
+        let mut action = Action::Copied;
+        let mut src_store: Option<Arc<dyn ImageStore>> = None;
+        if let Some(head) = &existing {
+            let current = match (source.pinned(), core.tag_policy) {
+                (Some(d), _) => d == &head.digest,
+                (None, TagPolicy::Trust) => true,
+                (None, TagPolicy::Verify) => {
+                    let checked = match core.sources.open(source) {
+                        Ok(s) => {
+                            let r = s.head_manifest(&src_ref).await;
+                            src_store = Some(s);
+                            r
+                        }
+                        Err(e) => Err(e),
+                    };
+                    match checked {
+                        Ok(Some(h)) => h.digest == head.digest,
+                        Ok(None) => {
+                            warnings.push(format!(
+                                "source {source} no longer exists; serving the mirrored copy {}",
+                                head.digest
+                            ));
+                            true
+                        }
+                        Err(e) => {
+                            warnings.push(format!(
+                                "source {source} unreachable ({e}); serving the mirrored copy {}",
+                                head.digest
+                            ));
+                            true
+                        }
+                    }
+                }
+            };
+            if current {
+                return Ok(deployment(head.digest.clone(), Action::Skipped, warnings));
+            }
+            warnings.push(format!(
+                "mutable tag: {source} now names another image than the mirrored {}; mirroring it again",
+                head.digest
+            ));
+            action = Action::Recopied;
+        }
+
+        let src = match src_store {
+            Some(s) => s,
+            None => core.sources.open(source)?,
+        };
+        // One HEAD of the source gives the digest for the single flight, the mount sources
+        // and the bookkeeping tag; a failed HEAD leaves the error to the copy itself.
+        let source_digest = src
+            .head_manifest(&src_ref)
+            .await
+            .ok()
+            .flatten()
+            .map(|h| h.digest);
+        let report = core
+            .place(
+                src.as_ref(),
+                &src_ref,
+                dst.as_ref(),
+                &repository,
+                &target.tag,
+                core.copy.clone(),
+                source_digest,
+            )
+            .await?;
+        if report.already_present && action == Action::Copied {
+            // Another call copied it while this one waited for it.
+            action = Action::Skipped;
+        }
+
+        let mut evicted = Vec::new();
+        if core.strategy.evict_after_deploy() {
+            match core
+                .evict(
+                    &repository,
+                    &report.digest,
+                    in_use,
+                    core.strategy.keep_previous(),
+                )
+                .await
+            {
+                Ok((gone, mut w)) => {
+                    evicted = gone;
+                    warnings.append(&mut w);
+                }
+                Err(e) => warnings.push(format!("eviction in {repository} failed: {e}")),
+            }
+        }
+        Ok(Deployment {
+            blobs_mounted: report.blobs_mounted,
+            blobs_uploaded: report.blobs_uploaded,
+            bytes_uploaded: report.bytes_uploaded,
+            evicted,
+            ..deployment(report.digest.clone(), action, warnings)
+        })
+    }
+}

@@ -1,0 +1,151 @@
+//! [`Mirror`]: the façade a deployer calls before Kubernetes deploys.
+//!
+//! `mirror(service, source)` returns a [`Deployment`] whose `pull_reference` is pinned by digest
+//! and lives in the cluster's mirror registry:
+//!
+//! 1. The strategy names the target repository and tag; the repository is ensured once per
+//!    `Mirror` (cached).
+//! 2. Present at the target → skip, with manifest HEADs only. With [`TagPolicy::Verify`] (the
+//!    default) the source tag is HEADed too: a different digest means the tag was re-pushed
+//!    (a *mutable tag*), so the image is mirrored again with a warning; an unreachable source
+//!    returns the mirrored copy with a warning, because surviving source outages is why we
+//!    mirror. [`TagPolicy::Trust`] never contacts the source when the tag is present.
+//! 3. Absent → copy. Blobs already in another repository of the cluster holding the same image
+//!    are mounted, so deploying one image for a second service uploads nothing. On registries
+//!    that cannot tell push times, a bookkeeping tag is written first (see [`crate::image`]).
+//! 4. Service mode → evict the service's other images, except the `keep_previous` newest, the
+//!    caller's in-use set, and images pushed within the grace period (another deployer may have
+//!    just pushed them). Eviction failures are warnings: the deployment itself succeeded.
+//!
+//! ```no_run
+//! # async fn demo() -> mirror_core::Result<()> {
+//! use std::sync::Arc;
+//! use mirror_core::{LayoutRegistry, Mirror, Source};
+//! let mirror = Mirror::builder(Arc::new(LayoutRegistry::new("/var/mirror")), "prod-eu").build()?;
+//! let d = mirror.mirror("api", &Source::parse("oci:/tmp/src:v1")?).await?;
+//! println!("deploy {}", d.pull_reference);
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - `source`: [`Source`] and [`Sources`];
+//! - `report`: what the calls return;
+//! - `core`: the private core every call goes through (ensure once, place, evict);
+//! - `deploy`: [`Mirror::mirror`]; `build`: [`Mirror::build`]; `maintain`: [`Mirror::sweep`],
+//!   [`Mirror::inventory`], [`Mirror::resolve_in_use`].
+
+mod build;
+mod core;
+mod deploy;
+mod maintain;
+mod report;
+mod source;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::copy::CopyOptions;
+use crate::error::Result;
+use crate::registry::Registry;
+use crate::strategy::{MirrorStrategy, ServiceStrategy};
+
+pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
+pub use source::{Source, Sources};
+
+use self::core::Core;
+
+/// Builds a [`Mirror`].
+#[derive(Debug)]
+pub struct MirrorBuilder {
+    registry: Arc<dyn Registry>,
+    cluster: String,
+    strategy: Arc<dyn MirrorStrategy>,
+    tag_policy: TagPolicy,
+    grace: Duration,
+    copy: CopyOptions,
+    sources: Arc<Sources>,
+}
+
+impl MirrorBuilder {
+    /// The mirroring strategy (default: Service mode keeping 1 previous image).
+    pub fn strategy(mut self, s: Arc<dyn MirrorStrategy>) -> Self {
+        self.strategy = s;
+        self
+    }
+
+    /// The tag policy (default [`TagPolicy::Verify`]).
+    pub fn tag_policy(mut self, p: TagPolicy) -> Self {
+        self.tag_policy = p;
+        self
+    }
+
+    /// Images pushed less than this ago are never evicted (default 10 minutes): another
+    /// deployer may have just pushed them. Zero turns the protection off (one deployer only).
+    pub fn eviction_grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Copy options (concurrency, platforms, progress events).
+    pub fn copy_options(mut self, o: CopyOptions) -> Self {
+        self.copy = o;
+        self
+    }
+
+    /// How sources are opened (credentials per registry).
+    pub fn sources(mut self, s: Sources) -> Self {
+        self.sources = Arc::new(s);
+        self
+    }
+
+    /// Validates the cluster id and builds.
+    pub fn build(self) -> Result<Mirror> {
+        crate::registry::id_component("cluster", &self.cluster, 48)?;
+        Ok(Mirror {
+            core: Core::new(
+                self.registry,
+                self.cluster,
+                self.strategy,
+                self.tag_policy,
+                self.grace,
+                self.copy,
+                self.sources,
+            ),
+        })
+    }
+}
+
+/// The façade a deployer calls: mirror, build, sweep, inventory.
+#[derive(Debug)]
+pub struct Mirror {
+    core: Core,
+}
+
+/// Default eviction grace period.
+pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(600);
+
+impl Mirror {
+    /// A builder for `cluster` on `registry`.
+    pub fn builder(registry: Arc<dyn Registry>, cluster: &str) -> MirrorBuilder {
+        MirrorBuilder {
+            registry,
+            cluster: cluster.to_string(),
+            strategy: Arc::new(ServiceStrategy::default()),
+            tag_policy: TagPolicy::default(),
+            grace: DEFAULT_EVICTION_GRACE,
+            copy: CopyOptions::default(),
+            sources: Arc::new(Sources::new()),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<dyn Registry> {
+        &self.core.registry
+    }
+
+    /// The cluster id.
+    pub fn cluster(&self) -> &str {
+        &self.core.cluster
+    }
+}

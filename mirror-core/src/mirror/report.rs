@@ -1,0 +1,95 @@
+//! What `Mirror`'s calls return: [`Deployment`], [`SweepReport`], [`Inventory`].
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::eviction::EvictionPlan;
+use crate::image::ImageRecord;
+
+/// What to do when the target tag is already mirrored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TagPolicy {
+    /// HEAD the source; mirror again if the tag now names another digest (the default).
+    #[default]
+    Verify,
+    /// Never contact the source when the tag is present.
+    Trust,
+}
+
+/// What `mirror` did with the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Already mirrored: nothing copied.
+    Skipped,
+    /// Copied (first time).
+    Copied,
+    /// Copied again because the source tag now names another digest.
+    Recopied,
+    /// Built from source by [`Mirror::build`](crate::Mirror::build) (blob counts cover the
+    /// mount from the staging repository, not the builder's own upload).
+    Built,
+}
+
+/// The result of mirroring one image for one service.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    /// The service.
+    pub service: String,
+    /// The source as given.
+    pub source: String,
+    /// The digest-pinned reference Kubernetes should pull (`host/repo@sha256:…`).
+    pub pull_reference: String,
+    /// The target repository.
+    pub repository: String,
+    /// The target tag.
+    pub tag: String,
+    /// The image digest.
+    pub digest: Digest,
+    /// What was done.
+    pub action: Action,
+    /// Blobs mounted from other repositories.
+    pub blobs_mounted: usize,
+    /// Blobs uploaded.
+    pub blobs_uploaded: usize,
+    /// Bytes uploaded.
+    pub bytes_uploaded: u64,
+    /// Images deleted by eviction.
+    pub evicted: Vec<Digest>,
+    /// Things a person should know (mutable tag, source unreachable, eviction failure).
+    pub warnings: Vec<String>,
+}
+
+/// The result of a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepReport {
+    /// The repositories swept and their plans.
+    pub plans: Vec<EvictionPlan>,
+    /// Images deleted (empty on a dry run).
+    pub deleted: Vec<Digest>,
+    /// True when nothing was deleted on purpose.
+    pub dry_run: bool,
+    /// Deletions that failed.
+    pub warnings: Vec<String>,
+}
+
+/// One repository of the inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepositoryInventory {
+    /// The repository name.
+    pub repository: String,
+    /// Its images, newest first.
+    pub images: Vec<ImageRecord>,
+}
+
+/// What the mirror holds for a cluster.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inventory {
+    /// The registry.
+    pub registry: String,
+    /// The cluster.
+    pub cluster: String,
+    /// Repositories with their images.
+    pub repositories: Vec<RepositoryInventory>,
+}

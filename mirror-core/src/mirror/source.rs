@@ -1,0 +1,215 @@
+//! What `Mirror::mirror` copies from: [`Source`], and [`Sources`], which opens them.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+use crate::store::http::credentials::{Credentials, DockerConfig};
+use crate::store::http::RegistryClient;
+use crate::store::layout::{parse_oci_location, LayoutStore};
+use crate::store::ImageStore;
+use crate::strategy::SourceId;
+
+/// An image to mirror: a registry reference or an OCI layout (`oci:PATH[:tag]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An image in a registry.
+    Registry(Reference),
+    /// An image in an OCI layout directory.
+    Layout {
+        /// The layout directory.
+        path: PathBuf,
+        /// The tag (default `latest`).
+        tag: String,
+    },
+}
+
+impl Source {
+    /// Parses `oci:PATH[:tag]` or an image reference (normalised as Docker does).
+    pub fn parse(s: &str) -> Result<Self> {
+        if s.starts_with("oci:") {
+            let (path, tag) = parse_oci_location(s)?;
+            return Ok(Source::Layout {
+                path,
+                tag: tag.unwrap_or_else(|| "latest".into()),
+            });
+        }
+        let r = Reference::parse(s)?;
+        // A registry host named `oci` would print as an `oci:` layout location.
+        if r.registry() == "oci" || r.registry().starts_with("oci:") {
+            return Err(Error::InvalidReference {
+                input: s.to_string(),
+                reason: "a registry host named \"oci\" reads as an OCI layout location; \
+                         write layouts as oci:PATH (lowercase)"
+                    .into(),
+            });
+        }
+        Ok(Source::Registry(r))
+    }
+
+    /// The identity strategies name targets by. A layout is identified by its canonical
+    /// full path (symbolic links resolved; made absolute and normalised when it does not
+    /// exist), so two layouts of the same directory name are two sources.
+    pub fn id(&self) -> SourceId {
+        match self {
+            Source::Registry(r) => SourceId {
+                registry: r.registry().to_string(),
+                repository: r.repository().to_string(),
+                tag: r.tag().map(str::to_string),
+                digest: r.digest().cloned(),
+            },
+            Source::Layout { path, tag } => SourceId {
+                registry: "oci".into(),
+                repository: canonical_path(path).to_string_lossy().into_owned(),
+                tag: Some(tag.clone()),
+                digest: None,
+            },
+        }
+    }
+
+    /// What to ask the source store for (digest when pinned, else tag).
+    pub(crate) fn reference(&self) -> String {
+        match self {
+            Source::Registry(r) => r.manifest_reference(),
+            Source::Layout { tag, .. } => tag.clone(),
+        }
+    }
+
+    pub(crate) fn pinned(&self) -> Option<&Digest> {
+        match self {
+            Source::Registry(r) => r.digest(),
+            Source::Layout { .. } => None,
+        }
+    }
+}
+
+/// `path` with symbolic links resolved; when that fails (it does not exist yet), absolute
+/// and with `.` and `..` removed lexically.
+fn canonical_path(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Registry(r) => write!(f, "{r}"),
+            Source::Layout { path, tag } => write!(f, "oci:{}:{tag}", path.display()),
+        }
+    }
+}
+
+/// Opens source stores: one HTTP client per registry host (credentials from code or the docker
+/// `config.json`), layouts by path.
+#[derive(Debug, Default)]
+pub struct Sources {
+    credentials: HashMap<String, Credentials>,
+    plain_http: HashMap<String, bool>,
+    clients: Mutex<HashMap<String, RegistryClient>>,
+}
+
+impl Sources {
+    /// Sources with credentials from the docker config.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Uses `credentials` for `registry` instead of the docker config.
+    pub fn with_credentials(mut self, registry: &str, credentials: Credentials) -> Self {
+        self.credentials.insert(registry.to_string(), credentials);
+        self
+    }
+
+    /// Forces plain HTTP (`true`) or HTTPS for `registry`.
+    pub fn with_plain_http(mut self, registry: &str, plain: bool) -> Self {
+        self.plain_http.insert(registry.to_string(), plain);
+        self
+    }
+
+    /// Opens the store holding `source`.
+    pub fn open(&self, source: &Source) -> Result<Arc<dyn ImageStore>> {
+        match source {
+            Source::Layout { path, .. } => Ok(Arc::new(LayoutStore::open(path)?)),
+            Source::Registry(r) => {
+                let host = r.registry();
+                let client = {
+                    let mut clients = self
+                        .clients
+                        .lock()
+                        .map_err(|_| Error::Config("source client cache poisoned".into()))?;
+                    match clients.get(host) {
+                        Some(c) => c.clone(),
+                        None => {
+                            let creds = match self.credentials.get(host) {
+                                Some(c) => c.clone(),
+                                None => DockerConfig::load_default()?.credentials_for(host)?,
+                            };
+                            let mut b = RegistryClient::builder(host).credentials(creds);
+                            if let Some(p) = self.plain_http.get(host) {
+                                b = b.plain_http(*p);
+                            }
+                            let c = b.build()?;
+                            clients.insert(host.to_string(), c.clone());
+                            c
+                        }
+                    }
+                };
+                Ok(Arc::new(client.repository(r.repository())?))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_are_identified_by_their_full_path() {
+        let a = Source::parse("oci:/a/app:v1").unwrap().id();
+        let b = Source::parse("oci:/b/app:v1").unwrap().id();
+        assert_ne!(a, b, "two layouts named app are two sources");
+        assert_eq!(a.repository, "/a/app");
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("app");
+        std::fs::create_dir(&real).unwrap();
+        let via_dots = Source::parse(&format!("oci:{}/x/../app:v1", dir.path().display()))
+            .unwrap()
+            .id();
+        assert_eq!(
+            via_dots.repository,
+            real.canonicalize().unwrap().to_string_lossy(),
+            "the same directory however it is written"
+        );
+        assert_eq!(
+            crate::strategy::cluster_tag(&a),
+            crate::strategy::cluster_tag(&Source::parse("oci:/a/./app:v1").unwrap().id())
+        );
+        assert_ne!(
+            crate::strategy::cluster_tag(&a),
+            crate::strategy::cluster_tag(&b)
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! [`LayoutRegistry`]: a directory of OCI image layouts, one per repository.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::image::{list_images_by_tags, ImageRecord};
+use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
+use crate::registry::{Registry, Repository, RepositoryScope, RepositorySettings};
+use crate::store::layout::LayoutStore;
+use crate::store::ImageStore;
+
+/// A directory of OCI image layouts, one per repository (`<root>/<repository>/`): the
+/// embedded default that needs no server. Push times are recorded by the library. It cannot
+/// receive builds ([`Registry::builds`] is `None`): builders push to a distribution registry.
+#[derive(Debug, Clone)]
+pub struct LayoutRegistry {
+    root: PathBuf,
+    prefix: Option<String>,
+}
+
+impl LayoutRegistry {
+    /// A registry rooted at `root` (created on first push).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LayoutRegistry {
+            root: root.into(),
+            prefix: None,
+        }
+    }
+
+    /// Puts every repository under `prefix` (a valid repository path, e.g. `team-b`): a
+    /// directory below the root.
+    pub fn with_prefix(mut self, prefix: &str) -> Result<Self> {
+        check_name(prefix)?;
+        self.prefix = Some(prefix.to_string());
+        Ok(self)
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path_of(&self, repository: &Repository) -> Result<PathBuf> {
+        check_name(repository.name())?;
+        Ok(self.root.join(repository.name()))
+    }
+}
+
+#[async_trait]
+impl Registry for LayoutRegistry {
+    fn provider(&self) -> &str {
+        "layout"
+    }
+
+    fn location(&self) -> String {
+        format!("oci:{}", self.root.display())
+    }
+
+    fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
+        Ok(Repository::new(
+            default_repository_name(self.prefix.as_deref(), scope)?,
+            scope.clone(),
+        ))
+    }
+
+    async fn ensure_repository(
+        &self,
+        repository: &Repository,
+        _settings: &RepositorySettings,
+    ) -> Result<()> {
+        LayoutStore::create(self.path_of(repository)?).map(|_| ())
+    }
+
+    async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
+        Ok(Arc::new(LayoutStore::create(self.path_of(repository)?)?))
+    }
+
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
+        let prefix = cluster_prefix(self.prefix.as_deref(), cluster)?;
+        let base = self.root.join(prefix.trim_end_matches('/'));
+        let mut out = Vec::new();
+        let mut pending = vec![base];
+        while let Some(dir) = pending.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&dir, e)),
+            };
+            if dir.join("oci-layout").is_file() {
+                if let Ok(rel) = dir.strip_prefix(&self.root) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+                continue;
+            }
+            for entry in entries {
+                let entry = entry.map_err(|e| Error::io(&dir, e))?;
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    pending.push(entry.path());
+                }
+            }
+        }
+        out.sort();
+        Ok(out.into_iter().map(Repository::listed).collect())
+    }
+
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let path = self.path_of(repository)?;
+        if !path.join("oci-layout").is_file() {
+            return Ok(Vec::new());
+        }
+        let store = LayoutStore::open(path)?;
+        list_images_by_tags(&store, repository.name()).await
+    }
+
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let path = self.path_of(repository)?;
+        if !path.join("oci-layout").is_file() {
+            return Err(Error::manifest_not_found(format!(
+                "oci:{}@{digest}",
+                path.display()
+            )));
+        }
+        LayoutStore::open(path)?.delete_manifest(digest).await
+    }
+
+    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
+        format!(
+            "oci:{}@{digest}",
+            self.root.join(repository.name()).display()
+        )
+    }
+}
