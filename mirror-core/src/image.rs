@@ -201,21 +201,31 @@ pub enum PushTimes {
     Bookkeeping(SystemTime),
 }
 
-/// Places the image `src_ref` of `src` in `dst` under `tag`: blobs and children first (the
-/// copy engine), then with [`PushTimes::Bookkeeping`] the bookkeeping tag, then `tag` last.
-/// `source_digest` is the digest of `src_ref` when the caller already HEADed it.
+/// The image to place: a reference (tag or digest) in a store, and its digest when the caller
+/// already knows it (a HEAD, a pinned reference).
+#[derive(Debug, Clone, Copy)]
+pub struct SourceImage<'a> {
+    /// The store holding it.
+    pub store: &'a dyn ImageStore,
+    /// Its tag or digest there.
+    pub reference: &'a str,
+    /// Its digest, when known.
+    pub digest: Option<&'a Digest>,
+}
+
+/// Places `source` in `dst` under `tag`: blobs and children first (the copy engine), then
+/// with [`PushTimes::Bookkeeping`] the bookkeeping tag, then `tag` last.
 ///
 /// A platform filter changes the image's digest, which is only known once the filtered
 /// index is written: then the tag comes first and the bookkeeping tag right after it.
 pub async fn place(
-    src: &dyn ImageStore,
-    src_ref: &str,
+    source: SourceImage<'_>,
     dst: &dyn ImageStore,
     tag: &str,
     options: &CopyOptions,
     push_times: PushTimes,
-    source_digest: Option<Digest>,
 ) -> Result<CopyReport> {
+    let (src, src_ref) = (source.store, source.reference);
     let at = match push_times {
         PushTimes::Recorded => return copy(src, src_ref, dst, tag, options).await,
         PushTimes::Bookkeeping(at) => at,
@@ -226,8 +236,8 @@ pub async fn place(
         dst.put_manifest(&pushed_tag(at, &r.digest), &m).await?;
         return Ok(r);
     }
-    let digest = match source_digest {
-        Some(d) => d,
+    let digest = match source.digest {
+        Some(d) => d.clone(),
         None => get_verified_manifest(src, src_ref).await?.digest,
     };
     let report = copy(src, src_ref, dst, &pushed_tag(at, &digest), options).await?;

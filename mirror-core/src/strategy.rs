@@ -208,7 +208,8 @@ pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
 /// short SHA-256 of the source's canonical encoding ([`cluster_tag_input`]).
 ///
 /// The readable part maps `/` and `:` to `_` and drops characters the tag grammar refuses, and
-/// it is cut to fit 128 characters. No readable encoding into the tag alphabet can be
+/// it is cut to fit 128 characters; for an OCI layout it holds the directory's name (the hash
+/// covers the full path). No readable encoding into the tag alphabet can be
 /// injective (`_` is itself valid in repository names: `a_b/c` and `a/b_c` read the same), so
 /// the hash suffix is always present: two sources never collide.
 pub fn cluster_tag(source: &SourceId) -> String {
@@ -218,8 +219,18 @@ pub fn cluster_tag(source: &SourceId) -> String {
         (None, Some(d)) => d.hex()[..12].to_string(),
         (None, None) => "latest".to_string(),
     };
+    // A layout is named by its full path (hashed); its directory name is what people read.
+    let repository = if source.registry == "oci" {
+        source
+            .repository
+            .rsplit('/')
+            .find(|c| !c.is_empty())
+            .unwrap_or(&source.repository)
+    } else {
+        &source.repository
+    };
     let mut readable = String::new();
-    for c in format!("{}_{}_{}", source.registry, source.repository, version).chars() {
+    for c in format!("{}_{}_{}", source.registry, repository, version).chars() {
         match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => readable.push(c),
             '/' | ':' | '@' => readable.push('_'),

@@ -13,15 +13,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mirror_core::provider::ConfigKey as _;
+use mirror_core::provider::config::factory_options;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
-use mirror_core::{Error, Registry, Result};
+use mirror_core::{Registry, Result};
 
 use crate::{naming, EcrBuilder, EcrConfigKey, PROVIDER};
 
 /// Opens ECR registries for `mirror_core::registry::open` (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EcrFactory;
+
+/// What `--registry-creds` is told: the data plane takes other credentials.
+const CREDENTIALS_HINT: &str = "its data-plane credentials come from GetAuthorizationToken";
 
 /// The factory, to pass to `mirror_core::registry::open`.
 pub fn factory() -> EcrFactory {
@@ -48,14 +51,8 @@ impl EcrFactory {
         if let Some(p) = options.prefix(prefix)? {
             b = b.repository_prefix(p);
         }
-        if options.get("username").is_some() || options.get("password").is_some() {
-            return Err(Error::Config("--registry-creds (username/password) does not apply to ECR: its data-plane credentials come from GetAuthorizationToken".into()));
-        }
-        for (k, v) in options.except(&["prefix"]) {
-            let key = EcrConfigKey::parse(k).map_err(|e| {
-                Error::Config(format!("{e} (ecr:// takes the ECR configuration keys)"))
-            })?;
-            b = b.with_config(key, v);
+        for (k, v) in factory_options::<EcrConfigKey>(options, "ecr", CREDENTIALS_HINT)? {
+            b = b.with_config(k, v);
         }
         Ok(b)
     }

@@ -13,15 +13,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mirror_core::provider::ConfigKey as _;
+use mirror_core::provider::config::factory_options;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
-use mirror_core::{Error, Registry, Result};
+use mirror_core::{Registry, Result};
 
 use crate::{naming, ArtifactRegistryBuilder, GarConfigKey, PROVIDER};
 
 /// Opens Artifact Registry registries for `mirror_core::registry::open` (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GarFactory;
+
+/// What `--registry-creds` is told: the data plane takes other credentials.
+const CREDENTIALS_HINT: &str = "the data plane takes user oauth2accesstoken with an OAuth access token (set credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the default chain)";
 
 /// The factory, to pass to `mirror_core::registry::open`.
 pub fn factory() -> GarFactory {
@@ -58,16 +61,8 @@ impl GarFactory {
         if let Some(p) = options.prefix(prefix)? {
             b = b.repository_prefix(p);
         }
-        if options.get("username").is_some() || options.get("password").is_some() {
-            return Err(Error::Config("--registry-creds (username/password) does not apply to Artifact Registry: the data plane takes user oauth2accesstoken with an OAuth access token (set credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the default chain)".into()));
-        }
-        for (k, v) in options.except(&["prefix"]) {
-            let key = GarConfigKey::parse(k).map_err(|e| {
-                Error::Config(format!(
-                    "{e} (gar:// takes the Artifact Registry configuration keys)"
-                ))
-            })?;
-            b = b.with_config(key, v);
+        for (k, v) in factory_options::<GarConfigKey>(options, "gar", CREDENTIALS_HINT)? {
+            b = b.with_config(k, v);
         }
         Ok(b)
     }

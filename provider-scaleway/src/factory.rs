@@ -14,15 +14,19 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mirror_core::provider::ConfigKey as _;
+use mirror_core::provider::config::factory_options;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
-use mirror_core::{Error, Registry, Result};
+use mirror_core::{Registry, Result};
 
 use crate::{naming, ScalewayBuilder, ScalewayConfigKey, PROVIDER};
 
 /// Opens Scaleway registries for `mirror_core::registry::open` (see the module docs).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScalewayFactory;
+
+/// What `--registry-creds` is told: the data plane takes other credentials.
+const CREDENTIALS_HINT: &str =
+    "the data plane takes user nologin with the secret key; set SCW_SECRET_KEY";
 
 /// The factory, to pass to `mirror_core::registry::open`.
 pub fn factory() -> ScalewayFactory {
@@ -65,16 +69,8 @@ impl ScalewayFactory {
         if let Some(p) = options.prefix(prefix)? {
             b = b.prefix(p);
         }
-        if options.get("username").is_some() || options.get("password").is_some() {
-            return Err(Error::Config("--registry-creds (username/password) does not apply to Scaleway: the data plane takes user nologin with the secret key; set SCW_SECRET_KEY".into()));
-        }
-        for (k, v) in options.except(&["prefix"]) {
-            let key = ScalewayConfigKey::parse(k).map_err(|e| {
-                Error::Config(format!(
-                    "{e} (scaleway:// takes the Scaleway configuration keys)"
-                ))
-            })?;
-            b = b.with_config(key, v);
+        for (k, v) in factory_options::<ScalewayConfigKey>(options, "scaleway", CREDENTIALS_HINT)? {
+            b = b.with_config(k, v);
         }
         Ok(b)
     }

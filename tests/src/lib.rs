@@ -1,5 +1,7 @@
 //! Shared helpers of the end-to-end tests (`tests/tests/*.rs`) and of the load benchmark.
 
+pub mod cli;
+
 use std::collections::HashMap;
 
 use mirror_core::testing::TestRegistry;

@@ -7,75 +7,9 @@
 
 use provider_aws::testing as support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use mirror_core::testing::TestImage;
-use serde_json::Value;
 use support::{EcrEmulator, ACCOUNT, REGION};
-
-/// Builds the example and returns the path of its executable.
-fn build_cli() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
-}
-
-struct Cli {
-    bin: PathBuf,
-    home: tempfile::TempDir,
-    endpoint: String,
-    registry: String,
-}
-
-impl Cli {
-    fn run(&self, args: &[&str]) -> Output {
-        let home = self.home.path();
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("DOCKER_CONFIG", home.join("docker"))
-            .env("AWS_CONFIG_FILE", home.join("aws-config-absent"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                home.join("aws-credentials-absent"),
-            )
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ACCESS_KEY_ID", "AKIDMIRRORTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "not-a-secret")
-            .env("AWS_REGION", REGION)
-            .env("MIRROR_ECR_ENDPOINT", &self.endpoint)
-            .arg(args[0])
-            .args([
-                "--registry",
-                &format!("ecr://{}", self.registry),
-                "--registry-option",
-                &format!("account={ACCOUNT}"),
-                "--cluster",
-                "prod",
-            ])
-            .args(&args[1..]);
-        cmd.output().expect("run the mirror CLI")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "mirror {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "mirror {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
+use tests::cli::{build_cli, Cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_ls_and_sweep_with_provider_aws() {
@@ -83,24 +17,36 @@ async fn deploy_ls_and_sweep_with_provider_aws() {
         .await
         .expect("build task");
     let emu = EcrEmulator::start().await;
-    let cli = Cli {
+    let endpoint = emu.endpoint();
+    let registry = format!("ecr://{}", emu.registry_host());
+    let account = format!("account={ACCOUNT}");
+    let cli = Cli::new(
         bin,
-        home: tempfile::tempdir().unwrap(),
-        endpoint: emu.endpoint(),
-        registry: emu.registry_host(),
-    };
+        &[
+            ("AWS_CONFIG_FILE", "/nonexistent/aws-config"),
+            (
+                "AWS_SHARED_CREDENTIALS_FILE",
+                "/nonexistent/aws-credentials",
+            ),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_ACCESS_KEY_ID", "AKIDMIRRORTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "not-a-secret"),
+            ("AWS_REGION", REGION),
+            ("MIRROR_ECR_ENDPOINT", &endpoint),
+        ],
+        &[
+            "--registry",
+            &registry,
+            "--registry-option",
+            &account,
+            "--cluster",
+            "prod",
+        ],
+    );
     let img = TestImage::builder().seed(77).layers([4000, 9000]).build();
-    let layout = cli.home.path().join("app");
-    img.write_layout(&layout, "1.0").unwrap();
-    let source = format!("oci:{}:1.0", layout.display());
+    let source = cli.layout_source(&img, "app", "1.0");
 
-    let run = |args: Vec<String>| {
-        let cli = &cli;
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            tokio::task::block_in_place(|| cli.json(&refs))
-        }
-    };
+    let run = |args: Vec<String>| cli.json_async(args);
     let d = run(vec![
         "deploy".into(),
         "--service".into(),
@@ -182,9 +128,8 @@ async fn deploy_ls_and_sweep_with_provider_aws() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&img.digest().to_string()), "{text}");
     // Without a region (and no AWS configuration at all) the CLI says what to set.
-    let out = Command::new(&cli.bin)
-        .env_clear()
-        .env("HOME", cli.home.path())
+    let out = cli
+        .command()
         .args(["ls", "--registry", "ecr://", "--cluster", "prod"])
         .env("AWS_CONFIG_FILE", cli.home.path().join("absent"))
         .env(

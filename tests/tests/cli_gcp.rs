@@ -7,77 +7,11 @@
 
 use provider_gcp::testing as support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
 use mirror_core::testing::TestImage;
-use serde_json::Value;
 use support::{FakeGar, LOCATION, PROJECT};
-
-/// Builds the example and returns the path of its executable.
-fn build_cli() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
-}
-
-struct Cli {
-    bin: PathBuf,
-    home: tempfile::TempDir,
-    endpoint: String,
-    docker_host: String,
-    key: PathBuf,
-}
-
-impl Cli {
-    fn command(&self) -> Command {
-        let home = self.home.path();
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("DOCKER_CONFIG", home.join("docker"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command()
-            .env("MIRROR_GAR_ENDPOINT", &self.endpoint)
-            .env("MIRROR_GAR_PROJECT", PROJECT)
-            .arg(args[0])
-            .args([
-                "--registry",
-                &format!("gar://{}", self.docker_host),
-                "-o",
-                &format!("location={LOCATION}"),
-                "-o",
-                &format!("credentials_file={}", self.key.display()),
-                "--cluster",
-                "prod",
-            ])
-            .args(&args[1..])
-            .output()
-            .expect("run the mirror CLI")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "mirror {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "mirror {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
+use tests::cli::{build_cli, Cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_ls_and_sweep_with_provider_gcp() {
@@ -85,25 +19,30 @@ async fn deploy_ls_and_sweep_with_provider_gcp() {
         .await
         .expect("build task");
     let fake = FakeGar::start().await;
-    let cli = Cli {
+    let endpoint = fake.endpoint();
+    let registry = format!("gar://{}", fake.docker_host());
+    let location = format!("location={LOCATION}");
+    let key = format!("credentials_file={}", fake.key_file().display());
+    let cli = Cli::new(
         bin,
-        home: tempfile::tempdir().unwrap(),
-        endpoint: fake.endpoint(),
-        docker_host: fake.docker_host(),
-        key: fake.key_file(),
-    };
+        &[
+            ("MIRROR_GAR_ENDPOINT", &endpoint),
+            ("MIRROR_GAR_PROJECT", PROJECT),
+        ],
+        &[
+            "--registry",
+            &registry,
+            "-o",
+            &location,
+            "-o",
+            &key,
+            "--cluster",
+            "prod",
+        ],
+    );
     let img = TestImage::builder().seed(77).layers([4000, 9000]).build();
-    let layout = cli.home.path().join("app");
-    img.write_layout(&layout, "1.0").unwrap();
-    let source = format!("oci:{}:1.0", layout.display());
-    let run = |args: Vec<&str>| {
-        let cli = &cli;
-        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            tokio::task::block_in_place(|| cli.json(&refs))
-        }
-    };
+    let source = cli.layout_source(&img, "app", "1.0");
+    let run = |args: Vec<&str>| cli.json_async(args.iter().map(|a| a.to_string()).collect());
 
     let d = run(vec!["deploy", "--service", "api", "--json", &source]).await;
     assert_eq!(d["action"], "copied", "{d}");

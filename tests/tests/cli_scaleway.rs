@@ -7,72 +7,9 @@
 
 use provider_scaleway::testing as support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
 use mirror_core::testing::TestImage;
-use serde_json::Value;
 use support::{FakeScaleway, PROJECT, REGION, SECRET};
-
-/// Builds the example and returns the path of its executable.
-fn build_cli() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root");
-    mirror_core::testing::build_example(root, "mirror-cli", "mirror")
-}
-
-struct Cli {
-    bin: PathBuf,
-    home: tempfile::TempDir,
-    api_url: String,
-    registry: String,
-}
-
-impl Cli {
-    fn command(&self) -> Command {
-        let home = self.home.path();
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", home)
-            .env("DOCKER_CONFIG", home.join("docker"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut cmd = self.command();
-        cmd.env("SCW_SECRET_KEY", SECRET)
-            .env("SCW_DEFAULT_PROJECT_ID", PROJECT)
-            .env("SCW_DEFAULT_REGION", REGION)
-            .env("SCW_API_URL", &self.api_url)
-            .arg(args[0])
-            .args([
-                "--registry",
-                &format!("scaleway://{}", self.registry),
-                "--cluster",
-                "prod",
-            ])
-            .args(&args[1..]);
-        cmd.output().expect("run the mirror CLI")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "mirror {args:?} failed:\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "mirror {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-}
+use tests::cli::{build_cli, Cli};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_ls_and_sweep_with_provider_scaleway() {
@@ -81,24 +18,21 @@ async fn deploy_ls_and_sweep_with_provider_scaleway() {
         .expect("build task");
     let fake = FakeScaleway::start().await;
     let namespace = fake.scaleway().namespace_name("prod").unwrap();
-    let cli = Cli {
+    let api_url = fake.api_url();
+    let registry = format!("scaleway://{}", fake.registry_host());
+    let cli = Cli::new(
         bin,
-        home: tempfile::tempdir().unwrap(),
-        api_url: fake.api_url(),
-        registry: fake.registry_host(),
-    };
+        &[
+            ("SCW_SECRET_KEY", SECRET),
+            ("SCW_DEFAULT_PROJECT_ID", PROJECT),
+            ("SCW_DEFAULT_REGION", REGION),
+            ("SCW_API_URL", &api_url),
+        ],
+        &["--registry", &registry, "--cluster", "prod"],
+    );
     let img = TestImage::builder().seed(77).layers([4000, 9000]).build();
-    let layout = cli.home.path().join("app");
-    img.write_layout(&layout, "1.0").unwrap();
-    let source = format!("oci:{}:1.0", layout.display());
-    let run = |args: Vec<&str>| {
-        let cli = &cli;
-        let args: Vec<String> = args.into_iter().map(str::to_string).collect();
-        async move {
-            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-            tokio::task::block_in_place(|| cli.json(&refs))
-        }
-    };
+    let source = cli.layout_source(&img, "app", "1.0");
+    let run = |args: Vec<&str>| cli.json_async(args.iter().map(|a| a.to_string()).collect());
 
     let d = run(vec!["deploy", "--service", "api", "--json", &source]).await;
     assert_eq!(d["action"], "copied", "{d}");

@@ -266,17 +266,13 @@ impl Mirror {
     ) -> Result<crate::copy::CopyReport> {
         let mut options = self.core.copy.clone();
         options.platforms.clear();
-        self.core
-            .place(
-                src,
-                &digest.to_string(),
-                dst,
-                repository,
-                tag,
-                options,
-                Some(digest.clone()),
-            )
-            .await
+        let reference = digest.to_string();
+        let source = crate::image::SourceImage {
+            store: src,
+            reference: &reference,
+            digest: Some(digest),
+        };
+        self.core.place(source, dst, repository, tag, options).await
     }
 
     /// Another repository of the cluster holding `tag`: a clone's image, or an earlier build

@@ -12,7 +12,7 @@ use crate::copy::{CopyOptions, CopyReport};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::eviction::{plan_service_eviction, EvictionPlan};
-use crate::image::{place, PushTimes};
+use crate::image::{place, PushTimes, SourceImage};
 use crate::registry::{Registry, Repository, RepositorySettings};
 use crate::store::ImageStore;
 use crate::strategy::MirrorStrategy;
@@ -97,22 +97,20 @@ impl Core {
         }
     }
 
-    /// Places the image `src_ref` of `src` into `repository` under `tag` (see
+    /// Places `source` into `repository` (its store `dst`) under `tag` (see
     /// [`crate::image::place`]): once per image at a time within this `Mirror`, mounting
-    /// from the other repositories of the cluster known to hold it. `source_digest` is the
-    /// digest of `src_ref` when known (then it also names the single flight).
+    /// from the other repositories of the cluster known to hold it. The source's digest, when
+    /// known, names the single flight.
     pub async fn place(
         &self,
-        src: &dyn ImageStore,
-        src_ref: &str,
+        source: SourceImage<'_>,
         dst: &dyn ImageStore,
         repository: &Repository,
         tag: &str,
         mut options: CopyOptions,
-        source_digest: Option<Digest>,
     ) -> Result<CopyReport> {
         let mut _flight = None;
-        if let Some(digest) = &source_digest {
+        if let Some(digest) = source.digest {
             _flight = Some(self.single_flight(digest).await);
             options.mount_from = self
                 .repositories_holding(repository, digest)
@@ -121,16 +119,7 @@ impl Core {
                 .map(|r| r.name().to_string())
                 .collect();
         }
-        let report = place(
-            src,
-            src_ref,
-            dst,
-            tag,
-            &options,
-            self.push_times(),
-            source_digest,
-        )
-        .await?;
+        let report = place(source, dst, tag, &options, self.push_times()).await?;
         self.remember(&report.digest, repository);
         Ok(report)
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::digest::Digest;
 use crate::error::Result;
+use crate::image::SourceImage;
 use crate::store::ImageStore;
 
 use super::report::{Action, Deployment, TagPolicy};
@@ -105,13 +106,15 @@ impl Mirror {
             .map(|h| h.digest);
         let report = core
             .place(
-                src.as_ref(),
-                &src_ref,
+                SourceImage {
+                    store: src.as_ref(),
+                    reference: &src_ref,
+                    digest: source_digest.as_ref(),
+                },
                 dst.as_ref(),
                 &repository,
                 &target.tag,
                 core.copy.clone(),
-                source_digest,
             )
             .await?;
         if report.already_present && action == Action::Copied {

@@ -211,5 +211,10 @@ mod tests {
             crate::strategy::cluster_tag(&a),
             crate::strategy::cluster_tag(&b)
         );
+        assert!(
+            crate::strategy::cluster_tag(&a).starts_with("oci_app_v1-"),
+            "the directory name is what people read: {}",
+            crate::strategy::cluster_tag(&a)
+        );
     }
 }

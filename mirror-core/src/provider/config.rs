@@ -255,6 +255,34 @@ impl CommonSettings {
     }
 }
 
+/// The options a provider's [`RegistryFactory`](crate::registry::RegistryFactory) got from
+/// `registry::open`, read as its keys: every option but `prefix` (which the factory takes
+/// with the location's path). `username`/`password` are refused with `credentials_hint` (what
+/// the provider's data plane takes instead); an unknown key is an error naming `scheme`.
+pub fn factory_options<K: ConfigKey>(
+    options: &crate::registry::OpenOptions,
+    scheme: &str,
+    credentials_hint: &str,
+) -> Result<Vec<(K, String)>> {
+    if options.get("username").is_some() || options.get("password").is_some() {
+        return Err(Error::Config(format!(
+            "--registry-creds (username/password) does not apply to {}: {credentials_hint}",
+            K::NAME
+        )));
+    }
+    options
+        .except(&["prefix"])
+        .map(|(k, v)| {
+            K::parse(k).map(|key| (key, v.to_string())).map_err(|e| {
+                Error::Config(format!(
+                    "{e} ({scheme}:// takes the {} configuration keys)",
+                    K::NAME
+                ))
+            })
+        })
+        .collect()
+}
+
 /// The error of a builder whose settings do not validate: [`Error::Config`] naming the
 /// provider.
 pub fn config_error(provider: &str, message: impl fmt::Display) -> Error {

@@ -63,8 +63,15 @@ impl Kind {
 
 /// An error of a provider's control plane (never of the data plane, which speaks the
 /// distribution API through the core client). Never holds a secret.
+///
+/// The [`Details`] are boxed (a `Result` carrying it stays small) and reached through `Deref`:
+/// `e.registry`, `e.status`.
 #[derive(Debug)]
-pub struct ControlPlaneError {
+pub struct ControlPlaneError(Box<Details>);
+
+/// What a [`ControlPlaneError`] says.
+#[derive(Debug)]
+pub struct Details {
     /// The provider (`aws`, `gcp`, `scaleway`).
     pub provider: &'static str,
     /// The registry label, `<provider>:<registry host>`, as core errors name the registry.
@@ -87,6 +94,19 @@ pub struct ControlPlaneError {
     pub retry_after: Option<Duration>,
     /// The underlying error (transport, SDK).
     pub source: Option<BoxError>,
+}
+
+impl std::ops::Deref for ControlPlaneError {
+    type Target = Details;
+    fn deref(&self) -> &Details {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ControlPlaneError {
+    fn deref_mut(&mut self) -> &mut Details {
+        &mut self.0
+    }
 }
 
 impl fmt::Display for ControlPlaneError {
@@ -156,7 +176,7 @@ impl Origin {
         kind: Kind,
         message: impl Into<String>,
     ) -> ControlPlaneError {
-        ControlPlaneError {
+        ControlPlaneError(Box::new(Details {
             provider: self.provider,
             registry: self.registry.clone(),
             operation: operation.into(),
@@ -167,7 +187,7 @@ impl Origin {
             message: message.into(),
             retry_after: None,
             source: None,
-        }
+        }))
     }
 
     /// The API could not be reached for `operation` on `target`.
@@ -297,20 +317,22 @@ impl From<ControlPlaneError> for Error {
     /// | anything else, without one (a per-item failure inside a successful answer, a failed or unfinished long-running operation) | `Refused` with the code |
     fn from(e: ControlPlaneError) -> Self {
         let detail = e.detail();
+        let location = e.location(&e.target);
+        let e = *e.0;
         match e.kind {
             Kind::NotFound(what) => {
-                let target = if what == "repository" {
-                    e.target.split_once('@').map_or(&*e.target, |(r, _)| r)
+                let location = if what == "repository" {
+                    match e.target.split_once('@') {
+                        Some((r, _)) => format!("{}/{r}", e.registry),
+                        None => location,
+                    }
                 } else {
-                    &e.target
+                    location
                 };
-                Error::NotFound {
-                    what,
-                    location: e.location(target),
-                }
+                Error::NotFound { what, location }
             }
             Kind::Denied => Error::Denied {
-                location: e.location(&e.target),
+                location,
                 message: format!("{}: {detail}", e.operation),
                 registry: e.registry,
             },

@@ -1,350 +1,40 @@
-//! The [`Registry`] conformance suite: one `pub async fn` scenario per property of the trait's
-//! `# Contract`, run against every implementation.
-//!
-//! Each scenario takes the registry under test and a cluster id unique to the run
-//! ([`unique_cluster`]), so scenarios never see each other's repositories, even against a
-//! shared cloud registry. A scenario panics with a message naming the provider, the location
-//! and what was expected; it cleans up nothing (run it against a throw-away registry or
-//! namespace).
-//!
-//! [`registry_conformance!`](crate::registry_conformance) turns every scenario into its own
-//! `#[tokio::test]`, so a failure in one does not hide the others and each can be run alone
-//! by name:
-//!
-//! ```no_run
-//! // tests/conformance.rs of a provider crate
-//! use std::sync::Arc;
-//! use mirror_core::{LayoutRegistry, Registry};
-//!
-//! async fn layout() -> (Arc<dyn Registry>, tempfile::TempDir) {
-//!     let dir = tempfile::tempdir().unwrap();
-//!     (Arc::new(LayoutRegistry::new(dir.path())), dir)
-//! }
-//!
-//! mirror_core::registry_conformance!(layout);
-//! // cargo test --test conformance push_list_delete
-//! # fn main() {}
-//! ```
-//!
-//! # Scenarios
-//!
-//! | scenario | proves |
-//! |---|---|
-//! | [`naming`] | names are valid, injective across ids and scopes, deterministic; empty ids are [`Error::InvalidName`] |
-//! | [`ensure_twice`] | `ensure_repository` is idempotent and accepts changed settings |
-//! | [`concurrent_ensure`] | 8 concurrent `ensure_repository` on one repository all succeed and leave it usable |
-//! | [`push_list_delete`] | pushed images are listed with their tags and push times; `delete_image` removes exactly one image and its tags; `list_repositories` finds the repository |
-//! | [`list_repositories_by_cluster`] | `list_repositories` returns every scope's repository of a cluster and none of another cluster |
-//! | [`not_found`] | absent repositories list as empty, absent digests delete as [`Error::NotFound`], absent manifests HEAD as `None` |
-//! | [`pull_reference`] | the pull reference names the repository and pins the digest |
+//! The scenarios that create repositories and push images.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::fixtures::push_fixture;
-use super::{Fixture, TestImage, TestIndex};
+use super::super::fixtures::push_fixture;
+use super::super::{Fixture, TestImage, TestIndex};
 use crate::digest::Digest;
-use crate::error::Error;
 use crate::image::{pushed_tag, ImageRecord, PUSHED_TAG_PREFIX};
-use crate::reference::validate_repository;
 use crate::registry::{Registry, Repository, RepositoryScope, RepositorySettings};
 use crate::store::ImageStore;
 
-/// How far a push time recorded by the registry itself may be from the test's clock (cloud
-/// registries have their own clock). Push times recorded by the library through bookkeeping
-/// tags are checked exactly.
-pub const PUSH_TIME_TOLERANCE: Duration = Duration::from_secs(30);
+#[allow(unused_imports)]
+use super::*;
 
-/// How many `ensure_repository` calls [`concurrent_ensure`] runs at once.
-pub const CONCURRENT_ENSURES: usize = 8;
-
-/// Whatever a constructor given to [`registry_conformance!`](crate::registry_conformance)
-/// returns: something that holds the registry under test, and keeps alive what it needs (a
-/// [`TestRegistry`](super::TestRegistry) process, a temporary directory) until the test ends.
-///
-/// Implemented for `Arc<R>` and `Box<R>` (`R` a registry or `dyn Registry`), and for pairs
-/// `(holder, guard)` whose first element is one of those, the guard being anything.
-pub trait RegistryHarness {
-    /// The registry under test.
-    fn registry(&self) -> &dyn Registry;
-}
-
-impl<R: Registry> RegistryHarness for Arc<R> {
-    fn registry(&self) -> &dyn Registry {
-        self.as_ref()
-    }
-}
-
-impl<R: Registry> RegistryHarness for Box<R> {
-    fn registry(&self) -> &dyn Registry {
-        self.as_ref()
-    }
-}
-
-impl RegistryHarness for Arc<dyn Registry> {
-    fn registry(&self) -> &dyn Registry {
-        self.as_ref()
-    }
-}
-
-impl RegistryHarness for Box<dyn Registry> {
-    fn registry(&self) -> &dyn Registry {
-        self.as_ref()
-    }
-}
-
-impl<H: RegistryHarness, G> RegistryHarness for (H, G) {
-    fn registry(&self) -> &dyn Registry {
-        self.0.registry()
-    }
-}
-
-/// A cluster id no other run or scenario uses: `conf-<scenario>-<hex>`, the hex mixing the
-/// clock, the process id and a counter. Lowercase ASCII, so the names built from it stay
-/// readable.
-pub fn unique_cluster(scenario: &str) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mix = nanos ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    let scenario: String = scenario
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("conf-{scenario}-{:x}", mix & 0xffff_ffff_ffff)
-}
-
-/// `provider at location`, for failure messages.
-fn who(registry: &dyn Registry) -> String {
-    format!("[{} at {}]", registry.provider(), registry.location())
-}
-
-/// Ids chosen to break naive name mapping: case, punctuation, path separators, dots,
-/// Unicode, lengths around and above every provider limit, and words the default layout
-/// uses as path components.
-fn awkward_ids() -> Vec<String> {
-    let mut ids: Vec<String> = [
-        "api",
-        "API",
-        "Api",
-        "a",
-        "0",
-        "00",
-        "9lives",
-        "web-1",
-        "web_1",
-        "Web_1",
-        "web.1",
-        "web 1",
-        "web-1!",
-        "web--1",
-        "-leading",
-        "trailing-",
-        "--both--",
-        "_under_",
-        "..",
-        ".",
-        "a..b",
-        "../escape",
-        "/",
-        "a/b",
-        "a//b",
-        "/abs",
-        "a\\b",
-        "semi;colon",
-        "at@sign",
-        "hash#tag",
-        "colon:tag",
-        "tab\tid",
-        "new\nline",
-        "ünïcödé",
-        "unicode",
-        "日本語",
-        "名前-1",
-        "emoji 🚀",
-        "mirror",
-        "services",
-        "builds",
-        "mirror/x",
-        "services/x",
-        "builds/x",
-        "MiXeD.Case_Name-42",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    ids.push("x".repeat(47));
-    ids.push("x".repeat(48));
-    ids.push("x".repeat(49));
-    ids.push("x".repeat(299));
-    ids.push("x".repeat(300));
-    ids.push(format!("{}y", "x".repeat(299)));
-    ids.push(format!("y{}", "x".repeat(299)));
-    ids.push("é".repeat(150));
-    ids
-}
-
-/// Naming: for awkward cluster and service ids, `repository` of the Service, Cluster and
-/// Build scopes (and the build caches of Build repositories) gives names that pass [`validate_repository`]; distinct scopes (distinct ids
-/// or distinct kinds) give distinct names; the same scope gives the same name twice; an empty
-/// or whitespace-only id is [`Error::InvalidName`].
-pub async fn naming(registry: &dyn Registry, cluster: &str) {
-    let who = who(registry);
-    let ids = awkward_ids();
-    let mut scopes: Vec<RepositoryScope> = Vec::new();
-    let mut clusters = ids.clone();
-    clusters.push(cluster.to_string());
-    for c in &clusters {
-        scopes.push(RepositoryScope::Cluster { cluster: c.clone() });
-    }
-    // Every service id under the run's cluster and one fixed awkward cluster; every cluster
-    // id with two service ids (so cluster ids are varied inside the Service/Build scopes too).
-    for c in [cluster, "Awkward Cluster/1"] {
-        for s in &ids {
-            scopes.push(RepositoryScope::Service {
-                cluster: c.to_string(),
-                service: s.clone(),
-            });
-            scopes.push(RepositoryScope::Build {
-                cluster: c.to_string(),
-                service: s.clone(),
-            });
-        }
-    }
-    for c in &ids {
-        for s in ["api", "API"] {
-            scopes.push(RepositoryScope::Service {
-                cluster: c.clone(),
-                service: s.to_string(),
-            });
-            scopes.push(RepositoryScope::Build {
-                cluster: c.clone(),
-                service: s.to_string(),
-            });
-        }
-    }
-
-    let mut seen: HashMap<String, RepositoryScope> = HashMap::new();
-    let mut remember = |name: &str, scope: &RepositoryScope| {
-        if let Err(reason) = validate_repository(name) {
-            panic!("{who} the repository of {scope:?} is named {name:?}, not a valid repository name: {reason}");
-        }
-        if let Some(other) = seen.insert(name.to_string(), scope.clone()) {
-            if &other != scope {
-                panic!(
-                    "{who} two scopes share the repository name {name:?}: {other:?} and {scope:?}"
-                );
-            }
-        }
-    };
-    for scope in &scopes {
-        let repo = registry
-            .repository(scope)
-            .unwrap_or_else(|e| panic!("{who} repository({scope:?}) failed: {e}"));
-        assert_eq!(
-            repo.scope(),
-            Some(scope),
-            "{who} repository({scope:?}) does not carry its scope"
-        );
-        let again = registry
-            .repository(scope)
-            .unwrap_or_else(|e| panic!("{who} repository({scope:?}) failed the second time: {e}"));
-        assert_eq!(
-            repo, again,
-            "{who} repository({scope:?}) is not deterministic: {repo} then {again}"
-        );
-        remember(repo.name(), scope);
-        // A build repository's caches are repositories of their own too.
-        if let (RepositoryScope::Build { .. }, Some(builds)) = (scope, registry.builds()) {
-            for id in ["0123456789ab", "ba9876543210"] {
-                let cache = builds
-                    .cache_repository(&repo, id)
-                    .unwrap_or_else(|e| panic!("{who} cache_repository({repo}, {id}) failed: {e}"));
-                let cache_scope = cache.scope().cloned().unwrap_or_else(|| {
-                    panic!("{who} cache_repository({repo}, {id}) = {cache} carries no scope")
-                });
-                assert!(
-                    matches!(&cache_scope, RepositoryScope::BuildCache { dockerfile_id, .. } if dockerfile_id == id),
-                    "{who} cache_repository({repo}, {id}) has scope {cache_scope:?}"
-                );
-                remember(cache.name(), &cache_scope);
-            }
-        }
-    }
-
-    let blank = ["", " ", "   ", "\t", "\n", " \t\r\n "];
-    for b in blank {
-        let mut bad = vec![
-            RepositoryScope::Cluster {
-                cluster: b.to_string(),
-            },
-            RepositoryScope::Service {
-                cluster: b.to_string(),
-                service: "api".into(),
-            },
-            RepositoryScope::Build {
-                cluster: b.to_string(),
-                service: "api".into(),
-            },
-            RepositoryScope::Service {
-                cluster: cluster.to_string(),
-                service: b.to_string(),
-            },
-            RepositoryScope::Build {
-                cluster: cluster.to_string(),
-                service: b.to_string(),
-            },
-        ];
-        bad.push(RepositoryScope::Service {
-            cluster: b.to_string(),
-            service: b.to_string(),
-        });
-        for scope in bad {
-            match registry.repository(&scope) {
-                Err(Error::InvalidName { .. }) => {}
-                Err(e) => panic!(
-                    "{who} repository({scope:?}) failed with {e:?}, expected Error::InvalidName"
-                ),
-                Ok(repo) => {
-                    panic!("{who} repository({scope:?}) = {repo}, expected Error::InvalidName")
-                }
-            }
-        }
-    }
-}
-
-fn settings_a() -> RepositorySettings {
+pub(crate) fn settings_a() -> RepositorySettings {
     RepositorySettings {
         retention: Some(Duration::from_secs(30 * 24 * 3600)),
         keep_previous: Some(3),
     }
 }
 
-fn settings_b() -> RepositorySettings {
+pub(crate) fn settings_b() -> RepositorySettings {
     RepositorySettings {
         retention: Some(Duration::from_secs(7 * 24 * 3600)),
         keep_previous: Some(1),
     }
 }
 
-fn name_of(registry: &dyn Registry, scope: &RepositoryScope) -> Repository {
+pub(crate) fn name_of(registry: &dyn Registry, scope: &RepositoryScope) -> Repository {
     registry
         .repository(scope)
         .unwrap_or_else(|e| panic!("{} repository({scope:?}) failed: {e}", who(registry)))
 }
 
-fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> Repository {
+pub(crate) fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> Repository {
     name_of(
         registry,
         &RepositoryScope::Service {
@@ -354,7 +44,7 @@ fn service_repo(registry: &dyn Registry, cluster: &str, service: &str) -> Reposi
     )
 }
 
-async fn ensure(
+pub(crate) async fn ensure(
     registry: &dyn Registry,
     repository: &Repository,
     settings: &RepositorySettings,
@@ -368,7 +58,10 @@ async fn ensure(
     }
 }
 
-async fn store_of(registry: &dyn Registry, repository: &Repository) -> Arc<dyn ImageStore> {
+pub(crate) async fn store_of(
+    registry: &dyn Registry,
+    repository: &Repository,
+) -> Arc<dyn ImageStore> {
     registry
         .store(repository)
         .await
@@ -475,7 +168,7 @@ pub async fn concurrent_ensure(registry: &dyn Registry, cluster: &str) {
 /// Pushes `fixture` under `tags` the way [`crate::Mirror`] does: for registries that do not
 /// record push times, first under the bookkeeping tag [`pushed_tag`]`(at, digest)`, then
 /// under each real tag.
-async fn push_as_mirror(
+pub(crate) async fn push_as_mirror(
     registry: &dyn Registry,
     store: &dyn ImageStore,
     fixture: &dyn Fixture,
@@ -507,7 +200,7 @@ async fn push_as_mirror(
     }
 }
 
-async fn list(registry: &dyn Registry, repository: &Repository) -> Vec<ImageRecord> {
+pub(crate) async fn list(registry: &dyn Registry, repository: &Repository) -> Vec<ImageRecord> {
     registry
         .list_images(repository)
         .await
@@ -515,7 +208,7 @@ async fn list(registry: &dyn Registry, repository: &Repository) -> Vec<ImageReco
 }
 
 /// Truncates to the millisecond, the resolution of bookkeeping tags.
-fn to_millis(t: SystemTime) -> SystemTime {
+pub(crate) fn to_millis(t: SystemTime) -> SystemTime {
     let ms = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -814,76 +507,4 @@ pub async fn pull_reference(registry: &dyn Registry, cluster: &str) {
             "{who} pull_reference({repo}, {digest}) = {reference:?} has several `@`"
         );
     }
-}
-
-/// Expands to one `#[tokio::test]` per [`Registry`] conformance scenario (see
-/// [`testing::conformance`](crate::testing::conformance)), each named after its scenario so it
-/// can be run alone (`cargo test --test conformance generic::push_list_delete`).
-///
-/// The argument is a constructor called with no arguments at the start of each test and
-/// awaited: an `async fn` path or a closure returning a future. What it returns must
-/// implement [`RegistryHarness`](crate::testing::conformance::RegistryHarness), e.g.
-/// `Arc<dyn Registry>` or `(Arc<dyn Registry>, guard)` where the guard (a
-/// [`TestRegistry`](crate::testing::TestRegistry), a `TempDir`) lives until the test ends.
-/// Each test gets its own cluster id from
-/// [`unique_cluster`](crate::testing::conformance::unique_cluster).
-///
-/// Attributes written after the constructor (each preceded by a comma) are put on every test,
-/// e.g. `#[ignore]` for a suite that needs cloud credentials:
-/// `registry_conformance!(aws_registry, #[ignore = "needs AWS credentials"]);`
-///
-/// Tests run on a multi-thread tokio runtime (so
-/// [`concurrent_ensure`](crate::testing::conformance::concurrent_ensure) runs on real
-/// threads): the crate using the macro needs `tokio` with the `macros` and `rt-multi-thread`
-/// features. Instantiate it once per module to test several registries in one crate.
-///
-/// ```no_run
-/// mod layout {
-///     use std::sync::Arc;
-///     use mirror_core::{LayoutRegistry, Registry};
-///
-///     async fn make() -> (Arc<dyn Registry>, tempfile::TempDir) {
-///         let dir = tempfile::tempdir().unwrap();
-///         (Arc::new(LayoutRegistry::new(dir.path())), dir)
-///     }
-///
-///     mirror_core::registry_conformance!(make);
-/// }
-///
-/// mod layout_boxed_ignored {
-///     use mirror_core::{LayoutRegistry, Registry};
-///
-///     mirror_core::registry_conformance!(
-///         || async { Box::new(LayoutRegistry::new("/tmp/mirror-conformance")) as Box<dyn Registry> },
-///         #[ignore = "shows attributes"]
-///     );
-/// }
-/// # fn main() {}
-/// ```
-#[macro_export]
-macro_rules! registry_conformance {
-    ($make:expr $(, #[$meta:meta])* $(,)?) => {
-        $crate::registry_conformance!(@tests [$(#[$meta])*] ($make)
-            naming
-            ensure_twice
-            concurrent_ensure
-            push_list_delete
-            list_repositories_by_cluster
-            not_found
-            pull_reference
-        );
-    };
-    (@tests $attrs:tt $make:tt $($scenario:ident)*) => {
-        $( $crate::registry_conformance!(@test $attrs $make $scenario); )*
-    };
-    (@test [$(#[$meta:meta])*] ($make:expr) $scenario:ident) => {
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        $(#[$meta])*
-        async fn $scenario() {
-            let harness = ($make)().await;
-            let registry = $crate::testing::conformance::RegistryHarness::registry(&harness);
-            let cluster = $crate::testing::conformance::unique_cluster(stringify!($scenario));
-            $crate::testing::conformance::$scenario(registry, &cluster).await;
-        }
-    };
 }

@@ -1,0 +1,243 @@
+//! [`RegistryClient`]: one registry's connection pool, credentials and token cache, and its
+//! builder.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use url::Url;
+
+use self::auth::AuthState;
+use self::credentials::{static_provider, CredentialProvider, Credentials, DockerConfig};
+use crate::error::{Error, Result};
+use crate::reference::{
+    is_loopback_host, normalise_host, validate_repository, DOCKER_HUB, DOCKER_HUB_API_HOST,
+};
+use crate::retry::RetryConfig;
+
+use super::*;
+
+/// A client for one registry: connection pool, credentials, token cache.
+///
+/// Cheap to clone; clones share everything.
+#[derive(Clone)]
+pub struct RegistryClient {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) registry: String,
+    pub(super) base: Url,
+    pub(super) http: reqwest::Client,
+    pub(super) provider: Arc<dyn CredentialProvider>,
+    pub(super) state: Mutex<AuthState>,
+    pub(super) challenge_known: AtomicBool,
+    pub(super) chunked: AtomicBool,
+    pub(super) config: RegistryConfig,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.inner.registry)
+            .field("base", &self.inner.base.as_str())
+            .field("credentials", &self.inner.provider)
+            .finish()
+    }
+}
+
+/// Builds a [`RegistryClient`].
+#[derive(Debug)]
+pub struct RegistryClientBuilder {
+    pub(super) registry: String,
+    pub(super) provider: Option<Arc<dyn CredentialProvider>>,
+    pub(super) config: RegistryConfig,
+}
+
+impl RegistryClientBuilder {
+    /// Static credentials.
+    pub fn credentials(mut self, c: Credentials) -> Self {
+        self.provider = Some(static_provider(c));
+        self
+    }
+
+    /// A credential provider (refreshing tokens, cloud credentials).
+    pub fn credential_provider(mut self, p: Arc<dyn CredentialProvider>) -> Self {
+        self.provider = Some(p);
+        self
+    }
+
+    /// Credentials from the docker `config.json` (see [`DockerConfig::default_path`]).
+    pub fn docker_config(mut self) -> Result<Self> {
+        let registry = normalise_host(&self.registry).map_err(Error::Config)?;
+        let creds = DockerConfig::load_default()?.credentials_for(&registry)?;
+        self.provider = Some(static_provider(creds));
+        Ok(self)
+    }
+
+    /// Plain HTTP (`true`) or HTTPS (`false`); the default depends on the host.
+    pub fn plain_http(mut self, plain: bool) -> Self {
+        self.config.plain_http = Some(plain);
+        self
+    }
+
+    /// Whether to verify TLS certificates.
+    pub fn tls_verify(mut self, verify: bool) -> Self {
+        self.config.tls_verify = verify;
+        self
+    }
+
+    /// The upload mode.
+    pub fn upload_mode(mut self, mode: UploadMode) -> Self {
+        self.config.upload = mode;
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry(mut self, retry: RetryConfig) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// Every setting at once.
+    pub fn config(mut self, config: RegistryConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Validates the host and builds the client.
+    pub fn build(self) -> Result<RegistryClient> {
+        let registry = normalise_host(&self.registry).map_err(Error::Config)?;
+        let api_host = if registry == DOCKER_HUB {
+            DOCKER_HUB_API_HOST.to_string()
+        } else {
+            registry.clone()
+        };
+        let plain = self
+            .config
+            .plain_http
+            .unwrap_or_else(|| is_loopback_host(&registry));
+        let scheme = if plain { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{api_host}/"))
+            .map_err(|e| Error::Config(format!("registry {registry}: {e}")))?;
+        let http = shared_http_client(&self.config)
+            .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
+        Ok(RegistryClient {
+            inner: Arc::new(Inner {
+                registry,
+                base,
+                http,
+                provider: self
+                    .provider
+                    .unwrap_or_else(|| static_provider(Credentials::Anonymous)),
+                state: Mutex::new(AuthState::default()),
+                challenge_known: AtomicBool::new(false),
+                chunked: AtomicBool::new(matches!(self.config.upload, UploadMode::Chunked(_))),
+                config: self.config,
+            }),
+        })
+    }
+}
+
+impl RegistryClient {
+    /// A builder for `registry` (`host[:port]`).
+    pub fn builder(registry: &str) -> RegistryClientBuilder {
+        RegistryClientBuilder {
+            registry: registry.to_string(),
+            provider: None,
+            config: RegistryConfig::default(),
+        }
+    }
+
+    /// A client with static credentials and default settings.
+    pub fn new(registry: &str, credentials: Credentials) -> Result<Self> {
+        Self::builder(registry).credentials(credentials).build()
+    }
+
+    /// The registry host.
+    pub fn registry(&self) -> &str {
+        &self.inner.registry
+    }
+
+    /// The base URL (`http://127.0.0.1:5000/`).
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// A store for one repository of this registry.
+    pub fn repository(&self, name: &str) -> Result<HttpStore> {
+        validate_repository(name).map_err(|reason| Error::InvalidReference {
+            input: format!("{}/{name}", self.inner.registry),
+            reason,
+        })?;
+        Ok(HttpStore {
+            client: self.clone(),
+            repository: name.to_string(),
+        })
+    }
+
+    /// The credentials the client currently uses (from its provider), e.g. to hand them to a
+    /// builder process. Never logged.
+    pub async fn current_credentials(&self) -> Result<Credentials> {
+        let mut state = self.inner.state.lock().await;
+        self.credentials(&mut state).await
+    }
+
+    /// Checks that the registry answers the API and accepts our credentials (`GET /v2/`).
+    pub async fn ping(&self) -> Result<()> {
+        let url = self.url("v2/")?;
+        let resp = self
+            .send("GET", "/v2/", &[], |c| c.get(url.clone()))
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.error_for(resp, "GET", "/v2/").await)
+        }
+    }
+
+    pub(super) fn url(&self, path: &str) -> Result<Url> {
+        self.inner
+            .base
+            .join(path)
+            .map_err(|e| Error::Config(format!("URL {path}: {e}")))
+    }
+
+    pub(super) fn connect_error(&self, op: &str, loc: &str, e: reqwest::Error) -> Error {
+        Error::Connect {
+            registry: self.inner.registry.clone(),
+            operation: op.to_string(),
+            location: loc.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// One reqwest client per distinct transport setting, for the whole process: the TLS root
+/// store is loaded once (it costs milliseconds per client) and connections to one registry
+/// are pooled across every `RegistryClient` that talks to it (source and destination of a
+/// same-registry copy share them).
+pub(super) fn shared_http_client(
+    config: &RegistryConfig,
+) -> std::result::Result<reqwest::Client, reqwest::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex as StdMutex, OnceLock};
+    static CLIENTS: OnceLock<StdMutex<HashMap<(bool, Duration), reqwest::Client>>> =
+        OnceLock::new();
+    let key = (config.tls_verify, config.connect_timeout);
+    let map = CLIENTS.get_or_init(Default::default);
+    if let Some(c) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("mirror-core/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .danger_accept_invalid_certs(!config.tls_verify)
+        .pool_max_idle_per_host(32)
+        .build()?;
+    if let Ok(mut m) = map.lock() {
+        m.entry(key).or_insert_with(|| client.clone());
+    }
+    Ok(client)
+}

@@ -1,0 +1,195 @@
+//! Listings that follow `Link` pagination (catalog, tags), with bounded pages and the next
+//! page only on this registry's origin.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use reqwest::{Response, StatusCode};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+use super::*;
+
+/// What one kind of listing reads from its pages.
+pub(super) struct Pages {
+    /// The array of names in each page (`repositories`, `tags`).
+    pub(super) field: &'static str,
+    /// A 404 means "nothing to list" (a repository that does not exist yet has no tags).
+    pub(super) absent_is_empty: bool,
+    /// An empty page ends the listing even if a `Link` follows (some registries loop).
+    pub(super) empty_ends: bool,
+}
+
+impl Pages {
+    pub(super) const CATALOG: Pages = Pages {
+        field: "repositories",
+        absent_is_empty: false,
+        empty_ends: true,
+    };
+    pub(super) const TAGS: Pages = Pages {
+        field: "tags",
+        absent_is_empty: true,
+        empty_ends: false,
+    };
+}
+
+/// Pages followed at most before a listing is refused as never ending.
+pub(super) const MAX_PAGES: usize = 10_000;
+/// Largest page read: protects memory from a hostile registry.
+pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+
+impl RegistryClient {
+    /// Every repository of the registry (`GET /v2/_catalog`, following `Link` pagination).
+    ///
+    /// Not every registry serves the catalog (Docker Hub does not); those answer an error.
+    pub async fn catalog(&self) -> Result<Vec<String>> {
+        let scopes = vec!["registry:catalog:*".to_string()];
+        let mut url = self.url("v2/_catalog")?;
+        url.query_pairs_mut().append_pair("n", "1000");
+        self.paginate("GET catalog", "/v2/_catalog", &scopes, url, Pages::CATALOG)
+            .await
+    }
+
+    /// Reads a paginated listing from `url`: each page a JSON object holding an array of
+    /// names, the next page named by a `Link: <…>; rel="next"` header. A next page on
+    /// another origin (scheme, host, port) is refused: the credentials of this registry
+    /// would go with the request.
+    pub(super) async fn paginate(
+        &self,
+        op: &str,
+        loc: &str,
+        scopes: &[String],
+        mut url: Url,
+        pages: Pages,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let u = url.clone();
+            let resp = self.send(op, loc, scopes, |c| c.get(u.clone())).await?;
+            if pages.absent_is_empty && resp.status() == StatusCode::NOT_FOUND {
+                // NAME_UNKNOWN: the repository does not exist yet, so it has no tags.
+                return Ok(out);
+            }
+            if !resp.status().is_success() {
+                return Err(self.error_for(resp, op, loc).await);
+            }
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_next_link);
+            let body = read_capped(resp, MAX_PAGE_BYTES)
+                .await
+                .map_err(|e| match e {
+                    Capped::Transport(e) => self.connect_error(op, loc, e),
+                    Capped::TooLarge => self.protocol(
+                        op,
+                        loc,
+                        format!("a page larger than the {MAX_PAGE_BYTES} bytes accepted"),
+                    ),
+                })?;
+            let page: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| self.protocol(op, loc, format!("unreadable page: {e}")))?;
+            let names: Vec<String> = match page.get(pages.field) {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
+                    self.protocol(op, loc, format!("unreadable `{}`: {e}", pages.field))
+                })?,
+            };
+            let empty = names.is_empty();
+            out.extend(names);
+            match next {
+                Some(n) if !(empty && pages.empty_ends) => {
+                    url = self.inner.base.join(&n).map_err(|e| {
+                        self.protocol(op, loc, format!("unreadable Link {n:?}: {e}"))
+                    })?;
+                    if url.origin() != self.inner.base.origin() {
+                        return Err(self.protocol(
+                            op,
+                            loc,
+                            format!(
+                                "the next page is on another origin ({url}); refusing to send \
+                                 this registry's credentials there"
+                            ),
+                        ));
+                    }
+                }
+                _ => return Ok(out),
+            }
+        }
+        Err(self.protocol(op, loc, "pagination does not end"))
+    }
+
+    /// An answer of `op` on `loc` that cannot be read.
+    pub(super) fn protocol(&self, op: &str, loc: &str, reason: impl Into<String>) -> Error {
+        Error::Protocol {
+            registry: self.inner.registry.clone(),
+            operation: op.to_string(),
+            location: loc.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a capped read failed.
+pub(super) enum Capped {
+    Transport(reqwest::Error),
+    TooLarge,
+}
+
+/// The whole body of `resp`, failing past `limit` bytes (without reading further).
+pub(super) async fn read_capped(
+    resp: Response,
+    limit: usize,
+) -> std::result::Result<Bytes, Capped> {
+    if resp.content_length().is_some_and(|l| l > limit as u64) {
+        return Err(Capped::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(Capped::Transport)?;
+        if body.len() + chunk.len() > limit {
+            return Err(Capped::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Extracts the `rel="next"` target of a `Link` header (`<url>; rel="next"`).
+pub fn parse_next_link(header: &str) -> Option<String> {
+    // Split on the commas that separate links, not on commas inside `<…>`; a malformed link
+    // is skipped rather than hiding the others.
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, c) in header.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&header[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&header[start..]);
+    for part in parts {
+        let part = part.trim();
+        let Some(rest) = part.strip_prefix('<') else {
+            continue;
+        };
+        let Some((target, params)) = rest.split_once('>') else {
+            continue;
+        };
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+        });
+        if is_next && !target.is_empty() {
+            return Some(target.to_string());
+        }
+    }
+    None
+}

@@ -1,0 +1,211 @@
+//! Sending a request: authentication, the one re-authentication after a 401, retries under
+//! the [`RetryConfig`], and the one mapping of unexpected answers to errors.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde::Deserialize;
+
+use self::auth::Challenge;
+use crate::error::{Error, Result};
+
+use super::*;
+
+#[derive(Deserialize, Default)]
+pub(super) struct ErrorBody {
+    #[serde(default)]
+    pub(super) errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+pub(super) struct ErrorEntry {
+    #[serde(default)]
+    pub(super) code: String,
+    #[serde(default)]
+    pub(super) message: String,
+}
+
+impl RegistryClient {
+    /// Sends a request built by `build` (called again for the retry), authenticating for
+    /// `scopes`; on a 401 it learns the challenge, drops cached tokens and retries once.
+    /// Sends a request built by `build` (called again for each attempt), authenticating for
+    /// `scopes`. A 401 makes it learn the challenge, drop cached tokens and try once more.
+    /// Connection errors, 5xx, 408 and 429 are retried per [`RetryConfig`]; the last answer is
+    /// returned as it is for the caller to map.
+    pub(super) async fn send<F>(
+        &self,
+        op: &str,
+        loc: &str,
+        scopes: &[String],
+        build: F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.send_once(op, loc, scopes, &build).await;
+            let transient = match &result {
+                Err(e) => Some(e),
+                Ok(resp) if retryable_status(resp.status()) => None,
+                Ok(_) => return result,
+            };
+            // Turn a retryable answer into the error it stands for, to decide and to wait.
+            let as_error;
+            let error = match transient {
+                Some(e) => e,
+                None => {
+                    let Ok(resp) = &result else { return result };
+                    as_error = status_error(&self.inner.registry, op, loc, resp);
+                    &as_error
+                }
+            };
+            match self.inner.config.retry.next_wait(attempt, error, started) {
+                Some(wait) => {
+                    tracing::debug!(registry = %self.inner.registry, %op, %loc, attempt, ?wait, error = %error, "retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                None => return result,
+            }
+        }
+    }
+
+    /// One attempt of [`Self::send`] (with its one re-authentication), never retried: for
+    /// requests that are not safe to repeat (chunk uploads).
+    pub(super) async fn send_once<F>(
+        &self,
+        op: &str,
+        loc: &str,
+        scopes: &[String],
+        build: &F,
+    ) -> Result<Response>
+    where
+        F: Fn(&reqwest::Client) -> RequestBuilder,
+    {
+        let mut reauthenticated = false;
+        loop {
+            let auth = self.authorization(scopes).await?;
+            let mut req = build(&self.inner.http).timeout(self.inner.config.request_timeout);
+            if let Some(a) = auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.connect_error(op, loc, e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
+                reauthenticated = true;
+                self.on_unauthorized(scopes, resp.headers()).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// Maps an unexpected response to an error, in one place.
+    pub(super) async fn error_for(&self, resp: Response, op: &str, loc: &str) -> Error {
+        let status = resp.status();
+        let registry = self.inner.registry.clone();
+        let challenge_error = challenge_of(resp.headers()).and_then(|c| match c {
+            Challenge::Bearer { error, .. } => error,
+            Challenge::Basic => None,
+        });
+        let retry_after = retry_after(resp.headers());
+        let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+        let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+        let mut message = parsed
+            .errors
+            .iter()
+            .map(|e| {
+                if e.message.is_empty() {
+                    e.code.clone()
+                } else {
+                    format!("{}: {}", e.code, e.message)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        if message.is_empty() {
+            message = String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_string();
+        }
+        if message.is_empty() {
+            message = status.canonical_reason().unwrap_or("").to_string();
+        }
+        match status {
+            StatusCode::UNAUTHORIZED => Error::Unauthorized {
+                registry,
+                message: match challenge_error {
+                    Some(e) => format!(
+                        "{op} {loc}: {message} ({e}: the credentials lack the access this needs)"
+                    ),
+                    None => format!("{op} {loc}: {message}"),
+                },
+            },
+            StatusCode::FORBIDDEN => Error::Denied {
+                registry,
+                location: loc.to_string(),
+                message,
+            },
+            StatusCode::TOO_MANY_REQUESTS => Error::RateLimited {
+                registry,
+                retry_after,
+            },
+            _ => Error::Http {
+                registry,
+                operation: op.to_string(),
+                location: loc.to_string(),
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+}
+
+pub(super) fn retryable_status(s: StatusCode) -> bool {
+    s.is_server_error() || s == StatusCode::REQUEST_TIMEOUT || s == StatusCode::TOO_MANY_REQUESTS
+}
+
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The error a retryable status stands for (without reading the body).
+pub(super) fn status_error(registry: &str, op: &str, loc: &str, resp: &Response) -> Error {
+    if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+        return Error::RateLimited {
+            registry: registry.to_string(),
+            retry_after: retry_after(resp.headers()),
+        };
+    }
+    Error::Http {
+        registry: registry.to_string(),
+        operation: op.to_string(),
+        location: loc.to_string(),
+        status: resp.status().as_u16(),
+        message: resp.status().canonical_reason().unwrap_or("").to_string(),
+    }
+}
+
+pub(super) async fn read_limited(resp: Response, limit: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.ok()?;
+        let room = limit.saturating_sub(out.len());
+        out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Some(out)
+}

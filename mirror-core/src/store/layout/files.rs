@@ -1,0 +1,330 @@
+//! The files of a layout: the marker, blob paths, `index.json` under its lock, atomic writes
+//! and temporary files.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::media::{ParsedManifest, RawManifest};
+
+#[allow(unused_imports)]
+use super::*;
+
+pub(super) fn check_layout(root: &Path) -> Result<()> {
+    let not_layout = |reason: String| {
+        Error::Config(format!(
+            "{} is not an OCI image layout: {reason}",
+            root.display()
+        ))
+    };
+    match fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(not_layout("it is not a directory".into())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::NotFound {
+                what: "OCI image layout",
+                location: format!("oci:{}", root.display()),
+            })
+        }
+        Err(e) => return Err(Error::io(root, e)),
+    }
+    let marker = root.join(LAYOUT_FILE);
+    let text = match fs::read(&marker) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(not_layout(format!(
+                "no {LAYOUT_FILE} file (LayoutStore::create makes a layout)"
+            )))
+        }
+        Err(e) => return Err(Error::io(&marker, e)),
+    };
+    let doc: Value = serde_json::from_slice(&text)
+        .map_err(|e| not_layout(format!("{LAYOUT_FILE} is not valid JSON: {e}")))?;
+    match doc.get("imageLayoutVersion").and_then(Value::as_str) {
+        Some(v) if v.starts_with("1.") => {}
+        other => {
+            return Err(not_layout(format!(
+                "unsupported imageLayoutVersion {other:?} in {LAYOUT_FILE} (expected 1.x)"
+            )))
+        }
+    }
+    let index = root.join(INDEX_FILE);
+    match fs::metadata(&index) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(not_layout(format!("{INDEX_FILE} is not a file"))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(not_layout(format!("no {INDEX_FILE} file")))
+        }
+        Err(e) => Err(Error::io(&index, e)),
+    }
+}
+
+pub(super) fn blob_dir(root: &Path, digest: &Digest) -> PathBuf {
+    root.join(BLOBS_DIR).join(digest.algorithm().as_str())
+}
+
+pub(super) fn blob_path(root: &Path, digest: &Digest) -> PathBuf {
+    blob_dir(root, digest).join(digest.hex())
+}
+
+pub(super) fn file_exists(path: &Path) -> Result<bool> {
+    match fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+pub(super) fn bad_index(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::InvalidManifest {
+        location: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The manifest in `bytes`, or `None` if they are not a manifest document (a config, a layer).
+pub(super) fn as_manifest(bytes: Bytes, location: &str) -> Result<Option<RawManifest>> {
+    match RawManifest::detect(bytes, None, location) {
+        Ok(m) => Ok(Some(m)),
+        Err(Error::InvalidManifest { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether the blob at `path` exists and is a manifest document (blocking).
+pub(super) fn blob_holds_manifest(path: &Path, digest: &Digest, location: &str) -> Result<bool> {
+    match fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() <= MAX_MANIFEST_SIZE => {}
+        Ok(_) => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, e)),
+    }
+    let bytes = match fs::read(path) {
+        Ok(b) => Bytes::from(b),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    digest.verify(&bytes)?;
+    Ok(as_manifest(bytes, location)?.is_some())
+}
+
+pub(super) fn entry_digest(e: &Value) -> Option<&str> {
+    e.get("digest").and_then(Value::as_str)
+}
+
+pub(super) fn entry_tag(e: &Value) -> Option<&str> {
+    e.get("annotations")
+        .and_then(|a| a.get(REF_NAME_ANNOTATION))
+        .and_then(Value::as_str)
+}
+
+pub(super) fn parse_entries(doc: &Value, path: &Path) -> Result<Vec<Entry>> {
+    let list = match doc.get("manifests") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(list)) => list,
+        Some(_) => return Err(bad_index(path, "\"manifests\" is not an array")),
+    };
+    list.iter()
+        .map(|e| {
+            let digest = entry_digest(e)
+                .ok_or_else(|| bad_index(path, "an entry has no digest"))
+                .and_then(|d| Digest::parse(d).map_err(|err| bad_index(path, err)))?;
+            Ok(Entry {
+                media_type: e
+                    .get("mediaType")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                digest,
+                tag: entry_tag(e).map(str::to_string),
+            })
+        })
+        .collect()
+}
+
+/// Runs `f` while holding the exclusive lock of the layout at `root` (blocking).
+pub(super) fn with_lock<T>(root: &Path, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let lock_path = root.join(LOCK_FILE);
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, e))?;
+    let out = f(root);
+    // Closing the file releases the lock too; unlocking first is just explicit.
+    let _ = lock.unlock();
+    out
+}
+
+/// Read-modify-write of `index.json`'s `manifests` under the lock (blocking). Other fields of
+/// the index and of its entries are kept; the file is rewritten only if something changed.
+pub(super) fn update_index<T>(
+    root: &Path,
+    f: impl FnOnce(&mut Vec<Value>) -> Result<T>,
+) -> Result<T> {
+    let path = root.join(INDEX_FILE);
+    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad_index(&path, e))?;
+    let obj = doc
+        .as_object_mut()
+        .ok_or_else(|| bad_index(&path, "not a JSON object"))?;
+    let list = obj
+        .entry("manifests")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if list.is_null() {
+        *list = Value::Array(Vec::new());
+    }
+    let list = list
+        .as_array_mut()
+        .ok_or_else(|| bad_index(&path, "\"manifests\" is not an array"))?;
+    let before = list.clone();
+    let out = f(list)?;
+    if *list != before {
+        let text = serde_json::to_vec(&doc).map_err(|e| Error::io(&path, io::Error::other(e)))?;
+        write_atomic(root, &path, &text)?;
+    }
+    Ok(out)
+}
+
+pub(super) fn put_manifest_locked(root: &Path, r: ManifestRef, m: &RawManifest) -> Result<()> {
+    let blob = blob_path(root, &m.digest);
+    if !file_exists(&blob)? {
+        let dir = blob_dir(root, &m.digest);
+        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        write_atomic(&dir, &blob, &m.bytes)?;
+    }
+    let digest = m.digest.to_string();
+    let children: BTreeSet<String> = match m.parse("") {
+        Ok(ParsedManifest::Index { manifests }) => {
+            manifests.iter().map(|d| d.digest.to_string()).collect()
+        }
+        _ => BTreeSet::new(),
+    };
+    let untagged_child =
+        |e: &Value| entry_tag(e).is_none() && entry_digest(e).is_some_and(|d| children.contains(d));
+    update_index(root, |list| {
+        match r {
+            ManifestRef::Tag(tag) => {
+                let mut entry = json!({
+                    "mediaType": m.media_type,
+                    "digest": digest,
+                    "size": m.bytes.len(),
+                    "annotations": { REF_NAME_ANNOTATION: tag.as_str() },
+                });
+                let mut kept = Vec::with_capacity(list.len() + 1);
+                let mut placed = false;
+                for e in list.drain(..) {
+                    let (etag, edigest) = (entry_tag(&e), entry_digest(&e));
+                    if etag == Some(tag.as_str()) {
+                        if !placed {
+                            // Keep an identical entry as it is (with any extra fields).
+                            let same = edigest == Some(digest.as_str())
+                                && e.get("mediaType").and_then(Value::as_str)
+                                    == Some(m.media_type.as_str());
+                            kept.push(if same { e } else { entry.take() });
+                            placed = true;
+                        }
+                    } else {
+                        // Untagged entries of this manifest or of its children are redundant.
+                        let untagged_self = etag.is_none() && edigest == Some(digest.as_str());
+                        if !untagged_self && !untagged_child(&e) {
+                            kept.push(e);
+                        }
+                    }
+                }
+                if !placed {
+                    kept.push(entry);
+                }
+                *list = kept;
+            }
+            ManifestRef::Digest(_) => {
+                list.retain(|e| !untagged_child(e));
+                if !list
+                    .iter()
+                    .any(|e| entry_digest(e) == Some(digest.as_str()))
+                {
+                    list.push(json!({
+                        "mediaType": m.media_type,
+                        "digest": digest,
+                        "size": m.bytes.len(),
+                    }));
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes `bytes` to a temporary file in `dir`, syncs it and renames it to `target`.
+pub(super) fn write_atomic(dir: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut guard = TempFile::new(dir.to_path_buf());
+    let mut file = loop {
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        match options.open(guard.next_name()) {
+            Ok(f) => break f,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(guard.path(), e)),
+        }
+    };
+    guard.armed = true;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(guard.path(), e))?;
+    drop(file);
+    fs::rename(guard.path(), target).map_err(|e| Error::io(target, e))?;
+    guard.armed = false;
+    Ok(())
+}
+
+/// A uniquely named temporary file, removed on drop while `armed`.
+pub(super) struct TempFile {
+    dir: PathBuf,
+    path: PathBuf,
+    pub(super) armed: bool,
+}
+
+impl TempFile {
+    pub(super) fn new(dir: PathBuf) -> Self {
+        TempFile {
+            path: dir.clone(),
+            dir,
+            armed: false,
+        }
+    }
+
+    /// Picks a fresh name (process id + counter + clock); callers open it with `create_new`
+    /// and call again on `AlreadyExists`.
+    pub(super) fn next_name(&mut self) -> &Path {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let name = format!(".tmp-{}-{n}-{nanos:09}", std::process::id());
+        self.path = self.dir.join(name);
+        &self.path
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
