@@ -422,7 +422,8 @@ async fn copy_blob(
             size: desc.size,
         },
     );
-    let started = Instant::now();
+    let clock = options.retry.clock();
+    let started = clock.now();
     let mut attempt = 0u32;
     let mut switched = false;
     let mut reauthenticated = false;
@@ -445,7 +446,10 @@ async fn copy_blob(
             attempt -= 1;
             continue;
         }
-        match options.retry.next_wait(attempt, &e, started) {
+        match options
+            .retry
+            .wait_since(attempt, crate::retry::classify(&e), started)
+        {
             Some(wait) => {
                 tracing::debug!(digest = %digest, attempt, error = %e, "blob transfer failed; restarting it");
                 emit(
@@ -456,7 +460,7 @@ async fn copy_blob(
                         error: e.to_string(),
                     },
                 );
-                tokio::time::sleep(wait).await;
+                clock.sleep(wait).await;
             }
             None => return Err(e),
         }

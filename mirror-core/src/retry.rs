@@ -194,8 +194,20 @@ impl RetryConfig {
         self
     }
 
-    fn clock(&self) -> Arc<dyn Clock> {
+    /// The clock waits are measured and slept on.
+    pub fn clock(&self) -> Arc<dyn Clock> {
         self.clock.clone().unwrap_or_else(system_clock)
+    }
+
+    /// The wait before attempt `attempt + 1` of an operation started at `started` on this
+    /// policy's clock, for a failure `classify` read as `verdict`.
+    pub fn wait_since(
+        &self,
+        attempt: u32,
+        verdict: Retry,
+        started: SystemTime,
+    ) -> Option<Duration> {
+        self.backoff(attempt, verdict, since(&*self.clock(), started))
     }
 
     /// The wait before attempt `attempt + 1` (attempt counts from 1) of an operation that
@@ -476,6 +488,168 @@ mod tests {
         };
         let long_ago = Instant::now() - Duration::from_secs(1);
         assert_eq!(c.next_wait(1, &http(500), long_ago), None);
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Fail {
+        Busy,
+        Slow(Duration),
+        Bad,
+    }
+
+    fn classify_fail(f: &Fail) -> Retry {
+        match f {
+            Fail::Busy => Retry::Yes,
+            Fail::Slow(d) => Retry::After(*d),
+            Fail::Bad => Retry::No,
+        }
+    }
+
+    fn on_clock(clock: &Arc<ManualClock>) -> RetryConfig {
+        RetryConfig {
+            jitter: Some(Arc::new(|| 1.0)),
+            ..RetryConfig::default()
+        }
+        .with_clock(clock.clone())
+    }
+
+    #[tokio::test]
+    async fn any_error_type_runs_under_the_policy_with_a_classifier() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+        let policy = on_clock(&clock);
+        let mut answers = vec![
+            Err(Fail::Busy),
+            Err(Fail::Slow(Duration::from_secs(3))),
+            Ok(7),
+        ];
+        answers.reverse();
+        let calls = std::sync::Mutex::new(answers);
+        let got = policy
+            .run_with(
+                || {
+                    let next = calls.lock().unwrap().pop().unwrap();
+                    async move { next }
+                },
+                classify_fail,
+            )
+            .await;
+        assert_eq!(got, Ok(7));
+        assert_eq!(
+            clock.sleeps(),
+            vec![Duration::from_millis(200), Duration::from_secs(3)],
+            "the backoff, then the server's Retry-After"
+        );
+
+        // Not retryable: returned at once, no sleep.
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let got: Result<(), Fail> = on_clock(&clock)
+            .run_with(|| async { Err(Fail::Bad) }, classify_fail)
+            .await;
+        assert_eq!(got, Err(Fail::Bad));
+        assert!(clock.sleeps().is_empty());
+
+        // Always busy: the attempts run out, the last error is returned.
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let n = std::sync::atomic::AtomicU32::new(0);
+        let got: Result<(), Fail> = on_clock(&clock)
+            .run_with(
+                || {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    async { Err(Fail::Busy) }
+                },
+                classify_fail,
+            )
+            .await;
+        assert_eq!(got, Err(Fail::Busy));
+        assert_eq!(n.load(Ordering::SeqCst), 5);
+        assert_eq!(clock.sleeps().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_time_budget_is_read_from_the_clock() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let policy = RetryConfig {
+            max_attempts: 100,
+            max_elapsed: Duration::from_secs(5),
+            ..on_clock(&clock)
+        };
+        let got: Result<(), Fail> = policy
+            .run_with(|| async { Err(Fail::Busy) }, classify_fail)
+            .await;
+        assert_eq!(got, Err(Fail::Busy));
+        let waited: Duration = clock.sleeps().iter().sum();
+        assert!(waited <= Duration::from_secs(5), "{waited:?}");
+        assert!(waited >= Duration::from_secs(2), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn polls_double_their_pause_and_stop_at_the_deadline() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let poll = Poll::until(Duration::from_secs(10)).with_clock(clock.clone());
+        let checks = std::sync::atomic::AtomicU32::new(0);
+        let done: Result<Option<u32>, ()> = poll
+            .run(|| {
+                let n = checks.fetch_add(1, Ordering::SeqCst);
+                async move { Ok((n == 3).then_some(n)) }
+            })
+            .await;
+        assert_eq!(done, Ok(Some(3)));
+        assert_eq!(
+            clock.sleeps(),
+            vec![
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+                Duration::from_millis(400)
+            ]
+        );
+
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let never: Result<Option<()>, ()> = Poll::until(Duration::from_secs(10))
+            .with_clock(clock.clone())
+            .run(|| async { Ok(None) })
+            .await;
+        assert_eq!(never, Ok(None), "the deadline passed");
+        let waited: Duration = clock.sleeps().iter().sum();
+        assert!(waited <= Duration::from_secs(10), "{waited:?}");
+        assert!(
+            clock.sleeps().iter().all(|s| *s <= Duration::from_secs(2)),
+            "pauses are capped: {:?}",
+            clock.sleeps()
+        );
+
+        // retry_while: a pending error is waited out, another one is returned at once.
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let got: Result<u32, &str> = Poll::until(Duration::from_secs(10))
+            .with_clock(clock.clone())
+            .retry_while(
+                || {
+                    let n = calls.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        match n {
+                            0 | 1 => Err("not visible"),
+                            _ => Ok(n),
+                        }
+                    }
+                },
+                |e| *e == "not visible",
+            )
+            .await;
+        assert_eq!(got, Ok(2));
+        let got: Result<(), &str> = Poll::until(Duration::from_secs(10))
+            .with_clock(clock.clone())
+            .retry_while(|| async { Err("denied") }, |e| *e == "not visible")
+            .await;
+        assert_eq!(got, Err("denied"));
+        let got: Result<(), &str> = Poll::until(Duration::from_secs(1))
+            .with_clock(ManualClock::new(SystemTime::UNIX_EPOCH))
+            .retry_while(|| async { Err("not visible") }, |e| *e == "not visible")
+            .await;
+        assert_eq!(
+            got,
+            Err("not visible"),
+            "the last error once the deadline passed"
+        );
     }
 
     #[test]

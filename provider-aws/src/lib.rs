@@ -20,7 +20,7 @@
 //! - [`lifecycle`]: the lifecycle policy for Cluster-mode retention;
 //! - [`error`]: this crate's classification of AWS error codes (the kit's
 //!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
-//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//! - [`factory`](mod@factory): the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
 //!   `mirror_core::registry::open` (`ecr://…`).
 //!
 //! # Example

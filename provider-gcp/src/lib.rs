@@ -24,7 +24,7 @@
 //! - [`cleanup`]: cleanup policies for retention and keep counts;
 //! - [`error`]: this crate's classification of Google statuses (the kit's
 //!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
-//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//! - [`factory`](mod@factory): the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
 //!   `mirror_core::registry::open` (`gar://…`, `*-docker.pkg.dev/…`).
 //!
 //! # Example

@@ -12,7 +12,7 @@
 //!
 //! # Push times
 //!
-//! [`Registry::records_push_time`] is false: the library writes a bookkeeping tag
+//! [`Capabilities::records_push_time`](mirror_core::registry::Capabilities) is false: the library writes a bookkeeping tag
 //! (`mirror.pushed.<ms>.<digest prefix>`) before an image's real tag and reads push times back
 //! from it. Scaleway's tags do carry `created_at` and `updated_at`, but they describe the tag
 //! record (a tag moved to another image keeps its `created_at`, and the reference does not
@@ -28,7 +28,7 @@
 //! - [`naming`]: Scaleway's namespace rules and the repository layout;
 //! - [`error`]: this crate's classification of Scaleway answers (the kit's
 //!   [`ControlPlaneError`](mirror_core::provider::ControlPlaneError) carries them);
-//! - [`factory`]: the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
+//! - [`factory`](mod@factory): the [`RegistryFactory`](mirror_core::registry::RegistryFactory) for
 //!   `mirror_core::registry::open` (`scaleway://…`, `rg.<region>.scw.cloud`).
 //!
 //! # Example

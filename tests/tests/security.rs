@@ -273,3 +273,95 @@ async fn credentials_are_not_sent_to_a_redirect_target_on_another_host() {
         "no Authorization header reached the other host"
     );
 }
+
+/// A `Link` to the next page of a tag list (or catalog) on another origin of the same host
+/// (another port) is refused: the registry's credentials would go with the request. Only the
+/// registry's own origin (scheme, host, port) is followed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pagination_never_follows_a_link_to_another_origin() {
+    // The other origin: records what reaches it.
+    let received: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let rec = received.clone();
+    let other = Router::new().fallback(move |headers: HeaderMap| {
+        let rec = rec.clone();
+        async move {
+            rec.lock().unwrap().push(
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            );
+            axum::Json(serde_json::json!({"name": "app", "tags": ["stolen"]})).into_response()
+        }
+    });
+    let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other_port = other_listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(other_listener, other).await });
+
+    let page = move |headers: HeaderMap, next: String| async move {
+        if !headers.contains_key("authorization") {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [("www-authenticate", "Basic realm=\"r\"")],
+            )
+                .into_response();
+        }
+        (
+            [("link", format!("<{next}>; rel=\"next\""))],
+            axum::Json(serde_json::json!({"name": "app", "tags": ["v1"], "repositories": ["app"]})),
+        )
+            .into_response()
+    };
+    let next_tags = format!("http://127.0.0.1:{other_port}/v2/app/tags/list?last=v1");
+    let next_catalog = format!("http://127.0.0.1:{other_port}/v2/_catalog?last=app");
+    let registry = Router::new()
+        .route(
+            "/v2/",
+            get(|headers: HeaderMap| async move {
+                if headers.contains_key("authorization") {
+                    StatusCode::OK.into_response()
+                } else {
+                    (
+                        StatusCode::UNAUTHORIZED,
+                        [("www-authenticate", "Basic realm=\"r\"")],
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/v2/app/tags/list",
+            get(move |h: HeaderMap| page(h, next_tags.clone())),
+        )
+        .route(
+            "/v2/_catalog",
+            get(move |h: HeaderMap| page(h, next_catalog.clone())),
+        );
+    let reg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let reg_port = reg_listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(reg_listener, registry).await });
+
+    let client = RegistryClient::new(
+        &format!("127.0.0.1:{reg_port}"),
+        Credentials::basic("alice", PASSWORD),
+    )
+    .unwrap();
+    let err = client
+        .repository("app")
+        .unwrap()
+        .list_tags()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { reason, .. } if reason.contains("another origin")),
+        "{err:?}"
+    );
+    let err = client.catalog().await.unwrap_err();
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "nothing reached the other origin: {:?}",
+        received.lock().unwrap()
+    );
+    assert!(!err.to_string().contains(PASSWORD));
+}

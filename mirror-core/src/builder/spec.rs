@@ -111,7 +111,7 @@ impl BuildSpec {
 
     /// Credentials the builder uses for `registry` (a host, `host:port`): the mirror registry
     /// (to push and to read and write the cache; needed unless the registry hands them out,
-    /// see [`Registry::builder_credentials`](crate::Registry::builder_credentials)) and
+    /// see [`BuildCapability::builder_credentials`](crate::registry::BuildCapability::builder_credentials)) and
     /// registries holding base images. They reach the builder through a private temporary
     /// auth file only.
     pub fn with_credentials(

@@ -34,7 +34,7 @@ impl Mirror {
     ///    from the same source with the same declared args, or an earlier build of this service
     ///    whose image was evicted) is copied by mount: no build, no upload.
     /// 4. **Build.** Otherwise the builder builds with the service's own remote cache
-    ///    ([`BuildCapability::cache_repository`](crate::registry::BuildCapability::cache_repository): one per build repository and Dockerfile path, never
+    ///    ([`BuildCapability::cache_repository`]: one per build repository and Dockerfile path, never
     ///    shared between services or Dockerfiles) and pushes.
     /// 5. **Evict** the service's older builds as Service mode does (the `keep_previous` newest,
     ///    the in-use set and images within the grace period stay).

@@ -386,6 +386,66 @@ mod tests {
         }
     }
 
+    /// Opens a layout in a fixed directory and records what it was asked.
+    #[derive(Debug, Default)]
+    struct Fake {
+        asked: std::sync::Mutex<Vec<(Option<String>, Option<String>)>>,
+    }
+
+    #[async_trait]
+    impl RegistryFactory for Fake {
+        fn provider(&self) -> &'static str {
+            "fake"
+        }
+        fn schemes(&self) -> &'static [&'static str] {
+            &["fake"]
+        }
+        fn recognises(&self, host: &str) -> bool {
+            host.ends_with(".fake.test")
+        }
+        async fn open(
+            &self,
+            host: Option<&str>,
+            prefix: Option<&str>,
+            _options: &OpenOptions,
+        ) -> Result<Arc<dyn Registry>> {
+            if let Ok(mut a) = self.asked.lock() {
+                a.push((host.map(str::to_string), prefix.map(str::to_string)));
+            }
+            Ok(Arc::new(LayoutRegistry::new("/nonexistent")))
+        }
+    }
+
+    #[tokio::test]
+    async fn locations_reach_the_factory_of_their_scheme_or_host() {
+        let fake = Fake::default();
+        let factories: [&dyn RegistryFactory; 1] = [&fake];
+        let o = OpenOptions::new();
+        assert_eq!(
+            open("fake://", &o, &factories).await.unwrap().provider(),
+            "layout"
+        );
+        open("fake://h:1/p", &o, &factories).await.unwrap();
+        open("r.fake.test/team", &o, &factories).await.unwrap();
+        // A scheme forces a distribution registry even for a host a provider serves.
+        let r = open("https://r.fake.test", &o, &factories).await.unwrap();
+        assert_eq!(r.provider(), "generic");
+        assert_eq!(r.location(), "r.fake.test");
+        assert_eq!(
+            *fake.asked.lock().unwrap(),
+            vec![
+                (None, None),
+                (Some("h:1".to_string()), Some("p".to_string())),
+                (Some("r.fake.test".to_string()), Some("team".to_string())),
+            ]
+        );
+        let e = open("other://x", &o, &factories).await.unwrap_err();
+        assert!(
+            e.to_string().contains("fake://"),
+            "names the known schemes: {e}"
+        );
+    }
+
     #[tokio::test]
     async fn core_registries_open_and_unknown_options_are_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -1,4 +1,4 @@
-//! The OCI distribution API over HTTP(S) as an [`ImageStore`].
+//! The OCI distribution API over HTTP(S) as an [`ImageStore`](crate::ImageStore).
 //!
 //! [`RegistryClient`] holds one registry's connection pool, credentials and token cache;
 //! [`RegistryClient::repository`] hands out an [`HttpStore`] per repository, all sharing them.

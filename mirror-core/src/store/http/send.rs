@@ -1,7 +1,7 @@
 //! Sending a request: authentication, the one re-authentication after a 401, retries under
 //! the [`RetryConfig`], and the one mapping of unexpected answers to errors.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, AUTHORIZATION};
@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use self::auth::Challenge;
 use crate::error::{Error, Result};
+use crate::retry::Retry;
 
 use super::*;
 
@@ -44,33 +45,52 @@ impl RegistryClient {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = self.send_once(op, loc, scopes, &build).await;
-            let transient = match &result {
-                Err(e) => Some(e),
-                Ok(resp) if retryable_status(resp.status()) => None,
-                Ok(_) => return result,
-            };
-            // Turn a retryable answer into the error it stands for, to decide and to wait.
-            let as_error;
-            let error = match transient {
-                Some(e) => e,
-                None => {
-                    let Ok(resp) = &result else { return result };
-                    as_error = status_error(&self.inner.registry, op, loc, resp);
-                    &as_error
-                }
-            };
-            match self.inner.config.retry.next_wait(attempt, error, started) {
-                Some(wait) => {
-                    tracing::debug!(registry = %self.inner.registry, %op, %loc, attempt, ?wait, error = %error, "retrying");
-                    tokio::time::sleep(wait).await;
-                }
-                None => return result,
-            }
+        /// Why an attempt is worth another one: it failed, or the registry answered a
+        /// retryable status (returned as it is when the budget is spent).
+        enum Again {
+            Failed(Error),
+            Answered(Response),
+        }
+        let result = self
+            .inner
+            .config
+            .retry
+            .run_with(
+                || async {
+                    match self.send_once(op, loc, scopes, &build).await {
+                        Ok(resp) if retryable_status(resp.status()) => Err(Again::Answered(resp)),
+                        Ok(resp) => Ok(resp),
+                        Err(e) => Err(Again::Failed(e)),
+                    }
+                },
+                |again| {
+                    let verdict = match again {
+                        Again::Failed(e) => crate::retry::classify(e),
+                        Again::Answered(resp) => match retry_after(resp.headers()) {
+                            Some(after) if resp.status() == StatusCode::TOO_MANY_REQUESTS => {
+                                Retry::After(after)
+                            }
+                            _ => Retry::Yes,
+                        },
+                    };
+                    if verdict != Retry::No {
+                        let registry = &self.inner.registry;
+                        match again {
+                            Again::Failed(e) => {
+                                tracing::debug!(%registry, %op, %loc, error = %e, "retrying")
+                            }
+                            Again::Answered(r) => {
+                                tracing::debug!(%registry, %op, %loc, status = %r.status(), "retrying")
+                            }
+                        }
+                    }
+                    verdict
+                },
+            )
+            .await;
+        match result {
+            Ok(resp) | Err(Again::Answered(resp)) => Ok(resp),
+            Err(Again::Failed(e)) => Err(e),
         }
     }
 

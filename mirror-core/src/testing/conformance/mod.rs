@@ -30,12 +30,12 @@
 //!
 //! | scenario | proves |
 //! |---|---|
-//! | [`naming`] | names are valid, injective across ids and scopes, deterministic; empty ids are [`Error::InvalidName`] |
+//! | [`naming`] | names are valid, injective across ids and scopes, deterministic; empty ids are [`Error::InvalidName`](crate::Error::InvalidName) |
 //! | [`ensure_twice`] | `ensure_repository` is idempotent and accepts changed settings |
 //! | [`concurrent_ensure`] | 8 concurrent `ensure_repository` on one repository all succeed and leave it usable |
 //! | [`push_list_delete`] | pushed images are listed with their tags and push times; `delete_image` removes exactly one image and its tags; `list_repositories` finds the repository |
 //! | [`list_repositories_by_cluster`] | `list_repositories` returns every scope's repository of a cluster and none of another cluster |
-//! | [`not_found`] | absent repositories list as empty, absent digests delete as [`Error::NotFound`], absent manifests HEAD as `None` |
+//! | [`not_found`] | absent repositories list as empty, absent digests delete as [`Error::NotFound`](crate::Error::NotFound), absent manifests HEAD as `None` |
 //! | [`pull_reference`] | the pull reference names the repository and pins the digest |
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -417,7 +417,7 @@ pub async fn list_repositories_by_cluster(registry: &dyn Registry, cluster: &str
 }
 
 /// Not found: `list_images` of a repository never created, and of one ensured but never
-/// pushed, is `Ok(empty)`; `delete_image` of an absent digest is [`Error::NotFound`] in both
+/// pushed, is `Ok(empty)`; `delete_image` of an absent digest is [`Error::NotFound`](crate::Error::NotFound) in both
 /// and in a repository holding another image; `head_manifest` of an absent tag or digest is
 /// `Ok(None)`.
 pub async fn not_found(registry: &dyn Registry, cluster: &str) {
