@@ -31,6 +31,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mirror_core::image::referrers::ReferrerOptions;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
@@ -103,6 +104,28 @@ enum Policy {
     Trust,
 }
 
+/// Referrer flags of `deploy` and `build` (on by default).
+#[derive(clap::Args)]
+struct ReferrerArgs {
+    /// Do not copy the image's referrers (signatures, SBOMs, attestations).
+    #[arg(long)]
+    no_referrers: bool,
+    /// Copy only referrers of this artifact type (repeatable), e.g.
+    /// `application/vnd.dev.cosign.artifact.sig.v1+json`.
+    #[arg(long = "referrer-type", value_name = "ARTIFACT_TYPE")]
+    referrer_types: Vec<String>,
+}
+
+impl ReferrerArgs {
+    fn options(&self) -> ReferrerOptions {
+        if self.no_referrers {
+            ReferrerOptions::none()
+        } else {
+            ReferrerOptions::all().with_types(self.referrer_types.iter().cloned())
+        }
+    }
+}
+
 #[derive(clap::Args)]
 struct DeployArgs {
     #[command(flatten)]
@@ -129,6 +152,9 @@ struct DeployArgs {
     /// Images in use (references or digests), never evicted. Repeatable.
     #[arg(long = "in-use")]
     in_use: Vec<String>,
+    /// Which referrers (signatures, SBOMs, attestations) travel with the image.
+    #[command(flatten)]
+    referrers: ReferrerArgs,
     /// Source credentials `USER:PASS` for the source registry.
     #[arg(long, env = "MIRROR_SRC_CREDS", hide_env_values = true)]
     src_creds: Option<String>,
@@ -208,6 +234,9 @@ struct BuildArgs {
     /// Do not stream the build log to stderr.
     #[arg(long)]
     quiet: bool,
+    /// Which referrers (signatures, SBOMs, attestations) travel with the image.
+    #[command(flatten)]
+    referrers: ReferrerArgs,
 }
 
 #[derive(clap::Args)]
@@ -244,6 +273,16 @@ struct CopyArgs {
     /// Do not verify TLS certificates of the destination registry.
     #[arg(long)]
     dest_insecure: bool,
+    /// Copy the image's referrers too (signatures, SBOMs, attestations), before its tag.
+    #[arg(long)]
+    referrers: bool,
+    /// With `--referrers`: only referrers of this artifact type (repeatable).
+    #[arg(
+        long = "referrer-type",
+        value_name = "ARTIFACT_TYPE",
+        requires = "referrers"
+    )]
+    referrer_types: Vec<String>,
 }
 
 /// An opened endpoint: a store and the tag or digest within it.
@@ -349,6 +388,11 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
         }) as mirror_core::EventSink
     });
     let options = CopyOptions {
+        referrers: if args.referrers {
+            ReferrerOptions::all().with_types(args.referrer_types.iter().cloned())
+        } else {
+            ReferrerOptions::none()
+        },
         platforms,
         concurrency: args.concurrency.max(1),
         events,
@@ -388,6 +432,12 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
 /// The registry `--registry` names, through `mirror_core::registry::open` with the factories
 /// of the three provider crates.
 async fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
+    if let Ok(p) = std::env::var("MIRROR_PROVIDER") {
+        bail!(
+            "MIRROR_PROVIDER={p} is no longer read: the registry location names the provider \
+             (ecr://…, gar://…, scaleway://…, or the provider's own host; see --help)"
+        );
+    }
     let mut options = OpenOptions::new();
     for pair in &args.registry_options {
         options = options.with_pair(pair)?;
@@ -433,6 +483,7 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         })
         .eviction_grace(args.eviction_grace.into())
         .sources(sources)
+        .referrers(args.referrers.options())
         .build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let d = mirror.mirror_with(&args.service, &source, &in_use).await?;
@@ -443,13 +494,14 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
             eprintln!("warning: {w}");
         }
         println!(
-            "{:?} {} -> {} ({} uploaded, {} bytes, {} mounted; {} evicted)",
+            "{:?} {} -> {} ({} uploaded, {} bytes, {} mounted; {} referrers; {} evicted)",
             d.action,
             d.source,
             d.pull_reference,
             d.blobs_uploaded,
             d.bytes_uploaded,
             d.blobs_mounted,
+            d.referrers.copied_total(),
             d.evicted.len()
         );
     }
@@ -511,17 +563,40 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
         println!("{} ({} images)", repo.repository, repo.images.len());
         for img in &repo.images {
             println!(
-                "  {}  {:>10}  pushed {}  {}",
+                "  {}  {:>10}  pushed {}  {}{}",
                 &img.digest.to_string()[..19],
                 img.size
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "-".into()),
                 time_string(img.pushed_at),
-                img.tags.join(", ")
+                img.tags.join(", "),
+                referrer_summary(img)
             );
         }
     }
     Ok(())
+}
+
+/// `  [2 signature, 1 sbom]` for an image with referrers, empty otherwise.
+fn referrer_summary(img: &mirror_core::ImageRecord) -> String {
+    use mirror_core::image::referrers::ReferrerKind;
+    let parts: Vec<String> = [
+        (ReferrerKind::Signature, "signature"),
+        (ReferrerKind::Sbom, "sbom"),
+        (ReferrerKind::Attestation, "attestation"),
+        (ReferrerKind::Other, "other"),
+    ]
+    .into_iter()
+    .filter_map(|(k, name)| match img.count(k) {
+        0 => None,
+        n => Some(format!("{n} {name}")),
+    })
+    .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", parts.join(", "))
+    }
 }
 
 async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
@@ -591,6 +666,7 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
             keep_previous: args.keep_previous,
         }))
         .eviction_grace(args.eviction_grace.into())
+        .referrers(args.referrers.options())
         .build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let d = mirror
@@ -603,12 +679,13 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
             eprintln!("warning: {w}");
         }
         println!(
-            "{:?} {} -> {} ({} mounted, {} uploaded; {} evicted)",
+            "{:?} {} -> {} ({} mounted, {} uploaded; {} referrers; {} evicted)",
             d.action,
             d.tag,
             d.pull_reference,
             d.blobs_mounted,
             d.blobs_uploaded,
+            d.referrers.copied_total(),
             d.evicted.len()
         );
     }

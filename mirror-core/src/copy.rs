@@ -27,6 +27,7 @@ use serde::Serialize;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{BlobAction, CopyEvent, EventSink};
+use crate::image::referrers::{ReferrerOptions, ReferrerReport};
 use crate::media::{Descriptor, ManifestKind, ParsedManifest, PlatformFilter, RawManifest};
 use crate::retry::RetryConfig;
 use crate::store::{get_verified_manifest, BlobStream, ImageStore, MountOutcome, StoreLocation};
@@ -50,11 +51,15 @@ pub struct CopyOptions {
     pub events: Option<EventSink>,
     /// How failed blob transfers are retried (each retry restarts the blob from scratch).
     pub retry: RetryConfig,
+    /// Whether the image's referrers (signatures, SBOMs, attestations) travel with it, and
+    /// which (default: off for a bare copy; `Mirror` turns them on).
+    pub referrers: ReferrerOptions,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
+            referrers: ReferrerOptions::default(),
             platforms: Vec::new(),
             concurrency: DEFAULT_CONCURRENCY,
             mount_from: Vec::new(),
@@ -72,6 +77,7 @@ impl std::fmt::Debug for CopyOptions {
             .field("mount_from", &self.mount_from)
             .field("events", &self.events.is_some())
             .field("retry", &self.retry)
+            .field("referrers", &self.referrers)
             .finish()
     }
 }
@@ -107,6 +113,8 @@ pub struct CopyReport {
     pub manifests_pushed: usize,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+    /// The referrers found at the source and copied, by artifact type.
+    pub referrers: ReferrerReport,
 }
 
 #[derive(Default)]
@@ -119,7 +127,9 @@ struct Counters {
 
 /// Copies `src_ref` (tag or digest) of `src` to `dst_ref` (tag or digest) of `dst`.
 ///
-/// See the module docs for the order of work and the guarantees.
+/// See the module docs for the order of work and the guarantees. With
+/// [`CopyOptions::referrers`] enabled, the image's referrers travel with it and the tag is
+/// written after them (see [`crate::image::place`]).
 pub async fn copy(
     src: &dyn ImageStore,
     src_ref: &str,
@@ -127,15 +137,75 @@ pub async fn copy(
     dst_ref: &str,
     options: &CopyOptions,
 ) -> Result<CopyReport> {
+    if options.referrers.enabled {
+        let source = crate::image::SourceImage {
+            store: src,
+            reference: src_ref,
+            digest: None,
+        };
+        return crate::image::place(
+            source,
+            dst,
+            dst_ref,
+            options,
+            crate::image::PushTimes::Recorded,
+        )
+        .await;
+    }
+    Ok(copy_tree(src, src_ref, dst, Some(dst_ref), options)
+        .await?
+        .report)
+}
+
+/// The engine alone (no referrers, whatever [`CopyOptions::referrers`] says): `src_ref` of
+/// `src` to `dst_ref` of `dst`, or with `None` under its own digest.
+pub async fn copy_image(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    dst: &dyn ImageStore,
+    dst_ref: Option<&str>,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    Ok(copy_tree(src, src_ref, dst, dst_ref, options).await?.report)
+}
+
+/// A copy's report, and for a root manifest with a `subject` that was written, whether the
+/// destination indexed it as a referrer (answered `OCI-Subject`).
+pub(crate) struct Copied {
+    pub(crate) report: CopyReport,
+    pub(crate) subject_indexed: Option<bool>,
+}
+
+/// [`copy_image`] of a referrer: also says whether the destination indexed it.
+pub(crate) async fn copy_referrer(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    dst: &dyn ImageStore,
+    dst_ref: Option<&str>,
+    options: &CopyOptions,
+) -> Result<Copied> {
+    copy_tree(src, src_ref, dst, dst_ref, options).await
+}
+
+/// The engine: `dst_ref` `None` writes the root under its own digest.
+async fn copy_tree(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    dst: &dyn ImageStore,
+    dst_ref: Option<&str>,
+    options: &CopyOptions,
+) -> Result<Copied> {
     let started = Instant::now();
     let src_loc = format!("{}{}{src_ref}", src.location(), sep(src_ref));
-    let dst_loc = format!("{}{}{dst_ref}", dst.location(), sep(dst_ref));
     let source_root = get_verified_manifest(src, src_ref).await?;
     let kind = source_root.kind(&src_loc)?;
 
     // Apply the platform filter: the root may become one child or a filtered index.
     let (root, index_preserved, platforms) =
         select_platforms(src, &src_loc, source_root, kind, &options.platforms).await?;
+    let own_digest = root.digest.to_string();
+    let dst_ref: &str = dst_ref.unwrap_or(&own_digest);
+    let dst_loc = format!("{}{}{dst_ref}", dst.location(), sep(dst_ref));
 
     if let Ok(d) = Digest::parse(dst_ref) {
         if d != root.digest {
@@ -159,6 +229,7 @@ pub async fn copy(
         bytes_uploaded: 0,
         manifests_pushed: 0,
         elapsed_ms: 0,
+        referrers: ReferrerReport::default(),
     };
 
     // Fast path: the destination reference already names this digest, or the destination
@@ -173,7 +244,10 @@ pub async fn copy(
     if by_ref.is_some_and(|head| head.digest == root.digest) {
         report.already_present = true;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(report);
+        return Ok(Copied {
+            report,
+            subject_indexed: None,
+        });
     }
     if by_digest.is_some() {
         dst.put_manifest(dst_ref, &root).await?;
@@ -187,7 +261,10 @@ pub async fn copy(
         report.already_present = true;
         report.manifests_pushed = 1;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(report);
+        return Ok(Copied {
+            report,
+            subject_indexed: None,
+        });
     }
 
     // Walk the tree. `children` ends up parents-before-children; it is pushed reversed.
@@ -235,7 +312,7 @@ pub async fn copy(
     // copying the same image into the same repository) raced our blob commits; the blobs are
     // checked again (HEADs skip what is there) and the manifests pushed once more.
     let mut round = 0;
-    loop {
+    let subject_indexed = loop {
         round += 1;
         // Blobs.
         // On the first failure no new blob starts, but transfers under way run to their end
@@ -265,33 +342,37 @@ pub async fn copy(
         }
 
         match push_manifests(dst, dst_ref, &root, &children, options).await {
-            Ok(pushed) => {
+            Ok((pushed, indexed)) => {
                 report.manifests_pushed += pushed;
-                break;
+                break indexed;
             }
             Err(e) if round == 1 && is_blob_unknown(&e) => {
                 tracing::debug!(error = %e, "manifest refused for a missing blob; checking blobs again");
             }
             Err(e) => return Err(e),
         }
-    }
+    };
 
     report.blobs_skipped = counters.skipped.load(Ordering::Relaxed);
     report.blobs_mounted = counters.mounted.load(Ordering::Relaxed);
     report.blobs_uploaded = counters.uploaded.load(Ordering::Relaxed);
     report.bytes_uploaded = counters.bytes.load(Ordering::Relaxed);
     report.elapsed_ms = started.elapsed().as_millis() as u64;
-    Ok(report)
+    Ok(Copied {
+        report,
+        subject_indexed,
+    })
 }
 
-/// Pushes child manifests (deepest first), then the root under `dst_ref`; returns how many.
+/// Pushes child manifests (deepest first), then the root under `dst_ref`; returns how many,
+/// and for a root with a `subject`, whether the destination indexed it as a referrer.
 async fn push_manifests(
     dst: &dyn ImageStore,
     dst_ref: &str,
     root: &RawManifest,
     children: &[RawManifest],
     options: &CopyOptions,
-) -> Result<usize> {
+) -> Result<(usize, Option<bool>)> {
     let mut pushed = 0;
     // Child manifests, deepest first, then the root.
     for child in children.iter().rev() {
@@ -306,7 +387,13 @@ async fn push_manifests(
         );
         pushed += 1;
     }
-    dst.put_manifest(dst_ref, root).await?;
+    let has_subject = root.referral("").is_ok_and(|r| r.subject.is_some());
+    let indexed = if has_subject {
+        Some(dst.put_referrer(dst_ref, root).await?)
+    } else {
+        dst.put_manifest(dst_ref, root).await?;
+        None
+    };
     emit(
         options,
         CopyEvent::ManifestPushed {
@@ -316,7 +403,7 @@ async fn push_manifests(
     );
     pushed += 1;
 
-    Ok(pushed)
+    Ok((pushed, indexed))
 }
 
 fn is_blob_unknown(e: &Error) -> bool {
@@ -423,7 +510,7 @@ async fn copy_blob(
         },
     );
     let clock = options.retry.clock();
-    let started = clock.now();
+    let started = clock.elapsed();
     let mut attempt = 0u32;
     let mut switched = false;
     let mut reauthenticated = false;

@@ -157,8 +157,9 @@ pub enum Error {
     },
 
     /// A control plane refused an operation with a code of its own and no HTTP status of
-    /// its own: a per-item failure inside a successful batch answer, a long-running operation
-    /// that failed or did not finish, a resource in a state it cannot be used in.
+    /// its own: a per-item failure inside a successful batch answer (ECR's
+    /// `BatchDeleteImage`), a resource in a state it cannot be used in (a Scaleway namespace
+    /// in `error`), a wait that timed out.
     #[error("{registry}: {operation} on {location} refused: {code}: {message}")]
     Refused {
         /// `<provider>:<registry host>`.
@@ -167,7 +168,7 @@ pub enum Error {
         operation: String,
         /// What the operation was on.
         location: String,
-        /// The provider's code (`ImageReferencedByManifestList`, `DEADLINE_EXCEEDED`…).
+        /// The provider's code (`KmsError`, `error`, `timeout`…).
         code: String,
         /// What the provider said.
         message: String,

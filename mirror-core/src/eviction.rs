@@ -143,6 +143,7 @@ mod tests {
             tags: vec![format!("t{n}")],
             pushed_at: pushed.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
             size: Some(1),
+            referrers: Vec::new(),
         }
     }
 

@@ -27,6 +27,8 @@ pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.man
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 /// OCI gzip layer.
 pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// The OCI empty descriptor's media type (the config of artifacts that have none).
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// Every manifest media type this library reads and writes, for `Accept` headers.
 pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
@@ -170,6 +172,46 @@ impl RawManifest {
     }
 }
 
+impl RawManifest {
+    /// The manifest's `subject`, artifact type and annotations (see [`Referral`]); an
+    /// unreadable document is [`Error::InvalidManifest`].
+    pub fn referral(&self, location: &str) -> Result<Referral> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Doc {
+            #[serde(default)]
+            artifact_type: Option<String>,
+            #[serde(default)]
+            subject: Option<Descriptor>,
+            #[serde(default)]
+            config: Option<Descriptor>,
+            #[serde(default)]
+            annotations: Option<std::collections::BTreeMap<String, String>>,
+        }
+        let text = std::str::from_utf8(&self.bytes).map_err(|e| Error::InvalidManifest {
+            location: location.to_string(),
+            reason: format!("not UTF-8 JSON: {e}"),
+        })?;
+        let doc: Doc = serde_json::from_str(text).map_err(|e| Error::InvalidManifest {
+            location: location.to_string(),
+            reason: e.to_string(),
+        })?;
+        let artifact_type = doc.artifact_type.filter(|t| !t.is_empty()).or_else(|| {
+            // A plain image's config is an image config: it names no artifact.
+            doc.config.map(|c| c.media_type).filter(|t| {
+                !t.is_empty()
+                    && t != OCI_CONFIG
+                    && !t.starts_with("application/vnd.docker.container.image")
+            })
+        });
+        Ok(Referral {
+            subject: doc.subject,
+            artifact_type,
+            annotations: doc.annotations,
+        })
+    }
+}
+
 fn infer_media_type(bytes: &[u8], location: &str) -> Result<String> {
     let invalid = |reason: String| Error::InvalidManifest {
         location: location.to_string(),
@@ -210,6 +252,18 @@ struct ManifestDoc {
     manifests: Option<Vec<Descriptor>>,
 }
 
+/// What makes a manifest a referrer: the manifest it refers to, and its artifact type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Referral {
+    /// The `subject` descriptor, when the manifest has one.
+    pub subject: Option<Descriptor>,
+    /// The artifact type: the `artifactType` field, else (for image manifests) the config's
+    /// media type, as the OCI 1.1 referrers API reports it. `None` for plain images.
+    pub artifact_type: Option<String>,
+    /// The manifest's annotations.
+    pub annotations: Option<std::collections::BTreeMap<String, String>>,
+}
+
 /// A content descriptor: what a manifest says about a blob or a child manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -221,6 +275,9 @@ pub struct Descriptor {
     pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
+    /// The artifact type, on the entries of a referrers index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
     /// Platform, on index entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<Platform>,
@@ -306,6 +363,8 @@ impl std::fmt::Display for PlatformFilter {
 }
 
 /// The parts of a manifest the copy engine follows.
+// One short-lived value per manifest read: boxing the config would cost more than it saves.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum ParsedManifest {
     /// An image: its config and layers, all blobs.

@@ -34,8 +34,12 @@ pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 /// The time a policy reads and the way it waits: the real clock ([`SystemClock`]) or a
 /// test's ([`ManualClock`]).
 pub trait Clock: Send + Sync + fmt::Debug {
-    /// The current wall-clock time.
+    /// The current wall-clock time (token expiries are wall-clock times).
     fn now(&self) -> SystemTime;
+
+    /// A monotonic reading: time since a fixed origin, never going backwards. Deadlines and
+    /// budgets are measured on it, so a wall-clock step does not stretch them.
+    fn elapsed(&self) -> Duration;
 
     /// Waits `duration`.
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -51,6 +55,12 @@ impl Clock for SystemClock {
         SystemTime::now()
     }
 
+    fn elapsed(&self) -> Duration {
+        static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+        tokio::time::Instant::now().saturating_duration_since(origin)
+    }
+
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         Box::pin(tokio::time::sleep(duration))
     }
@@ -62,6 +72,7 @@ impl Clock for SystemClock {
 #[derive(Debug)]
 pub struct ManualClock {
     now: Mutex<SystemTime>,
+    elapsed: Mutex<Duration>,
     sleeps: Mutex<Vec<Duration>>,
 }
 
@@ -70,6 +81,7 @@ impl ManualClock {
     pub fn new(start: SystemTime) -> Arc<Self> {
         Arc::new(ManualClock {
             now: Mutex::new(start),
+            elapsed: Mutex::new(Duration::ZERO),
             sleeps: Mutex::new(Vec::new()),
         })
     }
@@ -78,6 +90,17 @@ impl ManualClock {
     pub fn advance(&self, by: Duration) {
         if let Ok(mut t) = self.now.lock() {
             *t += by;
+        }
+        if let Ok(mut e) = self.elapsed.lock() {
+            *e += by;
+        }
+    }
+
+    /// Sets the wall clock (a step, forwards or backwards); the monotonic reading does not
+    /// move.
+    pub fn set(&self, to: SystemTime) {
+        if let Ok(mut t) = self.now.lock() {
+            *t = to;
         }
     }
 
@@ -95,6 +118,10 @@ impl Clock for ManualClock {
             .unwrap_or(SystemTime::UNIX_EPOCH)
     }
 
+    fn elapsed(&self) -> Duration {
+        self.elapsed.lock().map(|e| *e).unwrap_or_default()
+    }
+
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
         if let Ok(mut s) = self.sleeps.lock() {
             s.push(duration);
@@ -109,9 +136,9 @@ pub fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 
-/// Time elapsed on `clock` since `start` (zero if the clock went backwards).
-fn since(clock: &dyn Clock, start: SystemTime) -> Duration {
-    clock.now().duration_since(start).unwrap_or_default()
+/// Time elapsed on `clock`'s monotonic reading since the reading `start`.
+fn since(clock: &dyn Clock, start: Duration) -> Duration {
+    clock.elapsed().saturating_sub(start)
 }
 
 /// A classifier's verdict on one failure.
@@ -199,14 +226,9 @@ impl RetryConfig {
         self.clock.clone().unwrap_or_else(system_clock)
     }
 
-    /// The wait before attempt `attempt + 1` of an operation started at `started` on this
-    /// policy's clock, for a failure `classify` read as `verdict`.
-    pub fn wait_since(
-        &self,
-        attempt: u32,
-        verdict: Retry,
-        started: SystemTime,
-    ) -> Option<Duration> {
+    /// The wait before attempt `attempt + 1` of an operation started at `started` (a reading
+    /// of this policy's clock's [`Clock::elapsed`]), for a failure read as `verdict`.
+    pub fn wait_since(&self, attempt: u32, verdict: Retry, started: Duration) -> Option<Duration> {
         self.backoff(attempt, verdict, since(&*self.clock(), started))
     }
 
@@ -237,7 +259,8 @@ impl RetryConfig {
     }
 
     /// [`backoff`](Self::backoff) for a core error classified by [`classify`], for an
-    /// operation started at `started`.
+    /// operation started at `started` (measured on the real monotonic clock, not on
+    /// [`RetryConfig::clock`]; [`wait_since`](Self::wait_since) uses the policy's clock).
     pub fn next_wait(&self, attempt: u32, error: &Error, started: Instant) -> Option<Duration> {
         self.backoff(attempt, classify(error), started.elapsed())
     }
@@ -252,7 +275,7 @@ impl RetryConfig {
         C: Fn(&E) -> Retry,
     {
         let clock = self.clock();
-        let started = clock.now();
+        let started = clock.elapsed();
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -309,6 +332,8 @@ pub struct Poll {
     pub max: Duration,
     /// No check starts after this long. Default 30 s.
     pub timeout: Duration,
+    /// No more checks than this, whatever the time (`None`: only the timeout bounds them).
+    pub max_checks: Option<usize>,
     /// The clock; `None` is the real clock.
     pub clock: Option<Arc<dyn Clock>>,
 }
@@ -319,6 +344,7 @@ impl Default for Poll {
             first: Duration::from_millis(100),
             max: Duration::from_secs(2),
             timeout: Duration::from_secs(30),
+            max_checks: None,
             clock: None,
         }
     }
@@ -340,6 +366,18 @@ impl Poll {
         self
     }
 
+    /// Sets the longest pause.
+    pub fn at_most(mut self, max: Duration) -> Self {
+        self.max = max.max(self.first);
+        self
+    }
+
+    /// At most `n` checks (and at most the timeout).
+    pub fn checks(mut self, n: usize) -> Self {
+        self.max_checks = Some(n.max(1));
+        self
+    }
+
     /// The same polling on another clock.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
@@ -355,13 +393,16 @@ impl Poll {
         Fut: Future<Output = Result<Option<T>, E>>,
     {
         let clock = self.clock.clone().unwrap_or_else(system_clock);
-        let started = clock.now();
+        let started = clock.elapsed();
         let mut pause = self.first;
+        let mut checks = 0;
         loop {
+            checks += 1;
             if let Some(done) = check().await? {
                 return Ok(Some(done));
             }
-            if since(&*clock, started) + pause > self.timeout {
+            let out_of_checks = self.max_checks.is_some_and(|n| checks >= n);
+            if out_of_checks || since(&*clock, started) + pause > self.timeout {
                 return Ok(None);
             }
             clock.sleep(pause).await;
@@ -379,11 +420,16 @@ impl Poll {
         P: Fn(&E) -> bool,
     {
         let clock = self.clock.clone().unwrap_or_else(system_clock);
-        let started = clock.now();
+        let started = clock.elapsed();
         let mut pause = self.first;
+        let mut checks = 0;
         loop {
+            checks += 1;
+            let more = self.max_checks.is_none_or(|n| checks < n);
             match op().await {
-                Err(e) if pending(&e) && since(&*clock, started) + pause <= self.timeout => {
+                Err(e)
+                    if pending(&e) && more && since(&*clock, started) + pause <= self.timeout =>
+                {
                     clock.sleep(pause).await;
                     pause = (pause * 2).min(self.max);
                 }
@@ -649,6 +695,43 @@ mod tests {
             got,
             Err("not visible"),
             "the last error once the deadline passed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wall_clock_step_does_not_stretch_a_deadline() {
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000));
+        let c = clock.clone();
+        let n = std::sync::atomic::AtomicU32::new(0);
+        let got: Result<Option<()>, ()> = Poll::until(Duration::from_secs(5))
+            .with_clock(clock.clone())
+            .run(|| {
+                // The wall clock jumps back an hour at every check.
+                c.set(c.now() - Duration::from_secs(3600));
+                n.fetch_add(1, Ordering::SeqCst);
+                async { Ok(None) }
+            })
+            .await;
+        assert_eq!(got, Ok(None));
+        assert!(
+            n.load(Ordering::SeqCst) < 10,
+            "{} checks",
+            n.load(Ordering::SeqCst)
+        );
+        let checks = std::sync::atomic::AtomicU32::new(0);
+        let got: Result<Option<()>, ()> = Poll::until(Duration::from_secs(60))
+            .checks(4)
+            .with_clock(ManualClock::new(SystemTime::UNIX_EPOCH))
+            .run(|| {
+                checks.fetch_add(1, Ordering::SeqCst);
+                async { Ok(None) }
+            })
+            .await;
+        assert_eq!(got, Ok(None));
+        assert_eq!(
+            checks.load(Ordering::SeqCst),
+            4,
+            "a count bound, whatever the time"
         );
     }
 

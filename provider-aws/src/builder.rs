@@ -15,7 +15,7 @@
 //! | `MIRROR_ECR_REGISTRY_HOST` | `registry_host` | data-plane host override (`host[:port]`); an ECR host also gives account and region | `<account>.dkr.ecr.<region>.amazonaws.com` |
 //! | `MIRROR_ECR_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
 //! | `MIRROR_ECR_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one API call attempt and of one data-plane request without a streaming body (`60s`) | 60 s |
-//! | `MIRROR_ECR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 15 s |
+//! | `MIRROR_ECR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 10 s (API), 15 s (data plane) |
 //! | `MIRROR_ECR_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes (the SDK's standard retry mode for API calls) | 5 on the data plane, the SDK's 3 for API calls |
 //! | `MIRROR_ECR_TAG_MUTABILITY` | `tag_mutability` | `MUTABLE` or `IMMUTABLE` for new repositories | `MUTABLE` |
 //! | `MIRROR_ECR_SCAN_ON_PUSH` | `scan_on_push` | basic scanning on push for new repositories | `false` |
@@ -171,6 +171,9 @@ impl EcrConfigKey {
         ConfigKey::env_var(self).into_owned()
     }
 }
+
+/// Default TCP connect timeout of the ECR API (the data plane's is the kit's, 15 s).
+pub const API_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Prefix of the environment variables [`EcrBuilder::from_env`] reads.
 pub const ENV_PREFIX: &str = "MIRROR_ECR_";
@@ -392,7 +395,9 @@ impl EcrBuilder {
                     .http_client(https_client())
                     .timeout_config(
                         aws_config::timeout::TimeoutConfig::builder()
-                            .connect_timeout(self.common.connect_timeout())
+                            .connect_timeout(
+                                self.common.connect_timeout.unwrap_or(API_CONNECT_TIMEOUT),
+                            )
                             .operation_attempt_timeout(self.common.request_timeout())
                             .build(),
                     );

@@ -23,7 +23,8 @@ use crate::{naming, EcrBuilder, EcrConfigKey, PROVIDER};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EcrFactory;
 
-/// What `--registry-creds` is told: the data plane takes other credentials.
+/// What the `username`/`password` options (the CLI's `--registry-creds`) are told: the data
+/// plane takes other credentials.
 const CREDENTIALS_HINT: &str = "its data-plane credentials come from GetAuthorizationToken";
 
 /// The factory, to pass to `mirror_core::registry::open`.

@@ -60,7 +60,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::image::{without_children, ImageRecord};
+use mirror_core::image::{
+    fold_referrers, referrers, untagged_subjects, without_children, ImageRecord,
+};
 use mirror_core::media::{RawManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use mirror_core::provider::AsCredentials as _;
 use mirror_core::registry::{
@@ -342,8 +344,9 @@ impl Registry for Ecr {
         Ok(repos.into_iter().map(Repository::listed).collect())
     }
 
-    /// `DescribeImages`. The platform manifests of a multi-platform image are listed by ECR
-    /// as untagged images of their own; they are left out (they belong to their index).
+    /// `DescribeImages`. The platform manifests of a multi-platform image, and the referrers
+    /// of an image (signatures, SBOMs pushed by digest), are listed by ECR as untagged images
+    /// of their own; they are folded into the image they belong to.
     async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
         let repository = repository.name();
         naming::check_repository(repository)?;
@@ -375,18 +378,45 @@ impl Registry for Ecr {
             rec.size = d.size;
             out.push(rec);
         }
-        let mut out = without_children(out, &children);
+        let out = without_children(out, &children);
+        let untagged: Vec<Digest> = out
+            .iter()
+            .filter(|r| r.tags.is_empty())
+            .map(|r| r.digest.clone())
+            .collect();
+        let subjects = if untagged.is_empty() {
+            Default::default()
+        } else {
+            let store = self.inner.data.repository(repository)?;
+            untagged_subjects(&store, &untagged).await?
+        };
+        let mut out = fold_referrers(out, &subjects);
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
 
-    /// `BatchDeleteImage` of the digest (which removes its tags). For a multi-platform image,
+    /// `BatchDeleteImage` of the image's referrers and referrers indexes (found through the
+    /// data plane), then of the digest (which removes its tags). For a multi-platform image,
     /// its untagged platform manifests are deleted too, except those another index still
     /// uses (ECR refuses with `ImageReferencedByManifestList`).
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         naming::check_repository(repository)?;
         let api = &self.inner.api;
+        let store = self.inner.data.repository(repository)?;
+        let belonging: Vec<String> = referrers::belonging(&store, digest)
+            .await?
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        for chunk in belonging.chunks(BATCH_LIMIT) {
+            for f in api.batch_delete_image(repository, chunk).await? {
+                match error::classify(&f.code, None) {
+                    Kind::ImageNotFound => {}
+                    _ => return Err(self.image_error(repository, "BatchDeleteImage", f)),
+                }
+            }
+        }
         let target = digest.to_string();
         let (manifests, failures) = api
             .batch_get_image(repository, std::slice::from_ref(&target))
@@ -449,7 +479,7 @@ impl BuildCapability for Ecr {
         mirror_core::registry::naming::check_dockerfile_id(dockerfile_id)?;
         let name = format!("{build}/cache-{dockerfile_id}");
         naming::check_repository(&name)?;
-        Ok(Repository::new(name, cache_scope(build, dockerfile_id)))
+        Ok(Repository::listed(name).with_scope(cache_scope(build, dockerfile_id)))
     }
 
     /// `AWS` and a fresh `GetAuthorizationToken` token, for the registry host.

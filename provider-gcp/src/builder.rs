@@ -15,7 +15,7 @@
 //! | `MIRROR_GAR_DOCKER_HOST` | `docker_host` | data-plane host (`host[:port]`) | `<location>-docker.pkg.dev` |
 //! | `MIRROR_GAR_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
 //! | `MIRROR_GAR_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one request without a streaming body, both planes | 60 s |
-//! | `MIRROR_GAR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout of the data plane | 15 s |
+//! | `MIRROR_GAR_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 15 s |
 //! | `MIRROR_GAR_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes | 5 |
 //! | `MIRROR_GAR_CREDENTIALS_FILE` | `credentials_file` | service-account key file (JSON) | `GOOGLE_APPLICATION_CREDENTIALS` when it is a service-account key, else the default chain |
 //! | `MIRROR_GAR_TOKEN_URI` | `token_uri` | OAuth token endpoint used with the key file (overrides the key's `token_uri`) | the key's `token_uri` |
@@ -461,6 +461,7 @@ impl ArtifactRegistryBuilder {
         )?
         .with_retry(self.common.retry())
         .with_request_timeout(self.common.request_timeout())
+        .with_connect_timeout(self.common.connect_timeout())?
         .with_operation_timeout(self.operation_timeout.unwrap_or(DEFAULT_OPERATION_TIMEOUT));
         let data = self
             .common

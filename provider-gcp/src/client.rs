@@ -269,6 +269,19 @@ impl ArApi {
         self
     }
 
+    /// Sets the TCP connect timeout (default 15 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Result<Self> {
+        self.http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "mirror-core-provider-gcp/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| self.origin.config(format!("HTTP client: {e}")))?;
+        Ok(self)
+    }
+
     /// `gcp:<docker host>`.
     pub fn label(&self) -> &str {
         &self.origin.registry
@@ -441,6 +454,7 @@ impl ArApi {
         let first = std::sync::Mutex::new(Some(operation));
         let done = Poll::until(self.operation_timeout)
             .every(FIRST_POLL_INTERVAL)
+            .at_most(MAX_POLL_INTERVAL)
             .run(|| async {
                 let known = first.lock().ok().and_then(|mut f| f.take());
                 let current = match known {

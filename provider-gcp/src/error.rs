@@ -177,7 +177,9 @@ pub fn api(
 
 /// A long-running operation `name` (started by `operation` on `target`) ended with `status`,
 /// or did not end in time (`DEADLINE_EXCEEDED`). A failed operation is not retried as a call
-/// would be: its transient statuses read as [`provider::Kind::Other`].
+/// would be: `UNAVAILABLE`, `INTERNAL` and `ABORTED` read as [`provider::Kind::Other`] (an
+/// `Http` error with the status Google maps them to); `RESOURCE_EXHAUSTED` stays a rate
+/// limit.
 pub fn operation(
     origin: &Origin,
     operation: &'static str,
@@ -187,7 +189,7 @@ pub fn operation(
     message: &str,
 ) -> Error {
     let kind = match classify(status, None).to_kit(what(target)) {
-        k if k.is_transient() => provider::Kind::Other,
+        provider::Kind::Unavailable => provider::Kind::Other,
         k => k,
     };
     origin

@@ -23,7 +23,8 @@ use crate::{naming, ArtifactRegistryBuilder, GarConfigKey, PROVIDER};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct GarFactory;
 
-/// What `--registry-creds` is told: the data plane takes other credentials.
+/// What the `username`/`password` options (the CLI's `--registry-creds`) are told: the data
+/// plane takes other credentials.
 const CREDENTIALS_HINT: &str = "the data plane takes user oauth2accesstoken with an OAuth access token (set credentials_file, GOOGLE_APPLICATION_CREDENTIALS or the default chain)";
 
 /// The factory, to pass to `mirror_core::registry::open`.

@@ -65,7 +65,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::image::{without_children, ImageRecord};
+use mirror_core::image::{
+    fold_referrers, referrers, untagged_subjects, without_children, ImageRecord,
+};
 use mirror_core::media::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use mirror_core::provider::AsCredentials as _;
 use mirror_core::registry::{
@@ -486,8 +488,9 @@ impl Registry for ArtifactRegistry {
     }
 
     /// `dockerImages.list` (every page), keeping the repository's package. The platform
-    /// manifests of a multi-platform image, which Artifact Registry lists as untagged images
-    /// of their own, are read from their index and left out.
+    /// manifests of a multi-platform image and the referrers of an image (signatures, SBOMs
+    /// pushed by digest), which Artifact Registry lists as untagged images of their own, are
+    /// read through the data plane and folded into the image they belong to.
     async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
         let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
@@ -516,19 +519,45 @@ impl Registry for ArtifactRegistry {
             rec.size = img.image_size_bytes.and_then(|s| s.parse().ok());
             out.push(rec);
         }
-        let mut out = without_children(out, &children);
+        let out = without_children(out, &children);
+        let untagged: Vec<Digest> = out
+            .iter()
+            .filter(|r| r.tags.is_empty())
+            .map(|r| r.digest.clone())
+            .collect();
+        let subjects = if untagged.is_empty() {
+            Default::default()
+        } else {
+            let store = self.inner.data.repository(repository)?;
+            untagged_subjects(&store, &untagged).await?
+        };
+        let mut out = fold_referrers(out, &subjects);
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }
 
-    /// Deletes the one package version named by the digest, with `force=true` (its tags go
-    /// with it). For a multi-platform image, its untagged platform manifests are deleted next
+    /// Deletes the image's referrers and referrers indexes (one version each), then the one
+    /// package version named by the digest, with `force=true` (its tags go with it). For a multi-platform image, its untagged platform manifests are deleted next
     /// (one version each, without force), except those another index of the package still
     /// uses. No call ever addresses the package itself.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
         let store = self.inner.data.repository(repository)?;
+        // Its referrers and referrers indexes first, one version each (force: their tags go).
+        for d in referrers::belonging(&store, digest).await? {
+            let target = format!("{repository}@{d}");
+            match self
+                .inner
+                .api
+                .delete_version(id, package, &d, true, &target)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if kind(&e) == Kind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         let children: BTreeSet<Digest> = match store.get_manifest(&digest.to_string()).await {
             Ok(m) => mirror_core::image::children(
                 &m,
@@ -578,14 +607,12 @@ impl BuildCapability for ArtifactRegistry {
     /// are restricted to `image`).
     fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
         let (id, _) = self.parse_repository(build.name())?;
-        Ok(Repository::new(
-            naming::repository_name(
-                &self.inner.project,
-                id,
-                &naming::cache_package(dockerfile_id)?,
-            )?,
-            cache_scope(build, dockerfile_id),
-        ))
+        Ok(Repository::listed(naming::repository_name(
+            &self.inner.project,
+            id,
+            &naming::cache_package(dockerfile_id)?,
+        )?)
+        .with_scope(cache_scope(build, dockerfile_id)))
     }
 
     /// `oauth2accesstoken` and a fresh access token, for the docker host.

@@ -17,7 +17,7 @@
 //! | `MIRROR_SCW_REGISTRY_HOST` | `registry_host` | data-plane host (`host[:port]`) | `rg.<region>.scw.cloud` |
 //! | `MIRROR_SCW_PLAIN_HTTP` | `plain_http` | *shared*: speak plain HTTP to the data plane | only for loopback hosts |
 //! | `MIRROR_SCW_REQUEST_TIMEOUT` | `request_timeout` | *shared*: timeout of one request without a streaming body (API calls; data plane) | 30 s (API), 60 s (data plane) |
-//! | `MIRROR_SCW_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 15 s |
+//! | `MIRROR_SCW_CONNECT_TIMEOUT` | `connect_timeout` | *shared*: TCP connect timeout, both planes | 10 s (API), 15 s (data plane) |
 //! | `MIRROR_SCW_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes | 5 |
 //! | `MIRROR_SCW_PREFIX` | `prefix` | namespace name prefix (1–16 characters, `[a-z0-9-]`, starting with a letter) | `mirror` |
 //! | `MIRROR_SCW_PUBLIC` | `public` | make the namespaces public (anyone may pull) | `false` |
@@ -447,7 +447,11 @@ impl ScalewayBuilder {
             self.common.retry(),
         )?
         .with_request_timeout(self.common.request_timeout.unwrap_or(REQUEST_TIMEOUT))
-        .with_connect_timeout(self.common.connect_timeout())?;
+        .with_connect_timeout(
+            self.common
+                .connect_timeout
+                .unwrap_or(crate::client::API_CONNECT_TIMEOUT),
+        )?;
         if let Some(size) = self.page_size {
             api = api.with_page_size(size);
         }

@@ -46,6 +46,8 @@ use crate::error::{self, Error, Result};
 pub const MAX_PAGE_SIZE: u32 = 100;
 /// Timeout of one API request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default TCP connect timeout of the API.
+pub const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default API URL.
 pub const DEFAULT_API_URL: &str = "https://api.scaleway.com";
 
@@ -235,7 +237,7 @@ impl ScalewayApi {
                 "API URL {api_url:?}: expected http(s)://host[:port][/path]"
             )));
         }
-        let http = http_client(&origin, Duration::from_secs(10))?;
+        let http = http_client(&origin, API_CONNECT_TIMEOUT)?;
         Ok(ScalewayApi {
             http,
             base,

@@ -79,7 +79,7 @@ pub fn classify(status: u16, error_type: &str) -> Kind {
             403 => Kind::Denied,
             429 => Kind::RateLimited,
             400 | 422 => Kind::Invalid,
-            500..=599 => Kind::Server,
+            408 | 500..=599 => Kind::Server,
             _ => Kind::Other,
         },
     }

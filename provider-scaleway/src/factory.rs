@@ -24,7 +24,8 @@ use crate::{naming, ScalewayBuilder, ScalewayConfigKey, PROVIDER};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ScalewayFactory;
 
-/// What `--registry-creds` is told: the data plane takes other credentials.
+/// What the `username`/`password` options (the CLI's `--registry-creds`) are told: the data
+/// plane takes other credentials.
 const CREDENTIALS_HINT: &str =
     "the data plane takes user nologin with the secret key; set SCW_SECRET_KEY";
 
@@ -56,7 +57,8 @@ impl ScalewayFactory {
         };
         match host {
             None | Some("default") => {}
-            Some(h) if crate::builder::KNOWN_REGIONS.contains(&h) => b = b.region(h),
+            // A word without dot or port is a region (new regions need no new release).
+            Some(h) if !h.contains('.') && !h.contains(':') => b = b.region(h),
             Some(h) => {
                 if let Some(region) = region_of_host(h) {
                     b = b.region(region);

@@ -281,14 +281,12 @@ impl Scaleway {
     /// another project's.
     async fn find_after_conflict(&self, namespace: &str) -> Result<Namespace> {
         let api = &self.inner.api;
-        // LOOKUP_AFTER_CONFLICT lookups, the pause doubling from the poll interval (and half
-        // a pause of slack for the time the lookups themselves take).
-        let window = (0..LOOKUP_AFTER_CONFLICT.saturating_sub(1))
-            .map(|i| (self.inner.poll_interval * 2u32.pow(i)).min(Duration::from_secs(2)))
-            .sum::<Duration>()
-            + self.inner.poll_interval / 2;
-        Poll::until(window)
+        // LOOKUP_AFTER_CONFLICT lookups, the pause doubling from the poll interval up to 2 s,
+        // however long each lookup takes.
+        Poll::until(Duration::from_secs(3600))
             .every(self.inner.poll_interval)
+            .at_most(Duration::from_secs(2).max(self.inner.poll_interval))
+            .checks(LOOKUP_AFTER_CONFLICT as usize)
             .run(|| api.find_namespace(namespace))
             .await?
             .ok_or_else(|| error::namespace_taken(api.origin(), namespace).into())
@@ -304,6 +302,7 @@ impl Scaleway {
         let last_status = Mutex::new(String::new());
         let ready = Poll::until(self.inner.namespace_timeout)
             .every(self.inner.poll_interval)
+            .at_most(Duration::from_secs(2).max(self.inner.poll_interval))
             .run(|| async {
                 let known = first.lock().ok().and_then(|mut f| f.take());
                 let ns = match known {
@@ -485,15 +484,44 @@ impl Registry for Scaleway {
         ))
     }
 
-    /// Deletes every tag naming `digest` (`DeleteTag` with `force`, since the bookkeeping
-    /// tag and the real tags share the digest); a tag already gone with an earlier deletion
-    /// is fine. [`Error::NotFound`] when no tag names the digest.
+    /// Deletes the image's referrers (their tags through `DeleteTag`; untagged ones, pushed by
+    /// digest, through the data plane's manifest `DELETE`), then every tag naming `digest`
+    /// (`DeleteTag` with `force`, since the bookkeeping tag and the real tags share the
+    /// digest); a tag already gone with an earlier deletion is fine. [`Error::NotFound`] when
+    /// no tag names the digest.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let location = format!("{}/{repository}@{digest}", self.inner.host);
         let Some((_, image)) = self.locate(repository).await? else {
             return Err(Error::manifest_not_found(location));
         };
+        let store = self.inner.data.repository(repository)?;
+        let belonging = mirror_core::image::referrers::belonging(&store, digest).await?;
+        if !belonging.is_empty() {
+            let tags = self.tags_with_digests(repository, &image).await?;
+            for d in &belonging {
+                let named: Vec<&client::Tag> = tags
+                    .iter()
+                    .filter(|(_, td)| td == d)
+                    .map(|(t, _)| t)
+                    .collect();
+                if named.is_empty() {
+                    match store.delete_manifest(d).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                for tag in named {
+                    let target = format!("{repository}:{}", tag.name);
+                    match self.inner.api.delete_tag(&tag.id, &target, true).await {
+                        Ok(()) => {}
+                        Err(e) if kind(&e) == Kind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+        }
         let targets: Vec<client::Tag> = self
             .tags_with_digests(repository, &image)
             .await?
@@ -535,10 +563,10 @@ impl BuildCapability for Scaleway {
     /// `<namespace>/cache-<dockerfile id>-<build image>`: flat, in the cluster's namespace
     /// (see [`naming::cache_repository`]).
     fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
-        Ok(Repository::new(
-            naming::cache_repository(build.name(), dockerfile_id)?,
-            mirror_core::registry::cache_scope(build, dockerfile_id),
-        ))
+        Ok(
+            Repository::listed(naming::cache_repository(build.name(), dockerfile_id)?)
+                .with_scope(mirror_core::registry::cache_scope(build, dockerfile_id)),
+        )
     }
 
     /// `nologin` with the secret key, for the registry host.

@@ -131,6 +131,7 @@ impl Mirror {
             blobs_uploaded: 0,
             bytes_uploaded: 0,
             evicted: Vec::new(),
+            referrers: Default::default(),
             warnings: Vec::new(),
         };
 
@@ -153,6 +154,7 @@ impl Mirror {
                 d.blobs_mounted = report.blobs_mounted;
                 d.blobs_uploaded = report.blobs_uploaded;
                 d.bytes_uploaded = report.bytes_uploaded;
+                d.referrers = report.referrers;
                 d
             }
             None => {
@@ -248,6 +250,7 @@ impl Mirror {
             d.blobs_mounted = report.blobs_mounted;
             d.blobs_uploaded = report.blobs_uploaded;
             d.bytes_uploaded = report.bytes_uploaded;
+            d.referrers = report.referrers;
         }
         Ok(d)
     }

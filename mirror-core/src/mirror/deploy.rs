@@ -44,6 +44,7 @@ impl Mirror {
             blobs_uploaded: 0,
             bytes_uploaded: 0,
             evicted: Vec::new(),
+            referrers: Default::default(),
             warnings,
         };
 
@@ -145,6 +146,7 @@ impl Mirror {
             blobs_uploaded: report.blobs_uploaded,
             bytes_uploaded: report.bytes_uploaded,
             evicted,
+            referrers: report.referrers.clone(),
             ..deployment(report.digest.clone(), action, warnings)
         })
     }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::eviction::plan_retention;
-use crate::image::image_size;
+use crate::image::image_details;
 use crate::reference::Reference;
 use crate::registry::{Repository, RepositoryScope};
 
@@ -53,9 +53,9 @@ impl Mirror {
             let mut images = core.registry.list_images(&repository).await?;
             let store = core.registry.store(&repository).await?;
             for img in &mut images {
-                if img.size.is_none() {
-                    img.size = Some(image_size(store.as_ref(), &img.digest).await?);
-                }
+                let details = image_details(store.as_ref(), &img.digest).await?;
+                img.size = Some(img.size.unwrap_or(details.size) + details.referrers_size);
+                img.referrers = details.referrers;
             }
             images.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
             repositories.push(RepositoryInventory {

@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use crate::copy::CopyOptions;
 use crate::error::Result;
+use crate::image::referrers::ReferrerOptions;
 use crate::registry::Registry;
 use crate::strategy::{MirrorStrategy, ServiceStrategy};
 
@@ -64,6 +65,7 @@ pub struct MirrorBuilder {
     tag_policy: TagPolicy,
     grace: Duration,
     copy: CopyOptions,
+    referrers: ReferrerOptions,
     sources: Arc<Sources>,
 }
 
@@ -87,9 +89,18 @@ impl MirrorBuilder {
         self
     }
 
-    /// Copy options (concurrency, platforms, progress events).
+    /// Copy options (concurrency, platforms, progress events). Their `referrers` are
+    /// replaced by [`referrers`](Self::referrers).
     pub fn copy_options(mut self, o: CopyOptions) -> Self {
         self.copy = o;
+        self
+    }
+
+    /// Which referrers (signatures, SBOMs, attestations) travel with every image deployed or
+    /// built (default: all of them, [`ReferrerOptions::all`]; [`ReferrerOptions::none`] turns
+    /// them off).
+    pub fn referrers(mut self, r: ReferrerOptions) -> Self {
+        self.referrers = r;
         self
     }
 
@@ -100,8 +111,9 @@ impl MirrorBuilder {
     }
 
     /// Validates the cluster id and builds.
-    pub fn build(self) -> Result<Mirror> {
+    pub fn build(mut self) -> Result<Mirror> {
         crate::registry::id_component("cluster", &self.cluster, 48)?;
+        self.copy.referrers = self.referrers;
         Ok(Mirror {
             core: Core::new(
                 self.registry,
@@ -135,6 +147,7 @@ impl Mirror {
             tag_policy: TagPolicy::default(),
             grace: DEFAULT_EVICTION_GRACE,
             copy: CopyOptions::default(),
+            referrers: ReferrerOptions::all(),
             sources: Arc::new(Sources::new()),
         }
     }

@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::eviction::EvictionPlan;
+use crate::image::referrers::ReferrerReport;
 use crate::image::ImageRecord;
 
 /// What to do when the target tag is already mirrored.
@@ -57,6 +58,9 @@ pub struct Deployment {
     pub bytes_uploaded: u64,
     /// Images deleted by eviction.
     pub evicted: Vec<Digest>,
+    /// The image's referrers found at the source and copied, by artifact type (empty when
+    /// nothing was copied).
+    pub referrers: ReferrerReport,
     /// Things a person should know (mutable tag, source unreachable, eviction failure).
     pub warnings: Vec<String>,
 }

@@ -126,9 +126,11 @@ pub struct CommonSettings {
     pub plain_http: Option<bool>,
     /// The control-plane endpoint URL; `None`: the provider's public endpoint.
     pub endpoint: Option<String>,
-    /// Per-request timeout; `None`: 60 s.
+    /// Per-request timeout; `None`: 60 s on the data plane, the provider's default on its
+    /// control plane (its builder's docs say which).
     pub request_timeout: Option<Duration>,
-    /// Connect timeout; `None`: 15 s.
+    /// Connect timeout; `None`: 15 s on the data plane, the provider's default on its control
+    /// plane.
     pub connect_timeout: Option<Duration>,
     /// The retry policy of both planes; `None`: [`RetryConfig::default`].
     pub retry: Option<RetryConfig>,

@@ -201,11 +201,10 @@ impl<S: TokenSource + ?Sized> TokenCache<S> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let fetched_at = self.clock.now();
         let expires_at = token.expires_at();
-        let ahead = expires_at
-            .checked_sub(self.policy.refresh_ahead)
-            .unwrap_or(expires_at);
-        let floor = fetched_at + self.policy.min_cache;
-        if (ahead < floor || expires_at <= fetched_at)
+        // A token that expires before the cache would ask again (already expired, or a
+        // skewed clock) is worth one warning; one merely within `refresh_ahead` of its expiry
+        // (a default chain handing back its cached token) is not.
+        if expires_at <= fetched_at + self.policy.min_cache
             && !self.warned_short.swap(true, Ordering::Relaxed)
         {
             let secs = expires_at
@@ -216,8 +215,8 @@ impl<S: TokenSource + ?Sized> TokenCache<S> {
                 registry = %self.registry,
                 expires_in_secs = secs,
                 "the credentials handed out a token that expires within {}s (or already has); \
-                 reusing it for at least {}s before asking again",
-                self.policy.refresh_ahead.as_secs(),
+                 reusing it for {}s before asking again",
+                self.policy.min_cache.as_secs(),
                 self.policy.min_cache.as_secs()
             );
         }

@@ -104,11 +104,16 @@ impl Registry for GenericRegistry {
         list_images_by_tags(&store, repository.name()).await
     }
 
+    /// Deletes the image's referrers and tag-schema indexes, then the image, by digest.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let store = self.client.repository(repository.name())?;
         // Distribution 2.8 deletes the tags of a manifest deleted by digest; registries that
         // keep dangling tags answer 404 for them afterwards, which listings skip.
-        store.delete_manifest(digest).await
+        crate::image::delete_with_referrers(&store, digest, |d| {
+            let store = &store;
+            async move { store.delete_manifest(&d).await }
+        })
+        .await
     }
 
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
@@ -131,18 +136,16 @@ impl BuildCapability for GenericRegistry {
     /// it cannot collide with the name of a repository of any other scope.
     fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
         let scope = cache_scope(build, dockerfile_id);
-        let name = match build.scope() {
-            Some(RepositoryScope::Build { .. }) => {
-                default_repository_name(self.prefix.as_deref(), &scope)?
-            }
-            _ => {
+        let name = match &scope {
+            Some(scope) => default_repository_name(self.prefix.as_deref(), scope)?,
+            None => {
                 crate::registry::naming::check_dockerfile_id(dockerfile_id)?;
                 let name = format!("{build}/cache-{dockerfile_id}");
                 check_name(&name)?;
                 name
             }
         };
-        Ok(Repository::new(name, scope))
+        Ok(Repository::listed(name).with_scope(scope))
     }
 
     async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {

@@ -124,7 +124,12 @@ impl Registry for LayoutRegistry {
                 path.display()
             )));
         }
-        LayoutStore::open(path)?.delete_manifest(digest).await
+        let store = LayoutStore::open(path)?;
+        crate::image::delete_with_referrers(&store, digest, |d| {
+            let store = &store;
+            async move { store.delete_manifest(&d).await }
+        })
+        .await
     }
 
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {

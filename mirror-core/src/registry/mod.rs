@@ -252,8 +252,9 @@ pub struct BuilderCredentials {
 ///   ("already exists" is success); it applies `settings` when they differ.
 /// - `store` returns a store with valid credentials for at least the next operation;
 ///   providers refresh credentials inside it.
-/// - `list_repositories` lists the repositories this library manages for the cluster, build
-///   caches included.
+/// - `list_repositories` lists the repositories this library manages for the cluster (build
+///   caches too where the provider keeps them as repositories of their own; Artifact
+///   Registry keeps them as packages of the build repository).
 /// - `list_images` lists every image (manifest or index reachable by tag) of the repository
 ///   as one record each: the child manifests of an index and the bookkeeping tags are folded
 ///   into it, never listed on their own. A repository that does not exist has no images
@@ -335,20 +336,16 @@ pub trait BuildCapability: Send + Sync {
     async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>>;
 }
 
-/// The cache scope of `build_repository` (a [`RepositoryScope::Build`] repository) for
-/// `dockerfile_id`; for a repository of unknown scope, a scope made from its name.
-pub fn cache_scope(build_repository: &Repository, dockerfile_id: &str) -> RepositoryScope {
-    let (cluster, service) = match build_repository.scope() {
-        Some(s) => (
-            s.cluster().to_string(),
-            s.service().unwrap_or_default().to_string(),
-        ),
-        None => (String::new(), build_repository.name().to_string()),
-    };
-    RepositoryScope::BuildCache {
-        cluster,
-        service,
-        dockerfile_id: dockerfile_id.to_string(),
+/// The cache scope of `build_repository` for `dockerfile_id`: `Some` when the build
+/// repository's scope is known and is a [`RepositoryScope::Build`] scope.
+pub fn cache_scope(build_repository: &Repository, dockerfile_id: &str) -> Option<RepositoryScope> {
+    match build_repository.scope() {
+        Some(RepositoryScope::Build { cluster, service }) => Some(RepositoryScope::BuildCache {
+            cluster: cluster.clone(),
+            service: service.clone(),
+            dockerfile_id: dockerfile_id.to_string(),
+        }),
+        _ => None,
     }
 }
 

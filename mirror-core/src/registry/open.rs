@@ -169,14 +169,17 @@ impl OpenOptions {
     pub fn with_pair(self, pair: &str) -> Result<Self> {
         match pair.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => Ok(self.with(k.trim(), v)),
-            _ => Err(Error::Config(format!(
-                "registry option {:?} is not key=value",
-                pair.split('=').next().unwrap_or("")
-            ))),
+            // Not echoed: a mistyped `password…` would be printed.
+            _ => Err(Error::Config(
+                "a registry option is not key=value (expected KEY=VALUE)".into(),
+            )),
         }
     }
 
-    /// Factories read nothing from the environment.
+    /// Factories read none of their provider's variables (`MIRROR_ECR_*`, `MIRROR_GAR_*`,
+    /// `SCW_*`…). The cloud SDKs' own credential chains (the AWS SDK's `AWS_*` and profile
+    /// files, Google's `GOOGLE_APPLICATION_CREDENTIALS` and default chain) still read theirs:
+    /// pass credentials in the options to avoid them.
     pub fn without_env(mut self) -> Self {
         self.without_env = true;
         self
@@ -307,6 +310,17 @@ pub async fn open(
                 if let Some(f) = factories.iter().find(|f| f.recognises(&host)) {
                     return f.open(Some(&host), prefix.as_deref(), options).await;
                 }
+                // `ecr`, `gar`, `scaleway` alone read as a host name; say what is meant.
+                if let Some(f) = factories
+                    .iter()
+                    .find(|f| f.schemes().contains(&host.as_str()))
+                {
+                    return Err(Error::Config(format!(
+                        "registry {host:?} reads as a host name; for the {} provider write \
+                         {host}:// (with its host or region after it, see its README)",
+                        f.provider()
+                    )));
+                }
             }
             refuse_unknown(options, GENERIC_OPTIONS, "a distribution registry")?;
             let credentials = match (options.get("username"), options.get("password")) {
@@ -319,11 +333,19 @@ pub async fn open(
                 }
             };
             let mut b = RegistryClient::builder(&host).credentials(credentials);
-            if let Some(p) = plain_http {
-                b = b.plain_http(p);
-            }
-            if let Some(v) = options.get("plain_http") {
-                b = b.plain_http(parse_bool("plain_http", v).map_err(Error::Config)?);
+            let option = options
+                .get("plain_http")
+                .map(|v| parse_bool("plain_http", v).map_err(Error::Config))
+                .transpose()?;
+            match (plain_http, option) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(Error::Config(format!(
+                        "the location says {} and the option plain_http={b}; give one",
+                        if a { "http://" } else { "https://" }
+                    )))
+                }
+                (Some(p), _) | (None, Some(p)) => b = b.plain_http(p),
+                (None, None) => {}
             }
             if let Some(v) = options.get("tls_verify") {
                 b = b.tls_verify(parse_bool("tls_verify", v).map_err(Error::Config)?);

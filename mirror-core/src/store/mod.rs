@@ -116,6 +116,17 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// Stores a manifest under `reference` (a tag, or its own digest).
     async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()>;
 
+    /// Stores a manifest that names a `subject` (a referrer), as [`put_manifest`], and says
+    /// whether the store indexed it as a referrer of that subject: an OCI 1.1 registry
+    /// answers the PUT with the `OCI-Subject` header. When it does not, the referrers tag
+    /// schema applies. The default stores it and says no.
+    ///
+    /// [`put_manifest`]: ImageStore::put_manifest
+    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
+        self.put_manifest(reference, manifest).await?;
+        Ok(false)
+    }
+
     /// Deletes the manifest with this digest (and with it every tag pointing to it).
     /// [`Error::NotFound`] if it does not exist.
     async fn delete_manifest(&self, digest: &Digest) -> Result<()>;
@@ -138,6 +149,20 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
 
     /// Every tag, sorted as the store returns them.
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// The referrers of `subject`: descriptors (with `artifactType` and annotations) of the
+    /// manifests whose `subject` names it, through the OCI 1.1 referrers API, or for a layout
+    /// read from the manifests it holds. `artifact_type` asks the store to filter (a store may
+    /// not; callers filter again). `None` when the store does not serve the API: the
+    /// referrers tag schema applies (see [`crate::image::referrers`]). The default is `None`.
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<crate::media::Descriptor>>> {
+        let _ = (subject, artifact_type);
+        Ok(None)
+    }
 }
 
 /// Wraps a blob stream: hashes every chunk and, at the end of the stream, checks digest and

@@ -1,4 +1,5 @@
-//! Deterministic image fixtures: [`TestImage`] (one platform) and [`TestIndex`] (several).
+//! Deterministic image fixtures: [`TestImage`] (one platform), [`TestIndex`] (several) and
+//! [`TestArtifact`] (a referrer: signature, SBOM, attestation).
 //!
 //! Layers are real gzip'd tar archives holding one file of pseudo-random bytes derived from a
 //! seed, so the same builder settings always give the same digests. Fixtures live in memory,
@@ -22,8 +23,11 @@ use crate::media::{
 };
 use crate::store::{BlobStream, ImageStore};
 
+mod artifact;
 mod layer;
 mod oci_dir;
+
+pub use artifact::{TestArtifact, TestArtifactBuilder, COSIGN_SIMPLESIGNING};
 
 use layer::LayerSpec;
 use oci_dir::{init_layout, write_layout};

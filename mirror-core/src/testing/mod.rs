@@ -11,7 +11,9 @@
 //! - [`FakeRegistry`] serves one fixture through the distribution read API and can corrupt a
 //!   chosen blob on the wire.
 //! - [`FaultProxy`] sits in front of a real registry and injects faults: error statuses,
-//!   delays, dropped connections, truncated or corrupted bodies, expired tokens.
+//!   delays, dropped connections, truncated or corrupted bodies, expired tokens; with
+//!   [`FaultProxy::with_referrers_api`] it also serves the OCI 1.1 referrers API that the
+//!   packaged registry lacks.
 //!
 //! Missing tools are never skipped silently: [`require_tool`] panics with the command that
 //! installs them. Constructors of this harness panic with a clear message when the
@@ -35,6 +37,8 @@ mod fixtures;
 #[cfg(feature = "testing")]
 mod proxy;
 #[cfg(feature = "testing")]
+mod referrers_api;
+#[cfg(feature = "testing")]
 mod registry;
 #[cfg(feature = "testing")]
 mod server;
@@ -49,7 +53,8 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "testing")]
 pub use fake::FakeRegistry;
 pub use fixtures::{
-    Fixture, LayerCompression, ManifestFormat, TestBlob, TestImage, TestImageBuilder, TestIndex,
+    Fixture, LayerCompression, ManifestFormat, TestArtifact, TestArtifactBuilder, TestBlob,
+    TestImage, TestImageBuilder, TestIndex, COSIGN_SIMPLESIGNING,
 };
 #[cfg(feature = "testing")]
 pub use proxy::{Fault, FaultProxy, Rule};

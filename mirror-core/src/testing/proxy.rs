@@ -6,6 +6,9 @@
 //! `Retry-After`…), delay, cut the connection after N bytes of the response body, truncate the
 //! body (a clean but short response), flip one byte of the body, or answer 401 with the
 //! upstream's challenge (an expired or revoked token).
+//!
+//! [`FaultProxy::with_referrers_api`] also serves the OCI 1.1 referrers API in front of a
+//! registry that has none (see [`super::referrers_api`]).
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,7 @@ use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
 
+use super::referrers_api::{ReferrersApi, Route};
 use super::server::BackgroundServer;
 
 /// What to do to a matching request.
@@ -75,6 +79,7 @@ struct ProxyState {
     log: Mutex<Vec<String>>,
     faults_applied: Mutex<Vec<String>>,
     own_base: Mutex<String>,
+    referrers: Option<ReferrersApi>,
 }
 
 /// A fault-injecting proxy in front of `upstream` (`host:port`, plain HTTP).
@@ -99,6 +104,21 @@ impl FaultProxy {
     ///
     /// If the server cannot start.
     pub fn start(upstream: &str) -> Self {
+        Self::spawn(upstream, None)
+    }
+
+    /// Starts a proxy in front of `upstream` that also serves the OCI 1.1 referrers API and
+    /// answers manifest PUTs naming a `subject` with `OCI-Subject`, as a registry
+    /// implementing distribution spec 1.1 does.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot start.
+    pub fn with_referrers_api(upstream: &str) -> Self {
+        Self::spawn(upstream, Some(ReferrersApi::default()))
+    }
+
+    fn spawn(upstream: &str, referrers: Option<ReferrersApi>) -> Self {
         let state = Arc::new(ProxyState {
             upstream: upstream.to_string(),
             client: reqwest::Client::builder()
@@ -109,6 +129,7 @@ impl FaultProxy {
             log: Mutex::new(Vec::new()),
             faults_applied: Mutex::new(Vec::new()),
             own_base: Mutex::new(String::new()),
+            referrers,
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let server = BackgroundServer::spawn("fault-proxy", router);
@@ -140,6 +161,19 @@ impl FaultProxy {
     /// Requests seen, as `METHOD path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// With the referrers API: answer lists in pages of at most `n` descriptors (`None`:
+    /// one page), to exercise `Link` pagination.
+    pub fn set_referrers_page_size(&self, n: Option<usize>) {
+        if let Some(api) = &self.state.referrers {
+            api.set_page_size(n);
+        }
+    }
+
+    /// With the referrers API: how many referrers it has recorded, in all repositories.
+    pub fn referrers_recorded(&self) -> usize {
+        self.state.referrers.as_ref().map_or(0, ReferrersApi::count)
     }
 
     /// Faults applied, as `FAULT METHOD path`.
@@ -222,6 +256,44 @@ async fn handle(State(state): State<Arc<ProxyState>>, req: Request) -> Response 
             return resp;
         }
         _ => {}
+    }
+    if let Some(api) = &state.referrers {
+        match Route::of(&method, req.uri().path()) {
+            Some(Route::List { name, subject }) => {
+                return api.list(&name, &subject, req.uri().query());
+            }
+            Some(Route::PutManifest { name }) => {
+                let (parts, body) = req.into_parts();
+                let body = match super::referrers_api::buffer(body).await {
+                    Ok(b) => b,
+                    Err(resp) => return resp,
+                };
+                let content_type = parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let req = Request::from_parts(parts, Body::from(body.clone()));
+                let mut resp = forward(&state, req, &method, &path_q, fault).await;
+                if resp.status().is_success() {
+                    if let Some(subject) = api.record(&name, &content_type, &body) {
+                        if let Ok(v) = HeaderValue::from_str(&subject.to_string()) {
+                            resp.headers_mut().insert("oci-subject", v);
+                        }
+                    }
+                }
+                return resp;
+            }
+            Some(Route::DeleteManifest { name, digest }) => {
+                let resp = forward(&state, req, &method, &path_q, fault).await;
+                if resp.status().is_success() {
+                    api.forget(&name, &digest);
+                }
+                return resp;
+            }
+            None => {}
+        }
     }
     forward(&state, req, &method, &path_q, fault).await
 }

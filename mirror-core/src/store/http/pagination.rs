@@ -10,26 +10,48 @@ use crate::error::{Error, Result};
 
 use super::*;
 
+/// What a 404 answer to the first page means.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Absent {
+    /// An error (the catalog).
+    Error,
+    /// Nothing to list (a repository that does not exist yet has no tags).
+    Empty,
+    /// The registry does not serve this listing (the referrers API of a registry older than
+    /// OCI 1.1): `None`.
+    Unsupported,
+}
+
 /// What one kind of listing reads from its pages.
 pub(super) struct Pages {
-    /// The array of names in each page (`repositories`, `tags`).
+    /// The array in each page (`repositories`, `tags`, `manifests`).
     pub(super) field: &'static str,
-    /// A 404 means "nothing to list" (a repository that does not exist yet has no tags).
-    pub(super) absent_is_empty: bool,
+    /// What a 404 means.
+    pub(super) absent: Absent,
     /// An empty page ends the listing even if a `Link` follows (some registries loop).
     pub(super) empty_ends: bool,
+    /// The `Accept` header, when the listing is a typed document.
+    pub(super) accept: Option<&'static str>,
 }
 
 impl Pages {
     pub(super) const CATALOG: Pages = Pages {
         field: "repositories",
-        absent_is_empty: false,
+        absent: Absent::Error,
         empty_ends: true,
+        accept: None,
     };
     pub(super) const TAGS: Pages = Pages {
         field: "tags",
-        absent_is_empty: true,
+        absent: Absent::Empty,
         empty_ends: false,
+        accept: None,
+    };
+    pub(super) const REFERRERS: Pages = Pages {
+        field: "manifests",
+        absent: Absent::Unsupported,
+        empty_ends: true,
+        accept: Some(crate::media::OCI_INDEX),
     };
 }
 
@@ -46,29 +68,44 @@ impl RegistryClient {
         let scopes = vec!["registry:catalog:*".to_string()];
         let mut url = self.url("v2/_catalog")?;
         url.query_pairs_mut().append_pair("n", "1000");
-        self.paginate("GET catalog", "/v2/_catalog", &scopes, url, Pages::CATALOG)
-            .await
+        Ok(self
+            .paginate("GET catalog", "/v2/_catalog", &scopes, url, Pages::CATALOG)
+            .await?
+            .unwrap_or_default())
     }
 
     /// Reads a paginated listing from `url`: each page a JSON object holding an array of
-    /// names, the next page named by a `Link: <…>; rel="next"` header. A next page on
+    /// items, the next page named by a `Link: <…>; rel="next"` header. A next page on
     /// another origin (scheme, host, port) is refused: the credentials of this registry
-    /// would go with the request.
-    pub(super) async fn paginate(
+    /// would go with the request. `None` when the registry does not serve the listing
+    /// ([`Absent::Unsupported`]).
+    pub(super) async fn paginate<T: serde::de::DeserializeOwned>(
         &self,
         op: &str,
         loc: &str,
         scopes: &[String],
         mut url: Url,
         pages: Pages,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Option<Vec<T>>> {
         let mut out = Vec::new();
-        for _ in 0..MAX_PAGES {
+        for page_number in 0..MAX_PAGES {
             let u = url.clone();
-            let resp = self.send(op, loc, scopes, |c| c.get(u.clone())).await?;
-            if pages.absent_is_empty && resp.status() == StatusCode::NOT_FOUND {
-                // NAME_UNKNOWN: the repository does not exist yet, so it has no tags.
-                return Ok(out);
+            let resp = self
+                .send(op, loc, scopes, |c| {
+                    let req = c.get(u.clone());
+                    match pages.accept {
+                        Some(a) => req.header(reqwest::header::ACCEPT, a),
+                        None => req,
+                    }
+                })
+                .await?;
+            if resp.status() == StatusCode::NOT_FOUND {
+                match pages.absent {
+                    // NAME_UNKNOWN: the repository does not exist yet, so it has no tags.
+                    Absent::Empty => return Ok(Some(out)),
+                    Absent::Unsupported if page_number == 0 => return Ok(None),
+                    _ => {}
+                }
             }
             if !resp.status().is_success() {
                 return Err(self.error_for(resp, op, loc).await);
@@ -90,7 +127,7 @@ impl RegistryClient {
                 })?;
             let page: serde_json::Value = serde_json::from_slice(&body)
                 .map_err(|e| self.protocol(op, loc, format!("unreadable page: {e}")))?;
-            let names: Vec<String> = match page.get(pages.field) {
+            let names: Vec<T> = match page.get(pages.field) {
                 None | Some(serde_json::Value::Null) => Vec::new(),
                 Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
                     self.protocol(op, loc, format!("unreadable `{}`: {e}", pages.field))
@@ -114,7 +151,7 @@ impl RegistryClient {
                         ));
                     }
                 }
-                _ => return Ok(out),
+                _ => return Ok(Some(out)),
             }
         }
         Err(self.protocol(op, loc, "pagination does not end"))

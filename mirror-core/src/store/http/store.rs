@@ -33,6 +33,42 @@ impl std::fmt::Debug for HttpStore {
 }
 
 impl HttpStore {
+    /// PUT of a manifest; the answer's headers.
+    async fn put(
+        &self,
+        reference: &str,
+        manifest: &RawManifest,
+    ) -> Result<reqwest::header::HeaderMap> {
+        self.check_reference(reference)?;
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let loc = self.loc(reference);
+        let resp = self
+            .client
+            .send("PUT manifest", &loc, &self.push(), |c| {
+                c.put(url.clone())
+                    .header(CONTENT_TYPE, manifest.media_type.clone())
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self.client.error_for(resp, "PUT manifest", &loc).await);
+        }
+        if let Some(d) = resp
+            .headers()
+            .get("Docker-Content-Digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok())
+        {
+            if d.algorithm() == manifest.digest.algorithm() && d != manifest.digest {
+                return Err(Error::DigestMismatch {
+                    expected: manifest.digest.clone(),
+                    actual: d,
+                });
+            }
+        }
+        Ok(resp.headers().clone())
+    }
+
     /// The client this store uses.
     pub fn client(&self) -> &RegistryClient {
         &self.client
@@ -197,34 +233,12 @@ impl ImageStore for HttpStore {
     }
 
     async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()> {
-        self.check_reference(reference)?;
-        let url = self.url(&format!("manifests/{reference}"))?;
-        let loc = self.loc(reference);
-        let resp = self
-            .client
-            .send("PUT manifest", &loc, &self.push(), |c| {
-                c.put(url.clone())
-                    .header(CONTENT_TYPE, manifest.media_type.clone())
-                    .body(manifest.bytes.clone())
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(self.client.error_for(resp, "PUT manifest", &loc).await);
-        }
-        if let Some(d) = resp
-            .headers()
-            .get("Docker-Content-Digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::parse(v).ok())
-        {
-            if d.algorithm() == manifest.digest.algorithm() && d != manifest.digest {
-                return Err(Error::DigestMismatch {
-                    expected: manifest.digest.clone(),
-                    actual: d,
-                });
-            }
-        }
-        Ok(())
+        self.put(reference, manifest).await.map(|_| ())
+    }
+
+    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
+        let headers = self.put(reference, manifest).await?;
+        Ok(headers.contains_key("OCI-Subject"))
     }
 
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
@@ -354,8 +368,27 @@ impl ImageStore for HttpStore {
         let loc = format!("{}/{}", self.client.inner.registry, self.repository);
         let mut url = self.url("tags/list")?;
         url.query_pairs_mut().append_pair("n", "1000");
-        self.client
+        Ok(self
+            .client
             .paginate("GET tags", &loc, &self.pull(), url, Pages::TAGS)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// `GET /v2/<name>/referrers/<digest>` (`Link` pagination); a 404 means the registry does
+    /// not serve the API (distribution 2.8 and other pre-1.1 registries).
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<crate::media::Descriptor>>> {
+        let loc = self.loc(&subject.to_string());
+        let mut url = self.url(&format!("referrers/{subject}"))?;
+        if let Some(t) = artifact_type {
+            url.query_pairs_mut().append_pair("artifactType", t);
+        }
+        self.client
+            .paginate("GET referrers", &loc, &self.pull(), url, Pages::REFERRERS)
             .await
     }
 }

@@ -328,6 +328,13 @@ impl ImageStore for LayoutStore {
             .await
     }
 
+    /// A layout indexes every manifest it holds: [`referrers`](ImageStore::referrers) finds
+    /// this one through its `subject`.
+    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
+        self.put_manifest(reference, manifest).await?;
+        Ok(true)
+    }
+
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
         let d = digest.clone();
         let loc = self.digest_location(digest);
@@ -436,5 +443,48 @@ impl ImageStore for LayoutStore {
             .filter_map(|e| e.tag)
             .collect();
         Ok(tags.into_iter().collect())
+    }
+
+    /// The manifests of `index.json` whose `subject` is `subject` (a layout serves referrers
+    /// like a registry with the API: it always answers).
+    async fn referrers(
+        &self,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Option<Vec<crate::media::Descriptor>>> {
+        let mut out = Vec::new();
+        for e in self.read_entries().await? {
+            if &e.digest == subject
+                || out
+                    .iter()
+                    .any(|d: &crate::media::Descriptor| d.digest == e.digest)
+            {
+                continue;
+            }
+            let media = (!e.media_type.is_empty()).then_some(e.media_type.as_str());
+            let Some(found) = self.read_manifest(&e.digest, media, true).await? else {
+                continue;
+            };
+            let Some(manifest) = found.manifest else {
+                continue;
+            };
+            let location = self.digest_location(&found.digest);
+            let referral = manifest.referral(&location)?;
+            if referral.subject.as_ref().map(|s| &s.digest) != Some(subject) {
+                continue;
+            }
+            if artifact_type.is_some() && referral.artifact_type.as_deref() != artifact_type {
+                continue;
+            }
+            out.push(crate::media::Descriptor {
+                media_type: found.media_type,
+                digest: found.digest,
+                size: found.size,
+                artifact_type: referral.artifact_type,
+                platform: None,
+                annotations: referral.annotations,
+            });
+        }
+        Ok(Some(out))
     }
 }
