@@ -12,16 +12,19 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::testing::TestImage;
+use mirror_core::image::referrers::{cosign_tag, ReferrerKind};
+use mirror_core::store::layout::LayoutStore;
+use mirror_core::testing::{TestArtifact, TestImage};
 use mirror_core::{ClusterStrategy, Deployment, LayoutRegistry, Mirror, ServiceStrategy, Source};
 
 fn show(step: &str, d: &Deployment) {
     println!(
-        "  {step:<28} {:<9} {}  (uploaded {} blobs / {} bytes, evicted {})",
+        "  {step:<28} {:<9} {}  (uploaded {} blobs / {} bytes, {} referrers, evicted {})",
         format!("{:?}", d.action),
         d.pull_reference.rsplit('/').next().unwrap_or(""),
         d.blobs_uploaded,
         d.bytes_uploaded,
+        d.referrers.copied_total(),
         d.evicted.len()
     );
     for w in &d.warnings {
@@ -37,13 +40,28 @@ async fn main() -> anyhow::Result<()> {
     println!("source layout:   {}", src.display());
     println!("mirror registry: {}", registry.root().display());
 
-    // Three versions of an application in a source layout.
+    // Three versions of an application in a source layout; v3 is signed (a cosign signature
+    // under its `sha256-<hex>.sig` tag) and has an SBOM (an OCI 1.1 artifact whose `subject`
+    // is v3): both travel with it.
+    let mut v3 = None;
     for (seed, tag) in [(1, "v1"), (2, "v2"), (3, "v3")] {
-        TestImage::builder()
+        let image = TestImage::builder()
             .seed(seed)
             .layers([64 * 1024, 16 * 1024])
-            .build()
-            .write_layout(&src, tag)?;
+            .build();
+        image.write_layout(&src, tag)?;
+        v3 = Some(image);
+    }
+    if let Some(v3) = &v3 {
+        let layout = LayoutStore::open(&src)?;
+        let signature = TestArtifact::cosign_signature(v3.manifest(), 3);
+        signature
+            .push(&layout, Some(&cosign_tag(v3.digest(), "sig")))
+            .await?;
+        let sbom = TestArtifact::builder("application/spdx+json")
+            .subject(v3.manifest())
+            .build();
+        sbom.push(&layout, None).await?;
     }
     let source = |tag: &str| Source::parse(&format!("oci:{}:{tag}", src.display()));
 
@@ -113,11 +131,20 @@ async fn main() -> anyhow::Result<()> {
     for repo in cluster.inventory().await?.repositories {
         println!("  {}", repo.repository);
         for img in repo.images {
+            let (signatures, sboms) = (
+                img.count(ReferrerKind::Signature),
+                img.count(ReferrerKind::Sbom),
+            );
             println!(
-                "    {}  {:>7} bytes  tags {:?}",
+                "    {}  {:>7} bytes  tags {:?}{}",
                 img.digest.short(),
                 img.size.unwrap_or(0),
-                img.tags
+                img.tags,
+                if signatures + sboms > 0 {
+                    format!("  signed ({signatures}), SBOM ({sboms})")
+                } else {
+                    String::new()
+                }
             );
         }
     }

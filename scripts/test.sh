@@ -2,7 +2,9 @@
 # Runs every test of the workspace. Installs what is missing first:
 #   Debian: docker-registry (CNCF distribution), skopeo (interop peer), apache2-utils (htpasswd),
 #           buildah and busybox-static (builds), openssl (GCP test keys).
-#   PyPI:   moto in .venv-moto (the ECR control plane of provider-aws's tests), by scripts/moto.sh.
+#   PyPI:   moto in .venv-moto (the ECR control plane of provider-aws's tests), by scripts/moto.sh;
+#           oras in .venv-oras (a third-party artifact client for the referrer tests), by
+#           scripts/oras.sh.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,5 +26,7 @@ fi
 
 MOTO_SERVER="$(scripts/moto.sh)"
 export MOTO_SERVER
+ORAS_PYTHON="$(scripts/oras.sh)"
+export ORAS_PYTHON
 
 cargo test --workspace --all-features "$@"

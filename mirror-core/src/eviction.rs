@@ -42,6 +42,8 @@ pub struct EvictionPlan {
 
 /// Service mode: after deploying `deployed` into `repository`, delete every other image of that
 /// repository except the `keep_previous` newest, the in-use ones and the recent ones.
+/// Orphaned referrers ([`ImageRecord::orphan_of`]) are deleted unless in use or recent; they
+/// never take a `keep_previous` place.
 ///
 /// Images without a known push time count as the oldest; ties are broken by digest so the plan
 /// is deterministic.
@@ -66,6 +68,9 @@ pub fn plan_service_eviction(
             plan.keep.push((img.clone(), KeepReason::InUse));
         } else if is_recent(img, now, grace) {
             plan.keep.push((img.clone(), KeepReason::Recent));
+        } else if img.orphan_of.is_some() {
+            // A referrer whose image is gone is no previous image.
+            plan.delete.push(img.clone());
         } else {
             others.push(img);
         }
@@ -83,7 +88,8 @@ pub fn plan_service_eviction(
 }
 
 /// Cluster mode: delete the images of `repository` pushed more than `retention` ago that are
-/// not in use. Images without a known push time are kept (their age is unknown).
+/// not in use, and the orphaned referrers ([`ImageRecord::orphan_of`]) not in use. Images
+/// without a known push time are kept (their age is unknown).
 pub fn plan_retention(
     repository: &str,
     images: &[ImageRecord],
@@ -98,7 +104,7 @@ pub fn plan_retention(
     for img in images.iter().filter(|i| i.repository == repository) {
         if in_use.contains(&img.digest) {
             plan.keep.push((img.clone(), KeepReason::InUse));
-        } else if is_expired(img, now, retention) {
+        } else if img.orphan_of.is_some() || is_expired(img, now, retention) {
             plan.delete.push(img.clone());
         } else {
             plan.keep.push((img.clone(), KeepReason::NotExpired));
@@ -144,6 +150,15 @@ mod tests {
             pushed_at: pushed.map(|s| UNIX_EPOCH + Duration::from_secs(s)),
             size: Some(1),
             referrers: Vec::new(),
+            orphan_of: None,
+        }
+    }
+
+    fn orphan(repo: &str, n: u8, pushed: Option<u64>) -> ImageRecord {
+        ImageRecord {
+            orphan_of: Some(digest(200)),
+            tags: vec![format!("sha256-{}.sig", digest(200).hex())],
+            ..record(repo, n, pushed)
         }
     }
 
@@ -190,6 +205,36 @@ mod tests {
             Duration::from_secs(600),
         );
         assert_eq!(plan.delete, vec![imgs[1].clone()]);
+    }
+
+    #[test]
+    fn orphaned_referrers_take_no_previous_place_and_are_swept_at_any_age() {
+        let now = UNIX_EPOCH + Duration::from_secs(NOW);
+        // The orphan is the newest record and has no push time at all: neither makes it a
+        // previous image.
+        let imgs = vec![
+            record("r", 1, Some(100)),
+            orphan("r", 2, Some(NOW - 1000)),
+            orphan("r", 3, None),
+            record("r", 4, Some(400)),
+        ];
+        let plan_with =
+            |grace| plan_service_eviction("r", &imgs, &digest(4), &HashSet::new(), 1, now, grace);
+        let plan = plan_with(Duration::ZERO);
+        let mut deleted: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
+        deleted.sort();
+        let mut expected = vec![digest(2), digest(3)];
+        expected.sort();
+        assert_eq!(deleted, expected);
+        assert!(plan.keep.contains(&(imgs[0].clone(), KeepReason::Previous)));
+        // A recent orphan waits for the grace period (its image may be on its way).
+        let plan = plan_with(Duration::from_secs(5000));
+        assert!(plan.keep.contains(&(imgs[1].clone(), KeepReason::Recent)));
+        // Sweep: orphans go whatever their age, unless in use.
+        let in_use: HashSet<Digest> = [digest(3)].into();
+        let plan = plan_retention("r", &imgs, &in_use, now, Duration::from_secs(NOW));
+        let deleted: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
+        assert_eq!(deleted, vec![digest(2)]);
     }
 
     fn arb_images() -> impl Strategy<Value = Vec<ImageRecord>> {

@@ -65,9 +65,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::image::{
-    fold_referrers, referrers, untagged_subjects, without_children, ImageRecord,
-};
+use mirror_core::image::{fold_referrers, referrers, without_children, ImageRecord};
 use mirror_core::media::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use mirror_core::provider::AsCredentials as _;
 use mirror_core::registry::{
@@ -520,18 +518,8 @@ impl Registry for ArtifactRegistry {
             out.push(rec);
         }
         let out = without_children(out, &children);
-        let untagged: Vec<Digest> = out
-            .iter()
-            .filter(|r| r.tags.is_empty())
-            .map(|r| r.digest.clone())
-            .collect();
-        let subjects = if untagged.is_empty() {
-            Default::default()
-        } else {
-            let store = self.inner.data.repository(repository)?;
-            untagged_subjects(&store, &untagged).await?
-        };
-        let mut out = fold_referrers(out, &subjects);
+        let store = self.inner.data.repository(repository)?;
+        let mut out = fold_referrers(&store, out).await?;
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
     }

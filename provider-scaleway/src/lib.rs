@@ -63,7 +63,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::image::{group_by_digest, ImageRecord};
+use mirror_core::image::{fold_referrers, group_by_digest, ImageRecord};
 use mirror_core::registry::{BuildCapability, BuilderCredentials, Capabilities, Repository};
 use mirror_core::retry::Poll;
 use mirror_core::store::http::credentials::{Credentials, Secret};
@@ -478,10 +478,9 @@ impl Registry for Scaleway {
             return Ok(Vec::new());
         };
         let tags = self.tags_with_digests(repository, &image).await?;
-        Ok(group_by_digest(
-            repository,
-            tags.into_iter().map(|(t, d)| (t.name, d)),
-        ))
+        let records = group_by_digest(repository, tags.into_iter().map(|(t, d)| (t.name, d)));
+        let store = self.inner.data.repository(repository)?;
+        fold_referrers(&store, records).await
     }
 
     /// Deletes the image's referrers (their tags through `DeleteTag`; untagged ones, pushed by

@@ -1,4 +1,4 @@
-//! The `mirror` example CLI with `--provider aws` against the ECR emulator: `deploy` (Service
+//! The `mirror` example CLI with `--registry ecr://…` against the ECR emulator: `deploy` (Service
 //! and Cluster mode), `ls` and `sweep`, with the AWS SDK's default credential chain fed by
 //! environment variables only (a temporary `HOME`, no `~/.aws`).
 //!

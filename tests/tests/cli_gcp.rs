@@ -1,6 +1,6 @@
-//! The `mirror` example CLI with `--provider gcp` against the Artifact Registry emulator:
+//! The `mirror` example CLI with `--registry gar://…` against the Artifact Registry emulator:
 //! `deploy` (Service and Cluster mode), `ls` and `sweep`, configured through `MIRROR_GAR_*`
-//! variables and `--gcp-*` flags, with a temporary `HOME` and no other environment.
+//! variables and `-o KEY=VALUE` options, with a temporary `HOME` and no other environment.
 //!
 //! The test builds the example itself (`cargo build -p mirror-cli --example mirror`, a no-op
 //! when it is fresh) and runs the binary.

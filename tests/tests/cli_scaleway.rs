@@ -1,4 +1,4 @@
-//! The `mirror` example CLI with `--provider scaleway` against the fake Scaleway API and a
+//! The `mirror` example CLI with `--registry scaleway://…` against the fake Scaleway API and a
 //! real registry: `deploy` (Service and Cluster mode), `ls` and `sweep`, configured by the
 //! `SCW_*` variables only (a cleared environment and a temporary `HOME`).
 //!

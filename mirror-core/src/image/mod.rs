@@ -27,21 +27,23 @@
 //! the image is never visible without its push time), then its referrers, then the real tag
 //! last (so nothing half-copied is ever tagged, and a signature is there as soon as the tag).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
 use serde::Serialize;
 
+mod listing;
 pub mod referrers;
+
+pub use listing::{fold_referrers, group_by_digest, list_images_by_tags, without_children};
 
 use crate::copy::{copy_image, CopyOptions, CopyReport};
 use crate::digest::Digest;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::media::{ParsedManifest, RawManifest};
 use crate::store::ImageStore;
 
-use self::referrers::{kind_of, parse_referrer_tag, ReferrerKind};
+use self::referrers::{kind_of, ReferrerKind};
 
 /// One image of a repository as the registry lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,6 +62,11 @@ pub struct ImageRecord {
     /// Its referrers, as far as the listing tells (an inventory finds them all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<ReferrerSummary>,
+    /// Set when this record is not an image but an orphaned referrer (a signature, an SBOM,
+    /// a tag-schema index) whose subject, named here, is gone: eviction and sweep delete it
+    /// whatever its age, and it never counts as a previous image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphan_of: Option<Digest>,
 }
 
 impl ImageRecord {
@@ -72,6 +79,7 @@ impl ImageRecord {
             pushed_at: None,
             size: None,
             referrers: Vec::new(),
+            orphan_of: None,
         }
     }
 
@@ -132,158 +140,12 @@ pub fn parse_pushed_tag(tag: &str) -> Option<(SystemTime, String)> {
     Some((UNIX_EPOCH + Duration::from_millis(millis), hex.to_string()))
 }
 
-/// Groups the tags of a repository by the digest they name into one record per image:
-/// bookkeeping tags of that digest become its push time (the latest, when there are
-/// several), every other tag is listed, sorted; then referrers named by tags are folded into
-/// their subject ([`fold_referrers`]). Records come sorted by digest.
-pub fn group_by_digest<I, T>(repository: &str, tags: I) -> Vec<ImageRecord>
-where
-    I: IntoIterator<Item = (T, Digest)>,
-    T: Into<String>,
-{
-    let mut by_digest: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
-    for (tag, digest) in tags {
-        let tag = tag.into();
-        let rec = by_digest
-            .entry(digest.clone())
-            .or_insert_with(|| ImageRecord::new(repository, digest.clone()));
-        match parse_pushed_tag(&tag) {
-            Some((at, hex)) if digest.hex().starts_with(&hex) => {
-                rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
-            }
-            _ => rec.tags.push(tag),
-        }
-    }
-    let mut out: Vec<ImageRecord> = by_digest.into_values().collect();
-    for r in &mut out {
-        r.tags.sort();
-    }
-    fold_referrers(out, &BTreeMap::new())
-}
-
-/// What an untagged referrer manifest names: its subject's digest and its artifact type.
-pub type Subject = (Digest, Option<String>);
-
-/// Folds referrers into their subject: a record whose every tag is a referrer tag (cosign's
-/// `sha256-<hex>.sig/.att/.sbom`, the tag-schema index `sha256-<hex>`) naming a subject in
-/// the listing, and an untagged record that `untagged_subjects` maps to a listed subject (its
-/// manifest's `subject`, for registries listing untagged manifests). Referrer tags are hidden
-/// from the other records' tags too. A referrer whose subject is not listed (an orphan)
-/// stays a record of its own, so that eviction and sweep can remove it.
-pub fn fold_referrers(
-    records: Vec<ImageRecord>,
-    untagged_subjects: &BTreeMap<Digest, Subject>,
-) -> Vec<ImageRecord> {
-    let listed: std::collections::HashSet<Digest> =
-        records.iter().map(|r| r.digest.clone()).collect();
-    let mut keep: Vec<ImageRecord> = Vec::new();
-    let mut folded: Vec<(Digest, ReferrerSummary)> = Vec::new();
-    for mut rec in records {
-        let (referrer_tags, real): (Vec<String>, Vec<String>) = rec
-            .tags
-            .iter()
-            .cloned()
-            .partition(|t| parse_referrer_tag(t).is_some());
-        let subject_of_tags = referrer_tags.iter().find_map(|t| {
-            let (subject, suffix) = parse_referrer_tag(t)?;
-            listed
-                .contains(&subject)
-                .then(|| (subject, suffix, t.clone()))
-        });
-        if real.is_empty() {
-            if let Some((subject, suffix, tag)) = subject_of_tags {
-                let artifact_type = suffix.and_then(|s| {
-                    referrers::COSIGN_SUFFIXES
-                        .iter()
-                        .find(|(x, _)| *x == s)
-                        .map(|(_, t)| t.to_string())
-                });
-                folded.push((
-                    subject,
-                    ReferrerSummary {
-                        digest: rec.digest.clone(),
-                        kind: if suffix.is_none() {
-                            ReferrerKind::Other
-                        } else {
-                            kind_of(artifact_type.as_deref())
-                        },
-                        artifact_type: artifact_type.or(suffix.is_none().then(|| {
-                            "application/vnd.oci.image.index.v1+json (referrers index)".to_string()
-                        })),
-                        tag: Some(tag),
-                    },
-                ));
-                continue;
-            }
-            if rec.tags.is_empty() {
-                if let Some((subject, artifact_type)) = untagged_subjects.get(&rec.digest) {
-                    if listed.contains(subject) {
-                        folded.push((
-                            subject.clone(),
-                            ReferrerSummary {
-                                digest: rec.digest.clone(),
-                                kind: kind_of(artifact_type.as_deref()),
-                                artifact_type: artifact_type.clone(),
-                                tag: None,
-                            },
-                        ));
-                        continue;
-                    }
-                }
-            }
-        }
-        if !real.is_empty() {
-            rec.tags = real;
-        }
-        keep.push(rec);
-    }
-    for (subject, summary) in folded {
-        if let Some(r) = keep.iter_mut().find(|r| r.digest == subject) {
-            r.referrers.push(summary);
-        }
-    }
-    keep
-}
-
-/// Drops the records that are child manifests of another image: untagged, and named by an
-/// index in `children`. A tagged child is an image of its own too (someone tagged it).
-pub fn without_children(records: Vec<ImageRecord>, children: &HashSet<Digest>) -> Vec<ImageRecord> {
-    records
-        .into_iter()
-        .filter(|r| !(r.tags.is_empty() && children.contains(&r.digest)))
-        .collect()
-}
-
 /// The child manifests an index names (none for an image manifest).
 pub fn children(manifest: &RawManifest, location: &str) -> Result<Vec<Digest>> {
     Ok(match manifest.parse(location)? {
         ParsedManifest::Index { manifests } => manifests.into_iter().map(|d| d.digest).collect(),
         ParsedManifest::Image { .. } => Vec::new(),
     })
-}
-
-/// Lists the images of a store by its tags: HEADs every tag (8 at once) and groups them by
-/// digest ([`group_by_digest`], which folds tagged referrers into their subject). A tag
-/// deleted between the listing and its HEAD is skipped.
-pub async fn list_images_by_tags(
-    store: &dyn ImageStore,
-    repository: &str,
-) -> Result<Vec<ImageRecord>> {
-    let tags = store.list_tags().await?;
-    let heads: Vec<(String, Option<Digest>)> =
-        futures::stream::iter(tags.into_iter().map(|t| async move {
-            let head = store.head_manifest(&t).await?;
-            Ok::<_, Error>((t, head.map(|h| h.digest)))
-        }))
-        .buffer_unordered(8)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>>>()?;
-    Ok(group_by_digest(
-        repository,
-        heads.into_iter().filter_map(|(t, d)| d.map(|d| (t, d))),
-    ))
 }
 
 /// The total size of an image: its manifest, and for every image manifest reached, config
@@ -362,38 +224,6 @@ pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<Im
         referrers_size,
         referrers: summaries,
     })
-}
-
-/// The subjects (and artifact types) of those of `digests` whose manifests in `store` have a
-/// `subject`: what [`fold_referrers`] needs for registries that list untagged manifests (a
-/// referrer pushed by digest is one). Manifests gone meanwhile are skipped.
-pub async fn untagged_subjects(
-    store: &dyn ImageStore,
-    digests: &[Digest],
-) -> Result<BTreeMap<Digest, Subject>> {
-    let lookups: Vec<_> = digests
-        .iter()
-        .map(|d| referral_of(store, d.clone()))
-        .collect();
-    let found: Vec<Result<Option<(Digest, Subject)>>> =
-        futures::stream::iter(lookups).buffered(8).collect().await;
-    let mut out = BTreeMap::new();
-    for f in found {
-        if let Some((d, s)) = f? {
-            out.insert(d, s);
-        }
-    }
-    Ok(out)
-}
-
-async fn referral_of(store: &dyn ImageStore, digest: Digest) -> Result<Option<(Digest, Subject)>> {
-    let m = match store.get_manifest(&digest.to_string()).await {
-        Ok(m) => m,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let r = m.referral(&format!("{}@{digest}", store.location()))?;
-    Ok(r.subject.map(|s| (digest, (s.digest, r.artifact_type))))
 }
 
 /// Deletes the image `digest` of `store` and what belongs to it: its referrers (deepest
@@ -517,49 +347,5 @@ mod tests {
         assert_eq!(parse_pushed_tag(&t), Some((at, d.hex()[..12].to_string())));
         assert_eq!(parse_pushed_tag("mirror.pushed.x.abc"), None);
         assert_eq!(parse_pushed_tag("v1"), None);
-    }
-
-    #[test]
-    fn tags_group_into_images_with_push_times_hidden() {
-        let a = Digest::sha256_of(b"a");
-        let b = Digest::sha256_of(b"b");
-        let t1 = UNIX_EPOCH + Duration::from_secs(100);
-        let t2 = UNIX_EPOCH + Duration::from_secs(200);
-        let records = group_by_digest(
-            "r",
-            [
-                ("v2".to_string(), a.clone()),
-                (pushed_tag(t1, &a), a.clone()),
-                (pushed_tag(t2, &a), a.clone()),
-                ("v1".to_string(), a.clone()),
-                // A bookkeeping tag naming another digest is a plain tag.
-                (pushed_tag(t1, &a), b.clone()),
-            ],
-        );
-        let ra = records.iter().find(|r| r.digest == a).unwrap();
-        assert_eq!(ra.tags, ["v1", "v2"]);
-        assert_eq!(ra.pushed_at, Some(t2), "the latest push");
-        let rb = records.iter().find(|r| r.digest == b).unwrap();
-        assert_eq!(rb.tags, [pushed_tag(t1, &a)]);
-        assert_eq!(rb.pushed_at, None);
-    }
-
-    #[test]
-    fn untagged_children_fold_into_their_index() {
-        let index = Digest::sha256_of(b"i");
-        let child = Digest::sha256_of(b"c");
-        let tagged_child = Digest::sha256_of(b"t");
-        let r = |d: &Digest, tags: &[&str]| {
-            let mut rec = ImageRecord::new("r", d.clone());
-            rec.tags = tags.iter().map(|t| t.to_string()).collect();
-            rec
-        };
-        let records = vec![r(&index, &["v1"]), r(&child, &[]), r(&tagged_child, &["x"])];
-        let children: HashSet<Digest> = [child.clone(), tagged_child.clone()].into();
-        let kept: Vec<Digest> = without_children(records, &children)
-            .into_iter()
-            .map(|r| r.digest)
-            .collect();
-        assert_eq!(kept, vec![index, tagged_child]);
     }
 }

@@ -219,6 +219,10 @@ pub struct ReferrerReport {
     pub copied: BTreeMap<String, usize>,
     /// A depth or count bound was reached: some referrers were not looked at.
     pub truncated: bool,
+    /// Referrers the source lists but does not hold (a stale tag-schema index after a
+    /// deletion there): not copied, not listed at the destination.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<Digest>,
 }
 
 impl ReferrerReport {
@@ -426,7 +430,23 @@ pub async fn transfer(
                 copy_image(src, &reference, dst, Some(tag), &tree).await?;
             }
             FoundBy::Api | FoundBy::TagSchema => {
-                let copied = copy_referrer(src, &reference, dst, None, &tree).await?;
+                let copied = match copy_referrer(src, &reference, dst, None, &tree).await {
+                    Ok(c) => c,
+                    // A stale list: the referrer was deleted at the source, its index kept.
+                    Err(e)
+                        if e.is_not_found() && src.head_manifest(&reference).await?.is_none() =>
+                    {
+                        tracing::warn!(
+                            source = %src.location(),
+                            referrer = %reference,
+                            subject = %r.subject,
+                            "a referrer listed by the source is not there; skipped"
+                        );
+                        report.missing.push(r.descriptor.digest.clone());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
                 // The answer to a PUT says whether the destination indexes referrers; a
                 // referrer it already held says nothing.
                 api = api.or(copied.subject_indexed);
@@ -524,19 +544,62 @@ pub async fn add_to_schema_index(
 
 /// Everything that belongs to the image `subject` in `store` besides its own manifests, in
 /// the order to delete it: every referrer (deepest first), then the tag-schema indexes.
+///
+/// `subject` may itself be a tag-schema index left behind by an image deleted elsewhere (an
+/// orphan, see [`crate::ImageRecord::orphan_of`]): then what it lists, and their referrers,
+/// belong to it.
 pub async fn belonging(store: &dyn ImageStore, subject: &Digest) -> Result<Vec<Digest>> {
     let mut subjects = vec![subject.clone()];
-    if let Ok(m) = store.get_manifest(&subject.to_string()).await {
-        let location = format!("{}@{subject}", store.location());
-        subjects.extend(crate::image::children(&m, &location).unwrap_or_default());
+    let mut listed: Vec<Digest> = Vec::new();
+    match store.get_manifest(&subject.to_string()).await {
+        Ok(m) => {
+            let location = format!("{}@{subject}", store.location());
+            if is_referrers_index(&m) {
+                listed = index_entries(&m, &location)?
+                    .into_iter()
+                    .map(|d| d.digest)
+                    .filter(|d| d != subject)
+                    .collect();
+                subjects.extend(listed.iter().cloned());
+            } else {
+                subjects.extend(crate::image::children(&m, &location).unwrap_or_default());
+            }
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e),
     }
-    let (found, _) = discover(store, &subjects, &ReferrerOptions::all()).await?;
+    let (mut found, _) = discover(store, &subjects, &ReferrerOptions::all()).await?;
+    // A platform manifest that is also an image of its own (a single-platform copy of the
+    // same source) keeps its referrers.
+    let children: Vec<Digest> = subjects[1..]
+        .iter()
+        .filter(|c| !listed.contains(c))
+        .cloned()
+        .collect();
+    if found.iter().any(|r| children.contains(&r.subject)) {
+        let own = images_among(store, &children).await?;
+        if !own.is_empty() {
+            let mut protected: HashSet<Digest> = own.iter().cloned().collect();
+            // Their referrers' referrers too (the walk lists parents before children).
+            for r in &found {
+                if protected.contains(&r.subject) {
+                    protected.insert(r.descriptor.digest.clone());
+                }
+            }
+            found.retain(|r| !protected.contains(&r.descriptor.digest));
+            subjects.retain(|s| !own.contains(s));
+        }
+    }
     let mut out: Vec<Digest> = Vec::new();
     let mut sorted = found.clone();
     sorted.sort_by_key(|r| std::cmp::Reverse(r.depth));
-    for r in &sorted {
-        if !out.contains(&r.descriptor.digest) {
-            out.push(r.descriptor.digest.clone());
+    for d in sorted
+        .iter()
+        .map(|r| &r.descriptor.digest)
+        .chain(listed.iter())
+    {
+        if !out.contains(d) {
+            out.push(d.clone());
         }
     }
     // The tag-schema indexes of the subjects and of every referrer.
@@ -552,6 +615,61 @@ pub async fn belonging(store: &dyn ImageStore, subject: &Digest) -> Result<Vec<D
     }
     out.retain(|d| d != subject);
     Ok(out)
+}
+
+/// Those of `digests` that a tag of `store` names (other than a referrer tag): images of
+/// their own. A bookkeeping tag names its digest in its text; other tags are read.
+async fn images_among(store: &dyn ImageStore, digests: &[Digest]) -> Result<HashSet<Digest>> {
+    let tags = store.list_tags().await?;
+    let mut own: HashSet<Digest> = HashSet::new();
+    for t in &tags {
+        if let Some((_, hex)) = crate::image::parse_pushed_tag(t) {
+            own.extend(
+                digests
+                    .iter()
+                    .filter(|d| d.hex().starts_with(&hex))
+                    .cloned(),
+            );
+        }
+    }
+    let real: Vec<String> = tags
+        .into_iter()
+        .filter(|t| parse_referrer_tag(t).is_none() && crate::image::parse_pushed_tag(t).is_none())
+        .collect();
+    if own.len() < digests.len() && !real.is_empty() {
+        let heads: Vec<Result<Option<crate::store::ManifestHead>>> = futures::stream::iter(
+            real.into_iter()
+                .map(|t| async move { store.head_manifest(&t).await }),
+        )
+        .buffer_unordered(8)
+        .collect()
+        .await;
+        for head in heads {
+            if let Some(h) = head? {
+                if digests.contains(&h.digest) {
+                    own.insert(h.digest);
+                }
+            }
+        }
+    }
+    Ok(own)
+}
+
+/// Whether `manifest` reads as a tag-schema referrers index: an OCI index whose every entry
+/// names an artifact type and no platform (an image index names platforms).
+fn is_referrers_index(manifest: &RawManifest) -> bool {
+    if manifest.media_type != OCI_INDEX {
+        return false;
+    }
+    match index_entries(manifest, "") {
+        Ok(entries) => {
+            !entries.is_empty()
+                && entries
+                    .iter()
+                    .all(|e| e.platform.is_none() && e.artifact_type.is_some())
+        }
+        Err(_) => false,
+    }
 }
 
 #[cfg(test)]

@@ -315,7 +315,7 @@ async fn forward(
             reqwest::header::HeaderName::from_bytes(k.as_str().as_bytes()),
             reqwest::header::HeaderValue::from_bytes(v.as_bytes()),
         ) {
-            headers.insert(name, value);
+            headers.append(name, value);
         }
     }
     let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
@@ -357,7 +357,7 @@ async fn forward(
             HeaderValue::from_bytes(v.as_bytes()).ok()
         };
         if let Some(value) = value {
-            out_headers.insert(name, value);
+            out_headers.append(name, value);
         }
     }
     let mut seen: u64 = 0;

@@ -37,6 +37,7 @@
 //! | [`list_repositories_by_cluster`] | `list_repositories` returns every scope's repository of a cluster and none of another cluster |
 //! | [`not_found`] | absent repositories list as empty, absent digests delete as [`Error::NotFound`](crate::Error::NotFound), absent manifests HEAD as `None` |
 //! | [`pull_reference`] | the pull reference names the repository and pins the digest |
+//! | [`referrers`] | referrers placed with an image (cosign tag, OCI 1.1 signature, SBOM, signature of the SBOM, attestation of a platform manifest) are folded into it in listings, never listed as images; `delete_image` deletes them and their tag-schema indexes with it and leaves another image's |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -45,9 +46,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::registry::Registry;
 
 mod naming;
+mod referrers;
 mod scenarios;
 
 pub use naming::naming;
+pub use referrers::referrers;
 pub use scenarios::{
     concurrent_ensure, ensure_twice, list_repositories_by_cluster, not_found, pull_reference,
     push_list_delete,
@@ -186,6 +189,7 @@ macro_rules! registry_conformance {
             list_repositories_by_cluster
             not_found
             pull_reference
+            referrers
         );
     };
     (@tests $attrs:tt $make:tt $($scenario:ident)*) => {

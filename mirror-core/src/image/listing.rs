@@ -1,0 +1,361 @@
+//! Listing: from what a registry lists (tags, or manifests with their tags) to one
+//! [`ImageRecord`] per image, with what belongs to it folded in.
+//!
+//! Every registry's `list_images` ends in [`fold_referrers`]: a referrer is never listed as an
+//! image of its own, wherever its subject sits. A referrer's subject may be the image, one of
+//! its platform manifests (an attestation per platform), or another referrer (the signature
+//! of an SBOM); the fold follows that chain up to the image. A referrer whose chain reaches no
+//! listed image (its subject was deleted) is an orphan and stays a record of its own, so that
+//! eviction and sweep remove it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use futures::StreamExt;
+
+use super::referrers::{self, kind_of, parse_referrer_tag, ReferrerKind};
+use super::{children, parse_pushed_tag, ImageRecord, ReferrerSummary};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::store::ImageStore;
+
+/// How many subjects a chain of referrers may climb before it counts as an orphan.
+const MAX_CHAIN: usize = 16;
+
+/// Groups the tags of a repository by the digest they name into one record per image:
+/// bookkeeping tags of that digest become its push time (the latest, when there are
+/// several), every other tag is listed, sorted. Records come sorted by digest. Referrers are
+/// not folded yet: [`fold_referrers`] does it.
+pub fn group_by_digest<I, T>(repository: &str, tags: I) -> Vec<ImageRecord>
+where
+    I: IntoIterator<Item = (T, Digest)>,
+    T: Into<String>,
+{
+    let mut by_digest: BTreeMap<Digest, ImageRecord> = BTreeMap::new();
+    for (tag, digest) in tags {
+        let tag = tag.into();
+        let rec = by_digest
+            .entry(digest.clone())
+            .or_insert_with(|| ImageRecord::new(repository, digest.clone()));
+        match parse_pushed_tag(&tag) {
+            Some((at, hex)) if digest.hex().starts_with(&hex) => {
+                rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
+            }
+            _ => rec.tags.push(tag),
+        }
+    }
+    let mut out: Vec<ImageRecord> = by_digest.into_values().collect();
+    for r in &mut out {
+        r.tags.sort();
+    }
+    out
+}
+
+/// Drops the records that are child manifests of another image: untagged, and named by an
+/// index in `children`. A tagged child is an image of its own too (someone tagged it).
+pub fn without_children(records: Vec<ImageRecord>, children: &HashSet<Digest>) -> Vec<ImageRecord> {
+    records
+        .into_iter()
+        .filter(|r| !(r.tags.is_empty() && children.contains(&r.digest)))
+        .collect()
+}
+
+/// Lists the images of a store by its tags: HEADs every tag (8 at once), groups them by
+/// digest ([`group_by_digest`]) and folds referrers into their images ([`fold_referrers`]).
+/// A tag deleted between the listing and its HEAD is skipped.
+pub async fn list_images_by_tags(
+    store: &dyn ImageStore,
+    repository: &str,
+) -> Result<Vec<ImageRecord>> {
+    let tags = store.list_tags().await?;
+    let heads: Vec<(String, Option<Digest>)> =
+        futures::stream::iter(tags.into_iter().map(|t| async move {
+            let head = store.head_manifest(&t).await?;
+            Ok::<_, Error>((t, head.map(|h| h.digest)))
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
+    let records = group_by_digest(
+        repository,
+        heads.into_iter().filter_map(|(t, d)| d.map(|d| (t, d))),
+    );
+    fold_referrers(store, records).await
+}
+
+/// A record that is a referrer: what it names and how it shows in its image's record.
+struct Candidate {
+    subject: Digest,
+    summary: ReferrerSummary,
+}
+
+/// Folds referrers into the images they belong to (see the module docs). A record is a
+/// referrer when every tag it has is a referrer tag (cosign's `sha256-<hex>.sig/.att/.sbom`,
+/// the tag-schema index `sha256-<hex>`), or when it is untagged and its manifest names a
+/// `subject` (registries listing untagged manifests: ECR, Artifact Registry). Referrer tags
+/// are hidden from the tags of the images they sit on. Reads manifests from `store` only
+/// when the listing does not tell: untagged records, and the images whose platform
+/// manifests or referrers a chain leads to.
+pub async fn fold_referrers(
+    store: &dyn ImageStore,
+    records: Vec<ImageRecord>,
+) -> Result<Vec<ImageRecord>> {
+    let untagged: Vec<Digest> = records
+        .iter()
+        .filter(|r| r.tags.is_empty())
+        .map(|r| r.digest.clone())
+        .collect();
+    let untagged_subjects = subjects_of(store, &untagged).await?;
+
+    let mut images: Vec<ImageRecord> = Vec::new();
+    let mut candidates: HashMap<Digest, (ImageRecord, Candidate)> = HashMap::new();
+    for mut rec in records {
+        let (referrer_tags, real): (Vec<String>, Vec<String>) = rec
+            .tags
+            .iter()
+            .cloned()
+            .partition(|t| parse_referrer_tag(t).is_some());
+        if !real.is_empty() {
+            rec.tags = real;
+            images.push(rec);
+            continue;
+        }
+        let candidate = match referrer_tags.first() {
+            Some(tag) => parse_referrer_tag(tag).map(|(subject, suffix)| {
+                let artifact_type = match suffix {
+                    Some(s) => referrers::COSIGN_SUFFIXES
+                        .iter()
+                        .find(|(x, _)| *x == s)
+                        .map(|(_, t)| t.to_string()),
+                    None => Some(format!("{} (referrers index)", crate::media::OCI_INDEX)),
+                };
+                Candidate {
+                    subject,
+                    summary: ReferrerSummary {
+                        digest: rec.digest.clone(),
+                        kind: match suffix {
+                            Some(_) => kind_of(artifact_type.as_deref()),
+                            None => ReferrerKind::Other,
+                        },
+                        artifact_type,
+                        tag: Some(tag.clone()),
+                    },
+                }
+            }),
+            None => untagged_subjects
+                .get(&rec.digest)
+                .map(|(subject, artifact_type)| Candidate {
+                    subject: subject.clone(),
+                    summary: ReferrerSummary {
+                        digest: rec.digest.clone(),
+                        kind: kind_of(artifact_type.as_deref()),
+                        artifact_type: artifact_type.clone(),
+                        tag: None,
+                    },
+                }),
+        };
+        match candidate {
+            Some(c) => {
+                candidates.insert(rec.digest.clone(), (rec, c));
+            }
+            None => images.push(rec),
+        }
+    }
+    if candidates.is_empty() {
+        return Ok(images);
+    }
+
+    let roots: HashSet<Digest> = images.iter().map(|r| r.digest.clone()).collect();
+    let mut climb = Climb {
+        store,
+        roots: &roots,
+        parents: None,
+        subjects: HashMap::new(),
+    };
+    for (_, c) in candidates.values() {
+        climb
+            .subjects
+            .insert(c.summary.digest.clone(), c.subject.clone());
+    }
+    let mut owners: Vec<(Digest, Digest)> = Vec::new();
+    for (digest, (_, c)) in &candidates {
+        if let Some(owner) = climb.owner(&c.subject).await? {
+            owners.push((digest.clone(), owner));
+        }
+    }
+    for (digest, owner) in owners {
+        if let Some((_, c)) = candidates.remove(&digest) {
+            if let Some(img) = images.iter_mut().find(|r| r.digest == owner) {
+                img.referrers.push(c.summary);
+            }
+        }
+    }
+    // Orphans stay records of their own, marked so.
+    images.extend(candidates.into_values().map(|(mut rec, c)| {
+        rec.orphan_of = Some(c.subject);
+        rec
+    }));
+    for img in &mut images {
+        img.referrers.sort_by(|a, b| a.digest.cmp(&b.digest));
+    }
+    images.sort_by(|a, b| a.digest.cmp(&b.digest));
+    Ok(images)
+}
+
+/// Walks from a subject up to the listed image it belongs to.
+struct Climb<'a> {
+    store: &'a dyn ImageStore,
+    roots: &'a HashSet<Digest>,
+    /// Child manifest → the listed index holding it, read when first needed.
+    parents: Option<HashMap<Digest, Digest>>,
+    /// Referrer → its subject, as far as known.
+    subjects: HashMap<Digest, Digest>,
+}
+
+impl Climb<'_> {
+    /// The listed image `subject` belongs to: itself, the index holding it, or (for a
+    /// referrer) the image its own subject belongs to. `None` for an orphan.
+    async fn owner(&mut self, subject: &Digest) -> Result<Option<Digest>> {
+        let mut at = subject.clone();
+        let mut visited = HashSet::new();
+        for _ in 0..MAX_CHAIN {
+            if !visited.insert(at.clone()) {
+                return Ok(None);
+            }
+            if self.roots.contains(&at) {
+                return Ok(Some(at));
+            }
+            if let Some(next) = self.subjects.get(&at) {
+                at = next.clone();
+                continue;
+            }
+            if let Some(parent) = self.parents().await?.get(&at) {
+                return Ok(Some(parent.clone()));
+            }
+            // Not listed: a referrer pushed by digest, found through its own subject.
+            match subjects_of(self.store, std::slice::from_ref(&at))
+                .await?
+                .remove(&at)
+            {
+                Some((next, _)) => {
+                    self.subjects.insert(at.clone(), next.clone());
+                    at = next;
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn parents(&mut self) -> Result<&HashMap<Digest, Digest>> {
+        if self.parents.is_none() {
+            let store = self.store;
+            let lookups = self.roots.iter().cloned().map(|root| async move {
+                let m = match store.get_manifest(&root.to_string()).await {
+                    Ok(m) => m,
+                    Err(e) if e.is_not_found() => return Ok(Vec::new()),
+                    Err(e) => return Err(e),
+                };
+                let location = format!("{}@{root}", store.location());
+                Ok(children(&m, &location)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c, root.clone()))
+                    .collect::<Vec<_>>())
+            });
+            let found: Vec<Result<Vec<(Digest, Digest)>>> =
+                futures::stream::iter(lookups).buffered(8).collect().await;
+            let mut map = HashMap::new();
+            for pairs in found {
+                map.extend(pairs?);
+            }
+            self.parents = Some(map);
+        }
+        Ok(self.parents.get_or_insert_with(HashMap::new))
+    }
+}
+
+/// A referrer's subject and artifact type.
+type SubjectOf = (Digest, Option<String>);
+
+/// The subjects (and artifact types) of those of `digests` whose manifests in `store` name
+/// one. Manifests gone meanwhile are skipped.
+async fn subjects_of(
+    store: &dyn ImageStore,
+    digests: &[Digest],
+) -> Result<BTreeMap<Digest, SubjectOf>> {
+    let lookups = digests.iter().cloned().map(|digest| async move {
+        let m = match store.get_manifest(&digest.to_string()).await {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A manifest that is not JSON names no subject; it is somebody's image.
+        let Ok(r) = m.referral(&format!("{}@{digest}", store.location())) else {
+            return Ok(None);
+        };
+        Ok(r.subject.map(|s| (digest, (s.digest, r.artifact_type))))
+    });
+    let found: Vec<Result<Option<(Digest, SubjectOf)>>> =
+        futures::stream::iter(lookups).buffered(8).collect().await;
+    let mut out = BTreeMap::new();
+    for f in found {
+        if let Some((d, s)) = f? {
+            out.insert(d, s);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::image::pushed_tag;
+
+    #[test]
+    fn tags_group_into_images_with_push_times_hidden() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        let t1 = UNIX_EPOCH + Duration::from_secs(100);
+        let t2 = UNIX_EPOCH + Duration::from_secs(200);
+        let records = group_by_digest(
+            "r",
+            [
+                ("v2".to_string(), a.clone()),
+                (pushed_tag(t1, &a), a.clone()),
+                (pushed_tag(t2, &a), a.clone()),
+                ("v1".to_string(), a.clone()),
+                // A bookkeeping tag naming another digest is a plain tag.
+                (pushed_tag(t1, &a), b.clone()),
+            ],
+        );
+        let ra = records.iter().find(|r| r.digest == a).unwrap();
+        assert_eq!(ra.tags, ["v1", "v2"]);
+        assert_eq!(ra.pushed_at, Some(t2), "the latest push");
+        let rb = records.iter().find(|r| r.digest == b).unwrap();
+        assert_eq!(rb.tags, [pushed_tag(t1, &a)]);
+        assert_eq!(rb.pushed_at, None);
+    }
+
+    #[test]
+    fn untagged_children_fold_into_their_index() {
+        let index = Digest::sha256_of(b"i");
+        let child = Digest::sha256_of(b"c");
+        let tagged_child = Digest::sha256_of(b"t");
+        let r = |d: &Digest, tags: &[&str]| {
+            let mut rec = ImageRecord::new("r", d.clone());
+            rec.tags = tags.iter().map(|t| t.to_string()).collect();
+            rec
+        };
+        let records = vec![r(&index, &["v1"]), r(&child, &[]), r(&tagged_child, &["x"])];
+        let children: HashSet<Digest> = [child.clone(), tagged_child.clone()].into();
+        let kept: Vec<Digest> = without_children(records, &children)
+            .into_iter()
+            .map(|r| r.digest)
+            .collect();
+        assert_eq!(kept, vec![index, tagged_child]);
+    }
+}

@@ -1,0 +1,371 @@
+//! Referrers are part of their image after the copy: folded into it in listings and the
+//! inventory (never an image of their own, never a "previous image"), deleted with it by
+//! eviction and sweep, orphans swept, a shared platform manifest keeps its own; concurrent
+//! writers of one tag-schema index; the CLI. Against real distribution 2.8 registries.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mirror_core::copy::CopyOptions;
+use mirror_core::image::referrers::{
+    add_to_schema_index, schema_tag, ReferrerKind, ReferrerOptions,
+};
+use mirror_core::testing::{TestArtifact, TestRegistry};
+use mirror_core::{ClusterStrategy, Digest, ImageStore, Mirror, Source};
+use tests::referrers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_deletes_the_old_images_referrers_and_the_inventory_shows_one_image_each() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let src_store = store(&src.host(), "team/app");
+    let v1 = Signed::new(10);
+    let v2 = Signed::new(11);
+    let v3 = Signed::new(12);
+    v1.push(&src_store, "1", true).await;
+    v2.push(&src_store, "2", true).await;
+    v3.push(&src_store, "3", true).await;
+    let source = |t: &str| Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+    let repo = "prod/services/api";
+    let dst_store = store(&dst.host(), repo);
+
+    // keep_previous 1: referrers are not images, so v1 stays the one previous image.
+    let mirror = service_mirror(&dst.host(), 1);
+    mirror.mirror("api", &source("1")).await.unwrap();
+    let d = mirror.mirror("api", &source("2")).await.unwrap();
+    assert!(
+        d.evicted.is_empty(),
+        "nothing to evict yet: {:?}",
+        d.evicted
+    );
+
+    let inv = mirror.inventory().await.unwrap();
+    let images = &inv
+        .repositories
+        .iter()
+        .find(|r| r.repository == repo)
+        .unwrap()
+        .images;
+    assert_eq!(
+        images.len(),
+        2,
+        "two images, not their referrers: {images:#?}"
+    );
+    for img in images {
+        assert!(
+            img.tags.iter().all(|t| !t.starts_with("sha256-")),
+            "referrer tags hidden: {:?}",
+            img.tags
+        );
+        assert_eq!(img.count(ReferrerKind::Signature), 3, "{img:#?}");
+        assert_eq!(img.count(ReferrerKind::Sbom), 1);
+        assert_eq!(img.count(ReferrerKind::Attestation), 2);
+        let own = mirror_core::image::image_size(&dst_store, &img.digest)
+            .await
+            .unwrap();
+        assert!(img.size.unwrap() > own, "referrers counted in the size");
+    }
+
+    // v3 evicts v1 with everything that belonged to it; v2 and v3 keep theirs.
+    let d = mirror.mirror("api", &source("3")).await.unwrap();
+    assert_eq!(d.evicted, vec![v1.index.digest().clone()]);
+    for a in v1.all() {
+        assert!(
+            !present(&dst_store, a.digest()).await,
+            "v1's referrer {} left behind",
+            a.digest()
+        );
+    }
+    let tags = dst_store.list_tags().await.unwrap();
+    for s in v1.subjects().iter().chain([v1.sbom.digest()]) {
+        assert!(
+            !tags.iter().any(|t| t.starts_with(&schema_tag(s))),
+            "v1's index or cosign tag {s} left behind: {tags:?}"
+        );
+    }
+    for v in [&v2, &v3] {
+        let found = discovered(&dst_store, &v.subjects()).await;
+        assert_eq!(found.keys().cloned().collect::<BTreeSet<_>>(), v.digests());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_of_one_tag_schema_index_keep_each_others_entries() {
+    let reg = TestRegistry::start();
+    let s = store(&reg.host(), "race/app");
+    for round in 0..4u64 {
+        let image = mirror_core::testing::TestImage::builder()
+            .seed(100 + round)
+            .build();
+        image.push(&s, &format!("r{round}")).await.unwrap();
+        let mut artifacts = Vec::new();
+        for i in 0..6 {
+            let a = TestArtifact::builder(BUNDLE)
+                .payload(BUNDLE, format!("{{\"round\":{round},\"writer\":{i}}}"))
+                .subject(image.manifest())
+                .build();
+            a.push(&s, None).await.unwrap();
+            artifacts.push(a);
+        }
+        let writers = artifacts.iter().map(|a| {
+            let s = &s;
+            let subject = image.digest();
+            async move { add_to_schema_index(s, subject, &[a.descriptor()]).await }
+        });
+        for r in futures::future::join_all(writers).await {
+            r.unwrap();
+        }
+        let index = s.get_manifest(&schema_tag(image.digest())).await.unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&index.bytes).unwrap();
+        let listed: BTreeSet<String> = doc["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["digest"].as_str().unwrap().to_string())
+            .collect();
+        let expected: BTreeSet<String> = artifacts.iter().map(|a| a.digest().to_string()).collect();
+        assert_eq!(listed, expected, "round {round}: an entry was lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_deployers_bringing_different_referrers_of_one_image_both_land_in_its_index() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let signed = Signed::new(20);
+    signed
+        .push(&store(&src.host(), "team/app"), "1.0", true)
+        .await;
+    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let deployer = |types: &[&str]| {
+        Mirror::builder(generic(&dst.host()), "prod")
+            .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
+            .referrers(ReferrerOptions::all().with_types(types.iter().copied()))
+            .build()
+            .unwrap()
+    };
+    let (sigs, sboms) = (deployer(&[BUNDLE]), deployer(&[SPDX]));
+    let (a, b) = tokio::join!(sigs.mirror("web", &source), sboms.mirror("worker", &source));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.pull_reference, b.pull_reference, "one cluster repository");
+    let repo = "prod/mirror";
+    let listed = schema_index_digests(&store(&dst.host(), repo), signed.index.digest()).await;
+    assert_eq!(
+        listed,
+        [signed.signature.digest(), signed.sbom.digest()]
+            .into_iter()
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        "both deployers' referrers are in the index"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_deploys_referrers_by_default_and_ls_shows_one_image_with_them() {
+    let bin = tokio::task::spawn_blocking(tests::cli::build_cli)
+        .await
+        .expect("build task");
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let signed = Signed::new(50);
+    signed
+        .push(&store(&src.host(), "team/app"), "1.0", true)
+        .await;
+    let source = format!("{}/team/app:1.0", src.host());
+    let cli = tests::cli::Cli::new(bin, &[], &["--registry", &dst.host(), "--cluster", "prod"]);
+
+    let out = cli.run(&["deploy", "--service", "api", &source]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("; 6 referrers;"), "{stdout}");
+    let off = cli.json(&[
+        "deploy",
+        "--service",
+        "bare",
+        "--no-referrers",
+        "--json",
+        &source,
+    ]);
+    assert!(
+        off["referrers"]["copied"].as_object().unwrap().is_empty(),
+        "{off}"
+    );
+
+    let out = cli.run(&["ls"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("prod/services/api (1 images)"), "{stdout}");
+    assert!(
+        stdout.contains("[3 signature, 1 sbom, 2 attestation]"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("sha256-"),
+        "referrer tags hidden: {stdout}"
+    );
+    let inv = cli.json(&["ls", "--json"]);
+    let repos = inv["repositories"].as_array().unwrap();
+    let api = repos
+        .iter()
+        .find(|r| r["repository"] == "prod/services/api")
+        .unwrap();
+    assert_eq!(api["images"].as_array().unwrap().len(), 1, "{api}");
+    assert_eq!(api["images"][0]["referrers"].as_array().unwrap().len(), 6);
+    let bare = repos
+        .iter()
+        .find(|r| r["repository"] == "prod/services/bare")
+        .unwrap();
+    assert!(bare["images"][0].get("referrers").is_none(), "{bare}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn referrers_whose_image_was_deleted_elsewhere_are_swept_and_an_in_use_image_keeps_its() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let src_store = store(&src.host(), "team/app");
+    let gone = Signed::new(60);
+    let kept = Signed::new(61);
+    gone.push(&src_store, "gone", true).await;
+    kept.push(&src_store, "kept", true).await;
+    let mirror = Mirror::builder(generic(&dst.host()), "prod")
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
+        .build()
+        .unwrap();
+    for t in ["gone", "kept"] {
+        let source = Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+        mirror.mirror("api", &source).await.unwrap();
+    }
+    // Someone deletes the first image by hand, leaving its referrers behind.
+    let dst_store = store(&dst.host(), "prod/mirror");
+    dst_store
+        .delete_manifest(gone.index.digest())
+        .await
+        .unwrap();
+
+    // Both images are younger than the retention: only the orphans go.
+    let in_use: std::collections::HashSet<Digest> = [kept.index.digest().clone()].into();
+    let report = mirror
+        .sweep(std::time::SystemTime::now(), &in_use, false)
+        .await
+        .unwrap();
+    let deleted: usize = report.plans.iter().map(|p| p.delete.len()).sum();
+    assert!(deleted > 0, "the orphans are swept: {report:?}");
+    for p in &report.plans {
+        for d in &p.delete {
+            assert!(d.orphan_of.is_some(), "only orphans go: {d:?}");
+        }
+    }
+    let tags = dst_store.list_tags().await.unwrap();
+    for s in gone.subjects().iter().chain([gone.sbom.digest()]) {
+        assert!(
+            !tags.iter().any(|t| t.starts_with(&schema_tag(s))),
+            "an orphaned tag of {s} is left: {tags:?}"
+        );
+    }
+    // What the orphaned indexes listed went with them (a plain registry does not list
+    // untagged manifests, so the listing alone would never show them).
+    for a in gone.with_subject() {
+        assert!(
+            !present(&dst_store, a.digest()).await,
+            "an orphaned referrer {} is left",
+            a.digest()
+        );
+    }
+    let found = discovered(&dst_store, &kept.subjects()).await;
+    assert_eq!(
+        found.keys().cloned().collect::<BTreeSet<_>>(),
+        kept.digests()
+    );
+    let images = mirror.inventory().await.unwrap();
+    let listed: Vec<&Digest> = images
+        .repositories
+        .iter()
+        .flat_map(|r| r.images.iter().map(|i| &i.digest))
+        .collect();
+    assert_eq!(listed, vec![kept.index.digest()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_index_keeps_the_referrers_of_a_platform_manifest_that_is_an_image_too() {
+    use mirror_core::image::{place, PushTimes, SourceImage};
+    use mirror_core::{PlatformFilter, Registry, Repository};
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let src_store = store(&src.host(), "team/app");
+    let signed = Signed::new(70);
+    signed.push(&src_store, "1.0", true).await;
+    let registry = generic(&dst.host());
+    let repo = Repository::listed("prod/mirror");
+    let dst_store = store(&dst.host(), repo.name());
+    let now = std::time::SystemTime::now();
+    let source = SourceImage {
+        store: &src_store,
+        reference: "1.0",
+        digest: None,
+    };
+    let all = CopyOptions {
+        referrers: ReferrerOptions::all(),
+        ..CopyOptions::default()
+    };
+    place(
+        source,
+        &dst_store,
+        "full",
+        &all,
+        PushTimes::Bookkeeping(now),
+    )
+    .await
+    .unwrap();
+    // The same source with one platform selected: the image is the amd64 manifest itself.
+    let amd64 = CopyOptions {
+        platforms: vec![PlatformFilter::parse("linux/amd64").unwrap()],
+        ..all.clone()
+    };
+    let r = place(
+        source,
+        &dst_store,
+        "amd64",
+        &amd64,
+        PushTimes::Bookkeeping(now),
+    )
+    .await
+    .unwrap();
+    let (amd64_image, amd64_attestation) = (&signed.index.images()[0], &signed.attestations[0]);
+    assert_eq!(&r.digest, amd64_image.digest());
+
+    registry
+        .delete_image(&repo, signed.index.digest())
+        .await
+        .unwrap();
+    assert!(present(&dst_store, amd64_image.digest()).await);
+    assert!(
+        present(&dst_store, amd64_attestation.digest()).await,
+        "the amd64 image keeps its attestation"
+    );
+    let found = discovered(&dst_store, &[amd64_image.digest().clone()]).await;
+    assert!(found.contains_key(amd64_attestation.digest()), "{found:?}");
+    for gone in [
+        &signed.signature,
+        &signed.sbom,
+        &signed.attestations[1],
+        &signed.cosign,
+    ] {
+        assert!(
+            !present(&dst_store, gone.digest()).await,
+            "{} left",
+            gone.digest()
+        );
+    }
+    let images = registry.list_images(&repo).await.unwrap();
+    assert_eq!(images.len(), 1, "{images:#?}");
+    assert_eq!(images[0].tags, ["amd64"]);
+}
