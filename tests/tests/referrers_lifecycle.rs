@@ -195,6 +195,42 @@ async fn the_cli_deploys_referrers_by_default_and_ls_shows_one_image_with_them()
         off["referrers"]["copied"].as_object().unwrap().is_empty(),
         "{off}"
     );
+    // A bare copy (no registry arguments) brings them when asked, only the types asked for.
+    let copy = |args: &[&str]| -> serde_json::Value {
+        let out = cli.command().arg("copy").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "mirror copy {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let copy_dst = format!("{}/copies/app:1.0", dst.host());
+    let copied = copy(&["--referrers", "--json", &source, &copy_dst]);
+    assert_eq!(
+        copied["referrers"]["copied"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum::<u64>(),
+        6,
+        "{copied}"
+    );
+    let sboms_dst = format!("{}/sboms/app:1.0", dst.host());
+    let sboms = copy(&[
+        "--referrers",
+        "--referrer-type",
+        SPDX,
+        "--json",
+        &source,
+        &sboms_dst,
+    ]);
+    assert_eq!(
+        sboms["referrers"]["copied"],
+        serde_json::json!({ SPDX: 1, BUNDLE: 1 }),
+        "the SBOM and its signature"
+    );
 
     let out = cli.run(&["ls"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
