@@ -108,12 +108,16 @@ enum Policy {
 #[derive(clap::Args)]
 struct ReferrerArgs {
     /// Do not copy the image's referrers (signatures, SBOMs, attestations).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "referrer_types")]
     no_referrers: bool,
     /// Copy only referrers of this artifact type (repeatable), e.g.
     /// `application/vnd.dev.cosign.artifact.sig.v1+json`.
     #[arg(long = "referrer-type", value_name = "ARTIFACT_TYPE")]
     referrer_types: Vec<String>,
+    /// When the image is already mirrored, still copy the referrers the source has gained
+    /// since (a signature added after the first deploy). Costs a discovery at the source.
+    #[arg(long, conflicts_with = "no_referrers")]
+    refresh_referrers: bool,
 }
 
 impl ReferrerArgs {
@@ -121,7 +125,10 @@ impl ReferrerArgs {
         if self.no_referrers {
             ReferrerOptions::none()
         } else {
-            ReferrerOptions::all().with_types(self.referrer_types.iter().cloned())
+            ReferrerOptions {
+                refresh_on_skip: self.refresh_referrers,
+                ..ReferrerOptions::all().with_types(self.referrer_types.iter().cloned())
+            }
         }
     }
 }

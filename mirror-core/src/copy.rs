@@ -174,6 +174,8 @@ pub async fn copy_image(
 pub(crate) struct Copied {
     pub(crate) report: CopyReport,
     pub(crate) subject_indexed: Option<bool>,
+    /// The root manifest now at the destination.
+    pub(crate) manifest: RawManifest,
 }
 
 /// [`copy_image`] of a referrer: also says whether the destination indexed it.
@@ -247,6 +249,7 @@ async fn copy_tree(
         return Ok(Copied {
             report,
             subject_indexed: None,
+            manifest: root,
         });
     }
     if by_digest.is_some() {
@@ -264,6 +267,7 @@ async fn copy_tree(
         return Ok(Copied {
             report,
             subject_indexed: None,
+            manifest: root,
         });
     }
 
@@ -361,6 +365,7 @@ async fn copy_tree(
     Ok(Copied {
         report,
         subject_indexed,
+        manifest: root,
     })
 }
 

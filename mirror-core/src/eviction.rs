@@ -42,8 +42,8 @@ pub struct EvictionPlan {
 
 /// Service mode: after deploying `deployed` into `repository`, delete every other image of that
 /// repository except the `keep_previous` newest, the in-use ones and the recent ones.
-/// Orphaned referrers ([`ImageRecord::orphan_of`]) are deleted unless in use or recent; they
-/// never take a `keep_previous` place.
+/// Orphaned referrers ([`ImageRecord::orphan_of`]) are deleted unless recent or their subject
+/// is in use; they never take a `keep_previous` place.
 ///
 /// Images without a known push time count as the oldest; ties are broken by digest so the plan
 /// is deterministic.
@@ -68,9 +68,14 @@ pub fn plan_service_eviction(
             plan.keep.push((img.clone(), KeepReason::InUse));
         } else if is_recent(img, now, grace) {
             plan.keep.push((img.clone(), KeepReason::Recent));
-        } else if img.orphan_of.is_some() {
-            // A referrer whose image is gone is no previous image.
-            plan.delete.push(img.clone());
+        } else if let Some(subject) = &img.orphan_of {
+            // A referrer of no listed image is no previous image; it stays only while what
+            // it refers to is in use.
+            if in_use.contains(subject) {
+                plan.keep.push((img.clone(), KeepReason::InUse));
+            } else {
+                plan.delete.push(img.clone());
+            }
         } else {
             others.push(img);
         }
@@ -88,7 +93,8 @@ pub fn plan_service_eviction(
 }
 
 /// Cluster mode: delete the images of `repository` pushed more than `retention` ago that are
-/// not in use, and the orphaned referrers ([`ImageRecord::orphan_of`]) not in use. Images
+/// not in use, and the orphaned referrers ([`ImageRecord::orphan_of`]) whose subject is not
+/// in use. Images
 /// without a known push time are kept (their age is unknown).
 pub fn plan_retention(
     repository: &str,
@@ -102,7 +108,8 @@ pub fn plan_retention(
         ..EvictionPlan::default()
     };
     for img in images.iter().filter(|i| i.repository == repository) {
-        if in_use.contains(&img.digest) {
+        let subject_in_use = img.orphan_of.as_ref().is_some_and(|s| in_use.contains(s));
+        if in_use.contains(&img.digest) || subject_in_use {
             plan.keep.push((img.clone(), KeepReason::InUse));
         } else if img.orphan_of.is_some() || is_expired(img, now, retention) {
             plan.delete.push(img.clone());
@@ -235,6 +242,20 @@ mod tests {
         let plan = plan_retention("r", &imgs, &in_use, now, Duration::from_secs(NOW));
         let deleted: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
         assert_eq!(deleted, vec![digest(2)]);
+        // An orphan whose subject is in use stays, in both modes.
+        let subject_in_use: HashSet<Digest> = [digest(200)].into();
+        let plan = plan_retention("r", &imgs, &subject_in_use, now, Duration::from_secs(NOW));
+        assert!(plan.delete.is_empty(), "{:?}", plan.delete);
+        let plan = plan_service_eviction(
+            "r",
+            &imgs,
+            &digest(4),
+            &subject_in_use,
+            1,
+            now,
+            Duration::ZERO,
+        );
+        assert_eq!(plan.delete.len(), 0, "{:?}", plan.delete);
     }
 
     fn arb_images() -> impl Strategy<Value = Vec<ImageRecord>> {

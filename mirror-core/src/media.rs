@@ -196,14 +196,11 @@ impl RawManifest {
             location: location.to_string(),
             reason: e.to_string(),
         })?;
-        let artifact_type = doc.artifact_type.filter(|t| !t.is_empty()).or_else(|| {
-            // A plain image's config is an image config: it names no artifact.
-            doc.config.map(|c| c.media_type).filter(|t| {
-                !t.is_empty()
-                    && t != OCI_CONFIG
-                    && !t.starts_with("application/vnd.docker.container.image")
-            })
-        });
+        // As the referrers API reports it: `artifactType`, else the config's media type.
+        let artifact_type = doc
+            .artifact_type
+            .filter(|t| !t.is_empty())
+            .or_else(|| doc.config.map(|c| c.media_type).filter(|t| !t.is_empty()));
         Ok(Referral {
             subject: doc.subject,
             artifact_type,
@@ -258,7 +255,8 @@ pub struct Referral {
     /// The `subject` descriptor, when the manifest has one.
     pub subject: Option<Descriptor>,
     /// The artifact type: the `artifactType` field, else (for image manifests) the config's
-    /// media type, as the OCI 1.1 referrers API reports it. `None` for plain images.
+    /// media type, as the OCI 1.1 referrers API reports it (distribution spec, "Listing
+    /// Referrers"). `None` for an index without `artifactType`.
     pub artifact_type: Option<String>,
     /// The manifest's annotations.
     pub annotations: Option<std::collections::BTreeMap<String, String>>,
@@ -384,6 +382,30 @@ pub enum ParsedManifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_artifact_type_falls_back_to_the_config_media_type_as_the_spec_says() {
+        let with = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "artifactType":"application/spdx+json",
+            "config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},
+            "layers":[]}"#;
+        let r = RawManifest::new(&with[..], OCI_MANIFEST)
+            .referral("x")
+            .unwrap();
+        assert_eq!(r.artifact_type.as_deref(), Some("application/spdx+json"));
+        let without = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",
+            "config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},
+            "layers":[]}"#;
+        let r = RawManifest::new(&without[..], OCI_MANIFEST)
+            .referral("x")
+            .unwrap();
+        assert_eq!(r.artifact_type.as_deref(), Some(OCI_CONFIG));
+        let index = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+        let r = RawManifest::new(&index[..], OCI_INDEX)
+            .referral("x")
+            .unwrap();
+        assert_eq!(r.artifact_type, None);
+    }
 
     #[test]
     fn schema1_is_rejected_with_advice() {

@@ -383,8 +383,8 @@ impl Registry for Ecr {
         Ok(out)
     }
 
-    /// `BatchDeleteImage` of the image's referrers and referrers indexes (found through the
-    /// data plane), then of the digest (which removes its tags). For a multi-platform image,
+    /// `BatchDeleteImage` of the digest (which removes its tags), then of the image's
+    /// referrers and referrers indexes (found through the data plane before). For a multi-platform image,
     /// its untagged platform manifests are deleted too, except those another index still
     /// uses (ECR refuses with `ImageReferencedByManifestList`).
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
@@ -392,19 +392,14 @@ impl Registry for Ecr {
         naming::check_repository(repository)?;
         let api = &self.inner.api;
         let store = self.inner.data.repository(repository)?;
+        // What belongs to it, found before anything goes; deleted after the image, so that
+        // a failure leaves orphans (swept later), never an unsigned image.
         let belonging: Vec<String> = referrers::belonging(&store, digest)
             .await?
+            .manifests
             .iter()
             .map(|d| d.to_string())
             .collect();
-        for chunk in belonging.chunks(BATCH_LIMIT) {
-            for f in api.batch_delete_image(repository, chunk).await? {
-                match error::classify(&f.code, None) {
-                    Kind::ImageNotFound => {}
-                    _ => return Err(self.image_error(repository, "BatchDeleteImage", f)),
-                }
-            }
-        }
         let target = digest.to_string();
         let (manifests, failures) = api
             .batch_get_image(repository, std::slice::from_ref(&target))
@@ -436,6 +431,14 @@ impl Registry for Ecr {
             for f in api.batch_delete_image(repository, chunk).await? {
                 match error::classify(&f.code, None) {
                     Kind::ImageNotFound | Kind::ReferencedByIndex => {}
+                    _ => return Err(self.image_error(repository, "BatchDeleteImage", f)),
+                }
+            }
+        }
+        for chunk in belonging.chunks(BATCH_LIMIT) {
+            for f in api.batch_delete_image(repository, chunk).await? {
+                match error::classify(&f.code, None) {
+                    Kind::ImageNotFound => {}
                     _ => return Err(self.image_error(repository, "BatchDeleteImage", f)),
                 }
             }

@@ -524,28 +524,17 @@ impl Registry for ArtifactRegistry {
         Ok(out)
     }
 
-    /// Deletes the image's referrers and referrers indexes (one version each), then the one
-    /// package version named by the digest, with `force=true` (its tags go with it). For a multi-platform image, its untagged platform manifests are deleted next
+    /// Deletes the one package version named by the digest, with `force=true` (its tags go
+    /// with it), then its referrers and referrers indexes (one version each). For a multi-platform image, its untagged platform manifests are deleted next
     /// (one version each, without force), except those another index of the package still
     /// uses. No call ever addresses the package itself.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
         let store = self.inner.data.repository(repository)?;
-        // Its referrers and referrers indexes first, one version each (force: their tags go).
-        for d in referrers::belonging(&store, digest).await? {
-            let target = format!("{repository}@{d}");
-            match self
-                .inner
-                .api
-                .delete_version(id, package, &d, true, &target)
-                .await
-            {
-                Ok(()) => {}
-                Err(e) if kind(&e) == Kind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // What belongs to it, found before anything goes; deleted after the image, so that
+        // a failure leaves orphans (swept later), never an unsigned image.
+        let belonging = referrers::belonging(&store, digest).await?;
         let children: BTreeSet<Digest> = match store.get_manifest(&digest.to_string()).await {
             Ok(m) => mirror_core::image::children(
                 &m,
@@ -570,6 +559,20 @@ impl Registry for ArtifactRegistry {
         if !children.is_empty() {
             self.delete_orphans(repository, id, package, children)
                 .await?;
+        }
+        // Its referrers and referrers indexes, one version each (force: their tags go).
+        for d in &belonging.manifests {
+            let target = format!("{repository}@{d}");
+            match self
+                .inner
+                .api
+                .delete_version(id, package, d, true, &target)
+                .await
+            {
+                Ok(()) => {}
+                Err(e) if kind(&e) == Kind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(())
     }

@@ -149,6 +149,17 @@ impl fmt::Debug for Scaleway {
 }
 
 impl Scaleway {
+    /// `DeleteTag` with `force`; a tag already gone (deleting the first tag of a digest may
+    /// take its siblings with it) is fine.
+    async fn delete_tag(&self, repository: &str, tag: &client::Tag) -> Result<()> {
+        let target = format!("{repository}:{}", tag.name);
+        match self.inner.api.delete_tag(&tag.id, &target, true).await {
+            Ok(()) => Ok(()),
+            Err(e) if kind(&e) == Kind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// A builder.
     pub fn builder() -> ScalewayBuilder {
         ScalewayBuilder::new()
@@ -483,11 +494,12 @@ impl Registry for Scaleway {
         fold_referrers(&store, records).await
     }
 
-    /// Deletes the image's referrers (their tags through `DeleteTag`; untagged ones, pushed by
-    /// digest, through the data plane's manifest `DELETE`), then every tag naming `digest`
-    /// (`DeleteTag` with `force`, since the bookkeeping tag and the real tags share the
-    /// digest); a tag already gone with an earlier deletion is fine. [`Error::NotFound`] when
-    /// no tag names the digest.
+    /// Deletes every tag naming `digest` (`DeleteTag` with `force`, since the bookkeeping tag
+    /// and the real tags share the digest; a tag already gone with an earlier deletion is
+    /// fine), then the image's referrers, found before anything goes (their tags through
+    /// `DeleteTag`; untagged ones, pushed by digest, through the data plane's manifest
+    /// `DELETE`): a failure leaves orphans, swept later, never an unsigned image.
+    /// [`Error::NotFound`] when no tag names the digest.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let location = format!("{}/{repository}@{digest}", self.inner.host);
@@ -496,35 +508,9 @@ impl Registry for Scaleway {
         };
         let store = self.inner.data.repository(repository)?;
         let belonging = mirror_core::image::referrers::belonging(&store, digest).await?;
-        if !belonging.is_empty() {
-            let tags = self.tags_with_digests(repository, &image).await?;
-            for d in &belonging {
-                let named: Vec<&client::Tag> = tags
-                    .iter()
-                    .filter(|(_, td)| td == d)
-                    .map(|(t, _)| t)
-                    .collect();
-                if named.is_empty() {
-                    match store.delete_manifest(d).await {
-                        Ok(()) => {}
-                        Err(e) if e.is_not_found() => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                for tag in named {
-                    let target = format!("{repository}:{}", tag.name);
-                    match self.inner.api.delete_tag(&tag.id, &target, true).await {
-                        Ok(()) => {}
-                        Err(e) if kind(&e) == Kind::NotFound => {}
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-        }
-        let targets: Vec<client::Tag> = self
-            .tags_with_digests(repository, &image)
-            .await?
-            .into_iter()
+        let tags = self.tags_with_digests(repository, &image).await?;
+        let targets: Vec<&client::Tag> = tags
+            .iter()
             .filter(|(_, d)| d == digest)
             .map(|(t, _)| t)
             .collect();
@@ -532,12 +518,23 @@ impl Registry for Scaleway {
             return Err(Error::manifest_not_found(location));
         }
         for tag in targets {
-            let target = format!("{repository}:{}", tag.name);
-            match self.inner.api.delete_tag(&tag.id, &target, true).await {
-                Ok(()) => {}
-                // Deleting the first tag of a digest may take its siblings with it.
-                Err(e) if kind(&e) == Kind::NotFound => {}
-                Err(e) => return Err(e.into()),
+            self.delete_tag(repository, tag).await?;
+        }
+        for d in &belonging.manifests {
+            let named: Vec<&client::Tag> = tags
+                .iter()
+                .filter(|(_, td)| td == d)
+                .map(|(t, _)| t)
+                .collect();
+            if named.is_empty() {
+                match store.delete_manifest(d).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for tag in named {
+                self.delete_tag(repository, tag).await?;
             }
         }
         Ok(())

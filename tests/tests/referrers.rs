@@ -74,6 +74,32 @@ async fn deploy_brings_every_referrer_byte_identical_and_discoverable_through_th
         assert_eq!(found[a.digest()], FoundBy::TagSchema, "{}", a.digest());
     }
 
+    // An independent client reading the tag schema as the spec has it: `GET` of the tag
+    // `sha256-<hex>` with an OCI index `Accept`, entries with `artifactType`.
+    let raw = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v2/{repo}/manifests/{}",
+            dst.host(),
+            schema_tag(signed.index.digest())
+        ))
+        .header("accept", "application/vnd.oci.image.index.v1+json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        raw.headers()["content-type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let doc: serde_json::Value = raw.json().await.unwrap();
+    let mut types: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["artifactType"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, [SPDX, BUNDLE]);
+
     // Order: every referrer manifest was written before the deploy tag.
     let lines = access_lines(&dst);
     let tag_put = lines
@@ -309,6 +335,90 @@ async fn cyclic_and_unbounded_referrer_graphs_terminate_within_the_bounds() {
     );
     assert!(present(&dst_store, a.digest()).await);
 
+    // A loop between two referrers (b's index lists a back), and a referrer that is also a
+    // child of the index holding its subject.
+    let looped = mirror_core::testing::TestImage::builder().seed(8).build();
+    looped.push(&src_store, "looped").await.unwrap();
+    let ra = TestArtifact::builder(BUNDLE)
+        .payload(BUNDLE, "{\"ra\":1}")
+        .subject(looped.manifest())
+        .build();
+    let rb = TestArtifact::builder(BUNDLE)
+        .payload(BUNDLE, "{\"rb\":1}")
+        .subject(ra.manifest())
+        .build();
+    for r in [&ra, &rb] {
+        r.push(&src_store, None).await.unwrap();
+    }
+    add_to_schema_index(&src_store, looped.digest(), &[ra.descriptor()])
+        .await
+        .unwrap();
+    add_to_schema_index(&src_store, ra.digest(), &[rb.descriptor()])
+        .await
+        .unwrap();
+    add_to_schema_index(&src_store, rb.digest(), &[ra.descriptor()])
+        .await
+        .unwrap();
+    let r = copy(&src_store, "looped", &dst_store, "looped", &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.referrers.copied_total(), 2, "{:?}", r.referrers);
+    let (p1, p2) = (
+        mirror_core::testing::TestImage::builder()
+            .seed(9)
+            .platform("linux/amd64")
+            .build(),
+        mirror_core::testing::TestImage::builder()
+            .seed(10)
+            .platform("linux/arm64")
+            .build(),
+    );
+    let child_att = TestArtifact::builder(IN_TOTO)
+        .subject(p1.manifest())
+        .build();
+    let mut entries = Vec::new();
+    for (m, platform) in [
+        (p1.manifest(), Some(("amd64", "linux"))),
+        (p2.manifest(), Some(("arm64", "linux"))),
+        (child_att.manifest(), None),
+    ] {
+        let mut e = serde_json::json!({
+            "mediaType": m.media_type,
+            "digest": m.digest.to_string(),
+            "size": m.bytes.len(),
+        });
+        if let Some((arch, os)) = platform {
+            e["platform"] = serde_json::json!({ "architecture": arch, "os": os });
+        }
+        entries.push(e);
+    }
+    let index = mirror_core::RawManifest::new(
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        })
+        .to_string()
+        .into_bytes(),
+        "application/vnd.oci.image.index.v1+json",
+    );
+    p1.push(&src_store, &p1.digest().to_string()).await.unwrap();
+    p2.push(&src_store, &p2.digest().to_string()).await.unwrap();
+    child_att.push(&src_store, None).await.unwrap();
+    add_to_schema_index(&src_store, p1.digest(), &[child_att.descriptor()])
+        .await
+        .unwrap();
+    src_store.put_manifest("withchild", &index).await.unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_secs(60),
+        copy(&src_store, "withchild", &dst_store, "withchild", &opts),
+    )
+    .await
+    .expect("a referrer that is also a child terminates")
+    .unwrap();
+    assert!(!r.referrers.truncated);
+    assert!(present(&dst_store, child_att.digest()).await);
+
     // A chain of 6 signatures of signatures: depth 4 is followed, the rest reported.
     let deep_image = mirror_core::testing::TestImage::builder().seed(6).build();
     deep_image.push(&src_store, "deep").await.unwrap();
@@ -505,6 +615,14 @@ async fn a_stale_tag_schema_entry_is_skipped_and_reported_not_fatal() {
         vec![kept.digest().clone()],
         "the destination lists only what it holds"
     );
+    // The same at the destination (an untagged-image rule of a registry removed the
+    // referrer, its index stayed): the inventory still reads, without it.
+    let mirror = service_mirror(&dst.host(), 1);
+    dst_store.delete_manifest(kept.digest()).await.unwrap();
+    let inv = mirror.inventory().await.unwrap();
+    let img = &inv.repositories[0].images[0];
+    assert_eq!(&img.digest, image.digest());
+    assert!(img.referrers.is_empty(), "{img:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -635,4 +753,44 @@ async fn hostile_referrers(
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_platform_filter_says_that_the_index_referrers_stay_behind() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let signed = Signed::new(110);
+    signed
+        .push(&store(&src.host(), "team/app"), "1.0", true)
+        .await;
+    let mirror = mirror_core::Mirror::builder(generic(&dst.host()), "prod")
+        .strategy(std::sync::Arc::new(mirror_core::ServiceStrategy {
+            keep_previous: 1,
+        }))
+        .copy_options(CopyOptions {
+            platforms: vec![mirror_core::PlatformFilter::parse("linux/amd64").unwrap()],
+            ..CopyOptions::default()
+        })
+        .build()
+        .unwrap();
+    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let d = mirror.mirror("api", &source).await.unwrap();
+    let amd64 = &signed.index.images()[0];
+    assert_eq!(
+        &d.digest,
+        amd64.digest(),
+        "one platform: its manifest is the image"
+    );
+    assert_eq!(d.referrers.index_referrers_left, 3, "{:?}", d.referrers);
+    assert!(
+        d.warnings.iter().any(|w| w.contains("platform filter")),
+        "{:?}",
+        d.warnings
+    );
+    let dst_store = store(&dst.host(), "prod/services/api");
+    assert!(
+        present(&dst_store, signed.attestations[0].digest()).await,
+        "the amd64 attestation travels"
+    );
+    assert!(!present(&dst_store, signed.signature.digest()).await);
 }

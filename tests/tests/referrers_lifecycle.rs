@@ -405,3 +405,190 @@ async fn deleting_an_index_keeps_the_referrers_of_a_platform_manifest_that_is_an
     assert_eq!(images.len(), 1, "{images:#?}");
     assert_eq!(images[0].tags, ["amd64"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_indexes_sharing_a_platform_manifest_keep_its_attestation_when_one_goes() {
+    use mirror_core::testing::{TestImage, TestIndex};
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let src_store = store(&src.host(), "team/app");
+    // A rebuild where only arm64 changed: both indexes hold the same amd64 manifest.
+    let amd64 = TestImage::builder()
+        .seed(90)
+        .platform("linux/amd64")
+        .build();
+    let arm_v1 = TestImage::builder()
+        .seed(91)
+        .platform("linux/arm64")
+        .build();
+    let arm_v2 = TestImage::builder()
+        .seed(92)
+        .platform("linux/arm64")
+        .build();
+    let v1 = TestIndex::from_images(vec![amd64.clone(), arm_v1.clone()]);
+    let v2 = TestIndex::from_images(vec![amd64.clone(), arm_v2.clone()]);
+    v1.push(&src_store, "1").await.unwrap();
+    v2.push(&src_store, "2").await.unwrap();
+    let shared = TestArtifact::builder(IN_TOTO)
+        .subject(amd64.manifest())
+        .build();
+    let arm_v1_att = TestArtifact::builder(IN_TOTO)
+        .subject(arm_v1.manifest())
+        .build();
+    for (a, s) in [(&shared, &amd64), (&arm_v1_att, &arm_v1)] {
+        a.push(&src_store, None).await.unwrap();
+        add_to_schema_index(&src_store, s.digest(), &[a.descriptor()])
+            .await
+            .unwrap();
+    }
+    let mirror = service_mirror(&dst.host(), 0);
+    let source = |t: &str| Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+    mirror.mirror("api", &source("1")).await.unwrap();
+    let d = mirror.mirror("api", &source("2")).await.unwrap();
+    assert_eq!(d.evicted, vec![v1.digest().clone()]);
+
+    let dst_store = store(&dst.host(), "prod/services/api");
+    assert!(
+        present(&dst_store, amd64.digest()).await,
+        "v2 still holds amd64"
+    );
+    assert!(
+        present(&dst_store, shared.digest()).await,
+        "the attestation of the shared amd64 manifest stays with v2"
+    );
+    let found = discovered(&dst_store, &[amd64.digest().clone()]).await;
+    assert!(found.contains_key(shared.digest()), "{found:?}");
+    assert!(
+        !present(&dst_store, arm_v1_att.digest()).await,
+        "v1's own arm64 attestation goes with v1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    // Someone pushed an image by digest only (no tag: a registry listed by tags cannot show
+    // it; pods may run it by digest) and signed it.
+    let dst_store = store(&dst.host(), "prod/mirror");
+    let untagged = mirror_core::testing::TestImage::builder().seed(95).build();
+    untagged
+        .push(&dst_store, &untagged.digest().to_string())
+        .await
+        .unwrap();
+    let sig = TestArtifact::cosign_signature(untagged.manifest(), 95);
+    sig.push(
+        &dst_store,
+        Some(&format!("{}.sig", schema_tag(untagged.digest()))),
+    )
+    .await
+    .unwrap();
+    // And the mirror holds an image of its own there.
+    let signed = Signed::new(96);
+    signed
+        .push(&store(&src.host(), "team/app"), "1.0", true)
+        .await;
+    let mirror = Mirror::builder(generic(&dst.host()), "prod")
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
+        .build()
+        .unwrap();
+    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let d = mirror.mirror("api", &source).await.unwrap();
+
+    let inv = mirror.inventory().await.unwrap();
+    let listed: Vec<&Digest> = inv
+        .repositories
+        .iter()
+        .flat_map(|r| r.images.iter().map(|i| &i.digest))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![&d.digest],
+        "the signature is no image of its own"
+    );
+    // Pods run the untagged image by digest: its signature stays.
+    let in_use: std::collections::HashSet<Digest> =
+        [d.digest.clone(), untagged.digest().clone()].into();
+    let later = std::time::SystemTime::now() + Duration::from_secs(7200);
+    let report = mirror.sweep(later, &in_use, false).await.unwrap();
+    let deleted: Vec<Digest> = report
+        .plans
+        .iter()
+        .flat_map(|p| p.delete.iter().map(|i| i.digest.clone()))
+        .collect();
+    assert!(
+        deleted.is_empty(),
+        "nothing of the untagged image goes: {deleted:?}"
+    );
+    assert!(present(&dst_store, untagged.digest()).await);
+    assert!(
+        present(&dst_store, sig.digest()).await,
+        "its signature stays"
+    );
+
+    // Once nothing runs it, the signature is a leftover and goes; the manifest it signed is
+    // nobody's image of this listing and is left alone.
+    let in_use: std::collections::HashSet<Digest> = [d.digest.clone()].into();
+    let report = mirror.sweep(later, &in_use, false).await.unwrap();
+    let deleted: Vec<Digest> = report
+        .plans
+        .iter()
+        .flat_map(|p| p.delete.iter().map(|i| i.digest.clone()))
+        .collect();
+    assert_eq!(deleted, vec![sig.digest().clone()]);
+    assert!(present(&dst_store, untagged.digest()).await);
+    assert!(
+        present(&dst_store, &d.digest).await,
+        "the in-use image stays"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_added_after_the_first_mirror_comes_with_refresh_on_skip() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let src_store = store(&src.host(), "team/app");
+    let image = mirror_core::testing::TestImage::builder().seed(97).build();
+    image.push(&src_store, "1.0").await.unwrap();
+    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let plain = service_mirror(&dst.host(), 1);
+    let first = plain.mirror("api", &source).await.unwrap();
+    assert_eq!(first.referrers.copied_total(), 0);
+
+    // CI signs a moment later.
+    let sig = TestArtifact::builder(BUNDLE)
+        .subject(image.manifest())
+        .build();
+    sig.push(&src_store, None).await.unwrap();
+    add_to_schema_index(&src_store, image.digest(), &[sig.descriptor()])
+        .await
+        .unwrap();
+    let dst_store = store(&dst.host(), "prod/services/api");
+    let skipped = plain.mirror("api", &source).await.unwrap();
+    assert_eq!(skipped.action, mirror_core::Action::Skipped);
+    assert!(
+        !present(&dst_store, sig.digest()).await,
+        "a plain skip costs HEADs only and brings nothing"
+    );
+
+    let refreshing = Mirror::builder(generic(&dst.host()), "prod")
+        .strategy(Arc::new(mirror_core::ServiceStrategy { keep_previous: 1 }))
+        .eviction_grace(Duration::ZERO)
+        .referrers(ReferrerOptions {
+            refresh_on_skip: true,
+            ..ReferrerOptions::all()
+        })
+        .build()
+        .unwrap();
+    let refreshed = refreshing.mirror("api", &source).await.unwrap();
+    assert_eq!(refreshed.action, mirror_core::Action::Skipped);
+    assert_eq!(
+        refreshed.referrers.copied_total(),
+        1,
+        "{:?}",
+        refreshed.referrers
+    );
+    assert!(present(&dst_store, sig.digest()).await);
+    let found = discovered(&dst_store, &[image.digest().clone()]).await;
+    assert_eq!(found.keys().collect::<Vec<_>>(), vec![sig.digest()]);
+}

@@ -5,17 +5,22 @@
 //! image of its own, wherever its subject sits. A referrer's subject may be the image, one of
 //! its platform manifests (an attestation per platform), or another referrer (the signature
 //! of an SBOM); the fold follows that chain up to the image. A referrer whose chain reaches no
-//! listed image (its subject was deleted) is an orphan and stays a record of its own, so that
-//! eviction and sweep remove it.
+//! listed image (its subject is gone, or is an untagged manifest a registry listed by tags
+//! does not show) is an orphan ([`ImageRecord::orphan_of`] names where the chain ends) and
+//! stays a record of its own: eviction and sweep remove it unless that manifest is in use.
+//! Untagged leftovers of the referrer
+//! schemes (a replaced tag-schema index, a cosign signature whose tag moved on) are no
+//! images and are left out.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use futures::StreamExt;
 
-use super::referrers::{self, kind_of, parse_referrer_tag, ReferrerKind};
+use super::referrers::{self, is_referrers_index, kind_of, parse_referrer_tag, ReferrerKind};
 use super::{children, parse_pushed_tag, ImageRecord, ReferrerSummary};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::media::ParsedManifest;
 use crate::store::ImageStore;
 
 /// How many subjects a chain of referrers may climb before it counts as an orphan.
@@ -106,7 +111,7 @@ pub async fn fold_referrers(
         .filter(|r| r.tags.is_empty())
         .map(|r| r.digest.clone())
         .collect();
-    let untagged_subjects = subjects_of(store, &untagged).await?;
+    let untagged = classify_untagged(store, &untagged).await?;
 
     let mut images: Vec<ImageRecord> = Vec::new();
     let mut candidates: HashMap<Digest, (ImageRecord, Candidate)> = HashMap::new();
@@ -143,9 +148,8 @@ pub async fn fold_referrers(
                     },
                 }
             }),
-            None => untagged_subjects
-                .get(&rec.digest)
-                .map(|(subject, artifact_type)| Candidate {
+            None => match untagged.get(&rec.digest) {
+                Some(Untagged::Referrer(subject, artifact_type)) => Some(Candidate {
                     subject: subject.clone(),
                     summary: ReferrerSummary {
                         digest: rec.digest.clone(),
@@ -154,6 +158,10 @@ pub async fn fold_referrers(
                         tag: None,
                     },
                 }),
+                // No image: left out of the listing.
+                Some(Untagged::Leftover) => continue,
+                None => None,
+            },
         };
         match candidate {
             Some(c) => {
@@ -179,9 +187,13 @@ pub async fn fold_referrers(
             .insert(c.summary.digest.clone(), c.subject.clone());
     }
     let mut owners: Vec<(Digest, Digest)> = Vec::new();
+    let mut ends: HashMap<Digest, Digest> = HashMap::new();
     for (digest, (_, c)) in &candidates {
-        if let Some(owner) = climb.owner(&c.subject).await? {
-            owners.push((digest.clone(), owner));
+        match climb.owner(&c.subject).await? {
+            Owner::Image(owner) => owners.push((digest.clone(), owner)),
+            Owner::None(end) => {
+                ends.insert(digest.clone(), end);
+            }
         }
     }
     for (digest, owner) in owners {
@@ -191,16 +203,36 @@ pub async fn fold_referrers(
             }
         }
     }
-    // Orphans stay records of their own, marked so.
-    images.extend(candidates.into_values().map(|(mut rec, c)| {
-        rec.orphan_of = Some(c.subject);
-        rec
-    }));
+    // The rest reach no listed image: orphans, records of their own, marked with where their
+    // chain ends (a manifest that is gone, or that no listed image holds: an untagged image
+    // on a registry listed by tags). Eviction and sweep delete them unless that manifest is
+    // in use. A bare `sha256-<hex>` tag is an orphan only when it names a referrers index
+    // (else it is somebody's image tagged so).
+    for (digest, (mut rec, c)) in candidates {
+        let bare_schema_tag = c.summary.tag.as_deref().is_some_and(|t| !t.contains('.'));
+        if bare_schema_tag {
+            let m = store.get_manifest(&rec.digest.to_string()).await;
+            if !m.as_ref().is_ok_and(is_referrers_index) {
+                images.push(rec);
+                continue;
+            }
+        }
+        rec.orphan_of = Some(ends.remove(&digest).unwrap_or(c.subject));
+        images.push(rec);
+    }
     for img in &mut images {
         img.referrers.sort_by(|a, b| a.digest.cmp(&b.digest));
     }
     images.sort_by(|a, b| a.digest.cmp(&b.digest));
     Ok(images)
+}
+
+/// Where a referrer's chain of subjects leads.
+enum Owner {
+    /// A listed image.
+    Image(Digest),
+    /// No listed image: the chain ends at this manifest, gone or held by no listed image.
+    None(Digest),
 }
 
 /// Walks from a subject up to the listed image it belongs to.
@@ -215,37 +247,38 @@ struct Climb<'a> {
 
 impl Climb<'_> {
     /// The listed image `subject` belongs to: itself, the index holding it, or (for a
-    /// referrer) the image its own subject belongs to. `None` for an orphan.
-    async fn owner(&mut self, subject: &Digest) -> Result<Option<Digest>> {
+    /// referrer) the image its own subject belongs to; else where the chain ends (a manifest
+    /// that is gone or that no listed image holds).
+    async fn owner(&mut self, subject: &Digest) -> Result<Owner> {
         let mut at = subject.clone();
         let mut visited = HashSet::new();
         for _ in 0..MAX_CHAIN {
             if !visited.insert(at.clone()) {
-                return Ok(None);
+                break;
             }
             if self.roots.contains(&at) {
-                return Ok(Some(at));
+                return Ok(Owner::Image(at));
             }
             if let Some(next) = self.subjects.get(&at) {
                 at = next.clone();
                 continue;
             }
             if let Some(parent) = self.parents().await?.get(&at) {
-                return Ok(Some(parent.clone()));
+                return Ok(Owner::Image(parent.clone()));
             }
             // Not listed: a referrer pushed by digest, found through its own subject.
-            match subjects_of(self.store, std::slice::from_ref(&at))
+            match classify_untagged(self.store, std::slice::from_ref(&at))
                 .await?
                 .remove(&at)
             {
-                Some((next, _)) => {
+                Some(Untagged::Referrer(next, _)) => {
                     self.subjects.insert(at.clone(), next.clone());
                     at = next;
                 }
-                None => return Ok(None),
+                _ => break,
             }
         }
-        Ok(None)
+        Ok(Owner::None(at))
     }
 
     async fn parents(&mut self) -> Result<&HashMap<Digest, Digest>> {
@@ -276,28 +309,56 @@ impl Climb<'_> {
     }
 }
 
-/// A referrer's subject and artifact type.
-type SubjectOf = (Digest, Option<String>);
+/// What an untagged manifest is, when it is no image.
+enum Untagged {
+    /// A referrer: its subject and artifact type.
+    Referrer(Digest, Option<String>),
+    /// A leftover of the referrer schemes: a tag-schema index replaced by a newer version,
+    /// or a cosign signature whose `.sig` tag moved on. No image; nothing lists it.
+    Leftover,
+}
 
-/// The subjects (and artifact types) of those of `digests` whose manifests in `store` name
-/// one. Manifests gone meanwhile are skipped.
-async fn subjects_of(
+/// Payload media types of cosign's signature and attestation manifests.
+const COSIGN_PAYLOADS: [&str; 2] = [
+    "application/vnd.dev.cosign.simplesigning.v1+json",
+    "application/vnd.dsse.envelope.v1+json",
+];
+
+/// What those of `digests` that are no images are (see [`Untagged`]). Manifests gone
+/// meanwhile are skipped.
+async fn classify_untagged(
     store: &dyn ImageStore,
     digests: &[Digest],
-) -> Result<BTreeMap<Digest, SubjectOf>> {
+) -> Result<BTreeMap<Digest, Untagged>> {
     let lookups = digests.iter().cloned().map(|digest| async move {
         let m = match store.get_manifest(&digest.to_string()).await {
             Ok(m) => m,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e),
         };
+        let location = format!("{}@{digest}", store.location());
         // A manifest that is not JSON names no subject; it is somebody's image.
-        let Ok(r) = m.referral(&format!("{}@{digest}", store.location())) else {
+        let Ok(r) = m.referral(&location) else {
             return Ok(None);
         };
-        Ok(r.subject.map(|s| (digest, (s.digest, r.artifact_type))))
+        if let Some(s) = r.subject {
+            return Ok(Some((
+                digest,
+                Untagged::Referrer(s.digest, r.artifact_type),
+            )));
+        }
+        let cosign_payload = match m.parse(&location) {
+            Ok(ParsedManifest::Image { layers, .. }) => {
+                !layers.is_empty()
+                    && layers
+                        .iter()
+                        .all(|l| COSIGN_PAYLOADS.contains(&l.media_type.as_str()))
+            }
+            _ => false,
+        };
+        Ok((is_referrers_index(&m) || cosign_payload).then_some((digest, Untagged::Leftover)))
     });
-    let found: Vec<Result<Option<(Digest, SubjectOf)>>> =
+    let found: Vec<Result<Option<(Digest, Untagged)>>> =
         futures::stream::iter(lookups).buffered(8).collect().await;
     let mut out = BTreeMap::new();
     for f in found {

@@ -63,8 +63,10 @@ pub struct ImageRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub referrers: Vec<ReferrerSummary>,
     /// Set when this record is not an image but an orphaned referrer (a signature, an SBOM,
-    /// a tag-schema index) whose subject, named here, is gone: eviction and sweep delete it
-    /// whatever its age, and it never counts as a previous image.
+    /// a tag-schema index) that reaches no listed image: named here is where its chain of
+    /// subjects ends (a manifest that is gone, or an untagged one the listing cannot show).
+    /// Eviction and sweep delete it whatever its age unless that manifest is in use; it never
+    /// counts as a previous image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_of: Option<Digest>,
 }
@@ -151,19 +153,31 @@ pub fn children(manifest: &RawManifest, location: &str) -> Result<Vec<Digest>> {
 /// The total size of an image: its manifest, and for every image manifest reached, config
 /// and layers (blobs shared between platforms counted once).
 pub async fn image_size(store: &dyn ImageStore, digest: &Digest) -> Result<u64> {
-    tree_size(store, std::slice::from_ref(digest), &mut HashSet::new()).await
+    tree_size(
+        store,
+        std::slice::from_ref(digest),
+        &mut HashSet::new(),
+        false,
+    )
+    .await
 }
 
-/// The size of the manifest trees of `roots`, each blob counted once across them.
+/// The size of the manifest trees of `roots`, each blob counted once across them. With
+/// `skip_missing`, a root that is gone (a referrer a stale index still lists) counts 0.
 async fn tree_size(
     store: &dyn ImageStore,
     roots: &[Digest],
     seen: &mut HashSet<Digest>,
+    skip_missing: bool,
 ) -> Result<u64> {
     let mut total = 0u64;
     let mut pending = roots.to_vec();
     while let Some(d) = pending.pop() {
-        let m = store.get_manifest(&d.to_string()).await?;
+        let m = match store.get_manifest(&d.to_string()).await {
+            Ok(m) => m,
+            Err(e) if skip_missing && e.is_not_found() && roots.contains(&d) => continue,
+            Err(e) => return Err(e),
+        };
         total += m.bytes.len() as u64;
         match m.parse(&format!("{}@{d}", store.location()))? {
             ParsedManifest::Image { config, layers } => {
@@ -196,18 +210,29 @@ pub struct ImageDetails {
 /// finds them) and its size with and without them: what an inventory shows.
 pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<ImageDetails> {
     let manifest = store.get_manifest(&digest.to_string()).await?;
-    let mut subjects = vec![digest.clone()];
-    subjects.extend(children(
-        &manifest,
-        &format!("{}@{digest}", store.location()),
-    )?);
-    let (found, _) =
+    let location = format!("{}@{digest}", store.location());
+    let subjects = referrer_subjects(digest, &manifest, &location)?;
+    let (mut found, _) =
         referrers::discover(store, &subjects, &referrers::ReferrerOptions::all()).await?;
     let mut seen = HashSet::new();
-    let size = tree_size(store, std::slice::from_ref(digest), &mut seen).await?;
-    let referrer_roots: Vec<Digest> = found.iter().map(|r| r.descriptor.digest.clone()).collect();
-    let referrers_size = tree_size(store, &referrer_roots, &mut seen).await?;
-    let summaries = found
+    let size = tree_size(store, std::slice::from_ref(digest), &mut seen, false).await?;
+    // Listed but gone (a stale index): neither counted nor shown.
+    let mut present = Vec::new();
+    for r in found.drain(..) {
+        if store
+            .head_manifest(&r.descriptor.digest.to_string())
+            .await?
+            .is_some()
+        {
+            present.push(r);
+        }
+    }
+    let referrer_roots: Vec<Digest> = present
+        .iter()
+        .map(|r| r.descriptor.digest.clone())
+        .collect();
+    let referrers_size = tree_size(store, &referrer_roots, &mut seen, true).await?;
+    let summaries = present
         .into_iter()
         .map(|r| ReferrerSummary {
             kind: kind_of(r.descriptor.artifact_type.as_deref()),
@@ -226,9 +251,13 @@ pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<Im
     })
 }
 
-/// Deletes the image `digest` of `store` and what belongs to it: its referrers (deepest
-/// first) and tag-schema indexes, then the image itself, each through `delete` (a manifest
-/// already gone is fine, except the image itself: [`Error::NotFound`]).
+/// Deletes the image `digest` of `store` and what belongs to it ([`referrers::belonging`]):
+/// first the image, then its referrers (deepest first) and tag-schema indexes, each through
+/// `delete` (a manifest already gone is fine, except the image itself: [`Error::NotFound`]).
+/// A failure after the image is gone leaves referrers whose subject is gone: orphans, which
+/// the next eviction or sweep removes; the other order could leave an unsigned image. An
+/// image that another image of the store holds (a platform manifest of a kept index) is
+/// left as it is, with a warning.
 pub async fn delete_with_referrers<F, Fut>(
     store: &dyn ImageStore,
     digest: &Digest,
@@ -238,14 +267,50 @@ where
     F: Fn(Digest) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
-    for d in referrers::belonging(store, digest).await? {
+    let belonging = referrers::belonging(store, digest).await?;
+    if belonging.shared {
+        tracing::warn!(
+            store = %store.location(),
+            %digest,
+            "not deleted: another image of the repository holds this manifest"
+        );
+        return Ok(());
+    }
+    delete(digest.clone()).await?;
+    for d in belonging.manifests {
         match delete(d).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
         }
     }
-    delete(digest.clone()).await
+    Ok(())
+}
+
+/// The manifests of an image whose referrers travel with it: the root and the children of an
+/// index, except BuildKit's attestation manifests (children annotated
+/// `vnd.docker.reference.type: attestation-manifest`, which carry provenance themselves and
+/// are no subjects).
+pub fn referrer_subjects(
+    root: &Digest,
+    manifest: &RawManifest,
+    location: &str,
+) -> Result<Vec<Digest>> {
+    let mut subjects = vec![root.clone()];
+    if let ParsedManifest::Index { manifests } = manifest.parse(location)? {
+        subjects.extend(
+            manifests
+                .into_iter()
+                .filter(|d| {
+                    d.annotations
+                        .as_ref()
+                        .and_then(|a| a.get("vnd.docker.reference.type"))
+                        .is_none_or(|t| t != "attestation-manifest")
+                })
+                .map(|d| d.digest),
+        );
+    }
+    Ok(subjects)
 }
 
 /// Whether the destination records push times itself, or the library does with a
@@ -268,6 +333,80 @@ pub struct SourceImage<'a> {
     pub reference: &'a str,
     /// Its digest, when known.
     pub digest: Option<&'a Digest>,
+}
+
+/// The digest of `reference` in `src`: `known` when given, else by a HEAD.
+async fn source_digest(
+    src: &dyn ImageStore,
+    reference: &str,
+    known: Option<&Digest>,
+) -> Result<Option<Digest>> {
+    if let Some(d) = known {
+        return Ok(Some(d.clone()));
+    }
+    if let Ok(d) = Digest::parse(reference) {
+        return Ok(Some(d));
+    }
+    Ok(src.head_manifest(reference).await?.map(|h| h.digest))
+}
+
+/// Copies the referrers of the image `digest` (`root` as `dst` holds it) from `src` into
+/// `dst` (see [`referrers`]): those of its manifests, recursively, as
+/// [`CopyOptions::referrers`] asks. `source_index` is the source's digest when a platform
+/// filter made another image of it: the source index's referrers do not apply and are
+/// counted in [`referrers::ReferrerReport::index_referrers_left`].
+pub async fn copy_referrers(
+    src: &dyn ImageStore,
+    source_index: Option<&Digest>,
+    dst: &dyn ImageStore,
+    digest: &Digest,
+    root: &RawManifest,
+    options: &CopyOptions,
+) -> Result<referrers::ReferrerReport> {
+    let mut tree = options.clone();
+    tree.referrers = referrers::ReferrerOptions::none();
+    let mut report = referrers::ReferrerReport::default();
+    let location = format!("{}@{digest}", dst.location());
+    let mut subjects = referrer_subjects(digest, root, &location)?;
+    if let Some(index) = source_index.filter(|i| *i != digest) {
+        // A platform filter made a new index (no referrer at the source names it) or kept
+        // one platform manifest (the root, whose referrers travel). The source's index is
+        // not this image: its referrers stay behind, and the report says so.
+        if matches!(root.parse(&location)?, ParsedManifest::Index { .. }) {
+            subjects.retain(|s| s != digest);
+        }
+        let (left, _) =
+            referrers::discover(src, std::slice::from_ref(index), &options.referrers).await?;
+        report.index_referrers_left = left.iter().filter(|r| r.depth == 1).count();
+        if report.index_referrers_left > 0 {
+            tracing::warn!(
+                source = %src.location(),
+                %index,
+                left = report.index_referrers_left,
+                "a platform filter made another image than the source's index: the index's \
+                 referrers do not apply to it and stay behind"
+            );
+        }
+    }
+    let (found, truncated) = referrers::discover(src, &subjects, &options.referrers).await?;
+    for r in &found {
+        *report
+            .found
+            .entry(r.artifact_type().to_string())
+            .or_default() += 1;
+    }
+    report.truncated = truncated;
+    if truncated {
+        tracing::warn!(
+            source = %src.location(),
+            %digest,
+            max_depth = options.referrers.max_depth,
+            max_count = options.referrers.max_count,
+            "the referrers of the image reach a bound; the rest are not copied"
+        );
+    }
+    referrers::transfer(src, dst, &found, &tree, &mut report).await?;
+    Ok(report)
 }
 
 /// Places `source` in `dst` under `tag` (see the module docs): blobs, children and the root
@@ -296,35 +435,20 @@ pub async fn place(
             .await?;
     }
     if options.referrers.enabled {
-        let location = format!("{}@{}", dst.location(), report.digest);
-        let mut subjects: Vec<Digest> = Vec::new();
-        if report.index_preserved {
-            subjects.push(report.digest.clone());
-        }
-        subjects.extend(children(&root, &location)?);
-        if subjects.is_empty() {
-            // One platform selected: the root is that platform's manifest.
-            subjects.push(report.digest.clone());
-        }
-        let (found, truncated) = referrers::discover(src, &subjects, &options.referrers).await?;
-        for r in &found {
-            *report
-                .referrers
-                .found
-                .entry(r.artifact_type().to_string())
-                .or_default() += 1;
-        }
-        report.referrers.truncated = truncated;
-        if truncated {
-            tracing::warn!(
-                source = %src.location(),
-                digest = %report.digest,
-                max_depth = options.referrers.max_depth,
-                max_count = options.referrers.max_count,
-                "the referrers of the image reach a bound; the rest are not copied"
-            );
-        }
-        referrers::transfer(src, dst, &found, &tree, &mut report.referrers).await?;
+        let source_index = if report.index_preserved {
+            None
+        } else {
+            source_digest(src, src_ref, source.digest).await?
+        };
+        report.referrers = copy_referrers(
+            src,
+            source_index.as_ref(),
+            dst,
+            &report.digest,
+            &root,
+            options,
+        )
+        .await?;
     }
     if tag != report.digest.to_string() {
         dst.put_manifest(tag, &root).await?;

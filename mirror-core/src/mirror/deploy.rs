@@ -84,7 +84,21 @@ impl Mirror {
                 }
             };
             if current {
-                return Ok(deployment(head.digest.clone(), Action::Skipped, warnings));
+                let mut d = deployment(head.digest.clone(), Action::Skipped, warnings);
+                let refresh = &core.copy.referrers;
+                if refresh.enabled && refresh.refresh_on_skip && d.warnings.is_empty() {
+                    let refreshed = self
+                        .refresh_referrers(source, src_store, dst.as_ref(), &head.digest)
+                        .await;
+                    match refreshed {
+                        Ok(r) => d.referrers = r,
+                        Err(e) => d.warnings.push(format!(
+                            "the referrers of {} were not refreshed from {source}: {e}",
+                            head.digest
+                        )),
+                    }
+                }
+                return Ok(d);
             }
             warnings.push(format!(
                 "mutable tag: {source} now names another image than the mirrored {}; mirroring it again",
@@ -118,6 +132,13 @@ impl Mirror {
                 core.copy.clone(),
             )
             .await?;
+        if report.referrers.index_referrers_left > 0 {
+            warnings.push(format!(
+                "a platform filter made another image than {source}: the {} referrers of its \
+                 index (signatures, SBOMs) do not apply to {} and were not copied",
+                report.referrers.index_referrers_left, report.digest
+            ));
+        }
         if report.already_present && action == Action::Copied {
             // Another call copied it while this one waited for it.
             action = Action::Skipped;
@@ -149,5 +170,38 @@ impl Mirror {
             referrers: report.referrers.clone(),
             ..deployment(report.digest.clone(), action, warnings)
         })
+    }
+
+    /// Copies the referrers `source` has gained since `digest` (already at `dst`) was
+    /// mirrored ([`ReferrerOptions::refresh_on_skip`](crate::image::referrers::ReferrerOptions)).
+    async fn refresh_referrers(
+        &self,
+        source: &Source,
+        opened: Option<Arc<dyn ImageStore>>,
+        dst: &dyn ImageStore,
+        digest: &Digest,
+    ) -> Result<crate::image::referrers::ReferrerReport> {
+        let core = &self.core;
+        let src = match opened {
+            Some(s) => s,
+            None => core.sources.open(source)?,
+        };
+        let source_digest = match source.pinned() {
+            Some(d) => Some(d.clone()),
+            None => src
+                .head_manifest(&source.reference())
+                .await?
+                .map(|h| h.digest),
+        };
+        let root = dst.get_manifest(&digest.to_string()).await?;
+        crate::image::copy_referrers(
+            src.as_ref(),
+            source_digest.as_ref(),
+            dst,
+            digest,
+            &root,
+            &core.copy,
+        )
+        .await
     }
 }

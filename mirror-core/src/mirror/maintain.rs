@@ -50,7 +50,12 @@ impl Mirror {
         let core = &self.core;
         let mut repositories = Vec::new();
         for repository in core.registry.list_repositories(&core.cluster).await? {
-            let mut images = core.registry.list_images(&repository).await?;
+            let (orphans, mut images): (Vec<_>, Vec<_>) = core
+                .registry
+                .list_images(&repository)
+                .await?
+                .into_iter()
+                .partition(|i| i.orphan_of.is_some());
             let store = core.registry.store(&repository).await?;
             for img in &mut images {
                 let details = image_details(store.as_ref(), &img.digest).await?;
@@ -61,6 +66,7 @@ impl Mirror {
             repositories.push(RepositoryInventory {
                 repository: repository.name().to_string(),
                 images,
+                orphaned_referrers: orphans.len(),
             });
         }
         Ok(Inventory {

@@ -85,6 +85,14 @@ pub struct RepositoryInventory {
     pub repository: String,
     /// Its images, newest first.
     pub images: Vec<ImageRecord>,
+    /// Referrers of no image listed here (see [`ImageRecord::orphan_of`]): not shown as
+    /// images; the next eviction or sweep deletes those whose subject is not in use.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orphaned_referrers: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What the mirror holds for a cluster.

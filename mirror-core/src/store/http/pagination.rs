@@ -32,6 +32,11 @@ pub(super) struct Pages {
     pub(super) empty_ends: bool,
     /// The `Accept` header, when the listing is a typed document.
     pub(super) accept: Option<&'static str>,
+    /// Most items read (memory stays bounded whatever the registry sends).
+    pub(super) max_items: usize,
+    /// Past `max_items`: keep the first ones (true) or refuse the listing (false: a listing
+    /// that eviction reads must be whole).
+    pub(super) truncate: bool,
 }
 
 impl Pages {
@@ -40,18 +45,25 @@ impl Pages {
         absent: Absent::Error,
         empty_ends: true,
         accept: None,
+        max_items: 1_000_000,
+        truncate: false,
     };
     pub(super) const TAGS: Pages = Pages {
         field: "tags",
         absent: Absent::Empty,
         empty_ends: false,
         accept: None,
+        max_items: 1_000_000,
+        truncate: false,
     };
     pub(super) const REFERRERS: Pages = Pages {
         field: "manifests",
         absent: Absent::Unsupported,
         empty_ends: true,
         accept: Some(crate::media::OCI_INDEX),
+        // Discovery keeps at most `ReferrerOptions::max_count` anyway.
+        max_items: 10_000,
+        truncate: true,
     };
 }
 
@@ -135,6 +147,18 @@ impl RegistryClient {
             };
             let empty = names.is_empty();
             out.extend(names);
+            if out.len() > pages.max_items {
+                if pages.truncate {
+                    tracing::warn!(registry = %self.inner.registry, %op, %loc, max = pages.max_items, "a listing longer than the bound; the rest is not read");
+                    out.truncate(pages.max_items);
+                    return Ok(Some(out));
+                }
+                return Err(self.protocol(
+                    op,
+                    loc,
+                    format!("a listing of more than {} items", pages.max_items),
+                ));
+            }
             match next {
                 Some(n) if !(empty && pages.empty_ends) => {
                     url = self.inner.base.join(&n).map_err(|e| {

@@ -18,8 +18,9 @@ const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
 /// Referrers belong to their image: an index `a` with a cosign signature tag, an OCI 1.1
 /// signature and SBOM, an attestation of a platform manifest and a signature of the SBOM, and
 /// an image `b` with one signature, are placed as [`crate::Mirror`] places them (referrers
-/// before the tag, through the registry's referrers API or the tag schema). `list_images`
-/// lists exactly the two images, no referrer tag among their tags, and at least one referrer
+/// before the tag, through the registry's referrers API or the tag schema), then `a` again
+/// with a signature added since (its tag-schema index rewritten). `list_images` lists
+/// exactly the two images (no previous version of an index shows as an image), no referrer tag among their tags, and at least one referrer
 /// folded into `a`; `delete_image(a)` leaves only `b`: none of `a`'s referrers and no
 /// tag-schema index or cosign tag of `a` is left, and `b`'s signature is still found.
 pub async fn referrers(registry: &dyn Registry, cluster: &str) {
@@ -96,6 +97,30 @@ pub async fn referrers(registry: &dyn Registry, cluster: &str) {
         );
     }
 
+    // A signature added at the source later, and `a` placed again: the tag-schema index is
+    // rewritten (registries listing untagged manifests then hold its previous version).
+    let late = TestArtifact::builder(BUNDLE)
+        .payload(BUNDLE, "{\"late\":true}")
+        .subject(a.manifest())
+        .build();
+    late.push(&src, None)
+        .await
+        .unwrap_or_else(|e| panic!("pushing a late signature into the layout: {e}"));
+    let again = SourceImage {
+        store: &src,
+        reference: "a",
+        digest: Some(a.digest()),
+    };
+    let report = place(again, dst.as_ref(), "a", &options, PushTimes::Recorded)
+        .await
+        .unwrap_or_else(|e| panic!("{who} placing a again in {repo}: {e}"));
+    assert_eq!(
+        report.referrers.copied_total(),
+        6,
+        "{who} a's referrers, the late one included: {:?}",
+        report.referrers
+    );
+
     let images = list(registry, &repo).await;
     let mut digests: Vec<&Digest> = images.iter().map(|r| &r.digest).collect();
     digests.sort();
@@ -127,7 +152,14 @@ pub async fn referrers(registry: &dyn Registry, cluster: &str) {
         images.len() == 1 && &images[0].digest == b.digest(),
         "{who} after deleting a, only b is left in {repo}: {images:#?}"
     );
-    for r in [&cosign, &signature, &sbom, &sbom_signature, &attestation] {
+    for r in [
+        &cosign,
+        &signature,
+        &sbom,
+        &sbom_signature,
+        &attestation,
+        &late,
+    ] {
         let head = dst.head_manifest(&r.digest().to_string()).await;
         assert!(
             matches!(head, Ok(None)),
