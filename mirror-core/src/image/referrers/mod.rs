@@ -52,12 +52,13 @@
 //!
 //! # Cost
 //!
-//! Each manifest of an image costs one referrers-API GET (only the first when the store has no
-//! API: the answer is remembered for the walk), one tag-schema GET without the API, and three
-//! cosign HEADs; BuildKit's attestation manifests (children annotated
-//! `vnd.docker.reference.type: attestation-manifest`) are no subjects. An unsigned
-//! two-platform index on a registry without the API costs 1 + 3 + 3 × 3 = 13 requests, all
-//! answered 404, run 8 subjects at once.
+//! Each manifest of an image costs one referrers-API GET (a 404 is remembered for the deeper
+//! levels of the walk; the subjects of one level are looked up together), one tag-schema GET
+//! without the API, and three cosign HEADs; BuildKit's attestation manifests (children
+//! annotated `vnd.docker.reference.type: attestation-manifest`) are no subjects. An unsigned
+//! two-platform index on a registry without the API costs 3 × 5 = 15 requests at the source,
+//! all answered 404, 8 subjects at once (measured: a cold deploy of such an image makes 24
+//! source requests instead of 9, 117 ms instead of 108 ms on 127.0.0.1; a skip makes none).
 
 use std::collections::BTreeMap;
 
