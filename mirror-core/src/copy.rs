@@ -380,14 +380,14 @@ async fn push_manifests(
 ) -> Result<(usize, Option<bool>)> {
     let mut pushed = 0;
     // Child manifests, deepest first, then the root.
-    for child in children.iter().rev() {
-        let digest = child.digest.to_string();
-        dst.put_manifest(&digest, child).await?;
+    let deepest_first: Vec<&RawManifest> = children.iter().rev().collect();
+    dst.put_children(&deepest_first).await?;
+    for child in deepest_first {
         emit(
             options,
             CopyEvent::ManifestPushed {
                 digest: child.digest.clone(),
-                reference: digest,
+                reference: child.digest.to_string(),
             },
         );
         pushed += 1;
@@ -481,7 +481,7 @@ async fn copy_blob(
             return Ok(());
         }
     }
-    if dst.has_blob(digest).await? {
+    if dst.has_blob_sized(digest, desc.size).await? {
         counters.skipped.fetch_add(1, Ordering::Relaxed);
         emit(
             options,

@@ -127,12 +127,33 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
+    /// Stores the child manifests of an index that is about to be stored, each under its own
+    /// digest, in the order given (deepest first). The default puts them one by one; a layout
+    /// writes them as blobs only (the index that follows reaches them), so that an index of
+    /// thousands of children costs no quadratic `index.json` rewrites.
+    async fn put_children(&self, children: &[&RawManifest]) -> Result<()> {
+        for child in children {
+            self.put_manifest(&child.digest.to_string(), child).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes the manifest with this digest (and with it every tag pointing to it).
     /// [`Error::NotFound`] if it does not exist.
     async fn delete_manifest(&self, digest: &Digest) -> Result<()>;
 
     /// Whether a blob exists.
     async fn has_blob(&self, digest: &Digest) -> Result<bool>;
+
+    /// Whether the blob is there whole, `size` bytes: [`has_blob`](ImageStore::has_blob), and
+    /// a store that can check cheaply (a layout on disk) checks the size, and the content
+    /// when it is small; a wrong file is "absent" (and [`put_blob`](ImageStore::put_blob)
+    /// replaces it). The copy engine asks this before skipping a blob. The default is
+    /// `has_blob`: a registry verifies what it stores.
+    async fn has_blob_sized(&self, digest: &Digest, size: u64) -> Result<bool> {
+        let _ = size;
+        self.has_blob(digest).await
+    }
 
     /// Opens a blob for reading; [`Error::NotFound`] if it does not exist.
     async fn get_blob(&self, digest: &Digest) -> Result<Blob>;

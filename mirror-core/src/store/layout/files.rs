@@ -195,13 +195,24 @@ pub(super) fn update_index<T>(
     Ok(out)
 }
 
-pub(super) fn put_manifest_locked(root: &Path, r: ManifestRef, m: &RawManifest) -> Result<()> {
+/// Writes the manifest `m` as a blob unless a whole copy is there.
+pub(super) fn write_manifest_blob(root: &Path, m: &RawManifest) -> Result<()> {
     let blob = blob_path(root, &m.digest);
-    if !file_exists(&blob)? {
+    let whole = match fs::read(&blob) {
+        Ok(bytes) => m.digest.verify(&bytes).is_ok(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io(&blob, e)),
+    };
+    if !whole {
         let dir = blob_dir(root, &m.digest);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_atomic(&dir, &blob, &m.bytes)?;
     }
+    Ok(())
+}
+
+pub(super) fn put_manifest_locked(root: &Path, r: ManifestRef, m: &RawManifest) -> Result<()> {
+    write_manifest_blob(root, m)?;
     let digest = m.digest.to_string();
     let children: BTreeSet<String> = match m.parse("") {
         Ok(ParsedManifest::Index { manifests }) => {
@@ -311,7 +322,11 @@ impl TempFile {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
-        let name = format!(".tmp-{}-{n}-{nanos:09}", std::process::id());
+        let name = format!(
+            "{TEMP_PREFIX}{}-{}-{n}-{nanos:09}",
+            pid_namespace(),
+            std::process::id()
+        );
         self.path = self.dir.join(name);
         &self.path
     }
@@ -326,5 +341,135 @@ impl Drop for TempFile {
         if self.armed {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The prefix of temporary files: `.tmp-<pid namespace>-<pid>-<counter>-<nanos>`.
+pub(super) const TEMP_PREFIX: &str = ".tmp-";
+/// A temporary file of a writer this process cannot check (another pid namespace, an older
+/// name format) is stale after this long without a write.
+const STALE_FOREIGN: std::time::Duration = std::time::Duration::from_secs(3600);
+/// A temporary file of a process that looks alive is stale after this long without a write
+/// (its pid was reused by another process).
+const STALE_LIVE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The id of this process's pid namespace (`/proc/self/ns/pid`), 0 when unknown: with the
+/// pid, it names the writer of a temporary file.
+fn pid_namespace() -> u64 {
+    static NS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *NS.get_or_init(|| {
+        fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|p| {
+                let s = p.to_string_lossy().into_owned();
+                s.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .unwrap_or(0)
+    })
+}
+
+/// Whether process `pid` of this pid namespace is alive, when that can be told.
+fn alive(pid: u32) -> Option<bool> {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return None;
+    }
+    Some(proc.join(pid.to_string()).exists())
+}
+
+/// Whether the temporary file `name` (last written `idle` ago) belongs to no live writer.
+fn stale(name: &str, idle: std::time::Duration) -> bool {
+    let Some(rest) = name.strip_prefix(TEMP_PREFIX) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('-').collect();
+    let (ns, pid) = match parts.as_slice() {
+        [ns, pid, _, _] => (ns.parse::<u64>().ok(), pid.parse::<u32>().ok()),
+        _ => (None, None),
+    };
+    match (ns, pid) {
+        (Some(ns), Some(pid)) if ns == pid_namespace() && ns != 0 => match alive(pid) {
+            Some(false) => true,
+            Some(true) => idle > STALE_LIVE,
+            None => idle > STALE_FOREIGN,
+        },
+        _ => idle > STALE_FOREIGN,
+    }
+}
+
+/// Removes the temporary files of dead writers (a crashed or killed copy) from the layout
+/// root and its blob directories, and returns how many went. A file of a live writer of this
+/// pid namespace stays; one this process cannot check (another pid namespace, a container
+/// sharing the directory) stays until it has not been written for an hour.
+pub(super) fn clean_stale_temp_files(root: &Path) -> Result<usize> {
+    let mut dirs = vec![root.to_path_buf()];
+    let blobs = root.join(super::BLOBS_DIR);
+    match fs::read_dir(&blobs) {
+        Ok(entries) => {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&blobs, e)),
+    }
+    let mut removed = 0;
+    let now = std::time::SystemTime::now();
+    for dir in dirs {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            let idle = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            if stale(&name, idle) {
+                match fs::remove_file(e.path()) {
+                    Ok(()) => removed += 1,
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(Error::io(&e.path(), err)),
+                }
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod temp_tests {
+    use super::*;
+
+    #[test]
+    fn temporary_files_of_dead_writers_are_stale_and_of_live_ones_not() {
+        let ns = pid_namespace();
+        let me = std::process::id();
+        let fresh = std::time::Duration::from_secs(1);
+        assert!(
+            !stale(&format!(".tmp-{ns}-{me}-0-000000001"), fresh),
+            "a live writer"
+        );
+        if ns != 0 {
+            // No process has pid 4194304 + 1 (above Linux's pid_max).
+            assert!(
+                stale(&format!(".tmp-{ns}-4194305-0-000000001"), fresh),
+                "a dead writer"
+            );
+        }
+        // Another pid namespace, or the old name format: only when idle for an hour.
+        assert!(!stale(".tmp-1-4194305-0-000000001", fresh) || ns == 1);
+        assert!(!stale(".tmp-4194305-0-000000001", fresh));
+        assert!(stale(".tmp-4194305-0-000000001", STALE_FOREIGN * 2));
+        assert!(!stale("sha256-not-a-temp-file", STALE_FOREIGN * 2));
     }
 }

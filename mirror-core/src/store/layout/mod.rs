@@ -30,6 +30,12 @@
 //!   (`blobs/<alg>/.tmp-…`), verified while they are written, then renamed into place: a blob
 //!   path only ever holds complete, verified content. A failed or cancelled upload removes its
 //!   temporary file. Concurrent uploads of one blob both succeed (the renames are atomic).
+//!   Temporary files are named after their writer (`.tmp-<pid namespace>-<pid>-…`); opening
+//!   a layout for writing ([`LayoutStore::create`]) removes those of writers that are dead (a
+//!   killed copy), and those of writers it cannot check (another pid namespace) after an hour
+//!   without a write.
+//! - A file already under a blob's name counts as the blob only with the blob's size, and up
+//!   to [`VERIFY_UP_TO`] bytes its digest; anything else is replaced.
 //! - Every change of `index.json` (and the manifest and deletion writes that go with it) runs
 //!   under an exclusive lock on `index.json.lock` in the layout, taken with [`std::fs::File::lock`]
 //!   on a blocking thread, so that tasks of one process and separate processes serialise their
@@ -57,6 +63,10 @@ use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 use crate::media::{RawManifest, OCI_INDEX};
 use crate::store::{Blob, BlobStream, ImageStore, ManifestHead, StoreLocation};
+
+/// Blobs up to this size are hashed before a copy counts them as present (4 MiB: configs,
+/// manifests and small layers; larger ones are checked by size).
+pub const VERIFY_UP_TO: u64 = 4 * 1024 * 1024;
 
 mod files;
 mod location;
@@ -121,8 +131,9 @@ impl LayoutStore {
         Ok(Self::at(root))
     }
 
-    /// Opens a layout, creating the directory, `oci-layout`, `index.json` and `blobs/sha256`
-    /// as needed. Existing content is kept.
+    /// Opens a layout for writing, creating the directory, `oci-layout`, `index.json` and
+    /// `blobs/sha256` as needed. Existing content is kept; temporary files that dead writers
+    /// left behind (a killed copy) are removed (see the module docs).
     pub fn create(path: impl Into<PathBuf>) -> Result<Self> {
         let root = path.into();
         let blobs = root.join(BLOBS_DIR).join("sha256");
@@ -141,6 +152,10 @@ impl LayoutStore {
             Ok(())
         })?;
         check_layout(&root)?;
+        let removed = clean_stale_temp_files(&root)?;
+        if removed > 0 {
+            tracing::info!(layout = %root.display(), removed, "removed temporary files of dead writers");
+        }
         Ok(Self::at(root))
     }
 
@@ -328,6 +343,22 @@ impl ImageStore for LayoutStore {
             .await
     }
 
+    /// Blobs only: the index put next reaches them (see the trait). Each is verified and
+    /// written atomically, under the layout lock.
+    async fn put_children(&self, children: &[&RawManifest]) -> Result<()> {
+        for child in children {
+            child.digest.verify(&child.bytes)?;
+        }
+        let children: Vec<RawManifest> = children.iter().map(|c| (*c).clone()).collect();
+        self.locked(move |root| {
+            for m in &children {
+                write_manifest_blob(root, m)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     /// A layout indexes every manifest it holds: [`referrers`](ImageStore::referrers) finds
     /// this one through its `subject`.
     async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
@@ -374,6 +405,34 @@ impl ImageStore for LayoutStore {
         }
     }
 
+    /// The file must have the blob's size, and up to [`VERIFY_UP_TO`] bytes its content is
+    /// hashed: a truncated or foreign file under a blob's name (a crash of another tool, a
+    /// hand copy) is not taken for the blob.
+    async fn has_blob_sized(&self, digest: &Digest, size: u64) -> Result<bool> {
+        let path = blob_path(&self.root, digest);
+        let len = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if len != size {
+            tracing::warn!(path = %path.display(), expected = size, found = len, "a blob file of the wrong size; it is replaced");
+            return Ok(false);
+        }
+        if size > VERIFY_UP_TO {
+            return Ok(true);
+        }
+        let bytes = tokio::fs::read(&path)
+            .await
+            .map_err(|e| Error::io(&path, e))?;
+        if digest.verify(&bytes).is_err() {
+            tracing::warn!(path = %path.display(), "a blob file whose content is not its digest; it is replaced");
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {
         let path = blob_path(&self.root, digest);
         let file = match tokio::fs::File::open(&path).await {
@@ -397,7 +456,7 @@ impl ImageStore for LayoutStore {
     }
 
     async fn put_blob(&self, digest: &Digest, size: u64, mut data: BlobStream) -> Result<()> {
-        if self.has_blob(digest).await? {
+        if self.has_blob_sized(digest, size).await? {
             return Ok(());
         }
         let target = blob_path(&self.root, digest);
