@@ -438,7 +438,7 @@ pub(super) fn clean_stale_temp_files(root: &Path) -> Result<usize> {
                 match fs::remove_file(e.path()) {
                     Ok(()) => removed += 1,
                     Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-                    Err(err) => return Err(Error::io(&e.path(), err)),
+                    Err(err) => return Err(Error::io(e.path(), err)),
                 }
             }
         }
