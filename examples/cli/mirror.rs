@@ -401,7 +401,17 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
             ReferrerOptions::none()
         },
         platforms,
-        concurrency: args.concurrency.max(1),
+        concurrency: {
+            if args.concurrency > mirror_core::copy::MAX_CONCURRENCY {
+                eprintln!(
+                    "warning: --concurrency {} is more than {}; {} transfers run at once",
+                    args.concurrency,
+                    mirror_core::copy::MAX_CONCURRENCY,
+                    mirror_core::copy::MAX_CONCURRENCY
+                );
+            }
+            args.concurrency.max(1)
+        },
         events,
         ..CopyOptions::default()
     };

@@ -34,6 +34,9 @@ use crate::store::{get_verified_manifest, BlobStream, ImageStore, MountOutcome, 
 
 /// Default number of blobs transferred at once.
 pub const DEFAULT_CONCURRENCY: usize = 6;
+/// The most transfers one copy runs at once, whatever [`CopyOptions::concurrency`] asks: each
+/// holds a connection and, into a layout, an open file.
+pub const MAX_CONCURRENCY: usize = 64;
 
 /// How to copy.
 #[derive(Clone)]
@@ -41,7 +44,7 @@ pub struct CopyOptions {
     /// Platforms to keep from an index; empty keeps all (the default, which preserves the
     /// index digest).
     pub platforms: Vec<PlatformFilter>,
-    /// Blobs transferred at once (at least 1).
+    /// Blobs transferred at once: 1 to [`MAX_CONCURRENCY`] (more is read as the maximum).
     pub concurrency: usize,
     /// Other repositories of the destination registry that may hold the blobs: each is tried
     /// as a mount source before uploading. The source repository is tried first when the
@@ -54,6 +57,13 @@ pub struct CopyOptions {
     /// Whether the image's referrers (signatures, SBOMs, attestations) travel with it, and
     /// which (default: off for a bare copy; `Mirror` turns them on).
     pub referrers: ReferrerOptions,
+}
+
+impl CopyOptions {
+    /// [`concurrency`](Self::concurrency) within 1 to [`MAX_CONCURRENCY`].
+    pub fn transfers_at_once(&self) -> usize {
+        self.concurrency.clamp(1, MAX_CONCURRENCY)
+    }
 }
 
 impl Default for CopyOptions {
@@ -299,7 +309,7 @@ async fn copy_tree(
                         let child = get_verified_manifest(src, &digest).await?;
                         Ok(Some((child, child_loc)))
                     }))
-                    .buffered(options.concurrency.max(1))
+                    .buffered(options.transfers_at_once())
                     .try_collect()
                     .await?;
                 for (child, child_loc) in fetched.into_iter().flatten() {
@@ -338,7 +348,7 @@ async fn copy_tree(
                 r
             }
         }))
-        .buffer_unordered(options.concurrency.max(1))
+        .buffer_unordered(options.transfers_at_once())
         .collect()
         .await;
         if let Some(e) = results.into_iter().find_map(Result::err) {
@@ -409,6 +419,13 @@ async fn push_manifests(
     pushed += 1;
 
     Ok((pushed, indexed))
+}
+
+/// Docker's foreign layers and OCI's (deprecated) non-distributable ones: their manifests
+/// name URLs to fetch them from, which the copy never follows.
+fn is_foreign_layer(media_type: &str) -> bool {
+    media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+        || media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
 }
 
 fn is_blob_unknown(e: &Error) -> bool {
@@ -523,6 +540,14 @@ async fn copy_blob(
         attempt += 1;
         let e = match upload_blob(src, dst, desc, options).await {
             Ok(()) => break,
+            Err(Error::NotFound { location, .. }) if is_foreign_layer(&desc.media_type) => {
+                return Err(Error::NotFound {
+                    what: "foreign (non-distributable) layer: the source does not serve it and \
+                           its URLs are never fetched, so it is not copied; its manifest cannot \
+                           be mirrored",
+                    location,
+                });
+            }
             Err(e) => e,
         };
         // The registry refused a monolithic upload and the client switched to chunks: the

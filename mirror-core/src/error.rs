@@ -142,6 +142,22 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// A blob transfer stopped moving: no byte for the idle timeout, less than the minimum
+    /// throughput, or no answer after an upload's last byte
+    /// ([`RegistryConfig::idle_timeout`](crate::store::http::RegistryConfig)). Retried as any
+    /// transfer failure.
+    #[error("transfer stalled with {registry} ({operation} {location}): {reason}")]
+    Stalled {
+        /// The registry host.
+        registry: String,
+        /// The operation that was under way.
+        operation: String,
+        /// The blob.
+        location: String,
+        /// What stopped.
+        reason: String,
+    },
+
     /// A registry or control plane answered something that cannot be read or lacks what it
     /// must hold (malformed JSON, a missing field, pagination that never ends).
     #[error("unexpected answer from {registry} to {operation} {location}: {reason}")]
@@ -247,5 +263,59 @@ impl Error {
     /// True for [`Error::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+}
+
+/// Registry-supplied text made safe to show: control characters (terminal escape sequences,
+/// carriage returns) become `?`, runs of whitespace one space, and a text longer than `max`
+/// characters is cut with a note of how much was left out. Error messages from registries and
+/// control planes go through it before they reach an [`Error`].
+pub fn sanitize(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 32));
+    let mut shown = 0usize;
+    let mut space = false;
+    let total = text.chars().count();
+    for c in text.chars() {
+        if shown >= max {
+            break;
+        }
+        if c.is_whitespace() {
+            if !space && !out.is_empty() {
+                out.push(' ');
+                shown += 1;
+            }
+            space = true;
+            continue;
+        }
+        space = false;
+        out.push(if c.is_control() { '?' } else { c });
+        shown += 1;
+    }
+    let out = out.trim_end().to_string();
+    if total > max {
+        format!("{out}… ({} more characters)", total - max)
+    } else {
+        out
+    }
+}
+
+/// How many characters of registry-supplied text an error shows.
+pub const MAX_SHOWN_TEXT: usize = 512;
+
+#[cfg(test)]
+mod sanitize_tests {
+    use super::*;
+
+    #[test]
+    fn registry_text_loses_escapes_and_length() {
+        assert_eq!(
+            sanitize("bad \x1b[31mred\x1b[0m\r\nline", 100),
+            "bad ?[31mred?[0m line"
+        );
+        let long = "x".repeat(30_000);
+        let shown = sanitize(&long, MAX_SHOWN_TEXT);
+        assert!(shown.len() < 600, "{}", shown.len());
+        assert!(shown.ends_with("(29488 more characters)"), "{shown}");
+        assert_eq!(sanitize("  spaced\t\tout  ", 100), "spaced out");
     }
 }

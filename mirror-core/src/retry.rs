@@ -315,7 +315,7 @@ pub fn classify(e: &Error) -> Retry {
 /// Whether an error is worth another attempt (see the module docs).
 pub fn is_transient(e: &Error) -> bool {
     match e {
-        Error::Connect { .. } | Error::RateLimited { .. } => true,
+        Error::Connect { .. } | Error::RateLimited { .. } | Error::Stalled { .. } => true,
         Error::Http { status, .. } => *status >= 500 || *status == 408,
         Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => true,
         _ => false,

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use mirror_core::provider::Origin;
 use mirror_core::retry::{Poll, RetryConfig};
+use mirror_core::store::http::{read_capped, Capped, MAX_CONTROL_PLANE_BYTES};
 use mirror_core::Digest;
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -342,10 +343,16 @@ impl ArApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp
-            .bytes()
+        let body = read_capped(resp, MAX_CONTROL_PLANE_BYTES)
             .await
-            .map_err(|e| self.origin.transport(op, target, e))?;
+            .map_err(|e| match e {
+                Capped::Transport(e) => self.origin.transport(op, target, e),
+                _ => self.protocol(
+                    op,
+                    target,
+                    format!("an answer of more than {MAX_CONTROL_PLANE_BYTES} bytes"),
+                ),
+            })?;
         if status.is_success() {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(Value::Object(Default::default()));

@@ -32,6 +32,7 @@ use std::time::Duration;
 
 use mirror_core::retry::RetryConfig;
 use mirror_core::store::http::credentials::Secret;
+use mirror_core::store::http::{read_capped, Capped, MAX_CONTROL_PLANE_BYTES};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -351,10 +352,16 @@ impl ScalewayApi {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let bytes = resp
-            .bytes()
+        let bytes = read_capped(resp, MAX_CONTROL_PLANE_BYTES)
             .await
-            .map_err(|e| self.origin.transport(operation, target.to_string(), e))?;
+            .map_err(|e| match e {
+                Capped::Transport(e) => self.origin.transport(operation, target.to_string(), e),
+                _ => self.origin.protocol(
+                    operation,
+                    target.to_string(),
+                    format!("an answer of more than {MAX_CONTROL_PLANE_BYTES} bytes"),
+                ),
+            })?;
         if status.is_success() {
             let text: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
             return serde_json::from_slice(text).map_err(|e| {

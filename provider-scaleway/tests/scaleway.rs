@@ -603,3 +603,33 @@ async fn the_api_client_deletes_whole_images_in_the_registry() {
     let err = reg.delete_image(&repo, a.digest()).await.unwrap_err();
     assert!(err.is_not_found(), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_control_plane_answer_of_thirty_megabytes_is_refused_without_reading_it() {
+    use axum::response::IntoResponse;
+    let flood = axum::Router::new().fallback(|| async {
+        use futures::StreamExt;
+        let chunks = futures::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 1 << 20]))
+        })
+        .take(30);
+        axum::body::Body::from_stream(chunks).into_response()
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, flood).await });
+    let scaleway = provider_scaleway::ScalewayBuilder::new()
+        .secret_key(support::SECRET)
+        .project_id(PROJECT)
+        .region(support::REGION)
+        .api_url(format!("http://{addr}"))
+        .registry_host("127.0.0.1:1")
+        .retry(mirror_core::retry::RetryConfig::none())
+        .build()
+        .unwrap();
+    let err = scaleway.list_repositories("prod").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Protocol { reason, .. } if reason.contains("more than")),
+        "{err:?}"
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod referrers;
+pub mod tls;
 
 use std::collections::HashMap;
 

@@ -489,3 +489,84 @@ async fn the_prefix_applies_to_oci_registries_and_sweep_stays_inside_it() {
         "team b sees none of team a's repositories: {ls}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_concurrency_is_capped() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let dst_dir = tempfile::tempdir().unwrap();
+    let image = TestImage::builder()
+        .seed(21)
+        .layers(std::iter::repeat_n(600, 200))
+        .build();
+    let src = LayoutStore::create(src_dir.path()).unwrap();
+    image.push(&src, "v1").await.unwrap();
+    let dst = LayoutStore::create(dst_dir.path()).unwrap();
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (r, m) = (running.clone(), most.clone());
+    let options = CopyOptions {
+        concurrency: 100_000,
+        events: Some(std::sync::Arc::new(move |e: &mirror_core::CopyEvent| {
+            use std::sync::atomic::Ordering::SeqCst;
+            match e {
+                mirror_core::CopyEvent::BlobStarted { .. } => {
+                    let now = r.fetch_add(1, SeqCst) + 1;
+                    m.fetch_max(now, SeqCst);
+                }
+                mirror_core::CopyEvent::BlobDone { .. } => {
+                    r.fetch_sub(1, SeqCst);
+                }
+                _ => {}
+            }
+        })),
+        ..CopyOptions::default()
+    };
+    copy(&src, "v1", &dst, "v1", &options).await.unwrap();
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        most <= mirror_core::copy::MAX_CONCURRENCY,
+        "{most} transfers at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_layer_the_source_does_not_serve_is_named_as_such() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let dst_dir = tempfile::tempdir().unwrap();
+    let src = LayoutStore::create(src_dir.path()).unwrap();
+    let image = TestImage::builder().seed(22).build();
+    image.push_blobs(&src).await.unwrap();
+    // A Windows-style manifest: its base layer is foreign, fetched from URLs, not served.
+    let mut doc: serde_json::Value = serde_json::from_slice(&image.manifest().bytes).unwrap();
+    doc["layers"] = serde_json::json!([{
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": mirror_core::Digest::sha256_of(b"windows base layer").to_string(),
+        "size": 18,
+        "urls": ["https://mcr.example/base.tar.gz"],
+    }]);
+    doc["mediaType"] = "application/vnd.docker.distribution.manifest.v2+json".into();
+    doc["config"]["mediaType"] = "application/vnd.docker.container.image.v1+json".into();
+    let manifest = mirror_core::RawManifest::new(
+        doc.to_string().into_bytes(),
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
+    src.put_manifest("v1", &manifest).await.unwrap();
+    let dst = LayoutStore::create(dst_dir.path()).unwrap();
+    let err = copy(&src, "v1", &dst, "v1", &CopyOptions::default())
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("foreign") && shown.contains("not copied"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_oci_location_whose_tag_part_is_no_tag_is_an_error_not_a_path() {
+    for bad in ["oci:dir:tägé", "oci:/x/y:.hidden"] {
+        let err = mirror_core::Source::parse(bad).unwrap_err().to_string();
+        assert!(err.contains("not a valid tag"), "{bad}: {err}");
+    }
+    assert!(mirror_core::Source::parse("oci:dir:v1").is_ok());
+}

@@ -280,12 +280,14 @@ impl ControlPlaneError {
     }
 
     /// `code: message`, or whichever of them there is.
+    /// `code: message`, sanitised (the control plane's text is shown to people).
     fn detail(&self) -> String {
-        match (&self.code, self.message.is_empty()) {
+        let text = match (&self.code, self.message.is_empty()) {
             (Some(c), false) => format!("{c}: {}", self.message),
             (Some(c), true) => c.clone(),
             (None, _) => self.message.clone(),
-        }
+        };
+        crate::error::sanitize(&text, crate::error::MAX_SHOWN_TEXT)
     }
 
     /// `<registry>/<target>` (the registry alone for registry-wide calls).
@@ -377,8 +379,11 @@ impl From<ControlPlaneError> for Error {
                     registry: e.registry,
                     operation: e.operation.into_owned(),
                     location: e.target,
-                    code: e.code.unwrap_or_else(|| "refused".into()),
-                    message: e.message,
+                    code: crate::error::sanitize(
+                        &e.code.unwrap_or_else(|| "refused".into()),
+                        crate::error::MAX_SHOWN_TEXT,
+                    ),
+                    message: crate::error::sanitize(&e.message, crate::error::MAX_SHOWN_TEXT),
                 },
             },
         }

@@ -209,10 +209,29 @@ impl RegistryClient {
             registry: self.inner.registry.clone(),
             operation: op.to_string(),
             location: loc.to_string(),
-            source: Box::new(e),
+            source: Box::new(Transport(e)),
         }
     }
 }
+
+/// A transport error shown with its causes (`error following redirect for url (…): refusing
+/// a redirect from https to plain http`): reqwest's own message names only the outermost.
+#[derive(Debug)]
+struct Transport(reqwest::Error);
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(c) = cause {
+            write!(f, ": {c}")?;
+            cause = c.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Transport {}
 
 /// One reqwest client per distinct transport setting, for the whole process: the TLS root
 /// store is loaded once (it costs milliseconds per client) and connections to one registry
@@ -233,6 +252,7 @@ pub(super) fn shared_http_client(
     let client = reqwest::Client::builder()
         .user_agent(concat!("mirror-core/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.connect_timeout)
+        .redirect(redirect_policy())
         .danger_accept_invalid_certs(!config.tls_verify)
         .pool_max_idle_per_host(32)
         .build()?;
@@ -240,4 +260,21 @@ pub(super) fn shared_http_client(
         m.entry(key).or_insert_with(|| client.clone());
     }
     Ok(client)
+}
+
+/// Redirects: at most 10, never from `https` to `http`. reqwest drops `Authorization` when a
+/// redirect changes host or port, but not when only the scheme changes: a downgrade on the
+/// same host and port would send credentials in clear, so it is refused.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() != "https"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else if downgrade {
+            attempt.error("refusing a redirect from https to plain http")
+        } else {
+            attempt.follow()
+        }
+    })
 }

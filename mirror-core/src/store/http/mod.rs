@@ -20,15 +20,19 @@ mod send;
 mod store;
 mod token;
 mod upload;
+mod watchdog;
 
 use std::time::Duration;
 
 use crate::retry::RetryConfig;
 
 pub use client::{RegistryClient, RegistryClientBuilder};
-pub use pagination::parse_next_link;
+pub use pagination::{
+    parse_next_link, read_capped, Capped, MAX_CONTROL_PLANE_BYTES, MAX_PAGE_BYTES, MAX_TOKEN_BYTES,
+};
 pub use store::HttpStore;
 pub use upload::is_upload_mode_switch;
+pub use watchdog::Throughput;
 
 #[allow(unused_imports)]
 use self::{client::*, pagination::*, send::*, store::*, token::*, upload::*};
@@ -64,6 +68,12 @@ pub struct RegistryConfig {
     pub connect_timeout: Duration,
     /// Retries of requests that are safe to repeat.
     pub retry: RetryConfig,
+    /// A blob transfer, either direction, fails with [`crate::Error::Stalled`] (retried as
+    /// any transfer failure) when no byte moves for this long (default 30 s). An upload's
+    /// answer may take [`request_timeout`](Self::request_timeout) after its last byte.
+    pub idle_timeout: Duration,
+    /// ... or when it moves less than this (default 1 KiB per 60 s; `None`: no minimum).
+    pub min_throughput: Option<Throughput>,
 }
 
 impl Default for RegistryConfig {
@@ -75,6 +85,11 @@ impl Default for RegistryConfig {
             request_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(15),
             retry: RetryConfig::default(),
+            idle_timeout: Duration::from_secs(30),
+            min_throughput: Some(Throughput {
+                bytes: 1024,
+                per: Duration::from_secs(60),
+            }),
         }
     }
 }

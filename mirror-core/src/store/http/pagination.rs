@@ -193,16 +193,20 @@ impl RegistryClient {
 }
 
 /// Why a capped read failed.
-pub(super) enum Capped {
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Capped {
+    /// The connection failed.
     Transport(reqwest::Error),
+    /// The body is longer than the limit (nothing past it was read).
     TooLarge,
 }
 
-/// The whole body of `resp`, failing past `limit` bytes (without reading further).
-pub(super) async fn read_capped(
-    resp: Response,
-    limit: usize,
-) -> std::result::Result<Bytes, Capped> {
+/// The whole body of `resp`, failing past `limit` bytes without reading further: for every
+/// answer read whole (pages, token answers, control-plane answers), so that a hostile server
+/// cannot grow the process. See [`MAX_PAGE_BYTES`], [`MAX_TOKEN_BYTES`],
+/// [`MAX_CONTROL_PLANE_BYTES`].
+pub async fn read_capped(resp: Response, limit: usize) -> std::result::Result<Bytes, Capped> {
     if resp.content_length().is_some_and(|l| l > limit as u64) {
         return Err(Capped::TooLarge);
     }
@@ -217,6 +221,11 @@ pub(super) async fn read_capped(
     }
     Ok(body.freeze())
 }
+
+/// Largest token-server answer read (a JWT is a few kilobytes).
+pub const MAX_TOKEN_BYTES: usize = 1024 * 1024;
+/// Largest control-plane answer a provider reads (a page of a cloud listing).
+pub const MAX_CONTROL_PLANE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Extracts the `rel="next"` target of a `Link` header (`<url>; rel="next"`).
 pub fn parse_next_link(header: &str) -> Option<String> {

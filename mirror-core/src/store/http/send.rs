@@ -29,8 +29,6 @@ pub(super) struct ErrorEntry {
 }
 
 impl RegistryClient {
-    /// Sends a request built by `build` (called again for the retry), authenticating for
-    /// `scopes`; on a 401 it learns the challenge, drops cached tokens and retries once.
     /// Sends a request built by `build` (called again for each attempt), authenticating for
     /// `scopes`. A 401 makes it learn the challenge, drop cached tokens and try once more.
     /// Connection errors, 5xx, 408 and 429 are retried per [`RetryConfig`]; the last answer is
@@ -108,13 +106,24 @@ impl RegistryClient {
     {
         let mut reauthenticated = false;
         loop {
-            let auth = self.authorization(scopes).await?;
-            let mut req = build(&self.inner.http).timeout(self.inner.config.request_timeout);
-            if let Some(a) = auth {
-                req = req.header(AUTHORIZATION, a);
+            let mut request = build(&self.inner.http)
+                .timeout(self.inner.config.request_timeout)
+                .build()
+                .map_err(|e| self.connect_error(op, loc, e))?;
+            // Credentials go to this registry's exact origin only (scheme, host, port): a URL
+            // the registry handed out (an upload Location, a next page) may point elsewhere.
+            if request.url().origin() == self.inner.base.origin() {
+                if let Some(a) = self.authorization(scopes).await? {
+                    let value = reqwest::header::HeaderValue::from_str(&a).map_err(|e| {
+                        Error::Config(format!("an authorization header that cannot be sent: {e}"))
+                    })?;
+                    request.headers_mut().insert(AUTHORIZATION, value);
+                }
             }
-            let resp = req
-                .send()
+            let resp = self
+                .inner
+                .http
+                .execute(request)
                 .await
                 .map_err(|e| self.connect_error(op, loc, e))?;
             if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
@@ -137,7 +146,7 @@ impl RegistryClient {
         let retry_after = retry_after(resp.headers());
         let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
         let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-        let mut message = parsed
+        let mut message: String = parsed
             .errors
             .iter()
             .map(|e| {
@@ -150,13 +159,12 @@ impl RegistryClient {
             .collect::<Vec<_>>()
             .join("; ");
         if message.is_empty() {
-            message = String::from_utf8_lossy(&body[..body.len().min(200)])
-                .trim()
-                .to_string();
+            message = String::from_utf8_lossy(&body).trim().to_string();
         }
         if message.is_empty() {
             message = status.canonical_reason().unwrap_or("").to_string();
         }
+        let message = crate::error::sanitize(&message, crate::error::MAX_SHOWN_TEXT);
         match status {
             StatusCode::UNAUTHORIZED => Error::Unauthorized {
                 registry,

@@ -33,6 +33,19 @@ impl std::fmt::Debug for HttpStore {
 }
 
 impl HttpStore {
+    /// The idle and throughput limits of a blob transfer of `op` on `loc`.
+    pub(super) fn transfer_limits(&self, op: &'static str, loc: &str) -> watchdog::Limits {
+        let config = &self.client.inner.config;
+        watchdog::Limits {
+            idle: config.idle_timeout,
+            min: config.min_throughput,
+            answer: config.request_timeout.max(config.idle_timeout),
+            registry: self.client.inner.registry.clone(),
+            operation: op,
+            location: loc.to_string(),
+        }
+    }
+
     /// PUT of a manifest; the answer's headers.
     async fn put(
         &self,
@@ -275,8 +288,9 @@ impl ImageStore for HttpStore {
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {
         let url = self.url(&format!("blobs/{digest}"))?;
         let loc = self.loc(&digest.to_string());
-        // No overall timeout on the body of a blob: it may be large. `send` applies the request
-        // timeout to the headers only since the body is streamed after it returns.
+        // No overall timeout on the body of a blob: it may be large. The headers get the
+        // request timeout; the body the idle and throughput guards.
+        let limits = self.transfer_limits("GET blob", &loc);
         let auth = self.client.authorization(&self.pull()).await?;
         let build = |auth: Option<String>| {
             let mut req = self.client.inner.http.get(url.clone());
@@ -285,19 +299,25 @@ impl ImageStore for HttpStore {
             }
             req
         };
-        let mut resp = build(auth)
-            .send()
-            .await
-            .map_err(|e| self.client.connect_error("GET blob", &loc, e))?;
+        let headers_within = self.client.inner.config.request_timeout;
+        let send = |auth: Option<String>| {
+            let req = build(auth);
+            let limits = &limits;
+            let loc = &loc;
+            async move {
+                match tokio::time::timeout(headers_within, req.send()).await {
+                    Ok(r) => r.map_err(|e| self.client.connect_error("GET blob", loc, e)),
+                    Err(_) => Err(limits.stalled(format!("no answer within {headers_within:?}"))),
+                }
+            }
+        };
+        let mut resp = send(auth).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             self.client
                 .on_unauthorized(&self.pull(), resp.headers())
                 .await;
             let auth = self.client.authorization(&self.pull()).await?;
-            resp = build(auth)
-                .send()
-                .await
-                .map_err(|e| self.client.connect_error("GET blob", &loc, e))?;
+            resp = send(auth).await?;
         }
         match resp.status() {
             StatusCode::NOT_FOUND => return Err(Error::blob_not_found(loc)),
@@ -311,7 +331,7 @@ impl ImageStore for HttpStore {
             .map_err(move |e| client.connect_error("GET blob", &loc, e));
         Ok(Blob {
             size,
-            stream: Box::pin(stream),
+            stream: Box::pin(watchdog::GuardedDownload::new(Box::pin(stream), limits)),
         })
     }
 

@@ -201,10 +201,17 @@ impl RegistryClient {
         if !status.is_success() {
             return Err(self.error_for(resp, "GET", "token").await);
         }
-        let body = resp
-            .bytes()
+        let body = read_capped(resp, MAX_TOKEN_BYTES)
             .await
-            .map_err(|e| self.connect_error("GET", "token", e))?;
+            .map_err(|e| match e {
+                Capped::Transport(e) => self.connect_error("GET", "token", e),
+                Capped::TooLarge => Error::Unauthorized {
+                    registry: registry.clone(),
+                    message: format!(
+                        "the token server answered more than {MAX_TOKEN_BYTES} bytes; refused"
+                    ),
+                },
+            })?;
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| Error::Unauthorized {
                 registry: registry.clone(),

@@ -75,7 +75,16 @@ impl HttpStore {
         let mut url = session.clone();
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
-        let auth = self.client.authorization(&self.push()).await?;
+        let loc = self.loc(&digest.to_string());
+        // Credentials only for this registry's own origin: an upload Location elsewhere (a
+        // storage service) authorises itself, in its URL.
+        let auth = if url.origin() == self.client.inner.base.origin() {
+            self.client.authorization(&self.push()).await?
+        } else {
+            None
+        };
+        let progress = watchdog::Progress::new(size);
+        let body = watchdog::Recorded::new(body, progress.clone());
         let mut req = self
             .client
             .inner
@@ -87,10 +96,13 @@ impl HttpStore {
         if let Some(a) = auth {
             req = req.header(AUTHORIZATION, a);
         }
-        req.send().await.map_err(|e| {
-            self.client
-                .connect_error("PUT blob", &self.loc(&digest.to_string()), e)
-        })
+        let limits = self.transfer_limits("PUT blob", &loc);
+        let send = async {
+            req.send()
+                .await
+                .map_err(|e| self.client.connect_error("PUT blob", &loc, e))
+        };
+        watchdog::watch(send, &progress, &limits).await
     }
 
     pub(super) async fn put_chunked(

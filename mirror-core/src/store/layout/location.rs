@@ -35,6 +35,12 @@ pub fn parse_oci_location(s: &str) -> Result<(PathBuf, Option<String>)> {
             }
             (p, Some(t.to_string()))
         }
+        Some((_, t)) if !t.contains('\\') => {
+            return Err(invalid(&format!(
+                "{t:?} after the last ':' is not a valid tag (letters, digits, '_', '.', '-'; \
+                 at most 128); a path that contains ':' needs a tag after it (oci:PATH:TAG)"
+            )))
+        }
         _ => (rest, None),
     };
     if path.is_empty() {

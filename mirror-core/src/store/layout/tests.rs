@@ -475,7 +475,11 @@ fn oci_locations_are_parsed() {
         ok("oci:./rel/x:latest"),
         (p("./rel/x"), Some("latest".into()))
     );
-    assert_eq!(ok("oci:/x:.bad"), (p("/x:.bad"), None));
+    // Issue 16: a tag part that is no valid tag is an error, not part of the path.
+    for bad_tag in ["oci:/x:.bad", "oci:dir:tägé"] {
+        let e = parse_oci_location(bad_tag).unwrap_err().to_string();
+        assert!(e.contains("not a valid tag"), "{bad_tag}: {e}");
+    }
     let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
     for bad in [
         "/tmp/x:v1",
