@@ -219,7 +219,18 @@ async fn an_index_of_ten_thousand_children_goes_into_a_layout_with_one_index_jso
         1,
         "index.json holds the tagged root only"
     );
-    println!("10,000 children into a layout: {took:?}, index.json written {writes} times");
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    println!(
+        "10,000 children into a layout: {took:?}, index.json written {writes} times, \
+         peak RSS of the test process {peak}"
+    );
     skopeo_reads(dir.path(), "v1");
 }
 
