@@ -267,7 +267,8 @@ impl Error {
 }
 
 /// Registry-supplied text made safe to show: control characters (terminal escape sequences,
-/// carriage returns) become `?`, runs of whitespace one space, and a text longer than `max`
+/// carriage returns) and invisible format characters (bidirectional overrides, zero-width
+/// characters) become `?`, runs of whitespace one space, and a text longer than `max`
 /// characters is cut with a note of how much was left out. Error messages from registries and
 /// control planes go through it before they reach an [`Error`].
 pub fn sanitize(text: &str, max: usize) -> String {
@@ -288,7 +289,11 @@ pub fn sanitize(text: &str, max: usize) -> String {
             continue;
         }
         space = false;
-        out.push(if c.is_control() { '?' } else { c });
+        out.push(if c.is_control() || is_format(c) {
+            '?'
+        } else {
+            c
+        });
         shown += 1;
     }
     let out = out.trim_end().to_string();
@@ -297,6 +302,12 @@ pub fn sanitize(text: &str, max: usize) -> String {
     } else {
         out
     }
+}
+
+/// Invisible format characters that reorder or hide text on a terminal (bidirectional
+/// overrides and isolates, zero-width characters, the byte-order mark).
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// How many characters of registry-supplied text an error shows.
@@ -317,5 +328,13 @@ mod sanitize_tests {
         assert!(shown.len() < 600, "{}", shown.len());
         assert!(shown.ends_with("(29488 more characters)"), "{shown}");
         assert_eq!(sanitize("  spaced\t\tout  ", 100), "spaced out");
+    }
+
+    #[test]
+    fn bidirectional_overrides_and_zero_width_characters_are_shown_as_marks() {
+        assert_eq!(
+            sanitize("ok\u{202E}gnp.exe\u{200B}\u{2066}x\u{FEFF}", 100),
+            "ok?gnp.exe??x?"
+        );
     }
 }

@@ -237,6 +237,9 @@ impl ArApi {
                 env!("CARGO_PKG_VERSION")
             ))
             .connect_timeout(mirror_core::provider::config::DEFAULT_CONNECT_TIMEOUT)
+            // A control plane's answers never redirect; following one would carry the
+            // credentials header (`X-Auth-Token`, `Authorization`) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| origin.config(format!("HTTP client: {e}")))?;
         Ok(ArApi {
@@ -278,6 +281,9 @@ impl ArApi {
                 env!("CARGO_PKG_VERSION")
             ))
             .connect_timeout(timeout)
+            // A control plane's answers never redirect; following one would carry the
+            // credentials header (`X-Auth-Token`, `Authorization`) elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| self.origin.config(format!("HTTP client: {e}")))?;
         Ok(self)

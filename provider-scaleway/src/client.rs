@@ -190,6 +190,9 @@ fn http_client(origin: &Origin, connect_timeout: Duration) -> Result<reqwest::Cl
             env!("CARGO_PKG_VERSION")
         ))
         .connect_timeout(connect_timeout)
+        // A control plane's answers never redirect; following one would carry the
+        // credentials header (`X-Auth-Token`, `Authorization`) elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| origin.config(format!("HTTP client: {e}")))
 }

@@ -1,16 +1,43 @@
 //! A minimal HTTPS server for tests: a self-signed certificate for `localhost` and
 //! `127.0.0.1`, one request per connection, answered with the bytes a closure returns for its
-//! request line.
+//! request line. [`serve_dual`] answers TLS and plain HTTP on one port (it looks at the first
+//! byte: 0x16 opens a TLS handshake), for redirects that change only the scheme.
 
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Serves HTTPS on 127.0.0.1 and returns the port. `respond` gets the request line
-/// (`GET /v2/ HTTP/1.1`) and returns the whole raw answer (status line, headers, body).
+/// Serves HTTPS on 127.0.0.1 and returns the port. `respond` gets the request as read (its
+/// request line `GET /v2/ HTTP/1.1` first, then the headers) and returns the whole raw answer
+/// (status line, headers, body).
 pub async fn serve_raw<F>(respond: F) -> u16
 where
     F: Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+{
+    serve(
+        move |line: &str, tls: bool| {
+            if tls {
+                Some(respond(line))
+            } else {
+                None
+            }
+        },
+    )
+    .await
+}
+
+/// Serves TLS and plain HTTP on one 127.0.0.1 port and returns it. `respond` gets the request
+/// as read and whether it came over TLS; `None` closes the connection unanswered.
+pub async fn serve_dual<F>(respond: F) -> u16
+where
+    F: Fn(&str, bool) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
+    serve(respond).await
+}
+
+async fn serve<F>(respond: F) -> u16
+where
+    F: Fn(&str, bool) -> Option<Vec<u8>> + Send + Sync + 'static,
 {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("a self-signed certificate");
@@ -37,16 +64,34 @@ where
             let acceptor = acceptor.clone();
             let respond = respond.clone();
             tokio::spawn(async move {
-                if let Ok(mut tls) = acceptor.accept(tcp).await {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    let n = tls.read(&mut buf).await.unwrap_or(0);
-                    let text = String::from_utf8_lossy(&buf[..n]);
-                    let line = text.lines().next().unwrap_or("").to_string();
-                    let _ = tls.write_all(&respond(&line)).await;
-                    let _ = tls.shutdown().await;
+                let mut first = [0u8; 1];
+                if tcp.peek(&mut first).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                if first[0] == 0x16 {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        answer(&mut tls, true, &*respond).await;
+                    }
+                } else {
+                    let mut tcp = tcp;
+                    answer(&mut tcp, false, &*respond).await;
                 }
             });
         }
     });
     port
+}
+
+async fn answer<S, F>(stream: &mut S, tls: bool, respond: &F)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    F: Fn(&str, bool) -> Option<Vec<u8>>,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    let n = stream.read(&mut buf).await.unwrap_or(0);
+    let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+    if let Some(bytes) = respond(&head, tls) {
+        let _ = stream.write_all(&bytes).await;
+    }
+    let _ = stream.shutdown().await;
 }

@@ -112,13 +112,25 @@ async fn temporary_files_of_dead_writers_go_when_the_layout_is_opened_for_writin
                 .ok()
         })
         .expect("a pid namespace id (Linux)");
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .expect("a boot id (Linux)")
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
     let blobs = dir.path().join("blobs/sha256");
     // 4194305 is above Linux's pid_max: that writer is dead.
-    let dead_blob = blobs.join(format!(".tmp-{ns}-4194305-0-000000001"));
-    let dead_index = dir.path().join(format!(".tmp-{ns}-4194305-1-000000002"));
-    let live = blobs.join(format!(".tmp-{ns}-{}-0-000000003", std::process::id()));
-    let foreign = blobs.join(".tmp-1-4194305-0-000000004");
-    for f in [&dead_blob, &dead_index, &live, &foreign] {
+    let dead_blob = blobs.join(format!(".tmp-{host}-{ns}-4194305-0-000000001"));
+    let dead_index = dir
+        .path()
+        .join(format!(".tmp-{host}-{ns}-4194305-1-000000002"));
+    let live = blobs.join(format!(
+        ".tmp-{host}-{ns}-{}-0-000000003",
+        std::process::id()
+    ));
+    let foreign = blobs.join(format!(".tmp-{host}-1-4194305-0-000000004"));
+    let other_host = blobs.join(format!(".tmp-0000beef-{ns}-4194305-0-000000005"));
+    for f in [&dead_blob, &dead_index, &live, &foreign, &other_host] {
         std::fs::write(f, vec![0u8; 4096]).unwrap();
     }
     LayoutStore::create(dir.path()).unwrap();
@@ -130,6 +142,10 @@ async fn temporary_files_of_dead_writers_go_when_the_layout_is_opened_for_writin
     assert!(
         foreign.exists(),
         "a file of another pid namespace stays until it has been idle for an hour"
+    );
+    assert!(
+        other_host.exists(),
+        "a file of another host (a shared file system) stays until it has been idle for an hour"
     );
 }
 
@@ -418,7 +434,15 @@ async fn kill_9_of_a_copy_into_a_registry_then_rerun_gives_identical_digests() {
         std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().ok();
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the copy was killed mid-way, not left to finish: {status:?}"
+        );
+    }
     let store = mirror_core::store::http::RegistryClient::new(
         &dst.host(),
         mirror_core::store::http::credentials::Credentials::Anonymous,

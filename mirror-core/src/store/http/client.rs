@@ -30,6 +30,9 @@ pub(super) struct Inner {
     pub(super) registry: String,
     pub(super) base: Url,
     pub(super) http: reqwest::Client,
+    /// For token requests: follows no redirect (a re-sent POST body would carry a refresh
+    /// token to wherever the redirect points).
+    pub(super) token_http: reqwest::Client,
     pub(super) provider: Arc<dyn CredentialProvider>,
     pub(super) state: Mutex<AuthState>,
     pub(super) challenge_known: AtomicBool,
@@ -121,13 +124,16 @@ impl RegistryClientBuilder {
         let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|e| Error::Config(format!("registry {registry}: {e}")))?;
-        let http = shared_http_client(&self.config)
+        let http = shared_http_client(&self.config, true)
+            .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
+        let token_http = shared_http_client(&self.config, false)
             .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 registry,
                 base,
                 http,
+                token_http,
                 provider: self
                     .provider
                     .unwrap_or_else(|| static_provider(Credentials::Anonymous)),
@@ -204,7 +210,11 @@ impl RegistryClient {
             .map_err(|e| Error::Config(format!("URL {path}: {e}")))
     }
 
-    pub(super) fn connect_error(&self, op: &str, loc: &str, e: reqwest::Error) -> Error {
+    pub(super) fn connect_error(&self, op: &str, loc: &str, mut e: reqwest::Error) -> Error {
+        // An upload URL's query may carry a signed session state: never shown.
+        if let Some(url) = e.url_mut() {
+            url.set_query(None);
+        }
         Error::Connect {
             registry: self.inner.registry.clone(),
             operation: op.to_string(),
@@ -237,14 +247,16 @@ impl std::error::Error for Transport {}
 /// store is loaded once (it costs milliseconds per client) and connections to one registry
 /// are pooled across every `RegistryClient` that talks to it (source and destination of a
 /// same-registry copy share them).
+/// With `follow_redirects` false the client follows none (token requests).
 pub(super) fn shared_http_client(
     config: &RegistryConfig,
+    follow_redirects: bool,
 ) -> std::result::Result<reqwest::Client, reqwest::Error> {
     use std::collections::HashMap;
     use std::sync::{Mutex as StdMutex, OnceLock};
-    static CLIENTS: OnceLock<StdMutex<HashMap<(bool, Duration), reqwest::Client>>> =
-        OnceLock::new();
-    let key = (config.tls_verify, config.connect_timeout);
+    type Key = (bool, Duration, bool);
+    static CLIENTS: OnceLock<StdMutex<HashMap<Key, reqwest::Client>>> = OnceLock::new();
+    let key = (config.tls_verify, config.connect_timeout, follow_redirects);
     let map = CLIENTS.get_or_init(Default::default);
     if let Some(c) = map.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(c);
@@ -252,7 +264,11 @@ pub(super) fn shared_http_client(
     let client = reqwest::Client::builder()
         .user_agent(concat!("mirror-core/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(config.connect_timeout)
-        .redirect(redirect_policy())
+        .redirect(if follow_redirects {
+            redirect_policy()
+        } else {
+            reqwest::redirect::Policy::none()
+        })
         .danger_accept_invalid_certs(!config.tls_verify)
         .pool_max_idle_per_host(32)
         .build()?;
@@ -262,17 +278,24 @@ pub(super) fn shared_http_client(
     Ok(client)
 }
 
-/// Redirects: at most 10, never from `https` to `http`. reqwest drops `Authorization` when a
-/// redirect changes host or port, but not when only the scheme changes: a downgrade on the
-/// same host and port would send credentials in clear, so it is refused.
+/// Redirects: at most 10, and no scheme change on the same host and port. reqwest drops
+/// `Authorization` when a redirect changes host or port (a blob served by a storage service,
+/// even over plain HTTP, gets no credentials and is checked against its digest anyway), but
+/// not when only the scheme changes: `https://h:5000` to `http://h:5000` would send the
+/// credentials in clear, so it is refused.
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        let downgrade = attempt.url().scheme() != "https"
-            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        let next = attempt.url();
+        let downgrade = attempt.previous().last().is_some_and(|prev| {
+            prev.scheme() == "https"
+                && next.scheme() != "https"
+                && prev.host_str() == next.host_str()
+                && prev.port_or_known_default() == next.port_or_known_default()
+        });
         if attempt.previous().len() >= 10 {
             attempt.error("more than 10 redirects")
         } else if downgrade {
-            attempt.error("refusing a redirect from https to plain http")
+            attempt.error("refusing a redirect from https to plain http on the same host and port")
         } else {
             attempt.follow()
         }

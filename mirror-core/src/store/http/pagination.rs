@@ -187,7 +187,9 @@ impl RegistryClient {
             registry: self.inner.registry.clone(),
             operation: op.to_string(),
             location: loc.to_string(),
-            reason: reason.into(),
+            // Reasons quote what the registry sent (a serde error names the value, a Link
+            // its text): shown clean and short.
+            reason: crate::error::sanitize(&reason.into(), crate::error::MAX_SHOWN_TEXT),
         }
     }
 }

@@ -107,9 +107,12 @@ impl RegistryClient {
         let mut reauthenticated = false;
         loop {
             let mut request = build(&self.inner.http)
-                .timeout(self.inner.config.request_timeout)
                 .build()
                 .map_err(|e| self.connect_error(op, loc, e))?;
+            // The request timeout, unless the request set its own (a chunk upload).
+            if request.timeout().is_none() {
+                *request.timeout_mut() = Some(self.inner.config.request_timeout);
+            }
             // Credentials go to this registry's exact origin only (scheme, host, port): a URL
             // the registry handed out (an upload Location, a next page) may point elsewhere.
             if request.url().origin() == self.inner.base.origin() {
@@ -126,9 +129,12 @@ impl RegistryClient {
                 .execute(request)
                 .await
                 .map_err(|e| self.connect_error(op, loc, e))?;
-            if resp.status() == StatusCode::UNAUTHORIZED && !reauthenticated {
+            if resp.status() == StatusCode::UNAUTHORIZED
+                && !reauthenticated
+                && resp.url().origin() == self.inner.base.origin()
+            {
                 reauthenticated = true;
-                self.on_unauthorized(scopes, resp.headers()).await;
+                self.on_unauthorized(scopes, &resp).await;
                 continue;
             }
             return Ok(resp);
@@ -144,7 +150,15 @@ impl RegistryClient {
             Challenge::Basic => None,
         });
         let retry_after = retry_after(resp.headers());
-        let body = read_limited(resp, 64 * 1024).await.unwrap_or_default();
+        // Bounded in size and in time: a body that stalls must not hold the copy.
+        let body = tokio::time::timeout(
+            self.inner.config.request_timeout,
+            read_limited(resp, 64 * 1024),
+        )
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
         let parsed: ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
         let mut message: String = parsed
             .errors

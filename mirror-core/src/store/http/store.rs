@@ -313,9 +313,7 @@ impl ImageStore for HttpStore {
         };
         let mut resp = send(auth).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            self.client
-                .on_unauthorized(&self.pull(), resp.headers())
-                .await;
+            self.client.on_unauthorized(&self.pull(), &resp).await;
             let auth = self.client.authorization(&self.pull()).await?;
             resp = send(auth).await?;
         }

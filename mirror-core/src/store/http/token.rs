@@ -155,7 +155,7 @@ impl RegistryClient {
                     .extend_pairs(form)
                     .finish();
                 self.inner
-                    .http
+                    .token_http
                     .post(url)
                     .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body)
@@ -170,7 +170,7 @@ impl RegistryClient {
                         q.append_pair("scope", s);
                     }
                 }
-                let req = self.inner.http.get(url);
+                let req = self.inner.token_http.get(url);
                 match creds {
                     Credentials::Basic { username, password } => {
                         req.header(AUTHORIZATION, basic_header(username, password))
@@ -215,7 +215,10 @@ impl RegistryClient {
         let parsed: TokenResponse =
             serde_json::from_slice(&body).map_err(|e| Error::Unauthorized {
                 registry: registry.clone(),
-                message: format!("unreadable token server answer: {e}"),
+                message: crate::error::sanitize(
+                    &format!("unreadable token server answer: {e}"),
+                    crate::error::MAX_SHOWN_TEXT,
+                ),
             })?;
         parsed.into_token().ok_or_else(|| Error::Unauthorized {
             registry: registry.clone(),
@@ -223,7 +226,16 @@ impl RegistryClient {
         })
     }
 
-    pub(super) async fn on_unauthorized(&self, scopes: &[String], headers: &HeaderMap) {
+    /// After a 401 from the registry: learn its challenge, forget the tokens of `scopes` and
+    /// the credentials. A 401 from another origin (an upload Location, a redirect target)
+    /// teaches nothing: its challenge could name a realm of its choosing, to which the
+    /// registry's credentials would then go.
+    pub(super) async fn on_unauthorized(&self, scopes: &[String], resp: &reqwest::Response) {
+        if resp.url().origin() != self.inner.base.origin() {
+            tracing::warn!(registry = %self.inner.registry, origin = %resp.url().origin().ascii_serialization(), "a 401 from another origin is ignored");
+            return;
+        }
+        let headers: &HeaderMap = resp.headers();
         let mut state = self.inner.state.lock().await;
         if let Some(c) = challenge_of(headers) {
             state.challenge = Some(c);

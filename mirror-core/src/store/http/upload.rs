@@ -2,6 +2,7 @@
 //! refused the monolithic upload); a failed or dropped upload cancels its session.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
@@ -96,7 +97,9 @@ impl HttpStore {
         if let Some(a) = auth {
             req = req.header(AUTHORIZATION, a);
         }
-        let limits = self.transfer_limits("PUT blob", &loc);
+        let mut limits = self.transfer_limits("PUT blob", &loc);
+        // A registry may take a while to commit a large blob (a move on object storage).
+        limits.answer += Duration::from_secs_f64(30.0 * size as f64 / (1u64 << 30) as f64);
         let send = async {
             req.send()
                 .await
@@ -127,10 +130,15 @@ impl HttpStore {
                 let data: Bytes = buf.split().freeze();
                 let end = offset + data.len() as u64 - 1;
                 let url = session.clone();
+                // A chunk's own time bound: the request timeout plus its bytes at 16 KiB/s,
+                // so that a slow link still gets a chunk through.
+                let within = self.client.inner.config.request_timeout
+                    + Duration::from_secs(data.len() as u64 / (16 * 1024));
                 let resp = self
                     .client
                     .send_once("PATCH blob", &loc, &self.push(), &|c: &reqwest::Client| {
                         c.patch(url.clone())
+                            .timeout(within)
                             .header(CONTENT_TYPE, "application/octet-stream")
                             .header("Content-Range", format!("{offset}-{end}"))
                             .header(CONTENT_LENGTH, data.len().to_string())
@@ -195,9 +203,7 @@ impl HttpStore {
         if status == StatusCode::UNAUTHORIZED {
             // The token expired or was revoked during the upload: forget it so that the
             // restarted upload authenticates afresh.
-            self.client
-                .on_unauthorized(&self.push(), resp.headers())
-                .await;
+            self.client.on_unauthorized(&self.push(), &resp).await;
         }
         self.cancel_upload(session).await;
         if chunk.is_none()

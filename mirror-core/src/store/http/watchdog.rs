@@ -12,7 +12,9 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use futures::Stream;
@@ -62,42 +64,23 @@ impl Limits {
     }
 }
 
-/// Throughput over the current window.
-#[derive(Debug)]
-struct Window {
-    start: Instant,
-    bytes: u64,
-}
-
-impl Window {
-    fn new() -> Self {
-        Window {
-            start: Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    /// Adds `n` bytes; `Err(moved)` when a whole window moved less than `min`.
-    fn add(&mut self, n: u64, min: Option<Throughput>) -> std::result::Result<(), u64> {
-        self.bytes += n;
-        if let Some(min) = min {
-            if self.start.elapsed() >= min.per {
-                if self.bytes < min.bytes {
-                    return Err(self.bytes);
-                }
-                *self = Window::new();
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A downloaded body that fails with [`Error::Stalled`] when it stops moving.
+/// A downloaded body that fails with [`Error::Stalled`] when the source stops moving it.
+///
+/// Only the time the consumer waits for the source counts: from a poll that found no data
+/// (`Pending`) to the next poll. The time the consumer takes between two chunks (a slow
+/// destination, a consumer that has not started yet) is the consumer's, never blamed on the
+/// source.
 pub(super) struct GuardedDownload<S> {
     inner: S,
     limits: Limits,
     sleep: Pin<Box<tokio::time::Sleep>>,
-    window: Window,
+    /// Source time since the last chunk.
+    waited: Duration,
+    /// Source time and bytes in the current throughput window.
+    window_time: Duration,
+    window_bytes: u64,
+    /// When the last poll returned `Pending` (the wait since then is the source's).
+    pending_since: Option<Instant>,
     done: bool,
 }
 
@@ -107,7 +90,10 @@ impl<S> GuardedDownload<S> {
             sleep: Box::pin(tokio::time::sleep(limits.idle)),
             inner,
             limits,
-            window: Window::new(),
+            waited: Duration::ZERO,
+            window_time: Duration::ZERO,
+            window_bytes: 0,
+            pending_since: None,
             done: false,
         }
     }
@@ -123,23 +109,26 @@ where
         if self.done {
             return Poll::Ready(None);
         }
+        let now = Instant::now();
+        if let Some(since) = self.pending_since.take() {
+            let waited = now.saturating_duration_since(since);
+            self.waited += waited;
+            self.window_time += waited;
+        }
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                let idle = self.limits.idle;
-                self.sleep
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + idle);
-                let min = self.limits.min;
-                if let Err(moved) = self.window.add(chunk.len() as u64, min) {
-                    self.done = true;
-                    let e = self.limits.slow_error(
-                        moved,
-                        min.unwrap_or(Throughput {
-                            bytes: 0,
-                            per: Duration::ZERO,
-                        }),
-                    );
-                    return Poll::Ready(Some(Err(e)));
+                self.waited = Duration::ZERO;
+                self.window_bytes += chunk.len() as u64;
+                if let Some(min) = self.limits.min {
+                    if self.window_time >= min.per {
+                        if self.window_bytes < min.bytes {
+                            self.done = true;
+                            let e = self.limits.slow_error(self.window_bytes, min);
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        self.window_time = Duration::ZERO;
+                        self.window_bytes = 0;
+                    }
                 }
                 Poll::Ready(Some(Ok(chunk)))
             }
@@ -149,13 +138,26 @@ where
                 }
                 Poll::Ready(other)
             }
-            Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => {
+            Poll::Pending => {
+                let left = self.limits.idle.saturating_sub(self.waited);
+                if left.is_zero() {
+                    // Decided here: a timer reset to "now" would only fire on a later tick,
+                    // and the next poll would reset it again.
                     self.done = true;
-                    Poll::Ready(Some(Err(self.limits.idle_error())))
+                    return Poll::Ready(Some(Err(self.limits.idle_error())));
                 }
-                Poll::Pending => Poll::Pending,
-            },
+                self.sleep.as_mut().reset(now + left);
+                match self.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.done = true;
+                        Poll::Ready(Some(Err(self.limits.idle_error())))
+                    }
+                    Poll::Pending => {
+                        self.pending_since = Some(now);
+                        Poll::Pending
+                    }
+                }
+            }
         }
     }
 }
@@ -180,7 +182,7 @@ impl Progress {
             size,
             last: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            finished: AtomicBool::new(false),
+            finished: AtomicBool::new(size == 0),
         })
     }
 

@@ -198,8 +198,13 @@ pub(super) fn update_index<T>(
 /// Writes the manifest `m` as a blob unless a whole copy is there.
 pub(super) fn write_manifest_blob(root: &Path, m: &RawManifest) -> Result<()> {
     let blob = blob_path(root, &m.digest);
-    let whole = match fs::read(&blob) {
-        Ok(bytes) => m.digest.verify(&bytes).is_ok(),
+    // The size first: a hostile or corrupt file under the name may be huge.
+    let whole = match fs::metadata(&blob) {
+        Ok(meta) if meta.len() == m.bytes.len() as u64 => match fs::read(&blob) {
+            Ok(bytes) => m.digest.verify(&bytes).is_ok(),
+            Err(e) => return Err(Error::io(&blob, e)),
+        },
+        Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(Error::io(&blob, e)),
     };
@@ -323,7 +328,8 @@ impl TempFile {
             .map(|d| d.subsec_nanos())
             .unwrap_or_default();
         let name = format!(
-            "{TEMP_PREFIX}{}-{}-{n}-{nanos:09}",
+            "{TEMP_PREFIX}{}-{}-{}-{n}-{nanos:09}",
+            host_id(),
             pid_namespace(),
             std::process::id()
         );
@@ -344,7 +350,7 @@ impl Drop for TempFile {
     }
 }
 
-/// The prefix of temporary files: `.tmp-<pid namespace>-<pid>-<counter>-<nanos>`.
+/// The prefix of temporary files: `.tmp-<host>-<pid namespace>-<pid>-<counter>-<nanos>`.
 pub(super) const TEMP_PREFIX: &str = ".tmp-";
 /// A temporary file of a writer this process cannot check (another pid namespace, an older
 /// name format) is stale after this long without a write.
@@ -368,6 +374,20 @@ fn pid_namespace() -> u64 {
     })
 }
 
+/// This kernel's boot, as 8 hex digits of `/proc/sys/kernel/random/boot_id` (`0` when
+/// unknown): a layout on a shared file system (NFS) may have writers on other hosts, whose
+/// pid namespaces can carry the same numbers as ours; after a reboot no earlier writer lives.
+fn host_id() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.chars().filter(char::is_ascii_hexdigit).take(8).collect())
+            .filter(|s: &String| s.len() == 8)
+            .unwrap_or_else(|| "0".to_string())
+    })
+}
+
 /// Whether process `pid` of this pid namespace is alive, when that can be told.
 fn alive(pid: u32) -> Option<bool> {
     let proc = Path::new("/proc");
@@ -383,8 +403,11 @@ fn stale(name: &str, idle: std::time::Duration) -> bool {
         return false;
     };
     let parts: Vec<&str> = rest.split('-').collect();
+    // Names without the host part (earlier versions) count as foreign.
     let (ns, pid) = match parts.as_slice() {
-        [ns, pid, _, _] => (ns.parse::<u64>().ok(), pid.parse::<u32>().ok()),
+        [host, ns, pid, _, _] if *host == host_id() && *host != "0" => {
+            (ns.parse::<u64>().ok(), pid.parse::<u32>().ok())
+        }
         _ => (None, None),
     };
     match (ns, pid) {
@@ -452,24 +475,32 @@ mod temp_tests {
 
     #[test]
     fn temporary_files_of_dead_writers_are_stale_and_of_live_ones_not() {
+        let host = host_id();
         let ns = pid_namespace();
         let me = std::process::id();
         let fresh = std::time::Duration::from_secs(1);
         assert!(
-            !stale(&format!(".tmp-{ns}-{me}-0-000000001"), fresh),
+            !stale(&format!(".tmp-{host}-{ns}-{me}-0-000000001"), fresh),
             "a live writer"
         );
-        if ns != 0 {
+        if ns != 0 && host != "0" {
             // No process has pid 4194304 + 1 (above Linux's pid_max).
             assert!(
-                stale(&format!(".tmp-{ns}-4194305-0-000000001"), fresh),
+                stale(&format!(".tmp-{host}-{ns}-4194305-0-000000001"), fresh),
                 "a dead writer"
             );
         }
-        // Another pid namespace, or the old name format: only when idle for an hour.
-        assert!(!stale(".tmp-1-4194305-0-000000001", fresh) || ns == 1);
-        assert!(!stale(".tmp-4194305-0-000000001", fresh));
-        assert!(stale(".tmp-4194305-0-000000001", STALE_FOREIGN * 2));
+        // Another host (a shared file system), another pid namespace, or an older name
+        // format: only when idle for an hour.
+        assert!(
+            !stale(&format!(".tmp-0000beef-{ns}-4194305-0-000000001"), fresh) || host == "0000beef"
+        );
+        assert!(!stale(&format!(".tmp-{host}-1-4194305-0-000000001"), fresh) || ns == 1);
+        assert!(!stale(&format!(".tmp-{ns}-4194305-0-000000001"), fresh));
+        assert!(stale(
+            &format!(".tmp-{ns}-4194305-0-000000001"),
+            STALE_FOREIGN * 2
+        ));
         assert!(!stale("sha256-not-a-temp-file", STALE_FOREIGN * 2));
     }
 }

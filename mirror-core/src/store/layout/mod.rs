@@ -486,6 +486,11 @@ impl ImageStore for LayoutStore {
         }
         verifier.finish()?;
         file.flush().await.map_err(|e| Error::io(guard.path(), e))?;
+        // On disk before it gets the final name: a crash must never leave a short file
+        // under a digest (readers trust the name).
+        file.sync_all()
+            .await
+            .map_err(|e| Error::io(guard.path(), e))?;
         drop(file);
         tokio::fs::rename(guard.path(), &target)
             .await
