@@ -222,6 +222,21 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// An in-use source could not tell which images the cluster uses: the Kubernetes API
+    /// refused a listing (403: missing RBAC), was unreachable, or a listing could not be
+    /// completed. Eviction and sweep then delete nothing.
+    #[error("cannot tell which images are in use ({origin}, {operation}): {message}")]
+    InUseUnknown {
+        /// Where the source looked (`kubernetes https://10.0.0.1:443`).
+        origin: String,
+        /// What failed (`list pods in all namespaces`).
+        operation: String,
+        /// The HTTP status, when there was one.
+        status: Option<u16>,
+        /// What went wrong, and for a refusal the permission that is missing.
+        message: String,
+    },
+
     /// An image build failed: the builder could not start, exited with an error, was killed
     /// or ran out of time. Nothing was tagged at `reference`.
     #[error("build of {reference} failed ({status}); last lines of the build log:\n{log_tail}")]

@@ -2,7 +2,7 @@
 //!
 //! Nothing here does I/O; [`crate::Mirror`] lists images, asks for a plan, then executes it.
 //! Plans never name an image outside the repository they are computed for, never the image just
-//! deployed, never an in-use image, and never an image pushed less than `grace` ago (another
+//! deployed, never an in-use or anchored image, and never an image pushed less than `grace` ago (another
 //! deployer may have just pushed it and not yet started its pods).
 
 use std::collections::HashSet;
@@ -16,6 +16,7 @@ pub use crate::image::ImageRecord;
 /// Why an image is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum KeepReason {
     /// The image this deployment just mirrored.
     JustDeployed,
@@ -27,6 +28,9 @@ pub enum KeepReason {
     Recent,
     /// Younger than the retention time.
     NotExpired,
+    /// Carries an anchor tag ([`crate::image::ANCHOR_TAG_PREFIX`]): it was in use when the
+    /// anchors were last set, and stays until [`crate::Mirror::protect`] releases it.
+    Anchored,
 }
 
 /// A plan: what to delete and what to keep, with reasons.
@@ -66,6 +70,8 @@ pub fn plan_service_eviction(
             plan.keep.push((img.clone(), KeepReason::JustDeployed));
         } else if in_use.contains(&img.digest) {
             plan.keep.push((img.clone(), KeepReason::InUse));
+        } else if img.anchored {
+            plan.keep.push((img.clone(), KeepReason::Anchored));
         } else if is_recent(img, now, grace) {
             plan.keep.push((img.clone(), KeepReason::Recent));
         } else if let Some(subject) = &img.orphan_of {
@@ -111,6 +117,8 @@ pub fn plan_retention(
         let subject_in_use = img.orphan_of.as_ref().is_some_and(|s| in_use.contains(s));
         if in_use.contains(&img.digest) || subject_in_use {
             plan.keep.push((img.clone(), KeepReason::InUse));
+        } else if img.anchored {
+            plan.keep.push((img.clone(), KeepReason::Anchored));
         } else if img.orphan_of.is_some() || is_expired(img, now, retention) {
             plan.delete.push(img.clone());
         } else {
@@ -158,6 +166,9 @@ mod tests {
             size: Some(1),
             referrers: Vec::new(),
             orphan_of: None,
+            in_use_by: Vec::new(),
+            anchored: false,
+            expires_at: None,
         }
     }
 

@@ -49,6 +49,7 @@ pub mod error;
 pub mod events;
 pub mod eviction;
 pub mod image;
+pub mod inuse;
 pub mod key;
 pub mod media;
 pub mod mirror;
@@ -73,7 +74,8 @@ pub use eviction::EvictionPlan;
 pub use image::ImageRecord;
 pub use media::{PlatformFilter, RawManifest};
 pub use mirror::{
-    Action, Deployment, Inventory, Mirror, MirrorBuilder, Source, Sources, SweepReport, TagPolicy,
+    Action, Deployment, Inventory, Mirror, MirrorBuilder, ProtectReport, Source, Sources,
+    SweepReport, TagPolicy,
 };
 pub use reference::Reference;
 pub use registry::{

@@ -19,7 +19,8 @@
 //! | `MIRROR_ECR_MAX_ATTEMPTS` | `max_attempts` | *shared*: attempts per retried request, both planes (the SDK's standard retry mode for API calls) | 5 on the data plane, the SDK's 3 for API calls |
 //! | `MIRROR_ECR_TAG_MUTABILITY` | `tag_mutability` | `MUTABLE` or `IMMUTABLE` for new repositories | `MUTABLE` |
 //! | `MIRROR_ECR_SCAN_ON_PUSH` | `scan_on_push` | basic scanning on push for new repositories | `false` |
-//! | `MIRROR_ECR_LIFECYCLE_POLICY` | `lifecycle_policy` | enforce Cluster-mode retention with a lifecycle policy | `true` |
+//! | `MIRROR_ECR_LIFECYCLE_POLICY` | `lifecycle_policy` | enforce Cluster-mode retention with a lifecycle policy (with the anchor rule first, see [`crate::lifecycle`]) | `true` |
+//! | `MIRROR_ECR_RETENTION_AGE` | `retention_age` | what the lifecycle policy's retention counts from: `pushed` (`sinceImagePushed`) or `pulled` (`sinceImagePulled`) | `pushed` |
 //! | `MIRROR_ECR_PROFILE` | `profile` | AWS profile for credentials and region | the SDK chain (`AWS_PROFILE`) |
 //!
 //! AWS credentials come from the SDK's default chain (environment, profile files, SSO, web
@@ -104,6 +105,8 @@ pub enum EcrConfigKey {
     ScanOnPush,
     /// Lifecycle policy for Cluster-mode retention.
     LifecyclePolicy,
+    /// What the retention counts from (`pushed` / `pulled`).
+    RetentionAge,
     /// AWS profile.
     Profile,
 }
@@ -122,6 +125,7 @@ impl ConfigKey for EcrConfigKey {
         EcrConfigKey::TagMutability,
         EcrConfigKey::ScanOnPush,
         EcrConfigKey::LifecyclePolicy,
+        EcrConfigKey::RetentionAge,
         EcrConfigKey::Profile,
     ];
     const NAME: &'static str = "ECR";
@@ -141,6 +145,7 @@ impl ConfigKey for EcrConfigKey {
             EcrConfigKey::TagMutability => "tag_mutability",
             EcrConfigKey::ScanOnPush => "scan_on_push",
             EcrConfigKey::LifecyclePolicy => "lifecycle_policy",
+            EcrConfigKey::RetentionAge => "retention_age",
             EcrConfigKey::Profile => "profile",
         }
     }
@@ -195,6 +200,7 @@ pub struct EcrBuilder {
     tag_mutability: TagMutability,
     scan_on_push: bool,
     lifecycle_policy: Option<bool>,
+    retention_age: crate::lifecycle::Age,
     profile: Option<String>,
     sdk_config: Option<SdkConfig>,
     common: CommonSettings,
@@ -239,6 +245,7 @@ impl EcrBuilder {
                 record(parse_bool(key.as_str(), &value).map(|b| self.lifecycle_policy = Some(b)))
             }
             EcrConfigKey::TagMutability => record(value.parse().map(|m| self.tag_mutability = m)),
+            EcrConfigKey::RetentionAge => record(value.parse().map(|a| self.retention_age = a)),
             _ => {}
         }
         self
@@ -259,6 +266,13 @@ impl EcrBuilder {
             EcrConfigKey::LifecyclePolicy => {
                 Some(self.lifecycle_policy.unwrap_or(true).to_string())
             }
+            EcrConfigKey::RetentionAge => Some(
+                match self.retention_age {
+                    crate::lifecycle::Age::SincePulled => "pulled",
+                    _ => "pushed",
+                }
+                .to_string(),
+            ),
             EcrConfigKey::TagMutability => Some(
                 match self.tag_mutability {
                     TagMutability::Mutable => "MUTABLE",
@@ -325,6 +339,13 @@ impl EcrBuilder {
     /// `false`, retention is left to `Mirror::sweep`, which never deletes images in use.
     pub fn lifecycle_policy(mut self, enabled: bool) -> Self {
         self.lifecycle_policy = Some(enabled);
+        self
+    }
+
+    /// What the lifecycle policy's retention counts from (default: the push). See
+    /// [`crate::lifecycle`] for what `sinceImagePulled` can and cannot see.
+    pub fn retention_age(mut self, age: crate::lifecycle::Age) -> Self {
+        self.retention_age = age;
         self
     }
 
@@ -486,6 +507,7 @@ impl EcrBuilder {
                 tag_mutability: self.tag_mutability,
                 scan_on_push: self.scan_on_push,
                 lifecycle_policy: self.lifecycle_policy.unwrap_or(true),
+                retention_age: self.retention_age,
                 credentials,
             }),
         })

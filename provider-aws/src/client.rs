@@ -355,6 +355,21 @@ impl EcrApi {
         Ok(failures(out.failures()))
     }
 
+    /// `BatchDeleteImage` of one tag, named by the tag alone (ECR removes the tag; an image
+    /// left without tags is deleted with it): the per-image failures.
+    pub async fn batch_delete_tag(&self, name: &str, tag: &str) -> Result<Vec<Failure>> {
+        let out = self
+            .sdk
+            .batch_delete_image()
+            .repository_name(name)
+            .set_registry_id(self.registry_id.clone())
+            .image_ids(ImageIdentifier::builder().image_tag(tag).build())
+            .send()
+            .await
+            .map_err(|e| self.err("BatchDeleteImage", name, e))?;
+        Ok(failures(out.failures()))
+    }
+
     /// `GetAuthorizationToken`, decoded.
     pub async fn authorization_token(&self) -> Result<AuthToken> {
         let out = self

@@ -107,6 +107,7 @@ struct Inner {
     tag_mutability: TagMutability,
     scan_on_push: bool,
     lifecycle_policy: bool,
+    retention_age: lifecycle::Age,
     credentials: Arc<EcrCredentials>,
 }
 
@@ -198,9 +199,10 @@ impl Ecr {
                     } else {
                         api.get_lifecycle_policy(repository).await?
                     };
-                    if lifecycle::needs_update(current.as_deref(), retention) {
-                        api.put_lifecycle_policy(repository, &lifecycle::policy_text(retention))
-                            .await?;
+                    let age = self.inner.retention_age;
+                    if lifecycle::needs_update(current.as_deref(), retention, age) {
+                        let text = lifecycle::policy_text(retention, age);
+                        api.put_lifecycle_policy(repository, &text).await?;
                     }
                 }
                 None if !created => {
@@ -280,11 +282,13 @@ impl Registry for Ecr {
         self.inner.host.clone()
     }
 
-    /// ECR records `imagePushedAt`; retention is native when the lifecycle policy is on.
+    /// ECR records `imagePushedAt`; retention is native when the lifecycle policy is on, and
+    /// then anchors are written (the policy's first rule keeps them).
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
             .with_push_times(true)
             .with_native_retention(self.inner.lifecycle_policy)
+            .with_anchors(self.inner.lifecycle_policy)
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
@@ -381,6 +385,27 @@ impl Registry for Ecr {
         let mut out = fold_referrers(&store, out).await?;
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
+    }
+
+    /// `BatchDeleteImage` of the tag alone. ECR deletes an image whose last tag goes: the
+    /// anchors this is used for are released only from images no longer in use, and an
+    /// image whose only tag was its anchor (its mirror tag moved on) is then gone early,
+    /// never one in use.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
+        naming::check_repository(repository)?;
+        let failures = self.inner.api.batch_delete_tag(repository, tag).await?;
+        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(f) if error::classify(&f.code, None) == Kind::ImageNotFound => {
+                Err(Error::NotFound {
+                    what: "tag",
+                    location: format!("{}/{repository}:{tag}", self.inner.host),
+                })
+            }
+            Some(f) => Err(self.image_error(repository, "BatchDeleteImage", f)),
+        }
     }
 
     /// `BatchDeleteImage` of the digest (which removes its tags), then of the image's

@@ -1,21 +1,96 @@
 //! Cluster-mode retention as an ECR lifecycle policy.
 //!
-//! The policy has one rule: every image (`tagStatus: any`) is expired a number of days after
-//! it was pushed (`countType: sinceImagePushed`, `countUnit: days`). The number of days is the
-//! retention rounded up, at least 1 (ECR counts whole days). The rule's description starts
-//! with [`DESCRIPTION_PREFIX`], which is how this crate recognises a policy it wrote.
+//! The policy has two rules, in this order:
 //!
-//! ECR may store the policy text reformatted, so policies are compared as JSON values, not as
-//! text: [`needs_update`] is false when the stored policy already says the same.
+//! 1. **Anchors** (priority 1): `tagStatus: tagged`, `tagPrefixList: ["mirror.anchor."]`,
+//!    `countType: imageCountMoreThan`, `countNumber: 100000`. It selects the images that carry
+//!    an anchor tag (images in use, see [`mirror_core::Mirror::protect`]) and would expire
+//!    only those beyond the 100,000 newest anchored ones: more images than an ECR repository
+//!    holds by default (20,000), so in practice it expires nothing. Its purpose is the
+//!    documented precedence of lifecycle rules: *an image that matches the tagging
+//!    requirements of a higher priority rule cannot be expired by a rule with a lower
+//!    priority*. An anchored image is therefore never expired by rule 2.
+//! 2. **Retention** (priority 2): `tagStatus: any`, expired a number of days after it was
+//!    pushed (`countType: sinceImagePushed`) or, with [`Age::SincePulled`], after it was last
+//!    pulled (`countType: sinceImagePulled`), `countUnit: days`. The number of days is the
+//!    retention rounded up, at least 1 (ECR counts whole days). A rule with `tagStatus: any`
+//!    must have the highest priority number, which it has.
+//!
+//! The exact text, for a retention of 7 days counted from the push:
+//!
+//! ```json
+//! {"rules":[
+//!   {"rulePriority":1,"description":"mirror-core retention: never expire anchored (in-use) images",
+//!    "selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],
+//!                 "countType":"imageCountMoreThan","countNumber":100000},
+//!    "action":{"type":"expire"}},
+//!   {"rulePriority":2,"description":"mirror-core retention: expire images 7 days after push",
+//!    "selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},
+//!    "action":{"type":"expire"}}]}
+//! ```
+//!
+//! `sinceImagePulled` measures from the last pull (the push for an image never pulled): an
+//! image the nodes pull keeps living without an anchor. It cannot see a pod that runs for
+//! weeks without pulling again (nodes pull when a pod starts on a node without the image),
+//! so the anchor rule stays first with either measure; what it adds is that an image nobody
+//! pulled for the retention time goes even while some old Deployment revision names it.
+//!
+//! Every rule's description starts with [`DESCRIPTION_PREFIX`], which is how this crate
+//! recognises a policy it wrote. ECR may store the policy text reformatted, so policies are
+//! compared as JSON values, not as text: [`needs_update`] is false when the stored policy
+//! already says the same. [`model`] evaluates a policy by the documented rules (for tests).
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-/// The start of the description of the rule this crate writes.
+/// The start of the description of the rules this crate writes.
 pub const DESCRIPTION_PREFIX: &str = "mirror-core retention";
 
+/// The anchor rule's `countNumber`: more anchored images than a repository holds.
+pub const ANCHOR_COUNT: u64 = 100_000;
+
 const DAY: u64 = 24 * 60 * 60;
+
+/// What the retention counts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Age {
+    /// From the push (`sinceImagePushed`, the default).
+    #[default]
+    SincePushed,
+    /// From the last pull, or the push for an image never pulled (`sinceImagePulled`).
+    SincePulled,
+}
+
+impl Age {
+    fn count_type(self) -> &'static str {
+        match self {
+            Age::SincePushed => "sinceImagePushed",
+            Age::SincePulled => "sinceImagePulled",
+        }
+    }
+
+    fn event(self) -> &'static str {
+        match self {
+            Age::SincePushed => "push",
+            Age::SincePulled => "the last pull",
+        }
+    }
+}
+
+impl std::str::FromStr for Age {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "pushed" | "push" | "sinceimagepushed" => Ok(Age::SincePushed),
+            "pulled" | "pull" | "sinceimagepulled" => Ok(Age::SincePulled),
+            other => Err(format!(
+                "retention_age must be `pushed` or `pulled`, not {other:?}"
+            )),
+        }
+    }
+}
 
 /// The retention in whole days: rounded up, at least 1.
 pub fn retention_days(retention: Duration) -> u64 {
@@ -23,35 +98,65 @@ pub fn retention_days(retention: Duration) -> u64 {
     secs.div_ceil(DAY).max(1)
 }
 
+fn anchor_description() -> String {
+    format!("{DESCRIPTION_PREFIX}: never expire anchored (in-use) images")
+}
+
+fn retention_description(days: u64, age: Age) -> String {
+    format!(
+        "{DESCRIPTION_PREFIX}: expire images {days} days after {}",
+        age.event()
+    )
+}
+
 /// The policy text sent to `PutLifecyclePolicy`, keys in the order of ECR's documentation.
-pub fn policy_text(retention: Duration) -> String {
+pub fn policy_text(retention: Duration, age: Age) -> String {
     let days = retention_days(retention);
-    let description = Value::String(format!(
-        "{DESCRIPTION_PREFIX}: expire images {days} days after push"
-    ));
+    let anchor = Value::String(anchor_description());
+    let description = Value::String(retention_description(days, age));
+    let prefix = Value::String(mirror_core::image::ANCHOR_TAG_PREFIX.to_string());
     format!(
         concat!(
-            r#"{{"rules":[{{"rulePriority":1,"description":{description},"#,
-            r#""selection":{{"tagStatus":"any","countType":"sinceImagePushed","#,
+            r#"{{"rules":[{{"rulePriority":1,"description":{anchor},"#,
+            r#""selection":{{"tagStatus":"tagged","tagPrefixList":[{prefix}],"#,
+            r#""countType":"imageCountMoreThan","countNumber":{count}}},"#,
+            r#""action":{{"type":"expire"}}}},"#,
+            r#"{{"rulePriority":2,"description":{description},"#,
+            r#""selection":{{"tagStatus":"any","countType":"{count_type}","#,
             r#""countUnit":"days","countNumber":{days}}},"#,
             r#""action":{{"type":"expire"}}}}]}}"#
         ),
+        anchor = anchor,
+        prefix = prefix,
+        count = ANCHOR_COUNT,
         description = description,
+        count_type = age.count_type(),
         days = days
     )
 }
 
 /// The lifecycle policy document for `retention`, as a JSON value (for comparisons).
-pub fn policy(retention: Duration) -> Value {
+pub fn policy(retention: Duration, age: Age) -> Value {
+    let days = retention_days(retention);
     json!({
         "rules": [{
             "rulePriority": 1,
-            "description": format!("{DESCRIPTION_PREFIX}: expire images {} days after push", retention_days(retention)),
+            "description": anchor_description(),
+            "selection": {
+                "tagStatus": "tagged",
+                "tagPrefixList": [mirror_core::image::ANCHOR_TAG_PREFIX],
+                "countType": "imageCountMoreThan",
+                "countNumber": ANCHOR_COUNT
+            },
+            "action": { "type": "expire" }
+        }, {
+            "rulePriority": 2,
+            "description": retention_description(days, age),
             "selection": {
                 "tagStatus": "any",
-                "countType": "sinceImagePushed",
+                "countType": age.count_type(),
                 "countUnit": "days",
-                "countNumber": retention_days(retention)
+                "countNumber": days
             },
             "action": { "type": "expire" }
         }]
@@ -59,9 +164,9 @@ pub fn policy(retention: Duration) -> Value {
 }
 
 /// True when the stored policy (`None`: none) differs from the one for `retention`.
-pub fn needs_update(current: Option<&str>, retention: Duration) -> bool {
+pub fn needs_update(current: Option<&str>, retention: Duration, age: Age) -> bool {
     match current.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
-        Some(v) => v != policy(retention),
+        Some(v) => v != policy(retention, age),
         None => true,
     }
 }
@@ -79,6 +184,93 @@ pub fn is_ours(text: &str) -> bool {
                 .is_some_and(|d| d.starts_with(DESCRIPTION_PREFIX))
         }),
         _ => false,
+    }
+}
+
+pub mod model {
+    //! ECR's lifecycle evaluation as its documentation states it, for tests of the policies
+    //! this crate writes (no emulator evaluates lifecycle policies):
+    //!
+    //! - rules are applied in `rulePriority` order, lowest first;
+    //! - an image matching the tagging requirements of a higher-priority rule cannot be
+    //!   expired by a lower-priority rule (whether or not the higher rule expires it);
+    //! - `tagStatus: tagged` with `tagPrefixList` matches an image when every prefix of the
+    //!   list is the start of one of its tags; `untagged` matches images without tags; `any`
+    //!   matches every image;
+    //! - `imageCountMoreThan n` expires the matching images beyond the `n` most recently
+    //!   pushed; `sinceImagePushed n` those pushed more than `n` days ago; `sinceImagePulled
+    //!   n` those last pulled (or, never pulled, pushed) more than `n` days ago.
+
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    /// One image as the evaluation sees it.
+    #[derive(Debug, Clone)]
+    pub struct Image {
+        /// Its digest (any unique name).
+        pub digest: String,
+        /// Its tags.
+        pub tags: Vec<String>,
+        /// Days since its push.
+        pub pushed_days_ago: u64,
+        /// Days since its last pull, if it was ever pulled.
+        pub pulled_days_ago: Option<u64>,
+    }
+
+    fn matches(selection: &Value, image: &Image) -> bool {
+        match selection["tagStatus"].as_str() {
+            Some("any") => true,
+            Some("untagged") => image.tags.is_empty(),
+            Some("tagged") => selection["tagPrefixList"]
+                .as_array()
+                .is_some_and(|prefixes| {
+                    !prefixes.is_empty()
+                        && prefixes.iter().all(|p| {
+                            p.as_str()
+                                .is_some_and(|p| image.tags.iter().any(|t| t.starts_with(p)))
+                        })
+                }),
+            _ => false,
+        }
+    }
+
+    /// The digests the policy expires.
+    pub fn expired(policy: &Value, images: &[Image]) -> BTreeSet<String> {
+        let mut rules: Vec<&Value> = policy["rules"].as_array().into_iter().flatten().collect();
+        rules.sort_by_key(|r| r["rulePriority"].as_u64().unwrap_or(u64::MAX));
+        let mut claimed: BTreeSet<String> = BTreeSet::new();
+        let mut expired = BTreeSet::new();
+        for rule in rules {
+            let selection = &rule["selection"];
+            let count = selection["countNumber"].as_u64().unwrap_or(u64::MAX);
+            let mut selected: Vec<&Image> = images
+                .iter()
+                .filter(|i| !claimed.contains(&i.digest) && matches(selection, i))
+                .collect();
+            let to_expire: Vec<&Image> = match selection["countType"].as_str() {
+                Some("imageCountMoreThan") => {
+                    selected.sort_by_key(|i| i.pushed_days_ago);
+                    selected.iter().skip(count as usize).copied().collect()
+                }
+                Some("sinceImagePushed") => selected
+                    .iter()
+                    .filter(|i| i.pushed_days_ago > count)
+                    .copied()
+                    .collect(),
+                Some("sinceImagePulled") => selected
+                    .iter()
+                    .filter(|i| i.pulled_days_ago.unwrap_or(i.pushed_days_ago) > count)
+                    .copied()
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if rule["action"]["type"] == "expire" {
+                expired.extend(to_expire.iter().map(|i| i.digest.clone()));
+            }
+            claimed.extend(selected.iter().map(|i| i.digest.clone()));
+        }
+        expired
     }
 }
 
@@ -103,28 +295,136 @@ mod tests {
     fn the_policy_is_exactly_the_documented_shape() {
         let expected = concat!(
             r#"{"rules":[{"rulePriority":1,"#,
+            r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
+            r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
+            r#""action":{"type":"expire"}},"#,
+            r#"{"rulePriority":2,"#,
             r#""description":"mirror-core retention: expire images 7 days after push","#,
             r#""selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"#,
             r#""action":{"type":"expire"}}]}"#
         );
-        let text = policy_text(Duration::from_secs(7 * DAY));
+        let text = policy_text(Duration::from_secs(7 * DAY), Age::SincePushed);
         assert_eq!(text, expected);
         let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(parsed, policy(Duration::from_secs(7 * DAY)));
+        assert_eq!(
+            parsed,
+            policy(Duration::from_secs(7 * DAY), Age::SincePushed)
+        );
+        let pulled = policy_text(Duration::from_secs(7 * DAY), Age::SincePulled);
+        assert!(
+            pulled.contains(r#""countType":"sinceImagePulled""#),
+            "{pulled}"
+        );
+        assert!(pulled.contains("7 days after the last pull"), "{pulled}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&pulled).unwrap(),
+            policy(Duration::from_secs(7 * DAY), Age::SincePulled)
+        );
     }
 
     #[test]
     fn reformatted_policies_are_equal_and_changes_are_detected() {
         let seven = Duration::from_secs(7 * DAY);
-        let pretty = serde_json::to_string_pretty(&policy(seven)).unwrap();
-        assert!(!needs_update(Some(&pretty), seven));
-        assert!(needs_update(Some(&pretty), Duration::from_secs(8 * DAY)));
-        assert!(needs_update(None, seven));
-        assert!(needs_update(Some("not json"), seven));
+        let pretty = serde_json::to_string_pretty(&policy(seven, Age::SincePushed)).unwrap();
+        assert!(!needs_update(Some(&pretty), seven, Age::SincePushed));
+        assert!(needs_update(Some(&pretty), seven, Age::SincePulled));
+        assert!(needs_update(
+            Some(&pretty),
+            Duration::from_secs(8 * DAY),
+            Age::SincePushed
+        ));
+        assert!(needs_update(None, seven, Age::SincePushed));
+        assert!(needs_update(Some("not json"), seven, Age::SincePushed));
+        // The single-rule policy of earlier versions (no anchor rule) is replaced.
+        let old = r#"{"rules":[{"rulePriority":1,"description":"mirror-core retention: expire images 7 days after push","selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"action":{"type":"expire"}}]}"#;
+        assert!(needs_update(Some(old), seven, Age::SincePushed));
+        assert!(is_ours(old));
         assert!(is_ours(&pretty));
         assert!(!is_ours(
             r#"{"rules":[{"rulePriority":1,"description":"team rule"}]}"#
         ));
         assert!(!is_ours(r#"{"rules":[]}"#));
+    }
+}
+
+#[cfg(test)]
+mod anchor_properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::model::{expired, Image};
+    use super::*;
+
+    fn image() -> impl Strategy<Value = (bool, Vec<String>, u64, Option<u64>)> {
+        (
+            any::<bool>(),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("v1".to_string()),
+                    Just("latest".to_string()),
+                    Just("mirror.pushed.1".to_string()),
+                    Just("mirror.anchorless".to_string()),
+                    "[a-z0-9.]{1,12}",
+                ],
+                0..3,
+            ),
+            0u64..200,
+            proptest::option::of(0u64..200),
+        )
+    }
+
+    proptest! {
+        /// Over random listings, the policy written never expires an anchored image, and
+        /// expires exactly the others that are past the retention (so the property can fail).
+        #[test]
+        fn anchored_images_are_never_expired(
+            images in proptest::collection::vec(image(), 0..40),
+            days in 1u64..90,
+            pulled in any::<bool>(),
+        ) {
+            let age = if pulled { Age::SincePulled } else { Age::SincePushed };
+            let listing: Vec<Image> = images
+                .iter()
+                .enumerate()
+                .map(|(n, (anchored, tags, pushed, pulled_at))| {
+                    let mut tags = tags.clone();
+                    if *anchored {
+                        tags.push(format!("{}{n:064x}", mirror_core::image::ANCHOR_TAG_PREFIX));
+                    }
+                    Image {
+                        digest: format!("sha256:{n:064x}"),
+                        tags,
+                        pushed_days_ago: *pushed,
+                        pulled_days_ago: pulled_at.map(|p| p.min(*pushed)),
+                    }
+                })
+                .collect();
+            let policy = policy(Duration::from_secs(days * 24 * 3600), age);
+            let gone = expired(&policy, &listing);
+            for (i, (anchored, ..)) in images.iter().enumerate() {
+                let image = &listing[i];
+                let old = match age {
+                    Age::SincePushed => image.pushed_days_ago > days,
+                    Age::SincePulled => image.pulled_days_ago.unwrap_or(image.pushed_days_ago) > days,
+                };
+                prop_assert_eq!(gone.contains(&image.digest), !anchored && old, "{:?}", image);
+            }
+        }
+    }
+
+    #[test]
+    fn without_the_anchor_rule_the_model_expires_anchored_images() {
+        // The model is not vacuous: the retention rule alone expires an old anchored image.
+        let listing = vec![Image {
+            digest: "a".into(),
+            tags: vec![format!("{}x", mirror_core::image::ANCHOR_TAG_PREFIX)],
+            pushed_days_ago: 30,
+            pulled_days_ago: None,
+        }];
+        let mut p = policy(Duration::from_secs(7 * 24 * 3600), Age::SincePushed);
+        assert!(expired(&p, &listing).is_empty());
+        p["rules"].as_array_mut().unwrap().remove(0);
+        assert_eq!(expired(&p, &listing).len(), 1);
     }
 }

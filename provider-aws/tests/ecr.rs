@@ -163,10 +163,15 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
         text,
         concat!(
             r#"{"rules":[{"rulePriority":1,"#,
+            r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
+            r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
+            r#""action":{"type":"expire"}},"#,
+            r#"{"rulePriority":2,"#,
             r#""description":"mirror-core retention: expire images 2 days after push","#,
             r#""selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":2},"#,
             r#""action":{"type":"expire"}}]}"#
-        )
+        ),
+        "the anchor rule first, exactly as documented in provider_aws::lifecycle"
     );
     assert_eq!(emu.calls("PutLifecyclePolicy"), 1);
 
@@ -193,7 +198,8 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
     let text = policy_of(&emu, "prod/mirror").await.unwrap();
     assert!(!lifecycle::needs_update(
         Some(&text),
-        Duration::from_secs(7 * 24 * 3600)
+        Duration::from_secs(7 * 24 * 3600),
+        lifecycle::Age::SincePushed
     ));
     assert!(text.contains(r#""countNumber":7"#), "{text}");
 

@@ -1,6 +1,7 @@
 //! Shared helpers of the end-to-end tests (`tests/tests/*.rs`) and of the load benchmark.
 
 pub mod cli;
+pub mod kube_api;
 pub mod referrers;
 pub mod tls;
 

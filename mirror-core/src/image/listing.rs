@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures::StreamExt;
 
 use super::referrers::{self, is_referrers_index, kind_of, parse_referrer_tag, ReferrerKind};
-use super::{children, parse_pushed_tag, ImageRecord, ReferrerSummary};
+use super::{children, is_anchor_of, parse_pushed_tag, ImageRecord, ReferrerSummary};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::ParsedManifest;
@@ -95,7 +95,8 @@ struct Candidate {
     summary: ReferrerSummary,
 }
 
-/// Folds referrers into the images they belong to (see the module docs). A record is a
+/// Folds referrers into the images they belong to (see the module docs), and reads anchor
+/// tags into [`ImageRecord::anchored`]. A record is a
 /// referrer when every tag it has is a referrer tag (cosign's `sha256-<hex>.sig/.att/.sbom`,
 /// the tag-schema index `sha256-<hex>`), or when it is untagged and its manifest names a
 /// `subject` (registries listing untagged manifests: ECR, Artifact Registry). Referrer tags
@@ -104,8 +105,15 @@ struct Candidate {
 /// manifests or referrers a chain leads to.
 pub async fn fold_referrers(
     store: &dyn ImageStore,
-    records: Vec<ImageRecord>,
+    mut records: Vec<ImageRecord>,
 ) -> Result<Vec<ImageRecord>> {
+    // Anchor tags of a record's own digest mark it anchored and are no tags to show.
+    for rec in &mut records {
+        let before = rec.tags.len();
+        let digest = rec.digest.clone();
+        rec.tags.retain(|t| !is_anchor_of(t, &digest));
+        rec.anchored |= rec.tags.len() != before;
+    }
     let untagged: Vec<Digest> = records
         .iter()
         .filter(|r| r.tags.is_empty())

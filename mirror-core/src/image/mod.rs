@@ -69,6 +69,20 @@ pub struct ImageRecord {
     /// counts as a previous image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_of: Option<Digest>,
+    /// Who uses it, as an inventory finds out (empty in plain listings).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_use_by: Vec<crate::inuse::Workload>,
+    /// Carries an anchor tag (see [`anchor_tag`]): a native retention policy the library
+    /// wrote does not expire it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anchored: bool,
+    /// In Cluster mode, when a sweep may delete it (push time plus retention) unless it is
+    /// then in use; as an inventory finds out.
+    #[serde(
+        serialize_with = "opt_unix::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<SystemTime>,
 }
 
 impl ImageRecord {
@@ -82,6 +96,9 @@ impl ImageRecord {
             size: None,
             referrers: Vec::new(),
             orphan_of: None,
+            in_use_by: Vec::new(),
+            anchored: false,
+            expires_at: None,
         }
     }
 
@@ -121,6 +138,21 @@ mod opt_unix {
 
 /// Prefix of the bookkeeping tags recording push times.
 pub const PUSHED_TAG_PREFIX: &str = "mirror.pushed.";
+
+/// Prefix of the anchor tags: an in-use image carries `mirror.anchor.<hex of its digest>`,
+/// which the native retention policies the library writes never expire (see
+/// [`crate::Mirror::protect`]).
+pub const ANCHOR_TAG_PREFIX: &str = "mirror.anchor.";
+
+/// The anchor tag of `digest`.
+pub fn anchor_tag(digest: &Digest) -> String {
+    format!("{ANCHOR_TAG_PREFIX}{}", digest.hex())
+}
+
+/// Whether `tag` is the anchor tag of `digest`.
+pub fn is_anchor_of(tag: &str, digest: &Digest) -> bool {
+    tag.strip_prefix(ANCHOR_TAG_PREFIX) == Some(digest.hex())
+}
 
 /// The bookkeeping tag recording that `digest` was pushed at `at`.
 pub fn pushed_tag(at: SystemTime, digest: &Digest) -> String {
@@ -253,7 +285,7 @@ pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<Im
 
 /// Deletes the image `digest` of `store` and what belongs to it ([`referrers::belonging`]):
 /// first the image, then its referrers (deepest first) and tag-schema indexes, each through
-/// `delete` (a manifest already gone is fine, except the image itself: [`Error::NotFound`]).
+/// `delete` (a manifest already gone is fine, except the image itself: [`Error::NotFound`](crate::Error::NotFound)).
 /// A failure after the image is gone leaves referrers whose subject is gone: orphans, which
 /// the next eviction or sweep removes; the other order could leave an unsigned image. An
 /// image that another image of the store holds (a platform manifest of a kept index) is

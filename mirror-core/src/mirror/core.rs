@@ -13,6 +13,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::eviction::{plan_service_eviction, EvictionPlan};
 use crate::image::{place, PushTimes, SourceImage};
+use crate::inuse::{InUse, InUseSource};
 use crate::registry::{Registry, Repository, RepositorySettings};
 use crate::store::ImageStore;
 use crate::strategy::MirrorStrategy;
@@ -32,6 +33,8 @@ pub(super) struct Core {
     pub grace: Duration,
     pub copy: CopyOptions,
     pub sources: Arc<Sources>,
+    /// Where in-use images are found, besides the caller's digests.
+    pub in_use_source: Option<Arc<dyn InUseSource>>,
     /// Repositories ensured by this `Mirror` (each once).
     ensured: Mutex<HashSet<String>>,
     /// One lock per source image being copied: concurrent calls for the same image wait for
@@ -60,10 +63,25 @@ impl Core {
             grace,
             copy,
             sources,
+            in_use_source: None,
             ensured: Mutex::default(),
             inflight: Mutex::default(),
             locations: Mutex::default(),
         }
+    }
+
+    /// What is in use: the caller's `digests` and what the in-use source says, resolved in
+    /// the mirror registry. An error when the source cannot tell.
+    pub async fn in_use(&self, digests: &HashSet<Digest>) -> Result<InUse> {
+        let mut in_use = match &self.in_use_source {
+            Some(source) => {
+                let uses = source.image_uses().await?;
+                crate::inuse::resolve(&uses, self.registry.as_ref()).await?
+            }
+            None => InUse::new(),
+        };
+        in_use = in_use.with_digests(digests);
+        Ok(in_use)
     }
 
     /// Ensures `repository` with `settings`, once per `Mirror`.
@@ -203,12 +221,14 @@ impl Core {
         in_use: &HashSet<Digest>,
         keep: usize,
     ) -> Result<(Vec<Digest>, Vec<String>)> {
+        // What is in use first: when that cannot be told, nothing is deleted.
+        let in_use = self.in_use(in_use).await?;
         let images = self.registry.list_images(repository).await?;
         let plan = plan_service_eviction(
             repository.name(),
             &images,
             deployed,
-            in_use,
+            &in_use.digests(),
             keep,
             SystemTime::now(),
             self.grace,

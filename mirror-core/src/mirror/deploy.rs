@@ -162,6 +162,9 @@ impl Mirror {
                 Err(e) => warnings.push(format!("eviction in {repository} failed: {e}")),
             }
         }
+        if let Err(e) = self.protect_after_deploy(&repository, &mut warnings).await {
+            warnings.push(format!("the anchors in {repository} were not updated: {e}"));
+        }
         Ok(Deployment {
             blobs_mounted: report.blobs_mounted,
             blobs_uploaded: report.blobs_uploaded,
@@ -170,6 +173,28 @@ impl Mirror {
             referrers: report.referrers.clone(),
             ..deployment(report.digest.clone(), action, warnings)
         })
+    }
+
+    /// Cluster mode on a registry with native retention and an in-use source: the anchors of
+    /// `repository` follow what is in use, so that the native policy does not expire an
+    /// image the cluster still runs before the next sweep.
+    async fn protect_after_deploy(
+        &self,
+        repository: &crate::registry::Repository,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        let core = &self.core;
+        if core.strategy.retention().is_none()
+            || core.in_use_source.is_none()
+            || !core.registry.capabilities().anchors
+        {
+            return Ok(());
+        }
+        let in_use = core.in_use(&HashSet::new()).await?;
+        let mut report = super::ProtectReport::default();
+        self.protect_in(repository, &in_use, &mut report).await?;
+        warnings.append(&mut report.warnings);
+        Ok(())
     }
 
     /// Copies the referrers `source` has gained since `digest` (already at `dst`) was

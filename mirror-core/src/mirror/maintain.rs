@@ -16,7 +16,11 @@ use super::Mirror;
 
 impl Mirror {
     /// Cluster mode: deletes (or with `dry_run`, only plans) the images of the cluster
-    /// repository older than the retention time and not in `in_use`.
+    /// repository older than the retention time and not in use: not in `in_use`, and not
+    /// named by the configured in-use source ([`MirrorBuilder::in_use_source`]). When that
+    /// source fails, the sweep fails and deletes nothing.
+    ///
+    /// [`MirrorBuilder::in_use_source`]: super::MirrorBuilder::in_use_source
     pub async fn sweep(
         &self,
         now: SystemTime,
@@ -30,24 +34,53 @@ impl Mirror {
         let repository = core.registry.repository(&RepositoryScope::Cluster {
             cluster: core.cluster.clone(),
         })?;
+        // What is in use first: when that cannot be told, the sweep fails and deletes nothing.
+        let in_use = core.in_use(in_use).await?;
+        // Anchors follow what is in use (not on a dry run): the plan below then sees the
+        // anchors as they are, and native retention stops expiring what just became in use.
+        let protected = if dry_run {
+            super::ProtectReport::default()
+        } else {
+            self.protect(&in_use).await?
+        };
         let images = core.registry.list_images(&repository).await?;
-        let plan = plan_retention(repository.name(), &images, in_use, now, retention);
-        let (deleted, warnings) = if dry_run {
+        let plan = plan_retention(
+            repository.name(),
+            &images,
+            &in_use.digests(),
+            now,
+            retention,
+        );
+        let (deleted, mut warnings) = if dry_run {
             (Vec::new(), Vec::new())
         } else {
             core.execute(&repository, &plan).await
         };
+        warnings.extend(protected.warnings.iter().cloned());
         Ok(SweepReport {
             plans: vec![plan],
             deleted,
             dry_run,
             warnings,
+            protected,
         })
     }
 
-    /// Every repository of the cluster with its images, tags, sizes and push times.
+    /// Every repository of the cluster with its images, tags, sizes, push times, referrers,
+    /// who uses them (the configured in-use source; when it fails, the inventory says so in
+    /// its warnings and shows no users), whether they are anchored, and in Cluster mode when
+    /// a sweep may delete them.
     pub async fn inventory(&self) -> Result<Inventory> {
         let core = &self.core;
+        let mut warnings = Vec::new();
+        let in_use = match core.in_use(&HashSet::new()).await {
+            Ok(u) => u,
+            Err(e) => {
+                warnings.push(format!("cannot tell which images are in use: {e}"));
+                crate::inuse::InUse::new()
+            }
+        };
+        let retention = core.strategy.retention();
         let mut repositories = Vec::new();
         for repository in core.registry.list_repositories(&core.cluster).await? {
             let (orphans, mut images): (Vec<_>, Vec<_>) = core
@@ -57,10 +90,24 @@ impl Mirror {
                 .into_iter()
                 .partition(|i| i.orphan_of.is_some());
             let store = core.registry.store(&repository).await?;
+            let cluster_repository = retention.is_some()
+                && core
+                    .registry
+                    .repository(&RepositoryScope::Cluster {
+                        cluster: core.cluster.clone(),
+                    })
+                    .is_ok_and(|r| r.name() == repository.name());
             for img in &mut images {
                 let details = image_details(store.as_ref(), &img.digest).await?;
                 img.size = Some(img.size.unwrap_or(details.size) + details.referrers_size);
                 img.referrers = details.referrers;
+                img.in_use_by = in_use.users(&img.digest);
+                if cluster_repository {
+                    img.expires_at = match (img.pushed_at, retention) {
+                        (Some(at), Some(r)) => Some(at + r),
+                        _ => None,
+                    };
+                }
             }
             images.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
             repositories.push(RepositoryInventory {
@@ -73,7 +120,15 @@ impl Mirror {
             registry: core.registry.location(),
             cluster: core.cluster.clone(),
             repositories,
+            warnings,
         })
+    }
+
+    /// What is in use now: `digests` (the caller's) and what the configured in-use source
+    /// says ([`MirrorBuilder::in_use_source`](super::MirrorBuilder::in_use_source)), resolved
+    /// in the mirror registry, with who uses each. An error when the source cannot tell.
+    pub async fn in_use(&self, digests: &HashSet<Digest>) -> Result<crate::inuse::InUse> {
+        self.core.in_use(digests).await
     }
 
     /// Resolves in-use references to digests: digests are taken as they are, tags are looked

@@ -39,6 +39,7 @@ mod build;
 mod core;
 mod deploy;
 mod maintain;
+mod protect;
 mod report;
 mod source;
 
@@ -48,9 +49,11 @@ use std::time::Duration;
 use crate::copy::CopyOptions;
 use crate::error::Result;
 use crate::image::referrers::ReferrerOptions;
+use crate::inuse::InUseSource;
 use crate::registry::Registry;
 use crate::strategy::{MirrorStrategy, ServiceStrategy};
 
+pub use protect::ProtectReport;
 pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
 pub use source::{Source, Sources};
 
@@ -67,6 +70,7 @@ pub struct MirrorBuilder {
     copy: CopyOptions,
     referrers: ReferrerOptions,
     sources: Arc<Sources>,
+    in_use: Option<Arc<dyn InUseSource>>,
 }
 
 impl MirrorBuilder {
@@ -110,21 +114,30 @@ impl MirrorBuilder {
         self
     }
 
+    /// Where the images the cluster uses are found (for example
+    /// [`KubernetesInUse`](crate::inuse::kubernetes::KubernetesInUse)): consulted before every
+    /// eviction, sweep and inventory, with the digests the caller passes. When it fails,
+    /// eviction and sweep delete nothing (see [`crate::inuse`]).
+    pub fn in_use_source(mut self, source: Arc<dyn InUseSource>) -> Self {
+        self.in_use = Some(source);
+        self
+    }
+
     /// Validates the cluster id and builds.
     pub fn build(mut self) -> Result<Mirror> {
         crate::registry::id_component("cluster", &self.cluster, 48)?;
         self.copy.referrers = self.referrers;
-        Ok(Mirror {
-            core: Core::new(
-                self.registry,
-                self.cluster,
-                self.strategy,
-                self.tag_policy,
-                self.grace,
-                self.copy,
-                self.sources,
-            ),
-        })
+        let mut core = Core::new(
+            self.registry,
+            self.cluster,
+            self.strategy,
+            self.tag_policy,
+            self.grace,
+            self.copy,
+            self.sources,
+        );
+        core.in_use_source = self.in_use;
+        Ok(Mirror { core })
     }
 }
 
@@ -149,6 +162,7 @@ impl Mirror {
             copy: CopyOptions::default(),
             referrers: ReferrerOptions::all(),
             sources: Arc::new(Sources::new()),
+            in_use: None,
         }
     }
 

@@ -74,8 +74,10 @@ pub struct SweepReport {
     pub deleted: Vec<Digest>,
     /// True when nothing was deleted on purpose.
     pub dry_run: bool,
-    /// Deletions that failed.
+    /// Deletions and anchor changes that failed.
     pub warnings: Vec<String>,
+    /// The anchors set and released before the plan (registries with native retention).
+    pub protected: super::ProtectReport,
 }
 
 /// One repository of the inventory.
@@ -104,4 +106,7 @@ pub struct Inventory {
     pub cluster: String,
     /// Repositories with their images.
     pub repositories: Vec<RepositoryInventory>,
+    /// What the inventory could not find out (an in-use source that failed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }

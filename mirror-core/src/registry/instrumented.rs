@@ -37,15 +37,18 @@ pub enum Operation {
     ListImages,
     /// `delete_image`.
     DeleteImage,
+    /// `remove_tag`.
+    RemoveTag,
 }
 
 impl Operation {
-    const ALL: [Operation; 5] = [
+    const ALL: [Operation; 6] = [
         Operation::EnsureRepository,
         Operation::Store,
         Operation::ListRepositories,
         Operation::ListImages,
         Operation::DeleteImage,
+        Operation::RemoveTag,
     ];
 
     /// The method name.
@@ -56,6 +59,7 @@ impl Operation {
             Operation::ListRepositories => "list_repositories",
             Operation::ListImages => "list_images",
             Operation::DeleteImage => "delete_image",
+            Operation::RemoveTag => "remove_tag",
         }
     }
 
@@ -75,8 +79,8 @@ pub struct Calls {
 
 #[derive(Default)]
 struct Counters {
-    ok: [AtomicU64; 5],
-    failed: [AtomicU64; 5],
+    ok: [AtomicU64; Operation::ALL.len()],
+    failed: [AtomicU64; Operation::ALL.len()],
 }
 
 /// Counts and traces the calls of any [`Registry`]; see the module docs.
@@ -213,6 +217,14 @@ impl<R: Registry + ?Sized> Registry for Instrumented<R> {
             Operation::DeleteImage,
             repository.name(),
             self.inner.delete_image(repository, digest),
+        )
+        .await
+    }
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        self.count(
+            Operation::RemoveTag,
+            repository.name(),
+            self.inner.remove_tag(repository, tag, digest),
         )
         .await
     }

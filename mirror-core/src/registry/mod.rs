@@ -215,6 +215,11 @@ pub struct Capabilities {
     /// The registry enforces retention itself (a lifecycle or cleanup policy written by
     /// `ensure_repository`); false leaves retention to `sweep`.
     pub native_retention: bool,
+    /// The native retention policies honour anchor tags and the registry can remove a tag
+    /// ([`Registry::remove_tag`]): [`Mirror::protect`](crate::Mirror::protect) anchors the
+    /// images in use. False: retention is the library's own (`sweep`, eviction), which asks
+    /// the in-use source directly, and no anchor is written.
+    pub anchors: bool,
 }
 
 impl Capabilities {
@@ -227,6 +232,12 @@ impl Capabilities {
     /// With `native_retention` set.
     pub fn with_native_retention(mut self, native: bool) -> Self {
         self.native_retention = native;
+        self
+    }
+
+    /// With `anchors` set.
+    pub fn with_anchors(mut self, anchors: bool) -> Self {
+        self.anchors = anchors;
         self
     }
 }
@@ -296,6 +307,18 @@ pub trait Registry: Send + Sync + fmt::Debug {
 
     /// Deletes one image (by manifest digest) and what belongs to it.
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()>;
+
+    /// Removes `tag` from the image `digest`, leaving the image and its other tags (only
+    /// registries with [`Capabilities::anchors`] must support it; the default refuses).
+    /// [`Error::NotFound`](crate::Error::NotFound) when the tag is not there.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let _ = digest;
+        Err(crate::Error::Config(format!(
+            "{} registry {} cannot remove the tag {tag} of {repository}",
+            self.provider(),
+            self.location()
+        )))
+    }
 
     /// The digest-pinned reference Kubernetes pulls.
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String;
@@ -381,6 +404,9 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         (**self).delete_image(repository, digest).await
+    }
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        (**self).remove_tag(repository, tag, digest).await
     }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         (**self).pull_reference(repository, digest)

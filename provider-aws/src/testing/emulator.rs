@@ -50,6 +50,7 @@ impl EcrEmulator {
             registry: registry.url(),
             http: http.clone(),
             calls: Mutex::new(HashMap::new()),
+            requests: Mutex::new(Vec::new()),
             faults: Mutex::new(Vec::new()),
         });
         let password = format!("{ACCOUNT}-auth-token");
@@ -163,6 +164,18 @@ impl EcrEmulator {
             .get(operation)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The request bodies of every call of `operation` so far, in order.
+    pub fn requests(&self, operation: &str) -> Vec<Value> {
+        self.control
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(op, _)| op == operation)
+            .map(|(_, body)| body.clone())
+            .collect()
     }
 
     /// The next `times` calls of `operation` get `status` with `body` instead of moto's

@@ -23,7 +23,8 @@
 //!   when blob mounting is disabled.
 //! - **control proxy**: forwards every ECR API call to moto, counts calls per operation,
 //!   injects canned error answers on request, and after a successful `BatchDeleteImage`
-//!   deletes the deleted manifests from the registry.
+//!   deletes the deleted manifests from the registry (for a deletion by tag, only when moto no
+//!   longer has the image: removing one of several tags leaves it).
 //!
 //! Known differences from ECR that the emulator does not hide: moto deletes an image whose
 //! only tag is moved to another image (ECR leaves it untagged), and moto's `imageSizeInBytes`

@@ -30,6 +30,8 @@ pub(super) struct ControlState {
     pub(super) registry: String,
     pub(super) http: reqwest::Client,
     pub(super) calls: Mutex<HashMap<String, usize>>,
+    /// The request bodies of every call, in order: `(operation, body)`.
+    pub(super) requests: Mutex<Vec<(String, Value)>>,
     pub(super) faults: Mutex<Vec<Fault>>,
 }
 
@@ -86,6 +88,10 @@ pub(super) async fn control_handler(State(s): State<Arc<ControlState>>, req: Req
         .unwrap()
         .entry(operation.clone())
         .or_insert(0) += 1;
+    s.requests.lock().unwrap().push((
+        operation.clone(),
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+    ));
     let fault = {
         let mut faults = s.faults.lock().unwrap();
         let found = faults
@@ -154,11 +160,24 @@ async fn mirror_deletes(s: &ControlState, request: &[u8], answer: &[u8]) {
                 .collect()
         })
         .unwrap_or_default();
-    // Deletions by tag: moto's answer names the digests.
+    // Deletions by tag: moto's answer names the digests. ECR removes just the tag from an
+    // image that has others (the image stays); only an image moto no longer has goes from
+    // the registry. (The registry keeps the removed tag: distribution cannot delete a tag
+    // alone, and listings come from moto.)
     if let Some(done) = ans.get("imageIds").and_then(Value::as_array) {
         for i in done {
             if let Some(d) = i.get("imageDigest").and_then(Value::as_str) {
-                if !digests.iter().any(|x| x == d) {
+                if digests.iter().any(|x| x == d) {
+                    continue;
+                }
+                let (status, _) = super::moto_call(
+                    &s.http,
+                    &s.moto,
+                    "DescribeImages",
+                    &json!({"repositoryName": repo, "imageIds": [{"imageDigest": d}]}),
+                )
+                .await;
+                if status != 200 {
                     digests.push(d.to_string());
                 }
             }

@@ -6,7 +6,7 @@
 //! For every manifest of an image (the root and each child of an index), and recursively for
 //! every referrer found (a signature of an SBOM, an attestation of a platform manifest):
 //!
-//! 1. the OCI 1.1 referrers API, `GET /v2/<name>/referrers/<digest>` ([`ImageStore::referrers`];
+//! 1. the OCI 1.1 referrers API, `GET /v2/<name>/referrers/<digest>` ([`ImageStore::referrers`](crate::ImageStore::referrers);
 //!    a layout answers from the `subject` fields of the manifests it holds);
 //! 2. when the store does not serve the API (a 404), the **referrers tag schema** of OCI 1.1:
 //!    the tag `sha256-<hex>` naming an index whose entries are the referrers;

@@ -1,0 +1,273 @@
+//! In-use images: what the cluster may pull again, so that eviction, sweep and the native
+//! retention policies the library writes never delete it.
+//!
+//! An [`InUseSource`] says which image references the cluster uses and by which workloads:
+//! [`References`] (the caller's list), [`kubernetes::KubernetesInUse`] (feature
+//! `kubernetes`: pods and pod templates through the Kubernetes API), or any other. A
+//! [`Mirror`](crate::Mirror) configured with one consults it before every eviction, sweep
+//! and inventory, together with the digests the caller passes; [`resolve`] turns references
+//! into digests of the mirror registry.
+//!
+//! A source that cannot tell is an error, never "nothing in use": eviction and sweep then
+//! delete nothing.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::reference::Reference;
+use crate::registry::{Registry, Repository};
+
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
+
+/// What kind of thing uses an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WorkloadKind {
+    /// A running or pending pod.
+    Pod,
+    /// A Deployment's pod template.
+    Deployment,
+    /// A ReplicaSet's pod template (also scaled to zero: a rollback target).
+    ReplicaSet,
+    /// A StatefulSet's pod template.
+    StatefulSet,
+    /// A DaemonSet's pod template.
+    DaemonSet,
+    /// A Job's pod template.
+    Job,
+    /// A CronJob's job template.
+    CronJob,
+    /// A reference the caller passed.
+    Reference,
+}
+
+/// Something that uses an image.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Workload {
+    /// What it is.
+    pub kind: WorkloadKind,
+    /// Its namespace, for namespaced objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its name.
+    pub name: String,
+}
+
+impl Workload {
+    /// A workload of `kind` named `name` in `namespace`.
+    pub fn new(kind: WorkloadKind, namespace: Option<&str>, name: &str) -> Self {
+        Workload {
+            kind,
+            namespace: namespace.map(str::to_string),
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Workload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = serde_json::to_value(self.kind)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match &self.namespace {
+            Some(ns) => write!(f, "{kind} {ns}/{}", self.name),
+            None => write!(f, "{kind} {}", self.name),
+        }
+    }
+}
+
+/// One image reference a workload uses, as the cluster wrote it: `host/repo:tag`,
+/// `host/repo@sha256:…`, or a container runtime's image id (`docker-pullable://…@sha256:…`,
+/// `sha256:…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// The reference.
+    pub reference: String,
+    /// Who uses it.
+    pub workload: Workload,
+}
+
+/// Where in-use images come from.
+///
+/// # Contract
+///
+/// - Returns every image reference the cluster may pull again (running pods, and the pod
+///   templates that can start new ones), with the workload using it.
+/// - A failure to find out (unreachable, refused, a listing that cannot be completed) is an
+///   `Err`, never a shorter list: a missing reference lets its image be deleted.
+/// - May be called concurrently and repeatedly; each call reflects the cluster at that time.
+#[async_trait]
+pub trait InUseSource: Send + Sync + fmt::Debug {
+    /// The image references in use (see the contract).
+    async fn image_uses(&self) -> Result<Vec<ImageUse>>;
+}
+
+/// The caller's references, as an [`InUseSource`] (workload kind
+/// [`WorkloadKind::Reference`], named after the reference).
+#[derive(Debug, Clone, Default)]
+pub struct References(Vec<ImageUse>);
+
+impl References {
+    /// These references.
+    pub fn new<I, S>(references: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        References(
+            references
+                .into_iter()
+                .map(|r| {
+                    let reference = r.into();
+                    ImageUse {
+                        workload: Workload::new(WorkloadKind::Reference, None, &reference),
+                        reference,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+#[async_trait]
+impl InUseSource for References {
+    async fn image_uses(&self) -> Result<Vec<ImageUse>> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Digests in use, each with the workloads using it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InUse {
+    users: BTreeMap<Digest, BTreeSet<Workload>>,
+}
+
+impl InUse {
+    /// Nothing in use.
+    pub fn new() -> Self {
+        InUse::default()
+    }
+
+    /// `digest` is used by `workload`.
+    pub fn insert(&mut self, digest: Digest, workload: Workload) {
+        self.users.entry(digest).or_default().insert(workload);
+    }
+
+    /// The caller's digests (workload kind [`WorkloadKind::Reference`]).
+    pub fn with_digests<'a>(mut self, digests: impl IntoIterator<Item = &'a Digest>) -> Self {
+        for d in digests {
+            let w = Workload::new(WorkloadKind::Reference, None, &d.to_string());
+            self.insert(d.clone(), w);
+        }
+        self
+    }
+
+    /// Whether `digest` is in use.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.users.contains_key(digest)
+    }
+
+    /// Who uses `digest` (empty when nobody does).
+    pub fn users(&self, digest: &Digest) -> Vec<Workload> {
+        self.users
+            .get(digest)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every digest in use.
+    pub fn digests(&self) -> HashSet<Digest> {
+        self.users.keys().cloned().collect()
+    }
+
+    /// How many digests are in use.
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    /// Whether nothing is in use.
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// The digest a reference or an image id names, if it names one: `…@sha256:<hex>`,
+/// `sha256:<hex>`, `docker-pullable://…@sha256:<hex>`.
+pub fn digest_in(reference: &str) -> Option<Digest> {
+    let tail = reference.rsplit_once('@').map_or(reference, |(_, d)| d);
+    let tail = tail.rsplit_once("://").map_or(tail, |(_, d)| d);
+    Digest::parse(tail).ok()
+}
+
+/// The registry host (and path prefix) the pull references of `registry` start with.
+fn mirror_prefix(registry: &dyn Registry) -> String {
+    let probe = Digest::sha256_of(b"probe");
+    let pull = registry.pull_reference(&Repository::listed("r"), &probe);
+    pull.strip_suffix(&format!("/r@{probe}"))
+        .unwrap_or(&pull)
+        .to_string()
+}
+
+/// Turns `uses` into the digests of the mirror `registry` they name: a digest in the
+/// reference is taken as it is; a tag of the mirror registry is looked up with a manifest
+/// HEAD (a tag the mirror does not hold names nothing there); references to other
+/// registries by tag name nothing in the mirror. A failed lookup is an error.
+pub async fn resolve(uses: &[ImageUse], registry: &dyn Registry) -> Result<InUse> {
+    let mut out = InUse::new();
+    let prefix = mirror_prefix(registry);
+    for u in uses {
+        if let Some(d) = digest_in(&u.reference) {
+            out.insert(d, u.workload.clone());
+            continue;
+        }
+        let Some(rest) = u.reference.strip_prefix(&format!("{prefix}/")) else {
+            continue;
+        };
+        let reference = match Reference::parse(&format!("{prefix}/{rest}")) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(reference = %u.reference, workload = %u.workload, error = %e, "an unreadable image reference; ignored");
+                continue;
+            }
+        };
+        let repository = Repository::listed(reference.repository());
+        let store = registry.store(&repository).await?;
+        match store.head_manifest(&reference.manifest_reference()).await {
+            Ok(Some(h)) => out.insert(h.digest, u.workload.clone()),
+            Ok(None) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_are_read_from_references_and_image_ids() {
+        let d = Digest::sha256_of(b"x");
+        for r in [
+            format!("registry.example/app@{d}"),
+            format!("docker-pullable://registry.example/app@{d}"),
+            d.to_string(),
+            format!("docker://{d}"),
+            format!("registry.example:5000/team/app:v1@{d}"),
+        ] {
+            assert_eq!(digest_in(&r), Some(d.clone()), "{r}");
+        }
+        for r in ["registry.example/app:v1", "app", "sha256:short"] {
+            assert_eq!(digest_in(r), None, "{r}");
+        }
+    }
+}

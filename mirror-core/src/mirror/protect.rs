@@ -1,0 +1,109 @@
+//! [`Mirror::protect`]: anchor tags on the images in use, so that the native retention
+//! policies the library writes (ECR lifecycle rules, Artifact Registry cleanup policies) never
+//! expire what the cluster may pull again.
+//!
+//! An anchored image carries `mirror.anchor.<hex of its digest>`
+//! ([`crate::image::anchor_tag`]); listings fold the tag into
+//! [`ImageRecord::anchored`](crate::ImageRecord::anchored) and never show it. Anchors are
+//! written only on registries whose [`Capabilities::anchors`](crate::Capabilities) is set: on
+//! the others retention is the library's own (`sweep`, eviction), which asks the in-use source
+//! itself.
+
+use serde::Serialize;
+
+use crate::digest::Digest;
+use crate::error::Result;
+use crate::image::anchor_tag;
+use crate::inuse::InUse;
+use crate::registry::Repository;
+
+use super::Mirror;
+
+/// What [`Mirror::protect`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProtectReport {
+    /// Images that got an anchor: `(repository, digest)`.
+    pub anchored: Vec<(String, Digest)>,
+    /// Images whose anchor was removed (no longer in use).
+    pub released: Vec<(String, Digest)>,
+    /// Anchors that could not be set or removed; the next call tries again.
+    pub warnings: Vec<String>,
+}
+
+impl Mirror {
+    /// Anchors the images of `in_use` in every repository of the cluster and releases the
+    /// anchors of images no longer in use. A no-op on registries without
+    /// [`Capabilities::anchors`](crate::Capabilities). Failures on single images are
+    /// warnings in the report; a listing that fails is an error.
+    ///
+    /// [`Mirror::sweep`] and, in Cluster mode, every deploy call it with what the in-use
+    /// source says (when one is configured).
+    pub async fn protect(&self, in_use: &InUse) -> Result<ProtectReport> {
+        let core = &self.core;
+        let mut report = ProtectReport::default();
+        if !core.registry.capabilities().anchors {
+            return Ok(report);
+        }
+        for repository in core.registry.list_repositories(&core.cluster).await? {
+            self.protect_in(&repository, in_use, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// [`Mirror::protect`] for one repository.
+    pub(super) async fn protect_in(
+        &self,
+        repository: &Repository,
+        in_use: &InUse,
+        report: &mut ProtectReport,
+    ) -> Result<()> {
+        let core = &self.core;
+        if !core.registry.capabilities().anchors {
+            return Ok(());
+        }
+        let images = core.registry.list_images(repository).await?;
+        let store = core.registry.store(repository).await?;
+        for image in images.iter().filter(|i| i.orphan_of.is_none()) {
+            let wanted = in_use.contains(&image.digest);
+            let tag = anchor_tag(&image.digest);
+            if wanted && !image.anchored {
+                let anchored = async {
+                    let manifest = store.get_manifest(&image.digest.to_string()).await?;
+                    store.put_manifest(&tag, &manifest).await
+                }
+                .await;
+                match anchored {
+                    Ok(()) => {
+                        tracing::info!(repository = %repository, digest = %image.digest, "anchored an image in use");
+                        report
+                            .anchored
+                            .push((repository.name().to_string(), image.digest.clone()));
+                    }
+                    Err(e) => report.warnings.push(format!(
+                        "could not anchor {repository}@{}: {e}",
+                        image.digest
+                    )),
+                }
+            } else if !wanted && image.anchored {
+                match core
+                    .registry
+                    .remove_tag(repository, &tag, &image.digest)
+                    .await
+                {
+                    Ok(()) => {
+                        tracing::info!(repository = %repository, digest = %image.digest, "released the anchor of an image no longer in use");
+                        report
+                            .released
+                            .push((repository.name().to_string(), image.digest.clone()));
+                    }
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => report.warnings.push(format!(
+                        "could not release the anchor of {repository}@{}: {e}",
+                        image.digest
+                    )),
+                }
+            }
+        }
+        Ok(())
+    }
+}
