@@ -5,37 +5,16 @@
 
 use provider_aws::testing as support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
 use mirror_core::image::anchor_tag;
-use mirror_core::inuse::{ImageUse, InUseSource, Workload, WorkloadKind};
+use mirror_core::inuse::References;
 use mirror_core::testing::TestImage;
 use mirror_core::{ClusterStrategy, Mirror, Registry, Repository, Source};
 use provider_aws::lifecycle::{self, model, Age};
 use serde_json::{json, Value};
 use support::EcrEmulator;
-
-/// What the cluster runs, as the test says (the Kubernetes source is tested in `tests/`).
-#[derive(Debug, Default)]
-struct Running(Mutex<Vec<String>>);
-
-#[async_trait]
-impl InUseSource for Running {
-    async fn image_uses(&self) -> mirror_core::Result<Vec<ImageUse>> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| ImageUse {
-                reference: r.clone(),
-                workload: Workload::new(WorkloadKind::CronJob, Some("ops"), "nightly"),
-            })
-            .collect())
-    }
-}
 
 fn layout_source(dir: &std::path::Path, name: &str, seed: u64) -> Source {
     let path = dir.join(name);
@@ -76,11 +55,11 @@ async fn moto_tags(emu: &EcrEmulator, repo: &str) -> Vec<(String, Vec<String>, V
 async fn an_image_in_use_is_anchored_hidden_protected_by_the_policy_and_released_after() {
     let emu = EcrEmulator::start().await;
     let ecr = Arc::new(emu.ecr().await);
-    let running = Arc::new(Running::default());
+    let running = References::default();
     let retention = Duration::from_secs(2 * 24 * 3600);
     let mirror = Mirror::builder(ecr.clone(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(retention)))
-        .in_use_source(running.clone())
+        .in_use_source(Arc::new(running.clone()))
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -94,12 +73,8 @@ async fn an_image_in_use_is_anchored_hidden_protected_by_the_policy_and_released
         .unwrap();
     let repo = backup.repository.clone();
 
-    // The CronJob starts to use `backup`: the next deploy anchors it.
-    running
-        .0
-        .lock()
-        .unwrap()
-        .push(backup.pull_reference.clone());
+    // The cluster starts to use `backup`: the next deploy anchors it.
+    running.set([backup.pull_reference.clone()]);
     let third = mirror
         .mirror("ops", &layout_source(dir.path(), "third", 3))
         .await
@@ -147,7 +122,7 @@ async fn an_image_in_use_is_anchored_hidden_protected_by_the_policy_and_released
     assert!(expired.contains(&third.digest.to_string()));
 
     // Nobody uses it any more: the sweep releases the anchor; the image stays (its own tag).
-    running.0.lock().unwrap().clear();
+    running.set(Vec::<String>::new());
     let swept = mirror
         .sweep(SystemTime::now(), &Default::default(), false)
         .await

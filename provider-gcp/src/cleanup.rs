@@ -15,7 +15,17 @@
 //!   Artifact Registry counts versions, and the platform manifests of a multi-platform image
 //!   are versions of their own.
 //!
-//! Both are restricted to the [`IMAGE`] package, so the build-cache packages next to it are
+//! - [`ANCHORS_ID`], written with either of them: action `KEEP`, condition `{tagState: TAGGED,
+//!   tagPrefixes: ["mirror.anchor."], packageNamePrefixes: ["image"]}` — a version carrying an
+//!   anchor tag (an image in use, see [`mirror_core::Mirror::protect`]) is never deleted by a
+//!   delete policy: Artifact Registry applies keep policies over delete policies (a version
+//!   that matches both is kept). The exact JSON:
+//!
+//!   ```json
+//!   {"action":"KEEP","condition":{"packageNamePrefixes":["image"],"tagPrefixes":["mirror.anchor."],"tagState":"TAGGED"},"id":"mirror-core-anchors"}
+//!   ```
+//!
+//! All are restricted to the [`IMAGE`] package, so the build-cache packages next to it are
 //! never touched. Artifact Registry may return the policies reformatted (`86400s` as
 //! `86400.000s`, fields reordered), so policies are compared by meaning ([`same_policies`]),
 //! not as text.
@@ -34,6 +44,8 @@ pub const POLICY_PREFIX: &str = "mirror-core-";
 pub const RETENTION_ID: &str = "mirror-core-retention";
 /// The id of the keep-most-recent policy.
 pub const KEEP_ID: &str = "mirror-core-keep";
+/// The id of the keep policy of anchored (in-use) images.
+pub const ANCHORS_ID: &str = "mirror-core-anchors";
 
 /// The retention in whole seconds, rounded up, at least 1.
 pub fn retention_seconds(retention: Duration) -> u64 {
@@ -66,6 +78,21 @@ pub fn desired(settings: &RepositorySettings) -> BTreeMap<String, Value> {
                 "action": "KEEP",
                 "mostRecentVersions": {
                     "keepCount": count.min(i64::from(i32::MAX)),
+                    "packageNamePrefixes": [IMAGE],
+                }
+            }),
+        );
+    }
+    // Delete policies of ours never go without the keep policy of anchored images.
+    if !out.is_empty() {
+        out.insert(
+            ANCHORS_ID.to_string(),
+            json!({
+                "id": ANCHORS_ID,
+                "action": "KEEP",
+                "condition": {
+                    "tagState": "TAGGED",
+                    "tagPrefixes": [mirror_core::image::ANCHOR_TAG_PREFIX],
                     "packageNamePrefixes": [IMAGE],
                 }
             }),
@@ -145,6 +172,102 @@ pub fn merged(
     out
 }
 
+pub mod model {
+    //! Artifact Registry's cleanup evaluation as its documentation states it, for tests of
+    //! the policies this crate writes (the fake stores policies, it does not run them):
+    //!
+    //! - a `DELETE` policy selects the versions its condition matches (`tagState`,
+    //!   `tagPrefixes` — any tag of the version starts with one of them —, `olderThan`,
+    //!   `packageNamePrefixes`);
+    //! - a `KEEP` policy protects the versions its condition matches, or with
+    //!   `mostRecentVersions` the `keepCount` newest of each matching package;
+    //! - a version is deleted when some delete policy selects it and no keep policy protects
+    //!   it (keep policies win).
+
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    /// One version as the evaluation sees it.
+    #[derive(Debug, Clone)]
+    pub struct Version {
+        /// Its name (the digest).
+        pub name: String,
+        /// Its package.
+        pub package: String,
+        /// Its tags.
+        pub tags: Vec<String>,
+        /// Seconds since its upload.
+        pub age_seconds: u64,
+    }
+
+    fn strings(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default()
+    }
+
+    fn condition_matches(c: &Value, v: &Version) -> bool {
+        let tag_state = match c["tagState"].as_str() {
+            Some("TAGGED") => !v.tags.is_empty(),
+            Some("UNTAGGED") => v.tags.is_empty(),
+            _ => true,
+        };
+        let prefixes = strings(&c["tagPrefixes"]);
+        let tags = prefixes.is_empty()
+            || prefixes
+                .iter()
+                .any(|p| v.tags.iter().any(|t| t.starts_with(p)));
+        let packages = strings(&c["packageNamePrefixes"]);
+        let package = packages.is_empty() || packages.iter().any(|p| v.package.starts_with(p));
+        let older = match c["olderThan"].as_str().and_then(|s| s.strip_suffix('s')) {
+            Some(n) => n.parse::<f64>().is_ok_and(|n| v.age_seconds as f64 > n),
+            None => true,
+        };
+        tag_state && tags && package && older
+    }
+
+    /// The versions the policies delete.
+    pub fn deleted(policies: &Value, versions: &[Version]) -> BTreeSet<String> {
+        let all: Vec<&Value> = policies
+            .as_object()
+            .map(|m| m.values().collect())
+            .unwrap_or_default();
+        let mut kept: BTreeSet<String> = BTreeSet::new();
+        let mut selected: BTreeSet<String> = BTreeSet::new();
+        for p in &all {
+            let keep = p["action"] == "KEEP";
+            if let Some(recent) = p.get("mostRecentVersions") {
+                let count = recent["keepCount"].as_u64().unwrap_or(0) as usize;
+                let packages = strings(&recent["packageNamePrefixes"]);
+                let mut by_package: std::collections::BTreeMap<&str, Vec<&Version>> =
+                    Default::default();
+                for v in versions {
+                    if packages.is_empty() || packages.iter().any(|p| v.package.starts_with(p)) {
+                        by_package.entry(&v.package).or_default().push(v);
+                    }
+                }
+                for (_, mut vs) in by_package {
+                    vs.sort_by_key(|v| v.age_seconds);
+                    kept.extend(vs.iter().take(count).map(|v| v.name.clone()));
+                }
+                continue;
+            }
+            for v in versions
+                .iter()
+                .filter(|v| condition_matches(&p["condition"], v))
+            {
+                if keep {
+                    kept.insert(v.name.clone());
+                } else {
+                    selected.insert(v.name.clone());
+                }
+            }
+        }
+        selected.difference(&kept).cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +287,10 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&d).unwrap(),
             concat!(
-                r#"{"mirror-core-keep":{"action":"KEEP","id":"mirror-core-keep","#,
+                r#"{"mirror-core-anchors":{"action":"KEEP","#,
+                r#""condition":{"packageNamePrefixes":["image"],"tagPrefixes":["mirror.anchor."],"tagState":"TAGGED"},"#,
+                r#""id":"mirror-core-anchors"},"#,
+                r#""mirror-core-keep":{"action":"KEEP","id":"mirror-core-keep","#,
                 r#""mostRecentVersions":{"keepCount":3,"packageNamePrefixes":["image"]}},"#,
                 r#""mirror-core-retention":{"action":"DELETE","#,
                 r#""condition":{"olderThan":"2592000s","packageNamePrefixes":["image"],"tagState":"ANY"},"#,
@@ -205,8 +331,69 @@ mod tests {
         let m = merged(&current, &desired(&settings(None, Some(4))));
         assert_eq!(
             m.keys().collect::<Vec<_>>(),
-            vec!["mirror-core-keep", "team-rule"]
+            vec!["mirror-core-anchors", "mirror-core-keep", "team-rule"]
         );
         assert_eq!(m[KEEP_ID]["mostRecentVersions"]["keepCount"], 5);
+    }
+}
+
+#[cfg(test)]
+mod anchor_properties {
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::model::{deleted, Version};
+    use super::*;
+
+    proptest! {
+        /// Over random listings, the policies written never delete an anchored version, and
+        /// delete exactly the other image versions past the retention that the keep-most-
+        /// recent policy does not hold (so the property can fail).
+        #[test]
+        fn anchored_versions_are_never_deleted(
+            versions in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec("[a-z0-9.]{1,10}", 0..3), 0u64..1_000_000, any::<bool>()),
+                0..40,
+            ),
+            retention in 1u64..500_000,
+            keep in proptest::option::of(0usize..4),
+        ) {
+            let settings = RepositorySettings {
+                retention: Some(Duration::from_secs(retention)),
+                keep_previous: keep,
+            };
+            let policies = serde_json::to_value(desired(&settings)).unwrap();
+            let listing: Vec<Version> = versions
+                .iter()
+                .enumerate()
+                .map(|(n, (anchored, tags, age, cache))| {
+                    let mut tags = tags.clone();
+                    if *anchored {
+                        tags.push(format!("{}{n:064x}", mirror_core::image::ANCHOR_TAG_PREFIX));
+                    }
+                    Version {
+                        name: format!("sha256:{n:064x}"),
+                        package: if *cache { "cache-abc".into() } else { IMAGE.into() },
+                        tags,
+                        age_seconds: *age,
+                    }
+                })
+                .collect();
+            let gone = deleted(&policies, &listing);
+            let mut images: Vec<&Version> = listing.iter().filter(|v| v.package == IMAGE).collect();
+            images.sort_by_key(|v| v.age_seconds);
+            let recent: Vec<&str> = match keep {
+                Some(k) => images.iter().take(k + 1).map(|v| v.name.as_str()).collect(),
+                None => Vec::new(),
+            };
+            for (v, (anchored, ..)) in listing.iter().zip(&versions) {
+                let expected = !anchored
+                    && v.package == IMAGE
+                    && v.age_seconds > retention
+                    && !recent.contains(&v.name.as_str());
+                prop_assert_eq!(gone.contains(&v.name), expected, "{:?}", v);
+            }
+        }
     }
 }

@@ -697,6 +697,25 @@ impl ArApi {
     }
 }
 
+impl ArApi {
+    /// Deletes one tag of one package (`tags.delete`; the version stays). `target` names it
+    /// in errors (`<project path>/<id>/<package>:<tag>`).
+    pub async fn delete_tag(&self, id: &str, package: &str, tag: &str, target: &str) -> Result<()> {
+        const OP: &str = "tags.delete";
+        if package.is_empty() || tag.is_empty() {
+            return Err(self
+                .origin
+                .config(format!("{target}: empty package or tag")));
+        }
+        let mut segments = self.repo_segments(id);
+        segments.extend(["packages", package, "tags", tag]);
+        let url = self.url(&segments)?;
+        self.call(OP, target, Method::DELETE, url, None)
+            .await
+            .map(|_| ())
+    }
+}
+
 /// The canonical status Google uses for an HTTP status, for answers without a body.
 fn canonical_of_http(status: StatusCode) -> &'static str {
     match status.as_u16() {

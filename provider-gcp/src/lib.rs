@@ -397,6 +397,7 @@ impl Registry for ArtifactRegistry {
         Capabilities::default()
             .with_push_times(true)
             .with_native_retention(self.inner.cleanup_policies)
+            .with_anchors(self.inner.cleanup_policies)
     }
 
     /// `<project path>/<repository id>/image`, the repository id following
@@ -528,6 +529,16 @@ impl Registry for ArtifactRegistry {
     /// with it), then its referrers and referrers indexes (one version each). For a multi-platform image, its untagged platform manifests are deleted next
     /// (one version each, without force), except those another index of the package still
     /// uses. No call ever addresses the package itself.
+    /// `tags.delete`: the tag goes, the version and its other tags stay.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
+        let (id, package) = self.parse_repository(repository)?;
+        let target = format!("{repository}:{tag}");
+        self.inner.api.delete_tag(id, package, tag, &target).await?;
+        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
+        Ok(())
+    }
+
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;

@@ -77,7 +77,9 @@ async fn repositories_are_created_through_a_polled_operation_with_labels_and_pol
     assert_eq!(labels["service"], "api");
     assert_eq!(
         repo["cleanupPolicies"],
-        json!({"mirror-core-keep": {"id": "mirror-core-keep", "action": "KEEP",
+        json!({"mirror-core-anchors": {"id": "mirror-core-anchors", "action": "KEEP",
+            "condition": {"tagState": "TAGGED", "tagPrefixes": ["mirror.anchor."], "packageNamePrefixes": ["image"]}},
+            "mirror-core-keep": {"id": "mirror-core-keep", "action": "KEEP",
             "mostRecentVersions": {"keepCount": 3, "packageNamePrefixes": ["image"]}}})
     );
     // The repository is usable right away: the operation was waited for.
@@ -106,8 +108,11 @@ async fn cleanup_policies_are_patched_with_an_update_mask_only_when_they_change(
     let (name, id) = ensured(&gar, &scope, &settings(Some(7 * DAY), None)).await;
     assert_eq!(
         fake.repository(&id).unwrap()["cleanupPolicies"],
-        json!({"mirror-core-retention": {"id": "mirror-core-retention", "action": "DELETE",
-            "condition": {"tagState": "ANY", "olderThan": "604800s", "packageNamePrefixes": ["image"]}}})
+        json!({"mirror-core-anchors": {"id": "mirror-core-anchors", "action": "KEEP",
+            "condition": {"tagState": "TAGGED", "tagPrefixes": ["mirror.anchor."], "packageNamePrefixes": ["image"]}},
+            "mirror-core-retention": {"id": "mirror-core-retention", "action": "DELETE",
+            "condition": {"tagState": "ANY", "olderThan": "604800s", "packageNamePrefixes": ["image"]}}}),
+        "the keep policy of anchored images comes with the delete policy, exactly as documented"
     );
     // Someone adds a policy of their own, and the service reformats ours.
     let mut repo = fake.repository(&id).unwrap();

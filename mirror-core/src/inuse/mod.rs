@@ -111,9 +111,10 @@ pub trait InUseSource: Send + Sync + fmt::Debug {
 }
 
 /// The caller's references, as an [`InUseSource`] (workload kind
-/// [`WorkloadKind::Reference`], named after the reference).
+/// [`WorkloadKind::Reference`], named after the reference). Clones share the list, which
+/// [`References::set`] replaces: a deployer that knows what it runs keeps it current.
 #[derive(Debug, Clone, Default)]
-pub struct References(Vec<ImageUse>);
+pub struct References(std::sync::Arc<std::sync::RwLock<Vec<ImageUse>>>);
 
 impl References {
     /// These references.
@@ -122,25 +123,41 @@ impl References {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        References(
-            references
-                .into_iter()
-                .map(|r| {
-                    let reference = r.into();
-                    ImageUse {
-                        workload: Workload::new(WorkloadKind::Reference, None, &reference),
-                        reference,
-                    }
-                })
-                .collect(),
-        )
+        let r = References::default();
+        r.set(references);
+        r
+    }
+
+    /// From now on, these references.
+    pub fn set<I, S>(&self, references: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let uses = references
+            .into_iter()
+            .map(|r| {
+                let reference = r.into();
+                ImageUse {
+                    workload: Workload::new(WorkloadKind::Reference, None, &reference),
+                    reference,
+                }
+            })
+            .collect();
+        match self.0.write() {
+            Ok(mut list) => *list = uses,
+            Err(poisoned) => *poisoned.into_inner() = uses,
+        }
     }
 }
 
 #[async_trait]
 impl InUseSource for References {
     async fn image_uses(&self) -> Result<Vec<ImageUse>> {
-        Ok(self.0.clone())
+        Ok(match self.0.read() {
+            Ok(list) => list.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        })
     }
 }
 

@@ -120,6 +120,21 @@ pub(crate) async fn data_handler(State(fake): State<Arc<Fake>>, req: Request) ->
             &format!("Repository \"{repo}\" not found"),
         );
     }
+    // A deleted tag (`tags.delete`) is gone for readers until it is pushed again.
+    let reference = path.rsplit('/').next().unwrap_or("").to_string();
+    let by_tag = kind == "manifests" && !reference.contains(':');
+    let removed = by_tag
+        && fake
+            .st()
+            .removed_tags
+            .contains(&(name.clone(), reference.clone()));
+    if removed && (method == Method::GET || method == Method::HEAD) {
+        return registry_error(
+            404,
+            "MANIFEST_UNKNOWN",
+            &format!("tag {reference} not found"),
+        );
+    }
     let (parts, body) = req.into_parts();
     let url = match parts.uri.query() {
         Some(q) => format!("{}{path}?{q}", fake.registry),
@@ -152,6 +167,9 @@ pub(crate) async fn data_handler(State(fake): State<Arc<Fake>>, req: Request) ->
                 .to_string();
             let mut st = fake.st();
             st.data.manifest_puts += 1;
+            if by_tag {
+                st.removed_tags.remove(&(name.clone(), reference.clone()));
+            }
             st.versions
                 .entry((repo, package))
                 .or_default()

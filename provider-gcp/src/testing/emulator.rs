@@ -71,6 +71,7 @@ impl FakeGar {
                 package_deletes: Vec::new(),
                 patches: Vec::new(),
                 data: DataCounters::default(),
+                removed_tags: Default::default(),
             }),
         });
         let (google_addr, t1) = serve(
@@ -218,6 +219,19 @@ impl FakeGar {
                 visible: true,
             },
         );
+    }
+
+    /// The tags of package `package` of repository `id` as `dockerImages.list` shows them
+    /// (those removed by `tags.delete` left out), each with the digest it names.
+    pub async fn tags(&self, id: &str, package: &str) -> Vec<(String, String)> {
+        let name = format!("{PROJECT}/{id}/{package}");
+        let mut out = Vec::new();
+        for tag in super::images::reg_tags(&self.fake, &name).await {
+            if let Some(m) = super::images::reg_manifest(&self.fake, &name, &tag).await {
+                out.push((tag, m.digest));
+            }
+        }
+        out
     }
 
     /// Versions deleted so far, as `<repo>/<package>@<digest>`.

@@ -59,11 +59,13 @@ pub(crate) async fn reg_tags(fake: &Fake, name: &str) -> Vec<String> {
         return Vec::new();
     };
     let v: Value = resp.json().await.unwrap_or(Value::Null);
+    let st = fake.st();
     v.get("tags")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
                 .filter_map(Value::as_str)
+                .filter(|t| !st.removed_tags.contains(&(name.to_string(), t.to_string())))
                 .map(str::to_string)
                 .collect()
         })

@@ -225,6 +225,10 @@ pub(crate) async fn google_handler(State(fake): State<Arc<Fake>>, req: Request) 
             &Method::DELETE,
             ["projects", _, "locations", _, "repositories", _, "packages", _, "versions", _],
         ) => "versions.delete",
+        (
+            &Method::DELETE,
+            ["projects", _, "locations", _, "repositories", _, "packages", _, "tags", _],
+        ) => "tags.delete",
         (&Method::GET, ["projects", _, "locations", _, "operations", _]) => "operations.get",
         _ => {
             return gerr(
@@ -288,6 +292,7 @@ pub(crate) async fn google_handler(State(fake): State<Arc<Fake>>, req: Request) 
             json_response(200, next_op(&mut st, Deferred::Nothing, json!({})))
         }
         "versions.delete" => delete_version(&fake, seg[5], seg[7], seg[9], &query).await,
+        "tags.delete" => delete_tag(&fake, seg[5], seg[7], seg[9]).await,
         "operations.get" => {
             get_operation(
                 &fake,
@@ -550,3 +555,20 @@ pub(crate) async fn get_operation(fake: &Fake, name: &str) -> Response {
 
 // ---------------------------------------------------------------------------------------------
 // The registry, read over HTTP
+
+/// `tags.delete`: answers `Empty` (no operation); `NOT_FOUND` for a tag the package lacks.
+pub(crate) async fn delete_tag(fake: &Fake, id: &str, package: &str, tag: &str) -> Response {
+    if visible_repo(&fake.st(), id).is_none() {
+        return gerr(404, "NOT_FOUND", &format!("Repository \"{id}\" not found"));
+    }
+    let name = format!("{PROJECT}/{id}/{package}");
+    if !reg_tags(fake, &name).await.iter().any(|t| t == tag) {
+        return gerr(
+            404,
+            "NOT_FOUND",
+            &format!("Requested entity was not found: tag {tag}"),
+        );
+    }
+    fake.st().removed_tags.insert((name, tag.to_string()));
+    json_response(200, json!({}))
+}

@@ -86,6 +86,10 @@ pub(crate) struct St {
     pub(crate) package_deletes: Vec<String>,
     pub(crate) patches: Vec<(String, String)>,
     pub(crate) data: DataCounters,
+    /// Tags deleted with `tags.delete`: `(registry name, tag)`. The registry behind cannot
+    /// delete a tag alone, so the fake hides them (listings, manifest reads by tag) until the
+    /// tag is pushed again.
+    pub(crate) removed_tags: std::collections::BTreeSet<(String, String)>,
 }
 
 pub(crate) struct Fake {
