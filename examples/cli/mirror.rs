@@ -7,9 +7,13 @@
 //! ```text
 //! mirror deploy --registry REG --cluster C --service S [--mode service|cluster]
 //!               [--tag-policy verify|trust] [--keep-previous N] [--retention DURATION]
-//!               [--in-use REF]... SRC [--json]
-//! mirror sweep  --registry REG --cluster C --retention DURATION [--in-use REF]... [--dry-run] [--json]
-//! mirror ls     --registry REG --cluster C [--json]
+//!               [--in-use REF]... [KUBERNETES] SRC [--json]
+//! mirror sweep  --registry REG --cluster C --retention DURATION [--in-use REF]... [KUBERNETES]
+//!               [--dry-run] [--json]
+//! mirror ls     --registry REG --cluster C [--retention DURATION] [KUBERNETES] [--json]
+//!
+//! KUBERNETES: --kubernetes | --kubeconfig PATH [--kube-context NAME]
+//!             [--namespace NS]... [--selector LABELS]
 //! ```
 //!
 //! REG is a registry location (see `mirror_core::registry::open`): `oci:PATH` (a directory of
@@ -31,6 +35,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mirror_cli::KubernetesArgs;
 use mirror_core::image::referrers::ReferrerOptions;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
 use mirror_core::store::http::credentials::Credentials;
@@ -159,6 +164,8 @@ struct DeployArgs {
     /// Images in use (references or digests), never evicted. Repeatable.
     #[arg(long = "in-use")]
     in_use: Vec<String>,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
     /// Which referrers (signatures, SBOMs, attestations) travel with the image.
     #[command(flatten)]
     referrers: ReferrerArgs,
@@ -179,6 +186,8 @@ struct SweepArgs {
     /// Images in use (references or digests), never deleted. Repeatable.
     #[arg(long = "in-use")]
     in_use: Vec<String>,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
     /// Only print the plan.
     #[arg(long)]
     dry_run: bool,
@@ -238,6 +247,8 @@ struct BuildArgs {
     /// Images in use (references or digests), never evicted. Repeatable.
     #[arg(long = "in-use")]
     in_use: Vec<String>,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
     /// Do not stream the build log to stderr.
     #[arg(long)]
     quiet: bool,
@@ -250,6 +261,12 @@ struct BuildArgs {
 struct LsArgs {
     #[command(flatten)]
     registry: RegistryArgs,
+    /// Cluster mode's retention time, to show when each image of the cluster repository
+    /// expires (`7d`, `36h`).
+    #[arg(long)]
+    retention: Option<humantime::Duration>,
+    #[command(flatten)]
+    kubernetes: KubernetesArgs,
 }
 
 #[derive(clap::Args)]
@@ -474,6 +491,17 @@ async fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>>
     Ok(mirror_core::registry::open(&args.registry, &options, &factories).await?)
 }
 
+/// The builder with the Kubernetes in-use source of the flags, if any.
+async fn with_discovery(
+    builder: mirror_core::MirrorBuilder,
+    args: &KubernetesArgs,
+) -> anyhow::Result<mirror_core::MirrorBuilder> {
+    Ok(match args.source().await? {
+        Some(source) => builder.in_use_source(source),
+        None => builder,
+    })
+}
+
 fn time_string(t: Option<std::time::SystemTime>) -> String {
     t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
         .unwrap_or_else(|| "-".into())
@@ -500,8 +528,8 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         })
         .eviction_grace(args.eviction_grace.into())
         .sources(sources)
-        .referrers(args.referrers.options())
-        .build()?;
+        .referrers(args.referrers.options());
+    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let d = mirror.mirror_with(&args.service, &source, &in_use).await?;
     if args.registry.json {
@@ -528,8 +556,8 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
 async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
     let mirror = Mirror::builder(registry, &args.registry.cluster)
-        .strategy(Arc::new(ClusterStrategy::new(args.retention.into())))
-        .build()?;
+        .strategy(Arc::new(ClusterStrategy::new(args.retention.into())));
+    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let report = mirror
         .sweep(std::time::SystemTime::now(), &in_use, args.dry_run)
@@ -569,29 +597,58 @@ async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
 
 async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
-    let mirror = Mirror::builder(registry, &args.registry.cluster).build()?;
+    let mut mirror = Mirror::builder(registry, &args.registry.cluster);
+    if let Some(r) = args.retention {
+        mirror = mirror.strategy(Arc::new(ClusterStrategy::new(r.into())));
+    }
+    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
     let inv = mirror.inventory().await?;
     if args.registry.json {
         println!("{}", serde_json::to_string(&inv)?);
         return Ok(());
+    }
+    for w in &inv.warnings {
+        eprintln!("warning: {w}");
     }
     println!("{} cluster {}", inv.registry, inv.cluster);
     for repo in &inv.repositories {
         println!("{} ({} images)", repo.repository, repo.images.len());
         for img in &repo.images {
             println!(
-                "  {}  {:>10}  pushed {}  {}{}",
+                "  {}  {:>10}  pushed {}  {}{}{}",
                 &img.digest.to_string()[..19],
                 img.size
                     .map(|s| s.to_string())
                     .unwrap_or_else(|| "-".into()),
                 time_string(img.pushed_at),
                 img.tags.join(", "),
-                referrer_summary(img)
+                referrer_summary(img),
+                use_summary(img)
             );
         }
     }
     Ok(())
+}
+
+/// `  in use by deployment shop/api, pod shop/api-1; anchored; expires 2026-12-09T10:00:00Z`:
+/// what keeps the image, and when a sweep may take it.
+fn use_summary(img: &mirror_core::ImageRecord) -> String {
+    let mut parts = Vec::new();
+    if !img.in_use_by.is_empty() {
+        let users: Vec<String> = img.in_use_by.iter().map(|w| w.to_string()).collect();
+        parts.push(format!("in use by {}", users.join(", ")));
+    }
+    if img.anchored {
+        parts.push("anchored".to_string());
+    }
+    if let Some(at) = img.expires_at {
+        parts.push(format!("expires {}", time_string(Some(at))));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  {}", parts.join("; "))
+    }
 }
 
 /// `  [2 signature, 1 sbom]` for an image with referrers, empty otherwise.
@@ -683,8 +740,8 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
             keep_previous: args.keep_previous,
         }))
         .eviction_grace(args.eviction_grace.into())
-        .referrers(args.referrers.options())
-        .build()?;
+        .referrers(args.referrers.options());
+    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let d = mirror
         .build_with(&args.service, &spec, builder.as_ref(), &in_use)

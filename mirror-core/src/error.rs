@@ -225,7 +225,10 @@ pub enum Error {
     /// An in-use source could not tell which images the cluster uses: the Kubernetes API
     /// refused a listing (403: missing RBAC), was unreachable, or a listing could not be
     /// completed. Eviction and sweep then delete nothing.
-    #[error("cannot tell which images are in use ({origin}, {operation}): {message}")]
+    #[error(
+        "cannot tell which images are in use ({origin}, {operation}{}): {message}",
+        http_status(.status)
+    )]
     InUseUnknown {
         /// Where the source looked (`kubernetes https://10.0.0.1:443`).
         origin: String,
@@ -317,6 +320,11 @@ pub fn sanitize(text: &str, max: usize) -> String {
     } else {
         out
     }
+}
+
+/// `, HTTP 403` for an error with a status, empty without.
+fn http_status(status: &Option<u16>) -> String {
+    status.map(|s| format!(", HTTP {s}")).unwrap_or_default()
 }
 
 /// Invisible format characters that reorder or hide text on a terminal (bidirectional

@@ -1,1 +1,68 @@
-//! Example binaries live beside this crate as `[[example]]` targets.
+//! Example binaries live beside this crate as `[[example]]` targets; what they share is here.
+
+use std::sync::Arc;
+
+use mirror_core::inuse::kubernetes::KubernetesInUse;
+use mirror_core::inuse::InUseSource;
+
+/// How `deploy`, `sweep`, `ls` and `build` find the images the cluster runs, besides
+/// `--in-use`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KubernetesArgs {
+    /// Ask the Kubernetes API which images the cluster runs (pods and the pod templates of
+    /// Deployments, ReplicaSets, StatefulSets, DaemonSets, Jobs and CronJobs): in a pod its
+    /// service account, else `$KUBECONFIG` / `~/.kube/config`. Eviction and sweep keep them;
+    /// when the API cannot tell, they delete nothing.
+    #[arg(long)]
+    pub kubernetes: bool,
+    /// The kubeconfig file to use (implies `--kubernetes`).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context (implies `--kubernetes`; default: the current one).
+    #[arg(long, value_name = "NAME")]
+    pub kube_context: Option<String>,
+    /// Only these namespaces (repeatable; default: all).
+    #[arg(long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Only objects matching this label selector (`app=web,tier!=cache`).
+    #[arg(long = "selector", value_name = "LABELS")]
+    pub selector: Option<String>,
+}
+
+impl KubernetesArgs {
+    /// The in-use source the flags describe, `None` without them.
+    pub async fn source(&self) -> mirror_core::Result<Option<Arc<dyn InUseSource>>> {
+        if !self.kubernetes && self.kubeconfig.is_none() && self.kube_context.is_none() {
+            return Ok(None);
+        }
+        let mut source = match (&self.kubeconfig, &self.kube_context) {
+            (Some(path), context) => {
+                KubernetesInUse::from_kubeconfig(path, context.as_deref()).await?
+            }
+            (None, Some(context)) => {
+                let path = kubeconfig_path();
+                KubernetesInUse::from_kubeconfig(&path, Some(context)).await?
+            }
+            (None, None) => KubernetesInUse::infer().await?,
+        };
+        if !self.namespaces.is_empty() {
+            source = source.namespaces(self.namespaces.iter().cloned());
+        }
+        if let Some(selector) = &self.selector {
+            source = source.label_selector(selector);
+        }
+        Ok(Some(Arc::new(source)))
+    }
+}
+
+/// `$KUBECONFIG` (its first file) or `~/.kube/config`.
+fn kubeconfig_path() -> std::path::PathBuf {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .as_ref()
+        .and_then(|v| std::env::split_paths(v).next())
+    {
+        return first;
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    std::path::Path::new(&home).join(".kube").join("config")
+}

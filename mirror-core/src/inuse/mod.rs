@@ -238,33 +238,60 @@ fn mirror_prefix(registry: &dyn Registry) -> String {
 /// HEAD (a tag the mirror does not hold names nothing there); references to other
 /// registries by tag name nothing in the mirror. A failed lookup is an error.
 pub async fn resolve(uses: &[ImageUse], registry: &dyn Registry) -> Result<InUse> {
-    let mut out = InUse::new();
+    let (mut out, by_tag) = pinned(uses);
     let prefix = mirror_prefix(registry);
-    for u in uses {
-        if let Some(d) = digest_in(&u.reference) {
-            out.insert(d, u.workload.clone());
-            continue;
-        }
-        let Some(rest) = u.reference.strip_prefix(&format!("{prefix}/")) else {
-            continue;
-        };
-        let reference = match Reference::parse(&format!("{prefix}/{rest}")) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(reference = %u.reference, workload = %u.workload, error = %e, "an unreadable image reference; ignored");
-                continue;
+    // One HEAD per distinct tag reference, however many pods use it.
+    let mut looked_up: BTreeMap<String, Option<Digest>> = BTreeMap::new();
+    for u in by_tag {
+        if let Some(found) = looked_up.get(&u.reference) {
+            if let Some(d) = found {
+                out.insert(d.clone(), u.workload.clone());
             }
-        };
-        let repository = Repository::listed(reference.repository());
-        let store = registry.store(&repository).await?;
-        match store.head_manifest(&reference.manifest_reference()).await {
-            Ok(Some(h)) => out.insert(h.digest, u.workload.clone()),
-            Ok(None) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            continue;
         }
+        let found = lookup(u, &prefix, registry).await?;
+        if let Some(d) = &found {
+            out.insert(d.clone(), u.workload.clone());
+        }
+        looked_up.insert(u.reference.clone(), found);
     }
     Ok(out)
+}
+
+/// The uses that name a digest, as an [`InUse`], and the others (by tag).
+pub fn pinned(uses: &[ImageUse]) -> (InUse, Vec<&ImageUse>) {
+    let mut out = InUse::new();
+    let mut by_tag = Vec::new();
+    for u in uses {
+        match digest_in(&u.reference) {
+            Some(d) => out.insert(d, u.workload.clone()),
+            None => by_tag.push(u),
+        }
+    }
+    (out, by_tag)
+}
+
+/// The digest a tag reference of the mirror registry names there (`None`: not the mirror's,
+/// or a tag it does not hold).
+async fn lookup(u: &ImageUse, prefix: &str, registry: &dyn Registry) -> Result<Option<Digest>> {
+    let Some(rest) = u.reference.strip_prefix(&format!("{prefix}/")) else {
+        return Ok(None);
+    };
+    let reference = match Reference::parse(&format!("{prefix}/{rest}")) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(reference = %u.reference, workload = %u.workload, error = %e, "an unreadable image reference; ignored");
+            return Ok(None);
+        }
+    };
+    let repository = Repository::listed(reference.repository());
+    let store = registry.store(&repository).await?;
+    match store.head_manifest(&reference.manifest_reference()).await {
+        Ok(Some(h)) => Ok(Some(h.digest)),
+        Ok(None) => Ok(None),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
@@ -285,6 +312,136 @@ mod tests {
         }
         for r in ["registry.example/app:v1", "app", "sha256:short"] {
             assert_eq!(digest_in(r), None, "{r}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod cluster_properties {
+    //! Random clusters (workloads of every kind naming images by digest, by image id or by
+    //! tags of other registries) over random listings: no eviction or sweep plan deletes an
+    //! image any workload references.
+
+    use std::time::{Duration, SystemTime};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::eviction::{plan_retention, plan_service_eviction};
+    use crate::image::ImageRecord;
+
+    const KINDS: [WorkloadKind; 7] = [
+        WorkloadKind::Pod,
+        WorkloadKind::Deployment,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+    ];
+
+    fn digest(n: u8) -> Digest {
+        Digest::sha256_of(&[n])
+    }
+
+    /// How a workload names image `n`.
+    fn reference(n: u8, form: u8) -> String {
+        let d = digest(n);
+        match form % 4 {
+            0 => format!("mirror.example/prod/mirror@{d}"),
+            1 => format!("docker-pullable://mirror.example/prod/mirror@{d}"),
+            2 => d.to_string(),
+            // A tag of another registry: names nothing in the mirror.
+            _ => format!("docker.io/library/app:{n}"),
+        }
+    }
+
+    fn listing() -> impl Strategy<Value = Vec<(u8, Option<u64>, bool, Option<u8>)>> {
+        // (image, age in hours, anchored, orphan of)
+        proptest::collection::vec(
+            (
+                0u8..24,
+                proptest::option::of(0u64..500),
+                any::<bool>(),
+                proptest::option::of(0u8..24),
+            ),
+            0..24,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn no_plan_deletes_an_image_a_workload_references(
+            workloads in proptest::collection::vec((0usize..7, 0u8..24, 0u8..4, 0u8..3), 0..30),
+            images in listing(),
+            keep in 0usize..3,
+            retention_hours in 0u64..200,
+            deployed in 0u8..24,
+        ) {
+            let uses: Vec<ImageUse> = workloads
+                .iter()
+                .enumerate()
+                .map(|(i, (kind, image, form, ns))| ImageUse {
+                    reference: reference(*image, *form),
+                    workload: Workload::new(KINDS[*kind], Some(&format!("ns{ns}")), &format!("w{i}")),
+                })
+                .collect();
+            let (in_use, _) = pinned(&uses);
+            let referenced: HashSet<Digest> = workloads
+                .iter()
+                .filter(|(_, _, form, _)| form % 4 != 3)
+                .map(|(_, image, _, _)| digest(*image))
+                .collect();
+            prop_assert_eq!(in_use.digests(), referenced.clone());
+
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+            let mut seen = HashSet::new();
+            let records: Vec<ImageRecord> = images
+                .iter()
+                .filter(|(n, ..)| seen.insert(*n))
+                .map(|(n, age, anchored, orphan_of)| {
+                    let mut r = ImageRecord::new("prod/mirror", digest(*n));
+                    r.pushed_at = age.map(|h| now - Duration::from_secs(h * 3600));
+                    r.anchored = *anchored;
+                    r.orphan_of = orphan_of.filter(|o| o != n).map(digest);
+                    r
+                })
+                .collect();
+            let service = plan_service_eviction(
+                "prod/mirror",
+                &records,
+                &digest(deployed),
+                &in_use.digests(),
+                keep,
+                now,
+                Duration::ZERO,
+            );
+            let sweep = plan_retention(
+                "prod/mirror",
+                &records,
+                &in_use.digests(),
+                now,
+                Duration::from_secs(retention_hours * 3600),
+            );
+            for plan in [&service, &sweep] {
+                for gone in &plan.delete {
+                    prop_assert!(!referenced.contains(&gone.digest), "{} is referenced", gone.digest);
+                    prop_assert!(!gone.anchored, "{} is anchored", gone.digest);
+                    if let Some(subject) = &gone.orphan_of {
+                        prop_assert!(!referenced.contains(subject), "a referrer of the referenced {subject}");
+                    }
+                }
+            }
+            // Not vacuous: an unreferenced, unanchored, old image that is no previous image
+            // the service keeps goes in the sweep.
+            for r in &records {
+                let old = r.pushed_at.is_some_and(|t| now.duration_since(t).unwrap_or_default() > Duration::from_secs(retention_hours * 3600));
+                if old && !r.anchored && !referenced.contains(&r.digest)
+                    && r.orphan_of.as_ref().is_none_or(|s| !referenced.contains(s))
+                {
+                    prop_assert!(sweep.delete.iter().any(|d| d.digest == r.digest), "{} should expire", r.digest);
+                }
+            }
         }
     }
 }
