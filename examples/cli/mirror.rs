@@ -612,7 +612,17 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
     }
     println!("{} cluster {}", inv.registry, inv.cluster);
     for repo in &inv.repositories {
-        println!("{} ({} images)", repo.repository, repo.images.len());
+        println!(
+            "{} ({} images{}, {} bytes stored)",
+            repo.repository,
+            repo.images.len(),
+            if repo.build_cache {
+                ", build cache"
+            } else {
+                ""
+            },
+            repo.stored_bytes
+        );
         for img in &repo.images {
             println!(
                 "  {}  {:>10}  pushed {}  {}{}{}",

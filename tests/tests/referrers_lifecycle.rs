@@ -239,7 +239,7 @@ async fn the_cli_deploys_referrers_by_default_and_ls_shows_one_image_with_them()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("prod/services/api (1 images)"), "{stdout}");
+    assert!(stdout.contains("prod/services/api (1 images, "), "{stdout}");
     assert!(
         stdout.contains("[3 signature, 1 sbom, 2 attestation]"),
         "{stdout}"

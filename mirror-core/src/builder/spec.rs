@@ -34,6 +34,7 @@ pub struct BuildSpec {
     pub(crate) credentials: BTreeMap<String, Credentials>,
     pub(crate) timeout: Duration,
     pub(crate) keep_previous: Option<usize>,
+    pub(crate) cache_builds: usize,
     pub(crate) events: Option<BuildEventSink>,
 }
 
@@ -53,6 +54,7 @@ impl BuildSpec {
             credentials: BTreeMap::new(),
             timeout: DEFAULT_BUILD_TIMEOUT,
             keep_previous: None,
+            cache_builds: crate::mirror::DEFAULT_CACHE_BUILDS,
             events: None,
         }
     }
@@ -133,6 +135,15 @@ impl BuildSpec {
     /// mode, 1 otherwise).
     pub fn with_keep_previous(mut self, keep: usize) -> Self {
         self.keep_previous = Some(keep);
+        self
+    }
+
+    /// How many of the latest builds of this service and Dockerfile the remote cache keeps
+    /// its entries for (default [`DEFAULT_CACHE_BUILDS`](crate::mirror::DEFAULT_CACHE_BUILDS),
+    /// at least 1): an entry none of them used is deleted after the build (see
+    /// [`Mirror::build`](crate::Mirror::build)).
+    pub fn with_cache_builds(mut self, builds: usize) -> Self {
+        self.cache_builds = builds.max(1);
         self
     }
 

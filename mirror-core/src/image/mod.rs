@@ -196,6 +196,12 @@ pub async fn image_size(store: &dyn ImageStore, digest: &Digest) -> Result<u64> 
 
 /// The size of the manifest trees of `roots`, each blob counted once across them. With
 /// `skip_missing`, a root that is gone (a referrer a stale index still lists) counts 0.
+/// The bytes the images `roots` take in `store`, each blob and manifest counted once
+/// however many of them share it (what a repository of build-cache entries really holds).
+pub async fn stored_size(store: &dyn ImageStore, roots: &[Digest]) -> Result<u64> {
+    tree_size(store, roots, &mut HashSet::new(), false).await
+}
+
 async fn tree_size(
     store: &dyn ImageStore,
     roots: &[Digest],

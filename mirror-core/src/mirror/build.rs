@@ -131,6 +131,7 @@ impl Mirror {
             blobs_uploaded: 0,
             bytes_uploaded: 0,
             evicted: Vec::new(),
+            cache_evicted: Vec::new(),
             referrers: Default::default(),
             warnings: Vec::new(),
         };
@@ -225,16 +226,93 @@ impl Mirror {
         }
         request.timeout = spec.timeout;
         request.events = spec.events.clone();
-        let output = builder.build(&request).await?;
-
+        // The lease keeps other builds' cache bounds away while this one reads the cache.
+        let lease_life = spec.timeout + std::time::Duration::from_secs(600);
+        let lease = match super::cache::Lease::take(
+            core.registry.as_ref(),
+            &cache_repository,
+            lease_life,
+        )
+        .await
+        {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(%cache_repository, error = %e, "cannot take a lease on the build cache; it is not bounded this time");
+                None
+            }
+        };
+        let built = self
+            .finish_build(
+                builder,
+                &request,
+                &stage_repository,
+                spec,
+                direct,
+                dst,
+                repository,
+                tag,
+                deployment,
+            )
+            .await;
+        let Some(lease) = lease else {
+            return built;
+        };
+        let mut d = match built {
+            Ok(d) => d,
+            Err(e) => {
+                lease.release(core.registry.as_ref()).await;
+                return Err(e);
+            }
+        };
         let stage = core.registry.store(&stage_repository).await?;
+        let bounded = super::cache::record_and_bound(
+            core.registry.as_ref(),
+            &cache_repository,
+            stage.as_ref(),
+            &d.digest,
+            spec.cache_builds,
+            &lease,
+            lease_life,
+        )
+        .await;
+        lease.release(core.registry.as_ref()).await;
+        match bounded {
+            Ok(b) => {
+                d.cache_evicted = b.deleted;
+                d.warnings.extend(b.warnings);
+            }
+            Err(e) => d.warnings.push(format!(
+                "the build cache {cache_repository} was not bounded: {e}"
+            )),
+        }
+        Ok(d)
+    }
+
+    /// Runs the builder, checks the platforms, brings the image into the build repository.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_build(
+        &self,
+        builder: &dyn Builder,
+        request: &BuildRequest,
+        stage_repository: &Repository,
+        spec: &BuildSpec,
+        direct: bool,
+        dst: &dyn ImageStore,
+        repository: &Repository,
+        tag: &str,
+        deployment: impl Fn(Digest, Action) -> Deployment,
+    ) -> Result<Deployment> {
+        let core = &self.core;
+        let output = builder.build(request).await?;
+
+        let stage = core.registry.store(stage_repository).await?;
         if let Err(e) = check_platforms(stage.as_ref(), &output.digest, &spec.platforms).await {
             // The key tag must not name an incomplete image, in the build repository or in
             // the staging place where clone reuse would find it (clone reuse checks the
             // platforms too, in case this deletion fails).
             if let Err(d) = core
                 .registry
-                .delete_image(&stage_repository, &output.digest)
+                .delete_image(stage_repository, &output.digest)
                 .await
             {
                 tracing::warn!(error = %d, "cannot delete an incomplete build from {stage_repository}");

@@ -44,6 +44,7 @@ impl Mirror {
             blobs_uploaded: 0,
             bytes_uploaded: 0,
             evicted: Vec::new(),
+            cache_evicted: Vec::new(),
             referrers: Default::default(),
             warnings,
         };

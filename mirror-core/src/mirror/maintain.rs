@@ -83,12 +83,21 @@ impl Mirror {
         let retention = core.strategy.retention();
         let mut repositories = Vec::new();
         for repository in core.registry.list_repositories(&core.cluster).await? {
-            let (orphans, mut images): (Vec<_>, Vec<_>) = core
-                .registry
-                .list_images(&repository)
-                .await?
+            let listed = core.registry.list_images(&repository).await?;
+            // A build cache's history and leases are bookkeeping, not images.
+            let history = listed
+                .iter()
+                .any(|i| i.tags.iter().any(|t| t == super::cache::HISTORY_TAG));
+            let (orphans, mut images): (Vec<_>, Vec<_>) = listed
                 .into_iter()
+                .filter(|i| !i.tags.iter().any(|t| super::cache::is_cache_bookkeeping(t)))
                 .partition(|i| i.orphan_of.is_some());
+            let build_cache = history
+                || repository
+                    .name()
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|last| last.starts_with("cache-"));
             let store = core.registry.store(&repository).await?;
             let cluster_repository = retention.is_some()
                 && core
@@ -110,10 +119,14 @@ impl Mirror {
                 }
             }
             images.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
+            let roots: Vec<Digest> = images.iter().map(|i| i.digest.clone()).collect();
+            let stored_bytes = crate::image::stored_size(store.as_ref(), &roots).await?;
             repositories.push(RepositoryInventory {
                 repository: repository.name().to_string(),
                 images,
                 orphaned_referrers: orphans.len(),
+                build_cache,
+                stored_bytes,
             });
         }
         Ok(Inventory {

@@ -36,6 +36,7 @@
 //!   [`Mirror::inventory`], [`Mirror::resolve_in_use`].
 
 mod build;
+mod cache;
 mod core;
 mod deploy;
 mod maintain;
@@ -53,6 +54,10 @@ use crate::inuse::InUseSource;
 use crate::registry::Registry;
 use crate::strategy::{MirrorStrategy, ServiceStrategy};
 
+pub use cache::{
+    is_cache_bookkeeping, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, DEFAULT_CACHE_BUILDS,
+    HISTORY_TAG as CACHE_HISTORY_TAG, LEASE_TAG_PREFIX as CACHE_LEASE_TAG_PREFIX,
+};
 pub use protect::ProtectReport;
 pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
 pub use source::{Source, Sources};

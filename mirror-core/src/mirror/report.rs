@@ -58,6 +58,10 @@ pub struct Deployment {
     pub bytes_uploaded: u64,
     /// Images deleted by eviction.
     pub evicted: Vec<Digest>,
+    /// Builds: entries of the build cache no recent build used, deleted after this build
+    /// (see [`Mirror::build`](crate::Mirror::build)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_evicted: Vec<Digest>,
     /// The image's referrers found at the source and copied, by artifact type (empty when
     /// nothing was copied).
     pub referrers: ReferrerReport,
@@ -91,6 +95,12 @@ pub struct RepositoryInventory {
     /// images; the next eviction or sweep deletes those whose subject is not in use.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub orphaned_referrers: usize,
+    /// The remote cache of builds (its entries are the images listed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub build_cache: bool,
+    /// What the repository stores, each blob counted once (entries of a build cache share
+    /// most of their layers; the images' `size` counts each image whole).
+    pub stored_bytes: u64,
 }
 
 fn is_zero(n: &usize) -> bool {
