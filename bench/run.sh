@@ -42,7 +42,7 @@ TIME=/usr/bin/time
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building (release): mirror, bench_fixture"
-  cargo build --release --quiet --example mirror --example bench_fixture
+  cargo build --release --quiet -p mirror-cli --example mirror --example bench_fixture
 fi
 MIRROR=$ROOT/target/release/examples/mirror
 FIXTURE=$ROOT/target/release/examples/bench_fixture

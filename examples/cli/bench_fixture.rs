@@ -1,7 +1,7 @@
 //! `bench_fixture`: writes the OCI image layouts `bench/run.sh` pushes to its source registry.
 //!
 //! ```text
-//! cargo run --release --example bench_fixture -- OUT_DIR [single|multi|big]...
+//! cargo run --release -p mirror-cli --example bench_fixture -- OUT_DIR [single|multi|big]...
 //! ```
 //!
 //! Writes `OUT_DIR/NAME` (an OCI image layout tagged `v1`) for each fixture named (all three

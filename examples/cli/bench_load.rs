@@ -1,7 +1,7 @@
 //! Load benchmark (run by hand, not a test):
 //!
 //! ```text
-//! cargo run --release --example bench_load [-- CALLS IMAGES SERVICES LAYER_KIB]
+//! cargo run --release -p mirror-cli --example bench_load [-- CALLS IMAGES SERVICES LAYER_KIB]
 //! ```
 //!
 //! Starts two real distribution registries on 127.0.0.1, pushes IMAGES distinct images (3

@@ -1,7 +1,7 @@
 //! `mirror`: the command-line face of the library.
 //!
 //! ```text
-//! cargo run --release --example mirror -- copy SRC DST [--platform os/arch]... [--concurrency N] [--json]
+//! cargo run --release -p mirror-cli --example mirror -- copy SRC DST [--platform os/arch]... [--concurrency N] [--json]
 //! ```
 //!
 //! ```text

@@ -127,5 +127,19 @@ mod instrumented_counts {
             "a skip evicts nothing and lists nothing: {warm:?}"
         );
         assert!(!warm.contains_key(&Operation::DeleteImage));
+
+        // A fresh deployer process (a new Mirror): the warm deploy still ensures nothing.
+        let fresh = Instrumented::new(Arc::new(LayoutRegistry::new(dir.path().join("m"))));
+        let mirror = Mirror::builder(Arc::new(fresh.clone()), "prod")
+            .build()
+            .unwrap();
+        let d = mirror.mirror("api", &source).await.unwrap();
+        assert_eq!(d.action, mirror_core::Action::Skipped);
+        let calls = fresh.all_calls();
+        assert!(
+            !calls.contains_key(&Operation::EnsureRepository),
+            "a warm deploy in a fresh process ensures no repository: {calls:?}"
+        );
+        assert_eq!(calls[&Operation::Store].ok, 1, "{calls:?}");
     }
 }

@@ -109,14 +109,6 @@ impl Mirror {
             } else {
                 crate::strategy::ServiceStrategy::default().keep_previous
             });
-        core.ensure(
-            &repository,
-            &RepositorySettings {
-                retention: None,
-                keep_previous: Some(keep),
-            },
-        )
-        .await?;
         let dst = core.registry.store(&repository).await?;
         let source = format!("build:{}:{}", plan.key.commit(), plan.dockerfile_rel);
         let deployment = |digest: Digest, action: Action| Deployment {
@@ -136,9 +128,21 @@ impl Mirror {
             warnings: Vec::new(),
         };
 
-        if let Some(head) = dst.head_manifest(&tag).await? {
-            return Ok(deployment(head.digest, Action::Skipped));
+        // Already built: the HEAD only, no control-plane call.
+        match dst.head_manifest(&tag).await {
+            Ok(Some(head)) => return Ok(deployment(head.digest, Action::Skipped)),
+            Ok(None) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
         }
+        core.ensure(
+            &repository,
+            &RepositorySettings {
+                retention: None,
+                keep_previous: Some(keep),
+            },
+        )
+        .await?;
 
         let mut warnings = Vec::new();
         let found = self

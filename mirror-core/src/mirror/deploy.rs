@@ -28,7 +28,8 @@ impl Mirror {
         let core = &self.core;
         let target = core.strategy.target(&core.cluster, service, &source.id())?;
         let repository = core.registry.repository(&target.scope)?;
-        core.ensure(&repository, &core.strategy.settings()).await?;
+        // No control-plane call before the HEAD: an image already mirrored (the common
+        // call) costs the HEADs only; the repository is ensured on a miss.
         let dst = core.registry.store(&repository).await?;
         let mut warnings = Vec::new();
         let src_ref = source.reference();
@@ -49,7 +50,12 @@ impl Mirror {
             warnings,
         };
 
-        let existing = dst.head_manifest(&target.tag).await?;
+        let existing = match dst.head_manifest(&target.tag).await {
+            Ok(h) => h,
+            // A repository never created (`NAME_UNKNOWN` where a registry says so).
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e),
+        };
         let mut action = Action::Copied;
         let mut src_store: Option<Arc<dyn ImageStore>> = None;
         if let Some(head) = &existing {
@@ -108,6 +114,7 @@ impl Mirror {
             action = Action::Recopied;
         }
 
+        core.ensure(&repository, &core.strategy.settings()).await?;
         let src = match src_store {
             Some(s) => s,
             None => core.sources.open(source)?,

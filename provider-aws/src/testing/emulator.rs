@@ -166,6 +166,17 @@ impl EcrEmulator {
             .unwrap_or(0)
     }
 
+    /// Every control-plane operation called so far, with its count.
+    pub fn all_calls(&self) -> std::collections::BTreeMap<String, usize> {
+        self.control
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// The request bodies of every call of `operation` so far, in order.
     pub fn requests(&self, operation: &str) -> Vec<Value> {
         self.control

@@ -150,6 +150,17 @@ impl FakeGar {
             .unwrap_or_else(|e| panic!("building ArtifactRegistry on the fake: {e}"))
     }
 
+    /// Every REST method called so far, with its count (OAuth token requests are
+    /// [`FakeGar::token_requests`]).
+    pub fn all_calls(&self) -> std::collections::BTreeMap<String, usize> {
+        self.fake
+            .st()
+            .calls
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    }
+
     /// Calls of a REST method so far (`repositories.create`, `operations.get`,
     /// `dockerImages.list`, `versions.delete`…).
     pub fn calls(&self, method: &str) -> usize {
