@@ -75,7 +75,7 @@ pub use image::ImageRecord;
 pub use media::{PlatformFilter, RawManifest};
 pub use mirror::{
     Action, Deployment, Inventory, Mirror, MirrorBuilder, ProtectReport, Source, Sources,
-    SweepReport, TagPolicy,
+    SweepReport, TagPolicy, Warning,
 };
 pub use reference::Reference;
 pub use registry::{

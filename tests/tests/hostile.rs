@@ -454,6 +454,39 @@ async fn an_empty_blob_passes_the_guards_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_fails_at_once_without_retries() {
+    let host = Router::new()
+        .route("/v2/", get(|| async { "{}" }))
+        .route(
+            "/v2/app/blobs/{digest}",
+            get(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "/v2/app/blobs/again")],
+                )
+            }),
+        )
+        .pipe(serve)
+        .await;
+    // The default retry policy (5 attempts with backoff): a loop must not use it.
+    let store = RegistryClient::new(&host, Credentials::Anonymous)
+        .unwrap()
+        .repository("app")
+        .unwrap();
+    let started = Instant::now();
+    let err = match store.get_blob(&Digest::sha256_of(b"x")).await {
+        Ok(_) => panic!("a redirect loop was followed to an end"),
+        Err(e) => e,
+    };
+    assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "not retried: {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_from_https_to_plain_http_on_the_same_origin_is_refused() {
     // One port answers TLS and plain HTTP: the redirect changes only the scheme, so an HTTP
     // client would keep the Authorization header. Whatever reaches the plain side is recorded.

@@ -171,12 +171,11 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
         .unwrap();
     assert!(v2.evicted.is_empty());
     assert!(
-        v2.warnings
-            .iter()
-            .any(
-                |w| w.contains("cannot tell which images are in use") && w.contains("403")
-                    || w.contains("cannot tell which images are in use") && w.contains("forbidden")
-            ),
+        v2.warnings.iter().any(|w| matches!(
+            w,
+            mirror_core::Warning::InUseUnknown { repository: Some(r), error }
+                if *r == v1.repository && error.contains("HTTP 403")
+        )),
         "{:?}",
         v2.warnings
     );
@@ -184,6 +183,7 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
     // The inventory still answers, and says what it could not find out.
     let inventory = mirror.inventory().await.unwrap();
     assert_eq!(inventory.warnings.len(), 1, "{:?}", inventory.warnings);
+    assert_eq!(inventory.warnings[0].kind(), "in_use_unknown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,7 +237,10 @@ async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
     assert_eq!(&second.digest, newer.digest());
     assert_ne!(second.digest, first.digest);
     assert!(
-        second.warnings.iter().any(|w| w.contains("mutable tag")),
+        second.warnings.iter().any(|w| matches!(
+            w,
+            mirror_core::Warning::MutableTag { previous, .. } if *previous == first.digest
+        )),
         "{:?}",
         second.warnings
     );
@@ -251,10 +254,15 @@ async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
     assert_eq!(third.action, Action::Skipped);
     assert_eq!(&third.digest, newer.digest());
     assert!(
-        third.warnings.iter().any(|w| w.contains("unreachable")),
+        third.warnings.iter().any(|w| matches!(
+            w,
+            mirror_core::Warning::SourceUnreachable { served, .. } if served == newer.digest()
+        ) && w.served_from_mirror()),
         "{:?}",
         third.warnings
     );
+    let json = serde_json::to_value(&third).unwrap();
+    assert_eq!(json["warnings"][0]["kind"], "source_unreachable", "{json}");
 
     // Trust never contacts the source: no warning even though it is down.
     let trusting = Mirror::builder(registry(&dst), "prod")

@@ -783,7 +783,10 @@ async fn a_platform_filter_says_that_the_index_referrers_stay_behind() {
     );
     assert_eq!(d.referrers.index_referrers_left, 3, "{:?}", d.referrers);
     assert!(
-        d.warnings.iter().any(|w| w.contains("platform filter")),
+        d.warnings.iter().any(
+            |w| matches!(w, mirror_core::Warning::IndexReferrersLeft { .. })
+                && w.to_string().contains("platform filter")
+        ),
         "{:?}",
         d.warnings
     );

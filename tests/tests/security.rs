@@ -145,10 +145,16 @@ async fn https_certificates_are_verified_by_default() {
         .plain_http(false)
         .build()
         .unwrap();
+    let started = std::time::Instant::now();
     let err = strict.ping().await.unwrap_err();
     assert!(
-        matches!(err, Error::Connect { .. }),
+        matches!(&err, Error::Protocol { reason, .. } if reason.contains("certificate")),
         "self-signed certificate refused: {err:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "an untrusted certificate is not retried: {:?}",
+        started.elapsed()
     );
     // Only an explicit opt-out accepts it.
     let lax = RegistryClient::builder(&host)

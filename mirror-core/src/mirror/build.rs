@@ -184,7 +184,7 @@ impl Mirror {
                 d.evicted = gone;
                 warnings.append(&mut w);
             }
-            Err(e) => warnings.push(format!("eviction in {repository} failed: {e}")),
+            Err(e) => warnings.push(super::Warning::eviction_error(&repository, e)),
         }
         d.warnings = warnings;
         Ok(d)
@@ -285,9 +285,11 @@ impl Mirror {
                 d.cache_evicted = b.deleted;
                 d.warnings.extend(b.warnings);
             }
-            Err(e) => d.warnings.push(format!(
-                "the build cache {cache_repository} was not bounded: {e}"
-            )),
+            Err(e) => d.warnings.push(super::Warning::CacheNotBounded {
+                repository: cache_repository.name().to_string(),
+                digest: None,
+                error: e.to_string(),
+            }),
         }
         Ok(d)
     }
@@ -368,15 +370,17 @@ impl Mirror {
         except: &Repository,
         tag: &str,
         platforms: &[String],
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<super::Warning>,
     ) -> Option<(Repository, Digest)> {
         let core = &self.core;
         let repos = match core.registry.list_repositories(&core.cluster).await {
             Ok(r) => r,
             Err(e) => {
-                warnings.push(format!(
-                    "cannot list the cluster's repositories to look for a clone's build: {e}"
-                ));
+                warnings.push(super::Warning::CloneSearch {
+                    error: format!(
+                        "cannot list the cluster's repositories to look for a clone's build: {e}"
+                    ),
+                });
                 return None;
             }
         };
@@ -406,7 +410,9 @@ impl Mirror {
                 Ok(Some(digest)) => return Some((repo, digest)),
                 Ok(None) => {}
                 // A failed check costs a build, never a wrong image.
-                Err(e) => warnings.push(format!("passing over {tag} in {repo}: {e}")),
+                Err(e) => warnings.push(super::Warning::CloneSearch {
+                    error: format!("passing over {tag} in {repo}: {e}"),
+                }),
             }
         }
         None
@@ -710,7 +716,9 @@ mod registry_tests {
         let d = m.build("api", &spec, &builder).await.unwrap();
         assert_eq!(d.action, Action::Built);
         assert!(
-            d.warnings.iter().any(|w| w.contains("passing over")),
+            d.warnings
+                .iter()
+                .any(|w| w.to_string().contains("passing over")),
             "{:?}",
             d.warnings
         );

@@ -220,7 +220,7 @@ impl Core {
         deployed: &Digest,
         in_use: &HashSet<Digest>,
         keep: usize,
-    ) -> Result<(Vec<Digest>, Vec<String>)> {
+    ) -> Result<(Vec<Digest>, Vec<super::Warning>)> {
         // What is in use first: when that cannot be told, nothing is deleted.
         let in_use = self.in_use(in_use).await?;
         let images = self.registry.list_images(repository).await?;
@@ -241,7 +241,7 @@ impl Core {
         &self,
         repository: &Repository,
         plan: &EvictionPlan,
-    ) -> (Vec<Digest>, Vec<String>) {
+    ) -> (Vec<Digest>, Vec<super::Warning>) {
         let mut deleted = Vec::new();
         let mut warnings = Vec::new();
         for img in &plan.delete {
@@ -249,10 +249,11 @@ impl Core {
                 Ok(()) => deleted.push(img.digest.clone()),
                 // Someone else deleted it first: the goal is reached.
                 Err(e) if e.is_not_found() => {}
-                Err(e) => warnings.push(format!(
-                    "could not delete {}@{}: {e}",
-                    plan.repository, img.digest
-                )),
+                Err(e) => warnings.push(super::Warning::EvictionFailed {
+                    repository: plan.repository.clone(),
+                    digest: Some(img.digest.clone()),
+                    error: e.to_string(),
+                }),
             }
         }
         (deleted, warnings)

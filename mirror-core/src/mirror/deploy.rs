@@ -10,6 +10,7 @@ use crate::store::ImageStore;
 
 use super::report::{Action, Deployment, TagPolicy};
 use super::source::Source;
+use super::warning::Warning;
 use super::Mirror;
 
 impl Mirror {
@@ -33,7 +34,7 @@ impl Mirror {
         let dst = core.registry.store(&repository).await?;
         let mut warnings = Vec::new();
         let src_ref = source.reference();
-        let deployment = |digest: Digest, action: Action, warnings: Vec<String>| Deployment {
+        let deployment = |digest: Digest, action: Action, warnings: Vec<Warning>| Deployment {
             service: service.to_string(),
             source: source.to_string(),
             pull_reference: core.registry.pull_reference(&repository, &digest),
@@ -74,17 +75,18 @@ impl Mirror {
                     match checked {
                         Ok(Some(h)) => h.digest == head.digest,
                         Ok(None) => {
-                            warnings.push(format!(
-                                "source {source} no longer exists; serving the mirrored copy {}",
-                                head.digest
-                            ));
+                            warnings.push(Warning::SourceGone {
+                                source: source.to_string(),
+                                served: head.digest.clone(),
+                            });
                             true
                         }
                         Err(e) => {
-                            warnings.push(format!(
-                                "source {source} unreachable ({e}); serving the mirrored copy {}",
-                                head.digest
-                            ));
+                            warnings.push(Warning::SourceUnreachable {
+                                source: source.to_string(),
+                                served: head.digest.clone(),
+                                error: e.to_string(),
+                            });
                             true
                         }
                     }
@@ -99,18 +101,19 @@ impl Mirror {
                         .await;
                     match refreshed {
                         Ok(r) => d.referrers = r,
-                        Err(e) => d.warnings.push(format!(
-                            "the referrers of {} were not refreshed from {source}: {e}",
-                            head.digest
-                        )),
+                        Err(e) => d.warnings.push(Warning::ReferrersNotRefreshed {
+                            source: source.to_string(),
+                            digest: head.digest.clone(),
+                            error: e.to_string(),
+                        }),
                     }
                 }
                 return Ok(d);
             }
-            warnings.push(format!(
-                "mutable tag: {source} now names another image than the mirrored {}; mirroring it again",
-                head.digest
-            ));
+            warnings.push(Warning::MutableTag {
+                source: source.to_string(),
+                previous: head.digest.clone(),
+            });
             action = Action::Recopied;
         }
 
@@ -141,11 +144,11 @@ impl Mirror {
             )
             .await?;
         if report.referrers.index_referrers_left > 0 {
-            warnings.push(format!(
-                "a platform filter made another image than {source}: the {} referrers of its \
-                 index (signatures, SBOMs) do not apply to {} and were not copied",
-                report.referrers.index_referrers_left, report.digest
-            ));
+            warnings.push(Warning::IndexReferrersLeft {
+                source: source.to_string(),
+                digest: report.digest.clone(),
+                count: report.referrers.index_referrers_left,
+            });
         }
         if report.already_present && action == Action::Copied {
             // Another call copied it while this one waited for it.
@@ -167,11 +170,15 @@ impl Mirror {
                     evicted = gone;
                     warnings.append(&mut w);
                 }
-                Err(e) => warnings.push(format!("eviction in {repository} failed: {e}")),
+                Err(e) => warnings.push(Warning::eviction_error(&repository, e)),
             }
         }
         if let Err(e) = self.protect_after_deploy(&repository, &mut warnings).await {
-            warnings.push(format!("the anchors in {repository} were not updated: {e}"));
+            warnings.push(Warning::AnchorFailed {
+                repository: repository.name().to_string(),
+                digest: None,
+                error: e.to_string(),
+            });
         }
         Ok(Deployment {
             blobs_mounted: report.blobs_mounted,
@@ -189,7 +196,7 @@ impl Mirror {
     async fn protect_after_deploy(
         &self,
         repository: &crate::registry::Repository,
-        warnings: &mut Vec<String>,
+        warnings: &mut Vec<Warning>,
     ) -> Result<()> {
         let core = &self.core;
         if core.strategy.retention().is_none()

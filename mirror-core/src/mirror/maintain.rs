@@ -76,7 +76,10 @@ impl Mirror {
         let in_use = match core.in_use(&HashSet::new()).await {
             Ok(u) => u,
             Err(e) => {
-                warnings.push(format!("cannot tell which images are in use: {e}"));
+                warnings.push(super::Warning::InUseUnknown {
+                    repository: None,
+                    error: e.to_string(),
+                });
                 crate::inuse::InUse::new()
             }
         };

@@ -43,6 +43,7 @@ mod maintain;
 mod protect;
 mod report;
 mod source;
+mod warning;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ pub use cache::{
 pub use protect::ProtectReport;
 pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
 pub use source::{Source, Sources};
+pub use warning::Warning;
 
 use self::core::Core;
 

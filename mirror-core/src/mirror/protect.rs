@@ -27,7 +27,7 @@ pub struct ProtectReport {
     /// Images whose anchor was removed (no longer in use).
     pub released: Vec<(String, Digest)>,
     /// Anchors that could not be set or removed; the next call tries again.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<super::Warning>,
 }
 
 impl Mirror {
@@ -79,10 +79,11 @@ impl Mirror {
                             .anchored
                             .push((repository.name().to_string(), image.digest.clone()));
                     }
-                    Err(e) => report.warnings.push(format!(
-                        "could not anchor {repository}@{}: {e}",
-                        image.digest
-                    )),
+                    Err(e) => report.warnings.push(super::Warning::AnchorFailed {
+                        repository: repository.name().to_string(),
+                        digest: Some(image.digest.clone()),
+                        error: format!("could not set it: {e}"),
+                    }),
                 }
             } else if !wanted && image.anchored {
                 match core
@@ -97,10 +98,11 @@ impl Mirror {
                             .push((repository.name().to_string(), image.digest.clone()));
                     }
                     Err(e) if e.is_not_found() => {}
-                    Err(e) => report.warnings.push(format!(
-                        "could not release the anchor of {repository}@{}: {e}",
-                        image.digest
-                    )),
+                    Err(e) => report.warnings.push(super::Warning::AnchorFailed {
+                        repository: repository.name().to_string(),
+                        digest: Some(image.digest.clone()),
+                        error: format!("could not release it: {e}"),
+                    }),
                 }
             }
         }

@@ -65,8 +65,9 @@ pub struct Deployment {
     /// The image's referrers found at the source and copied, by artifact type (empty when
     /// nothing was copied).
     pub referrers: ReferrerReport,
-    /// Things a person should know (mutable tag, source unreachable, eviction failure).
-    pub warnings: Vec<String>,
+    /// Things a person (or the deployer) should know: mutable tag, served from the mirror
+    /// because the source is down, eviction failures… (see [`Warning`](super::Warning)).
+    pub warnings: Vec<super::Warning>,
 }
 
 /// The result of a sweep.
@@ -79,7 +80,7 @@ pub struct SweepReport {
     /// True when nothing was deleted on purpose.
     pub dry_run: bool,
     /// Deletions and anchor changes that failed.
-    pub warnings: Vec<String>,
+    pub warnings: Vec<super::Warning>,
     /// The anchors set and released before the plan (registries with native retention).
     pub protected: super::ProtectReport,
 }
@@ -118,5 +119,5 @@ pub struct Inventory {
     pub repositories: Vec<RepositoryInventory>,
     /// What the inventory could not find out (an in-use source that failed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
+    pub warnings: Vec<super::Warning>,
 }

@@ -215,6 +215,16 @@ impl RegistryClient {
         if let Some(url) = e.url_mut() {
             url.set_query(None);
         }
+        // What no retry can change fails at once: a redirect loop or a refused redirect, a
+        // certificate the client does not trust, a request that cannot be built.
+        if e.is_redirect() || e.is_builder() || untrusted_certificate(&e) {
+            return Error::Protocol {
+                registry: self.inner.registry.clone(),
+                operation: op.to_string(),
+                location: loc.to_string(),
+                reason: Transport(e).to_string(),
+            };
+        }
         Error::Connect {
             registry: self.inner.registry.clone(),
             operation: op.to_string(),
@@ -222,6 +232,19 @@ impl RegistryClient {
             source: Box::new(Transport(e)),
         }
     }
+}
+
+/// Whether the TLS handshake failed because the server's certificate is not trusted (rustls
+/// names it "invalid peer certificate"): a retry meets the same certificate.
+fn untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if c.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A transport error shown with its causes (`error following redirect for url (…): refusing
