@@ -250,7 +250,13 @@ impl RetryConfig {
         // Full jitter, but never less than half the exponential step.
         let mut wait = exp.mul_f64(0.5 + 0.5 * jitter);
         if let Retry::After(ra) = verdict {
-            wait = wait.max(ra).min(self.max_backoff);
+            // A registry asking for more than one backoff step (Docker Hub's pull limit
+            // answers hours) is not waited for: the caller gets `RateLimited` with the
+            // `Retry-After` now, and may serve what it has.
+            if ra > self.max_backoff {
+                return None;
+            }
+            wait = wait.max(ra);
         }
         if elapsed + wait > self.max_elapsed {
             return None;
@@ -503,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_and_capped() {
+    fn retry_after_is_honoured_within_the_bound_and_longer_ones_fail_at_once() {
         let c = RetryConfig {
             jitter: Some(Arc::new(|| 0.0)),
             ..RetryConfig::default()
@@ -516,14 +522,18 @@ mod tests {
             c.next_wait(1, &e, Instant::now()),
             Some(Duration::from_secs(3))
         );
+        // An hour (Docker Hub's pull limit): not waited for, the error goes to the caller.
         let e = Error::RateLimited {
             registry: "r".into(),
             retry_after: Some(Duration::from_secs(3600)),
         };
-        assert_eq!(
-            c.next_wait(1, &e, Instant::now()),
-            Some(Duration::from_secs(10))
-        );
+        assert_eq!(c.next_wait(1, &e, Instant::now()), None);
+        // Without a Retry-After: the usual backoff.
+        let e = Error::RateLimited {
+            registry: "r".into(),
+            retry_after: None,
+        };
+        assert!(c.next_wait(1, &e, Instant::now()).is_some());
     }
 
     #[test]

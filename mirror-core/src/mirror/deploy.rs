@@ -81,6 +81,14 @@ impl Mirror {
                             });
                             true
                         }
+                        Err(crate::Error::RateLimited { retry_after, .. }) => {
+                            warnings.push(Warning::SourceRateLimited {
+                                source: source.to_string(),
+                                served: head.digest.clone(),
+                                retry_after_secs: retry_after.map(|d| d.as_secs()),
+                            });
+                            true
+                        }
                         Err(e) => {
                             warnings.push(Warning::SourceUnreachable {
                                 source: source.to_string(),
@@ -93,6 +101,9 @@ impl Mirror {
                 }
             };
             if current {
+                if let Some(s) = &src_store {
+                    rate_limit_warning(s.as_ref(), &mut warnings);
+                }
                 let mut d = deployment(head.digest.clone(), Action::Skipped, warnings);
                 let refresh = &core.copy.referrers;
                 if refresh.enabled && refresh.refresh_on_skip && d.warnings.is_empty() {
@@ -150,6 +161,7 @@ impl Mirror {
                 count: report.referrers.index_referrers_left,
             });
         }
+        rate_limit_warning(src.as_ref(), &mut warnings);
         if report.already_present && action == Action::Copied {
             // Another call copied it while this one waited for it.
             action = Action::Skipped;
@@ -243,5 +255,21 @@ impl Mirror {
             &core.copy,
         )
         .await
+    }
+}
+
+/// A [`Warning::RateLimitLow`] when the source announced few pulls left.
+fn rate_limit_warning(src: &dyn ImageStore, warnings: &mut Vec<Warning>) {
+    if let Some(r) = src.rate_limit().filter(|r| r.is_low()) {
+        let registry = match src.location() {
+            crate::store::StoreLocation::Registry { registry, .. } => registry,
+            other => other.to_string(),
+        };
+        warnings.push(Warning::RateLimitLow {
+            registry,
+            remaining: r.remaining,
+            limit: r.limit,
+            window_secs: r.window.map(|w| w.as_secs()),
+        });
     }
 }

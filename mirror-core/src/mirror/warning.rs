@@ -31,6 +31,28 @@ pub enum Warning {
         /// Why the source could not be asked.
         error: String,
     },
+    /// The source refused with a rate limit (429) whose `Retry-After` is longer than a
+    /// retry waits; the mirrored copy is served.
+    SourceRateLimited {
+        /// The source as given.
+        source: String,
+        /// The mirrored image served instead.
+        served: Digest,
+        /// The `Retry-After` the source gave, in seconds.
+        retry_after_secs: Option<u64>,
+    },
+    /// The source registry announced that few pulls are left in its window (Docker Hub's
+    /// `ratelimit-remaining`: a tenth of the limit or less).
+    RateLimitLow {
+        /// The registry host.
+        registry: String,
+        /// Pulls left.
+        remaining: u64,
+        /// Pulls per window.
+        limit: u64,
+        /// The window, in seconds, when announced.
+        window_secs: Option<u64>,
+    },
     /// The source no longer has the image (its tag is gone); the mirrored copy is served.
     SourceGone {
         /// The source as given.
@@ -125,6 +147,8 @@ impl Warning {
             Warning::MutableTag { .. } => "mutable_tag",
             Warning::SourceUnreachable { .. } => "source_unreachable",
             Warning::SourceGone { .. } => "source_gone",
+            Warning::SourceRateLimited { .. } => "source_rate_limited",
+            Warning::RateLimitLow { .. } => "rate_limit_low",
             Warning::IndexReferrersLeft { .. } => "index_referrers_left",
             Warning::ReferrersNotRefreshed { .. } => "referrers_not_refreshed",
             Warning::InUseUnknown { .. } => "in_use_unknown",
@@ -140,7 +164,9 @@ impl Warning {
     pub fn served_from_mirror(&self) -> bool {
         matches!(
             self,
-            Warning::SourceUnreachable { .. } | Warning::SourceGone { .. }
+            Warning::SourceUnreachable { .. }
+                | Warning::SourceGone { .. }
+                | Warning::SourceRateLimited { .. }
         )
     }
 }
@@ -161,6 +187,32 @@ impl fmt::Display for Warning {
                 f,
                 "source {source} unreachable ({error}); serving the mirrored copy {served}"
             ),
+            Warning::SourceRateLimited {
+                source,
+                served,
+                retry_after_secs,
+            } => {
+                write!(f, "source {source} is rate limited")?;
+                if let Some(s) = retry_after_secs {
+                    write!(f, " (retry after {s} s)")?;
+                }
+                write!(f, "; serving the mirrored copy {served}")
+            }
+            Warning::RateLimitLow {
+                registry,
+                remaining,
+                limit,
+                window_secs,
+            } => {
+                write!(
+                    f,
+                    "the pull limit of {registry} is low: {remaining} of {limit} left"
+                )?;
+                if let Some(w) = window_secs {
+                    write!(f, " in its {w} s window")?;
+                }
+                Ok(())
+            }
             Warning::SourceGone { source, served } => write!(
                 f,
                 "source {source} no longer exists; serving the mirrored copy {served}"
@@ -251,6 +303,17 @@ mod tests {
             Warning::SourceGone {
                 source: "s".into(),
                 served: d.clone(),
+            },
+            Warning::SourceRateLimited {
+                source: "s".into(),
+                served: d.clone(),
+                retry_after_secs: Some(60),
+            },
+            Warning::RateLimitLow {
+                registry: "r".into(),
+                remaining: 3,
+                limit: 100,
+                window_secs: None,
             },
             Warning::IndexReferrersLeft {
                 source: "s".into(),

@@ -87,6 +87,58 @@ pub enum MountOutcome {
     NotMounted,
 }
 
+/// A registry's pull limit as it last announced it, in the `ratelimit-limit` /
+/// `ratelimit-remaining` answer headers Docker Hub sends (`100;w=21600`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct RateLimit {
+    /// Pulls allowed per window.
+    pub limit: u64,
+    /// Pulls left in the current window.
+    pub remaining: u64,
+    /// The window (`w=` seconds), when announced.
+    #[serde(with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub window: Option<std::time::Duration>,
+}
+
+mod opt_secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_u64(d.as_secs()),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+impl RateLimit {
+    /// Low: a tenth of the limit or less is left.
+    pub fn is_low(&self) -> bool {
+        self.remaining.saturating_mul(10) <= self.limit
+    }
+
+    /// Reads the headers of an answer (`None` without them or when unreadable).
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<Self> {
+        let field = |name: &str| -> Option<(u64, Option<u64>)> {
+            let v = headers.get(name)?.to_str().ok()?;
+            let mut parts = v.split(';');
+            let n = parts.next()?.trim().parse().ok()?;
+            let w = parts
+                .filter_map(|p| p.trim().strip_prefix("w="))
+                .find_map(|w| w.trim().parse().ok());
+            Some((n, w))
+        };
+        let (limit, w1) = field("ratelimit-limit")?;
+        let (remaining, w2) = field("ratelimit-remaining")?;
+        Some(RateLimit {
+            limit,
+            remaining,
+            window: w1.or(w2).map(std::time::Duration::from_secs),
+        })
+    }
+}
+
 /// A place that holds manifests and blobs: one repository of a registry, or one OCI layout.
 ///
 /// # Contract
@@ -170,6 +222,12 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
 
     /// Every tag, sorted as the store returns them.
     async fn list_tags(&self) -> Result<Vec<String>>;
+
+    /// The pull limit the registry last announced to this store's client (Docker Hub's
+    /// `ratelimit-*` headers); `None` when it announced none (the default).
+    fn rate_limit(&self) -> Option<RateLimit> {
+        None
+    }
 
     /// The referrers of `subject`: descriptors (with `artifactType` and annotations) of the
     /// manifests whose `subject` names it, through the OCI 1.1 referrers API, or for a layout

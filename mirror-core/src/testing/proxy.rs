@@ -80,6 +80,7 @@ struct ProxyState {
     faults_applied: Mutex<Vec<String>>,
     own_base: Mutex<String>,
     referrers: Option<ReferrersApi>,
+    rate_limit: Mutex<Option<(u64, u64)>>,
 }
 
 /// A fault-injecting proxy in front of `upstream` (`host:port`, plain HTTP).
@@ -130,6 +131,7 @@ impl FaultProxy {
             faults_applied: Mutex::new(Vec::new()),
             own_base: Mutex::new(String::new()),
             referrers,
+            rate_limit: Mutex::new(None),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let server = BackgroundServer::spawn("fault-proxy", router);
@@ -137,6 +139,15 @@ impl FaultProxy {
             *b = format!("http://{}", server.addr());
         }
         FaultProxy { state, server }
+    }
+
+    /// From now on every answer carries Docker Hub's pull-limit headers:
+    /// `ratelimit-limit: <limit>;w=21600`, `ratelimit-remaining: <remaining>;w=21600`
+    /// (`None`: no headers).
+    pub fn set_rate_limit(&self, limit: Option<(u64, u64)>) {
+        if let Ok(mut r) = self.state.rate_limit.lock() {
+            *r = limit;
+        }
     }
 
     /// `127.0.0.1:PORT` of the proxy.
@@ -205,6 +216,24 @@ fn take_fault(state: &ProxyState, method: &str, path: &str) -> Option<Fault> {
 }
 
 async fn handle(State(state): State<Arc<ProxyState>>, req: Request) -> Response {
+    let mut resp = answer(&state, req).await;
+    // Every answer announces the pull limit, as Docker Hub's do.
+    let limit = state.rate_limit.lock().ok().and_then(|r| *r);
+    if let Some((limit, remaining)) = limit {
+        for (name, value) in [
+            ("ratelimit-limit", format!("{limit};w=21600")),
+            ("ratelimit-remaining", format!("{remaining};w=21600")),
+        ] {
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, v);
+            }
+        }
+    }
+    resp
+}
+
+async fn answer(state: &Arc<ProxyState>, req: Request) -> Response {
+    let state = state.clone();
     let method = req.method().as_str().to_string();
     let path_q = req
         .uri()

@@ -37,6 +37,8 @@ pub(super) struct Inner {
     pub(super) state: Mutex<AuthState>,
     pub(super) challenge_known: AtomicBool,
     pub(super) chunked: AtomicBool,
+    /// The pull limit last announced in an answer.
+    pub(super) rate_limit: std::sync::Mutex<Option<crate::store::RateLimit>>,
     pub(super) config: RegistryConfig,
 }
 
@@ -140,6 +142,7 @@ impl RegistryClientBuilder {
                 state: Mutex::new(AuthState::default()),
                 challenge_known: AtomicBool::new(false),
                 chunked: AtomicBool::new(matches!(self.config.upload, UploadMode::Chunked(_))),
+                rate_limit: std::sync::Mutex::new(None),
                 config: self.config,
             }),
         })
@@ -208,6 +211,24 @@ impl RegistryClient {
             .base
             .join(path)
             .map_err(|e| Error::Config(format!("URL {path}: {e}")))
+    }
+
+    /// The pull limit the registry last announced (Docker Hub's `ratelimit-limit` /
+    /// `ratelimit-remaining`), `None` before any or without them.
+    pub fn rate_limit(&self) -> Option<crate::store::RateLimit> {
+        self.inner.rate_limit.lock().ok().and_then(|r| *r)
+    }
+
+    /// Records the pull limit an answer announces.
+    pub(super) fn note_rate_limit(&self, headers: &reqwest::header::HeaderMap) {
+        if let Some(r) = crate::store::RateLimit::from_headers(headers) {
+            if let Ok(mut slot) = self.inner.rate_limit.lock() {
+                *slot = Some(r);
+            }
+            if r.is_low() {
+                tracing::warn!(registry = %self.inner.registry, remaining = r.remaining, limit = r.limit, "the registry's pull limit is low");
+            }
+        }
     }
 
     pub(super) fn connect_error(&self, op: &str, loc: &str, mut e: reqwest::Error) -> Error {

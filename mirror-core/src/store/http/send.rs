@@ -129,6 +129,7 @@ impl RegistryClient {
                 .execute(request)
                 .await
                 .map_err(|e| self.connect_error(op, loc, e))?;
+            self.note_rate_limit(resp.headers());
             if resp.status() == StatusCode::UNAUTHORIZED
                 && !reauthenticated
                 && resp.url().origin() == self.inner.base.origin()

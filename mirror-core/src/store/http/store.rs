@@ -285,6 +285,10 @@ impl ImageStore for HttpStore {
         }
     }
 
+    fn rate_limit(&self) -> Option<crate::store::RateLimit> {
+        self.client.rate_limit()
+    }
+
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {
         let url = self.url(&format!("blobs/{digest}"))?;
         let loc = self.loc(&digest.to_string());
@@ -317,6 +321,7 @@ impl ImageStore for HttpStore {
             let auth = self.client.authorization(&self.pull()).await?;
             resp = send(auth).await?;
         }
+        self.client.note_rate_limit(resp.headers());
         match resp.status() {
             StatusCode::NOT_FOUND => return Err(Error::blob_not_found(loc)),
             s if s.is_success() => {}
