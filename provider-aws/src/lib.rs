@@ -51,6 +51,7 @@ pub mod error;
 pub mod factory;
 pub mod lifecycle;
 pub mod naming;
+pub mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -75,6 +76,7 @@ use mirror_core::{
 pub use builder::{EcrBuilder, EcrConfigKey, TagMutability};
 pub use credential::EcrCredentials;
 pub use factory::{factory, EcrFactory};
+pub use source::EcrSources;
 
 use client::{EcrApi, BATCH_LIMIT};
 use error::{kind, Kind};

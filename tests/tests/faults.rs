@@ -10,7 +10,7 @@ use mirror_core::retry::RetryConfig;
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::{HttpStore, RegistryClient};
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestRegistry};
-use mirror_core::{copy, CopyOptions, Error, GenericRegistry, ImageStore, Mirror, Source};
+use mirror_core::{copy, CopyOptions, Error, GenericRegistry, ImageStore, Mirror, Source, Sources};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Side {
@@ -567,5 +567,69 @@ async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
     assert!(
         calls >= 2,
         "credentials were refreshed before expiry ({calls} calls)"
+    );
+}
+
+#[tokio::test]
+async fn a_deploy_from_a_source_whose_tokens_and_credentials_expire_mid_copy_completes() {
+    // The source side of the test above: the source's token server issues 2 s tokens, its
+    // credential provider (given to `Sources`) refreshes after 1 s, every blob GET takes 1.5 s.
+    let reg = TestRegistry::builder()
+        .token_auth("u", "p")
+        .token_expires_in(Duration::from_secs(2))
+        .start();
+    let img = TestImage::builder()
+        .seed(124)
+        .layers([50_000, 40_000, 30_000, 20_000])
+        .build();
+    let seed = client(&reg.host(), Credentials::basic("u", "p"))
+        .repository("team/app")
+        .unwrap();
+    img.push(&seed, "v1").await.unwrap();
+    let tokens = reg.token_server().unwrap();
+    tokens.reset_stats();
+    let proxy = FaultProxy::start(&reg.host());
+    proxy.add(Rule::new(
+        Some("GET"),
+        "/blobs/",
+        Fault::Delay(Duration::from_millis(1500)),
+        100,
+    ));
+    let provider = Arc::new(CountingProvider {
+        calls: Default::default(),
+        lifetime: Duration::from_secs(31),
+    });
+    let dst = TestRegistry::start();
+    let mirror = Mirror::builder(
+        Arc::new(GenericRegistry::new(client(
+            &dst.host(),
+            Credentials::Anonymous,
+        ))),
+        "prod",
+    )
+    .sources(Sources::new().with_provider(&proxy.host(), provider.clone()))
+    .copy_options(CopyOptions {
+        concurrency: 1,
+        ..CopyOptions::default()
+    })
+    .build()
+    .unwrap();
+    let source = Source::parse(&format!("{}/team/app:v1", proxy.host())).unwrap();
+    let t = Instant::now();
+    let d = mirror.mirror("api", &source).await.unwrap();
+    assert_eq!(&d.digest, img.digest());
+    assert!(
+        t.elapsed() > Duration::from_secs(4),
+        "the copy outlived its tokens"
+    );
+    let issued = tokens.stats().issued;
+    assert!(
+        issued >= 3,
+        "source tokens were refreshed during the copy ({issued} issued)"
+    );
+    let calls = provider.calls.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        calls >= 2,
+        "source credentials were refreshed before expiry ({calls} calls)"
     );
 }

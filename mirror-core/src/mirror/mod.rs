@@ -61,7 +61,7 @@ pub use cache::{
 };
 pub use protect::ProtectReport;
 pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
-pub use source::{Source, Sources};
+pub use source::{Source, SourceCredentials, Sources};
 pub use warning::Warning;
 
 use self::core::Core;

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::store::http::credentials::{Credentials, DockerConfig};
+use crate::store::http::credentials::{CredentialProvider, Credentials, DockerConfig};
 use crate::store::http::RegistryClient;
 use crate::store::layout::{parse_oci_location, LayoutStore};
 use crate::store::ImageStore;
@@ -121,11 +121,30 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// Opens source stores: one HTTP client per registry host (credentials from code or the docker
-/// `config.json`), layouts by path.
+/// Credential providers for source registries, by host: what a provider crate offers for
+/// its registries as sources (`provider_aws::EcrSources` for any
+/// `<account>.dkr.ecr.<region>.amazonaws.com`, …).
+///
+/// # Contract
+///
+/// - `provider_for` is cheap and makes no network call (a provider fetches its first token
+///   when first asked); `None` means "not a host of mine".
+/// - The providers it returns refresh their tokens themselves, so that a copy longer than a
+///   token's life completes.
+pub trait SourceCredentials: Send + Sync + std::fmt::Debug {
+    /// A provider for `host` (`host[:port]`), or `None` when this does not serve it.
+    fn provider_for(&self, host: &str) -> Option<Arc<dyn CredentialProvider>>;
+}
+
+/// Opens source stores: one HTTP client per registry host, layouts by path. A host's
+/// credentials come from, in this order: [`Sources::with_credentials`] /
+/// [`Sources::with_provider`] for that host, the first [`SourceCredentials`] that serves it,
+/// the docker `config.json` (`auths`, `credHelpers`, `credsStore`), else anonymous.
 #[derive(Debug, Default)]
 pub struct Sources {
     credentials: HashMap<String, Credentials>,
+    providers: HashMap<String, Arc<dyn CredentialProvider>>,
+    families: Vec<Arc<dyn SourceCredentials>>,
     plain_http: HashMap<String, bool>,
     clients: Mutex<HashMap<String, RegistryClient>>,
 }
@@ -139,6 +158,19 @@ impl Sources {
     /// Uses `credentials` for `registry` instead of the docker config.
     pub fn with_credentials(mut self, registry: &str, credentials: Credentials) -> Self {
         self.credentials.insert(registry.to_string(), credentials);
+        self
+    }
+
+    /// Uses `provider` (refreshing tokens: a cloud registry's) for `registry`.
+    pub fn with_provider(mut self, registry: &str, provider: Arc<dyn CredentialProvider>) -> Self {
+        self.providers.insert(registry.to_string(), provider);
+        self
+    }
+
+    /// Asks `family` for the credentials of the hosts it serves (after the explicit ones,
+    /// before the docker config); families are asked in the order they were added.
+    pub fn with_source_credentials(mut self, family: Arc<dyn SourceCredentials>) -> Self {
+        self.families.push(family);
         self
     }
 
@@ -162,11 +194,17 @@ impl Sources {
                     match clients.get(host) {
                         Some(c) => c.clone(),
                         None => {
-                            let creds = match self.credentials.get(host) {
-                                Some(c) => c.clone(),
-                                None => DockerConfig::load_default()?.credentials_for(host)?,
+                            let provider = self.providers.get(host).cloned().or_else(|| {
+                                self.families.iter().find_map(|f| f.provider_for(host))
+                            });
+                            let mut b = RegistryClient::builder(host);
+                            b = match (self.credentials.get(host), provider) {
+                                (Some(c), _) => b.credentials(c.clone()),
+                                (None, Some(p)) => b.credential_provider(p),
+                                (None, None) => b.credentials(
+                                    DockerConfig::load_default()?.credentials_for(host)?,
+                                ),
                             };
-                            let mut b = RegistryClient::builder(host).credentials(creds);
                             if let Some(p) = self.plain_http.get(host) {
                                 b = b.plain_http(*p);
                             }
