@@ -56,6 +56,7 @@ pub mod credential;
 pub mod error;
 pub mod factory;
 pub mod naming;
+pub mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -82,6 +83,7 @@ pub use credential::{
     AccessToken, DefaultChain, GcpCredentials, GcpTokenSource, ServiceAccountKey, StaticToken,
 };
 pub use factory::{factory, GarFactory};
+pub use source::GarSources;
 
 use client::{ArApi, Created, DockerImage};
 use error::{kind, Kind};

@@ -54,6 +54,7 @@ pub mod client;
 pub mod error;
 pub mod factory;
 pub mod naming;
+pub mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -74,6 +75,7 @@ use mirror_core::{
 
 pub use builder::{ScalewayBuilder, ScalewayConfigKey};
 pub use factory::{factory, ScalewayFactory};
+pub use source::ScalewaySources;
 
 use client::{Namespace, ScalewayApi};
 use error::{kind, Kind};
