@@ -35,6 +35,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mirror_cli::show::{referrer_summary, time_string, use_summary};
+use mirror_cli::sources::{creds, with_source_auth, SourceAuth};
 use mirror_cli::KubernetesArgs;
 use mirror_core::image::referrers::ReferrerOptions;
 use mirror_core::registry::{OpenOptions, RegistryFactory};
@@ -172,6 +174,12 @@ struct DeployArgs {
     /// Source credentials `USER:PASS` for the source registry.
     #[arg(long, env = "MIRROR_SRC_CREDS", hide_env_values = true)]
     src_creds: Option<String>,
+    /// Authenticate pulls from a cloud's registries with its own identity: `ecr` (the AWS
+    /// SDK chain, any `<account>.dkr.ecr.<region>.amazonaws.com`), `gcp` (the Google default
+    /// chain, `*-docker.pkg.dev`, `gcr.io`), `scaleway` (`SCW_SECRET_KEY`,
+    /// `rg.<region>.scw.cloud`). Repeatable; before the docker config, after --src-creds.
+    #[arg(long = "source-auth", value_enum)]
+    source_auth: Vec<SourceAuth>,
     /// The image to mirror: a reference or `oci:PATH[:tag]`.
     source: String,
 }
@@ -313,16 +321,6 @@ struct CopyArgs {
 struct Endpoint {
     store: Box<dyn ImageStore>,
     reference: Option<String>,
-}
-
-fn creds(arg: &Option<String>) -> anyhow::Result<Option<Credentials>> {
-    match arg {
-        None => Ok(None),
-        Some(s) => {
-            let (u, p) = s.split_once(':').context("credentials must be USER:PASS")?;
-            Ok(Some(Credentials::basic(u, p)))
-        }
-    }
 }
 
 fn open(
@@ -502,11 +500,6 @@ async fn with_discovery(
     })
 }
 
-fn time_string(t: Option<std::time::SystemTime>) -> String {
-    t.map(|t| humantime::format_rfc3339_seconds(t).to_string())
-        .unwrap_or_else(|| "-".into())
-}
-
 async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
     let strategy: Arc<dyn MirrorStrategy> = match args.mode {
@@ -516,7 +509,7 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         Mode::Cluster => Arc::new(ClusterStrategy::new(args.retention.into())),
     };
     let source = Source::parse(&args.source)?;
-    let mut sources = Sources::new();
+    let mut sources = with_source_auth(Sources::new(), &args.source_auth)?;
     if let (Some(c), Source::Registry(r)) = (creds(&args.src_creds)?, &source) {
         sources = sources.with_credentials(r.registry(), c);
     }
@@ -638,49 +631,6 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `  in use by deployment shop/api, pod shop/api-1; anchored; expires 2026-12-09T10:00:00Z`:
-/// what keeps the image, and when a sweep may take it.
-fn use_summary(img: &mirror_core::ImageRecord) -> String {
-    let mut parts = Vec::new();
-    if !img.in_use_by.is_empty() {
-        let users: Vec<String> = img.in_use_by.iter().map(|w| w.to_string()).collect();
-        parts.push(format!("in use by {}", users.join(", ")));
-    }
-    if img.anchored {
-        parts.push("anchored".to_string());
-    }
-    if let Some(at) = img.expires_at {
-        parts.push(format!("expires {}", time_string(Some(at))));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("  {}", parts.join("; "))
-    }
-}
-
-/// `  [2 signature, 1 sbom]` for an image with referrers, empty otherwise.
-fn referrer_summary(img: &mirror_core::ImageRecord) -> String {
-    use mirror_core::image::referrers::ReferrerKind;
-    let parts: Vec<String> = [
-        (ReferrerKind::Signature, "signature"),
-        (ReferrerKind::Sbom, "sbom"),
-        (ReferrerKind::Attestation, "attestation"),
-        (ReferrerKind::Other, "other"),
-    ]
-    .into_iter()
-    .filter_map(|(k, name)| match img.count(k) {
-        0 => None,
-        n => Some(format!("{n} {name}")),
-    })
-    .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("  [{}]", parts.join(", "))
-    }
 }
 
 async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {

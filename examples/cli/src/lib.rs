@@ -2,6 +2,9 @@
 
 use std::sync::Arc;
 
+pub mod show;
+pub mod sources;
+
 use mirror_core::inuse::kubernetes::KubernetesInUse;
 use mirror_core::inuse::InUseSource;
 
