@@ -84,3 +84,64 @@ async fn an_image_in_ecr_is_mirrored_with_tokens_the_source_side_fetches() {
         "{err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_source_token_that_expires_in_the_middle_of_the_copy_is_renewed() {
+    let emu = EcrEmulator::start().await;
+    let ecr = emu.ecr().await;
+    let repo = Repository::listed("customer/big");
+    ecr.ensure_repository(&repo, &RepositorySettings::default())
+        .await
+        .unwrap();
+    let image = TestImage::builder()
+        .seed(11)
+        .layers([30_000, 20_000, 10_000])
+        .build();
+    image
+        .push(ecr.store(&repo).await.unwrap().as_ref(), "1.0")
+        .await
+        .unwrap();
+
+    // Tokens live 2 s from now on; every blob GET takes 1.5 s: the copy outlives its token.
+    emu.set_token_lifetime(Some(std::time::Duration::from_secs(2)));
+    let proxy = mirror_core::testing::FaultProxy::start(&emu.registry_host());
+    proxy.add(mirror_core::testing::Rule::new(
+        Some("GET"),
+        "/blobs/",
+        mirror_core::testing::Fault::Delay(std::time::Duration::from_millis(1500)),
+        100,
+    ));
+    let family = EcrSources::new()
+        .sdk_config(emu.sdk_config())
+        .endpoint(emu.endpoint())
+        .host(proxy.host(), REGION);
+    let dst = TestRegistry::start();
+    let mirror = Mirror::builder(
+        Arc::new(GenericRegistry::new(
+            RegistryClient::new(&dst.host(), Credentials::Anonymous).unwrap(),
+        )),
+        "prod",
+    )
+    .sources(Sources::new().with_source_credentials(Arc::new(family)))
+    .copy_options(mirror_core::CopyOptions {
+        concurrency: 1,
+        ..mirror_core::CopyOptions::default()
+    })
+    .build()
+    .unwrap();
+    let before = emu.calls("GetAuthorizationToken");
+    let source = Source::parse(&format!("{}/customer/big:1.0", proxy.host())).unwrap();
+    let started = std::time::Instant::now();
+    let d = mirror.mirror("api", &source).await.unwrap();
+    assert_eq!(&d.digest, image.digest());
+    assert!(
+        started.elapsed() > std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    let fetched = emu.calls("GetAuthorizationToken") - before;
+    assert!(
+        fetched >= 2,
+        "the token was renewed during the copy ({fetched} fetched)"
+    );
+}

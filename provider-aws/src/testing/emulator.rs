@@ -45,7 +45,9 @@ impl EcrEmulator {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("proxy HTTP client");
+        let tokens: Arc<Mutex<super::proxy::Tokens>> = Arc::default();
         let control = Arc::new(ControlState {
+            tokens: tokens.clone(),
             moto: moto.url(),
             registry: registry.url(),
             http: http.clone(),
@@ -55,6 +57,7 @@ impl EcrEmulator {
         });
         let password = format!("{ACCOUNT}-auth-token");
         let data = Arc::new(DataState {
+            tokens,
             registry: registry.url(),
             moto: moto.url(),
             http,
@@ -214,6 +217,12 @@ impl EcrEmulator {
     /// forwarding them.
     pub fn decline_mounts(&self, decline: bool) {
         self.data.decline_mounts.store(decline, Ordering::SeqCst);
+    }
+
+    /// From now on `GetAuthorizationToken` hands out a new password per call that the data
+    /// plane accepts for `lifetime` only (`None`: moto's fixed token, as before).
+    pub fn set_token_lifetime(&self, lifetime: Option<Duration>) {
+        self.control.tokens.lock().unwrap().lifetime = lifetime;
     }
 
     /// Refuse every token on the data plane (`401`), as ECR does for a token of another

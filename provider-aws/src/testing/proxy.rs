@@ -25,7 +25,18 @@ pub(super) struct Fault {
     pub(super) body: Value,
 }
 
+/// Tokens with a lifetime of their own (moto's all expired in 2015 and never change): when
+/// `lifetime` is set, the control proxy rewrites `GetAuthorizationToken` answers with a fresh
+/// password expiring after it, and the data proxy accepts only issued, unexpired passwords.
+#[derive(Default)]
+pub(super) struct Tokens {
+    pub(super) lifetime: Option<std::time::Duration>,
+    pub(super) issued: HashMap<String, std::time::SystemTime>,
+    pub(super) counter: u64,
+}
+
 pub(super) struct ControlState {
+    pub(super) tokens: Arc<Mutex<Tokens>>,
     pub(super) moto: String,
     pub(super) registry: String,
     pub(super) http: reqwest::Client,
@@ -36,6 +47,7 @@ pub(super) struct ControlState {
 }
 
 pub(super) struct DataState {
+    pub(super) tokens: Arc<Mutex<Tokens>>,
     pub(super) registry: String,
     pub(super) moto: String,
     pub(super) http: reqwest::Client,
@@ -120,7 +132,10 @@ pub(super) async fn control_handler(State(s): State<Arc<ControlState>>, req: Req
     };
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let answer = resp.bytes().await.unwrap_or_default();
+    let mut answer = resp.bytes().await.unwrap_or_default();
+    if operation == "GetAuthorizationToken" && status == 200 {
+        answer = issue_tokens(&s, &answer);
+    }
     if operation == "BatchDeleteImage" && status == 200 {
         mirror_deletes(&s, &body, &answer).await;
     }
@@ -131,6 +146,47 @@ pub(super) async fn control_handler(State(s): State<Arc<ControlState>>, req: Req
         }
     }
     out.body(Body::from(answer)).unwrap_or_default()
+}
+
+/// With a token lifetime set: a fresh password per answer, expiring after it.
+fn issue_tokens(s: &ControlState, answer: &[u8]) -> bytes::Bytes {
+    use base64::Engine as _;
+    let mut tokens = s.tokens.lock().unwrap();
+    let Some(lifetime) = tokens.lifetime else {
+        return bytes::Bytes::copy_from_slice(answer);
+    };
+    let mut v: Value = serde_json::from_slice(answer).unwrap_or(Value::Null);
+    let expires = std::time::SystemTime::now() + lifetime;
+    let epoch = expires
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    if let Some(list) = v.get_mut("authorizationData").and_then(Value::as_array_mut) {
+        for entry in list {
+            tokens.counter += 1;
+            let password = format!("short-lived-{}", tokens.counter);
+            entry["authorizationToken"] =
+                json!(base64::engine::general_purpose::STANDARD.encode(format!("AWS:{password}")));
+            entry["expiresAt"] = json!(epoch);
+            tokens.issued.insert(password, expires);
+        }
+    }
+    bytes::Bytes::from(v.to_string())
+}
+
+/// Whether `header` carries a password the control proxy issued and that has not expired.
+fn short_lived_ok(s: &DataState, header: Option<&str>) -> Option<bool> {
+    use base64::Engine as _;
+    let tokens = s.tokens.lock().unwrap();
+    tokens.lifetime?;
+    let ok = header
+        .and_then(|h| h.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|text| text.strip_prefix("AWS:").map(str::to_string))
+        .and_then(|pw| tokens.issued.get(&pw).copied())
+        .is_some_and(|until| std::time::SystemTime::now() < until);
+    Some(ok)
 }
 
 /// After moto deleted images, deletes their manifests from the registry.
@@ -219,12 +275,15 @@ fn registry_error(status: u16, code: &str, message: &str) -> Response {
 }
 
 pub(super) async fn data_handler(State(s): State<Arc<DataState>>, req: Request) -> Response {
-    let authorized = req
+    let header = req
         .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(s.expected_auth.as_str())
-        && !s.refuse_tokens.load(Ordering::SeqCst);
+        .and_then(|v| v.to_str().ok());
+    let valid = match short_lived_ok(&s, header) {
+        Some(ok) => ok,
+        None => header == Some(s.expected_auth.as_str()),
+    };
+    let authorized = valid && !s.refuse_tokens.load(Ordering::SeqCst);
     if !authorized {
         s.unauthorized.fetch_add(1, Ordering::SeqCst);
         let mut r = registry_error(
