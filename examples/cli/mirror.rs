@@ -305,6 +305,12 @@ struct CopyArgs {
     /// Do not verify TLS certificates of the destination registry.
     #[arg(long)]
     dest_insecure: bool,
+    /// Speak plain HTTP to the source registry (loopback hosts do by default).
+    #[arg(long)]
+    src_plain_http: bool,
+    /// Speak plain HTTP to the destination registry (loopback hosts do by default).
+    #[arg(long)]
+    dest_plain_http: bool,
     /// Copy the image's referrers too (signatures, SBOMs, attestations), before its tag.
     #[arg(long)]
     referrers: bool,
@@ -328,6 +334,7 @@ fn open(
     create: bool,
     creds: Option<Credentials>,
     insecure: bool,
+    plain_http: bool,
 ) -> anyhow::Result<Endpoint> {
     if spec.starts_with("oci:") {
         let (path, tag) = parse_oci_location(spec)?;
@@ -347,7 +354,10 @@ fn open(
         last.contains(':') || spec.contains('@')
     };
     let r = Reference::parse(spec)?;
-    let builder = RegistryClient::builder(r.registry()).tls_verify(!insecure);
+    let mut builder = RegistryClient::builder(r.registry()).tls_verify(!insecure);
+    if plain_http {
+        builder = builder.plain_http(true);
+    }
     let builder = match creds {
         Some(c) => builder.credentials(c),
         None => builder.docker_config()?,
@@ -360,12 +370,19 @@ fn open(
 }
 
 async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
-    let src = open(&args.src, false, creds(&args.src_creds)?, args.src_insecure)?;
+    let src = open(
+        &args.src,
+        false,
+        creds(&args.src_creds)?,
+        args.src_insecure,
+        args.src_plain_http,
+    )?;
     let dst = open(
         &args.dst,
         true,
         creds(&args.dest_creds)?,
         args.dest_insecure,
+        args.dest_plain_http,
     )?;
     let src_ref = src
         .reference
