@@ -507,29 +507,32 @@ impl mirror_core::store::http::credentials::CredentialProvider for CountingProvi
     }
 }
 
-#[tokio::test]
-async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
+/// A registry issuing 2 s tokens, holding a 4-layer image at `repo:v1`; a proxy in front of
+/// it delaying every `method` request on `path` by 1.5 s; and a credential provider whose
+/// credentials need refreshing after 1 s (they expire after 31 s, refreshed 30 s early).
+async fn short_tokens(
+    seed: u64,
+    repo: &str,
+    method: &str,
+    path: &str,
+) -> (TestRegistry, TestImage, FaultProxy, Arc<CountingProvider>) {
     let reg = TestRegistry::builder()
         .token_auth("u", "p")
         .token_expires_in(Duration::from_secs(2))
         .start();
     let img = TestImage::builder()
-        .seed(123)
+        .seed(seed)
         .layers([50_000, 40_000, 30_000, 20_000])
         .build();
-    let seed = client(&reg.host(), Credentials::basic("u", "p"))
-        .repository("src/app")
+    let store = client(&reg.host(), Credentials::basic("u", "p"))
+        .repository(repo)
         .unwrap();
-    img.push(&seed, "v1").await.unwrap();
-    let tokens = reg.token_server().unwrap();
-    tokens.reset_stats();
-    // Every blob upload takes 1.5 s: the copy takes about 7 s, beyond the 2 s token lifetime.
-    // The provider's credentials expire after 31 s; the client refreshes them 30 s early, so
-    // they need refreshing after 1 s, in the middle of the copy.
+    img.push(&store, "v1").await.unwrap();
+    reg.token_server().unwrap().reset_stats();
     let proxy = FaultProxy::start(&reg.host());
     proxy.add(Rule::new(
-        Some("PUT"),
-        "/blobs/uploads/",
+        Some(method),
+        path,
         Fault::Delay(Duration::from_millis(1500)),
         100,
     ));
@@ -537,6 +540,15 @@ async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
         calls: Default::default(),
         lifetime: Duration::from_secs(31),
     });
+    (reg, img, proxy, provider)
+}
+
+#[tokio::test]
+async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
+    // Every blob upload takes 1.5 s: the copy takes about 7 s, beyond the 2 s token lifetime;
+    // the provider's credentials need refreshing in the middle of it.
+    let (reg, img, proxy, provider) = short_tokens(123, "src/app", "PUT", "/blobs/uploads/").await;
+    let tokens = reg.token_server().unwrap();
     let dst = RegistryClient::builder(&proxy.host())
         .credential_provider(provider.clone())
         .retry(retry())
@@ -574,31 +586,8 @@ async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
 async fn a_deploy_from_a_source_whose_tokens_and_credentials_expire_mid_copy_completes() {
     // The source side of the test above: the source's token server issues 2 s tokens, its
     // credential provider (given to `Sources`) refreshes after 1 s, every blob GET takes 1.5 s.
-    let reg = TestRegistry::builder()
-        .token_auth("u", "p")
-        .token_expires_in(Duration::from_secs(2))
-        .start();
-    let img = TestImage::builder()
-        .seed(124)
-        .layers([50_000, 40_000, 30_000, 20_000])
-        .build();
-    let seed = client(&reg.host(), Credentials::basic("u", "p"))
-        .repository("team/app")
-        .unwrap();
-    img.push(&seed, "v1").await.unwrap();
+    let (reg, img, proxy, provider) = short_tokens(124, "team/app", "GET", "/blobs/").await;
     let tokens = reg.token_server().unwrap();
-    tokens.reset_stats();
-    let proxy = FaultProxy::start(&reg.host());
-    proxy.add(Rule::new(
-        Some("GET"),
-        "/blobs/",
-        Fault::Delay(Duration::from_millis(1500)),
-        100,
-    ));
-    let provider = Arc::new(CountingProvider {
-        calls: Default::default(),
-        lifetime: Duration::from_secs(31),
-    });
     let dst = TestRegistry::start();
     let mirror = Mirror::builder(
         Arc::new(GenericRegistry::new(client(
