@@ -87,6 +87,19 @@ impl Mirror {
         builder: &dyn Builder,
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
+        let started = std::time::Instant::now();
+        let d = self.build_once(service, spec, builder, in_use).await?;
+        crate::telemetry::deploy(&d, "build", started.elapsed());
+        Ok(d)
+    }
+
+    async fn build_once(
+        &self,
+        service: &str,
+        spec: &BuildSpec,
+        builder: &dyn Builder,
+        in_use: &HashSet<Digest>,
+    ) -> Result<Deployment> {
         let core = &self.core;
         let builds = core.registry.builds().ok_or_else(|| {
             Error::Config(format!(

@@ -26,6 +26,23 @@ impl Mirror {
         source: &Source,
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
+        let started = std::time::Instant::now();
+        let d = self.mirror_once(service, source, in_use).await?;
+        let mode = if self.core.strategy.retention().is_some() {
+            "cluster"
+        } else {
+            "service"
+        };
+        crate::telemetry::deploy(&d, mode, started.elapsed());
+        Ok(d)
+    }
+
+    async fn mirror_once(
+        &self,
+        service: &str,
+        source: &Source,
+        in_use: &HashSet<Digest>,
+    ) -> Result<Deployment> {
         let core = &self.core;
         let target = core.strategy.target(&core.cluster, service, &source.id())?;
         let repository = core.registry.repository(&target.scope)?;

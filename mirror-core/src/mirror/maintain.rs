@@ -57,13 +57,15 @@ impl Mirror {
             core.execute(&repository, &plan).await
         };
         warnings.extend(protected.warnings.iter().cloned());
-        Ok(SweepReport {
+        let report = SweepReport {
             plans: vec![plan],
             deleted,
             dry_run,
             warnings,
             protected,
-        })
+        };
+        crate::telemetry::sweep(&report);
+        Ok(report)
     }
 
     /// Every repository of the cluster with its images, tags, sizes, push times, referrers,
