@@ -45,8 +45,6 @@ fn action(a: Action) -> &'static str {
         Action::Copied => "copied",
         Action::Recopied => "recopied",
         Action::Built => "built",
-        #[allow(unreachable_patterns)]
-        _ => "other",
     }
 }
 

@@ -30,3 +30,18 @@ pub fn completed_uploads(reg: &TestRegistry) -> HashMap<String, usize> {
     }
     out
 }
+
+/// Request lines (`METHOD /path`) of a test registry's access log.
+pub fn access_lines(reg: &TestRegistry) -> Vec<String> {
+    reg.log()
+        .lines()
+        .filter_map(|l| {
+            let rest = &l[l.find('"')? + 1..];
+            let req = &rest[..rest.find(" HTTP/")?];
+            let method = req.split(' ').next()?;
+            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
+                .contains(&method)
+                .then(|| req.to_string())
+        })
+        .collect()
+}

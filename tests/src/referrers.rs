@@ -10,7 +10,7 @@ use mirror_core::image::referrers::{
 };
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::{HttpStore, RegistryClient};
-use mirror_core::testing::{require_tool, TestArtifact, TestIndex, TestRegistry};
+use mirror_core::testing::{require_tool, TestArtifact, TestIndex};
 use mirror_core::{Digest, GenericRegistry, ImageStore, Mirror, ServiceStrategy};
 
 /// The artifact type of the OCI 1.1 signatures of the fixtures (a sigstore bundle).
@@ -181,20 +181,7 @@ pub fn skopeo_raw(host: &str, repo: &str, digest: &Digest) -> Vec<u8> {
     out.stdout
 }
 
-/// Request lines (`METHOD /path`) of a test registry's access log.
-pub fn access_lines(reg: &TestRegistry) -> Vec<String> {
-    reg.log()
-        .lines()
-        .filter_map(|l| {
-            let rest = &l[l.find('"')? + 1..];
-            let req = &rest[..rest.find(" HTTP/")?];
-            let method = req.split(' ').next()?;
-            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-                .contains(&method)
-                .then(|| req.to_string())
-        })
-        .collect()
-}
+pub use crate::access_lines;
 
 /// Every referrer of `subjects` in `store` (no bound reached), by digest.
 pub async fn discovered(store: &dyn ImageStore, subjects: &[Digest]) -> BTreeMap<Digest, FoundBy> {

@@ -16,6 +16,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tests::access_lines;
 
 use mirror_core::builder::buildah::BUILDAH_SETUP;
 use mirror_core::media::ParsedManifest;
@@ -167,23 +168,6 @@ fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
         }
     });
     (sink, lines)
-}
-
-/// Request lines of the registry's access log ("METHOD /path").
-fn access_lines(reg: &TestRegistry) -> Vec<String> {
-    reg.log()
-        .lines()
-        .filter_map(|l| {
-            let start = l.find('"')?;
-            let rest = &l[start + 1..];
-            let end = rest.find(" HTTP/")?;
-            let req = &rest[..end];
-            let method = req.split(' ').next()?;
-            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-                .contains(&method)
-                .then(|| req.to_string())
-        })
-        .collect()
 }
 
 const SIMPLE: &str = "FROM scratch\nARG VERSION\nCOPY app.txt /app.txt\n";

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tests::access_lines;
 
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
@@ -53,22 +54,6 @@ fn service_mirror(dst: &TestRegistry, keep: usize) -> Mirror {
 /// Request lines of the registry's access log ("METHOD /path") after `skip` lines.
 fn requests_since(reg: &TestRegistry, skip: usize) -> Vec<String> {
     access_lines(reg).into_iter().skip(skip).collect()
-}
-
-fn access_lines(reg: &TestRegistry) -> Vec<String> {
-    reg.log()
-        .lines()
-        .filter_map(|l| {
-            let start = l.find("\"")?;
-            let rest = &l[start + 1..];
-            let end = rest.find(" HTTP/")?;
-            let req = &rest[..end];
-            let method = req.split(' ').next()?;
-            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-                .contains(&method)
-                .then(|| req.to_string())
-        })
-        .collect()
 }
 
 #[tokio::test]

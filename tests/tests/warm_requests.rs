@@ -26,23 +26,6 @@ fn source(dir: &Path) -> Source {
     Source::parse(&format!("oci:{}:1.0", path.display())).unwrap()
 }
 
-/// Request lines ("METHOD /path") of the registry's access log.
-fn data_plane(reg: &TestRegistry) -> Vec<String> {
-    reg.log()
-        .lines()
-        .filter_map(|l| {
-            let start = l.find('"')?;
-            let rest = &l[start + 1..];
-            let end = rest.find(" HTTP/")?;
-            let req = &rest[..end];
-            let method = req.split(' ').next()?;
-            ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]
-                .contains(&method)
-                .then(|| req.to_string())
-        })
-        .collect()
-}
-
 fn delta(
     after: &BTreeMap<String, usize>,
     before: &BTreeMap<String, usize>,
@@ -130,12 +113,12 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
             ))
         };
         assert_eq!(warm(open(), &src).await, Action::Copied);
-        let before = data_plane(&reg).len();
+        let before = tests::access_lines(&reg).len();
         assert_eq!(warm(open(), &src).await, Action::Skipped);
         let row = Row {
             provider: "distribution",
             control: BTreeMap::new(),
-            data: data_plane(&reg)[before..].to_vec(),
+            data: tests::access_lines(&reg)[before..].to_vec(),
         };
         rows.push(row);
     }
@@ -145,12 +128,12 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         let emu = provider_aws::testing::EcrEmulator::start().await;
         assert_eq!(warm(Arc::new(emu.ecr().await), &src).await, Action::Copied);
         let calls = emu.all_calls();
-        let before = data_plane(emu.registry()).len();
+        let before = tests::access_lines(emu.registry()).len();
         assert_eq!(warm(Arc::new(emu.ecr().await), &src).await, Action::Skipped);
         let row = Row {
             provider: "ECR (moto)",
             control: delta(&emu.all_calls(), &calls),
-            data: data_plane(emu.registry())[before..].to_vec(),
+            data: tests::access_lines(emu.registry())[before..].to_vec(),
         };
         rows.push(row);
     }
@@ -161,7 +144,7 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         assert_eq!(warm(Arc::new(fake.gar().await), &src).await, Action::Copied);
         let calls = fake.all_calls();
         let tokens = fake.token_requests();
-        let before = data_plane(fake.registry()).len();
+        let before = tests::access_lines(fake.registry()).len();
         assert_eq!(
             warm(Arc::new(fake.gar().await), &src).await,
             Action::Skipped
@@ -174,7 +157,7 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         let row = Row {
             provider: "Artifact Registry (fake)",
             control,
-            data: data_plane(fake.registry())[before..].to_vec(),
+            data: tests::access_lines(fake.registry())[before..].to_vec(),
         };
         rows.push(row);
     }
@@ -184,7 +167,7 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         let fake = provider_scaleway::testing::FakeScaleway::start().await;
         assert_eq!(warm(Arc::new(fake.scaleway()), &src).await, Action::Copied);
         let calls = fake.call_log().len();
-        let before = data_plane(fake.registry()).len();
+        let before = tests::access_lines(fake.registry()).len();
         assert_eq!(warm(Arc::new(fake.scaleway()), &src).await, Action::Skipped);
         let mut control = BTreeMap::new();
         for c in &fake.call_log()[calls..] {
@@ -193,7 +176,7 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         let row = Row {
             provider: "Scaleway (fake)",
             control,
-            data: data_plane(fake.registry())[before..].to_vec(),
+            data: tests::access_lines(fake.registry())[before..].to_vec(),
         };
         rows.push(row);
     }
