@@ -1,6 +1,6 @@
 // The invariants every parser of untrusted input must keep, shared by the cargo-fuzz targets
 // (`fuzz/fuzz_targets/*.rs`, through `mirror_fuzz::checks`) and the CI regression test
-// (`tests/tests/parsers.rs`, through `#[path = "../../fuzz/src/checks.rs"] mod checks;`).
+// (`tests/tests/suite/parsers.rs`, through `#[path = "../../../fuzz/src/checks.rs"] mod checks;`).
 //
 // Each function takes one input, runs the parser, and panics (with the input in the message)
 // when an invariant is broken. Errors are fine; panics inside the parser and results that
@@ -49,7 +49,7 @@ pub struct OpenFinding {
 
 /// Open findings. While one is listed, the checks tolerate the inputs that trigger it (so a
 /// fuzz run goes on to find something new instead of re-finding it) unless strict mode is on
-/// ([`set_strict`]). Delete an entry with the library fix; `tests/tests/parsers.rs` says when.
+/// ([`set_strict`]). Delete an entry with the library fix; `tests/tests/suite/parsers.rs` says when.
 pub const OPEN_FINDINGS: &[OpenFinding] = &[];
 
 thread_local! {

@@ -1,4 +1,4 @@
-//! Referrer fixtures and helpers shared by the referrer tests (`tests/tests/referrers*.rs`).
+//! Referrer fixtures and helpers shared by the referrer tests (`tests/tests/suite/referrers*.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;

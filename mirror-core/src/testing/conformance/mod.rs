@@ -12,7 +12,7 @@
 //! by name:
 //!
 //! ```no_run
-//! // tests/conformance.rs of a provider crate
+//! // a test file of a provider crate
 //! use std::sync::Arc;
 //! use mirror_core::{LayoutRegistry, Registry};
 //!
@@ -22,7 +22,7 @@
 //! }
 //!
 //! mirror_core::registry_conformance!(layout);
-//! // cargo test --test conformance push_list_delete
+//! // cargo test push_list_delete
 //! # fn main() {}
 //! ```
 //!
@@ -136,7 +136,7 @@ pub(crate) fn who(registry: &dyn Registry) -> String {
 
 /// Expands to one `#[tokio::test]` per [`Registry`] conformance scenario (see
 /// [`testing::conformance`](crate::testing::conformance)), each named after its scenario so it
-/// can be run alone (`cargo test --test conformance generic::push_list_delete`).
+/// can be run alone (`cargo test generic::push_list_delete`).
 ///
 /// The argument is a constructor called with no arguments at the start of each test and
 /// awaited: an `async fn` path or a closure returning a future. What it returns must

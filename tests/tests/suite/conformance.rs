@@ -2,7 +2,7 @@
 //! core registries: `GenericRegistry` over a real CNCF distribution registry
 //! (`docker-registry`, one process per test) and `LayoutRegistry` over a temporary directory.
 //!
-//! Run one scenario alone with e.g. `cargo test -p tests --test conformance generic::not_found`.
+//! Run one scenario alone with e.g. `cargo test -p tests --test suite conformance::generic::not_found`.
 
 /// `GenericRegistry` over a fresh `TestRegistry` (anonymous push and pull, deletes enabled).
 mod generic {

@@ -2,7 +2,7 @@
 //! (in-process, see `support/mod.rs`) with a real distribution registry as the data plane.
 //!
 //! Run one scenario alone with e.g.
-//! `cargo test -p provider-scaleway --test conformance push_list_delete`.
+//! `cargo test -p provider-scaleway --test suite conformance::push_list_delete`.
 
 use provider_scaleway::testing as support;
 

@@ -16,7 +16,7 @@
 //! regression cases are expected to fail. When a fix lands, `open_findings_still_reproduce`
 //! fails and says which entry to delete.
 
-#[path = "../../fuzz/src/checks.rs"]
+#[path = "../../../fuzz/src/checks.rs"]
 #[allow(dead_code)]
 mod checks;
 

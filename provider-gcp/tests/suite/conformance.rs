@@ -2,7 +2,7 @@
 //! emulator (a fake of the REST API and of the OAuth endpoint, a real distribution registry for
 //! the data plane; see `support/mod.rs`).
 //!
-//! Run one scenario alone with e.g. `cargo test -p provider-gcp --test conformance push_list_delete`.
+//! Run one scenario alone with e.g. `cargo test -p provider-gcp --test suite conformance::push_list_delete`.
 
 use provider_gcp::testing as support;
 

@@ -1,7 +1,7 @@
 //! The core `Registry` conformance suite against `Ecr` on the ECR emulator (moto for the
 //! control plane, a real distribution registry for the data plane; see `support/mod.rs`).
 //!
-//! Run one scenario alone with e.g. `cargo test -p provider-aws --test conformance push_list_delete`.
+//! Run one scenario alone with e.g. `cargo test -p provider-aws --test suite conformance::push_list_delete`.
 
 use provider_aws::testing as support;
 

@@ -4,7 +4,7 @@
 //! behind them (data-plane requests from its access log). The warm deploy must make no
 //! control-plane call but the token fetch, and one manifest HEAD on the mirror.
 //!
-//! `cargo test -p tests --test warm_requests -- --nocapture` prints the table (bench/README.md).
+//! `cargo test -p tests --test suite -- warm_requests:: --nocapture` prints the table (bench/README.md).
 
 use std::collections::BTreeMap;
 use std::path::Path;
