@@ -11,6 +11,8 @@
 //! mirror sweep  --registry REG --cluster C --retention DURATION [--in-use REF]... [KUBERNETES]
 //!               [--dry-run] [--json]
 //! mirror ls     --registry REG --cluster C [--retention DURATION] [KUBERNETES] [--json]
+//! mirror serve  --registry REG --cluster C [--retention DURATION] [KUBERNETES]
+//!               [--listen 127.0.0.1:8080] [--refresh 60s]
 //!
 //! KUBERNETES: --kubernetes | --kubeconfig PATH [--kube-context NAME]
 //!             [--namespace NS]... [--selector LABELS]
@@ -35,11 +37,11 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use mirror_cli::registry::{open_registry, with_discovery, RegistryArgs};
 use mirror_cli::show::{referrer_summary, time_string, use_summary};
 use mirror_cli::sources::{creds, with_source_auth, SourceAuth};
 use mirror_cli::KubernetesArgs;
 use mirror_core::image::referrers::ReferrerOptions;
-use mirror_core::registry::{OpenOptions, RegistryFactory};
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::store::layout::{parse_oci_location, LayoutStore};
@@ -71,32 +73,21 @@ enum Command {
     /// Build a service's image from source unless already built (or built for a clone), push
     /// it to the service's build repository and print the digest-pinned reference to deploy.
     Build(BuildArgs),
+    /// Serve a read-only web page, JSON and Prometheus metrics of the cluster's repositories
+    /// (what `ls` shows), refreshed on an interval.
+    Serve(ServeArgs),
 }
 
 #[derive(clap::Args)]
-struct RegistryArgs {
-    /// The mirror registry: `oci:PATH`, `host[:port][/prefix]`, `ecr://…`, `gar://…`,
-    /// `scaleway://…` or a provider's own host (see the crate docs and README).
-    #[arg(long, env = "MIRROR_REGISTRY")]
-    registry: String,
-    /// A registry setting `KEY=VALUE`: a provider configuration key (`region`, `account`,
-    /// `endpoint`, `project`, `lifecycle_policy`…, or its variable name), or for distribution
-    /// registries `plain_http`, `tls_verify`. Repeatable; wins over the environment.
-    #[arg(long = "registry-option", short = 'o', value_name = "KEY=VALUE")]
-    registry_options: Vec<String>,
-    /// The cluster id.
-    #[arg(long)]
-    cluster: String,
-    /// Mirror registry credentials `USER:PASS` for a distribution registry (else docker
-    /// config.json, else anonymous).
-    #[arg(long, env = "MIRROR_REGISTRY_CREDS", hide_env_values = true)]
-    registry_creds: Option<String>,
-    /// Put every repository under this path prefix (the same as a path after the host).
-    #[arg(long)]
-    prefix: Option<String>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    json: bool,
+struct ServeArgs {
+    #[command(flatten)]
+    ls: LsArgs,
+    /// The address to listen on (loopback by default; `127.0.0.1:0` picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// How often the inventory is taken again (`60s`, `5m`).
+    #[arg(long, default_value = "60s")]
+    refresh: humantime::Duration,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -478,45 +469,6 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The registry `--registry` names, through `mirror_core::registry::open` with the factories
-/// of the three provider crates.
-async fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Registry>> {
-    if let Ok(p) = std::env::var("MIRROR_PROVIDER") {
-        bail!(
-            "MIRROR_PROVIDER={p} is no longer read: the registry location names the provider \
-             (ecr://…, gar://…, scaleway://…, or the provider's own host; see --help)"
-        );
-    }
-    let mut options = OpenOptions::new();
-    for pair in &args.registry_options {
-        options = options.with_pair(pair)?;
-    }
-    if let Some(p) = &args.prefix {
-        options = options.with("prefix", p);
-    }
-    if let Some(c) = &args.registry_creds {
-        let (u, p) = c.split_once(':').context("credentials must be USER:PASS")?;
-        options = options.with("username", u).with("password", p);
-    }
-    let factories: [&dyn RegistryFactory; 3] = [
-        &provider_aws::factory(),
-        &provider_gcp::factory(),
-        &provider_scaleway::factory(),
-    ];
-    Ok(mirror_core::registry::open(&args.registry, &options, &factories).await?)
-}
-
-/// The builder with the Kubernetes in-use source of the flags, if any.
-async fn with_discovery(
-    builder: mirror_core::MirrorBuilder,
-    args: &KubernetesArgs,
-) -> anyhow::Result<mirror_core::MirrorBuilder> {
-    Ok(match args.source().await? {
-        Some(source) => builder.in_use_source(source),
-        None => builder,
-    })
-}
-
 async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
     let strategy: Arc<dyn MirrorStrategy> = match args.mode {
@@ -605,13 +557,33 @@ async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
+/// The mirror `ls` and `serve` look at.
+async fn ls_mirror(args: &LsArgs) -> anyhow::Result<Mirror> {
     let registry = open_registry(&args.registry).await?;
     let mut mirror = Mirror::builder(registry, &args.registry.cluster);
     if let Some(r) = args.retention {
         mirror = mirror.strategy(Arc::new(ClusterStrategy::new(r.into())));
     }
-    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
+    Ok(with_discovery(mirror, &args.kubernetes).await?.build()?)
+}
+
+async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    let mirror = ls_mirror(&args.ls).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let server = mirror_cli::serve::Server::new(mirror, args.refresh.into(), Some(handle));
+    // The first line on stdout says where (tests and scripts read it with `--listen …:0`).
+    println!("serving http://{}", listener.local_addr()?);
+    server.run(listener).await?;
+    Ok(())
+}
+
+async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
+    let mirror = ls_mirror(&args).await?;
     let inv = mirror.inventory().await?;
     if args.registry.json {
         println!("{}", serde_json::to_string(&inv)?);
@@ -756,6 +728,7 @@ async fn main() -> std::process::ExitCode {
         Command::Sweep(args) => sweep_cmd(args).await,
         Command::Ls(args) => ls_cmd(args).await,
         Command::Build(args) => build_cmd(args).await,
+        Command::Serve(args) => serve_cmd(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

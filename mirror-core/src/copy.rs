@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
+use tracing::field::Empty;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -199,7 +200,8 @@ pub(crate) async fn copy_referrer(
     copy_tree(src, src_ref, dst, dst_ref, options).await
 }
 
-/// The engine: `dst_ref` `None` writes the root under its own digest.
+/// The engine: `dst_ref` `None` writes the root under its own digest. Runs in a `copy` span
+/// (source, destination, digest, what was uploaded).
 async fn copy_tree(
     src: &dyn ImageStore,
     src_ref: &str,
@@ -207,8 +209,38 @@ async fn copy_tree(
     dst_ref: Option<&str>,
     options: &CopyOptions,
 ) -> Result<Copied> {
-    let started = Instant::now();
     let src_loc = format!("{}{}{src_ref}", src.location(), sep(src_ref));
+    let span = tracing::info_span!(
+        "copy",
+        source = %src_loc,
+        destination = Empty,
+        digest = Empty,
+        already_present = Empty,
+        blobs_uploaded = Empty,
+        bytes_uploaded = Empty,
+        error = Empty,
+    );
+    let work = copy_tree_in_span(src, src_ref, src_loc, dst, dst_ref, options);
+    crate::telemetry::traced(span, work, |span, copied: &Copied| {
+        let r = &copied.report;
+        span.record("destination", r.destination.as_str());
+        span.record("digest", tracing::field::display(&r.digest));
+        span.record("already_present", r.already_present);
+        span.record("blobs_uploaded", r.blobs_uploaded);
+        span.record("bytes_uploaded", r.bytes_uploaded);
+    })
+    .await
+}
+
+async fn copy_tree_in_span(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    src_loc: String,
+    dst: &dyn ImageStore,
+    dst_ref: Option<&str>,
+    options: &CopyOptions,
+) -> Result<Copied> {
+    let started = Instant::now();
     let source_root = get_verified_manifest(src, src_ref).await?;
     let kind = source_root.kind(&src_loc)?;
 
@@ -473,6 +505,7 @@ fn mount_sources(src: &dyn ImageStore, dst: &dyn ImageStore, extra: &[String]) -
     out
 }
 
+/// Places one blob at the destination, in a `blob` span (digest, size, outcome).
 async fn copy_blob(
     src: &dyn ImageStore,
     dst: &dyn ImageStore,
@@ -481,6 +514,33 @@ async fn copy_blob(
     options: &CopyOptions,
     counters: &Counters,
 ) -> Result<()> {
+    let span = tracing::debug_span!(
+        "blob",
+        digest = %desc.digest,
+        size = desc.size,
+        outcome = Empty,
+        error = Empty
+    );
+    let work = place_blob(src, dst, desc, mount_sources, options, counters);
+    let placed = crate::telemetry::traced(span, work, |span, placed: &BlobAction| {
+        let outcome = match placed {
+            BlobAction::Skipped => "skipped",
+            BlobAction::Mounted => "mounted",
+            BlobAction::Uploaded => "uploaded",
+        };
+        span.record("outcome", outcome);
+    });
+    placed.await.map(|_| ())
+}
+
+async fn place_blob(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    desc: &Descriptor,
+    mount_sources: &[String],
+    options: &CopyOptions,
+    counters: &Counters,
+) -> Result<BlobAction> {
     let digest = &desc.digest;
     // With a mount source on the destination's registry, mount first: a registry answers a
     // mount of a blob it already has with 201 too, so this costs one round trip either way.
@@ -495,7 +555,7 @@ async fn copy_blob(
                     size: desc.size,
                 },
             );
-            return Ok(());
+            return Ok(BlobAction::Mounted);
         }
     }
     if dst.has_blob_sized(digest, desc.size).await? {
@@ -508,7 +568,7 @@ async fn copy_blob(
                 size: desc.size,
             },
         );
-        return Ok(());
+        return Ok(BlobAction::Skipped);
     }
     for from in mount_sources.iter().skip(1) {
         if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
@@ -521,7 +581,7 @@ async fn copy_blob(
                     size: desc.size,
                 },
             );
-            return Ok(());
+            return Ok(BlobAction::Mounted);
         }
     }
     emit(
@@ -592,7 +652,7 @@ async fn copy_blob(
             size: desc.size,
         },
     );
-    Ok(())
+    Ok(BlobAction::Uploaded)
 }
 
 async fn upload_blob(

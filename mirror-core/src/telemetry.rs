@@ -18,6 +18,9 @@
 
 use std::time::Duration;
 
+use tracing::field::Empty;
+use tracing::Span;
+
 use crate::mirror::{Action, Deployment, SweepReport, Warning};
 
 /// Finished deploys and builds.
@@ -74,4 +77,201 @@ pub(crate) fn deploy(d: &Deployment, mode: &'static str, took: Duration) {
 pub(crate) fn sweep(r: &SweepReport) {
     metrics::counter!(SWEEP_DELETIONS).increment(r.deleted.len() as u64);
     warnings(&r.warnings);
+}
+
+/// The span of a deploy or a build (`name`), its outcome fields empty until
+/// [`finish`] records them.
+pub(crate) fn deploy_span(name: &'static str, cluster: &str, service: &str, mode: &str) -> Span {
+    match name {
+        "build" => tracing::info_span!(
+            "build",
+            cluster,
+            service,
+            mode,
+            source = Empty,
+            repository = Empty,
+            digest = Empty,
+            action = Empty,
+            error = Empty
+        ),
+        _ => tracing::info_span!(
+            "deploy",
+            cluster,
+            service,
+            mode,
+            source = Empty,
+            repository = Empty,
+            digest = Empty,
+            action = Empty,
+            error = Empty
+        ),
+    }
+}
+
+/// Runs `work` in `span`, then records its outcome there: `record` on success, the field
+/// `error` on failure (the span must declare it, or it is dropped).
+pub(crate) async fn traced<T>(
+    span: Span,
+    work: impl std::future::Future<Output = crate::Result<T>>,
+    record: impl FnOnce(&Span, &T),
+) -> crate::Result<T> {
+    use tracing::Instrument;
+    let result = work.instrument(span.clone()).await;
+    match &result {
+        Ok(value) => record(&span, value),
+        Err(e) => {
+            span.record("error", tracing::field::display(e));
+        }
+    }
+    result
+}
+
+/// Records a deploy's outcome on its span (see [`deploy_span`]) and logs it.
+pub(crate) fn deployed(span: &Span, d: &Deployment) {
+    span.record("repository", d.repository.as_str());
+    span.record("digest", tracing::field::display(&d.digest));
+    span.record("action", action(d.action));
+    span.in_scope(|| {
+        tracing::info!(
+            blobs_uploaded = d.blobs_uploaded,
+            blobs_mounted = d.blobs_mounted,
+            bytes_uploaded = d.bytes_uploaded,
+            evicted = d.evicted.len(),
+            warnings = d.warnings.len(),
+            "done"
+        )
+    });
+}
+
+/// Registry requests, by operation and status class.
+pub const REQUESTS: &str = "mirror_registry_requests_total";
+/// Registry requests sent again after a failure or a retryable answer, by operation.
+pub const RETRIES: &str = "mirror_registry_retries_total";
+/// What a registry's pull limit has left (`ratelimit-remaining`), by registry host.
+pub const RATE_LIMIT_REMAINING: &str = "mirror_rate_limit_remaining";
+/// Repositories of the cluster, as the last inventory found them.
+pub const INVENTORY_REPOSITORIES: &str = "mirror_inventory_repositories";
+/// Images of the cluster (build cache entries included), as the last inventory found them.
+pub const INVENTORY_IMAGES: &str = "mirror_inventory_images";
+/// Images in use, as the last inventory found them.
+pub const INVENTORY_IMAGES_IN_USE: &str = "mirror_inventory_images_in_use";
+/// Bytes the cluster's repositories store (each blob once per repository), by the last
+/// inventory.
+pub const INVENTORY_STORED_BYTES: &str = "mirror_inventory_stored_bytes";
+/// Bytes one repository stores, by the last inventory (label `repository`).
+pub const REPOSITORY_STORED_BYTES: &str = "mirror_repository_stored_bytes";
+
+/// The bounded label of a registry operation (the client's operation names; anything else
+/// is `other`).
+fn operation(op: &str) -> &'static str {
+    match op {
+        "HEAD manifest" => "manifest_head",
+        "GET manifest" => "manifest_get",
+        "PUT manifest" => "manifest_put",
+        "DELETE manifest" => "manifest_delete",
+        "HEAD blob" => "blob_head",
+        "GET blob" => "blob_get",
+        "POST blob mount" => "blob_mount",
+        "POST" => "upload_start",
+        "PATCH blob" => "upload_chunk",
+        "PUT blob" => "upload_finish",
+        "DELETE" => "upload_cancel",
+        "GET tags" => "tags_list",
+        "GET catalog" => "catalog",
+        "GET referrers" => "referrers",
+        "GET" => "ping",
+        "token" => "token",
+        _ => "other",
+    }
+}
+
+/// The status class of an answer (`2xx` … `5xx`), `error` when none came.
+fn status_class(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "error",
+    }
+}
+
+/// Records one registry request (`status` `None`: no answer came).
+pub(crate) fn request(op: &str, status: Option<u16>) {
+    metrics::counter!(REQUESTS, "operation" => operation(op), "status" => status_class(status))
+        .increment(1);
+}
+
+/// Records a registry request about to be sent again.
+pub(crate) fn retry(op: &str) {
+    metrics::counter!(RETRIES, "operation" => operation(op)).increment(1);
+}
+
+/// Records what a registry's pull limit has left.
+pub(crate) fn rate_limit(registry: &str, remaining: u64) {
+    metrics::gauge!(RATE_LIMIT_REMAINING, "registry" => registry.to_string()).set(remaining as f64);
+}
+
+/// Records the storage totals of an inventory.
+pub(crate) fn inventory(inv: &crate::mirror::Inventory) {
+    let images: usize = inv.repositories.iter().map(|r| r.images.len()).sum();
+    let in_use: usize = inv
+        .repositories
+        .iter()
+        .flat_map(|r| &r.images)
+        .filter(|i| !i.in_use_by.is_empty())
+        .count();
+    let stored: u64 = inv.repositories.iter().map(|r| r.stored_bytes).sum();
+    metrics::gauge!(INVENTORY_REPOSITORIES).set(inv.repositories.len() as f64);
+    metrics::gauge!(INVENTORY_IMAGES).set(images as f64);
+    metrics::gauge!(INVENTORY_IMAGES_IN_USE).set(in_use as f64);
+    metrics::gauge!(INVENTORY_STORED_BYTES).set(stored as f64);
+    for r in &inv.repositories {
+        metrics::gauge!(REPOSITORY_STORED_BYTES, "repository" => r.repository.clone())
+            .set(r.stored_bytes as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_the_client_names_has_its_own_label() {
+        for op in [
+            "HEAD manifest",
+            "GET manifest",
+            "PUT manifest",
+            "DELETE manifest",
+            "HEAD blob",
+            "GET blob",
+            "POST blob mount",
+            "POST",
+            "PATCH blob",
+            "PUT blob",
+            "DELETE",
+            "GET tags",
+            "GET catalog",
+            "GET referrers",
+            "GET",
+            "token",
+        ] {
+            assert_ne!(operation(op), "other", "{op} has no label of its own");
+        }
+        assert_eq!(
+            operation("GET sha256:abc"),
+            "other",
+            "unknown names stay bounded"
+        );
+    }
+
+    #[test]
+    fn status_classes_are_bounded() {
+        assert_eq!(status_class(Some(204)), "2xx");
+        assert_eq!(status_class(Some(404)), "4xx");
+        assert_eq!(status_class(Some(503)), "5xx");
+        assert_eq!(status_class(Some(999)), "error");
+        assert_eq!(status_class(None), "error");
+    }
 }

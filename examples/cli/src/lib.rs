@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+pub mod registry;
+pub mod serve;
 pub mod show;
 pub mod sources;
 

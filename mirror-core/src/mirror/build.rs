@@ -88,7 +88,10 @@ impl Mirror {
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
         let started = std::time::Instant::now();
-        let d = self.build_once(service, spec, builder, in_use).await?;
+        let span = crate::telemetry::deploy_span("build", &self.core.cluster, service, "build");
+        span.record("source", spec.commit.as_str());
+        let work = self.build_once(service, spec, builder, in_use);
+        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed).await?;
         crate::telemetry::deploy(&d, "build", started.elapsed());
         Ok(d)
     }

@@ -221,6 +221,27 @@ impl Core {
         in_use: &HashSet<Digest>,
         keep: usize,
     ) -> Result<(Vec<Digest>, Vec<super::Warning>)> {
+        let span = tracing::info_span!(
+            "evict",
+            repository = repository.name(),
+            keep,
+            deleted = tracing::field::Empty,
+            error = tracing::field::Empty
+        );
+        let work = self.evict_in_span(repository, deployed, in_use, keep);
+        crate::telemetry::traced(span, work, |span, (deleted, _)| {
+            span.record("deleted", deleted.len());
+        })
+        .await
+    }
+
+    async fn evict_in_span(
+        &self,
+        repository: &Repository,
+        deployed: &Digest,
+        in_use: &HashSet<Digest>,
+        keep: usize,
+    ) -> Result<(Vec<Digest>, Vec<super::Warning>)> {
         // What is in use first: when that cannot be told, nothing is deleted.
         let in_use = self.in_use(in_use).await?;
         let images = self.registry.list_images(repository).await?;

@@ -27,12 +27,15 @@ impl Mirror {
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
         let started = std::time::Instant::now();
-        let d = self.mirror_once(service, source, in_use).await?;
         let mode = if self.core.strategy.retention().is_some() {
             "cluster"
         } else {
             "service"
         };
+        let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
+        span.record("source", tracing::field::display(source));
+        let work = self.mirror_once(service, source, in_use);
+        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed).await?;
         crate::telemetry::deploy(&d, mode, started.elapsed());
         Ok(d)
     }

@@ -27,6 +27,26 @@ impl Mirror {
         in_use: &HashSet<Digest>,
         dry_run: bool,
     ) -> Result<SweepReport> {
+        let span = tracing::info_span!(
+            "sweep",
+            cluster = self.core.cluster.as_str(),
+            dry_run,
+            deleted = tracing::field::Empty,
+            error = tracing::field::Empty
+        );
+        let work = self.sweep_in_span(now, in_use, dry_run);
+        crate::telemetry::traced(span, work, |span, r: &SweepReport| {
+            span.record("deleted", r.deleted.len());
+        })
+        .await
+    }
+
+    async fn sweep_in_span(
+        &self,
+        now: SystemTime,
+        in_use: &HashSet<Digest>,
+        dry_run: bool,
+    ) -> Result<SweepReport> {
         let core = &self.core;
         let retention = core.strategy.retention().ok_or_else(|| {
             Error::Config("sweep needs a strategy with a retention time (Cluster mode)".into())
@@ -73,6 +93,22 @@ impl Mirror {
     /// its warnings and shows no users), whether they are anchored, and in Cluster mode when
     /// a sweep may delete them.
     pub async fn inventory(&self) -> Result<Inventory> {
+        let span = tracing::info_span!(
+            "inventory",
+            cluster = self.core.cluster.as_str(),
+            repositories = tracing::field::Empty,
+            error = tracing::field::Empty
+        );
+        let work = self.inventory_in_span();
+        let inventory = crate::telemetry::traced(span, work, |span, inv: &Inventory| {
+            span.record("repositories", inv.repositories.len());
+        })
+        .await?;
+        crate::telemetry::inventory(&inventory);
+        Ok(inventory)
+    }
+
+    async fn inventory_in_span(&self) -> Result<Inventory> {
         let core = &self.core;
         let mut warnings = Vec::new();
         let in_use = match core.in_use(&HashSet::new()).await {

@@ -225,6 +225,7 @@ impl RegistryClient {
             if let Ok(mut slot) = self.inner.rate_limit.lock() {
                 *slot = Some(r);
             }
+            crate::telemetry::rate_limit(&self.inner.registry, r.remaining);
             if r.is_low() {
                 tracing::warn!(registry = %self.inner.registry, remaining = r.remaining, limit = r.limit, "the registry's pull limit is low");
             }

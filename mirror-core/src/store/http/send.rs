@@ -72,6 +72,7 @@ impl RegistryClient {
                         },
                     };
                     if verdict != Retry::No {
+                        crate::telemetry::retry(op);
                         let registry = &self.inner.registry;
                         match again {
                             Again::Failed(e) => {
@@ -123,12 +124,9 @@ impl RegistryClient {
                     request.headers_mut().insert(AUTHORIZATION, value);
                 }
             }
-            let resp = self
-                .inner
-                .http
-                .execute(request)
-                .await
-                .map_err(|e| self.connect_error(op, loc, e))?;
+            let resp = self.inner.http.execute(request).await;
+            crate::telemetry::request(op, resp.as_ref().ok().map(|r| r.status().as_u16()));
+            let resp = resp.map_err(|e| self.connect_error(op, loc, e))?;
             self.note_rate_limit(resp.headers());
             if resp.status() == StatusCode::UNAUTHORIZED
                 && !reauthenticated

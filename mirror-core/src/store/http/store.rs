@@ -310,8 +310,15 @@ impl ImageStore for HttpStore {
             let loc = &loc;
             async move {
                 match tokio::time::timeout(headers_within, req.send()).await {
-                    Ok(r) => r.map_err(|e| self.client.connect_error("GET blob", loc, e)),
-                    Err(_) => Err(limits.stalled(format!("no answer within {headers_within:?}"))),
+                    Ok(r) => {
+                        let status = r.as_ref().ok().map(|r| r.status().as_u16());
+                        crate::telemetry::request("GET blob", status);
+                        r.map_err(|e| self.client.connect_error("GET blob", loc, e))
+                    }
+                    Err(_) => {
+                        crate::telemetry::request("GET blob", None);
+                        Err(limits.stalled(format!("no answer within {headers_within:?}")))
+                    }
                 }
             }
         };

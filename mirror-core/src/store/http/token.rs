@@ -56,8 +56,9 @@ impl RegistryClient {
                     .get(url.clone())
                     .timeout(self.inner.config.request_timeout)
                     .send()
-                    .await
-                    .map_err(|e| self.connect_error("GET", "/v2/", e))?;
+                    .await;
+                crate::telemetry::request("GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
+                let resp = resp.map_err(|e| self.connect_error("GET", "/v2/", e))?;
                 if retryable_status(resp.status()) {
                     return Err(status_error(&self.inner.registry, "GET", "/v2/", &resp));
                 }
@@ -179,11 +180,9 @@ impl RegistryClient {
                 }
             }
         };
-        let resp = req
-            .timeout(self.inner.config.request_timeout)
-            .send()
-            .await
-            .map_err(|e| self.connect_error("GET", "token", e))?;
+        let resp = req.timeout(self.inner.config.request_timeout).send().await;
+        crate::telemetry::request("token", resp.as_ref().ok().map(|r| r.status().as_u16()));
+        let resp = resp.map_err(|e| self.connect_error("GET", "token", e))?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized {

@@ -105,7 +105,12 @@ impl HttpStore {
                 .await
                 .map_err(|e| self.client.connect_error("PUT blob", &loc, e))
         };
-        watchdog::watch(send, &progress, &limits).await
+        let answer = watchdog::watch(send, &progress, &limits).await;
+        crate::telemetry::request(
+            "PUT blob",
+            answer.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        answer
     }
 
     pub(super) async fn put_chunked(
