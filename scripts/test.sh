@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what is missing first:
 #   Debian: docker-registry (CNCF distribution), skopeo (interop peer), apache2-utils (htpasswd),
-#           buildah and busybox-static (builds), openssl (GCP test keys).
+#           buildah and busybox-static (builds), openssl (GCP test keys), chromium (the
+#           headless browser of the `mirror serve` test).
 #   PyPI:   moto in .venv-moto (the ECR control plane of provider-aws's tests), by scripts/moto.sh;
 #           oras in .venv-oras (a third-party artifact client for the referrer tests), by
 #           scripts/oras.sh.
@@ -16,6 +17,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v buildah >/dev/null || need+=(buildah)
 [ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
 command -v openssl >/dev/null || need+=(openssl)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing missing packages: ${need[*]}"
   SUDO=""

@@ -1,8 +1,10 @@
 //! Metrics through the [`metrics`] facade: the library records, the application chooses the
 //! exporter (none is forced on it; without a recorder installed these calls do nothing).
 //!
-//! Label values are bounded: actions, modes and warning kinds, never digests, tags,
-//! repositories or hosts.
+//! Label values are bounded: actions, modes, outcomes, operations, status classes and
+//! warning kinds, never digests or tags; [`REPOSITORY_STORED_BYTES`] carries the repository
+//! and [`RATE_LIMIT_REMAINING`] the registry host (bounded by the cluster's services and
+//! sources).
 //!
 //! | name | kind | labels | what |
 //! |---|---|---|---|
@@ -15,6 +17,15 @@
 //! | `mirror_evictions_total` | counter | | images deleted by Service-mode eviction |
 //! | `mirror_sweep_deletions_total` | counter | | images deleted by sweeps |
 //! | `mirror_warnings_total` | counter | `kind` (a [`Warning::kind`]) | warnings of deploys and sweeps |
+//! | `mirror_registry_requests_total` | counter | `operation`, `status` (`2xx`…`5xx`, `error`) | every HTTP request to a registry |
+//! | `mirror_registry_retries_total` | counter | `operation` | requests sent again |
+//! | `mirror_rate_limit_remaining` | gauge | `registry` | what a pull limit has left |
+//! | `mirror_inventory_repositories`, `_images`, `_images_in_use`, `_stored_bytes` | gauge | | the last inventory's totals |
+//! | `mirror_repository_stored_bytes` | gauge | `repository` | one repository's storage, by the last inventory |
+//!
+//! Spans: `deploy`/`build` > `copy` > `blob`, `deploy` > `evict`, `sweep`, `inventory`, each
+//! with the fields an operator filters on (cluster, service, repository, digest, action);
+//! never a credential.
 
 use std::time::Duration;
 

@@ -61,6 +61,19 @@ impl Cli {
         cmd.output().expect("run the mirror CLI")
     }
 
+    /// `mirror <args[0]> <registry args> <args[1..]>` started in the background with stdout
+    /// piped (a server: `serve`); killed when the returned child is dropped.
+    pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
+        let mut cmd = tokio::process::Command::from(self.command());
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg(args[0])
+            .args(&self.registry_args)
+            .args(&args[1..])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        cmd.spawn().expect("start the mirror CLI")
+    }
+
     /// [`json`](Self::json) from a task of a multi-thread runtime (the call blocks in place).
     pub async fn json_async<S: AsRef<str>>(&self, args: Vec<S>) -> Value {
         let refs: Vec<&str> = args.iter().map(AsRef::as_ref).collect();

@@ -10,6 +10,7 @@ mod cli_aws;
 mod cli_gcp;
 mod cli_kubernetes;
 mod cli_scaleway;
+mod cli_serve;
 mod cli_warnings;
 mod conformance;
 mod copy;

@@ -49,7 +49,7 @@ code{font:12.5px ui-monospace,monospace}
 form{margin:.5em 0 1em}input[type=search]{width:22em;padding:.3em}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #e3e7ee;vertical-align:top}
-th a{color:inherit}td.size,th.size{text-align:right}
+th a{color:inherit}td.size,th.size{text-align:right}td.size,td.pushed,td.digest,td.expires{white-space:nowrap}
 .badge{font-size:.75em;font-weight:normal;background:#e4e9f2;border-radius:3px;padding:.1em .4em;margin-left:.4em}
 .in-use .marker{color:#0b7a3e;font-weight:600}.anchored{color:#7a4b0b}.none{color:#9aa3b2}
 .repo-totals{color:#5b6576;margin:0 0 .4em}
@@ -219,10 +219,11 @@ fn repository(
     let _ = writeln!(
         out,
         "<section class=\"repository\" data-repository=\"{name}\"><h2>{name}{badge}</h2>\
-         <p class=\"repo-totals\" data-images=\"{}\" data-stored=\"{}\">{} images, {} in use, {} stored{}</p>",
+         <p class=\"repo-totals\" data-images=\"{}\" data-stored=\"{}\">{} {}, {} in use, {} stored{}</p>",
         repo.images.len(),
         repo.stored_bytes,
         repo.images.len(),
+        if repo.images.len() == 1 { "image" } else { "images" },
         in_use,
         human_size(repo.stored_bytes),
         match repo.orphaned_referrers {
