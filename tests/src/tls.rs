@@ -26,6 +26,15 @@ where
     .await
 }
 
+/// [`serve_raw`], also returning the server's self-signed certificate as PEM (to make it a
+/// trusted root).
+pub async fn serve_raw_with_cert<F>(respond: F) -> (u16, String)
+where
+    F: Fn(&str) -> Vec<u8> + Send + Sync + 'static,
+{
+    serve_with_cert(move |line: &str, tls: bool| tls.then(|| respond(line))).await
+}
+
 /// Serves TLS and plain HTTP on one 127.0.0.1 port and returns it. `respond` gets the request
 /// as read and whether it came over TLS; `None` closes the connection unanswered.
 pub async fn serve_dual<F>(respond: F) -> u16
@@ -39,8 +48,16 @@ async fn serve<F>(respond: F) -> u16
 where
     F: Fn(&str, bool) -> Option<Vec<u8>> + Send + Sync + 'static,
 {
+    serve_with_cert(respond).await.0
+}
+
+async fn serve_with_cert<F>(respond: F) -> (u16, String)
+where
+    F: Fn(&str, bool) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
         .expect("a self-signed certificate");
+    let pem = cert.cert.pem();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
@@ -79,7 +96,7 @@ where
             });
         }
     });
-    port
+    (port, pem)
 }
 
 async fn answer<S, F>(stream: &mut S, tls: bool, respond: &F)

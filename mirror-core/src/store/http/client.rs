@@ -289,7 +289,7 @@ impl std::fmt::Display for Transport {
 impl std::error::Error for Transport {}
 
 /// One reqwest client per distinct transport setting, for the whole process: the TLS root
-/// store is loaded once (it costs milliseconds per client) and connections to one registry
+/// store is loaded once, on the first handshake (see [`super::tls`]), and connections to one registry
 /// are pooled across every `RegistryClient` that talks to it (source and destination of a
 /// same-registry copy share them).
 /// With `follow_redirects` false the client follows none (token requests).
@@ -314,7 +314,7 @@ pub(super) fn shared_http_client(
         } else {
             reqwest::redirect::Policy::none()
         })
-        .danger_accept_invalid_certs(!config.tls_verify)
+        .use_preconfigured_tls(super::tls::client_config(config.tls_verify))
         .pool_max_idle_per_host(32)
         .build()?;
     if let Ok(mut m) = map.lock() {

@@ -18,6 +18,7 @@ pub mod credentials;
 mod pagination;
 mod send;
 mod store;
+mod tls;
 mod token;
 mod upload;
 mod watchdog;
