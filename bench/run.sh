@@ -299,7 +299,7 @@ fi
       "$(bytes_cell "$s" "$i")"
   done
   echo
-  echo "Targets: cold ≤ 0.8× skopeo; warm ≤ 0.5×; second-repo ≤ 0.5× with 0 bytes uploaded;"
-  echo "peak RSS < 100 MiB with the 1 GiB layer. Raw samples: \`$RAW\`."
+  echo "Targets (issue 15): cold ≤ 0.6× skopeo; warm ≤ 0.25×; second-repo ≤ 0.3× with 0 bytes"
+  echo "uploaded; peak RSS ≤ 20 MiB with the 1 GiB layer. Raw samples: \`bench/out/${RAW#"$OUT"/}\` (not committed)."
 } | tee "$RESULTS"
 log "results written to $RESULTS"

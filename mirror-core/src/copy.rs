@@ -31,7 +31,10 @@ use crate::events::{BlobAction, CopyEvent, EventSink};
 use crate::image::referrers::{ReferrerOptions, ReferrerReport};
 use crate::media::{Descriptor, ManifestKind, ParsedManifest, PlatformFilter, RawManifest};
 use crate::retry::RetryConfig;
-use crate::store::{get_verified_manifest, BlobStream, ImageStore, MountOutcome, StoreLocation};
+use crate::store::{
+    get_verified_manifest, take_failure, BlobStream, ImageStore, MountOutcome, StoreLocation,
+    VerifyingStream,
+};
 
 /// Default number of blobs transferred at once.
 pub const DEFAULT_CONCURRENCY: usize = 6;
@@ -596,9 +599,12 @@ async fn place_blob(
     let mut attempt = 0u32;
     let mut switched = false;
     let mut reauthenticated = false;
+    // Set once the destination refused the bytes: from then on they are hashed here, so that
+    // a corrupt source is named (DigestMismatch with the digest it sent).
+    let mut verify_here = false;
     loop {
         attempt += 1;
-        let e = match upload_blob(src, dst, desc, options).await {
+        let e = match upload_blob(src, dst, desc, options, verify_here).await {
             Ok(()) => break,
             Err(Error::NotFound { location, .. }) if is_foreign_layer(&desc.media_type) => {
                 return Err(Error::NotFound {
@@ -616,6 +622,9 @@ async fn place_blob(
             switched = true;
             attempt -= 1;
             continue;
+        }
+        if matches!(e, Error::DigestRejected { .. }) {
+            verify_here = true;
         }
         // A token that expired mid-upload: the store dropped it; one fresh attempt.
         if !reauthenticated && matches!(e, Error::Unauthorized { .. }) {
@@ -655,11 +664,14 @@ async fn place_blob(
     Ok(BlobAction::Uploaded)
 }
 
+/// One transfer of a blob; with `verify_here` the bytes are hashed on the way, whatever the
+/// destination does.
 async fn upload_blob(
     src: &dyn ImageStore,
     dst: &dyn ImageStore,
     desc: &Descriptor,
     options: &CopyOptions,
+    verify_here: bool,
 ) -> Result<()> {
     let digest = &desc.digest;
     let blob = src.get_blob(digest).await?;
@@ -685,6 +697,12 @@ async fn upload_blob(
             }))
         }
     };
+    if verify_here {
+        let verified = VerifyingStream::new(stream, digest.clone(), Some(desc.size));
+        let failure = verified.failure();
+        let put = dst.put_blob(digest, desc.size, Box::pin(verified)).await;
+        return put.map_err(|e| take_failure(&failure).unwrap_or(e));
+    }
     dst.put_blob(digest, desc.size, stream).await
 }
 

@@ -73,6 +73,17 @@ pub enum Error {
         actual: Digest,
     },
 
+    /// A registry refused an uploaded blob because its bytes do not hash to `digest`
+    /// (`DIGEST_INVALID`). The copy engine then hashes the next attempt itself, so that a
+    /// corrupt source ends in [`Error::DigestMismatch`].
+    #[error("{registry} refused blob {digest}: the bytes sent do not hash to it")]
+    DigestRejected {
+        /// The registry.
+        registry: String,
+        /// The digest the blob was pushed under.
+        digest: Digest,
+    },
+
     /// Content read from a source does not have the size its descriptor declares.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch {

@@ -323,7 +323,9 @@ pub fn is_transient(e: &Error) -> bool {
     match e {
         Error::Connect { .. } | Error::RateLimited { .. } | Error::Stalled { .. } => true,
         Error::Http { status, .. } => *status >= 500 || *status == 408,
-        Error::DigestMismatch { .. } | Error::SizeMismatch { .. } => true,
+        Error::DigestMismatch { .. }
+        | Error::DigestRejected { .. }
+        | Error::SizeMismatch { .. } => true,
         _ => false,
     }
 }

@@ -269,6 +269,19 @@ impl VerifyingStream {
         }
     }
 
+    /// Checks `inner`'s size alone (see [`Verifier::size_only`]): for a receiver that checks
+    /// the digest itself.
+    pub fn size_only(inner: BlobStream, digest: Digest, size: u64) -> Self {
+        VerifyingStream {
+            inner,
+            verifier: Some(Verifier::size_only(digest.clone(), size)),
+            failure: Arc::new(Mutex::new(None)),
+            digest,
+            size: Some(size),
+            finished: false,
+        }
+    }
+
     /// A handle that holds the verification error once the stream has produced it.
     pub fn failure(&self) -> Arc<Mutex<Option<Error>>> {
         self.failure.clone()

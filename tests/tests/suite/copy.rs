@@ -421,6 +421,66 @@ async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
 }
 
 #[tokio::test]
+async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt_hash_here() {
+    let image = small_image(14);
+    let fake = FakeRegistry::serving(&image, "bad/app", "v1");
+    let victim = image.layers()[1].digest().clone();
+    fake.corrupt_blob(&victim);
+    let src = RegistryClient::new(&fake.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("bad/app")
+        .unwrap();
+    let reg = TestRegistry::start();
+    let once = CopyOptions {
+        retry: mirror_core::retry::RetryConfig {
+            max_attempts: 1,
+            ..mirror_core::retry::RetryConfig::fast()
+        },
+        ..CopyOptions::default()
+    };
+    // One attempt, hashed by the registry alone: its refusal, typed.
+    let err = copy(&src, "v1", &store(&reg, "dst/a"), "v1", &once)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestRejected { digest, .. } if *digest == victim),
+        "the registry's DIGEST_INVALID: {err:?}"
+    );
+    // A client that hashes uploads itself names the bytes at once.
+    let hashing = RegistryClient::builder(&reg.host())
+        .verify_uploads(true)
+        .build()
+        .unwrap()
+        .repository("dst/b")
+        .unwrap();
+    let err = copy(&src, "v1", &hashing, "v1", &once).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::DigestMismatch { expected, .. } if *expected == victim),
+        "{err:?}"
+    );
+    // With retries, the attempt after the refusal hashes here: DigestMismatch, with what the
+    // source sent.
+    let err = copy(&src, "v1", &store(&reg, "dst/c"), "v1", &opts())
+        .await
+        .unwrap_err();
+    match err {
+        Error::DigestMismatch { expected, actual } => {
+            assert_eq!(expected, victim);
+            assert_ne!(actual, victim);
+        }
+        other => panic!("expected DigestMismatch, got {other:?}"),
+    }
+    for repo in ["dst/a", "dst/b", "dst/c"] {
+        let dst = store(&reg, repo);
+        assert!(
+            dst.head_manifest("v1").await.unwrap().is_none(),
+            "{repo}: no tag"
+        );
+        assert!(!dst.has_blob(&victim).await.unwrap(), "{repo}: no bad blob");
+    }
+}
+
+#[tokio::test]
 async fn skopeo_pushed_image_copies_and_library_copy_reads_back_with_skopeo() {
     let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
     let reg = TestRegistry::start();

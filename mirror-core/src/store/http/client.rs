@@ -93,6 +93,13 @@ impl RegistryClientBuilder {
         self
     }
 
+    /// Whether to hash uploaded blobs in the client too (see
+    /// [`RegistryConfig::verify_uploads`]).
+    pub fn verify_uploads(mut self, verify: bool) -> Self {
+        self.config.verify_uploads = verify;
+        self
+    }
+
     /// The upload mode.
     pub fn upload_mode(mut self, mode: UploadMode) -> Self {
         self.config.upload = mode;

@@ -75,6 +75,13 @@ pub struct RegistryConfig {
     pub idle_timeout: Duration,
     /// ... or when it moves less than this (default 1 KiB per 60 s; `None`: no minimum).
     pub min_throughput: Option<Throughput>,
+    /// Hash every uploaded blob here too (default false). A registry checks that a blob
+    /// hashes to the digest it is pushed under and refuses it otherwise (`DIGEST_INVALID`,
+    /// as the distribution spec asks); hashing it a second time here costs about half the
+    /// client's CPU of a cold copy. Sizes are always checked here, and after a refusal the
+    /// copy engine hashes the next attempt itself, so a corrupt source still ends in
+    /// [`crate::Error::DigestMismatch`]. Turn it on for a registry that does not check.
+    pub verify_uploads: bool,
 }
 
 impl Default for RegistryConfig {
@@ -91,6 +98,7 @@ impl Default for RegistryConfig {
                 bytes: 1024,
                 per: Duration::from_secs(60),
             }),
+            verify_uploads: false,
         }
     }
 }

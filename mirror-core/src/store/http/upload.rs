@@ -177,7 +177,12 @@ impl HttpStore {
         data: BlobStream,
         loc: &str,
     ) -> Result<()> {
-        let body = VerifyingStream::new(data, digest.clone(), Some(size));
+        let body = if self.client.inner.config.verify_uploads {
+            VerifyingStream::new(data, digest.clone(), Some(size))
+        } else {
+            // The registry checks the digest (and refuses with DIGEST_INVALID).
+            VerifyingStream::size_only(data, digest.clone(), size)
+        };
         let failure = body.failure();
         let chunk = match self.client.inner.config.upload {
             UploadMode::Chunked(n) => Some(n.max(1)),
@@ -218,7 +223,19 @@ impl HttpStore {
             tracing::info!(registry = %self.client.inner.registry, %status, "monolithic upload refused; switching to chunked uploads");
             self.client.inner.chunked.store(true, Ordering::Relaxed);
         }
-        Err(self.client.error_for(resp, "PUT blob", loc).await)
+        match self.client.error_for(resp, "PUT blob", loc).await {
+            // `error_for` shows the registry's error code first.
+            Error::Http {
+                status: 400,
+                message,
+                registry,
+                ..
+            } if message.starts_with("DIGEST_INVALID") => Err(Error::DigestRejected {
+                registry,
+                digest: digest.clone(),
+            }),
+            e => Err(e),
+        }
     }
 }
 
