@@ -568,14 +568,29 @@ async fn ls_mirror(args: &LsArgs) -> anyhow::Result<Mirror> {
 }
 
 async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    if args.ls.registry.json {
+        bail!("serve prints no JSON: its /api/inventory serves it");
+    }
+    let refresh: std::time::Duration = args.refresh.into();
+    if refresh < std::time::Duration::from_secs(1)
+        || refresh > std::time::Duration::from_secs(86_400)
+    {
+        bail!("--refresh must be between 1s and 1d");
+    }
+    // Gauges not set again for three refreshes (a repository that is gone) leave /metrics.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .idle_timeout(
+            metrics_util::MetricKindMask::GAUGE,
+            Some(refresh * 3 + std::time::Duration::from_secs(60)),
+        )
+        .build_recorder();
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     let mirror = ls_mirror(&args.ls).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let server = mirror_cli::serve::Server::new(mirror, args.refresh.into(), Some(handle));
+    let server = mirror_cli::serve::Server::new(mirror, refresh, Some(handle));
     // The first line on stdout says where (tests and scripts read it with `--listen …:0`).
     println!("serving http://{}", listener.local_addr()?);
     server.run(listener).await?;

@@ -75,7 +75,8 @@ pub enum Error {
 
     /// A registry refused an uploaded blob because its bytes do not hash to `digest`
     /// (`DIGEST_INVALID`). The copy engine then hashes the next attempt itself, so that a
-    /// corrupt source ends in [`Error::DigestMismatch`].
+    /// corrupt source ends in [`Error::DigestMismatch`] when the retry budget allows another
+    /// attempt (this error when it does not).
     #[error("{registry} refused blob {digest}: the bytes sent do not hash to it")]
     DigestRejected {
         /// The registry.

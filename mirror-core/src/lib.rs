@@ -75,8 +75,8 @@ pub use eviction::EvictionPlan;
 pub use image::ImageRecord;
 pub use media::{PlatformFilter, RawManifest};
 pub use mirror::{
-    Action, Deployment, Inventory, Mirror, MirrorBuilder, ProtectReport, RepositoryInventory,
-    Source, SourceCredentials, Sources, SweepReport, TagPolicy, Warning,
+    Action, Deployment, Inventory, InventoryTotals, Mirror, MirrorBuilder, ProtectReport,
+    RepositoryInventory, Source, SourceCredentials, Sources, SweepReport, TagPolicy, Warning,
 };
 pub use reference::Reference;
 pub use registry::{

@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `mirror_deploys_total` | counter | `action` (`skipped`, `copied`, `recopied`, `built`), `mode` (`service`, `cluster`, `build`) | finished deploys and builds |
 //! | `mirror_deploy_duration_seconds` | histogram | `action`, `mode` | their duration |
+//! | `mirror_deploy_failures_total` | counter | `mode` | deploys and builds that returned an error |
 //! | `mirror_served_from_mirror_total` | counter | `mode` | deploys answered from the mirror because the source could not tell |
 //! | `mirror_blobs_total` | counter | `outcome` (`mounted`, `uploaded`) | blobs a deploy placed |
 //! | `mirror_bytes_uploaded_total` | counter | | bytes uploaded by deploys |
@@ -18,7 +19,7 @@
 //! | `mirror_sweep_deletions_total` | counter | | images deleted by sweeps |
 //! | `mirror_warnings_total` | counter | `kind` (a [`Warning::kind`]) | warnings of deploys and sweeps |
 //! | `mirror_registry_requests_total` | counter | `operation`, `status` (`2xx`…`5xx`, `error`) | every HTTP request to a registry |
-//! | `mirror_registry_retries_total` | counter | `operation` | requests sent again |
+//! | `mirror_registry_retries_total` | counter | `operation` (`blob_transfer`: a blob restarted) | requests sent again |
 //! | `mirror_rate_limit_remaining` | gauge | `registry` | what a pull limit has left |
 //! | `mirror_inventory_repositories`, `_images`, `_images_in_use`, `_stored_bytes` | gauge | | the last inventory's totals |
 //! | `mirror_repository_stored_bytes` | gauge | `repository` | one repository's storage, by the last inventory |
@@ -38,6 +39,8 @@ use crate::mirror::{Action, Deployment, SweepReport, Warning};
 pub const DEPLOYS: &str = "mirror_deploys_total";
 /// Their duration, in seconds.
 pub const DEPLOY_SECONDS: &str = "mirror_deploy_duration_seconds";
+/// Deploys and builds that failed (returned an error), by mode.
+pub const DEPLOY_FAILURES: &str = "mirror_deploy_failures_total";
 /// Deploys served from the mirror because the source could not tell.
 pub const SERVED_FROM_MIRROR: &str = "mirror_served_from_mirror_total";
 /// Blobs placed by deploys, by outcome.
@@ -84,6 +87,11 @@ pub(crate) fn deploy(d: &Deployment, mode: &'static str, took: Duration) {
     warnings(&d.warnings);
 }
 
+/// Records a deploy or build that returned an error.
+pub(crate) fn deploy_failed(mode: &'static str) {
+    metrics::counter!(DEPLOY_FAILURES, "mode" => mode).increment(1);
+}
+
 /// Records a finished sweep.
 pub(crate) fn sweep(r: &SweepReport) {
     metrics::counter!(SWEEP_DELETIONS).increment(r.deleted.len() as u64);
@@ -91,7 +99,7 @@ pub(crate) fn sweep(r: &SweepReport) {
 }
 
 /// The span of a deploy or a build (`name`), its outcome fields empty until
-/// [`finish`] records them.
+/// [`deployed`] records them.
 pub(crate) fn deploy_span(name: &'static str, cluster: &str, service: &str, mode: &str) -> Span {
     match name {
         "build" => tracing::info_span!(
@@ -192,6 +200,7 @@ fn operation(op: &str) -> &'static str {
         "GET referrers" => "referrers",
         "GET" => "ping",
         "token" => "token",
+        "blob transfer" => "blob_transfer",
         _ => "other",
     }
 }
@@ -214,9 +223,11 @@ pub(crate) fn request(op: &str, status: Option<u16>) {
         .increment(1);
 }
 
-/// Records a registry request about to be sent again.
-pub(crate) fn retry(op: &str) {
-    metrics::counter!(RETRIES, "operation" => operation(op)).increment(1);
+/// Records `n` retries of a registry request (or of a blob transfer, `"blob transfer"`).
+pub(crate) fn retries(op: &str, n: u64) {
+    if n > 0 {
+        metrics::counter!(RETRIES, "operation" => operation(op)).increment(n);
+    }
 }
 
 /// Records what a registry's pull limit has left.
@@ -226,18 +237,11 @@ pub(crate) fn rate_limit(registry: &str, remaining: u64) {
 
 /// Records the storage totals of an inventory.
 pub(crate) fn inventory(inv: &crate::mirror::Inventory) {
-    let images: usize = inv.repositories.iter().map(|r| r.images.len()).sum();
-    let in_use: usize = inv
-        .repositories
-        .iter()
-        .flat_map(|r| &r.images)
-        .filter(|i| !i.in_use_by.is_empty())
-        .count();
-    let stored: u64 = inv.repositories.iter().map(|r| r.stored_bytes).sum();
-    metrics::gauge!(INVENTORY_REPOSITORIES).set(inv.repositories.len() as f64);
-    metrics::gauge!(INVENTORY_IMAGES).set(images as f64);
-    metrics::gauge!(INVENTORY_IMAGES_IN_USE).set(in_use as f64);
-    metrics::gauge!(INVENTORY_STORED_BYTES).set(stored as f64);
+    let t = inv.totals();
+    metrics::gauge!(INVENTORY_REPOSITORIES).set(t.repositories as f64);
+    metrics::gauge!(INVENTORY_IMAGES).set(t.images as f64);
+    metrics::gauge!(INVENTORY_IMAGES_IN_USE).set(t.in_use as f64);
+    metrics::gauge!(INVENTORY_STORED_BYTES).set(t.stored_bytes as f64);
     for r in &inv.repositories {
         metrics::gauge!(REPOSITORY_STORED_BYTES, "repository" => r.repository.clone())
             .set(r.stored_bytes as f64);
@@ -267,6 +271,7 @@ mod tests {
             "GET referrers",
             "GET",
             "token",
+            "blob transfer",
         ] {
             assert_ne!(operation(op), "other", "{op} has no label of its own");
         }

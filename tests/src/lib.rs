@@ -3,6 +3,7 @@
 pub mod chromium;
 pub mod cli;
 pub mod kube_api;
+pub mod prometheus;
 pub mod referrers;
 pub mod tls;
 

@@ -91,7 +91,9 @@ impl Mirror {
         let span = crate::telemetry::deploy_span("build", &self.core.cluster, service, "build");
         span.record("source", spec.commit.as_str());
         let work = self.build_once(service, spec, builder, in_use);
-        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed).await?;
+        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed)
+            .await
+            .inspect_err(|_| crate::telemetry::deploy_failed("build"))?;
         crate::telemetry::deploy(&d, "build", started.elapsed());
         Ok(d)
     }

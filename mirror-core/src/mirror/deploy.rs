@@ -35,7 +35,9 @@ impl Mirror {
         let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
         span.record("source", tracing::field::display(source));
         let work = self.mirror_once(service, source, in_use);
-        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed).await?;
+        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed)
+            .await
+            .inspect_err(|_| crate::telemetry::deploy_failed(mode))?;
         crate::telemetry::deploy(&d, mode, started.elapsed());
         Ok(d)
     }

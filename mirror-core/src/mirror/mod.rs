@@ -60,7 +60,9 @@ pub use cache::{
     HISTORY_TAG as CACHE_HISTORY_TAG, LEASE_TAG_PREFIX as CACHE_LEASE_TAG_PREFIX,
 };
 pub use protect::ProtectReport;
-pub use report::{Action, Deployment, Inventory, RepositoryInventory, SweepReport, TagPolicy};
+pub use report::{
+    Action, Deployment, Inventory, InventoryTotals, RepositoryInventory, SweepReport, TagPolicy,
+};
 pub use source::{Source, SourceCredentials, Sources};
 pub use warning::Warning;
 

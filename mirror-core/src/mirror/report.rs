@@ -121,3 +121,29 @@ pub struct Inventory {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<super::Warning>,
 }
+
+/// What an [`Inventory`] adds up to for the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct InventoryTotals {
+    /// Repositories.
+    pub repositories: usize,
+    /// Images (build cache entries included).
+    pub images: usize,
+    /// Images some workload uses.
+    pub in_use: usize,
+    /// Bytes stored, each blob counted once per repository.
+    pub stored_bytes: u64,
+}
+
+impl Inventory {
+    /// The cluster's totals.
+    pub fn totals(&self) -> InventoryTotals {
+        let images = self.repositories.iter().flat_map(|r| &r.images);
+        InventoryTotals {
+            repositories: self.repositories.len(),
+            images: images.clone().count(),
+            in_use: images.filter(|i| !i.in_use_by.is_empty()).count(),
+            stored_bytes: self.repositories.iter().map(|r| r.stored_bytes).sum(),
+        }
+    }
+}

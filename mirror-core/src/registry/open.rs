@@ -18,7 +18,8 @@
 //!
 //! Generic options (`GenericRegistry` and `LayoutRegistry`): `prefix`; and for HTTP
 //! registries `username` and `password` (else the docker `config.json`, else anonymous),
-//! `plain_http`, `tls_verify`.
+//! `plain_http`, `tls_verify`, `verify_uploads` (hash uploads here too, for a registry that
+//! does not check digests).
 //!
 //! `mirror-core` cannot depend on the provider crates, so the caller passes their factories:
 //!
@@ -250,7 +251,14 @@ pub trait RegistryFactory: Send + Sync + fmt::Debug {
 }
 
 const LAYOUT_OPTIONS: &[&str] = &["prefix"];
-const GENERIC_OPTIONS: &[&str] = &["prefix", "username", "password", "plain_http", "tls_verify"];
+const GENERIC_OPTIONS: &[&str] = &[
+    "prefix",
+    "username",
+    "password",
+    "plain_http",
+    "tls_verify",
+    "verify_uploads",
+];
 
 fn refuse_unknown(options: &OpenOptions, known: &[&str], what: &str) -> Result<()> {
     match options.except(known).next() {
@@ -349,6 +357,9 @@ pub async fn open(
             }
             if let Some(v) = options.get("tls_verify") {
                 b = b.tls_verify(parse_bool("tls_verify", v).map_err(Error::Config)?);
+            }
+            if let Some(v) = options.get("verify_uploads") {
+                b = b.verify_uploads(parse_bool("verify_uploads", v).map_err(Error::Config)?);
             }
             let mut registry = GenericRegistry::new(b.build()?);
             if let Some(p) = options.prefix(prefix.as_deref())? {

@@ -149,8 +149,10 @@ impl RateLimit {
 /// - Absence is reported as `Ok(None)` / `Ok(false)` only when the store *knows* the item is
 ///   absent (HTTP 404, a missing file). Any failure to find out is an `Err`, never "absent".
 ///   Methods that return content report absence as [`Error::NotFound`].
-/// - `put_blob` verifies the stream against `digest` and `size` while it writes and fails
-///   with [`Error::DigestMismatch`] / [`Error::SizeMismatch`] without storing anything.
+/// - `put_blob` stores nothing that does not hash to `digest` or has another size than
+///   `size`: it fails with [`Error::SizeMismatch`], [`Error::DigestMismatch`] (verified
+///   here: layouts, registries with `verify_uploads`) or [`Error::DigestRejected`] (the
+///   registry's own check refused the bytes).
 /// - `put_manifest` of a manifest whose blobs and children are missing may fail (registries
 ///   check) or succeed (layouts do not check); the copy engine always writes children first.
 /// - Every operation is idempotent and may run concurrently with any other on the same store.
@@ -210,7 +212,8 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// Opens a blob for reading; [`Error::NotFound`] if it does not exist.
     async fn get_blob(&self, digest: &Digest) -> Result<Blob>;
 
-    /// Stores a blob from a stream, verifying digest and size on the way.
+    /// Stores a blob from a stream; digest and size are verified on the way (see the trait's
+    /// contract for who verifies the digest).
     async fn put_blob(&self, digest: &Digest, size: u64, data: BlobStream) -> Result<()>;
 
     /// Makes a blob of another repository of the same registry available here without
@@ -244,8 +247,8 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     }
 }
 
-/// Wraps a blob stream: hashes every chunk and, at the end of the stream, checks digest and
-/// size. On a mismatch the stream yields the error (which aborts an upload fed from it) and
+/// Wraps a blob stream: hashes every chunk ([`VerifyingStream::size_only`]: counts them) and
+/// checks digest and size by the last byte. On a mismatch the stream yields the error (which aborts an upload fed from it) and
 /// also keeps it, so that the caller can report the typed error rather than the transport's.
 pub struct VerifyingStream {
     inner: BlobStream,

@@ -294,19 +294,8 @@ async fn the_page_shows_every_image_with_size_use_and_expiry_and_no_credentials(
         .text()
         .await
         .unwrap();
-    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
-        .expect("the Prometheus text format");
-    let gauge = |name: &str| {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| s.metric == name)
-            .map(|s| match s.value {
-                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Counter(v) => v,
-                _ => 0.0,
-            })
-            .sum::<f64>()
-    };
+    let scrape = tests::prometheus::scrape(&metrics);
+    let gauge = |name: &str| tests::prometheus::value(&scrape, name, &[]);
     assert_eq!(gauge("mirror_inventory_images"), 5.0, "{metrics}");
     assert_eq!(gauge("mirror_inventory_images_in_use"), 2.0, "{metrics}");
     assert_eq!(gauge("mirror_inventory_repositories"), 3.0, "{metrics}");

@@ -373,16 +373,23 @@ async fn reqwest_get_json(url: &str, user: &str, pass: &str) -> serde_json::Valu
     resp.json().await.expect("token JSON")
 }
 
-#[tokio::test]
-async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
-    let image = small_image(13);
+/// A fake registry serving `bad/app:v1` (a small image of `seed`) whose `layer`-th layer is
+/// corrupt: the registry, the source store and the corrupt digest.
+fn corrupt_source(seed: u64, layer: usize) -> (FakeRegistry, HttpStore, Digest) {
+    let image = small_image(seed);
     let fake = FakeRegistry::serving(&image, "bad/app", "v1");
-    let victim = image.layers()[2].digest().clone();
+    let victim = image.layers()[layer].digest().clone();
     fake.corrupt_blob(&victim);
     let src = RegistryClient::new(&fake.host(), Credentials::Anonymous)
         .unwrap()
         .repository("bad/app")
         .unwrap();
+    (fake, src, victim)
+}
+
+#[tokio::test]
+async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
+    let (_fake, src, victim) = corrupt_source(13, 2);
     let reg = TestRegistry::start();
     let dst = store(&reg, "dst/app");
     let err = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap_err();
@@ -422,14 +429,7 @@ async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
 
 #[tokio::test]
 async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt_hash_here() {
-    let image = small_image(14);
-    let fake = FakeRegistry::serving(&image, "bad/app", "v1");
-    let victim = image.layers()[1].digest().clone();
-    fake.corrupt_blob(&victim);
-    let src = RegistryClient::new(&fake.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository("bad/app")
-        .unwrap();
+    let (_fake, src, victim) = corrupt_source(14, 1);
     let reg = TestRegistry::start();
     let once = CopyOptions {
         retry: mirror_core::retry::RetryConfig {

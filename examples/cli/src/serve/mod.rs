@@ -5,7 +5,7 @@
 //! | `/` | the page: repositories with their images, totals, a filter and sorting ([`page`]) |
 //! | `/api/inventory` | the same as JSON: `mirror ls --json`'s object plus `refreshed_at` |
 //! | `/metrics` | the Prometheus text format: the library's metrics (the inventory's storage totals among them) and the refresh's own |
-//! | `/healthz` | `200 ok` when the last refresh succeeded, `503` with the reason otherwise |
+//! | `/healthz` | `200 ok` when the last refresh succeeded and is recent, `503` with the reason otherwise |
 //!
 //! The inventory is taken by one background task, once per refresh interval and never two at
 //! a time; requests are answered from the last one, so a page view costs the registry
@@ -148,13 +148,24 @@ impl Server {
 
     /// Serves on `listener` with the refresh task running, until the process is asked to stop
     /// (Ctrl-C or SIGTERM).
+    /// If the refresh task ends (it only does by panicking), so does the server: a page that
+    /// silently stopped refreshing would be worse than none.
     pub async fn run(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        let refresher = tokio::spawn(self.clone().refresh_forever());
-        let served = axum::serve(listener, self.router())
-            .with_graceful_shutdown(stop_signal())
-            .await;
-        refresher.abort();
-        served
+        let mut refresher = tokio::spawn(self.clone().refresh_forever());
+        let serve = axum::serve(listener, self.router()).with_graceful_shutdown(stop_signal());
+        tokio::select! {
+            served = serve => {
+                refresher.abort();
+                served
+            }
+            ended = &mut refresher => Err(std::io::Error::other(format!(
+                "the inventory refresh task stopped: {}",
+                match ended {
+                    Err(e) => e.to_string(),
+                    Ok(()) => "without an error".to_string(),
+                }
+            ))),
+        }
     }
 }
 
@@ -205,7 +216,12 @@ struct ApiInventory<'a> {
 async fn api_inventory(State(server): State<Arc<Server>>) -> Response {
     let snapshot = server.snapshot();
     let Some(inventory) = &snapshot.inventory else {
-        return not_yet(&snapshot);
+        let why = snapshot
+            .error
+            .clone()
+            .unwrap_or_else(|| "the first inventory is being taken".to_string());
+        let body = serde_json::json!({ "error": format!("no inventory yet: {why}") });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     };
     let body = ApiInventory {
         inventory,
@@ -228,7 +244,20 @@ async fn metrics_handler(State(server): State<Arc<Server>>) -> Response {
 
 async fn healthz(State(server): State<Arc<Server>>) -> Response {
     let snapshot = server.snapshot();
+    // A refresh that should have finished long ago: the task is stuck or gone.
+    let overdue = server.refresh + server.refresh_timeout() + Duration::from_secs(5);
+    let age = snapshot
+        .refreshed_at
+        .and_then(|t| SystemTime::now().duration_since(t).ok());
     match (&snapshot.inventory, &snapshot.error) {
+        (Some(_), None) if age.is_some_and(|a| a > overdue) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the last inventory is {} s old\n",
+                age.unwrap_or_default().as_secs()
+            ),
+        )
+            .into_response(),
         (Some(_), None) => (StatusCode::OK, "ok\n").into_response(),
         (_, Some(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,

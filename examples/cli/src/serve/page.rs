@@ -158,30 +158,26 @@ fn header(
 }
 
 fn totals(out: &mut String, inv: &Inventory) {
-    let images: usize = inv.repositories.iter().map(|r| r.images.len()).sum();
-    let in_use = inv
-        .repositories
-        .iter()
-        .flat_map(|r| &r.images)
-        .filter(|i| !i.in_use_by.is_empty())
-        .count();
-    let stored: u64 = inv.repositories.iter().map(|r| r.stored_bytes).sum();
+    let t = inv.totals();
     let _ = writeln!(
         out,
         "<dl class=\"totals\" id=\"cluster-totals\">\
          <div><dt>Repositories</dt><dd data-total=\"repositories\">{}</dd></div>\
-         <div><dt>Images</dt><dd data-total=\"images\">{images}</dd></div>\
-         <div><dt>In use</dt><dd data-total=\"in-use\">{in_use}</dd></div>\
-         <div><dt>Stored</dt><dd data-total=\"stored\" data-bytes=\"{stored}\">{}</dd></div></dl>",
-        inv.repositories.len(),
-        human_size(stored)
+         <div><dt>Images</dt><dd data-total=\"images\">{}</dd></div>\
+         <div><dt>In use</dt><dd data-total=\"in-use\">{}</dd></div>\
+         <div><dt>Stored</dt><dd data-total=\"stored\" data-bytes=\"{}\">{}</dd></div></dl>",
+        t.repositories,
+        t.images,
+        t.in_use,
+        t.stored_bytes,
+        human_size(t.stored_bytes)
     );
 }
 
 fn form(out: &mut String, query: &PageQuery, sort: &str, desc: bool) {
     let _ = write!(
         out,
-        "<form method=\"get\" action=\"/\"><input type=\"search\" name=\"q\" value=\"{}\" \
+        "<form method=\"get\" action=\"\"><input type=\"search\" name=\"q\" value=\"{}\" \
          placeholder=\"repository, tag, digest or workload\"> <select name=\"sort\">",
         escape(query.q.as_deref().unwrap_or(""))
     );
@@ -256,7 +252,7 @@ fn repository(
         };
         let _ = write!(
             out,
-            "<th{class}><a href=\"/?{}\">{label}{mark}</a></th>",
+            "<th{class}><a href=\"?{}\">{label}{mark}</a></th>",
             link_query(query.q.as_deref(), key, order)
         );
     }

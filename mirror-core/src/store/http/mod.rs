@@ -19,6 +19,7 @@ mod pagination;
 mod send;
 mod store;
 mod tls;
+pub use tls::system_roots_loaded;
 mod token;
 mod upload;
 mod watchdog;
@@ -78,9 +79,10 @@ pub struct RegistryConfig {
     /// Hash every uploaded blob here too (default false). A registry checks that a blob
     /// hashes to the digest it is pushed under and refuses it otherwise (`DIGEST_INVALID`,
     /// as the distribution spec asks); hashing it a second time here costs about half the
-    /// client's CPU of a cold copy. Sizes are always checked here, and after a refusal the
-    /// copy engine hashes the next attempt itself, so a corrupt source still ends in
-    /// [`crate::Error::DigestMismatch`]. Turn it on for a registry that does not check.
+    /// client's CPU of a cold copy. Sizes are always checked here; a refusal is
+    /// [`crate::Error::DigestRejected`], and the copy engine hashes the next attempt itself,
+    /// so that with retries left a corrupt source ends in [`crate::Error::DigestMismatch`].
+    /// Turn it on for a registry that does not check (registry option `verify_uploads`).
     pub verify_uploads: bool,
 }
 

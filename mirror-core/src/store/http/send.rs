@@ -49,12 +49,14 @@ impl RegistryClient {
             Failed(Error),
             Answered(Response),
         }
+        let attempts = std::sync::atomic::AtomicU64::new(0);
         let result = self
             .inner
             .config
             .retry
             .run_with(
                 || async {
+                    attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     match self.send_once(op, loc, scopes, &build).await {
                         Ok(resp) if retryable_status(resp.status()) => Err(Again::Answered(resp)),
                         Ok(resp) => Ok(resp),
@@ -72,7 +74,6 @@ impl RegistryClient {
                         },
                     };
                     if verdict != Retry::No {
-                        crate::telemetry::retry(op);
                         let registry = &self.inner.registry;
                         match again {
                             Again::Failed(e) => {
@@ -87,6 +88,9 @@ impl RegistryClient {
                 },
             )
             .await;
+        // Attempts beyond the first: retries that happened (the policy may have said no).
+        let sent = attempts.load(std::sync::atomic::Ordering::Relaxed);
+        crate::telemetry::retries(op, sent.saturating_sub(1));
         match result {
             Ok(resp) | Err(Again::Answered(resp)) => Ok(resp),
             Err(Again::Failed(e)) => Err(e),

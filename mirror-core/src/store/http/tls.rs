@@ -1,6 +1,7 @@
-//! The TLS configuration of every registry client: rustls with ring, the system's roots
-//! (as reqwest's `rustls-tls-native-roots` would load them) read on the **first handshake**
-//! instead of when a client is built.
+//! The TLS configuration of every registry client: rustls with ring, trusting what reqwest
+//! with `rustls-tls` and `rustls-tls-native-roots` trusts (the Mozilla roots of
+//! `webpki-roots`, built in, and the system's roots), the system's read on the **first
+//! handshake** instead of when a client is built.
 //!
 //! Loading the roots reads and parses every file of `/etc/ssl/certs` (hundreds of `stat`,
 //! `open` and base64 decodes: several milliseconds, most of the CPU of a warm deploy against
@@ -20,11 +21,10 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 /// `verify` false (test registries only) accepted as they are, signatures still checked.
 pub(super) fn client_config(verify: bool) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier: Arc<dyn ServerCertVerifier> = if verify {
-        Arc::new(LazyRoots::new(provider.clone()))
-    } else {
-        Arc::new(AcceptAny(provider.clone()))
-    };
+    let verifier = Arc::new(Verifier {
+        provider: provider.clone(),
+        check_chain: verify,
+    });
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap_or_else(|_| {
@@ -44,16 +44,27 @@ pub(super) fn client_config(verify: bool) -> rustls::ClientConfig {
     config
 }
 
-/// The system's roots, loaded once per process on first use.
+static LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process has read the system's root certificates yet (they are read on the
+/// first TLS handshake that verifies a certificate).
+pub fn system_roots_loaded() -> bool {
+    LOADED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The built-in and system roots, loaded once per process on first use.
 fn system_roots(
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<WebPkiServerVerifier>, rustls::Error> {
     static VERIFIER: OnceLock<Result<Arc<WebPkiServerVerifier>, String>> = OnceLock::new();
     let loaded = VERIFIER.get_or_init(|| {
+        LOADED.store(true, std::sync::atomic::Ordering::Relaxed);
         let found = rustls_native_certs::load_native_certs();
-        let mut roots = RootCertStore::empty();
-        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
+        let mut roots = RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let (_added, _ignored) = roots.add_parsable_certificates(found.certs);
+        if roots.is_empty() {
             let why = found
                 .errors
                 .first()
@@ -70,19 +81,16 @@ fn system_roots(
     loaded.clone().map_err(rustls::Error::General)
 }
 
-/// Verifies against the system's roots, loaded on the first handshake.
+/// Verifies the chain against the system's roots, loaded on the first handshake; with
+/// `check_chain` false (`tls_verify = false`, test registries) accepts any certificate. The
+/// handshake signatures are checked either way (the peer holds the key of what it shows).
 #[derive(Debug)]
-struct LazyRoots {
+struct Verifier {
     provider: Arc<CryptoProvider>,
+    check_chain: bool,
 }
 
-impl LazyRoots {
-    fn new(provider: Arc<CryptoProvider>) -> Self {
-        LazyRoots { provider }
-    }
-}
-
-impl ServerCertVerifier for LazyRoots {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -91,6 +99,9 @@ impl ServerCertVerifier for LazyRoots {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.check_chain {
+            return Ok(ServerCertVerified::assertion());
+        }
         system_roots(&self.provider)?.verify_server_cert(
             end_entity,
             intermediates,
@@ -132,55 +143,5 @@ impl ServerCertVerifier for LazyRoots {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// `tls_verify = false`: any certificate, for test registries; the handshake signatures are
-/// still checked (the peer holds the key of the certificate it shows).
-#[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -224,16 +224,18 @@ impl HttpStore {
             self.client.inner.chunked.store(true, Ordering::Relaxed);
         }
         match self.client.error_for(resp, "PUT blob", loc).await {
-            // `error_for` shows the registry's error code first.
+            // `error_for` shows each of the registry's errors as `CODE: message`, `; `-joined.
             Error::Http {
                 status: 400,
                 message,
                 registry,
                 ..
-            } if message.starts_with("DIGEST_INVALID") => Err(Error::DigestRejected {
-                registry,
-                digest: digest.clone(),
-            }),
+            } if message.split("; ").any(|e| e.starts_with("DIGEST_INVALID")) => {
+                Err(Error::DigestRejected {
+                    registry,
+                    digest: digest.clone(),
+                })
+            }
             e => Err(e),
         }
     }
