@@ -101,29 +101,25 @@ pub(crate) fn sweep(r: &SweepReport) {
 /// The span of a deploy or a build (`name`), its outcome fields empty until
 /// [`deployed`] records them.
 pub(crate) fn deploy_span(name: &'static str, cluster: &str, service: &str, mode: &str) -> Span {
+    // A span's name must be a literal: one expansion per name, the same fields.
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::info_span!(
+                $name,
+                cluster,
+                service,
+                mode,
+                source = Empty,
+                repository = Empty,
+                digest = Empty,
+                action = Empty,
+                error = Empty
+            )
+        };
+    }
     match name {
-        "build" => tracing::info_span!(
-            "build",
-            cluster,
-            service,
-            mode,
-            source = Empty,
-            repository = Empty,
-            digest = Empty,
-            action = Empty,
-            error = Empty
-        ),
-        _ => tracing::info_span!(
-            "deploy",
-            cluster,
-            service,
-            mode,
-            source = Empty,
-            repository = Empty,
-            digest = Empty,
-            action = Empty,
-            error = Empty
-        ),
+        "build" => span!("build"),
+        _ => span!("deploy"),
     }
 }
 

@@ -29,8 +29,18 @@ pub fn use_summary(img: &mirror_core::ImageRecord) -> String {
 
 /// `  [2 signature, 1 sbom]` for an image with referrers, empty otherwise.
 pub fn referrer_summary(img: &mirror_core::ImageRecord) -> String {
+    let parts = referrer_counts(img);
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", parts.join(", "))
+    }
+}
+
+/// `["2 signature", "1 sbom"]`: an image's referrers counted by kind.
+pub fn referrer_counts(img: &mirror_core::ImageRecord) -> Vec<String> {
     use mirror_core::image::referrers::ReferrerKind;
-    let parts: Vec<String> = [
+    [
         (ReferrerKind::Signature, "signature"),
         (ReferrerKind::Sbom, "sbom"),
         (ReferrerKind::Attestation, "attestation"),
@@ -41,10 +51,5 @@ pub fn referrer_summary(img: &mirror_core::ImageRecord) -> String {
         0 => None,
         n => Some(format!("{n} {name}")),
     })
-    .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("  [{}]", parts.join(", "))
-    }
+    .collect()
 }

@@ -85,7 +85,28 @@ async fn the_page_shows_every_image_with_size_use_and_expiry_and_no_credentials(
     };
     let api1 = deploy("api", "service", 1, 3_000).await;
     let api2 = deploy("api", "service", 2, 5_000).await;
-    let web = deploy("web", "service", 3, 40_000).await;
+    // web: a signed two-platform index with an SBOM and attestations, from a registry.
+    let src = TestRegistry::start();
+    let signed = tests::referrers::Signed::new(3);
+    signed
+        .push(
+            &tests::referrers::store(&src.host(), "signed/web"),
+            "v3",
+            true,
+        )
+        .await;
+    let web_src = format!("{}/signed/web:v3", src.host());
+    let web = cli
+        .json_async(vec![
+            "deploy",
+            "--service",
+            "web",
+            "--mode",
+            "service",
+            "--json",
+            &web_src,
+        ])
+        .await;
     let batch = deploy("batch", "cluster", 4, 7_000).await;
     let report = deploy("report", "cluster", 5, 9_000).await;
     let pull = |d: &Value| d["pull_reference"].as_str().unwrap().to_string();
@@ -189,6 +210,21 @@ async fn the_page_shows_every_image_with_size_use_and_expiry_and_no_credentials(
     }
     assert!(row(&dom, api2["digest"].as_str().unwrap()).contains("deployment shop/api"));
     assert!(row(&dom, batch["digest"].as_str().unwrap()).contains("cron_job ops/nightly-batch"));
+    // Referrers travel with the image and are counted on its row.
+    let web_row = row(&dom, web["digest"].as_str().unwrap());
+    // The cosign and OCI signatures, the SBOM's own signature; the SBOM; one attestation per
+    // platform.
+    assert!(
+        web_row.contains("<td class=\"referrers\">3 signature, 1 sbom, 2 attestation</td>"),
+        "{web_row}"
+    );
+    for d in [&api1, &api2, &batch, &report] {
+        let r = row(&dom, d["digest"].as_str().unwrap());
+        assert!(
+            r.contains("<td class=\"referrers\"><span class=\"none\">none</span>"),
+            "{r}"
+        );
+    }
     for unused in [&api1, &web, &report] {
         let r = row(&dom, unused["digest"].as_str().unwrap());
         assert!(

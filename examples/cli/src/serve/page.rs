@@ -8,7 +8,6 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::image::referrers::ReferrerKind;
 use mirror_core::{ImageRecord, Inventory, RepositoryInventory};
 use serde::Deserialize;
 
@@ -344,22 +343,11 @@ fn image_row(out: &mut String, img: &ImageRecord) {
 }
 
 fn referrers(img: &ImageRecord) -> String {
-    let parts: Vec<String> = [
-        (ReferrerKind::Signature, "signature"),
-        (ReferrerKind::Sbom, "SBOM"),
-        (ReferrerKind::Attestation, "attestation"),
-        (ReferrerKind::Other, "other"),
-    ]
-    .into_iter()
-    .filter_map(|(k, name)| match img.count(k) {
-        0 => None,
-        n => Some(format!("{n} {name}")),
-    })
-    .collect();
+    let parts = crate::show::referrer_counts(img);
     if parts.is_empty() {
         "<span class=\"none\">none</span>".to_string()
     } else {
-        parts.join(", ")
+        escape(&parts.join(", "))
     }
 }
 
