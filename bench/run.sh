@@ -9,6 +9,8 @@
 #   BENCH_OUT       work directory (default bench/out; fixtures are cached there)
 #   BENCH_RESULTS   where the Markdown table goes besides stdout (default bench/results.md)
 #   BENCH_SKIP_BUILD=1  use the binaries already in target/release/examples
+#   BENCH_TMPFS=1   keep both registries' storage on a tmpfs (root only): takes the disk's
+#                   write-back out of the cold copies, which it otherwise dominates here
 #
 # Progress goes to stderr; the table goes to stdout and to $BENCH_RESULTS.
 set -euo pipefail
@@ -51,6 +53,12 @@ FIXTURE=$ROOT/target/release/examples/bench_fixture
 
 mkdir -p "$OUT"
 WORK=$(mktemp -d "$OUT/run.XXXXXX")
+STORE=$WORK
+if [ "${BENCH_TMPFS:-0}" = 1 ]; then
+  STORE=$WORK/tmpfs
+  mkdir -p "$STORE"
+  mount -t tmpfs -o size=8g tmpfs "$STORE" || die "BENCH_TMPFS=1 needs root (mount tmpfs)"
+fi
 RAW=$WORK/raw.tsv
 : >"$RAW"
 
@@ -63,7 +71,8 @@ cleanup() {
     kill "${REG_PID[$name]}" 2>/dev/null || true
     wait "${REG_PID[$name]}" 2>/dev/null || true
   done
-  rm -rf "$WORK/dst-storage" "$WORK/src-storage"
+  rm -rf "$STORE/dst-storage" "$STORE/src-storage"
+  if [ "$STORE" != "$WORK" ]; then umount "$STORE" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -78,10 +87,10 @@ free_port() {
   die "no free port found"
 }
 
-# start_registry NAME PORT: serves $WORK/NAME-storage on 127.0.0.1:PORT.
+# start_registry NAME PORT: serves $STORE/NAME-storage on 127.0.0.1:PORT.
 start_registry() {
   local name=$1 port=$2 cfg=$WORK/$1.yml
-  mkdir -p "$WORK/$name-storage"
+  mkdir -p "$STORE/$name-storage"
   cat >"$cfg" <<EOF
 version: 0.1
 log:
@@ -90,7 +99,7 @@ log:
     disabled: true
 storage:
   filesystem:
-    rootdirectory: $WORK/$name-storage
+    rootdirectory: $STORE/$name-storage
   delete:
     enabled: true
 http:
@@ -119,7 +128,7 @@ stop_registry() {
 # not land on the next one.
 reset_dst() {
   stop_registry dst
-  rm -rf "$WORK/dst-storage"
+  rm -rf "$STORE/dst-storage"
   sync
   start_registry dst "$DST_PORT"
 }
@@ -283,6 +292,11 @@ fi
   echo "- mirror: $mirror_version (release build)"
   echo "- $(skopeo --version)"
   echo "- registry: $(docker-registry --version 2>&1 | head -1)"
+  if [ "$STORE" != "$WORK" ]; then
+    echo "- registry storage: tmpfs (BENCH_TMPFS=1)"
+  else
+    echo "- registry storage: the disk under bench/out"
+  fi
   echo "- runs: N=$RUNS per scenario and tool (single, multi), $BIG_RUNS for the 1 GiB layer; medians; tool order alternates per run; cold scenarios start with one unrecorded warm-up copy per tool"
   echo "- images: single = 1 image, 5 layers, 200 MB; multi = 2-platform index, 5 layers each, 200 MB in all; big = 1 layer of 1 GiB"
   echo
