@@ -1,5 +1,6 @@
 //! Shared helpers of the end-to-end tests (`tests/tests/`) and of the load benchmark.
 
+pub mod authed;
 pub mod chromium;
 pub mod cli;
 pub mod kube_api;
