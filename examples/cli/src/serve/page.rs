@@ -513,4 +513,54 @@ mod tests {
             "{page}"
         );
     }
+
+    #[test]
+    fn an_anchored_image_in_use_shows_its_marker_users_and_escaped_names() {
+        use mirror_core::inuse::{Workload, WorkloadKind};
+        let digest = mirror_core::Digest::sha256_of(b"image");
+        let mut img = ImageRecord::new("prod/services/<api>", digest.clone());
+        img.tags = vec!["v1\"><b>".into()];
+        img.size = Some(3 * 1024 * 1024);
+        img.anchored = true;
+        img.in_use_by = vec![Workload::new(WorkloadKind::Deployment, Some("shop"), "api")];
+        let inv = Inventory {
+            registry: "registry.example".into(),
+            cluster: "prod".into(),
+            repositories: vec![RepositoryInventory {
+                repository: "prod/services/<api>".into(),
+                images: vec![img],
+                orphaned_referrers: 0,
+                build_cache: false,
+                stored_bytes: 3 * 1024 * 1024,
+            }],
+            warnings: Vec::new(),
+        };
+        let snapshot = Snapshot {
+            inventory: Some(std::sync::Arc::new(inv)),
+            refreshed_at: Some(SystemTime::now()),
+            took: Some(Duration::from_millis(300)),
+            error: None,
+        };
+        let page = render(
+            &snapshot,
+            &PageQuery::default(),
+            Duration::from_secs(60),
+            SystemTime::now(),
+        );
+        assert!(page.contains("data-anchored=\"true\""), "{page}");
+        assert!(page.contains("⚓ anchored"), "{page}");
+        assert!(
+            page.contains("● in use</span> <span class=\"workloads\">deployment shop/api</span>"),
+            "{page}"
+        );
+        assert!(page.contains("3.0 MiB"), "{page}");
+        assert!(
+            page.contains("prod/services/&lt;api&gt;") && !page.contains("<api>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("v1&quot;&gt;&lt;b&gt;") && !page.contains("<b>"),
+            "{page}"
+        );
+    }
 }
