@@ -303,7 +303,7 @@ impl std::error::Error for Transport {}
 pub(super) fn shared_http_client(
     config: &RegistryConfig,
     follow_redirects: bool,
-) -> std::result::Result<reqwest::Client, reqwest::Error> {
+) -> std::result::Result<reqwest::Client, String> {
     use std::collections::HashMap;
     use std::sync::{Mutex as StdMutex, OnceLock};
     type Key = (bool, Duration, bool);
@@ -321,9 +321,12 @@ pub(super) fn shared_http_client(
         } else {
             reqwest::redirect::Policy::none()
         })
-        .use_preconfigured_tls(super::tls::client_config(config.tls_verify))
+        .use_preconfigured_tls(
+            super::tls::client_config(config.tls_verify).map_err(|e| format!("TLS: {e}"))?,
+        )
         .pool_max_idle_per_host(32)
-        .build()?;
+        .build()
+        .map_err(|e| e.to_string())?;
     if let Ok(mut m) = map.lock() {
         m.entry(key).or_insert_with(|| client.clone());
     }

@@ -146,6 +146,17 @@ impl RegistryClient {
 
     /// Maps an unexpected response to an error, in one place.
     pub(super) async fn error_for(&self, resp: Response, op: &str, loc: &str) -> Error {
+        self.error_and_codes(resp, op, loc).await.0
+    }
+
+    /// [`Self::error_for`], with the registry's error codes (`DIGEST_INVALID`, …) as it sent
+    /// them, for callers that map one of them to an error of their own.
+    pub(super) async fn error_and_codes(
+        &self,
+        resp: Response,
+        op: &str,
+        loc: &str,
+    ) -> (Error, Vec<String>) {
         let status = resp.status();
         let registry = self.inner.registry.clone();
         let challenge_error = challenge_of(resp.headers()).and_then(|c| match c {
@@ -182,7 +193,8 @@ impl RegistryClient {
             message = status.canonical_reason().unwrap_or("").to_string();
         }
         let message = crate::error::sanitize(&message, crate::error::MAX_SHOWN_TEXT);
-        match status {
+        let codes = parsed.errors.iter().map(|e| e.code.clone()).collect();
+        let error = match status {
             StatusCode::UNAUTHORIZED => Error::Unauthorized {
                 registry,
                 message: match challenge_error {
@@ -208,7 +220,8 @@ impl RegistryClient {
                 status: status.as_u16(),
                 message,
             },
-        }
+        };
+        (error, codes)
     }
 }
 

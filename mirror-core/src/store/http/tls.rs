@@ -19,29 +19,20 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// The client configuration: certificates verified against the system's roots, or with
 /// `verify` false (test registries only) accepted as they are, signatures still checked.
-pub(super) fn client_config(verify: bool) -> rustls::ClientConfig {
+pub(super) fn client_config(verify: bool) -> Result<rustls::ClientConfig, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier = Arc::new(Verifier {
         provider: provider.clone(),
         check_chain: verify,
     });
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| {
-            // ring supports the default versions; this branch is unreachable in practice.
-            rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap_or_else(|_| unreachable!("ring supports TLS 1.3"))
-        });
-    let mut config = builder
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     // reqwest speaks HTTP/2 where the server offers it, as it does with its own config.
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    config
+    Ok(config)
 }
 
 static LOADED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

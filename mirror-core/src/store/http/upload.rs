@@ -223,21 +223,15 @@ impl HttpStore {
             tracing::info!(registry = %self.client.inner.registry, %status, "monolithic upload refused; switching to chunked uploads");
             self.client.inner.chunked.store(true, Ordering::Relaxed);
         }
-        match self.client.error_for(resp, "PUT blob", loc).await {
-            // `error_for` shows each of the registry's errors as `CODE: message`, `; `-joined.
-            Error::Http {
-                status: 400,
-                message,
-                registry,
-                ..
-            } if message.split("; ").any(|e| e.starts_with("DIGEST_INVALID")) => {
-                Err(Error::DigestRejected {
-                    registry,
-                    digest: digest.clone(),
-                })
-            }
-            e => Err(e),
+        let (error, codes) = self.client.error_and_codes(resp, "PUT blob", loc).await;
+        // The registry's own digest check refused the bytes.
+        if codes.iter().any(|c| c == "DIGEST_INVALID") {
+            return Err(Error::DigestRejected {
+                registry: self.client.inner.registry.clone(),
+                digest: digest.clone(),
+            });
         }
+        Err(error)
     }
 }
 
