@@ -6,18 +6,10 @@ use std::time::Duration;
 
 /// The Chromium executable; panics with the setup command when there is none.
 pub fn chromium() -> PathBuf {
-    for candidate in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(candidate))
-                .find(|p| p.is_file())
-        }) {
-            return path;
-        }
-    }
-    panic!(
-        "chromium is not installed: run `apt-get install chromium` (scripts/test.sh installs it)"
-    );
+    mirror_core::testing::require_tool(
+        "chromium",
+        "apt-get install chromium (scripts/test.sh installs it)",
+    )
 }
 
 /// Runs Chromium headless on `url` with `what` (`--dump-dom`, `--screenshot=PATH`) and a

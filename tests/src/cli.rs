@@ -53,24 +53,25 @@ impl Cli {
 
     /// `mirror <args[0]> <registry args> <args[1..]>` with the configured environment.
     pub fn run(&self, args: &[&str]) -> Output {
+        self.with_args(args).output().expect("run the mirror CLI")
+    }
+
+    /// The command of [`run`](Self::run) and [`spawn`](Self::spawn): the configured
+    /// environment, `args[0]`, the registry arguments, the rest of `args`.
+    fn with_args(&self, args: &[&str]) -> Command {
         let mut cmd = self.command();
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg(args[0])
             .args(&self.registry_args)
             .args(&args[1..]);
-        cmd.output().expect("run the mirror CLI")
+        cmd
     }
 
     /// `mirror <args[0]> <registry args> <args[1..]>` started in the background with stdout
     /// piped (a server: `serve`); killed when the returned child is dropped.
     pub fn spawn(&self, args: &[&str]) -> tokio::process::Child {
-        let mut cmd = tokio::process::Command::from(self.command());
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
-            .arg(args[0])
-            .args(&self.registry_args)
-            .args(&args[1..])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true);
+        let mut cmd = tokio::process::Command::from(self.with_args(args));
+        cmd.stdout(std::process::Stdio::piped()).kill_on_drop(true);
         cmd.spawn().expect("start the mirror CLI")
     }
 
