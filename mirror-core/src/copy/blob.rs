@@ -35,15 +35,22 @@ pub(super) fn mount_sources(
     out
 }
 
-/// Places one blob at the destination, in a `blob` span (digest, size, outcome).
-pub(super) async fn copy_blob(
-    src: &dyn ImageStore,
+/// A blob the destination lacks once the checks are done: to be streamed, in its `blob` span.
+pub(super) struct Missing {
+    desc: Descriptor,
+    span: tracing::Span,
+}
+
+/// Places one blob at the destination without streaming it, in a `blob` span (digest, size,
+/// outcome): mounted from a repository that has it, or skipped when the destination has it
+/// whole. `None` when that placed it; else the blob is [`Missing`] and goes to [`upload`].
+pub(super) async fn check_blob(
     dst: &dyn ImageStore,
     desc: &Descriptor,
     mount_sources: &[String],
     options: &CopyOptions,
     counters: &Counters,
-) -> Result<()> {
+) -> Result<Option<Missing>> {
     let span = tracing::debug_span!(
         "blob",
         digest = %desc.digest,
@@ -51,69 +58,94 @@ pub(super) async fn copy_blob(
         outcome = Empty,
         error = Empty
     );
-    let work = place_blob(src, dst, desc, mount_sources, options, counters);
-    let placed = crate::telemetry::traced(span, work, |span, placed: &BlobAction| {
-        let outcome = match placed {
-            BlobAction::Skipped => "skipped",
-            BlobAction::Mounted => "mounted",
-            BlobAction::Uploaded => "uploaded",
-        };
-        span.record("outcome", outcome);
-    });
-    placed.await.map(|_| ())
+    let work = place_without_upload(dst, desc, mount_sources, options, counters);
+    let checked =
+        crate::telemetry::traced(span.clone(), work, |span, placed: &Option<BlobAction>| {
+            if let Some(action) = placed {
+                span.record("outcome", outcome(*action));
+            }
+        });
+    Ok(match checked.await? {
+        Some(_) => None,
+        None => Some(Missing {
+            desc: desc.clone(),
+            span,
+        }),
+    })
 }
 
-async fn place_blob(
+/// Streams a [`Missing`] blob from the source, in its span (restarted on failure).
+pub(super) async fn upload(
     src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    missing: &Missing,
+    options: &CopyOptions,
+    counters: &Counters,
+) -> Result<()> {
+    let work = stream_blob(src, dst, &missing.desc, options, counters);
+    crate::telemetry::traced(missing.span.clone(), work, |span, _: &()| {
+        span.record("outcome", outcome(BlobAction::Uploaded));
+    })
+    .await
+}
+
+fn outcome(action: BlobAction) -> &'static str {
+    match action {
+        BlobAction::Skipped => "skipped",
+        BlobAction::Mounted => "mounted",
+        BlobAction::Uploaded => "uploaded",
+    }
+}
+
+fn placed(options: &CopyOptions, desc: &Descriptor, action: BlobAction) -> Option<BlobAction> {
+    emit(
+        options,
+        CopyEvent::BlobDone {
+            digest: desc.digest.clone(),
+            action,
+            size: desc.size,
+        },
+    );
+    Some(action)
+}
+
+async fn place_without_upload(
     dst: &dyn ImageStore,
     desc: &Descriptor,
     mount_sources: &[String],
     options: &CopyOptions,
     counters: &Counters,
-) -> Result<BlobAction> {
+) -> Result<Option<BlobAction>> {
     let digest = &desc.digest;
     // With a mount source on the destination's registry, mount first: a registry answers a
     // mount of a blob it already has with 201 too, so this costs one round trip either way.
     if let Some(from) = mount_sources.first() {
         if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
             counters.mounted.fetch_add(1, Ordering::Relaxed);
-            emit(
-                options,
-                CopyEvent::BlobDone {
-                    digest: digest.clone(),
-                    action: BlobAction::Mounted,
-                    size: desc.size,
-                },
-            );
-            return Ok(BlobAction::Mounted);
+            return Ok(placed(options, desc, BlobAction::Mounted));
         }
     }
     if dst.has_blob_sized(digest, desc.size).await? {
         counters.skipped.fetch_add(1, Ordering::Relaxed);
-        emit(
-            options,
-            CopyEvent::BlobDone {
-                digest: digest.clone(),
-                action: BlobAction::Skipped,
-                size: desc.size,
-            },
-        );
-        return Ok(BlobAction::Skipped);
+        return Ok(placed(options, desc, BlobAction::Skipped));
     }
     for from in mount_sources.iter().skip(1) {
         if dst.mount_blob(digest, from).await? == MountOutcome::Mounted {
             counters.mounted.fetch_add(1, Ordering::Relaxed);
-            emit(
-                options,
-                CopyEvent::BlobDone {
-                    digest: digest.clone(),
-                    action: BlobAction::Mounted,
-                    size: desc.size,
-                },
-            );
-            return Ok(BlobAction::Mounted);
+            return Ok(placed(options, desc, BlobAction::Mounted));
         }
     }
+    Ok(None)
+}
+
+async fn stream_blob(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    desc: &Descriptor,
+    options: &CopyOptions,
+    counters: &Counters,
+) -> Result<()> {
+    let digest = &desc.digest;
     emit(
         options,
         CopyEvent::BlobStarted {
@@ -189,7 +221,7 @@ async fn place_blob(
             size: desc.size,
         },
     );
-    Ok(BlobAction::Uploaded)
+    Ok(())
 }
 
 /// One transfer of a blob; with `verify_here` the bytes are hashed on the way, whatever the

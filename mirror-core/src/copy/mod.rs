@@ -2,21 +2,28 @@
 //!
 //! Order of work, which is what keeps invariant 2 ("nothing half-copied is ever tagged"):
 //!
-//! 1. Read the source manifest (by tag or digest; verified when fetched by digest).
-//! 2. Fast path: if the destination tag already names that digest, stop; if the destination
-//!    holds the manifest under its digest (a registry only accepts a manifest whose blobs and
-//!    children exist, and the layout store writes children first), only the tag is written.
-//! 3. Walk the tree (index → child manifests), skipping children the destination already has.
-//! 4. Blobs, with bounded concurrency: present → skipped after one HEAD; same registry (or a
-//!    repository named in [`CopyOptions::mount_from`]) → mounted; otherwise streamed from source
-//!    to destination and verified on the fly by the destination store (never held in memory).
-//! 5. Child manifests by digest, deepest first; then the root manifest under the target tag.
+//! 1. Read the source manifest (by tag or digest; verified when fetched by digest), and at
+//!    the same time look the destination tag up: if it names that digest, stop.
+//! 2. Look the manifest up at the destination by digest; if it is there (a registry only
+//!    accepts a manifest whose blobs and children exist, and the layout store writes children
+//!    first), only the tag is written. While that lookup is under way:
+//! 3. walk the tree (index → child manifests, a level at a time), leaving out children the
+//!    destination already has, and
+//! 4. check every blob: present → skipped after one HEAD; same registry (or a repository named
+//!    in [`CopyOptions::mount_from`]) → mounted. None of this changes what the destination
+//!    shows (a mount only links a blob the manifest would name anyway), so it needs no
+//!    answer from step 2; it runs at [`CopyOptions::checks_at_once`].
+//! 5. The blobs still missing are streamed from source to destination, at
+//!    [`CopyOptions::transfers_at_once`], and verified on the fly (never held in memory).
+//! 6. Child manifests by digest, a level at a time, deepest first; then the root manifest
+//!    under the target tag.
 //!
 //! Manifests are copied byte for byte, so destination digests equal source digests, unless a
 //! platform filter selects several (not all) platforms of an index: a filtered index is then
 //! written and [`CopyReport::index_preserved`] is false.
 
 mod blob;
+mod tree;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -27,7 +34,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use tracing::field::Empty;
 
-use self::blob::{copy_blob, mount_sources};
+use self::blob::{check_blob, mount_sources, upload, Missing};
+use self::tree::Tree;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -71,6 +79,13 @@ impl CopyOptions {
     /// [`concurrency`](Self::concurrency) within 1 to [`MAX_CONCURRENCY`].
     pub fn transfers_at_once(&self) -> usize {
         self.concurrency.clamp(1, MAX_CONCURRENCY)
+    }
+
+    /// Existence checks and mounts (requests without a body to stream) run at twice
+    /// [`transfers_at_once`](Self::transfers_at_once), within [`MAX_CONCURRENCY`]: an image of
+    /// twelve blobs mounted into a second repository is then one round of requests, not two.
+    pub fn checks_at_once(&self) -> usize {
+        (2 * self.transfers_at_once()).min(MAX_CONCURRENCY)
     }
 }
 
@@ -293,122 +308,98 @@ async fn copy_tree_in_span(
         referrers: ReferrerReport::default(),
     };
 
-    // Fast path: the destination reference already names this digest, or the destination
-    // holds the manifest and only the tag is missing.
+    // Does the destination hold the image? If the tag lookup already said so, stop here.
+    // Otherwise the lookup by digest runs while the tree is walked and its blobs are checked
+    // (mounted where they can be): all of that is needed unless the image is there, and none
+    // of it changes what the destination shows. Only streaming waits for the answer.
+    if tag_head
+        .as_ref()
+        .is_some_and(|h| h.as_ref().is_some_and(|h| h.digest == root.digest))
+    {
+        report.already_present = true;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        return Ok(Copied {
+            report,
+            subject_indexed: None,
+            manifest: root,
+        });
+    }
     let root_digest = root.digest.to_string();
-    let (by_ref, by_digest) = match tag_head {
-        Some(Some(head)) if head.digest == root.digest => (Some(head), None),
-        Some(by_ref) => (by_ref, dst.head_manifest(&root_digest).await?),
-        None if dst_ref == root_digest => (dst.head_manifest(dst_ref).await?, None),
-        None => {
-            let (a, b) =
-                futures::join!(dst.head_manifest(dst_ref), dst.head_manifest(&root_digest));
-            (a?, b?)
+    let held = AtomicBool::new(false);
+    let lookup = async {
+        let found = match tag_head {
+            // The tag is missing or names another image: is the manifest there untagged?
+            Some(_) => dst
+                .head_manifest(&root_digest)
+                .await
+                .map(|h| h.map(|_| Held::Untagged)),
+            None if dst_ref == root_digest => dst
+                .head_manifest(dst_ref)
+                .await
+                .map(|h| h.map(|_| Held::Tagged)),
+            None => {
+                let (a, b) =
+                    futures::join!(dst.head_manifest(dst_ref), dst.head_manifest(&root_digest));
+                match (a, b) {
+                    (Ok(Some(h)), _) if h.digest == root.digest => Ok(Some(Held::Tagged)),
+                    (Ok(_), Ok(b)) => Ok(b.map(|_| Held::Untagged)),
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                }
+            }
+        };
+        // An error stops the checks too: the copy fails with it.
+        if !matches!(found, Ok(None)) {
+            held.store(true, Ordering::Relaxed);
         }
+        found
     };
-    if by_ref.is_some_and(|head| head.digest == root.digest) {
-        report.already_present = true;
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(Copied {
-            report,
-            subject_indexed: None,
-            manifest: root,
-        });
-    }
-    if by_digest.is_some() {
-        dst.put_manifest(dst_ref, &root).await?;
-        emit(
-            options,
-            CopyEvent::ManifestPushed {
-                digest: root.digest.clone(),
-                reference: dst_ref.to_string(),
-            },
-        );
-        report.already_present = true;
-        report.manifests_pushed = 1;
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(Copied {
-            report,
-            subject_indexed: None,
-            manifest: root,
-        });
-    }
-
-    // Walk the tree. `children` ends up parents-before-children; it is pushed reversed.
-    let mut children: Vec<RawManifest> = Vec::new();
-    let mut blobs: BTreeMap<Digest, Descriptor> = BTreeMap::new();
-    let mut pending: Vec<(RawManifest, String)> = vec![(root.clone(), src_loc.clone())];
-    let mut seen: HashSet<Digest> = HashSet::new();
-    while let Some((manifest, loc)) = pending.pop() {
-        match manifest.parse(&loc)? {
-            ParsedManifest::Image { config, layers } => {
-                for d in std::iter::once(config).chain(layers) {
-                    blobs.entry(d.digest.clone()).or_insert(d);
-                }
-            }
-            ParsedManifest::Index { manifests } => {
-                let wanted: Vec<Descriptor> = manifests
-                    .into_iter()
-                    .filter(|d| seen.insert(d.digest.clone()))
-                    .collect();
-                let fetched: Vec<Option<(RawManifest, String)>> =
-                    futures::stream::iter(wanted.into_iter().map(|d| async move {
-                        let digest = d.digest.to_string();
-                        // A child already at the destination has all its blobs there too.
-                        if dst.head_manifest(&digest).await?.is_some() {
-                            return Ok::<_, Error>(None);
-                        }
-                        let child_loc = format!("{}@{digest}", src.location());
-                        let child = get_verified_manifest(src, &digest).await?;
-                        Ok(Some((child, child_loc)))
-                    }))
-                    .buffered(options.transfers_at_once())
-                    .try_collect()
-                    .await?;
-                for (child, child_loc) in fetched.into_iter().flatten() {
-                    children.push(child.clone());
-                    pending.push((child, child_loc));
-                }
-            }
-        }
-    }
-
     let counters = Arc::new(Counters::default());
     let mount_sources = mount_sources(src, dst, &options.mount_from);
+    let prepare = async {
+        let tree = tree::walk(src, dst, &root, &src_loc, options, &held).await?;
+        let missing = check_blobs(dst, &tree, &mount_sources, options, &counters, &held).await?;
+        Ok::<_, Error>((tree, missing))
+    };
+    let (found, prepared) = futures::join!(lookup, prepare);
+    match found? {
+        Some(Held::Tagged) => {
+            report.already_present = true;
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(Copied {
+                report,
+                subject_indexed: None,
+                manifest: root,
+            });
+        }
+        Some(Held::Untagged) => {
+            dst.put_manifest(dst_ref, &root).await?;
+            emit(
+                options,
+                CopyEvent::ManifestPushed {
+                    digest: root.digest.clone(),
+                    reference: dst_ref.to_string(),
+                },
+            );
+            report.already_present = true;
+            report.manifests_pushed = 1;
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(Copied {
+                report,
+                subject_indexed: None,
+                manifest: root,
+            });
+        }
+        None => {}
+    }
+    let (tree, mut missing) = prepared?;
+
     // Registries answer MANIFEST_BLOB_UNKNOWN when a concurrent writer (another deployer
     // copying the same image into the same repository) raced our blob commits; the blobs are
     // checked again (HEADs skip what is there) and the manifests pushed once more.
-    let mut round = 0;
+    let mut round = 1;
     let subject_indexed = loop {
-        round += 1;
-        // Blobs.
-        // On the first failure no new blob starts, but transfers under way run to their end
-        // (success or error) instead of being dropped mid-request: a dropped upload would leave
-        // an open session at the destination.
-        let failed = AtomicBool::new(false);
-        let results: Vec<Result<()>> = futures::stream::iter(blobs.values().cloned().map(|desc| {
-            let counters = counters.clone();
-            let mount_sources = &mount_sources;
-            let failed = &failed;
-            async move {
-                if failed.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                let r = copy_blob(src, dst, &desc, mount_sources, options, &counters).await;
-                if r.is_err() {
-                    failed.store(true, Ordering::Relaxed);
-                }
-                r
-            }
-        }))
-        .buffer_unordered(options.transfers_at_once())
-        .collect()
-        .await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
-            return Err(e);
-        }
-
-        match push_manifests(dst, dst_ref, &root, &children, options).await {
+        upload_blobs(src, dst, &missing, options, &counters).await?;
+        match push_manifests(dst, dst_ref, &root, &tree, options).await {
             Ok((pushed, indexed)) => {
                 report.manifests_pushed += pushed;
                 break indexed;
@@ -418,6 +409,9 @@ async fn copy_tree_in_span(
             }
             Err(e) => return Err(e),
         }
+        round += 1;
+        let unheld = AtomicBool::new(false);
+        missing = check_blobs(dst, &tree, &mount_sources, options, &counters, &unheld).await?;
     };
 
     report.blobs_skipped = counters.skipped.load(Ordering::Relaxed);
@@ -432,28 +426,111 @@ async fn copy_tree_in_span(
     })
 }
 
-/// Pushes child manifests (deepest first), then the root under `dst_ref`; returns how many,
-/// and for a root with a `subject`, whether the destination indexed it as a referrer.
+/// What the destination holds of the image before the copy.
+enum Held {
+    /// The destination reference names it: nothing to do.
+    Tagged,
+    /// The manifest is there under its digest: only the tag is written.
+    Untagged,
+}
+
+/// Checks every blob of `tree` at the destination (mounting where it can), up to
+/// [`CopyOptions::checks_at_once`] at a time; returns those left to stream. Once `held` is
+/// set no more checks start (the image is at the destination, or its lookup failed).
+async fn check_blobs(
+    dst: &dyn ImageStore,
+    tree: &Tree,
+    mount_sources: &[String],
+    options: &CopyOptions,
+    counters: &Counters,
+    held: &AtomicBool,
+) -> Result<Vec<Missing>> {
+    let missing = at_most(
+        tree.blobs.values(),
+        options.checks_at_once(),
+        |desc| async move {
+            if held.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            check_blob(dst, desc, mount_sources, options, counters).await
+        },
+    )
+    .await?;
+    Ok(missing.into_iter().flatten().collect())
+}
+
+/// Streams the blobs the checks left, [`CopyOptions::transfers_at_once`] at a time.
+async fn upload_blobs(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    missing: &[Missing],
+    options: &CopyOptions,
+    counters: &Counters,
+) -> Result<()> {
+    at_most(missing.iter(), options.transfers_at_once(), |m| {
+        upload(src, dst, m, options, counters)
+    })
+    .await
+    .map(|_| ())
+}
+
+/// Runs `work` over `items`, `limit` at a time. On the first failure no new item starts,
+/// but those under way run to their end (success or error) instead of being dropped
+/// mid-request: a dropped upload would leave an open session at the destination.
+async fn at_most<I, T, F, Fut>(items: I, limit: usize, work: F) -> Result<Vec<T>>
+where
+    I: IntoIterator,
+    F: Fn(I::Item) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let failed = AtomicBool::new(false);
+    let failed = &failed;
+    let work = &work;
+    let results: Vec<Option<Result<T>>> =
+        futures::stream::iter(items.into_iter().map(|item| async move {
+            if failed.load(Ordering::Relaxed) {
+                return None;
+            }
+            let r = work(item).await;
+            if r.is_err() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            Some(r)
+        }))
+        .buffer_unordered(limit)
+        .collect()
+        .await;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results.into_iter().flatten() {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// Pushes the child manifests, a level at a time (each level names only earlier ones), then
+/// the root under `dst_ref`; returns how many, and for a root with a `subject`, whether the
+/// destination indexed it as a referrer.
 async fn push_manifests(
     dst: &dyn ImageStore,
     dst_ref: &str,
     root: &RawManifest,
-    children: &[RawManifest],
+    tree: &Tree,
     options: &CopyOptions,
 ) -> Result<(usize, Option<bool>)> {
     let mut pushed = 0;
-    // Child manifests, deepest first, then the root.
-    let deepest_first: Vec<&RawManifest> = children.iter().rev().collect();
-    dst.put_children(&deepest_first).await?;
-    for child in deepest_first {
-        emit(
-            options,
-            CopyEvent::ManifestPushed {
-                digest: child.digest.clone(),
-                reference: child.digest.to_string(),
-            },
-        );
-        pushed += 1;
+    for level in &tree.levels {
+        let level: Vec<&RawManifest> = level.iter().collect();
+        dst.put_children(&level).await?;
+        for child in level {
+            emit(
+                options,
+                CopyEvent::ManifestPushed {
+                    digest: child.digest.clone(),
+                    reference: child.digest.to_string(),
+                },
+            );
+            pushed += 1;
+        }
     }
     let has_subject = root.referral("").is_ok_and(|r| r.subject.is_some());
     let indexed = if has_subject {

@@ -181,15 +181,22 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
         Ok(false)
     }
 
-    /// Stores the child manifests of an index that is about to be stored, each under its own
-    /// digest, in the order given (deepest first). The default puts them one by one; a layout
-    /// writes them as blobs only (the index that follows reaches them), so that an index of
-    /// thousands of children costs no quadratic `index.json` rewrites.
+    /// Stores child manifests of an index that is about to be stored, each under its own
+    /// digest. None of them names another (the copy stores a tree a level at a time, deepest
+    /// first), so they may be stored in any order. The default puts up to eight at once; a
+    /// layout writes them as blobs only (the index that follows reaches them), so that an
+    /// index of thousands of children costs no quadratic `index.json` rewrites.
     async fn put_children(&self, children: &[&RawManifest]) -> Result<()> {
-        for child in children {
-            self.put_manifest(&child.digest.to_string(), child).await?;
+        use futures::{StreamExt, TryStreamExt};
+        let mut puts = Vec::with_capacity(children.len());
+        for &child in children {
+            puts.push(async move { self.put_manifest(&child.digest.to_string(), child).await });
         }
-        Ok(())
+        futures::stream::iter(puts)
+            .buffer_unordered(8)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
     }
 
     /// Deletes the manifest with this digest (and with it every tag pointing to it).

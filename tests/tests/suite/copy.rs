@@ -119,6 +119,88 @@ async fn registry_to_registry_preserves_digests_and_second_copy_uploads_nothing(
 }
 
 #[tokio::test]
+async fn a_manifest_held_under_its_digest_gets_only_its_tag_and_nothing_is_streamed() {
+    // The lookup by digest runs while the blobs are checked; streaming waits for its answer.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let image = small_image(31);
+    let index = TestIndex::linux_amd64_arm64(32);
+    let src = store(&a, "team/app");
+    image.push(&src, "v1").await.unwrap();
+    index.push(&src, "multi").await.unwrap();
+    let dst = store(&b, "mirror/app");
+    for (tag, digest) in [("v1", image.digest()), ("multi", index.digest())] {
+        copy(&src, tag, &dst, tag, &opts()).await.unwrap();
+        let before = tests::access_lines(&b).len();
+        let other = format!("{tag}-again");
+        let r = copy(&src, tag, &dst, &other, &opts()).await.unwrap();
+        assert!(r.already_present, "{r:?}");
+        assert_eq!(
+            (r.manifests_pushed, r.blobs_uploaded, r.bytes_uploaded),
+            (1, 0, 0)
+        );
+        let writes: Vec<String> = tests::access_lines(&b)[before..]
+            .iter()
+            .filter(|l| !l.starts_with("HEAD ") && !l.starts_with("GET "))
+            .cloned()
+            .collect();
+        assert_eq!(writes, [format!("PUT /v2/mirror/app/manifests/{other}")]);
+        assert_eq!(
+            dst.head_manifest(&other).await.unwrap().unwrap().digest,
+            *digest
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_nested_index_is_stored_a_level_at_a_time_deepest_first() {
+    // outer → {inner index → {amd64, arm64}, amd64}: the real registry refuses an index whose
+    // children it lacks, so the order matters; amd64 is named at two depths.
+    let a = TestRegistry::start();
+    let b = TestRegistry::start();
+    let inner = TestIndex::linux_amd64_arm64(33);
+    let src = store(&a, "team/nested");
+    inner.push(&src, "inner").await.unwrap();
+    let amd64 = &inner.images()[0];
+    let entry = |m: &mirror_core::RawManifest| {
+        serde_json::json!({
+            "mediaType": m.media_type,
+            "digest": m.digest.to_string(),
+            "size": m.bytes.len(),
+        })
+    };
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mirror_core::media::OCI_INDEX,
+        "manifests": [entry(inner.manifest()), entry(amd64.manifest())],
+    });
+    let outer = mirror_core::RawManifest::new(
+        serde_json::to_vec(&doc).unwrap(),
+        mirror_core::media::OCI_INDEX,
+    );
+    src.put_manifest("outer", &outer).await.unwrap();
+
+    let dst = store(&b, "mirror/nested");
+    let r = copy(&src, "outer", &dst, "outer", &opts()).await.unwrap();
+    assert_eq!(r.digest, outer.digest);
+    assert_eq!(
+        r.manifests_pushed, 4,
+        "two images, the inner index, the outer: {r:?}"
+    );
+    assert_eq!(r.blobs_uploaded, index_blobs(&inner), "{r:?}");
+    for d in [inner.digest(), amd64.digest(), inner.images()[1].digest()] {
+        assert!(
+            dst.head_manifest(&d.to_string()).await.unwrap().is_some(),
+            "{d}"
+        );
+    }
+    assert_eq!(
+        skopeo_digest(&format!("docker://{}/mirror/nested:outer", b.host())),
+        outer.digest
+    );
+}
+
+#[tokio::test]
 async fn registry_to_layout_and_back_preserves_digests() {
     let reg = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();
@@ -356,6 +438,60 @@ async fn static_bearer_token_is_sent_as_is() {
         .unwrap();
     assert_eq!(s.get_manifest("v1").await.unwrap().digest, *image.digest());
     assert_eq!(tokens.stats().issued, 0);
+}
+
+#[tokio::test]
+async fn an_anonymous_client_sends_no_ping_and_learns_the_challenge_from_its_first_answer() {
+    // A registry without auth: the HEAD is the one request (no `GET /v2/` first).
+    let open = TestRegistry::start();
+    let image = small_image(21);
+    image.push(&store(&open, "anon/app"), "v1").await.unwrap();
+    let before = tests::access_lines(&open).len();
+    let fresh = RegistryClient::new(&open.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("anon/app")
+        .unwrap();
+    assert!(fresh.head_manifest("v1").await.unwrap().is_some());
+    assert_eq!(
+        tests::access_lines(&open)[before..],
+        ["HEAD /v2/anon/app/manifests/v1"]
+    );
+
+    // A token registry: the first HEAD's 401 names the realm, one anonymous token is
+    // fetched, the HEAD goes again; the next request reuses the token.
+    let reg = TestRegistry::with_token_auth("bob", "pw");
+    let tokens = reg.token_server().unwrap();
+    image.push(&store(&reg, "anon/app"), "v1").await.unwrap();
+    tokens.reset_stats();
+    let before = tests::access_lines(&reg).len();
+    let anon = RegistryClient::new(&reg.host(), Credentials::Anonymous)
+        .unwrap()
+        .repository("anon/app")
+        .unwrap();
+    assert_eq!(
+        anon.head_manifest("v1").await.unwrap().map(|h| h.digest),
+        Some(image.digest().clone())
+    );
+    assert!(anon.has_blob(image.config().digest()).await.unwrap());
+    assert_eq!(
+        tests::access_lines(&reg)[before..],
+        [
+            "HEAD /v2/anon/app/manifests/v1".to_string(),
+            "HEAD /v2/anon/app/manifests/v1".to_string(),
+            format!("HEAD /v2/anon/app/blobs/{}", image.config().digest()),
+        ]
+    );
+    assert_eq!(tokens.stats().anonymous, 1, "{:?}", tokens.stats());
+
+    // With credentials the challenge is learned first, so that they go out on the first
+    // request: the ping, then the HEAD, once.
+    let before = tests::access_lines(&reg).len();
+    let bob = store(&reg, "anon/app");
+    assert!(bob.head_manifest("v1").await.unwrap().is_some());
+    assert_eq!(
+        tests::access_lines(&reg)[before..],
+        ["GET /v2/", "HEAD /v2/anon/app/manifests/v1"]
+    );
 }
 
 async fn reqwest_get_json(url: &str, user: &str, pass: &str) -> serde_json::Value {

@@ -120,6 +120,8 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
             control: BTreeMap::new(),
             data: tests::access_lines(&reg)[before..].to_vec(),
         };
+        // Anonymous: no `GET /v2/` ping before the HEAD.
+        assert_eq!(row.data.len(), 1, "{:?}", row.data);
         rows.push(row);
     }
 

@@ -109,6 +109,9 @@ impl RegistryClient {
     where
         F: Fn(&reqwest::Client) -> RequestBuilder,
     {
+        // One more attempt after a 401 to a request sent without credentials (it taught the
+        // challenge), and one after a 401 to credentials (they are fetched again).
+        let mut learned = false;
         let mut reauthenticated = false;
         loop {
             let mut request = build(&self.inner.http)
@@ -121,24 +124,31 @@ impl RegistryClient {
             // Credentials go to this registry's exact origin only (scheme, host, port): a URL
             // the registry handed out (an upload Location, a next page) may point elsewhere.
             if request.url().origin() == self.inner.base.origin() {
-                if let Some(a) = self.authorization(scopes).await? {
+                if let Some(a) = self.authorization(scopes, true).await? {
                     let value = reqwest::header::HeaderValue::from_str(&a).map_err(|e| {
                         Error::Config(format!("an authorization header that cannot be sent: {e}"))
                     })?;
                     request.headers_mut().insert(AUTHORIZATION, value);
                 }
             }
+            let request_had_credentials = request.headers().contains_key(AUTHORIZATION);
             let resp = self.inner.http.execute(request).await;
             crate::telemetry::request(op, resp.as_ref().ok().map(|r| r.status().as_u16()));
             let resp = resp.map_err(|e| self.connect_error(op, loc, e))?;
             self.note_rate_limit(resp.headers());
             if resp.status() == StatusCode::UNAUTHORIZED
-                && !reauthenticated
                 && resp.url().origin() == self.inner.base.origin()
             {
-                reauthenticated = true;
-                self.on_unauthorized(scopes, &resp).await;
-                continue;
+                let sent_credentials = request_had_credentials;
+                let again = if sent_credentials {
+                    !std::mem::replace(&mut reauthenticated, true)
+                } else {
+                    !std::mem::replace(&mut learned, true)
+                };
+                if again {
+                    self.on_unauthorized(scopes, &resp, sent_credentials).await;
+                    continue;
+                }
             }
             return Ok(resp);
         }

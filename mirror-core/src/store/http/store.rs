@@ -295,7 +295,7 @@ impl ImageStore for HttpStore {
         // No overall timeout on the body of a blob: it may be large. The headers get the
         // request timeout; the body the idle and throughput guards.
         let limits = self.transfer_limits("GET blob", &loc);
-        let auth = self.client.authorization(&self.pull()).await?;
+        let auth = self.client.authorization(&self.pull(), true).await?;
         let build = |auth: Option<String>| {
             let mut req = self.client.inner.http.get(url.clone());
             if let Some(a) = auth {
@@ -322,10 +322,13 @@ impl ImageStore for HttpStore {
                 }
             }
         };
+        let sent_credentials = auth.is_some();
         let mut resp = send(auth).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
-            self.client.on_unauthorized(&self.pull(), &resp).await;
-            let auth = self.client.authorization(&self.pull()).await?;
+            self.client
+                .on_unauthorized(&self.pull(), &resp, sent_credentials)
+                .await;
+            let auth = self.client.authorization(&self.pull(), true).await?;
             resp = send(auth).await?;
         }
         self.client.note_rate_limit(resp.headers());

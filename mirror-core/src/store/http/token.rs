@@ -78,8 +78,39 @@ impl RegistryClient {
     }
 
     /// The `Authorization` header value for an operation needing `scopes`.
-    pub(super) async fn authorization(&self, scopes: &[String]) -> Result<Option<String>> {
-        self.learn_challenge().await?;
+    ///
+    /// A request that can be sent again (`resendable`: no streaming body) goes out before the
+    /// challenge is known when the credentials are anonymous: there is nothing to send yet,
+    /// and a 401 teaches the challenge ([`Self::on_unauthorized`] with `sent_credentials`
+    /// false) before the one more attempt. An anonymous registry thus never sees the
+    /// `GET /v2/` ping (one round trip less per process); with credentials, or before a
+    /// streaming body, the challenge is learned first so that they go out the first time.
+    pub(super) async fn authorization(
+        &self,
+        scopes: &[String],
+        resendable: bool,
+    ) -> Result<Option<String>> {
+        if !self.inner.challenge_known.load(Ordering::Acquire) {
+            let fetch = async {
+                let mut state = self.inner.state.lock().await;
+                self.credentials(&mut state).await
+            };
+            let mut fetch = std::pin::pin!(fetch);
+            // Credentials at hand (static, cached) decide at once whether to ping; a provider
+            // that has to ask (a cloud API) is asked while the ping is under way.
+            match futures::poll!(fetch.as_mut()) {
+                std::task::Poll::Ready(creds) => {
+                    if !(resendable && matches!(creds?, Credentials::Anonymous)) {
+                        self.learn_challenge().await?;
+                    }
+                }
+                std::task::Poll::Pending => {
+                    let (creds, learned) = futures::join!(fetch, self.learn_challenge());
+                    creds?;
+                    learned?;
+                }
+            }
+        }
         let mut state = self.inner.state.lock().await;
         let creds = self.credentials(&mut state).await?;
         if let Credentials::Bearer(t) = &creds {
@@ -225,11 +256,17 @@ impl RegistryClient {
         })
     }
 
-    /// After a 401 from the registry: learn its challenge, forget the tokens of `scopes` and
-    /// the credentials. A 401 from another origin (an upload Location, a redirect target)
-    /// teaches nothing: its challenge could name a realm of its choosing, to which the
-    /// registry's credentials would then go.
-    pub(super) async fn on_unauthorized(&self, scopes: &[String], resp: &reqwest::Response) {
+    /// After a 401 from the registry: learn its challenge; when the request carried
+    /// credentials (`sent_credentials`), also forget the tokens of `scopes` and the
+    /// credentials (a 401 to a request sent without any only says which to send). A 401 from
+    /// another origin (an upload Location, a redirect target) teaches nothing: its challenge
+    /// could name a realm of its choosing, to which the registry's credentials would then go.
+    pub(super) async fn on_unauthorized(
+        &self,
+        scopes: &[String],
+        resp: &reqwest::Response,
+        sent_credentials: bool,
+    ) {
         if resp.url().origin() != self.inner.base.origin() {
             tracing::warn!(registry = %self.inner.registry, origin = %resp.url().origin().ascii_serialization(), "a 401 from another origin is ignored");
             return;
@@ -238,6 +275,10 @@ impl RegistryClient {
         let mut state = self.inner.state.lock().await;
         if let Some(c) = challenge_of(headers) {
             state.challenge = Some(c);
+            self.inner.challenge_known.store(true, Ordering::Release);
+        }
+        if !sent_credentials {
+            return;
         }
         state.tokens.remove(&scope_key(scopes));
         state.credentials = None;

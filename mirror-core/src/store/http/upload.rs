@@ -80,7 +80,7 @@ impl HttpStore {
         // Credentials only for this registry's own origin: an upload Location elsewhere (a
         // storage service) authorises itself, in its URL.
         let auth = if url.origin() == self.client.inner.base.origin() {
-            self.client.authorization(&self.push()).await?
+            self.client.authorization(&self.push(), false).await?
         } else {
             None
         };
@@ -213,7 +213,7 @@ impl HttpStore {
         if status == StatusCode::UNAUTHORIZED {
             // The token expired or was revoked during the upload: forget it so that the
             // restarted upload authenticates afresh.
-            self.client.on_unauthorized(&self.push(), &resp).await;
+            self.client.on_unauthorized(&self.push(), &resp, true).await;
         }
         self.cancel_upload(session).await;
         if chunk.is_none()
