@@ -179,6 +179,11 @@ measure() {
       $TIME -f '%e %M' -o "$tf" "$MIRROR" copy "$src_ref" "$DST/$dst_repo:$TAG" --json \
         >"$of" 2>"$ef" || rc=$?
       ;;
+    floor)
+      # Several processes: no peak RSS to speak of.
+      floor_copy "$OUT/fixtures/$image" "$dst_repo" >"$of" 2>"$ef" || rc=$?
+      echo "- -" >"$tf"
+      ;;
     skopeo)
       $TIME -f '%e %M' -o "$tf" skopeo copy --quiet --all \
         --src-tls-verify=false --dest-tls-verify=false \
@@ -212,19 +217,53 @@ measure() {
   if [ "$tool" = ours ]; then
     log "  $scenario/$image run $run $tool: ${wall}s, $((rss / 1024)) MiB, uploaded $bytes B, $mounted mounted"
   else
-    log "  $scenario/$image run $run $tool: ${wall}s, $((rss / 1024)) MiB"
+    log "  $scenario/$image run $run $tool: ${wall}s, $([ "$rss" = - ] && echo "-" || echo $((rss / 1024))) MiB"
   fi
   rm -f "$tf" "$of" "$ef"
+}
+
+# floor_copy LAYOUT DST_REPO: the destination's ingest with a minimal client, for the cold
+# scenarios: curl streams every blob file of the fixture's layout straight into the
+# destination (POST, then one PUT of the file, 5 at once: no source registry to read from, no
+# hashing here), then the manifests, children first. A copy tool also has to read the source.
+floor_copy() {
+  local layout=$1 repo=$2 top
+  find "$layout/blobs/sha256" -type f -printf '%f\n' |
+    xargs -P 5 -I{} sh -c '
+      loc=$(curl -sf -D - -o /dev/null -X POST "http://$1/v2/$2/blobs/uploads/" |
+        tr -d "\r" | awk -F": " "tolower(\$1)==\"location\" {print \$2}")
+      case $loc in http*) ;; *) loc=http://$1$loc ;; esac
+      case $loc in *\?*) sep="&" ;; *) sep="?" ;; esac
+      curl -sf -o /dev/null -X PUT -H "Content-Type: application/octet-stream" \
+        -T "$3/blobs/sha256/$4" "$loc${sep}digest=sha256:$4"' _ "$DST" "$repo" "$layout" {} ||
+    return 1
+  top=$(sed -n 's/.*"digest":"sha256:\([0-9a-f]*\)".*/\1/p' "$layout/index.json")
+  put_manifests "$layout" "$repo" "$top" "$TAG"
+}
+# put_manifests LAYOUT REPO HEX REF: PUTs the manifest (an index's children first).
+put_manifests() {
+  local file=$1/blobs/sha256/$3 media child
+  media=$(grep -o '"mediaType":"[^"]*"' "$file" | head -1 | cut -d'"' -f4)
+  if [ "$media" = application/vnd.oci.image.index.v1+json ]; then
+    for child in $(grep -o '"digest":"sha256:[0-9a-f]*"' "$file" | cut -d: -f3 | tr -d '"'); do
+      [ "$(grep -o '"mediaType":"[^"]*"' "$1/blobs/sha256/$child" | head -1 | cut -d'"' -f4)" = "${media%.index.v1+json}.manifest.v1+json" ] || continue
+      put_manifests "$1" "$2" "$child" "sha256:$child" || return 1
+    done
+  fi
+  curl -sf -o /dev/null -X PUT -H "Content-Type: $media" --data-binary "@$file" \
+    "http://$DST/v2/$2/manifests/$4"
 }
 
 # order RUN: the two tools, ours first on odd runs, skopeo first on even ones (and on the
 # warm-up, run 0).
 order() { if [ $(($1 % 2)) -eq 1 ]; then echo "ours skopeo"; else echo "skopeo ours"; fi; }
+# cold_order RUN: the same, with the ingest floor (floor_copy) measured last.
+cold_order() { echo "$(order "$1") floor"; }
 
 for image in single multi; do
   log "scenario cold / $image ($RUNS runs after one warm-up per tool)"
   for run in $(seq 0 "$RUNS"); do
-    for tool in $(order "$run"); do
+    for tool in $(cold_order "$run"); do
       reset_dst
       measure cold "$image" "$tool" "$run" "$SRC/bench/$image:$TAG" "bench/$image"
     done
@@ -300,20 +339,24 @@ fi
   echo "- runs: N=$RUNS per scenario and tool (single, multi), $BIG_RUNS for the 1 GiB layer; medians; tool order alternates per run; cold scenarios start with one unrecorded warm-up copy per tool"
   echo "- images: single = 1 image, 5 layers, 200 MB; multi = 2-platform index, 5 layers each, 200 MB in all; big = 1 layer of 1 GiB"
   echo
-  echo "| scenario | image | ours wall (s) | skopeo wall (s) | ratio ours/skopeo | ours peak RSS (MiB) | skopeo peak RSS (MiB) | ours bytes uploaded |"
-  echo "|---|---|---:|---:|---:|---:|---:|---:|"
+  echo "| scenario | image | ours wall (s) | skopeo wall (s) | ratio ours/skopeo | ours peak RSS (MiB) | skopeo peak RSS (MiB) | ours bytes uploaded | curl, files → destination (s) | curl/skopeo |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for row in "cold single" "warm single" "second-repo single" \
              "cold multi" "warm multi" "second-repo multi" "cold-1GiB big"; do
     read -r s i <<<"$row"
     ow=$(median "$s" "$i" ours 5)
     sw=$(median "$s" "$i" skopeo 5)
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "$i" \
+    fw=$(median "$s" "$i" floor 5)
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "$i" \
       "$(fmt "$ow" 3)" "$(fmt "$sw" 3)" "$(ratio "$ow" "$sw")" \
       "$(mib "$(median "$s" "$i" ours 6)")" "$(mib "$(median "$s" "$i" skopeo 6)")" \
-      "$(bytes_cell "$s" "$i")"
+      "$(bytes_cell "$s" "$i")" "$(fmt "$fw" 3)" "$(ratio "$fw" "$sw")"
   done
   echo
   echo "Targets (issue 15): cold ≤ 0.6× skopeo; warm ≤ 0.25×; second-repo ≤ 0.3× with 0 bytes"
-  echo "uploaded; peak RSS ≤ 20 MiB with the 1 GiB layer. Raw samples: \`bench/out/${RAW#"$OUT"/}\` (not committed)."
+  echo "uploaded; peak RSS ≤ 20 MiB with the 1 GiB layer. curl, files → destination: curl streams the"
+  echo "fixture's files straight into the destination, 5 at once: no source registry to read, no hashing"
+  echo "(the destination's ingest with a minimal client; see bench/README)."
+  echo "Raw samples: \`bench/out/${RAW#"$OUT"/}\` (not committed)."
 } | tee "$RESULTS"
 log "results written to $RESULTS"
