@@ -318,13 +318,7 @@ async fn copy_tree_in_span(
         .as_ref()
         .is_some_and(|h| h.as_ref().is_some_and(|h| h.digest == root.digest))
     {
-        report.already_present = true;
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        return Ok(Copied {
-            report,
-            subject_indexed: None,
-            manifest: root,
-        });
+        return Ok(already_present(report, root, started));
     }
     let root_digest = root.digest.to_string();
     // Only when a tag lookup already said the destination lacks the image is the lookup by
@@ -376,13 +370,7 @@ async fn copy_tree_in_span(
     };
     match found? {
         Some(Held::Tagged) => {
-            report.already_present = true;
-            report.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(Copied {
-                report,
-                subject_indexed: None,
-                manifest: root,
-            });
+            return Ok(already_present(report, root, started));
         }
         Some(Held::Untagged) => {
             dst.put_manifest(dst_ref, &root).await?;
@@ -393,14 +381,8 @@ async fn copy_tree_in_span(
                     reference: dst_ref.to_string(),
                 },
             );
-            report.already_present = true;
             report.manifests_pushed = 1;
-            report.elapsed_ms = started.elapsed().as_millis() as u64;
-            return Ok(Copied {
-                report,
-                subject_indexed: None,
-                manifest: root,
-            });
+            return Ok(already_present(report, root, started));
         }
         None => {}
     }
@@ -440,6 +422,17 @@ async fn copy_tree_in_span(
         subject_indexed,
         manifest: root,
     })
+}
+
+/// The answer of a copy that found the image at the destination (a tag may have been written).
+fn already_present(mut report: CopyReport, root: RawManifest, started: Instant) -> Copied {
+    report.already_present = true;
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Copied {
+        report,
+        subject_indexed: None,
+        manifest: root,
+    }
 }
 
 /// What the destination holds of the image before the copy.
