@@ -83,19 +83,18 @@ pub(super) async fn walk(
         }
     }
     Ok(Tree {
-        levels: storage_order(fetched),
+        levels: storage_order(fetched, &position),
         blobs,
     })
 }
 
 /// Orders manifests so that each comes after every manifest of the set it names (Kahn's
-/// algorithm, level by level; digests name content, so the graph has no cycle).
-fn storage_order(manifests: Vec<(RawManifest, Vec<Digest>)>) -> Vec<Vec<RawManifest>> {
-    let index: HashMap<Digest, usize> = manifests
-        .iter()
-        .enumerate()
-        .map(|(i, (m, _))| (m.digest.clone(), i))
-        .collect();
+/// algorithm, level by level; digests name content, so the graph has no cycle). `index` gives
+/// each manifest's position in `manifests` by digest.
+fn storage_order(
+    manifests: Vec<(RawManifest, Vec<Digest>)>,
+    index: &HashMap<Digest, usize>,
+) -> Vec<Vec<RawManifest>> {
     // How many manifests of the set each one still waits for, and who waits for each.
     let mut waiting: Vec<usize> = vec![0; manifests.len()];
     let mut waiters: Vec<Vec<usize>> = vec![Vec::new(); manifests.len()];
@@ -158,6 +157,15 @@ mod tests {
         )
     }
 
+    fn storage_order_of(set: Vec<(RawManifest, Vec<Digest>)>) -> Vec<Vec<RawManifest>> {
+        let index = set
+            .iter()
+            .enumerate()
+            .map(|(i, (m, _))| (m.digest.clone(), i))
+            .collect();
+        storage_order(set, &index)
+    }
+
     fn names(m: &RawManifest) -> Vec<Digest> {
         if m.media_type != crate::media::OCI_INDEX {
             return Vec::new();
@@ -181,7 +189,7 @@ mod tests {
             (inner.clone(), names(&inner)),
             (b.clone(), names(&b)),
         ];
-        let levels = storage_order(set);
+        let levels = storage_order_of(set);
         let digests: Vec<Vec<Digest>> = levels
             .iter()
             .map(|l| l.iter().map(|m| m.digest.clone()).collect())
@@ -199,7 +207,7 @@ mod tests {
             .chain(std::iter::once(&mid))
             .map(|m| (m.clone(), names(m)))
             .collect();
-        let levels = storage_order(set);
+        let levels = storage_order_of(set);
         assert_eq!(levels.len(), 2);
         assert_eq!(levels[0].len(), 5);
         assert_eq!(levels[1][0].digest, mid.digest);
