@@ -182,6 +182,10 @@ struct SweepArgs {
     /// Images older than this are deleted unless in use (`7d`, `36h`).
     #[arg(long)]
     retention: humantime::Duration,
+    /// Images pushed or handed out by a deploy less than this ago are never deleted (their
+    /// pods may be starting).
+    #[arg(long, default_value = "10m")]
+    grace: humantime::Duration,
     /// Images in use (references or digests), never deleted. Repeatable.
     #[arg(long = "in-use")]
     in_use: Vec<String>,
@@ -518,7 +522,8 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
 async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
     let mirror = Mirror::builder(registry, &args.registry.cluster)
-        .strategy(Arc::new(ClusterStrategy::new(args.retention.into())));
+        .strategy(Arc::new(ClusterStrategy::new(args.retention.into())))
+        .eviction_grace(args.grace.into());
     let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
     let in_use = mirror.resolve_in_use(&args.in_use).await?;
     let report = mirror

@@ -2,8 +2,9 @@
 //!
 //! Nothing here does I/O; [`crate::Mirror`] lists images, asks for a plan, then executes it.
 //! Plans never name an image outside the repository they are computed for, never the image just
-//! deployed, never an in-use or anchored image, and never an image pushed less than `grace` ago (another
-//! deployer may have just pushed it and not yet started its pods).
+//! deployed, never an in-use or anchored image, never an image pushed less than `grace` ago
+//! (another deployer may have just pushed it and not yet started its pods), and never an image
+//! a deploy handed out whose hand-out mark has not passed ([`ImageRecord::protected_until`]).
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -31,6 +32,9 @@ pub enum KeepReason {
     /// Carries an anchor tag ([`crate::image::ANCHOR_TAG_PREFIX`]): it was in use when the
     /// anchors were last set, and stays until [`crate::Mirror::protect`] releases it.
     Anchored,
+    /// A deploy handed it out recently: its hand-out mark
+    /// ([`crate::image::HANDED_OUT_TAG_PREFIX`]) has not passed, its pods may be starting.
+    HandedOut,
 }
 
 /// A plan: what to delete and what to keep, with reasons.
@@ -72,6 +76,8 @@ pub fn plan_service_eviction(
             plan.keep.push((img.clone(), KeepReason::InUse));
         } else if img.anchored {
             plan.keep.push((img.clone(), KeepReason::Anchored));
+        } else if img.is_protected_at(now) {
+            plan.keep.push((img.clone(), KeepReason::HandedOut));
         } else if is_recent(img, now, grace) {
             plan.keep.push((img.clone(), KeepReason::Recent));
         } else if let Some(subject) = &img.orphan_of {
@@ -99,15 +105,17 @@ pub fn plan_service_eviction(
 }
 
 /// Cluster mode: delete the images of `repository` pushed more than `retention` ago that are
-/// not in use, and the orphaned referrers ([`ImageRecord::orphan_of`]) whose subject is not
-/// in use. Images
-/// without a known push time are kept (their age is unknown).
+/// not in use, not anchored and not handed out recently (a hand-out mark that has not
+/// passed), and the orphaned referrers ([`ImageRecord::orphan_of`]) whose subject is not in
+/// use. Images without a known push time are kept (their age is unknown), and so is anything
+/// pushed less than `grace` ago, whatever the retention (a deploy just handed it out).
 pub fn plan_retention(
     repository: &str,
     images: &[ImageRecord],
     in_use: &HashSet<Digest>,
     now: SystemTime,
     retention: Duration,
+    grace: Duration,
 ) -> EvictionPlan {
     let mut plan = EvictionPlan {
         repository: repository.to_string(),
@@ -119,6 +127,10 @@ pub fn plan_retention(
             plan.keep.push((img.clone(), KeepReason::InUse));
         } else if img.anchored {
             plan.keep.push((img.clone(), KeepReason::Anchored));
+        } else if img.is_protected_at(now) {
+            plan.keep.push((img.clone(), KeepReason::HandedOut));
+        } else if is_recent(img, now, grace) && img.orphan_of.is_none() {
+            plan.keep.push((img.clone(), KeepReason::Recent));
         } else if img.orphan_of.is_some() || is_expired(img, now, retention) {
             plan.delete.push(img.clone());
         } else {
@@ -168,6 +180,7 @@ mod tests {
             orphan_of: None,
             in_use_by: Vec::new(),
             anchored: false,
+            protected_until: None,
             expires_at: None,
         }
     }
@@ -250,12 +263,26 @@ mod tests {
         assert!(plan.keep.contains(&(imgs[1].clone(), KeepReason::Recent)));
         // Sweep: orphans go whatever their age, unless in use.
         let in_use: HashSet<Digest> = [digest(3)].into();
-        let plan = plan_retention("r", &imgs, &in_use, now, Duration::from_secs(NOW));
+        let plan = plan_retention(
+            "r",
+            &imgs,
+            &in_use,
+            now,
+            Duration::from_secs(NOW),
+            Duration::ZERO,
+        );
         let deleted: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
         assert_eq!(deleted, vec![digest(2)]);
         // An orphan whose subject is in use stays, in both modes.
         let subject_in_use: HashSet<Digest> = [digest(200)].into();
-        let plan = plan_retention("r", &imgs, &subject_in_use, now, Duration::from_secs(NOW));
+        let plan = plan_retention(
+            "r",
+            &imgs,
+            &subject_in_use,
+            now,
+            Duration::from_secs(NOW),
+            Duration::ZERO,
+        );
         assert!(plan.delete.is_empty(), "{:?}", plan.delete);
         let plan = plan_service_eviction(
             "r",
@@ -288,6 +315,32 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn no_plan_deletes_an_image_whose_hand_out_mark_has_not_passed(
+            imgs in arb_images(),
+            marks in prop::collection::vec(prop::option::of(0u64..2 * NOW), 30),
+            deployed in 0u8..40,
+            keep in 0usize..3,
+            retention in 0u64..NOW,
+        ) {
+            let now = UNIX_EPOCH + Duration::from_secs(NOW);
+            let imgs: Vec<ImageRecord> = imgs
+                .into_iter()
+                .zip(marks)
+                .map(|(mut i, m)| {
+                    i.protected_until = m.map(|s| UNIX_EPOCH + Duration::from_secs(s));
+                    i
+                })
+                .collect();
+            let service = plan_service_eviction("r", &imgs, &digest(deployed), &HashSet::new(), keep, now, Duration::ZERO);
+            let sweep = plan_retention("r", &imgs, &HashSet::new(), now, Duration::from_secs(retention), Duration::ZERO);
+            for plan in [&service, &sweep] {
+                for d in &plan.delete {
+                    prop_assert!(!d.is_protected_at(now), "{:?} deleted while protected", d);
+                }
+            }
+        }
+
         #[test]
         fn service_plans_never_delete_what_must_stay(
             imgs in arb_images(),
@@ -329,7 +382,7 @@ mod tests {
             let in_use: HashSet<Digest> = in_use.into_iter().map(digest).collect();
             let now = UNIX_EPOCH + Duration::from_secs(NOW);
             let ret = Duration::from_secs(retention);
-            let plan = plan_retention("r", &imgs, &in_use, now, ret);
+            let plan = plan_retention("r", &imgs, &in_use, now, ret, Duration::ZERO);
             let mut expected: Vec<Digest> = imgs.iter()
                 .filter(|i| i.repository == "r" && !in_use.contains(&i.digest))
                 .filter(|i| i.pushed_at.is_some_and(|p| NOW - p.duration_since(UNIX_EPOCH).unwrap().as_secs().min(NOW) > retention

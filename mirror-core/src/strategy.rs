@@ -1,11 +1,23 @@
 //! Where an image goes (repository scope and tag) and what a deployment evicts.
 //!
-//! - [`ServiceStrategy`] (the default): one repository per service; the tag follows the source
-//!   tag; after a successful mirror the service's other images are evicted except the
-//!   `keep_previous` newest, the in-use ones and the image just deployed.
+//! - [`ServiceStrategy`] (the default): one repository per service; the tag is the source tag
+//!   followed by a hash of the whole source (`v1-3f9a0c21d7`, [`service_tag`]); after a
+//!   successful mirror the service's other images are evicted except the `keep_previous`
+//!   newest, the in-use ones and the image just deployed.
 //! - [`ClusterStrategy`]: one repository per cluster shared by all services; the tag encodes
-//!   the source registry, repository and tag; nothing is deleted per deployment, a retention
-//!   time bounds storage.
+//!   the source registry, repository and tag and the same kind of hash ([`cluster_tag`]);
+//!   nothing is deleted per deployment, a retention time bounds storage.
+//!
+//! # Tags carry the source's identity
+//!
+//! A tag at the destination is how a later deploy finds what was mirrored without asking the
+//! source (a skip, [`TagPolicy::Trust`](crate::TagPolicy), the outage fallback). So a tag must
+//! never be shared by two sources: both schemes end in ten hex digits of a SHA-256 over a
+//! versioned canonical encoding of the source ([`source_identity_input`]: registry,
+//! repository, tag, digest). Tag schemes are versioned ([`SERVICE_TAG_VERSION`],
+//! [`CLUSTER_TAG_VERSION`]): a new version names every source anew, so the first deploy after
+//! an upgrade finds no tag and copies once more; the copy finds the manifest and its blobs
+//! already in the repository and writes the new tag only (no upload).
 
 use std::fmt;
 use std::time::Duration;
@@ -57,8 +69,12 @@ pub struct Target {
 /// # Contract
 ///
 /// - `target` is pure: the same (cluster, service, source) always gives the same target, and
-///   its tag passes the tag grammar. Two different sources never get the same tag within one
-///   repository unless they are the same image name (Service mode follows the source tag).
+///   its tag passes the tag grammar.
+/// - Two different sources (registry, repository, tag or digest) never get the same tag
+///   within one repository: a tag found at the destination is an image mirrored from exactly
+///   that source, which is what lets a deploy skip the copy or serve the mirrored copy while
+///   the source is down. (Version 1 of the Service-mode scheme broke this: its tag was the
+///   source tag alone.)
 /// - `evict_after_deploy` says whether the service's older images are deleted after a
 ///   successful mirror; `keep_previous` how many of them are kept.
 /// - `settings` are applied to the repository when it is ensured.
@@ -88,7 +104,8 @@ pub trait MirrorStrategy: Send + Sync + fmt::Debug {
     }
 }
 
-/// Service mode: a repository per service, the tag follows the source tag.
+/// Service mode: a repository per service; the tag is the source tag followed by a hash of the
+/// source ([`service_tag`]).
 #[derive(Debug, Clone)]
 pub struct ServiceStrategy {
     /// Previous images kept for rollbacks (default 1).
@@ -103,11 +120,7 @@ impl Default for ServiceStrategy {
 
 impl MirrorStrategy for ServiceStrategy {
     fn target(&self, cluster: &str, service: &str, source: &SourceId) -> Result<Target> {
-        let tag = match (&source.tag, &source.digest) {
-            (Some(t), _) => t.clone(),
-            (None, Some(d)) => format!("{}-{}", d.algorithm().as_str(), d.hex()),
-            (None, None) => "latest".to_string(),
-        };
+        let tag = service_tag(source);
         Ok(Target {
             scope: RepositoryScope::Service {
                 cluster: cluster.to_string(),
@@ -163,7 +176,7 @@ impl MirrorStrategy for ClusterStrategy {
     }
 }
 
-/// Length of the hash suffix of cluster-mode tags.
+/// Length of the hash suffix of both tag schemes.
 const HASH_HEX: usize = 10;
 
 /// Version of the canonical encoding the Cluster-mode tag hash is computed over.
@@ -175,11 +188,20 @@ const HASH_HEX: usize = 10;
 /// `:` read like a tag).
 pub const CLUSTER_TAG_VERSION: u32 = 1;
 
-/// The canonical encoding of a source hashed into its Cluster-mode tag: a header naming the
-/// encoding and [`CLUSTER_TAG_VERSION`], then registry, repository, tag and digest, each a
-/// big-endian `u64` length followed by the UTF-8 bytes, the optional ones preceded by a
-/// presence byte (`0` absent, `1` present).
-pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
+/// Version of the Service-mode tag scheme ([`service_tag`]).
+///
+/// Version 1 (no hash) was the source tag alone, so two sources with one tag (`acme/api:v1`,
+/// `acme/worker:v1`) shared a tag in a service's repository and a deploy of one could skip to
+/// the other's image. Version 2 appends the hash of [`source_identity_input`]. Bump it
+/// whenever that encoding or the readable part changes: each service's image is then tagged
+/// once more on its next deploy (no upload: the manifest and blobs are in the repository).
+pub const SERVICE_TAG_VERSION: u32 = 2;
+
+/// The canonical encoding of a source that a tag scheme hashes: a header naming the scheme
+/// and its version (`mirror-core/<scheme>/v<version>` and a NUL byte), then registry,
+/// repository, tag and digest, each a big-endian `u64` length followed by the UTF-8 bytes,
+/// the optional ones preceded by a presence byte (`0` absent, `1` present).
+pub fn source_identity_input(scheme: &str, version: u32, source: &SourceId) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u64).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -193,7 +215,7 @@ pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
             }
         }
     }
-    let mut out = format!("mirror-core/cluster-tag/v{CLUSTER_TAG_VERSION}\0").into_bytes();
+    let mut out = format!("mirror-core/{scheme}/v{version}\0").into_bytes();
     field(&mut out, &source.registry);
     field(&mut out, &source.repository);
     optional(&mut out, source.tag.as_deref());
@@ -202,6 +224,56 @@ pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
         source.digest.as_ref().map(|d| d.to_string()).as_deref(),
     );
     out
+}
+
+/// The canonical encoding of a source hashed into its Cluster-mode tag:
+/// [`source_identity_input`] of scheme `cluster-tag`, version [`CLUSTER_TAG_VERSION`].
+pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
+    source_identity_input("cluster-tag", CLUSTER_TAG_VERSION, source)
+}
+
+/// The canonical encoding of a source hashed into its Service-mode tag:
+/// [`source_identity_input`] of scheme `service-tag`, version [`SERVICE_TAG_VERSION`].
+pub fn service_tag_input(source: &SourceId) -> Vec<u8> {
+    source_identity_input("service-tag", SERVICE_TAG_VERSION, source)
+}
+
+/// `readable` cut to leave room for the hash, made a valid tag start, then `-<hash>`.
+fn with_hash(readable: &str, input: &[u8]) -> String {
+    let hash = hex::encode(&Sha256::digest(input)[..HASH_HEX / 2]);
+    let mut readable: String = readable
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect();
+    let room = MAX_TAG_LEN - HASH_HEX - 1;
+    if readable.len() > room {
+        readable.truncate(room);
+    }
+    // The grammar wants the first character to be a letter, digit or '_'.
+    if readable.is_empty() || readable.starts_with(['.', '-']) {
+        readable.replace_range(..readable.len().min(1), "_");
+    }
+    let tag = format!("{readable}-{hash}");
+    debug_assert!(validate_tag(&tag).is_ok(), "{tag}");
+    tag
+}
+
+/// The readable version part of a source: its tag, else the first 12 hex digits of its
+/// digest, else `latest`.
+fn readable_version(source: &SourceId) -> String {
+    match (&source.tag, &source.digest) {
+        (Some(t), _) => t.clone(),
+        (None, Some(d)) => format!("{}_{}", d.algorithm().as_str(), &d.hex()[..12]),
+        (None, None) => "latest".to_string(),
+    }
+}
+
+/// The Service-mode tag of a source: the source's tag as people know it (`v1`; for a source
+/// pinned by digest alone `sha256_<12 hex>`), then `-` and a short SHA-256 of the source's
+/// canonical encoding ([`service_tag_input`]). Two sources never share a tag; the same
+/// source always gets the same one.
+pub fn service_tag(source: &SourceId) -> String {
+    with_hash(&readable_version(source), &service_tag_input(source))
 }
 
 /// The cluster-mode tag of a source: a readable form of `registry/repository:tag` followed by a
@@ -213,12 +285,6 @@ pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
 /// injective (`_` is itself valid in repository names: `a_b/c` and `a/b_c` read the same), so
 /// the hash suffix is always present: two sources never collide.
 pub fn cluster_tag(source: &SourceId) -> String {
-    let hash = hex::encode(&Sha256::digest(cluster_tag_input(source))[..HASH_HEX / 2]);
-    let version = match (&source.tag, &source.digest) {
-        (Some(t), _) => t.clone(),
-        (None, Some(d)) => d.hex()[..12].to_string(),
-        (None, None) => "latest".to_string(),
-    };
     // A layout is named by its full path (hashed); its directory name is what people read.
     let repository = if source.registry == "oci" {
         source
@@ -229,25 +295,15 @@ pub fn cluster_tag(source: &SourceId) -> String {
     } else {
         &source.repository
     };
-    let mut readable = String::new();
-    for c in format!("{}_{}_{}", source.registry, repository, version).chars() {
-        match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => readable.push(c),
-            '/' | ':' | '@' => readable.push('_'),
-            _ => {}
-        }
-    }
-    let room = MAX_TAG_LEN - HASH_HEX - 1;
-    if readable.len() > room {
-        readable.truncate(room);
-    }
-    // The grammar wants the first character to be a letter, digit or '_'.
-    if readable.starts_with(['.', '-']) {
-        readable.replace_range(..1, "_");
-    }
-    let tag = format!("{readable}-{hash}");
-    debug_assert!(validate_tag(&tag).is_ok(), "{tag}");
-    tag
+    let version = match (&source.tag, &source.digest) {
+        (None, Some(d)) => d.hex()[..12].to_string(),
+        _ => readable_version(source),
+    };
+    let readable: String = format!("{}_{}_{}", source.registry, repository, version)
+        .chars()
+        .map(|c| if matches!(c, '/' | ':' | '@') { '_' } else { c })
+        .collect();
+    with_hash(&readable, &cluster_tag_input(source))
 }
 
 #[cfg(test)]
@@ -308,12 +364,20 @@ mod tests {
     }
 
     #[test]
-    fn service_tag_follows_the_source() {
+    fn service_tags_show_the_source_tag_and_name_the_whole_source() {
         let s = ServiceStrategy::default();
         let t = s
             .target("c", "api", &src("docker.io", "library/nginx", "1.25"))
             .unwrap();
-        assert_eq!(t.tag, "1.25");
+        // Pinned (and recomputed from the documented encoding with Python's hashlib): a
+        // change here retags every Service-mode image; bump SERVICE_TAG_VERSION.
+        assert_eq!(t.tag, "1.25-15fd71229a");
+        // Another repository with the same tag is another source: never the same tag.
+        let other = s
+            .target("c", "api", &src("docker.io", "library/httpd", "1.25"))
+            .unwrap();
+        assert_ne!(t.tag, other.tag);
+        assert!(other.tag.starts_with("1.25-"), "{}", other.tag);
         let d = crate::Digest::sha256_of(b"x");
         let pinned = SourceId {
             tag: None,
@@ -321,8 +385,23 @@ mod tests {
             ..src("h", "r", "x")
         };
         let t = s.target("c", "api", &pinned).unwrap();
-        assert_eq!(t.tag, format!("sha256-{}", d.hex()));
+        assert!(
+            t.tag.starts_with(&format!("sha256_{}-", &d.hex()[..12])),
+            "{}",
+            t.tag
+        );
+        assert!(
+            crate::image::referrers::parse_referrer_tag(&t.tag).is_none(),
+            "never read as a referrer tag: {}",
+            t.tag
+        );
         validate_tag(&t.tag).unwrap();
+        // A tag pinned to a digest is another source than the tag alone.
+        let both = SourceId {
+            digest: Some(d),
+            ..src("h", "r", "x")
+        };
+        assert_ne!(service_tag(&both), service_tag(&src("h", "r", "x")));
     }
 
     proptest! {
@@ -335,8 +414,11 @@ mod tests {
             let b = src(&r2, &p2, &t2);
             let (ta, tb) = (cluster_tag(&a), cluster_tag(&b));
             prop_assert!(validate_tag(&ta).is_ok(), "{}", ta);
+            let (sa, sb) = (service_tag(&a), service_tag(&b));
+            prop_assert!(validate_tag(&sa).is_ok(), "{}", sa);
             if a != b {
                 prop_assert_ne!(ta, tb);
+                prop_assert_ne!(sa, sb);
             }
         }
     }

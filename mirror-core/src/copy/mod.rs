@@ -392,8 +392,13 @@ async fn copy_tree_in_span(
     };
 
     // Registries answer MANIFEST_BLOB_UNKNOWN when a concurrent writer (another deployer
-    // copying the same image into the same repository) raced our blob commits; the blobs are
-    // checked again (HEADs skip what is there) and the manifests pushed once more.
+    // copying the same image into the same repository) raced our blob commits: distribution
+    // rewrites a blob's link file in place, so for a moment the blob reads as unknown (or its
+    // GET answers 500). The blobs are checked again (HEADs skip what is there, a 5xx is
+    // retried and never read as absent) and the manifests pushed once more, within the
+    // retry budget (attempts and time), after its backoff.
+    let clock = options.retry.clock();
+    let retries_started = clock.elapsed();
     let mut round = 1;
     let subject_indexed = loop {
         upload_blobs(src, dst, &missing, options, &counters).await?;
@@ -402,8 +407,16 @@ async fn copy_tree_in_span(
                 report.manifests_pushed += pushed;
                 break indexed;
             }
-            Err(e) if round == 1 && is_blob_unknown(&e) => {
-                tracing::debug!(error = %e, "manifest refused for a missing blob; checking blobs again");
+            Err(e) if is_blob_unknown(&e) => {
+                let wait =
+                    options
+                        .retry
+                        .wait_since(round, crate::retry::Retry::Yes, retries_started);
+                let Some(wait) = wait else {
+                    return Err(e);
+                };
+                tracing::debug!(error = %e, round, "manifest refused for a missing blob; checking blobs again");
+                clock.sleep(wait).await;
             }
             Err(e) => return Err(e),
         }

@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use futures::StreamExt;
 
 use super::referrers::{self, is_referrers_index, kind_of, parse_referrer_tag, ReferrerKind};
-use super::{children, is_anchor_of, parse_pushed_tag, ImageRecord, ReferrerSummary};
+use super::{
+    children, is_anchor_of, parse_handed_out_tag, parse_pushed_tag, ImageRecord, ReferrerSummary,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::ParsedManifest;
@@ -107,12 +109,22 @@ pub async fn fold_referrers(
     store: &dyn ImageStore,
     mut records: Vec<ImageRecord>,
 ) -> Result<Vec<ImageRecord>> {
-    // Anchor tags of a record's own digest mark it anchored and are no tags to show.
+    // Anchor tags and hand-out marks of a record's own digest mark it anchored or protected
+    // and are no tags to show.
     for rec in &mut records {
         let before = rec.tags.len();
         let digest = rec.digest.clone();
         rec.tags.retain(|t| !is_anchor_of(t, &digest));
         rec.anchored |= rec.tags.len() != before;
+        let mut until = rec.protected_until;
+        rec.tags.retain(|t| match parse_handed_out_tag(t) {
+            Some((at, hex)) if digest.hex().starts_with(&hex) => {
+                until = Some(until.map_or(at, |u| u.max(at)));
+                false
+            }
+            _ => true,
+        });
+        rec.protected_until = until;
     }
     let untagged: Vec<Digest> = records
         .iter()

@@ -76,6 +76,13 @@ pub struct ImageRecord {
     /// wrote does not expire it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub anchored: bool,
+    /// The latest hand-out mark it carries ([`handed_out_tag`]): a deploy handed it out and
+    /// no eviction, sweep or native policy written by the library deletes it before this time.
+    #[serde(
+        serialize_with = "opt_unix::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub protected_until: Option<SystemTime>,
     /// In Cluster mode, when a sweep may delete it (push time plus retention) unless it is
     /// then in use; as an inventory finds out.
     #[serde(
@@ -98,8 +105,14 @@ impl ImageRecord {
             orphan_of: None,
             in_use_by: Vec::new(),
             anchored: false,
+            protected_until: None,
             expires_at: None,
         }
+    }
+
+    /// Whether a hand-out mark protects it at `now`.
+    pub fn is_protected_at(&self, now: SystemTime) -> bool {
+        self.protected_until.is_some_and(|until| until > now)
     }
 
     /// How many referrers of `kind` it has.
@@ -154,24 +167,70 @@ pub fn is_anchor_of(tag: &str, digest: &Digest) -> bool {
     tag.strip_prefix(ANCHOR_TAG_PREFIX) == Some(digest.hex())
 }
 
-/// The bookkeeping tag recording that `digest` was pushed at `at`.
-pub fn pushed_tag(at: SystemTime, digest: &Digest) -> String {
-    let millis = at
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0);
-    format!("{PUSHED_TAG_PREFIX}{millis}.{}", &digest.hex()[..12])
+/// Prefix of the hand-out marks: `mirror.anchor.until.<unix-milliseconds>.<12 hex of the
+/// digest>` says a deploy handed the image out and it must stay until that time (so that the
+/// pods it was handed out for can start). It begins with [`ANCHOR_TAG_PREFIX`], so the native
+/// retention policies that honour anchors (ECR lifecycle rules, Artifact Registry cleanup
+/// policies) never expire an image carrying one; eviction and sweep read it
+/// ([`ImageRecord::protected_until`]). [`crate::Mirror::protect`] removes the marks that have
+/// passed where the registry can remove a tag; elsewhere they go with the image.
+pub const HANDED_OUT_TAG_PREFIX: &str = "mirror.anchor.until.";
+
+/// The hand-out mark protecting `digest` until `until`.
+pub fn handed_out_tag(until: SystemTime, digest: &Digest) -> String {
+    format!(
+        "{HANDED_OUT_TAG_PREFIX}{}.{}",
+        unix_millis(until),
+        &digest.hex()[..12]
+    )
 }
 
-/// Reads a bookkeeping tag: (push time, first 12 hex of the digest).
-pub fn parse_pushed_tag(tag: &str) -> Option<(SystemTime, String)> {
-    let rest = tag.strip_prefix(PUSHED_TAG_PREFIX)?;
+/// Reads a hand-out mark: (protected until, first 12 hex of the digest).
+pub fn parse_handed_out_tag(tag: &str) -> Option<(SystemTime, String)> {
+    parse_timed_tag(tag.strip_prefix(HANDED_OUT_TAG_PREFIX)?)
+}
+
+/// Milliseconds since the Unix epoch, 0 before it, saturating far after it.
+fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The latest time a bookkeeping tag may carry: the year 9999. A tag naming a later time
+/// (written by a hostile or broken writer) is no bookkeeping tag: such a time cannot be
+/// formatted, and taken as a push time it would make an image live forever.
+pub const MAX_BOOKKEEPING_MILLIS: u64 = 253_402_300_799_999;
+
+/// `<millis>.<12 hex>` of a timed bookkeeping tag.
+fn parse_timed_tag(rest: &str) -> Option<(SystemTime, String)> {
     let (millis, hex) = rest.split_once('.')?;
+    if millis.is_empty() || !millis.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     let millis: u64 = millis.parse().ok()?;
+    if millis > MAX_BOOKKEEPING_MILLIS {
+        return None;
+    }
     if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     Some((UNIX_EPOCH + Duration::from_millis(millis), hex.to_string()))
+}
+
+/// The bookkeeping tag recording that `digest` was pushed at `at`.
+pub fn pushed_tag(at: SystemTime, digest: &Digest) -> String {
+    format!(
+        "{PUSHED_TAG_PREFIX}{}.{}",
+        unix_millis(at),
+        &digest.hex()[..12]
+    )
+}
+
+/// Reads a bookkeeping tag: (push time, first 12 hex of the digest). A time past
+/// [`MAX_BOOKKEEPING_MILLIS`] makes it no bookkeeping tag.
+pub fn parse_pushed_tag(tag: &str) -> Option<(SystemTime, String)> {
+    parse_timed_tag(tag.strip_prefix(PUSHED_TAG_PREFIX)?)
 }
 
 /// The child manifests an index names (none for an image manifest).
@@ -509,5 +568,26 @@ mod tests {
         assert_eq!(parse_pushed_tag(&t), Some((at, d.hex()[..12].to_string())));
         assert_eq!(parse_pushed_tag("mirror.pushed.x.abc"), None);
         assert_eq!(parse_pushed_tag("v1"), None);
+        let h = handed_out_tag(at, &d);
+        crate::reference::validate_tag(&h).unwrap();
+        assert!(
+            h.starts_with(ANCHOR_TAG_PREFIX),
+            "native policies keep it: {h}"
+        );
+        assert_eq!(
+            parse_handed_out_tag(&h),
+            Some((at, d.hex()[..12].to_string()))
+        );
+        assert_eq!(parse_pushed_tag(&h), None);
+        assert!(!is_anchor_of(&h, &d));
+        // A time no calendar can show is no bookkeeping tag (it never panics either).
+        let far = format!("{PUSHED_TAG_PREFIX}999999999999999.{}", &d.hex()[..12]);
+        assert_eq!(parse_pushed_tag(&far), None);
+        let huge = format!("{PUSHED_TAG_PREFIX}{}.{}", u64::MAX, &d.hex()[..12]);
+        assert_eq!(parse_pushed_tag(&huge), None);
+        assert_eq!(
+            parse_pushed_tag(&format!("{PUSHED_TAG_PREFIX}+5.{}", &d.hex()[..12])),
+            None
+        );
     }
 }

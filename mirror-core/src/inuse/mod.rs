@@ -422,6 +422,7 @@ mod cluster_properties {
                 &in_use.digests(),
                 now,
                 Duration::from_secs(retention_hours * 3600),
+                Duration::ZERO,
             );
             for plan in [&service, &sweep] {
                 for gone in &plan.delete {

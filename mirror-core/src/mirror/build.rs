@@ -146,9 +146,23 @@ impl Mirror {
             warnings: Vec::new(),
         };
 
-        // Already built: the HEAD only, no control-plane call.
+        // Already built: the HEAD only, no control-plane call (and a hand-out mark when this
+        // Mirror knows the image could be evicted before its pods start).
         match dst.head_manifest(&tag).await {
-            Ok(Some(head)) => return Ok(deployment(head.digest, Action::Skipped)),
+            Ok(Some(head)) => {
+                let mut d = deployment(head.digest.clone(), Action::Skipped);
+                core.hand_out(
+                    &repository,
+                    dst.as_ref(),
+                    &head.digest,
+                    super::handout::Deleter::Eviction {
+                        keep_previous: keep,
+                    },
+                    &mut d.warnings,
+                )
+                .await;
+                return Ok(d);
+            }
             Ok(None) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),

@@ -18,11 +18,19 @@ use crate::registry::{Registry, Repository, RepositorySettings};
 use crate::store::ImageStore;
 use crate::strategy::MirrorStrategy;
 
+use super::handout::{is_safe, mark_until, Deleter, Knowledge};
 use super::report::TagPolicy;
 use super::source::Sources;
+use crate::image::handed_out_tag;
+use crate::retry::Clock;
 
 /// Mount sources looked up at most, when this `Mirror` does not know where an image is.
 const MAX_MOUNT_CANDIDATES: usize = 64;
+
+/// How often a `Mirror` reads a repository's tags again to learn push times it lacks.
+fn relearn_interval(grace: Duration) -> Duration {
+    (grace / 2).min(Duration::from_secs(60))
+}
 
 #[derive(Debug)]
 pub(super) struct Core {
@@ -35,6 +43,10 @@ pub(super) struct Core {
     pub sources: Arc<Sources>,
     /// Where in-use images are found, besides the caller's digests.
     pub in_use_source: Option<Arc<dyn InUseSource>>,
+    /// The wall clock (push times, grace periods, hand-out marks).
+    pub clock: Arc<dyn Clock>,
+    /// What this `Mirror` knows of push times, marks and ranks (see [`super::handout`]).
+    pub knowledge: Knowledge,
     /// Repositories ensured by this `Mirror` (each once).
     ensured: Mutex<HashSet<String>>,
     /// One lock per source image being copied: concurrent calls for the same image wait for
@@ -64,6 +76,8 @@ impl Core {
             copy,
             sources,
             in_use_source: None,
+            clock: crate::retry::system_clock(),
+            knowledge: Knowledge::default(),
             ensured: Mutex::default(),
             inflight: Mutex::default(),
             locations: Mutex::default(),
@@ -107,11 +121,16 @@ impl Core {
         Ok(())
     }
 
+    /// The current time on this `Mirror`'s clock.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
     fn push_times(&self) -> PushTimes {
         if self.registry.capabilities().records_push_time {
             PushTimes::Recorded
         } else {
-            PushTimes::Bookkeeping(SystemTime::now())
+            PushTimes::Bookkeeping(self.now())
         }
     }
 
@@ -139,6 +158,12 @@ impl Core {
         }
         let report = place(source, dst, tag, &options, self.push_times()).await?;
         self.remember(&report.digest, repository);
+        // A registry recording push times keeps the first push of a manifest it held
+        // already: only a real upload makes it new there.
+        if !report.already_present || !self.registry.capabilities().records_push_time {
+            self.knowledge
+                .learn_push(repository.name(), &report.digest, self.now());
+        }
         Ok(report)
     }
 
@@ -169,7 +194,11 @@ impl Core {
 
     /// Other repositories of this cluster that hold `digest` (mount sources): those this
     /// `Mirror` copied it into, else those the registry lists for the cluster.
-    async fn repositories_holding(&self, except: &Repository, digest: &Digest) -> Vec<Repository> {
+    pub async fn repositories_holding(
+        &self,
+        except: &Repository,
+        digest: &Digest,
+    ) -> Vec<Repository> {
         let known: Vec<Repository> = self
             .locations
             .lock()
@@ -245,16 +274,80 @@ impl Core {
         // What is in use first: when that cannot be told, nothing is deleted.
         let in_use = self.in_use(in_use).await?;
         let images = self.registry.list_images(repository).await?;
+        self.knowledge.learn_listing(repository.name(), &images);
         let plan = plan_service_eviction(
             repository.name(),
             &images,
             deployed,
             &in_use.digests(),
             keep,
-            SystemTime::now(),
+            self.now(),
             self.grace,
         );
         Ok(self.execute(repository, &plan).await)
+    }
+
+    /// Makes sure the image `digest` of `repository`, handed out by a deploy that did not push
+    /// it, stays for the grace period (see [`super::handout`]): nothing when what this
+    /// `Mirror` knows shows it safe, else a hand-out mark. A mark that cannot be written is
+    /// a warning (the deploy itself succeeded).
+    pub async fn hand_out(
+        &self,
+        repository: &Repository,
+        dst: &dyn ImageStore,
+        digest: &Digest,
+        deleter: Deleter,
+        warnings: &mut Vec<super::Warning>,
+    ) {
+        if let Err(e) = self.hand_out_once(repository, dst, digest, deleter).await {
+            warnings.push(super::Warning::HandOutNotProtected {
+                repository: repository.name().to_string(),
+                digest: digest.clone(),
+                error: e.to_string(),
+            });
+        }
+    }
+
+    async fn hand_out_once(
+        &self,
+        repository: &Repository,
+        dst: &dyn ImageStore,
+        digest: &Digest,
+        deleter: Deleter,
+    ) -> Result<()> {
+        let now = self.now();
+        let name = repository.name();
+        let mut known = self.knowledge.get(name, digest);
+        if is_safe(known, deleter, now, self.grace) {
+            return Ok(());
+        }
+        // Retention on a registry whose push times are bookkeeping tags: one tag listing
+        // tells them all (at most once per relearn interval and repository).
+        let unknown = known.is_none_or(|k| k.pushed_at.is_none());
+        if unknown
+            && matches!(deleter, Deleter::Retention(_))
+            && !self.registry.capabilities().records_push_time
+        {
+            let stale = self.knowledge.learned_at(name).is_none_or(|at| {
+                now.duration_since(at)
+                    .map_or(true, |age| age >= relearn_interval(self.grace))
+            });
+            if stale {
+                let tags = dst.list_tags().await?;
+                self.knowledge.learn_tags(name, &tags, &[digest], now);
+                known = self.knowledge.get(name, digest);
+                if is_safe(known, deleter, now, self.grace) {
+                    return Ok(());
+                }
+            }
+        }
+        let until = mark_until(now, self.grace);
+        let manifest = dst.get_manifest(&digest.to_string()).await?;
+        dst.put_manifest(&handed_out_tag(until, digest), &manifest)
+            .await?;
+        tracing::info!(repository = %repository, %digest, "marked an image handed out");
+        self.knowledge.learn_mark(name, digest, until);
+        Ok(())
     }
 
     /// Deletes what `plan` says; failures become warnings, an image already gone is fine.

@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::image::SourceImage;
 use crate::store::ImageStore;
 
+use super::handout::Deleter;
 use super::report::{Action, Deployment, TagPolicy};
 use super::source::Source;
 use super::warning::Warning;
@@ -72,13 +73,11 @@ impl Mirror {
             referrers: Default::default(),
             warnings,
         };
+        let deleter = self.deleter();
 
-        let existing = match dst.head_manifest(&target.tag).await {
-            Ok(h) => h,
-            // A repository never created (`NAME_UNKNOWN` where a registry says so).
-            Err(e) if e.is_not_found() => None,
-            Err(e) => return Err(e),
-        };
+        // The tag names the source (see `crate::strategy`): what it holds was mirrored from
+        // exactly this source, never from another with the same tag.
+        let existing = head_or_absent(dst.as_ref(), &target.tag).await?;
         let mut action = Action::Copied;
         let mut src_store: Option<Arc<dyn ImageStore>> = None;
         if let Some(head) = &existing {
@@ -126,9 +125,20 @@ impl Mirror {
                 if let Some(s) = &src_store {
                     rate_limit_warning(s.as_ref(), &mut warnings);
                 }
+                core.hand_out(
+                    &repository,
+                    dst.as_ref(),
+                    &head.digest,
+                    deleter,
+                    &mut warnings,
+                )
+                .await;
                 let mut d = deployment(head.digest.clone(), Action::Skipped, warnings);
                 let refresh = &core.copy.referrers;
-                if refresh.enabled && refresh.refresh_on_skip && d.warnings.is_empty() {
+                if refresh.enabled
+                    && refresh.refresh_on_skip
+                    && !d.warnings.iter().any(Warning::served_from_mirror)
+                {
                     let refreshed = self
                         .refresh_referrers(source, src_store, dst.as_ref(), &head.digest)
                         .await;
@@ -150,32 +160,67 @@ impl Mirror {
             action = Action::Recopied;
         }
 
+        // Digests first: a digest names one image, wherever it is held. The repository
+        // holding it needs only the tag; another repository of the mirror lends it by mount.
+        // Neither asks the source anything.
+        if let (Some(pinned), None) = (source.pinned(), &existing) {
+            if head_or_absent(dst.as_ref(), &pinned.to_string())
+                .await?
+                .is_some()
+            {
+                let manifest = dst.get_manifest(&pinned.to_string()).await?;
+                dst.put_manifest(&target.tag, &manifest).await?;
+                core.remember(pinned, &repository);
+                core.hand_out(&repository, dst.as_ref(), pinned, deleter, &mut warnings)
+                    .await;
+                return Ok(deployment(pinned.clone(), Action::Skipped, warnings));
+            }
+        }
+
         core.ensure(&repository, &core.strategy.settings()).await?;
-        let src = match src_store {
-            Some(s) => s,
-            None => core.sources.open(source)?,
+        let lent = match (source.pinned(), &existing) {
+            (Some(pinned), None) => {
+                self.place_from_lender(&repository, dst.as_ref(), pinned, &target.tag)
+                    .await?
+            }
+            _ => None,
         };
-        // One HEAD of the source gives the digest for the single flight, the mount sources
-        // and the bookkeeping tag; a failed HEAD leaves the error to the copy itself.
-        let source_digest = src
-            .head_manifest(&src_ref)
-            .await
-            .ok()
-            .flatten()
-            .map(|h| h.digest);
-        let report = core
-            .place(
-                SourceImage {
-                    store: src.as_ref(),
-                    reference: &src_ref,
-                    digest: source_digest.as_ref(),
-                },
-                dst.as_ref(),
-                &repository,
-                &target.tag,
-                core.copy.clone(),
-            )
-            .await?;
+        let report = match lent {
+            Some(report) => report,
+            None => {
+                let src = match src_store {
+                    Some(s) => s,
+                    None => core.sources.open(source)?,
+                };
+                // One HEAD of the source gives the digest for the single flight, the mount
+                // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
+                // itself.
+                let source_digest = match source.pinned() {
+                    Some(d) => Some(d.clone()),
+                    None => src
+                        .head_manifest(&src_ref)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|h| h.digest),
+                };
+                let report = core
+                    .place(
+                        SourceImage {
+                            store: src.as_ref(),
+                            reference: &src_ref,
+                            digest: source_digest.as_ref(),
+                        },
+                        dst.as_ref(),
+                        &repository,
+                        &target.tag,
+                        core.copy.clone(),
+                    )
+                    .await?;
+                rate_limit_warning(src.as_ref(), &mut warnings);
+                report
+            }
+        };
         if report.referrers.index_referrers_left > 0 {
             warnings.push(Warning::IndexReferrersLeft {
                 source: source.to_string(),
@@ -183,10 +228,20 @@ impl Mirror {
                 count: report.referrers.index_referrers_left,
             });
         }
-        rate_limit_warning(src.as_ref(), &mut warnings);
         if report.already_present && action == Action::Copied {
-            // Another call copied it while this one waited for it.
+            // Another call copied it while this one waited for it, or the repository held
+            // the manifest under another tag.
             action = Action::Skipped;
+        }
+        if report.already_present {
+            core.hand_out(
+                &repository,
+                dst.as_ref(),
+                &report.digest,
+                deleter,
+                &mut warnings,
+            )
+            .await;
         }
 
         let mut evicted = Vec::new();
@@ -222,6 +277,65 @@ impl Mirror {
             referrers: report.referrers.clone(),
             ..deployment(report.digest.clone(), action, warnings)
         })
+    }
+
+    /// Copies the image `digest` into `repository` from another repository of the mirror
+    /// that holds it (blobs mounted, manifests copied, referrers with them), tagged `tag`:
+    /// a digest names one image, so no source request is needed. `None` when no other
+    /// repository holds it (a remembered location that no longer does is passed over).
+    async fn place_from_lender(
+        &self,
+        repository: &crate::registry::Repository,
+        dst: &dyn ImageStore,
+        digest: &Digest,
+        tag: &str,
+    ) -> Result<Option<crate::copy::CopyReport>> {
+        let core = &self.core;
+        for lender in core.repositories_holding(repository, digest).await {
+            let store = core.registry.store(&lender).await?;
+            if head_or_absent(store.as_ref(), &digest.to_string())
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            let mut options = core.copy.clone();
+            options.mount_from = vec![lender.name().to_string()];
+            let placed = core
+                .place(
+                    SourceImage {
+                        store: store.as_ref(),
+                        reference: &digest.to_string(),
+                        digest: Some(digest),
+                    },
+                    dst,
+                    repository,
+                    tag,
+                    options,
+                )
+                .await;
+            match placed {
+                Ok(report) => return Ok(Some(report)),
+                // Deleted by its own eviction meanwhile: try another, else the source.
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// What could delete an image this `Mirror`'s strategy places (see [`super::handout`]).
+    fn deleter(&self) -> Deleter {
+        match self.core.strategy.retention() {
+            Some(r) => Deleter::Retention(r),
+            None => Deleter::Eviction {
+                keep_previous: if self.core.strategy.evict_after_deploy() {
+                    self.core.strategy.keep_previous()
+                } else {
+                    usize::MAX
+                },
+            },
+        }
     }
 
     /// Cluster mode on a registry with native retention and an in-use source: the anchors of
@@ -277,6 +391,20 @@ impl Mirror {
             &core.copy,
         )
         .await
+    }
+}
+
+/// The head of `reference` in `store`, `None` when it is absent or its repository was never
+/// created (`NAME_UNKNOWN` where a registry says so). Any other failure is an error, never
+/// "absent".
+pub(super) async fn head_or_absent(
+    store: &dyn ImageStore,
+    reference: &str,
+) -> Result<Option<crate::store::ManifestHead>> {
+    match store.head_manifest(reference).await {
+        Ok(h) => Ok(h),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

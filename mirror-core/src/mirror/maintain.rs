@@ -64,12 +64,14 @@ impl Mirror {
             self.protect(&in_use).await?
         };
         let images = core.registry.list_images(&repository).await?;
+        core.knowledge.learn_listing(repository.name(), &images);
         let plan = plan_retention(
             repository.name(),
             &images,
             &in_use.digests(),
             now,
             retention,
+            core.grace,
         );
         let (deleted, mut warnings) = if dry_run {
             (Vec::new(), Vec::new())

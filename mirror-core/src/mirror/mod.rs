@@ -3,19 +3,26 @@
 //! `mirror(service, source)` returns a [`Deployment`] whose `pull_reference` is pinned by digest
 //! and lives in the cluster's mirror registry:
 //!
-//! 1. The strategy names the target repository and tag; the repository is ensured once per
-//!    `Mirror` (cached).
+//! 1. The strategy names the target repository and tag; the tag carries the source's identity
+//!    (registry, repository, tag, digest: see [`crate::strategy`]), so what a tag holds was
+//!    mirrored from exactly that source. The repository is ensured once per `Mirror` (cached).
 //! 2. Present at the target → skip, with manifest HEADs only. With [`TagPolicy::Verify`] (the
 //!    default) the source tag is HEADed too: a different digest means the tag was re-pushed
 //!    (a *mutable tag*), so the image is mirrored again with a warning; an unreachable source
 //!    returns the mirrored copy with a warning, because surviving source outages is why we
 //!    mirror. [`TagPolicy::Trust`] never contacts the source when the tag is present.
-//! 3. Absent → copy. Blobs already in another repository of the cluster holding the same image
+//! 3. Digests first: a source pinned by digest that the target repository holds is only
+//!    tagged; one another repository of the mirror holds is copied from there by mount.
+//!    Neither asks the source.
+//! 4. Absent → copy. Blobs already in another repository of the cluster holding the same image
 //!    are mounted, so deploying one image for a second service uploads nothing. On registries
 //!    that cannot tell push times, a bookkeeping tag is written first (see [`crate::image`]).
-//! 4. Service mode → evict the service's other images, except the `keep_previous` newest, the
-//!    caller's in-use set, and images pushed within the grace period (another deployer may have
-//!    just pushed them). Eviction failures are warnings: the deployment itself succeeded.
+//! 5. Service mode → evict the service's other images, except the `keep_previous` newest, the
+//!    caller's in-use set, and images pushed or handed out within the grace period (another
+//!    deployer may have just pushed them). Eviction failures are warnings: the deployment
+//!    itself succeeded.
+//! 6. What a deploy hands out stays until its pods can start: a skip of an image that could be
+//!    deleted within the grace period leaves a hand-out mark (see the `handout` module).
 //!
 //! ```no_run
 //! # async fn demo() -> mirror_core::Result<()> {
@@ -31,7 +38,8 @@
 //!
 //! - `source`: [`Source`] and [`Sources`];
 //! - `report`: what the calls return;
-//! - `core`: the private core every call goes through (ensure once, place, evict);
+//! - `core`: the private core every call goes through (ensure once, place, evict, hand out);
+//! - `handout`: what a deploy handed out stays until its pods can start (marks, knowledge);
 //! - `deploy`: [`Mirror::mirror`]; `build`: [`Mirror::build`]; `maintain`: [`Mirror::sweep`],
 //!   [`Mirror::inventory`], [`Mirror::resolve_in_use`].
 
@@ -39,6 +47,7 @@ mod build;
 mod cache;
 mod core;
 mod deploy;
+mod handout;
 mod maintain;
 mod protect;
 mod report;
@@ -80,6 +89,7 @@ pub struct MirrorBuilder {
     referrers: ReferrerOptions,
     sources: Arc<Sources>,
     in_use: Option<Arc<dyn InUseSource>>,
+    clock: Arc<dyn crate::retry::Clock>,
 }
 
 impl MirrorBuilder {
@@ -95,8 +105,11 @@ impl MirrorBuilder {
         self
     }
 
-    /// Images pushed less than this ago are never evicted (default 10 minutes): another
-    /// deployer may have just pushed them. Zero turns the protection off (one deployer only).
+    /// Images pushed or handed out less than this ago are never deleted (default 10
+    /// minutes): not by eviction (another deployer may have just pushed them), not by
+    /// `sweep`, not by a native retention policy the library wrote (a deploy handed them out
+    /// and their pods may not have started yet; see [`Mirror::mirror`]). Zero turns the
+    /// protection off (one deployer only, pods started before anything is deleted).
     pub fn eviction_grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -132,6 +145,13 @@ impl MirrorBuilder {
         self
     }
 
+    /// The wall clock push times, grace periods and hand-out marks are read from (default:
+    /// the system's; tests pass a [`ManualClock`](crate::retry::ManualClock)).
+    pub fn clock(mut self, clock: Arc<dyn crate::retry::Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Validates the cluster id and builds.
     pub fn build(mut self) -> Result<Mirror> {
         crate::registry::id_component("cluster", &self.cluster, 48)?;
@@ -146,6 +166,7 @@ impl MirrorBuilder {
             self.sources,
         );
         core.in_use_source = self.in_use;
+        core.clock = self.clock;
         Ok(Mirror { core })
     }
 }
@@ -172,6 +193,7 @@ impl Mirror {
             referrers: ReferrerOptions::all(),
             sources: Arc::new(Sources::new()),
             in_use: None,
+            clock: crate::retry::system_clock(),
         }
     }
 

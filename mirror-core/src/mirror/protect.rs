@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::anchor_tag;
+use crate::image::{anchor_tag, handed_out_tag};
 use crate::inuse::InUse;
 use crate::registry::Repository;
 
@@ -62,8 +62,30 @@ impl Mirror {
             return Ok(());
         }
         let images = core.registry.list_images(repository).await?;
+        core.knowledge.learn_listing(repository.name(), &images);
         let store = core.registry.store(repository).await?;
+        let now = core.now();
         for image in images.iter().filter(|i| i.orphan_of.is_none()) {
+            // A hand-out mark that has passed protects nothing: removed (the listing shows
+            // the latest one only; older ones are removed when they are the latest).
+            if let Some(until) = image.protected_until.filter(|u| *u <= now) {
+                let mark = handed_out_tag(until, &image.digest);
+                match core
+                    .registry
+                    .remove_tag(repository, &mark, &image.digest)
+                    .await
+                {
+                    Ok(()) => report
+                        .released
+                        .push((repository.name().to_string(), image.digest.clone())),
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => report.warnings.push(super::Warning::AnchorFailed {
+                        repository: repository.name().to_string(),
+                        digest: Some(image.digest.clone()),
+                        error: format!("could not remove the passed hand-out mark {mark}: {e}"),
+                    }),
+                }
+            }
             let wanted = in_use.contains(&image.digest);
             let tag = anchor_tag(&image.digest);
             if wanted && !image.anchored {

@@ -146,6 +146,7 @@ pub struct Sources {
     providers: HashMap<String, Arc<dyn CredentialProvider>>,
     families: Vec<Arc<dyn SourceCredentials>>,
     plain_http: HashMap<String, bool>,
+    retry: Option<crate::retry::RetryConfig>,
     clients: Mutex<HashMap<String, RegistryClient>>,
 }
 
@@ -180,6 +181,14 @@ impl Sources {
         self
     }
 
+    /// The retry policy of every source registry's client (default:
+    /// [`RetryConfig::default`](crate::retry::RetryConfig)). A deployer that would rather serve
+    /// the mirrored copy at once when a source is down gives a shorter one.
+    pub fn with_retry(mut self, retry: crate::retry::RetryConfig) -> Self {
+        self.retry = Some(retry);
+        self
+    }
+
     /// Opens the store holding `source`.
     pub fn open(&self, source: &Source) -> Result<Arc<dyn ImageStore>> {
         match source {
@@ -207,6 +216,9 @@ impl Sources {
                             };
                             if let Some(p) = self.plain_http.get(host) {
                                 b = b.plain_http(*p);
+                            }
+                            if let Some(r) = &self.retry {
+                                b = b.retry(r.clone());
                             }
                             let c = b.build()?;
                             clients.insert(host.to_string(), c.clone());

@@ -106,6 +106,17 @@ pub enum Warning {
         /// Why.
         error: String,
     },
+    /// The image handed out could expire or be evicted before its pods start, and the
+    /// hand-out mark that would protect it ([`crate::image::HANDED_OUT_TAG_PREFIX`]) could not
+    /// be written.
+    HandOutNotProtected {
+        /// The repository.
+        repository: String,
+        /// The image handed out.
+        digest: Digest,
+        /// Why.
+        error: String,
+    },
     /// Builds: the search for a clone's image failed, or passed over a candidate.
     CloneSearch {
         /// What happened.
@@ -154,6 +165,7 @@ impl Warning {
             Warning::InUseUnknown { .. } => "in_use_unknown",
             Warning::EvictionFailed { .. } => "eviction_failed",
             Warning::AnchorFailed { .. } => "anchor_failed",
+            Warning::HandOutNotProtected { .. } => "hand_out_not_protected",
             Warning::CloneSearch { .. } => "clone_search",
             Warning::CacheNotBounded { .. } => "cache_not_bounded",
         }
@@ -257,6 +269,15 @@ impl fmt::Display for Warning {
                 digest: Some(d),
                 error,
             } => write!(f, "the anchor of {repository}@{d} was not updated: {error}"),
+            Warning::HandOutNotProtected {
+                repository,
+                digest,
+                error,
+            } => write!(
+                f,
+                "{repository}@{digest} may be deleted before its pods start (its hand-out \
+                 mark was not written: {error})"
+            ),
             Warning::AnchorFailed {
                 repository,
                 digest: None,

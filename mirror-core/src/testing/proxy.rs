@@ -35,6 +35,14 @@ pub enum Fault {
         /// Seconds for `Retry-After`.
         retry_after: Option<u64>,
     },
+    /// Answer this status with a distribution error body naming `code` (`MANIFEST_BLOB_UNKNOWN`,
+    /// `NAME_UNKNOWN`…), without forwarding.
+    Error {
+        /// The status code.
+        status: u16,
+        /// The distribution error code.
+        code: String,
+    },
     /// Wait, then forward.
     Delay(Duration),
     /// Forward, but cut the connection after this many bytes of the response body.
@@ -250,6 +258,18 @@ async fn answer(state: &Arc<ProxyState>, req: Request) -> Response {
         }
     }
     match &fault {
+        Some(Fault::Error { status, code }) => {
+            let mut resp = Response::new(Body::from(format!(
+                "{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"injected {code}\"}}]}}"
+            )));
+            *resp.status_mut() =
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            resp.headers_mut().insert(
+                axum::http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            return resp;
+        }
         Some(Fault::Status {
             status,
             retry_after,

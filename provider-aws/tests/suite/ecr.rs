@@ -100,7 +100,10 @@ async fn concurrent_deploys_of_a_new_service_create_one_repository() {
     let images = moto_images(&emu, "prod/services/api").await;
     assert_eq!(images.len(), 1, "{images:?}");
     assert_eq!(images[0]["imageDigest"], img.digest().to_string());
-    assert_eq!(images[0]["imageTags"], json!(["1.0"]));
+    assert_eq!(
+        images[0]["imageTags"],
+        json!([mirror_core::strategy::service_tag(&source.id())])
+    );
 
     let arn = format!("arn:aws:ecr:{REGION}:{ACCOUNT}:repository/prod/services/api");
     let (_, tags) = emu
@@ -515,15 +518,13 @@ async fn an_expired_token_is_not_refreshed_in_a_storm() {
         async move { m.mirror(&format!("svc{i}"), s).await }
     }))
     .await;
-    for d in deploys {
-        d.unwrap();
-    }
-    for i in 0..4 {
+    for (i, d) in deploys.into_iter().enumerate() {
+        let d = d.unwrap();
         let store = registry
             .store(&Repository::listed(format!("prod/services/svc{i}")))
             .await
             .unwrap();
-        assert!(store.head_manifest("1").await.unwrap().is_some());
+        assert!(store.head_manifest(&d.tag).await.unwrap().is_some());
     }
     assert_eq!(emu.calls("GetAuthorizationToken"), 1);
     assert_eq!(ecr.credentials().fetches(), 1);

@@ -204,3 +204,90 @@ async fn retention_counted_from_the_last_pull_is_written_after_the_anchor_rule()
         .await;
     assert!(bad.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_policy_cannot_expire_an_old_image_a_skip_just_handed_out() {
+    use mirror_core::image::HANDED_OUT_TAG_PREFIX;
+    use mirror_core::retry::{Clock, ManualClock};
+    let emu = EcrEmulator::start().await;
+    let ecr = Arc::new(emu.ecr().await);
+    let retention = Duration::from_secs(2 * 24 * 3600);
+    let clock = ManualClock::new(SystemTime::now());
+    let cluster = |clock: Arc<ManualClock>| {
+        Mirror::builder(ecr.clone(), "prod")
+            .strategy(Arc::new(ClusterStrategy::new(retention)))
+            .clock(clock)
+            .build()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let old = layout_source(dir.path(), "old", 7);
+    let first = cluster(clock.clone()).mirror("ops", &old).await.unwrap();
+    let other = cluster(clock.clone())
+        .mirror("ops", &layout_source(dir.path(), "other", 8))
+        .await
+        .unwrap();
+    let repo = first.repository.clone();
+
+    // A fresh deployer process hands the (by now old) image out again: a skip. It cannot
+    // tell the push time without a control-plane call, so it marks the image.
+    let skip = cluster(clock.clone()).mirror("web", &old).await.unwrap();
+    assert_eq!(skip.action, mirror_core::Action::Skipped);
+    assert!(skip.warnings.is_empty(), "{:?}", skip.warnings);
+    let tags = moto_tags(&emu, &repo).await;
+    let marked: Vec<_> = tags
+        .iter()
+        .filter(|(_, t, _)| t.iter().any(|t| t.starts_with(HANDED_OUT_TAG_PREFIX)))
+        .collect();
+    assert_eq!(marked.len(), 1, "{tags:?}");
+    assert_eq!(marked[0].0, first.digest.to_string());
+
+    // The policy ECR holds, over moto's listing as if every image were ten days old (the
+    // handed-out one too): it expires the other image, never the one just handed out.
+    let (status, answer) = emu
+        .moto("GetLifecyclePolicy", json!({"repositoryName": repo}))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let policy: Value =
+        serde_json::from_str(answer["lifecyclePolicyText"].as_str().unwrap()).unwrap();
+    let listing: Vec<model::Image> = tags
+        .iter()
+        .map(|(digest, tags, _)| model::Image {
+            digest: digest.clone(),
+            tags: tags.clone(),
+            pushed_days_ago: 10,
+            pulled_days_ago: None,
+        })
+        .collect();
+    let expired = model::expired(&policy, &listing);
+    assert!(!expired.contains(&first.digest.to_string()), "{expired:?}");
+    assert!(expired.contains(&other.digest.to_string()), "{expired:?}");
+
+    // Listings hide the mark and show the protection.
+    let images = ecr.list_images(&Repository::listed(&repo)).await.unwrap();
+    let handed = images.iter().find(|i| i.digest == first.digest).unwrap();
+    assert!(handed.protected_until.is_some_and(|u| u > clock.now()));
+    assert!(handed
+        .tags
+        .iter()
+        .all(|t| !t.starts_with(HANDED_OUT_TAG_PREFIX)));
+
+    // Once the grace has passed, the next protect removes the mark.
+    clock.advance(Duration::from_secs(30 * 60));
+    let released = cluster(clock.clone())
+        .protect(&Default::default())
+        .await
+        .unwrap();
+    assert!(
+        released
+            .released
+            .contains(&(repo.clone(), first.digest.clone())),
+        "{released:?}"
+    );
+    let tags = moto_tags(&emu, &repo).await;
+    assert!(
+        tags.iter()
+            .all(|(_, t, _)| t.iter().all(|t| !t.starts_with(HANDED_OUT_TAG_PREFIX))),
+        "{tags:?}"
+    );
+}

@@ -131,3 +131,81 @@ async fn an_image_in_use_is_anchored_kept_by_the_policy_and_released_with_tags_d
         .await
         .contains(&(anchor, backup.digest.to_string())));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cleanup_policies_cannot_delete_an_old_image_a_skip_just_handed_out() {
+    use mirror_core::image::HANDED_OUT_TAG_PREFIX;
+    use mirror_core::retry::ManualClock;
+    let fake = FakeGar::start().await;
+    let gar = Arc::new(fake.gar().await);
+    let retention = Duration::from_secs(2 * 24 * 3600);
+    let clock = ManualClock::new(SystemTime::now());
+    let cluster = || {
+        Mirror::builder(gar.clone(), "prod")
+            .strategy(Arc::new(ClusterStrategy::new(retention)))
+            .clock(clock.clone())
+            .build()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let old = layout_source(dir.path(), "old", 7);
+    let first = cluster().mirror("ops", &old).await.unwrap();
+    let other = cluster()
+        .mirror("ops", &layout_source(dir.path(), "other", 8))
+        .await
+        .unwrap();
+    let (id, package) = {
+        let (i, p) = gar.parse_repository(&first.repository).unwrap();
+        (i.to_string(), p.to_string())
+    };
+
+    // A fresh deployer process hands it out again (a skip): it marks the image.
+    let skip = cluster().mirror("web", &old).await.unwrap();
+    assert_eq!(skip.action, mirror_core::Action::Skipped);
+    assert!(skip.warnings.is_empty(), "{:?}", skip.warnings);
+    let tags = fake.tags(&id, &package).await;
+    assert!(
+        tags.iter()
+            .any(|(t, d)| t.starts_with(HANDED_OUT_TAG_PREFIX) && *d == first.digest.to_string()),
+        "{tags:?}"
+    );
+
+    // The policies the repository holds, as if every image were ten days old.
+    let images = gar
+        .list_images(&Repository::listed(&first.repository))
+        .await
+        .unwrap();
+    let policies = fake.repository(&id).unwrap()["cleanupPolicies"].clone();
+    let versions: Vec<model::Version> = images
+        .iter()
+        .map(|i| model::Version {
+            name: i.digest.to_string(),
+            package: package.clone(),
+            tags: tags
+                .iter()
+                .filter(|(_, d)| *d == i.digest.to_string())
+                .map(|(t, _)| t.clone())
+                .collect(),
+            age_seconds: 10 * 24 * 3600,
+        })
+        .collect();
+    let deleted = model::deleted(&policies, &versions);
+    assert!(!deleted.contains(&first.digest.to_string()), "{deleted:?}");
+    assert!(deleted.contains(&other.digest.to_string()), "{deleted:?}");
+
+    // Past the grace, protect removes the mark with tags.delete.
+    clock.advance(Duration::from_secs(30 * 60));
+    let report = cluster().protect(&Default::default()).await.unwrap();
+    assert!(
+        report
+            .released
+            .contains(&(first.repository.clone(), first.digest.clone())),
+        "{report:?}"
+    );
+    let tags = fake.tags(&id, &package).await;
+    assert!(
+        tags.iter()
+            .all(|(t, _)| !t.starts_with(HANDED_OUT_TAG_PREFIX)),
+        "{tags:?}"
+    );
+}

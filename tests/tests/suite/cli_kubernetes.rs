@@ -95,6 +95,8 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
         "sweep",
         "--retention",
         "0s",
+        "--grace",
+        "0s",
         "--kubeconfig",
         &kubeconfig_arg,
         "--json",

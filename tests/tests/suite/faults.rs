@@ -169,6 +169,34 @@ fn cases() -> Vec<Case> {
             ),
             expect: Complete,
         },
+        // A concurrent writer of the same blob (another deployer process) makes distribution
+        // answer the manifest PUT MANIFEST_BLOB_UNKNOWN, or a blob HEAD 500, for a moment.
+        Case {
+            name: "MANIFEST_BLOB_UNKNOWN on manifest PUT x3",
+            side: Destination,
+            rule: Rule::new(
+                Some("PUT"),
+                "/manifests/",
+                Fault::Error {
+                    status: 400,
+                    code: "MANIFEST_BLOB_UNKNOWN".into(),
+                },
+                3,
+            ),
+            expect: Complete,
+        },
+        Case {
+            name: "500 on blob HEAD x3 (rewritten link)",
+            side: Destination,
+            rule: Rule::new(Some("HEAD"), "/blobs/", st(500, None), 3),
+            expect: Complete,
+        },
+        Case {
+            name: "500 on blob HEAD, every time",
+            side: Destination,
+            rule: Rule::new(Some("HEAD"), "/blobs/", st(500, None), 1000),
+            expect: TypedError,
+        },
         Case {
             name: "500 on manifest PUT, every time",
             side: Destination,
@@ -261,7 +289,8 @@ async fn run_case(
     let d = mirror.mirror("svc", &source).await;
     let repo = format!("c{index}/services/svc");
     let direct_m = client(&dst_reg.host(), creds).repository(&repo).unwrap();
-    let mirror_outcome = check(case, &d.map(|d| d.digest), img, &direct_m, "v1").await;
+    let tag = mirror_core::strategy::service_tag(&source.id());
+    let mirror_outcome = check(case, &d.map(|d| d.digest), img, &direct_m, &tag).await;
     format!(
         "| {} | {:?} | {} | {} | {:.1}s |",
         case.name,

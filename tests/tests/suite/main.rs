@@ -16,6 +16,8 @@ mod conformance;
 mod copy;
 mod faults;
 mod hostile;
+mod identity;
+mod identity_model;
 mod inuse_kubernetes;
 mod inuse_mirror;
 mod load;

@@ -70,7 +70,7 @@ async fn service_mode_copies_then_skips_with_manifest_heads_only() {
         .unwrap();
     assert_eq!(first.action, Action::Copied);
     assert_eq!(&first.digest, img.digest());
-    assert_eq!(first.tag, "1.0");
+    assert!(first.tag.starts_with("1.0-"), "{}", first.tag);
     assert_eq!(
         first.pull_reference,
         format!("{}/prod/services/api@{}", dst.host(), img.digest())
@@ -376,7 +376,9 @@ async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
         assert_eq!(repo.images.len(), 1);
         let i = &repo.images[0];
         assert_eq!(&i.digest, img.digest());
-        assert_eq!(i.tags, vec!["2.0".to_string()], "bookkeeping tags hidden");
+        let tag = mirror_core::strategy::service_tag(&source(&src, "team/api", "2.0").id());
+        assert!(tag.starts_with("2.0-"), "{tag}");
+        assert_eq!(i.tags, vec![tag], "bookkeeping tags hidden");
         let expected: u64 =
             img.manifest().bytes.len() as u64 + img.blobs().iter().map(|b| b.size()).sum::<u64>();
         assert_eq!(i.size, Some(expected));
@@ -384,7 +386,11 @@ async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
         assert!(pushed >= before && pushed <= SystemTime::now() + Duration::from_secs(2));
     }
     let json = serde_json::to_value(&inv).unwrap();
-    assert_eq!(json["repositories"][0]["images"][0]["tags"][0], "2.0");
+    let tag = mirror_core::strategy::service_tag(&source(&src, "team/api", "2.0").id());
+    assert_eq!(
+        json["repositories"][0]["images"][0]["tags"][0],
+        tag.as_str()
+    );
 }
 
 #[tokio::test]
@@ -490,4 +496,112 @@ async fn bad_service_ids_and_sources_are_clear_errors() {
     assert!(err.is_not_found(), "missing source image: {err:?}");
     assert!(Source::parse("Not A Reference").is_err());
     assert!(Mirror::builder(registry(&dst), "").build().is_err());
+}
+
+/// Reads every manifest of the image `digest` in `store` and HEADs every blob: a reference
+/// handed out is whole only if all of it is there.
+async fn assert_whole(store: &dyn mirror_core::ImageStore, digest: &str) {
+    use mirror_core::media::ParsedManifest;
+    let mut pending = vec![digest.to_string()];
+    while let Some(d) = pending.pop() {
+        let m = store
+            .get_manifest(&d)
+            .await
+            .unwrap_or_else(|e| panic!("manifest {d} of a handed-out image: {e}"));
+        match m.parse(&d).unwrap() {
+            ParsedManifest::Image { config, layers } => {
+                for b in std::iter::once(config).chain(layers) {
+                    assert!(
+                        store.has_blob(&b.digest).await.unwrap(),
+                        "blob {} of the handed-out {digest} is missing",
+                        b.digest
+                    );
+                }
+            }
+            ParsedManifest::Index { manifests } => {
+                pending.extend(manifests.into_iter().map(|m| m.digest.to_string()))
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_deployer_processes_on_shared_services_some_killed_hand_out_only_whole_images() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    // Layers large enough that a kill lands in the middle of a copy.
+    let images: Vec<TestImage> = (0..4u64)
+        .map(|i| {
+            TestImage::builder()
+                .seed(900 + i)
+                .layers([600_000, 900_000, 300_000])
+                .build()
+        })
+        .collect();
+    for (i, img) in images.iter().enumerate() {
+        push(&src, "team/app", &format!("r{i}"), img).await;
+    }
+    let bin = env!("CARGO_BIN_EXE_deployer");
+    let spawn = |service: &str, tag: usize| {
+        tokio::process::Command::new(bin)
+            .args([
+                &dst.host(),
+                "prod",
+                service,
+                &format!("{}/team/app:r{tag}", src.host()),
+                "1",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let services = ["a", "b"];
+    let mut finished = 0;
+    let mut killed = 0;
+    for round in 0..6usize {
+        let mut children = Vec::new();
+        for p in 0..4usize {
+            let service = services[(round + p) % 2];
+            let tag = (round * 3 + p) % images.len();
+            children.push((p, service, tag, spawn(service, tag)));
+        }
+        // One process of each round is killed with SIGKILL a few milliseconds in (in the
+        // middle of its copy, or of another's).
+        let victim = round % 4;
+        tokio::time::sleep(Duration::from_millis(15 + 20 * (round as u64 % 3))).await;
+        let mut outputs = Vec::new();
+        for (p, service, tag, mut child) in children {
+            if p == victim {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+                killed += 1;
+                continue;
+            }
+            outputs.push((service, tag, child.wait_with_output().await.unwrap()));
+        }
+        for (service, tag, out) in outputs {
+            assert!(
+                out.status.success(),
+                "round {round}: a deployer that was let finish failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let digest = d["digest"].as_str().unwrap();
+            assert_eq!(
+                digest,
+                images[tag].digest().to_string(),
+                "the image asked for"
+            );
+            let store = registry(&dst)
+                .store(&Repository::listed(format!("prod/services/{service}")))
+                .await
+                .unwrap();
+            assert_whole(store.as_ref(), digest).await;
+            finished += 1;
+        }
+    }
+    assert_eq!(killed, 6);
+    assert_eq!(finished, 18);
 }
