@@ -14,7 +14,7 @@ secs=${1:-150}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(reference oci_source digest www_authenticate link manifest dockerfile_args docker_config)
+    targets=(reference oci_source digest www_authenticate link manifest dockerfile_args docker_config token_answer bookkeeping_tag)
 fi
 export RUSTC_BOOTSTRAP=1
 # No sanitizer: the code under test is safe Rust, so ASan only slows runs (without it the

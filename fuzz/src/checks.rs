@@ -721,6 +721,79 @@ pub fn fuzz_dockerfile_args(data: &[u8]) {
     dockerfile(&text(data));
 }
 
+// ---------------------------------------------------------------------------------------------
+// Numbers a registry or a tag supplies
+
+/// `token_answer`: never panics; a token's lifetime is at least a second and at most
+/// `MAX_TOKEN_LIFETIME`, whatever `expires_in` says; its refresh time can be computed.
+pub fn token_answer(data: &[u8]) {
+    use mirror_core::store::http::auth::{token_answer, MAX_TOKEN_LIFETIME};
+    if let Some((_, ttl)) = token_answer(data) {
+        assert!(
+            ttl >= std::time::Duration::from_secs(1) && ttl <= MAX_TOKEN_LIFETIME,
+            "{:?}: lifetime {ttl:?}",
+            text(data)
+        );
+        assert!(std::time::Instant::now().checked_add(ttl).is_some());
+    }
+}
+
+/// The bookkeeping tags (`mirror.pushed.<ms>.<hex12>`, `mirror.anchor.until.<ms>.<hex12>`):
+/// a tag reads as one only with a time no later than the year 9999 (so every clock can add to
+/// it and every calendar show it) and twelve hex digits; one that reads is written back the
+/// same when it was written canonically.
+pub fn bookkeeping_tag(input: &str) {
+    use mirror_core::image::{
+        handed_out_tag, parse_handed_out_tag, parse_pushed_tag, pushed_tag, MAX_BOOKKEEPING_MILLIS,
+    };
+    for (parsed, write) in [
+        (
+            parse_pushed_tag(input),
+            pushed_tag as fn(std::time::SystemTime, &Digest) -> String,
+        ),
+        (parse_handed_out_tag(input), handed_out_tag),
+    ] {
+        let Some((at, hex)) = parsed else { continue };
+        let millis = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        assert!(
+            millis <= u128::from(MAX_BOOKKEEPING_MILLIS),
+            "{input:?}: {millis} ms"
+        );
+        assert!(
+            hex.len() == 12 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{input:?}: {hex:?}"
+        );
+        assert!(at
+            .checked_add(std::time::Duration::from_secs(365 * 86_400))
+            .is_some());
+        let digest = Digest::parse(&format!(
+            "sha256:{}{}",
+            hex.to_ascii_lowercase(),
+            "0".repeat(52)
+        ))
+        .expect("twelve hex digits and zeros make a digest");
+        let again = write(at, &digest);
+        let canonical =
+            !input.contains("+") && !input.contains(".0") && hex == hex.to_ascii_lowercase();
+        if canonical && input.len() == again.len() {
+            assert_eq!(again, input, "{input:?} written back as {again:?}");
+        }
+    }
+}
+
+/// `token_answer` on the input.
+pub fn fuzz_token_answer(data: &[u8]) {
+    token_answer(data);
+}
+
+/// The bookkeeping tag readers on the input as text.
+pub fn fuzz_bookkeeping_tag(data: &[u8]) {
+    bookkeeping_tag(&text(data));
+}
+
 /// The check of one fuzz target, on one input.
 pub type Check = fn(&[u8]);
 
@@ -734,4 +807,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("manifest", manifest_fuzz),
     ("dockerfile_args", fuzz_dockerfile_args),
     ("docker_config", docker_config),
+    ("token_answer", fuzz_token_answer),
+    ("bookkeeping_tag", fuzz_bookkeeping_tag),
 ];

@@ -17,7 +17,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// An image reference (or a part of one: registry, repository, tag, digest) is malformed.
-    #[error("invalid reference {input:?}: {reason}")]
+    #[error("invalid reference {:?}: {reason}", shown(input))]
     InvalidReference {
         /// The text that was given.
         input: String,
@@ -26,7 +26,7 @@ pub enum Error {
     },
 
     /// A digest string is malformed (`algorithm:hex`).
-    #[error("invalid digest {input:?}: {reason}")]
+    #[error("invalid digest {:?}: {reason}", shown(input))]
     InvalidDigest {
         /// The text that was given.
         input: String,
@@ -35,7 +35,7 @@ pub enum Error {
     },
 
     /// The manifest, blob or repository does not exist at `location`.
-    #[error("{what} not found: {location}")]
+    #[error("{what} not found: {}", shown(location))]
     NotFound {
         /// What was looked up: "manifest", "blob", "repository".
         what: &'static str,
@@ -54,7 +54,10 @@ pub enum Error {
 
     /// The registry understood who we are but denied the operation (HTTP 403 or a token
     /// without the requested scope).
-    #[error("access denied at registry {registry} for {location}: {message}")]
+    #[error(
+        "access denied at registry {registry} for {}: {message}",
+        shown(location)
+    )]
     Denied {
         /// The registry host.
         registry: String,
@@ -97,7 +100,11 @@ pub enum Error {
     },
 
     /// A manifest media type this library does not copy (for example Docker schema 1).
-    #[error("unsupported media type {media_type:?} for {location}: {reason}")]
+    #[error(
+        "unsupported media type {:?} for {}: {reason}",
+        shown(media_type),
+        shown(location)
+    )]
     UnsupportedMediaType {
         /// The media type that was found.
         media_type: String,
@@ -108,7 +115,7 @@ pub enum Error {
     },
 
     /// A manifest or index could not be parsed.
-    #[error("invalid manifest at {location}: {reason}")]
+    #[error("invalid manifest at {}: {reason}", shown(location))]
     InvalidManifest {
         /// Where it was read.
         location: String,
@@ -126,7 +133,10 @@ pub enum Error {
     },
 
     /// The registry answered with a status this operation does not expect.
-    #[error("registry {registry} answered {status} to {operation} {location}: {message}")]
+    #[error(
+        "registry {registry} answered {status} to {operation} {}: {message}",
+        shown(location)
+    )]
     Http {
         /// The registry host.
         registry: String,
@@ -141,7 +151,10 @@ pub enum Error {
     },
 
     /// The registry could not be reached or the connection broke.
-    #[error("cannot reach registry {registry} ({operation} {location}): {source}")]
+    #[error(
+        "cannot reach registry {registry} ({operation} {}): {source}",
+        shown(location)
+    )]
     Connect {
         /// The registry host.
         registry: String,
@@ -158,7 +171,10 @@ pub enum Error {
     /// throughput, or no answer after an upload's last byte
     /// ([`RegistryConfig::idle_timeout`](crate::store::http::RegistryConfig)). Retried as any
     /// transfer failure.
-    #[error("transfer stalled with {registry} ({operation} {location}): {reason}")]
+    #[error(
+        "transfer stalled with {registry} ({operation} {}): {reason}",
+        shown(location)
+    )]
     Stalled {
         /// The registry host.
         registry: String,
@@ -172,7 +188,10 @@ pub enum Error {
 
     /// A registry or control plane answered something that cannot be read or lacks what it
     /// must hold (malformed JSON, a missing field, pagination that never ends).
-    #[error("unexpected answer from {registry} to {operation} {location}: {reason}")]
+    #[error(
+        "unexpected answer from {registry} to {operation} {}: {reason}",
+        shown(location)
+    )]
     Protocol {
         /// The registry host (or `<provider>:<host>` for a control plane).
         registry: String,
@@ -188,7 +207,10 @@ pub enum Error {
     /// its own: a per-item failure inside a successful batch answer (ECR's
     /// `BatchDeleteImage`), a resource in a state it cannot be used in (a Scaleway namespace
     /// in `error`), a wait that timed out.
-    #[error("{registry}: {operation} on {location} refused: {code}: {message}")]
+    #[error(
+        "{registry}: {operation} on {} refused: {code}: {message}",
+        shown(location)
+    )]
     Refused {
         /// `<provider>:<registry host>`.
         registry: String,
@@ -203,7 +225,7 @@ pub enum Error {
     },
 
     /// Reading or writing local files failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {}: {source}", shown(path))]
     Io {
         /// The file or directory.
         path: String,
@@ -222,7 +244,7 @@ pub enum Error {
     },
 
     /// A repository name, tag or id cannot be used (empty, or rejected by a provider's rules).
-    #[error("invalid name {name:?}: {reason}")]
+    #[error("invalid name {:?}: {reason}", shown(name))]
     InvalidName {
         /// The name or id that was given.
         name: String,
@@ -347,6 +369,13 @@ fn is_format(c: char) -> bool {
 
 /// How many characters of registry-supplied text an error shows.
 pub const MAX_SHOWN_TEXT: usize = 512;
+
+/// A location, name or input as an error shows it: [`sanitize`]d and cut to
+/// [`MAX_SHOWN_TEXT`] characters with the size of the rest said (a registry may name a
+/// repository or tag with 12 MB of text).
+fn shown(text: &str) -> String {
+    sanitize(text, MAX_SHOWN_TEXT)
+}
 
 #[cfg(test)]
 mod sanitize_tests {

@@ -48,3 +48,40 @@ pub fn access_lines(reg: &TestRegistry) -> Vec<String> {
         })
         .collect()
 }
+
+/// Peak resident memory of this process since the last [`reset_peak_rss`] (`VmHWM`, Linux),
+/// in bytes.
+pub fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Resets the peak of [`peak_rss`] to the current resident memory (`5` into
+/// `/proc/self/clear_refs`, Linux 4.0 and later).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `attack`, then prints one line for the notes (`attack: <name>: <ms> ms, peak RSS
+/// <MiB> MiB above the start`) and returns what it returned with the peak growth in bytes.
+/// Meaningful when nothing else runs in the process at the same time.
+pub async fn measured<T>(name: &str, attack: impl std::future::Future<Output = T>) -> (T, u64) {
+    let before = {
+        reset_peak_rss();
+        peak_rss()
+    };
+    let started = std::time::Instant::now();
+    let out = attack.await;
+    let grown = peak_rss().saturating_sub(before);
+    println!(
+        "attack: {name}: {} ms, peak RSS +{:.1} MiB",
+        started.elapsed().as_millis(),
+        grown as f64 / (1 << 20) as f64
+    );
+    (out, grown)
+}

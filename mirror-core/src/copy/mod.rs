@@ -692,6 +692,8 @@ pub async fn measure(
 ) -> Result<(usize, u64)> {
     let mut blobs: HashMap<Digest, u64> = HashMap::new();
     let mut pending = vec![manifest.clone()];
+    // Each child read once, however many times (and at how many depths) indexes name it.
+    let mut read: HashSet<Digest> = HashSet::new();
     while let Some(m) = pending.pop() {
         match m.parse(location)? {
             ParsedManifest::Image { config, layers } => {
@@ -701,10 +703,13 @@ pub async fn measure(
             }
             ParsedManifest::Index { manifests } => {
                 for d in manifests {
-                    pending.push(get_verified_manifest(src, &d.digest.to_string()).await?);
+                    if read.insert(d.digest.clone()) {
+                        pending.push(get_verified_manifest(src, &d.digest.to_string()).await?);
+                    }
                 }
             }
         }
     }
-    Ok((blobs.len(), blobs.values().sum()))
+    let bytes = blobs.values().fold(0u64, |sum, b| sum.saturating_add(*b));
+    Ok((blobs.len(), bytes))
 }

@@ -267,26 +267,36 @@ async fn tree_size(
     seen: &mut HashSet<Digest>,
     skip_missing: bool,
 ) -> Result<u64> {
+    // Sizes are what a registry claims: summed saturating (two layers claiming 2^63 bytes
+    // are no 746-byte image). Every manifest is read once however many indexes name it, so
+    // a DAG whose levels name the next twice costs one read per manifest, not 2^depth.
     let mut total = 0u64;
     let mut pending = roots.to_vec();
+    let mut visited: HashSet<Digest> = HashSet::new();
     while let Some(d) = pending.pop() {
+        if !visited.insert(d.clone()) {
+            continue;
+        }
         let m = match store.get_manifest(&d.to_string()).await {
             Ok(m) => m,
             Err(e) if skip_missing && e.is_not_found() && roots.contains(&d) => continue,
             Err(e) => return Err(e),
         };
-        total += m.bytes.len() as u64;
+        total = total.saturating_add(m.bytes.len() as u64);
         match m.parse(&format!("{}@{d}", store.location()))? {
             ParsedManifest::Image { config, layers } => {
                 for b in std::iter::once(config).chain(layers) {
                     if seen.insert(b.digest.clone()) {
-                        total += b.size;
+                        total = total.saturating_add(b.size);
                     }
                 }
             }
-            ParsedManifest::Index { manifests } => {
-                pending.extend(manifests.into_iter().map(|m| m.digest))
-            }
+            ParsedManifest::Index { manifests } => pending.extend(
+                manifests
+                    .into_iter()
+                    .map(|m| m.digest)
+                    .filter(|c| !visited.contains(c)),
+            ),
         }
     }
     Ok(total)
@@ -395,6 +405,8 @@ pub fn referrer_subjects(
 ) -> Result<Vec<Digest>> {
     let mut subjects = vec![root.clone()];
     if let ParsedManifest::Index { manifests } = manifest.parse(location)? {
+        // Each once: an index may name one child many times.
+        let mut seen: HashSet<Digest> = HashSet::from([root.clone()]);
         subjects.extend(
             manifests
                 .into_iter()
@@ -404,7 +416,8 @@ pub fn referrer_subjects(
                         .and_then(|a| a.get("vnd.docker.reference.type"))
                         .is_none_or(|t| t != "attestation-manifest")
                 })
-                .map(|d| d.digest),
+                .map(|d| d.digest)
+                .filter(|d| seen.insert(d.clone())),
         );
     }
     Ok(subjects)

@@ -143,7 +143,10 @@ impl Mirror {
                         .refresh_referrers(source, src_store, dst.as_ref(), &head.digest)
                         .await;
                     match refreshed {
-                        Ok(r) => d.referrers = r,
+                        Ok(r) => {
+                            refused_referrers(source, &head.digest, &r, &mut d.warnings);
+                            d.referrers = r;
+                        }
                         Err(e) => d.warnings.push(Warning::ReferrersNotRefreshed {
                             source: source.to_string(),
                             digest: head.digest.clone(),
@@ -221,6 +224,7 @@ impl Mirror {
                 report
             }
         };
+        refused_referrers(source, &report.digest, &report.referrers, &mut warnings);
         if report.referrers.index_referrers_left > 0 {
             warnings.push(Warning::IndexReferrersLeft {
                 source: source.to_string(),
@@ -405,6 +409,23 @@ pub(super) async fn head_or_absent(
         Ok(h) => Ok(h),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// A [`Warning::ReferrersRefused`] when the copy left referrers out to protect another image.
+fn refused_referrers(
+    source: &Source,
+    digest: &Digest,
+    report: &crate::image::referrers::ReferrerReport,
+    warnings: &mut Vec<Warning>,
+) {
+    if !report.foreign.is_empty() || !report.cosign_tags_kept.is_empty() {
+        warnings.push(Warning::ReferrersRefused {
+            source: source.to_string(),
+            digest: digest.clone(),
+            foreign: report.foreign.clone(),
+            cosign_tags_kept: report.cosign_tags_kept.clone(),
+        });
     }
 }
 

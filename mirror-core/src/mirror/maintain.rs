@@ -151,12 +151,17 @@ impl Mirror {
                     .is_ok_and(|r| r.name() == repository.name());
             for img in &mut images {
                 let details = image_details(store.as_ref(), &img.digest).await?;
-                img.size = Some(img.size.unwrap_or(details.size) + details.referrers_size);
+                img.size = Some(
+                    img.size
+                        .unwrap_or(details.size)
+                        .saturating_add(details.referrers_size),
+                );
                 img.referrers = details.referrers;
                 img.in_use_by = in_use.users(&img.digest);
                 if cluster_repository {
                     img.expires_at = match (img.pushed_at, retention) {
-                        (Some(at), Some(r)) => Some(at + r),
+                        // A push time and a retention no calendar can add: no expiry shown.
+                        (Some(at), Some(r)) => at.checked_add(r),
                         _ => None,
                     };
                 }

@@ -143,7 +143,10 @@ impl Inventory {
             repositories: self.repositories.len(),
             images: images.clone().count(),
             in_use: images.filter(|i| !i.in_use_by.is_empty()).count(),
-            stored_bytes: self.repositories.iter().map(|r| r.stored_bytes).sum(),
+            stored_bytes: self
+                .repositories
+                .iter()
+                .fold(0u64, |sum, r| sum.saturating_add(r.stored_bytes)),
         }
     }
 }

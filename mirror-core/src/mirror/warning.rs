@@ -70,6 +70,20 @@ pub enum Warning {
         /// How many referrers stayed behind.
         count: usize,
     },
+    /// Referrers of the source that were not copied because they would change another image:
+    /// `foreign` ones name another manifest as their subject than the one they were listed
+    /// for; `cosign_tags_kept` are cosign tags the destination holds with other signatures
+    /// (kept as they are).
+    ReferrersRefused {
+        /// The source as given.
+        source: String,
+        /// The image.
+        digest: Digest,
+        /// Referrers naming another subject.
+        foreign: Vec<Digest>,
+        /// Cosign tags kept at the destination.
+        cosign_tags_kept: Vec<String>,
+    },
     /// The referrers the source gained since the image was mirrored were not copied.
     ReferrersNotRefreshed {
         /// The source as given.
@@ -162,6 +176,7 @@ impl Warning {
             Warning::RateLimitLow { .. } => "rate_limit_low",
             Warning::IndexReferrersLeft { .. } => "index_referrers_left",
             Warning::ReferrersNotRefreshed { .. } => "referrers_not_refreshed",
+            Warning::ReferrersRefused { .. } => "referrers_refused",
             Warning::InUseUnknown { .. } => "in_use_unknown",
             Warning::EvictionFailed { .. } => "eviction_failed",
             Warning::AnchorFailed { .. } => "anchor_failed",
@@ -238,6 +253,30 @@ impl fmt::Display for Warning {
                 "a platform filter made another image than {source}: the {count} referrers of \
                  its index (signatures, SBOMs) do not apply to {digest} and were not copied"
             ),
+            Warning::ReferrersRefused {
+                source,
+                digest,
+                foreign,
+                cosign_tags_kept,
+            } => {
+                write!(f, "referrers of {digest} from {source} not copied:")?;
+                if !foreign.is_empty() {
+                    write!(
+                        f,
+                        " {} naming another image as their subject",
+                        foreign.len()
+                    )?;
+                }
+                if !cosign_tags_kept.is_empty() {
+                    write!(
+                        f,
+                        " {} cosign tag(s) kept with the signatures already mirrored ({})",
+                        cosign_tags_kept.len(),
+                        cosign_tags_kept.join(", ")
+                    )?;
+                }
+                Ok(())
+            }
             Warning::ReferrersNotRefreshed {
                 source,
                 digest,

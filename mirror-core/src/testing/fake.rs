@@ -23,6 +23,8 @@ struct FakeState {
     blobs: HashMap<Digest, Bytes>,
     corrupt: Mutex<HashSet<Digest>>,
     requests: Mutex<Vec<String>>,
+    /// The answer of the referrers API for every subject (`None`: 404, no API).
+    referrers: Option<Bytes>,
 }
 
 /// An in-process registry on `127.0.0.1` (own thread and runtime) serving one fixture from
@@ -59,6 +61,22 @@ impl FakeRegistry {
     ///
     /// If a blob of the fixture cannot be read (on-disk fixtures) or the server cannot start.
     pub fn serving(fixture: &dyn Fixture, repository: &str, tag: &str) -> Self {
+        Self::start(fixture, repository, tag, None)
+    }
+
+    /// [`FakeRegistry::serving`], also answering the referrers API
+    /// (`GET /v2/<name>/referrers/<digest>`) with `answer` for every subject: a hostile
+    /// registry's 100,000-descriptor list, say.
+    pub fn serving_with_referrers(
+        fixture: &dyn Fixture,
+        repository: &str,
+        tag: &str,
+        answer: Bytes,
+    ) -> Self {
+        Self::start(fixture, repository, tag, Some(answer))
+    }
+
+    fn start(fixture: &dyn Fixture, repository: &str, tag: &str, referrers: Option<Bytes>) -> Self {
         let top = fixture.top_manifest().clone();
         let mut manifests: HashMap<Digest, RawManifest> = fixture
             .child_manifests()
@@ -84,6 +102,7 @@ impl FakeRegistry {
             blobs,
             corrupt: Mutex::new(HashSet::new()),
             requests: Mutex::new(Vec::new()),
+            referrers,
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let server = BackgroundServer::spawn("fake-registry", router);
@@ -211,6 +230,14 @@ async fn handle(
         }
         let body = serde_json::json!({ "name": name, "tags": [state.tag] });
         return (StatusCode::OK, axum::Json(body)).into_response();
+    }
+    if let (Some((_, _)), Some(answer)) = (rest.rsplit_once("/referrers/"), &state.referrers) {
+        let mut resp = (StatusCode::OK, Body::from(answer.clone())).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(crate::media::OCI_INDEX),
+        );
+        return resp;
     }
     if let Some((name, reference)) = rest.rsplit_once("/manifests/") {
         if name != state.repository {

@@ -16,6 +16,7 @@ mod conformance;
 mod copy;
 mod faults;
 mod hostile;
+mod hostile_sources;
 mod identity;
 mod identity_model;
 mod inuse_kubernetes;

@@ -737,6 +737,27 @@ proptest! {
     }
 
     #[test]
+    fn token_answers(expires in prop_oneof![
+        Just("18446744073709551615".to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        any::<i64>().prop_map(|n| n.to_string()),
+        "[0-9]{1,40}",
+        Just("1e400".to_string()),
+        Just("null".to_string()),
+    ], field in prop_oneof![Just("token"), Just("access_token"), Just("other")]) {
+        checks::token_answer(format!(r#"{{"{field}":"t","expires_in":{expires}}}"#).as_bytes());
+    }
+
+    #[test]
+    fn bookkeeping_tags(
+        prefix in prop_oneof![Just("mirror.pushed."), Just("mirror.anchor.until."), Just("mirror.anchor.")],
+        millis in prop_oneof![any::<u64>().prop_map(|n| n.to_string()), "[0-9]{1,25}", "[+-]?[0-9a-z.]{0,8}"],
+        hex in "[0-9a-fA-Fg]{10,14}",
+    ) {
+        checks::bookkeeping_tag(&format!("{prefix}{millis}.{hex}"));
+    }
+
+    #[test]
     fn links(input in link_text()) {
         checks::link(&input);
     }

@@ -18,6 +18,11 @@ use crate::store::ImageStore;
 /// Subjects looked up at once.
 const LOOKUPS_AT_ONCE: usize = 8;
 
+/// Descriptors a whole walk accepts from listings, in multiples of `max_count`: a registry
+/// answering thousands of referrers for every subject (and for every referrer of them) ends
+/// the walk, truncated, instead of being asked once per referrer listed.
+const LISTED_PER_COUNT: usize = 4;
+
 /// The referrers of `subject` that the store lists: through the API, else the tag schema.
 /// `api_absent` remembers, for the rest of a walk, that the store does not serve the API.
 async fn listed(
@@ -132,9 +137,17 @@ async fn lookup(
     filter: Option<&str>,
     cosign: bool,
     api_absent: &AtomicBool,
+    max_count: usize,
 ) -> Result<Lookup> {
     let (listed, by) = listed(store, &subject, filter, api_absent).await?;
-    let mut all: Vec<(Descriptor, FoundBy)> = listed.into_iter().map(|d| (d, by.clone())).collect();
+    // One subject never brings more than the bound in all (a registry may answer 100,000
+    // descriptors for every subject): the rest is dropped before the level gathers them
+    // (one more is kept, so that reaching the bound is seen and reported).
+    let mut all: Vec<(Descriptor, FoundBy)> = listed
+        .into_iter()
+        .take(max_count.saturating_add(1))
+        .map(|d| (d, by.clone()))
+        .collect();
     if cosign && tag_schemes_apply(&subject) {
         let (a, b, c) = futures::join!(
             cosign_referrer(store, &subject, COSIGN_SUFFIXES[0].0, COSIGN_SUFFIXES[0].1),
@@ -160,6 +173,7 @@ pub async fn discover(
     let mut level: Vec<Digest> = subjects.to_vec();
     let mut out: Vec<Referrer> = Vec::new();
     let mut truncated = false;
+    let mut budget = options.max_count.saturating_mul(LISTED_PER_COUNT);
     let api_absent = AtomicBool::new(false);
     let filter = match options.artifact_types.as_slice() {
         [one] => Some(one.as_str()),
@@ -186,16 +200,27 @@ pub async fn discover(
                     filter,
                     options.cosign_tags,
                     api_absent,
+                    options.max_count,
                 )
             })
             .collect();
-        let found: Vec<Result<Lookup>> = futures::stream::iter(lookups)
-            .buffered(LOOKUPS_AT_ONCE)
-            .collect()
-            .await;
-        let mut candidates: Vec<(Digest, Descriptor, FoundBy)> = Vec::new();
-        for item in found {
+        let mut found = Vec::new();
+        let mut answers = futures::stream::iter(lookups).buffered(LOOKUPS_AT_ONCE);
+        while let Some(item) = answers.next().await {
             let (subject, all) = item?;
+            if all.len() > budget {
+                // Lookups still under way are dropped with the stream.
+                truncated = true;
+                found.push((subject, all.into_iter().take(budget).collect::<Vec<_>>()));
+                budget = 0;
+                break;
+            }
+            budget -= all.len();
+            found.push((subject, all));
+        }
+        drop(answers);
+        let mut candidates: Vec<(Digest, Descriptor, FoundBy)> = Vec::new();
+        for (subject, all) in found {
             for (descriptor, found_by) in all {
                 if depth == 1 && !options.wants(descriptor.artifact_type.as_deref()) {
                     continue;
@@ -224,6 +249,10 @@ pub async fn discover(
             });
         }
         level = next;
+        if budget == 0 && !level.is_empty() {
+            truncated = true;
+            break;
+        }
     }
     Ok((out, truncated))
 }

@@ -254,6 +254,16 @@ pub struct ReferrerReport {
     /// kept did travel.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub index_referrers_left: usize,
+    /// Referrers the source listed for a manifest of the image whose own `subject` names
+    /// another manifest: not copied. Copied, the destination would file them under that
+    /// other manifest (another service's image in a shared repository): a forged signature
+    /// or SBOM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub foreign: Vec<Digest>,
+    /// Cosign tags the destination already held with other signatures than the source's, and
+    /// that were kept as they are (see [`transfer`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cosign_tags_kept: Vec<String>,
 }
 
 fn is_zero(n: &usize) -> bool {

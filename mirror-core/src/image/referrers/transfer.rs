@@ -44,6 +44,49 @@ enum Outcome {
     Indexed(Box<Descriptor>, Option<bool>),
     /// Listed by the source, absent there.
     Missing,
+    /// Its `subject` names another manifest than the one it was listed for: not copied.
+    Foreign,
+    /// A cosign tag the destination holds with other signatures: kept as it is.
+    Kept,
+}
+
+/// Whether the cosign tag `tag` may be written at `dst` with `incoming` (read from the
+/// source): when `dst` has no such tag, holds the same manifest, or holds a signature
+/// manifest whose every layer `incoming` carries too (the same signer signed again: cosign
+/// appends layers). Any other signature manifest under the tag is kept: replacing it would
+/// drop signatures another image of the repository was mirrored with (an index of one
+/// source naming a platform manifest of another brings its own `.sig` for it).
+///
+/// Why not merge the layers as cosign does when it signs twice: a merged manifest is one no
+/// source published (its digest is new), and any source could then append to another's.
+async fn cosign_tag_writable(
+    dst: &dyn ImageStore,
+    tag: &str,
+    incoming: &RawManifest,
+) -> Result<bool> {
+    let Some(head) = dst.head_manifest(tag).await? else {
+        return Ok(true);
+    };
+    if head.digest == incoming.digest {
+        return Ok(true);
+    }
+    let existing = match dst.get_manifest(tag).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    // A signature layer is its payload and its annotations (cosign keeps the signature in
+    // `dev.cosignproject.cosign/signature`): two signers of one image share the payload.
+    let layers = |m: &RawManifest| -> Option<Vec<Descriptor>> {
+        match m.parse(tag).ok()? {
+            crate::media::ParsedManifest::Image { layers, .. } => Some(layers),
+            crate::media::ParsedManifest::Index { .. } => None,
+        }
+    };
+    Ok(match (layers(&existing), layers(incoming)) {
+        (Some(old), Some(new)) => old.iter().all(|d| new.contains(d)),
+        _ => false,
+    })
 }
 
 async fn copy_one(
@@ -55,14 +98,26 @@ async fn copy_one(
     let reference = r.descriptor.digest.to_string();
     match &r.found_by {
         FoundBy::CosignTag(tag) => {
+            let incoming = crate::store::get_verified_manifest(src, &reference).await?;
+            if !cosign_tag_writable(dst, tag, &incoming).await? {
+                tracing::warn!(
+                    destination = %dst.location(),
+                    %tag,
+                    source = %src.location(),
+                    "the destination holds other signatures under this cosign tag; kept, not replaced"
+                );
+                return Ok(Outcome::Kept);
+            }
             copy_image(src, &reference, dst, Some(tag), tree).await?;
             Ok(Outcome::Tagged)
         }
         FoundBy::Api | FoundBy::TagSchema => {
-            let copied = match copy_referrer(src, &reference, dst, None, tree).await {
-                Ok(c) => c,
+            // A referrer belongs to the manifest it was listed for: one whose `subject` names
+            // another manifest would be filed under that one at the destination.
+            let incoming = match crate::store::get_verified_manifest(src, &reference).await {
+                Ok(m) => m,
                 // A stale list: the referrer was deleted at the source, its index kept.
-                Err(e) if e.is_not_found() && src.head_manifest(&reference).await?.is_none() => {
+                Err(e) if e.is_not_found() => {
                     tracing::warn!(
                         source = %src.location(),
                         referrer = %reference,
@@ -73,6 +128,23 @@ async fn copy_one(
                 }
                 Err(e) => return Err(e),
             };
+            let named = incoming
+                .referral(&format!("{}@{reference}", src.location()))
+                .ok()
+                .and_then(|r| r.subject)
+                .map(|s| s.digest);
+            if named.as_ref().is_some_and(|s| s != &r.subject) {
+                tracing::warn!(
+                    source = %src.location(),
+                    referrer = %reference,
+                    listed_for = %r.subject,
+                    "a referrer whose subject is another manifest than the one it was listed for; not copied"
+                );
+                return Ok(Outcome::Foreign);
+            }
+            // The manifest is there (read above): a `NotFound` now is a blob of it missing
+            // at the source, an error as for the image itself.
+            let copied = copy_referrer(src, &reference, dst, None, tree).await?;
             // The entry describes what the destination holds, not what the source said.
             let m = &copied.manifest;
             let referral = m.referral(&format!("{}@{}", dst.location(), m.digest))?;
@@ -119,15 +191,32 @@ pub async fn transfer(
             .position(|r| r.depth != depth)
             .map_or(referrers.len(), |n| start + n);
         let level = &referrers[start..end];
+        // What refers to a refused referrer (the signature of a forged SBOM) goes with it.
+        let refused: std::collections::HashSet<&Digest> = report.foreign.iter().collect();
+        let (level, orphaned): (Vec<&Referrer>, Vec<&Referrer>) =
+            level.iter().partition(|r| !refused.contains(&r.subject));
+        report
+            .foreign
+            .extend(orphaned.iter().map(|r| r.descriptor.digest.clone()));
         let copies: Vec<_> = level.iter().map(|r| copy_one(src, dst, r, &tree)).collect();
         let outcomes: Vec<Result<Outcome>> = futures::stream::iter(copies)
             .buffered(COPIES_AT_ONCE)
             .collect()
             .await;
-        for (r, outcome) in level.iter().zip(outcomes) {
+        for (r, outcome) in level.into_iter().zip(outcomes) {
             match outcome? {
                 Outcome::Missing => {
                     report.missing.push(r.descriptor.digest.clone());
+                    continue;
+                }
+                Outcome::Foreign => {
+                    report.foreign.push(r.descriptor.digest.clone());
+                    continue;
+                }
+                Outcome::Kept => {
+                    if let FoundBy::CosignTag(tag) = &r.found_by {
+                        report.cosign_tags_kept.push(tag.clone());
+                    }
                     continue;
                 }
                 Outcome::Tagged => {}

@@ -133,13 +133,30 @@ pub(crate) struct TokenResponse {
     expires_in: Option<u64>,
 }
 
+/// The longest a token is kept, whatever its server says: a day. A server may claim
+/// `expires_in: 18446744073709551615`; no clock can add that.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl TokenResponse {
-    /// The token and how long it lives (60 s when unspecified, per the spec).
+    /// The token and how long it lives (60 s when unspecified, per the spec; at least 1 s,
+    /// at most [`MAX_TOKEN_LIFETIME`]).
     pub(crate) fn into_token(self) -> Option<(Secret, Duration)> {
         let t = self.token.or(self.access_token).filter(|t| !t.is_empty())?;
-        let ttl = Duration::from_secs(self.expires_in.unwrap_or(60).max(1));
-        Some((Secret::new(t), ttl))
+        let secs = self
+            .expires_in
+            .unwrap_or(60)
+            .clamp(1, MAX_TOKEN_LIFETIME.as_secs());
+        Some((Secret::new(t), Duration::from_secs(secs)))
     }
+}
+
+/// Reads a token server's answer (`token` or `access_token`, `expires_in`): the token and
+/// how long it may be used (see [`MAX_TOKEN_LIFETIME`]); `None` for an answer without a
+/// token or that is not such a JSON object. Never panics, whatever the numbers.
+pub fn token_answer(body: &[u8]) -> Option<(Secret, Duration)> {
+    serde_json::from_slice::<TokenResponse>(body)
+        .ok()?
+        .into_token()
 }
 
 /// A cached bearer token.
@@ -160,10 +177,12 @@ pub(crate) struct AuthState {
     pub(crate) credentials: Option<(Credentials, Option<std::time::SystemTime>)>,
 }
 
-/// When to refresh a token that lives `ttl`: at 90 % of its life, and at least 5 s early.
+/// When to refresh a token that lives `ttl`: at 90 % of its life, and at least 5 s early
+/// (never past [`MAX_TOKEN_LIFETIME`], whatever `ttl` says).
 pub(crate) fn refresh_deadline(now: Instant, ttl: Duration) -> Instant {
+    let ttl = ttl.min(MAX_TOKEN_LIFETIME);
     let early = (ttl / 10).max(Duration::from_secs(5));
-    now + ttl.saturating_sub(early)
+    now.checked_add(ttl.saturating_sub(early)).unwrap_or(now)
 }
 
 /// The cache key of a scope set (order-insensitive).

@@ -53,7 +53,9 @@ impl Pages {
         absent: Absent::Empty,
         empty_ends: false,
         accept: None,
-        max_items: 1_000_000,
+        // A repository of 50,000 images with their bookkeeping tags stays well below; a
+        // million tags (a hostile or runaway registry) would cost a HEAD each: refused.
+        max_items: 200_000,
         truncate: false,
     };
     pub(super) const REFERRERS: Pages = Pages {
@@ -61,8 +63,9 @@ impl Pages {
         absent: Absent::Unsupported,
         empty_ends: true,
         accept: Some(crate::media::OCI_INDEX),
-        // Discovery keeps at most `ReferrerOptions::max_count` anyway.
-        max_items: 10_000,
+        // Per subject, applied while reading: discovery keeps at most
+        // `ReferrerOptions::max_count` (512 by default) in all anyway.
+        max_items: 4_096,
         truncate: true,
     };
 }
@@ -71,6 +74,139 @@ impl Pages {
 pub(super) const MAX_PAGES: usize = 10_000;
 /// Largest page read: protects memory from a hostile registry.
 pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest listing read in all, its pages together: a registry answering page after page of
+/// 12 MB grows no process past it. A million tags of 30 characters take about 33 MB.
+pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
+/// One page of a listing: the items of its array `field`, at most `max` of them, and how many
+/// more it held (skipped while reading: never held in memory, not even as JSON values).
+pub(super) struct CappedPage<T> {
+    pub(super) items: Vec<T>,
+    pub(super) skipped: usize,
+}
+
+impl<T: serde::de::DeserializeOwned> CappedPage<T> {
+    pub(super) fn read(
+        body: &[u8],
+        field: &'static str,
+        max: usize,
+    ) -> std::result::Result<Self, serde_json::Error> {
+        use serde::de::DeserializeSeed;
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let page = PageSeed::<T> {
+            field,
+            max,
+            item: std::marker::PhantomData,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(page)
+    }
+}
+
+struct PageSeed<T> {
+    field: &'static str,
+    max: usize,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::de::DeserializeSeed<'de> for PageSeed<T> {
+    type Value = CappedPage<T>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::de::Visitor<'de> for PageSeed<T> {
+    type Value = CappedPage<T>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "an object with an array `{}`", self.field)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut page = CappedPage {
+            items: Vec::new(),
+            skipped: 0,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if key == self.field {
+                let seq: Option<CappedPage<T>> = map.next_value_seed(OptionalSeq::<T> {
+                    max: self.max,
+                    item: std::marker::PhantomData,
+                })?;
+                if let Some(seq) = seq {
+                    page = seq;
+                }
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(page)
+    }
+}
+
+/// The array (or `null`) of a page, at most `max` items kept.
+struct OptionalSeq<T> {
+    max: usize,
+    item: std::marker::PhantomData<T>,
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::de::DeserializeSeed<'de> for OptionalSeq<T> {
+    type Value = Option<CappedPage<T>>;
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> serde::de::Visitor<'de> for OptionalSeq<T> {
+    type Value = Option<CappedPage<T>>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an array or null")
+    }
+    fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut page = CappedPage {
+            items: Vec::new(),
+            skipped: 0,
+        };
+        loop {
+            if page.items.len() < self.max {
+                match seq.next_element::<T>()? {
+                    Some(item) => page.items.push(item),
+                    None => break,
+                }
+            } else {
+                match seq.next_element::<serde::de::IgnoredAny>()? {
+                    Some(_) => page.skipped += 1,
+                    None => break,
+                }
+            }
+        }
+        Ok(Some(page))
+    }
+}
 
 impl RegistryClient {
     /// Every repository of the registry (`GET /v2/_catalog`, following `Link` pagination).
@@ -80,10 +216,16 @@ impl RegistryClient {
         let scopes = vec!["registry:catalog:*".to_string()];
         let mut url = self.url("v2/_catalog")?;
         url.query_pairs_mut().append_pair("n", "1000");
-        Ok(self
+        let names: Vec<String> = self
             .paginate("GET catalog", "/v2/_catalog", &scopes, url, Pages::CATALOG)
             .await?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok(super::store::valid_only(
+            names,
+            "repository",
+            &format!("{}/v2/_catalog", self.inner.registry),
+            crate::reference::validate_repository,
+        ))
     }
 
     /// Reads a paginated listing from `url`: each page a JSON object holding an array of
@@ -100,7 +242,18 @@ impl RegistryClient {
         pages: Pages,
     ) -> Result<Option<Vec<T>>> {
         let mut out = Vec::new();
+        // What the listing cost so far: its pages' bytes, and the pages read (a `Link` that
+        // names a page already read would loop forever).
+        let mut total_bytes = 0usize;
+        let mut read: std::collections::HashSet<String> = std::collections::HashSet::new();
         for page_number in 0..MAX_PAGES {
+            if !read.insert(url.as_str().to_string()) {
+                return Err(self.protocol(
+                    op,
+                    loc,
+                    format!("the Link of a page names a page already read ({url}): a loop"),
+                ));
+            }
             let u = url.clone();
             let resp = self
                 .send(op, loc, scopes, |c| {
@@ -127,30 +280,40 @@ impl RegistryClient {
                 .get(reqwest::header::LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_next_link);
-            let body = read_capped(resp, MAX_PAGE_BYTES)
-                .await
-                .map_err(|e| match e {
-                    Capped::Transport(e) => self.connect_error(op, loc, e),
-                    Capped::TooLarge => self.protocol(
-                        op,
-                        loc,
-                        format!("a page larger than the {MAX_PAGE_BYTES} bytes accepted"),
+            let room = MAX_PAGE_BYTES.min(MAX_LISTING_BYTES.saturating_sub(total_bytes));
+            let body = read_capped(resp, room).await.map_err(|e| match e {
+                Capped::Transport(e) => self.connect_error(op, loc, e),
+                Capped::TooLarge if room < MAX_PAGE_BYTES => self.protocol(
+                    op,
+                    loc,
+                    format!(
+                        "a listing larger than the {MAX_LISTING_BYTES} bytes accepted in all \
+                         (after {} pages)",
+                        page_number
                     ),
-                })?;
-            let page: serde_json::Value = serde_json::from_slice(&body)
-                .map_err(|e| self.protocol(op, loc, format!("unreadable page: {e}")))?;
-            let names: Vec<T> = match page.get(pages.field) {
-                None | Some(serde_json::Value::Null) => Vec::new(),
-                Some(v) => serde_json::from_value(v.clone()).map_err(|e| {
-                    self.protocol(op, loc, format!("unreadable `{}`: {e}", pages.field))
-                })?,
-            };
-            let empty = names.is_empty();
-            out.extend(names);
-            if out.len() > pages.max_items {
+                ),
+                Capped::TooLarge => self.protocol(
+                    op,
+                    loc,
+                    format!("a page larger than the {MAX_PAGE_BYTES} bytes accepted"),
+                ),
+            })?;
+            total_bytes += body.len();
+            // Items past the bound are skipped while the page is read, never held.
+            let left = pages.max_items.saturating_sub(out.len());
+            let page = CappedPage::<T>::read(&body, pages.field, left).map_err(|e| {
+                // Which part is unreadable: the page as JSON, or its array.
+                let what = match serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+                    Ok(_) => format!("`{}`", pages.field),
+                    Err(_) => "page".to_string(),
+                };
+                self.protocol(op, loc, format!("unreadable {what}: {e}"))
+            })?;
+            let empty = page.items.is_empty() && page.skipped == 0;
+            out.extend(page.items);
+            if page.skipped > 0 {
                 if pages.truncate {
                     tracing::warn!(registry = %self.inner.registry, %op, %loc, max = pages.max_items, "a listing longer than the bound; the rest is not read");
-                    out.truncate(pages.max_items);
                     return Ok(Some(out));
                 }
                 return Err(self.protocol(

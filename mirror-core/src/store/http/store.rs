@@ -401,11 +401,14 @@ impl ImageStore for HttpStore {
         let loc = format!("{}/{}", self.client.inner.registry, self.repository);
         let mut url = self.url("tags/list")?;
         url.query_pairs_mut().append_pair("n", "1000");
-        Ok(self
+        let tags: Vec<String> = self
             .client
             .paginate("GET tags", &loc, &self.pull(), url, Pages::TAGS)
             .await?
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok(valid_only(tags, "tag", &loc, |t| {
+            crate::reference::validate_tag(t)
+        }))
     }
 
     /// `GET /v2/<name>/referrers/<digest>` (`Link` pagination); a 404 means the registry does
@@ -424,4 +427,37 @@ impl ImageStore for HttpStore {
             .paginate("GET referrers", &loc, &self.pull(), url, Pages::REFERRERS)
             .await
     }
+}
+
+/// The names of a listing that pass `validate`; the others (a 12 MB "tag", escapes) are
+/// left out with one warning: nothing can be asked of them, and they are never shown whole.
+pub(super) fn valid_only(
+    names: Vec<String>,
+    what: &str,
+    loc: &str,
+    validate: impl Fn(&str) -> std::result::Result<(), String>,
+) -> Vec<String> {
+    let before = names.len();
+    let mut first_bad: Option<String> = None;
+    let kept: Vec<String> = names
+        .into_iter()
+        .filter(|n| match validate(n) {
+            Ok(()) => true,
+            Err(_) => {
+                if first_bad.is_none() {
+                    first_bad = Some(crate::error::sanitize(n, 64));
+                }
+                false
+            }
+        })
+        .collect();
+    if let Some(bad) = first_bad {
+        tracing::warn!(
+            listing = %crate::error::sanitize(loc, 256),
+            skipped = before - kept.len(),
+            first = %bad,
+            "a listing named {what}s that are not valid names; left out"
+        );
+    }
+    kept
 }

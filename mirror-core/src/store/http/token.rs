@@ -45,26 +45,19 @@ impl RegistryClient {
             return Ok(());
         }
         let url = self.url("v2/")?;
+        // One attempt, as for tokens: the operation that needs the challenge retries.
         let resp = self
             .inner
-            .config
-            .retry
-            .run(|| async {
-                let resp = self
-                    .inner
-                    .http
-                    .get(url.clone())
-                    .timeout(self.inner.config.request_timeout)
-                    .send()
-                    .await;
-                crate::telemetry::request("GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
-                let resp = resp.map_err(|e| self.connect_error("GET", "/v2/", e))?;
-                if retryable_status(resp.status()) {
-                    return Err(status_error(&self.inner.registry, "GET", "/v2/", &resp));
-                }
-                Ok(resp)
-            })
-            .await?;
+            .http
+            .get(url.clone())
+            .timeout(self.inner.config.request_timeout)
+            .send()
+            .await;
+        crate::telemetry::request("GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
+        let resp = resp.map_err(|e| self.connect_error("GET", "/v2/", e))?;
+        if retryable_status(resp.status()) {
+            return Err(status_error(&self.inner.registry, "GET", "/v2/", &resp));
+        }
         let challenge = match resp.status() {
             StatusCode::UNAUTHORIZED => challenge_of(resp.headers()),
             _ => None,
@@ -129,11 +122,11 @@ impl RegistryClient {
                         return Ok(Some(format!("Bearer {}", t.token.expose())));
                     }
                 }
+                // One attempt: the operation asking for the token retries as a whole, so a
+                // token server that fails or asks to wait counts against the operation's own
+                // retry budget (a retry loop here ran inside the request's: 5 × 5 attempts).
                 let (token, ttl) = self
-                    .inner
-                    .config
-                    .retry
-                    .run(|| self.fetch_token(&realm, service.as_deref(), scopes, &creds))
+                    .fetch_token(&realm, service.as_deref(), scopes, &creds)
                     .await?;
                 let header = format!("Bearer {}", token.expose());
                 state.tokens.insert(
@@ -250,6 +243,7 @@ impl RegistryClient {
                     crate::error::MAX_SHOWN_TEXT,
                 ),
             })?;
+        // The same reading as `auth::token_answer` (the fuzzed one), with the error said.
         parsed.into_token().ok_or_else(|| Error::Unauthorized {
             registry: registry.clone(),
             message: "the token server answered without a token".into(),

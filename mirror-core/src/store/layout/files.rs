@@ -36,14 +36,13 @@ pub(super) fn check_layout(root: &Path) -> Result<()> {
         Err(e) => return Err(Error::io(root, e)),
     }
     let marker = root.join(LAYOUT_FILE);
-    let text = match fs::read(&marker) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let text = match read_regular(&marker, MAX_MARKER_SIZE)? {
+        Some(t) => t,
+        None => {
             return Err(not_layout(format!(
                 "no {LAYOUT_FILE} file (LayoutStore::create makes a layout)"
             )))
         }
-        Err(e) => return Err(Error::io(&marker, e)),
     };
     let doc: Value = serde_json::from_slice(&text)
         .map_err(|e| not_layout(format!("{LAYOUT_FILE} is not valid JSON: {e}")))?;
@@ -56,13 +55,9 @@ pub(super) fn check_layout(root: &Path) -> Result<()> {
         }
     }
     let index = root.join(INDEX_FILE);
-    match fs::metadata(&index) {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(not_layout(format!("{INDEX_FILE} is not a file"))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            Err(not_layout(format!("no {INDEX_FILE} file")))
-        }
-        Err(e) => Err(Error::io(&index, e)),
+    match open_regular(&index, Some(MAX_INDEX_SIZE))? {
+        Some(_) => Ok(()),
+        None => Err(not_layout(format!("no {INDEX_FILE} file"))),
     }
 }
 
@@ -100,16 +95,15 @@ pub(super) fn as_manifest(bytes: Bytes, location: &str) -> Result<Option<RawMani
 
 /// Whether the blob at `path` exists and is a manifest document (blocking).
 pub(super) fn blob_holds_manifest(path: &Path, digest: &Digest, location: &str) -> Result<bool> {
-    match fs::metadata(path) {
+    match fs::symlink_metadata(path) {
         Ok(m) if m.is_file() && m.len() <= MAX_MANIFEST_SIZE => {}
         Ok(_) => return Ok(false),
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io(path, e)),
     }
-    let bytes = match fs::read(path) {
-        Ok(b) => Bytes::from(b),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io(path, e)),
+    let bytes = match read_regular(path, MAX_MANIFEST_SIZE)? {
+        Some(b) => Bytes::from(b),
+        None => return Ok(false),
     };
     digest.verify(&bytes)?;
     Ok(as_manifest(bytes, location)?.is_some())
@@ -172,7 +166,12 @@ pub(super) fn update_index<T>(
     f: impl FnOnce(&mut Vec<Value>) -> Result<T>,
 ) -> Result<T> {
     let path = root.join(INDEX_FILE);
-    let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let bytes = read_regular(&path, MAX_INDEX_SIZE)?.ok_or_else(|| {
+        Error::io(
+            &path,
+            io::Error::new(io::ErrorKind::NotFound, "no index.json"),
+        )
+    })?;
     let mut doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad_index(&path, e))?;
     let obj = doc
         .as_object_mut()
@@ -199,18 +198,20 @@ pub(super) fn update_index<T>(
 pub(super) fn write_manifest_blob(root: &Path, m: &RawManifest) -> Result<()> {
     let blob = blob_path(root, &m.digest);
     // The size first: a hostile or corrupt file under the name may be huge.
-    let whole = match fs::metadata(&blob) {
-        Ok(meta) if meta.len() == m.bytes.len() as u64 => match fs::read(&blob) {
-            Ok(bytes) => m.digest.verify(&bytes).is_ok(),
-            Err(e) => return Err(Error::io(&blob, e)),
-        },
+    let dir = blob_dir(root, &m.digest);
+    real_dir(root, &dir)?;
+    let whole = match fs::symlink_metadata(&blob) {
+        Ok(meta) if meta.is_file() && meta.len() == m.bytes.len() as u64 => {
+            match read_regular(&blob, m.bytes.len() as u64)? {
+                Some(bytes) => m.digest.verify(&bytes).is_ok(),
+                None => false,
+            }
+        }
         Ok(_) => false,
         Err(e) if e.kind() == io::ErrorKind::NotFound => false,
         Err(e) => return Err(Error::io(&blob, e)),
     };
     if !whole {
-        let dir = blob_dir(root, &m.digest);
-        fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         write_atomic(&dir, &blob, &m.bytes)?;
     }
     Ok(())
@@ -467,6 +468,128 @@ pub(super) fn clean_stale_temp_files(root: &Path) -> Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Largest `oci-layout` marker read (the file holds a one-field JSON object).
+pub(super) const MAX_MARKER_SIZE: u64 = 64 * 1024;
+/// Largest `index.json` read: ten thousand entries take about 2 MB. A bigger one is refused
+/// before it is read (a 53 MB index cost 439 MiB parsed).
+pub(super) const MAX_INDEX_SIZE: u64 = 16 << 20;
+
+/// An I/O error of `path` for a file that is there but must not be read or written.
+fn refused(path: &Path, why: &str) -> Error {
+    Error::io(
+        path,
+        io::Error::new(io::ErrorKind::InvalidInput, why.to_string()),
+    )
+}
+
+/// Opens `path` for reading as a regular file and returns it with its size: a symbolic link
+/// as its last component is refused (`O_NOFOLLOW`), so is anything but a regular file (a
+/// FIFO or a device: the open is non-blocking, so a FIFO with no writer cannot hang it), and
+/// with `max`, a file larger than `max` before any byte is read. `Ok(None)` when there is no
+/// such file (blocking).
+pub(super) fn open_regular(path: &Path, max: Option<u64>) -> Result<Option<(fs::File, u64)>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = match options.open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        // ELOOP: the last component is a symbolic link.
+        Err(e) if e.raw_os_error() == Some(40) => {
+            return Err(refused(path, "a symbolic link where a layout file belongs"))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refused(
+            path,
+            "not a regular file (a FIFO, a device or a directory) where a layout file belongs",
+        ));
+    }
+    if let Some(max) = max {
+        if meta.len() > max {
+            return Err(refused(
+                path,
+                &format!(
+                    "{} bytes, more than the {max} accepted for this file",
+                    meta.len()
+                ),
+            ));
+        }
+    }
+    Ok(Some((file, meta.len())))
+}
+
+/// The content of the regular file `path`, at most `max` bytes (see [`open_regular`]);
+/// `Ok(None)` when there is none (blocking).
+pub(super) fn read_regular(path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let Some((file, len)) = open_regular(path, Some(max))? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(len.min(max) as usize);
+    // A file that grows while read stops at the cap all the same.
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > max {
+        return Err(refused(
+            path,
+            &format!("grew past the {max} bytes accepted"),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// [`read_regular`] on a blocking thread.
+pub(super) async fn read_regular_async(path: PathBuf, max: u64) -> Result<Option<Vec<u8>>> {
+    tokio::task::spawn_blocking(move || read_regular(&path, max))
+        .await
+        .map_err(|e| Error::io(Path::new(""), io::Error::other(format!("layout task: {e}"))))?
+}
+
+/// Makes `dir`, a directory below `root`, a real directory of the layout: every component
+/// between `root` and `dir` must be a directory and not a symbolic link (a link would send
+/// writes outside the layout); missing ones are created (blocking).
+pub(super) fn real_dir(root: &Path, dir: &Path) -> Result<()> {
+    let rel = dir
+        .strip_prefix(root)
+        .map_err(|_| refused(dir, "a directory outside the layout"))?;
+    let mut at = root.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(refused(
+                    &at,
+                    "a symbolic link inside the layout: writes through it would land outside",
+                ))
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(refused(&at, "not a directory")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&at, e)),
+            },
+            Err(e) => return Err(Error::io(&at, e)),
+        }
+    }
+    Ok(())
+}
+
+/// [`real_dir`] on a blocking thread.
+pub(super) async fn real_dir_async(root: PathBuf, dir: PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || real_dir(&root, &dir))
+        .await
+        .map_err(|e| Error::io(Path::new(""), io::Error::other(format!("layout task: {e}"))))?
 }
 
 #[cfg(test)]

@@ -136,8 +136,9 @@ impl LayoutStore {
     /// left behind (a killed copy) are removed (see the module docs).
     pub fn create(path: impl Into<PathBuf>) -> Result<Self> {
         let root = path.into();
-        let blobs = root.join(BLOBS_DIR).join("sha256");
-        fs::create_dir_all(&blobs).map_err(|e| Error::io(&blobs, e))?;
+        fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?;
+        // No symbolic link inside the layout: blobs written through one would land outside.
+        real_dir(&root, &root.join(BLOBS_DIR).join("sha256"))?;
         let marker = root.join(LAYOUT_FILE);
         if !file_exists(&marker)? {
             let text = json!({ "imageLayoutVersion": LAYOUT_VERSION }).to_string();
@@ -188,9 +189,14 @@ impl LayoutStore {
 
     async fn read_entries(&self) -> Result<Vec<Entry>> {
         let path = self.root.join(INDEX_FILE);
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?;
+        let bytes = read_regular_async(path.clone(), MAX_INDEX_SIZE)
+            .await?
+            .ok_or_else(|| {
+                Error::io(
+                    &path,
+                    io::Error::new(io::ErrorKind::NotFound, "no index.json"),
+                )
+            })?;
         let doc: Value = serde_json::from_slice(&bytes).map_err(|e| bad_index(&path, e))?;
         parse_entries(&doc, &path)
     }
@@ -257,7 +263,7 @@ impl LayoutStore {
         want_bytes: bool,
     ) -> Result<Option<Found>> {
         let path = blob_path(&self.root, digest);
-        let size = match tokio::fs::metadata(&path).await {
+        let size = match tokio::fs::symlink_metadata(&path).await {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -271,13 +277,22 @@ impl LayoutStore {
                 manifest: None,
             }));
         }
-        if media_type.is_none() && size > MAX_MANIFEST_SIZE {
-            return Ok(None);
+        if size > MAX_MANIFEST_SIZE {
+            // Not a manifest (a layer under the digest asked for), or one no registry takes:
+            // never read whole (a 2 GiB sparse file under a manifest's name).
+            return match media_type {
+                None => Ok(None),
+                Some(_) => Err(Error::InvalidManifest {
+                    location: self.digest_location(digest),
+                    reason: format!(
+                        "{size} bytes, more than the {MAX_MANIFEST_SIZE} a manifest may have"
+                    ),
+                }),
+            };
         }
-        let bytes = match tokio::fs::read(&path).await {
-            Ok(b) => Bytes::from(b),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&path, e)),
+        let bytes = match read_regular_async(path.clone(), MAX_MANIFEST_SIZE).await? {
+            Some(b) => Bytes::from(b),
+            None => return Ok(None),
         };
         digest.verify(&bytes)?;
         let manifest = match media_type {
@@ -398,7 +413,7 @@ impl ImageStore for LayoutStore {
 
     async fn has_blob(&self, digest: &Digest) -> Result<bool> {
         let path = blob_path(&self.root, digest);
-        match tokio::fs::metadata(&path).await {
+        match tokio::fs::symlink_metadata(&path).await {
             Ok(m) => Ok(m.is_file()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(Error::io(&path, e)),
@@ -410,7 +425,7 @@ impl ImageStore for LayoutStore {
     /// hand copy) is not taken for the blob.
     async fn has_blob_sized(&self, digest: &Digest, size: u64) -> Result<bool> {
         let path = blob_path(&self.root, digest);
-        let len = match tokio::fs::metadata(&path).await {
+        let len = match tokio::fs::symlink_metadata(&path).await {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -423,9 +438,9 @@ impl ImageStore for LayoutStore {
         if size > VERIFY_UP_TO {
             return Ok(true);
         }
-        let bytes = tokio::fs::read(&path)
-            .await
-            .map_err(|e| Error::io(&path, e))?;
+        let Some(bytes) = read_regular_async(path.clone(), size).await? else {
+            return Ok(false);
+        };
         if digest.verify(&bytes).is_err() {
             tracing::warn!(path = %path.display(), "a blob file whose content is not its digest; it is replaced");
             return Ok(false);
@@ -435,18 +450,19 @@ impl ImageStore for LayoutStore {
 
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {
         let path = blob_path(&self.root, digest);
-        let file = match tokio::fs::File::open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::blob_not_found(self.digest_location(digest)))
-            }
-            Err(e) => return Err(Error::io(&path, e)),
+        // A regular file only: a FIFO among the blobs would hang the copy, a device never end.
+        let opened = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || open_regular(&path, None))
+                .await
+                .map_err(|e| {
+                    Error::io(&self.root, io::Error::other(format!("layout task: {e}")))
+                })??
         };
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| Error::io(&path, e))?
-            .len();
+        let Some((file, size)) = opened else {
+            return Err(Error::blob_not_found(self.digest_location(digest)));
+        };
+        let file = tokio::fs::File::from_std(file);
         let stream = ReaderStream::with_capacity(file, READ_CHUNK)
             .map(move |chunk| chunk.map_err(|e| Error::io(&path, e)));
         Ok(Blob {
@@ -461,9 +477,7 @@ impl ImageStore for LayoutStore {
         }
         let target = blob_path(&self.root, digest);
         let dir = blob_dir(&self.root, digest);
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| Error::io(&dir, e))?;
+        real_dir_async(self.root.clone(), dir.clone()).await?;
         // Declared first, dropped last: removes the temporary file on every early return.
         let mut guard = TempFile::new(dir);
         let mut file = loop {
