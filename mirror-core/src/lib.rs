@@ -59,6 +59,7 @@ pub mod registry;
 pub mod retry;
 pub mod store;
 pub mod strategy;
+pub mod sync;
 pub mod telemetry;
 #[cfg(feature = "fixtures")]
 pub mod testing;

@@ -65,7 +65,7 @@ use mirror_core::image::{fold_referrers, referrers, without_children, ImageRecor
 use mirror_core::media::{RawManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use mirror_core::provider::AsCredentials as _;
 use mirror_core::registry::{
-    cache_scope, BuildCapability, BuilderCredentials, Capabilities, Repository,
+    cache_scope, AnchorCapability, BuildCapability, BuilderCredentials, Capabilities, Repository,
 };
 use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
@@ -290,7 +290,6 @@ impl Registry for Ecr {
         Capabilities::default()
             .with_push_times(true)
             .with_native_retention(self.inner.lifecycle_policy)
-            .with_anchors(self.inner.lifecycle_policy)
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
@@ -389,27 +388,6 @@ impl Registry for Ecr {
         Ok(out)
     }
 
-    /// `BatchDeleteImage` of the tag alone. ECR deletes an image whose last tag goes: the
-    /// anchors this is used for are released only from images no longer in use, and an
-    /// image whose only tag was its anchor (its mirror tag moved on) is then gone early,
-    /// never one in use.
-    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
-        let repository = repository.name();
-        naming::check_repository(repository)?;
-        let failures = self.inner.api.batch_delete_tag(repository, tag).await?;
-        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
-        match failures.into_iter().next() {
-            None => Ok(()),
-            Some(f) if error::classify(&f.code, None) == Kind::ImageNotFound => {
-                Err(Error::NotFound {
-                    what: "tag",
-                    location: format!("{}/{repository}:{tag}", self.inner.host),
-                })
-            }
-            Some(f) => Err(self.image_error(repository, "BatchDeleteImage", f)),
-        }
-    }
-
     /// `BatchDeleteImage` of the digest (which removes its tags), then of the image's
     /// referrers and referrers indexes (found through the data plane before). For a multi-platform image,
     /// its untagged platform manifests are deleted too, except those another index still
@@ -477,8 +455,38 @@ impl Registry for Ecr {
         format!("{}/{repository}@{digest}", self.inner.host)
     }
 
+    fn anchors(&self) -> Option<&dyn AnchorCapability> {
+        self.inner
+            .lifecycle_policy
+            .then_some(self as &dyn AnchorCapability)
+    }
+
     fn builds(&self) -> Option<&dyn BuildCapability> {
         Some(self)
+    }
+}
+
+#[async_trait]
+impl AnchorCapability for Ecr {
+    /// `BatchDeleteImage` of the tag alone. ECR deletes an image whose last tag goes: the
+    /// anchors this is used for are released only from images no longer in use, and an
+    /// image whose only tag was its anchor (its mirror tag moved on) is then gone early,
+    /// never one in use.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
+        naming::check_repository(repository)?;
+        let failures = self.inner.api.batch_delete_tag(repository, tag).await?;
+        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
+        match failures.into_iter().next() {
+            None => Ok(()),
+            Some(f) if error::classify(&f.code, None) == Kind::ImageNotFound => {
+                Err(Error::NotFound {
+                    what: "tag",
+                    location: format!("{}/{repository}:{tag}", self.inner.host),
+                })
+            }
+            Some(f) => Err(self.image_error(repository, "BatchDeleteImage", f)),
+        }
     }
 }
 

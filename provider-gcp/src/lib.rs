@@ -70,7 +70,7 @@ use mirror_core::image::{fold_referrers, referrers, without_children, ImageRecor
 use mirror_core::media::{DOCKER_MANIFEST_LIST, OCI_INDEX};
 use mirror_core::provider::AsCredentials as _;
 use mirror_core::registry::{
-    cache_scope, BuildCapability, BuilderCredentials, Capabilities, Repository,
+    cache_scope, AnchorCapability, BuildCapability, BuilderCredentials, Capabilities, Repository,
 };
 use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
@@ -399,7 +399,6 @@ impl Registry for ArtifactRegistry {
         Capabilities::default()
             .with_push_times(true)
             .with_native_retention(self.inner.cleanup_policies)
-            .with_anchors(self.inner.cleanup_policies)
     }
 
     /// `<project path>/<repository id>/image`, the repository id following
@@ -527,20 +526,6 @@ impl Registry for ArtifactRegistry {
         Ok(out)
     }
 
-    /// Deletes the one package version named by the digest, with `force=true` (its tags go
-    /// with it), then its referrers and referrers indexes (one version each). For a multi-platform image, its untagged platform manifests are deleted next
-    /// (one version each, without force), except those another index of the package still
-    /// uses. No call ever addresses the package itself.
-    /// `tags.delete`: the tag goes, the version and its other tags stay.
-    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
-        let repository = repository.name();
-        let (id, package) = self.parse_repository(repository)?;
-        let target = format!("{repository}:{tag}");
-        self.inner.api.delete_tag(id, package, tag, &target).await?;
-        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
-        Ok(())
-    }
-
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let repository = repository.name();
         let (id, package) = self.parse_repository(repository)?;
@@ -594,8 +579,31 @@ impl Registry for ArtifactRegistry {
         format!("{}/{repository}@{digest}", self.inner.host)
     }
 
+    fn anchors(&self) -> Option<&dyn AnchorCapability> {
+        self.inner
+            .cleanup_policies
+            .then_some(self as &dyn AnchorCapability)
+    }
+
     fn builds(&self) -> Option<&dyn BuildCapability> {
         Some(self)
+    }
+}
+
+#[async_trait]
+impl AnchorCapability for ArtifactRegistry {
+    /// Deletes the one package version named by the digest, with `force=true` (its tags go
+    /// with it), then its referrers and referrers indexes (one version each). For a multi-platform image, its untagged platform manifests are deleted next
+    /// (one version each, without force), except those another index of the package still
+    /// uses. No call ever addresses the package itself.
+    /// `tags.delete`: the tag goes, the version and its other tags stay.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let repository = repository.name();
+        let (id, package) = self.parse_repository(repository)?;
+        let target = format!("{repository}:{tag}");
+        self.inner.api.delete_tag(id, package, tag, &target).await?;
+        tracing::debug!(repository, tag, digest = %digest, "removed a tag");
+        Ok(())
     }
 }
 

@@ -42,7 +42,7 @@ use mirror_core::store::http::UploadMode;
 
 use crate::client::{ScalewayApi, DEFAULT_API_URL, MAX_PAGE_SIZE, REQUEST_TIMEOUT};
 use crate::naming;
-use crate::{Inner, Scaleway, DATA_PLANE_USER, PROVIDER};
+use crate::{Inner, Scaleway, ScalewayPlane, DATA_PLANE_USER, PROVIDER};
 
 /// The regions Scaleway Container Registry is known to run in.
 pub const KNOWN_REGIONS: [&str; 3] = ["fr-par", "nl-ams", "pl-waw"];
@@ -464,22 +464,24 @@ impl ScalewayBuilder {
             )),
             UploadMode::Auto,
         )?;
-        Ok(Scaleway {
-            inner: Arc::new(Inner {
-                api,
-                data,
-                host,
-                region,
-                project_id,
-                prefix,
-                public: self.public,
-                secret,
-                namespace_timeout: self.namespace_timeout.unwrap_or(DEFAULT_NAMESPACE_TIMEOUT),
-                poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
-                ready: Mutex::new(Default::default()),
-                flights: Mutex::new(Default::default()),
-            }),
-        })
+        Ok(mirror_core::provider::cloud::CloudRegistry::new(
+            ScalewayPlane {
+                inner: Arc::new(Inner {
+                    api,
+                    data,
+                    host,
+                    region,
+                    project_id,
+                    prefix,
+                    public: self.public,
+                    secret,
+                    namespace_timeout: self.namespace_timeout.unwrap_or(DEFAULT_NAMESPACE_TIMEOUT),
+                    poll_interval: self.poll_interval.unwrap_or(DEFAULT_POLL_INTERVAL),
+                    ready: Mutex::new(Default::default()),
+                    flights: Default::default(),
+                }),
+            },
+        ))
     }
 }
 

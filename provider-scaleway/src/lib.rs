@@ -1,6 +1,7 @@
 //! Scaleway Container Registry as a cluster's mirror registry.
 //!
-//! [`Scaleway`] implements the core [`Registry`] trait: each cluster gets one private
+//! [`Scaleway`] is the kit's [`CloudRegistry`] over [`ScalewayPlane`], this crate's
+//! [`ControlPlane`]: each cluster gets one private
 //! namespace, `<prefix>-<cluster>-<project hash>`, created through the registry API and
 //! waited for until its status is `ready`; each repository scope is an image in it
 //! (`svc-<service>`, `mirror`, `build-<service>`; see [`naming`]). The data plane is the core
@@ -58,20 +59,18 @@ pub mod source;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::image::{fold_referrers, group_by_digest, ImageRecord};
-use mirror_core::registry::{BuildCapability, BuilderCredentials, Capabilities, Repository};
+use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
+use mirror_core::registry::{BuilderCredentials, Capabilities, Repository};
 use mirror_core::retry::Poll;
 use mirror_core::store::http::credentials::{Credentials, Secret};
 use mirror_core::store::http::RegistryClient;
-use mirror_core::{
-    Digest, Error, ImageStore, Registry, RepositoryScope, RepositorySettings, Result,
-};
+use mirror_core::{Digest, Error, ImageStore, RepositoryScope, RepositorySettings, Result};
 
 pub use builder::{ScalewayBuilder, ScalewayConfigKey};
 pub use factory::{factory, ScalewayFactory};
@@ -111,11 +110,15 @@ fn readiness(status: &str) -> Readiness {
     }
 }
 
-/// Scaleway Container Registry (one region and project) as a cluster's mirror registry.
-/// Build it with [`ScalewayBuilder`]. Cheap to clone; clones share the API client, the
-/// data-plane connection pool and the cache of ready namespaces.
+/// Scaleway Container Registry (one region and project) as a cluster's mirror registry:
+/// the kit's registry over [`ScalewayPlane`]. Build it with [`ScalewayBuilder`].
+pub type Scaleway = CloudRegistry<ScalewayPlane>;
+
+/// Scaleway's control plane (namespaces, images and tags APIs) and settings. Cheap to clone;
+/// clones share the API client, the data-plane connection pool and the cache of ready
+/// namespaces.
 #[derive(Clone)]
-pub struct Scaleway {
+pub struct ScalewayPlane {
     inner: Arc<Inner>,
 }
 
@@ -132,14 +135,15 @@ struct Inner {
     poll_interval: Duration,
     /// Namespaces known to exist and be ready.
     ready: Mutex<HashSet<String>>,
-    /// One lock per namespace being ensured, so concurrent ensures in one process make one
-    /// creation call (other processes get "already exists", which is handled).
-    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per namespace being ensured, so concurrent ensures of its repositories in
+    /// one process make one creation call (other processes get "already exists", which is
+    /// handled).
+    flights: mirror_core::sync::KeyedFlight<String>,
 }
 
-impl fmt::Debug for Scaleway {
+impl fmt::Debug for ScalewayPlane {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Scaleway")
+        f.debug_struct("ScalewayPlane")
             .field("host", &self.inner.host)
             .field("region", &self.inner.region)
             .field("project_id", &self.inner.project_id)
@@ -150,7 +154,7 @@ impl fmt::Debug for Scaleway {
     }
 }
 
-impl Scaleway {
+impl ScalewayPlane {
     /// `DeleteTag` with `force`; a tag already gone (deleting the first tag of a digest may
     /// take its siblings with it) is fine.
     async fn delete_tag(&self, repository: &str, tag: &client::Tag) -> Result<()> {
@@ -160,11 +164,6 @@ impl Scaleway {
             Err(e) if kind(&e) == Kind::NotFound => Ok(()),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// A builder.
-    pub fn builder() -> ScalewayBuilder {
-        ScalewayBuilder::new()
     }
 
     /// The data-plane host (`rg.<region>.scw.cloud` or the override).
@@ -225,15 +224,6 @@ impl Scaleway {
             .unwrap_or(false)
     }
 
-    fn flight(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = match self.inner.flights.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        map.retain(|_, l| Arc::strong_count(l) > 1);
-        map.entry(namespace.to_string()).or_default().clone()
-    }
-
     /// Makes sure `namespace` exists in the project, has the configured visibility and is
     /// ready: looks it up by name, creates it when absent ("already exists" means another
     /// deployer was faster: it is looked up again), then polls its status until `ready`.
@@ -241,7 +231,7 @@ impl Scaleway {
         self.ensure_namespace_of(namespace, None).await
     }
 
-    /// [`Scaleway::ensure_namespace`], describing a new namespace with its cluster id.
+    /// [`ScalewayPlane::ensure_namespace`], describing a new namespace with its cluster id.
     async fn ensure_namespace_of(&self, namespace: &str, cluster: Option<&str>) -> Result<()> {
         naming::validate_namespace(namespace).map_err(|reason| Error::InvalidName {
             name: namespace.to_string(),
@@ -250,8 +240,7 @@ impl Scaleway {
         if self.is_ready(namespace) {
             return Ok(());
         }
-        let lock = self.flight(namespace);
-        let _guard = lock.lock().await;
+        let _guard = self.inner.flights.hold(&namespace.to_string()).await;
         if self.is_ready(namespace) {
             return Ok(());
         }
@@ -414,13 +403,13 @@ impl Scaleway {
 }
 
 #[async_trait]
-impl Registry for Scaleway {
-    fn provider(&self) -> &str {
+impl ControlPlane for ScalewayPlane {
+    fn provider(&self) -> &'static str {
         PROVIDER
     }
 
-    fn location(&self) -> String {
-        self.inner.host.clone()
+    fn data_plane(&self) -> &RegistryClient {
+        &self.inner.data
     }
 
     /// No native push times (see the crate docs) and no retention policy.
@@ -428,21 +417,28 @@ impl Registry for Scaleway {
         Capabilities::default()
     }
 
-    fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
-        Ok(Repository::new(
-            naming::repository_name(&self.inner.prefix, &self.inner.project_id, scope)?,
-            scope.clone(),
-        ))
+    fn repository_name(&self, scope: &RepositoryScope) -> Result<String> {
+        naming::repository_name(&self.inner.prefix, &self.inner.project_id, scope)
     }
 
-    /// Ensures the repository's namespace (see [`Scaleway::ensure_namespace`]); the image
-    /// itself appears on the first push. Scaleway has no retention policy:
+    fn check_repository(&self, name: &str) -> Result<()> {
+        naming::check_repository(name)
+    }
+
+    /// `<namespace>/cache-<dockerfile id>-<build image>`: flat, in the cluster's namespace
+    /// (see [`naming::cache_repository`]).
+    fn cache_repository_name(&self, build: &Repository, dockerfile_id: &str) -> Result<String> {
+        naming::cache_repository(build.name(), dockerfile_id)
+    }
+
+    /// Ensures the repository's namespace (see [`ScalewayPlane::ensure_namespace`]); the
+    /// image itself appears on the first push. Scaleway has no retention policy:
     /// `settings.retention` is enforced by `Mirror::sweep`, and nothing is stored here.
-    async fn ensure_repository(
+    async fn create_repository(
         &self,
         repository: &Repository,
         settings: &RepositorySettings,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (namespace, _) = naming::parse_repository(repository.name())?;
         self.ensure_namespace_of(namespace, repository.scope().map(|s| s.cluster()))
             .await?;
@@ -453,86 +449,80 @@ impl Registry for Scaleway {
                 "Scaleway has no retention policy: run `sweep` on a schedule to enforce it"
             );
         }
-        Ok(())
-    }
-
-    async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
-        naming::check_repository(repository.name())?;
-        Ok(Arc::new(self.inner.data.repository(repository.name())?))
+        Ok(false)
     }
 
     /// Every image of the cluster's namespace (`ListImages`, all pages), as
     /// `<namespace>/<image>`; empty when the namespace does not exist.
-    async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
+    async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
         let namespace = self.namespace_name(cluster)?;
         let api = &self.inner.api;
         let Some(ns) = api.find_namespace(&namespace).await? else {
             return Ok(Vec::new());
         };
-        let mut repos: Vec<String> = api
+        Ok(api
             .list_images(&ns.id, &namespace)
             .await?
             .into_iter()
             .filter(|i| !GONE_TAG_STATUSES.contains(&i.status.as_str()))
             .map(|i| format!("{namespace}/{}", i.name))
-            .filter(|r| naming::check_repository(r).is_ok())
-            .collect();
-        repos.sort();
-        repos.dedup();
-        Ok(repos.into_iter().map(Repository::listed).collect())
+            .collect())
     }
 
-    /// `ListTags` of the image (all pages), grouped by digest; push times from the
-    /// bookkeeping tags. Tags being deleted are left out. A namespace or image that does not
-    /// exist has no images.
-    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
-        let repository = repository.name();
+    /// `ListTags` of the image (all pages), grouped by digest; tags being deleted are left
+    /// out. A namespace or image that does not exist has no images.
+    async fn list_images(&self, repository: &str) -> Result<Vec<ListedImage>> {
         let Some((_, image)) = self.locate(repository).await? else {
             return Ok(Vec::new());
         };
-        let tags = self.tags_with_digests(repository, &image).await?;
-        let records = group_by_digest(repository, tags.into_iter().map(|(t, d)| (t.name, d)));
-        let store = self.inner.data.repository(repository)?;
-        fold_referrers(&store, records).await
+        let mut by_digest: BTreeMap<Digest, ListedImage> = BTreeMap::new();
+        for (tag, digest) in self.tags_with_digests(repository, &image).await? {
+            by_digest
+                .entry(digest.clone())
+                .or_insert_with(|| ListedImage::new(digest))
+                .tags
+                .push(tag.name);
+        }
+        Ok(by_digest.into_values().collect())
     }
 
-    /// Deletes every tag naming `digest` (`DeleteTag` with `force`, since the bookkeeping tag
-    /// and the real tags share the digest; a tag already gone with an earlier deletion is
-    /// fine), then the image's referrers, found before anything goes (their tags through
-    /// `DeleteTag`; untagged ones, pushed by digest, through the data plane's manifest
-    /// `DELETE`): a failure leaves orphans, swept later, never an unsigned image.
-    /// [`Error::NotFound`] when no tag names the digest.
-    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
-        let repository = repository.name();
-        let location = format!("{}/{repository}@{digest}", self.inner.host);
+    /// Deletes every tag naming each digest (`DeleteTag` with `force`, since the bookkeeping
+    /// tag and the real tags share the digest; a tag already gone with an earlier deletion is
+    /// fine); an untagged referrer (pushed by digest) through the data plane's manifest
+    /// `DELETE`. Platform manifests of a deleted index are left to Scaleway (they are no tag
+    /// of the image). [`Error::NotFound`] when no tag names the image.
+    async fn delete_manifests(
+        &self,
+        repository: &str,
+        digests: &[Digest],
+        why: Deletion,
+    ) -> Result<()> {
+        if why == Deletion::Child {
+            return Ok(());
+        }
+        let location = |d: &Digest| format!("{}/{repository}@{d}", self.inner.host);
         let Some((_, image)) = self.locate(repository).await? else {
-            return Err(Error::manifest_not_found(location));
+            return match why {
+                Deletion::Image => Err(Error::manifest_not_found(location(&digests[0]))),
+                _ => Ok(()),
+            };
         };
-        let store = self.inner.data.repository(repository)?;
-        let belonging = mirror_core::image::referrers::belonging(&store, digest).await?;
         let tags = self.tags_with_digests(repository, &image).await?;
-        let targets: Vec<&client::Tag> = tags
-            .iter()
-            .filter(|(_, d)| d == digest)
-            .map(|(t, _)| t)
-            .collect();
-        if targets.is_empty() {
-            return Err(Error::manifest_not_found(location));
-        }
-        for tag in targets {
-            self.delete_tag(repository, tag).await?;
-        }
-        for d in &belonging.manifests {
+        let store = self.inner.data.repository(repository)?;
+        for digest in digests {
             let named: Vec<&client::Tag> = tags
                 .iter()
-                .filter(|(_, td)| td == d)
+                .filter(|(_, d)| d == digest)
                 .map(|(t, _)| t)
                 .collect();
             if named.is_empty() {
-                match store.delete_manifest(d).await {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => return Err(e),
+                match why {
+                    Deletion::Image => return Err(Error::manifest_not_found(location(digest))),
+                    _ => match store.delete_manifest(digest).await {
+                        Ok(()) => {}
+                        Err(e) if e.is_not_found() => {}
+                        Err(e) => return Err(e),
+                    },
                 }
             }
             for tag in named {
@@ -540,31 +530,6 @@ impl Registry for Scaleway {
             }
         }
         Ok(())
-    }
-
-    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
-        format!("{}/{repository}@{digest}", self.inner.host)
-    }
-
-    fn builds(&self) -> Option<&dyn BuildCapability> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl BuildCapability for Scaleway {
-    fn repository_reference(&self, repository: &Repository) -> Result<String> {
-        naming::check_repository(repository.name())?;
-        Ok(format!("{}/{repository}", self.inner.host))
-    }
-
-    /// `<namespace>/cache-<dockerfile id>-<build image>`: flat, in the cluster's namespace
-    /// (see [`naming::cache_repository`]).
-    fn cache_repository(&self, build: &Repository, dockerfile_id: &str) -> Result<Repository> {
-        Ok(
-            Repository::listed(naming::cache_repository(build.name(), dockerfile_id)?)
-                .with_scope(mirror_core::registry::cache_scope(build, dockerfile_id)),
-        )
     }
 
     /// `nologin` with the secret key, for the registry host.
@@ -593,6 +558,8 @@ mod tests {
 
     #[tokio::test]
     async fn builds_get_credentials_and_flat_caches() {
+        use mirror_core::registry::BuildCapability;
+        use mirror_core::Registry;
         let reg = ScalewayBuilder::new()
             .secret_key("0f0e0d0c-1111-2222-3333-444455556666")
             .project_id("4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11")

@@ -51,7 +51,7 @@ pub(super) struct Core {
     ensured: Mutex<HashSet<String>>,
     /// One lock per source image being copied: concurrent calls for the same image wait for
     /// the first copy and then skip or mount, so each blob crosses the wire once.
-    inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    inflight: crate::sync::KeyedFlight<Digest>,
     /// Repositories this `Mirror` put each image into: mount sources found without listing
     /// the registry. A stale entry only costs a declined mount.
     locations: Mutex<HashMap<Digest, Vec<Repository>>>,
@@ -79,7 +79,7 @@ impl Core {
             clock: crate::retry::system_clock(),
             knowledge: Knowledge::default(),
             ensured: Mutex::default(),
-            inflight: Mutex::default(),
+            inflight: crate::sync::KeyedFlight::default(),
             locations: Mutex::default(),
         }
     }
@@ -170,16 +170,7 @@ impl Core {
     /// Waits until no other call of this `Mirror` copies the image `digest`, and holds the
     /// image until the returned guard is dropped.
     async fn single_flight(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = {
-            let mut map = match self.inflight.lock() {
-                Ok(m) => m,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            // Forget locks nobody holds or waits for, so the map stays small.
-            map.retain(|_, l| Arc::strong_count(l) > 1);
-            map.entry(digest.clone()).or_default().clone()
-        };
-        lock.lock_owned().await
+        self.inflight.hold(digest).await
     }
 
     /// Records that `repository` holds the image `digest`.

@@ -353,7 +353,7 @@ impl Mirror {
         let core = &self.core;
         if core.strategy.retention().is_none()
             || core.in_use_source.is_none()
-            || !core.registry.capabilities().anchors
+            || core.registry.anchors().is_none()
         {
             return Ok(());
         }

@@ -5,7 +5,7 @@
 //! An anchored image carries `mirror.anchor.<hex of its digest>`
 //! ([`crate::image::anchor_tag`]); listings fold the tag into
 //! [`ImageRecord::anchored`](crate::ImageRecord::anchored) and never show it. Anchors are
-//! written only on registries whose [`Capabilities::anchors`](crate::Capabilities) is set: on
+//! written only on registries with the [`AnchorCapability`](crate::registry::AnchorCapability): on
 //! the others retention is the library's own (`sweep`, eviction), which asks the in-use source
 //! itself.
 
@@ -33,7 +33,7 @@ pub struct ProtectReport {
 impl Mirror {
     /// Anchors the images of `in_use` in every repository of the cluster and releases the
     /// anchors of images no longer in use. A no-op on registries without
-    /// [`Capabilities::anchors`](crate::Capabilities). Failures on single images are
+    /// the [`AnchorCapability`](crate::registry::AnchorCapability). Failures on single images are
     /// warnings in the report; a listing that fails is an error.
     ///
     /// [`Mirror::sweep`] and, in Cluster mode, every deploy call it with what the in-use
@@ -41,7 +41,7 @@ impl Mirror {
     pub async fn protect(&self, in_use: &InUse) -> Result<ProtectReport> {
         let core = &self.core;
         let mut report = ProtectReport::default();
-        if !core.registry.capabilities().anchors {
+        if core.registry.anchors().is_none() {
             return Ok(report);
         }
         for repository in core.registry.list_repositories(&core.cluster).await? {
@@ -58,9 +58,9 @@ impl Mirror {
         report: &mut ProtectReport,
     ) -> Result<()> {
         let core = &self.core;
-        if !core.registry.capabilities().anchors {
+        let Some(anchors) = core.registry.anchors() else {
             return Ok(());
-        }
+        };
         let images = core.registry.list_images(repository).await?;
         core.knowledge.learn_listing(repository.name(), &images);
         let store = core.registry.store(repository).await?;
@@ -70,11 +70,7 @@ impl Mirror {
             // the latest one only; older ones are removed when they are the latest).
             if let Some(until) = image.protected_until.filter(|u| *u <= now) {
                 let mark = handed_out_tag(until, &image.digest);
-                match core
-                    .registry
-                    .remove_tag(repository, &mark, &image.digest)
-                    .await
-                {
+                match anchors.remove_tag(repository, &mark, &image.digest).await {
                     Ok(()) => report
                         .released
                         .push((repository.name().to_string(), image.digest.clone())),
@@ -108,11 +104,7 @@ impl Mirror {
                     }),
                 }
             } else if !wanted && image.anchored {
-                match core
-                    .registry
-                    .remove_tag(repository, &tag, &image.digest)
-                    .await
-                {
+                match anchors.remove_tag(repository, &tag, &image.digest).await {
                     Ok(()) => {
                         tracing::info!(repository = %repository, digest = %image.digest, "released the anchor of an image no longer in use");
                         report

@@ -3,6 +3,8 @@
 //! A provider crate (see the README's "Adding a provider") writes its naming rules, its
 //! control-plane calls, one token source and one classification table; the kit does the rest:
 //!
+//! - [`cloud`]: [`CloudRegistry`](cloud::CloudRegistry), the [`Registry`](crate::Registry)
+//!   of every provider over its [`ControlPlane`](cloud::ControlPlane);
 //! - [`token`]: [`TokenCache`] in front of a provider's [`TokenSource`] (refresh ahead of
 //!   expiry, minimum cache time, debounced invalidation, injectable clock), which is also the
 //!   data plane's credential provider;
@@ -14,6 +16,7 @@
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
+pub mod cloud;
 pub mod config;
 pub mod error;
 pub mod token;

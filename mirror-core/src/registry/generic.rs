@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::{list_images_by_tags, ImageRecord};
+
 use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
 use crate::registry::{
     cache_scope, BuildCapability, BuilderCredentials, Registry, Repository, RepositoryScope,
@@ -97,27 +96,6 @@ impl Registry for GenericRegistry {
             .collect();
         repos.sort();
         Ok(repos.into_iter().map(Repository::listed).collect())
-    }
-
-    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
-        let store = self.client.repository(repository.name())?;
-        list_images_by_tags(&store, repository.name()).await
-    }
-
-    /// Deletes the image's referrers and tag-schema indexes, then the image, by digest.
-    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
-        let store = self.client.repository(repository.name())?;
-        // Distribution 2.8 deletes the tags of a manifest deleted by digest; registries that
-        // keep dangling tags answer 404 for them afterwards, which listings skip.
-        crate::image::delete_with_referrers(&store, digest, |d| {
-            let store = &store;
-            async move { store.delete_manifest(&d).await }
-        })
-        .await
-    }
-
-    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
-        format!("{}/{repository}@{digest}", self.client.registry())
     }
 
     fn builds(&self) -> Option<&dyn BuildCapability> {

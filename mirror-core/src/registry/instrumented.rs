@@ -18,7 +18,8 @@ use crate::digest::Digest;
 use crate::error::Result;
 use crate::image::ImageRecord;
 use crate::registry::{
-    BuildCapability, Capabilities, Registry, Repository, RepositoryScope, RepositorySettings,
+    AnchorCapability, BuildCapability, Capabilities, Registry, Repository, RepositoryScope,
+    RepositorySettings,
 };
 use crate::store::ImageStore;
 
@@ -220,18 +221,33 @@ impl<R: Registry + ?Sized> Registry for Instrumented<R> {
         )
         .await
     }
-    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
-        self.count(
-            Operation::RemoveTag,
-            repository.name(),
-            self.inner.remove_tag(repository, tag, digest),
-        )
-        .await
-    }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         self.inner.pull_reference(repository, digest)
     }
+    fn anchors(&self) -> Option<&dyn AnchorCapability> {
+        // Counted here: the wrapper is the capability when the inner registry has it.
+        self.inner.anchors().map(|_| self as &dyn AnchorCapability)
+    }
     fn builds(&self) -> Option<&dyn BuildCapability> {
         self.inner.builds()
+    }
+}
+
+#[async_trait]
+impl<R: Registry + ?Sized> AnchorCapability for Instrumented<R> {
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
+        let Some(anchors) = self.inner.anchors() else {
+            return Err(crate::Error::Config(format!(
+                "the {} registry {} cannot remove tags",
+                self.inner.provider(),
+                self.inner.location()
+            )));
+        };
+        self.count(
+            Operation::RemoveTag,
+            repository.name(),
+            anchors.remove_tag(repository, tag, digest),
+        )
+        .await
     }
 }

@@ -131,11 +131,4 @@ impl Registry for LayoutRegistry {
         })
         .await
     }
-
-    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
-        format!(
-            "oci:{}@{digest}",
-            self.root.join(repository.name()).display()
-        )
-    }
 }

@@ -215,11 +215,6 @@ pub struct Capabilities {
     /// The registry enforces retention itself (a lifecycle or cleanup policy written by
     /// `ensure_repository`); false leaves retention to `sweep`.
     pub native_retention: bool,
-    /// The native retention policies honour anchor tags and the registry can remove a tag
-    /// ([`Registry::remove_tag`]): [`Mirror::protect`](crate::Mirror::protect) anchors the
-    /// images in use. False: retention is the library's own (`sweep`, eviction), which asks
-    /// the in-use source directly, and no anchor is written.
-    pub anchors: bool,
 }
 
 impl Capabilities {
@@ -234,12 +229,6 @@ impl Capabilities {
         self.native_retention = native;
         self
     }
-
-    /// With `anchors` set.
-    pub fn with_anchors(mut self, anchors: bool) -> Self {
-        self.anchors = anchors;
-        self
-    }
 }
 
 /// Credentials a builder process pushes with, and the host they are for.
@@ -252,6 +241,12 @@ pub struct BuilderCredentials {
 }
 
 /// A cluster's mirror registry, as providers implement it.
+///
+/// Six methods are required; the others have defaults that fit any distribution-API
+/// registry (listing by tags, deleting through the data plane, `host/repository@digest`),
+/// and capabilities are reached through accessors ([`Registry::anchors`],
+/// [`Registry::builds`]). Cloud providers implement it through
+/// [`CloudRegistry`](crate::provider::cloud::CloudRegistry).
 ///
 /// # Contract
 ///
@@ -271,14 +266,16 @@ pub struct BuilderCredentials {
 ///   into it, never listed on their own. A repository that does not exist has no images
 ///   (`Ok(vec![])`). Push times are `Some` for every image whose push time is known.
 /// - `delete_image` deletes the image and what belongs to it (its tags, its child manifests
-///   no other image uses); [`Error::NotFound`](crate::Error::NotFound) when it is absent.
+///   no other image uses, its referrers); [`Error::NotFound`](crate::Error::NotFound) when
+///   it is absent.
 /// - No method reports a failed check as "absent".
 #[async_trait]
 pub trait Registry: Send + Sync + fmt::Debug {
     /// The provider name (`generic`, `layout`, `aws`…), used in errors and listings.
     fn provider(&self) -> &str;
 
-    /// Where the registry is, for humans (`127.0.0.1:5000`, `oci:/var/mirror`).
+    /// Where the registry is, for humans and pull references (`127.0.0.1:5000`,
+    /// `oci:/var/mirror`).
     fn location(&self) -> String;
 
     /// What the registry can do (default: nothing beyond the trait).
@@ -302,31 +299,56 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// The repositories this library manages for `cluster`.
     async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>>;
 
-    /// The images of a repository.
-    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>>;
-
-    /// Deletes one image (by manifest digest) and what belongs to it.
-    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()>;
-
-    /// Removes `tag` from the image `digest`, leaving the image and its other tags (only
-    /// registries with [`Capabilities::anchors`] must support it; the default refuses).
-    /// [`Error::NotFound`](crate::Error::NotFound) when the tag is not there.
-    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
-        let _ = digest;
-        Err(crate::Error::Config(format!(
-            "{} registry {} cannot remove the tag {tag} of {repository}",
-            self.provider(),
-            self.location()
-        )))
+    /// The images of a repository. The default lists the store's tags
+    /// ([`list_images_by_tags`](crate::image::list_images_by_tags)).
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let store = self.store(repository).await?;
+        crate::image::list_images_by_tags(store.as_ref(), repository.name()).await
     }
 
-    /// The digest-pinned reference Kubernetes pulls.
-    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String;
+    /// Deletes one image (by manifest digest) and what belongs to it. The default deletes
+    /// through the store ([`delete_with_referrers`](crate::image::delete_with_referrers)).
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let store = self.store(repository).await?;
+        let store = store.as_ref();
+        crate::image::delete_with_referrers(store, digest, |d| async move {
+            store.delete_manifest(&d).await
+        })
+        .await
+    }
+
+    /// The digest-pinned reference Kubernetes pulls (default:
+    /// `<location>/<repository>@<digest>`).
+    fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
+        format!("{}/{repository}@{digest}", self.location())
+    }
+
+    /// Anchors: tags the native retention policies this registry applies never expire
+    /// (default: none; see [`AnchorCapability`]).
+    fn anchors(&self) -> Option<&dyn AnchorCapability> {
+        None
+    }
 
     /// The build capability, for registries builders can push to (default: none).
     fn builds(&self) -> Option<&dyn BuildCapability> {
         None
     }
+}
+
+/// What [`Mirror::protect`](crate::Mirror::protect) needs of a registry whose native
+/// retention policies (an ECR lifecycle policy, Artifact Registry cleanup policies) honour
+/// anchor tags: removing a tag alone. A registry that offers it gets in-use images anchored
+/// and passed hand-out marks removed; one that does not has its retention enforced by the
+/// library (`sweep`, eviction), which asks the in-use source itself.
+///
+/// # Contract
+///
+/// - `remove_tag` removes `tag` from the image `digest` and leaves the image and its other
+///   tags; [`Error::NotFound`](crate::Error::NotFound) when the tag is not there.
+#[async_trait]
+pub trait AnchorCapability: Send + Sync {
+    /// Removes `tag` from the image `digest`.
+    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()>;
 }
 
 /// What [`Mirror::build`](crate::Mirror::build) needs of a registry beyond [`Registry`].
@@ -405,11 +427,11 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         (**self).delete_image(repository, digest).await
     }
-    async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
-        (**self).remove_tag(repository, tag, digest).await
-    }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         (**self).pull_reference(repository, digest)
+    }
+    fn anchors(&self) -> Option<&dyn AnchorCapability> {
+        (**self).anchors()
     }
     fn builds(&self) -> Option<&dyn BuildCapability> {
         (**self).builds()
