@@ -148,6 +148,22 @@ pub enum Error {
         status: u16,
         /// The registry's error message (from its JSON error body when there is one).
         message: String,
+        /// The distribution error codes of its JSON error body, parsed once: code paths
+        /// branch on these, never on the message text.
+        codes: ErrorCodes,
+    },
+
+    /// The registry refused a monolithic blob upload (405, 413, 416 or 501 to the single
+    /// `PUT`): the client switched to chunked uploads, and the blob can be sent again from a
+    /// fresh stream.
+    #[error("registry {registry} refused a monolithic upload of {} (HTTP {status}); switching to chunked uploads", shown(location))]
+    UploadModeRefused {
+        /// The registry host.
+        registry: String,
+        /// The blob.
+        location: String,
+        /// The HTTP status code.
+        status: u16,
     },
 
     /// The registry could not be reached or the connection broke.
@@ -169,7 +185,7 @@ pub enum Error {
 
     /// A blob transfer stopped moving: no byte for the idle timeout, less than the minimum
     /// throughput, or no answer after an upload's last byte
-    /// ([`RegistryConfig::idle_timeout`](crate::store::http::RegistryConfig)). Retried as any
+    /// (the HTTP client's `RegistryConfig::idle_timeout`). Retried as any
     /// transfer failure.
     #[error(
         "transfer stalled with {registry} ({operation} {}): {reason}",
@@ -365,6 +381,131 @@ fn http_status(status: &Option<u16>) -> String {
 /// overrides and isolates, zero-width characters, the byte-order mark).
 fn is_format(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// A distribution error code (the `code` of an entry of a registry's JSON error body; the
+/// distribution spec's table), parsed once when the answer is read. Codes outside the table
+/// are not kept (they remain in the error's message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `BLOB_UNKNOWN`: a blob the request names is not in the repository.
+    BlobUnknown,
+    /// `BLOB_UPLOAD_INVALID`.
+    BlobUploadInvalid,
+    /// `BLOB_UPLOAD_UNKNOWN`.
+    BlobUploadUnknown,
+    /// `DIGEST_INVALID`: the bytes do not hash to the digest (or the digest is malformed).
+    DigestInvalid,
+    /// `MANIFEST_BLOB_UNKNOWN`: a blob a manifest names is not in the repository (a
+    /// concurrent writer of that blob makes it briefly unreadable on distribution).
+    ManifestBlobUnknown,
+    /// `MANIFEST_INVALID`.
+    ManifestInvalid,
+    /// `MANIFEST_UNKNOWN`.
+    ManifestUnknown,
+    /// `NAME_INVALID`.
+    NameInvalid,
+    /// `NAME_UNKNOWN`: the repository does not exist.
+    NameUnknown,
+    /// `SIZE_INVALID`.
+    SizeInvalid,
+    /// `UNAUTHORIZED`.
+    Unauthorized,
+    /// `DENIED`.
+    Denied,
+    /// `UNSUPPORTED`.
+    Unsupported,
+    /// `TOOMANYREQUESTS`.
+    TooManyRequests,
+}
+
+impl ErrorCode {
+    const ALL: [ErrorCode; 14] = [
+        ErrorCode::BlobUnknown,
+        ErrorCode::BlobUploadInvalid,
+        ErrorCode::BlobUploadUnknown,
+        ErrorCode::DigestInvalid,
+        ErrorCode::ManifestBlobUnknown,
+        ErrorCode::ManifestInvalid,
+        ErrorCode::ManifestUnknown,
+        ErrorCode::NameInvalid,
+        ErrorCode::NameUnknown,
+        ErrorCode::SizeInvalid,
+        ErrorCode::Unauthorized,
+        ErrorCode::Denied,
+        ErrorCode::Unsupported,
+        ErrorCode::TooManyRequests,
+    ];
+
+    /// The code as the spec writes it (`MANIFEST_BLOB_UNKNOWN`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BlobUnknown => "BLOB_UNKNOWN",
+            ErrorCode::BlobUploadInvalid => "BLOB_UPLOAD_INVALID",
+            ErrorCode::BlobUploadUnknown => "BLOB_UPLOAD_UNKNOWN",
+            ErrorCode::DigestInvalid => "DIGEST_INVALID",
+            ErrorCode::ManifestBlobUnknown => "MANIFEST_BLOB_UNKNOWN",
+            ErrorCode::ManifestInvalid => "MANIFEST_INVALID",
+            ErrorCode::ManifestUnknown => "MANIFEST_UNKNOWN",
+            ErrorCode::NameInvalid => "NAME_INVALID",
+            ErrorCode::NameUnknown => "NAME_UNKNOWN",
+            ErrorCode::SizeInvalid => "SIZE_INVALID",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Denied => "DENIED",
+            ErrorCode::Unsupported => "UNSUPPORTED",
+            ErrorCode::TooManyRequests => "TOOMANYREQUESTS",
+        }
+    }
+
+    /// The code `text` names, if it is one of the spec's.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+/// The distribution error codes of one answer (a set; see [`ErrorCode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct ErrorCodes(u32);
+
+impl ErrorCodes {
+    /// Whether the answer carried `code`.
+    pub fn contains(self, code: ErrorCode) -> bool {
+        self.0 & code.bit() != 0
+    }
+
+    /// The codes, in the spec's order.
+    pub fn iter(self) -> impl Iterator<Item = ErrorCode> {
+        ErrorCode::ALL
+            .into_iter()
+            .filter(move |c| self.contains(*c))
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl FromIterator<ErrorCode> for ErrorCodes {
+    fn from_iter<I: IntoIterator<Item = ErrorCode>>(iter: I) -> Self {
+        ErrorCodes(iter.into_iter().fold(0, |bits, c| bits | c.bit()))
+    }
+}
+
+impl Error {
+    /// Whether the registry said a blob is missing (`BLOB_UNKNOWN`,
+    /// `MANIFEST_BLOB_UNKNOWN`) or refused a digest (`DIGEST_INVALID`), which a concurrent
+    /// writer of the same blob causes for a moment.
+    pub fn names_a_missing_blob(&self) -> bool {
+        matches!(self, Error::Http { codes, .. } if codes.contains(ErrorCode::BlobUnknown)
+            || codes.contains(ErrorCode::ManifestBlobUnknown)
+            || codes.contains(ErrorCode::DigestInvalid))
+    }
 }
 
 /// How many characters of registry-supplied text an error shows.

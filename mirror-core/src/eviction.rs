@@ -178,10 +178,8 @@ mod tests {
             size: Some(1),
             referrers: Vec::new(),
             orphan_of: None,
-            in_use_by: Vec::new(),
             anchored: false,
             protected_until: None,
-            expires_at: None,
         }
     }
 

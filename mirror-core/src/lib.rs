@@ -65,19 +65,19 @@ pub mod telemetry;
 pub mod testing;
 
 pub use builder::{
-    BuildEvent, BuildEventSink, BuildOutput, BuildPlan, BuildRequest, BuildSpec, Buildah, Builder,
-    Buildx,
+    BuildEvent, BuildEventSink, BuildOutput, BuildRequest, Buildah, Builder, Buildx,
 };
-pub use copy::{copy, CopyOptions, CopyReport};
+pub use copy::{CopyOptions, CopyReport};
 pub use digest::Digest;
-pub use error::{Error, Result};
+pub use error::{Error, ErrorCode, ErrorCodes, Result};
 pub use events::{BlobAction, CopyEvent, EventSink};
 pub use eviction::EvictionPlan;
-pub use image::ImageRecord;
+pub use image::{copy, ImageRecord};
 pub use media::{PlatformFilter, RawManifest};
 pub use mirror::{
-    Action, Deployment, Inventory, InventoryTotals, Mirror, MirrorBuilder, ProtectReport,
-    RepositoryInventory, Source, SourceCredentials, Sources, SweepReport, TagPolicy, Warning,
+    Action, BuildPlan, BuildSpec, Deployment, Inventory, InventoryImage, InventoryTotals, Mirror,
+    MirrorBuilder, ProtectReport, RepositoryInventory, Source, SourceCredentials, Sources,
+    SweepReport, TagPolicy, Warning,
 };
 pub use reference::Reference;
 pub use registry::{

@@ -473,6 +473,7 @@ mod tests {
             location: "x".into(),
             status,
             message: String::new(),
+            codes: Default::default(),
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Used wherever concurrent calls of one process must not repeat an expensive step for the
 //! same thing: the copy of one image ([`Mirror`](crate::Mirror)), the creation of one
-//! repository ([`CloudRegistry`](crate::provider::cloud::CloudRegistry)). A poisoned table
+//! repository (the provider kit's `CloudRegistry`). A poisoned table
 //! (a panic while it was held, which only the map's own code could cause) is taken over as
 //! it is: the map holds no invariant a panic could break.
 

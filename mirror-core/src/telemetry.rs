@@ -1,6 +1,9 @@
 //! Metrics through the [`metrics`] facade: the library records, the application chooses the
 //! exporter (none is forced on it; without a recorder installed these calls do nothing).
 //!
+//! A leaf: metric names, the recorders of registry requests, and the span helpers; the
+//! recorders that read the façade's reports live with it (`mirror::metrics`).
+//!
 //! Label values are bounded: actions, modes, outcomes, operations, status classes and
 //! warning kinds, never digests or tags; [`REPOSITORY_STORED_BYTES`] carries the repository
 //! and [`RATE_LIMIT_REMAINING`] the registry host (bounded by the cluster's services and
@@ -17,7 +20,7 @@
 //! | `mirror_referrers_copied_total` | counter | | referrers copied with images |
 //! | `mirror_evictions_total` | counter | | images deleted by Service-mode eviction |
 //! | `mirror_sweep_deletions_total` | counter | | images deleted by sweeps |
-//! | `mirror_warnings_total` | counter | `kind` (a [`Warning::kind`]) | warnings of deploys and sweeps |
+//! | `mirror_warnings_total` | counter | `kind` (a warning's `kind()`) | warnings of deploys and sweeps |
 //! | `mirror_registry_requests_total` | counter | `operation`, `status` (`2xx`…`5xx`, `error`) | every HTTP request to a registry |
 //! | `mirror_registry_retries_total` | counter | `operation` (`blob_transfer`: a blob restarted) | requests sent again |
 //! | `mirror_rate_limit_remaining` | gauge | `registry` | what a pull limit has left |
@@ -28,12 +31,8 @@
 //! with the fields an operator filters on (cluster, service, repository, digest, action);
 //! never a credential.
 
-use std::time::Duration;
-
 use tracing::field::Empty;
 use tracing::Span;
-
-use crate::mirror::{Action, Deployment, SweepReport, Warning};
 
 /// Finished deploys and builds.
 pub const DEPLOYS: &str = "mirror_deploys_total";
@@ -56,50 +55,8 @@ pub const SWEEP_DELETIONS: &str = "mirror_sweep_deletions_total";
 /// Warnings, by kind.
 pub const WARNINGS: &str = "mirror_warnings_total";
 
-fn action(a: Action) -> &'static str {
-    match a {
-        Action::Skipped => "skipped",
-        Action::Copied => "copied",
-        Action::Recopied => "recopied",
-        Action::Built => "built",
-    }
-}
-
-fn warnings(list: &[Warning]) {
-    for w in list {
-        metrics::counter!(WARNINGS, "kind" => w.kind()).increment(1);
-    }
-}
-
-/// Records a finished deploy or build (`mode`: `service`, `cluster`, `build`).
-pub(crate) fn deploy(d: &Deployment, mode: &'static str, took: Duration) {
-    let a = action(d.action);
-    metrics::counter!(DEPLOYS, "action" => a, "mode" => mode).increment(1);
-    metrics::histogram!(DEPLOY_SECONDS, "action" => a, "mode" => mode).record(took.as_secs_f64());
-    if d.warnings.iter().any(Warning::served_from_mirror) {
-        metrics::counter!(SERVED_FROM_MIRROR, "mode" => mode).increment(1);
-    }
-    metrics::counter!(BLOBS, "outcome" => "mounted").increment(d.blobs_mounted as u64);
-    metrics::counter!(BLOBS, "outcome" => "uploaded").increment(d.blobs_uploaded as u64);
-    metrics::counter!(BYTES_UPLOADED).increment(d.bytes_uploaded);
-    metrics::counter!(REFERRERS_COPIED).increment(d.referrers.copied_total() as u64);
-    metrics::counter!(EVICTIONS).increment(d.evicted.len() as u64);
-    warnings(&d.warnings);
-}
-
-/// Records a deploy or build that returned an error.
-pub(crate) fn deploy_failed(mode: &'static str) {
-    metrics::counter!(DEPLOY_FAILURES, "mode" => mode).increment(1);
-}
-
-/// Records a finished sweep.
-pub(crate) fn sweep(r: &SweepReport) {
-    metrics::counter!(SWEEP_DELETIONS).increment(r.deleted.len() as u64);
-    warnings(&r.warnings);
-}
-
-/// The span of a deploy or a build (`name`), its outcome fields empty until
-/// [`deployed`] records them.
+/// The span of a deploy or a build (`name`), its outcome fields empty until the façade
+/// records them.
 pub(crate) fn deploy_span(name: &'static str, cluster: &str, service: &str, mode: &str) -> Span {
     // A span's name must be a literal: one expansion per name, the same fields.
     macro_rules! span {
@@ -139,23 +96,6 @@ pub(crate) async fn traced<T>(
         }
     }
     result
-}
-
-/// Records a deploy's outcome on its span (see [`deploy_span`]) and logs it.
-pub(crate) fn deployed(span: &Span, d: &Deployment) {
-    span.record("repository", d.repository.as_str());
-    span.record("digest", tracing::field::display(&d.digest));
-    span.record("action", action(d.action));
-    span.in_scope(|| {
-        tracing::info!(
-            blobs_uploaded = d.blobs_uploaded,
-            blobs_mounted = d.blobs_mounted,
-            bytes_uploaded = d.bytes_uploaded,
-            evicted = d.evicted.len(),
-            warnings = d.warnings.len(),
-            "done"
-        )
-    });
 }
 
 /// Registry requests, by operation and status class.
@@ -229,19 +169,6 @@ pub(crate) fn retries(op: &str, n: u64) {
 /// Records what a registry's pull limit has left.
 pub(crate) fn rate_limit(registry: &str, remaining: u64) {
     metrics::gauge!(RATE_LIMIT_REMAINING, "registry" => registry.to_string()).set(remaining as f64);
-}
-
-/// Records the storage totals of an inventory.
-pub(crate) fn inventory(inv: &crate::mirror::Inventory) {
-    let t = inv.totals();
-    metrics::gauge!(INVENTORY_REPOSITORIES).set(t.repositories as f64);
-    metrics::gauge!(INVENTORY_IMAGES).set(t.images as f64);
-    metrics::gauge!(INVENTORY_IMAGES_IN_USE).set(t.in_use as f64);
-    metrics::gauge!(INVENTORY_STORED_BYTES).set(t.stored_bytes as f64);
-    for r in &inv.repositories {
-        metrics::gauge!(REPOSITORY_STORED_BYTES, "repository" => r.repository.clone())
-            .set(r.stored_bytes as f64);
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub fn time_string(t: Option<std::time::SystemTime>) -> String {
 
 /// `  in use by deployment shop/api, pod shop/api-1; anchored; expires 2026-12-09T10:00:00Z`:
 /// what keeps the image, and when a sweep may take it.
-pub fn use_summary(img: &mirror_core::ImageRecord) -> String {
+pub fn use_summary(img: &mirror_core::InventoryImage) -> String {
     let mut parts = Vec::new();
     if !img.in_use_by.is_empty() {
         let users: Vec<String> = img.in_use_by.iter().map(|w| w.to_string()).collect();

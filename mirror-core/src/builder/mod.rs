@@ -32,7 +32,6 @@ pub mod buildah;
 pub mod buildx;
 pub mod dockerfile;
 mod process;
-pub mod spec;
 mod workdir;
 
 use std::collections::BTreeMap;
@@ -50,7 +49,6 @@ use crate::store::http::credentials::Credentials;
 
 pub use buildah::Buildah;
 pub use buildx::Buildx;
-pub use spec::{BuildPlan, BuildSpec};
 
 /// Default limit of one build ([`BuildRequest::timeout`]).
 pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(3600);

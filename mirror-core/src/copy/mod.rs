@@ -42,13 +42,15 @@ use self::tree::Tree;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{BlobAction, CopyEvent, EventSink};
-use crate::image::referrers::{ReferrerOptions, ReferrerReport};
+pub mod referrer_options;
+
 use crate::media::{Descriptor, ManifestKind, ParsedManifest, PlatformFilter, RawManifest};
 use crate::retry::RetryConfig;
 use crate::store::{
     get_verified_manifest, take_failure, BlobStream, ImageStore, MountOutcome, StoreLocation,
     VerifyingStream,
 };
+pub use referrer_options::{ReferrerOptions, ReferrerReport};
 
 /// Default number of blobs transferred at once.
 pub const DEFAULT_CONCURRENCY: usize = 6;
@@ -158,38 +160,6 @@ struct Counters {
     mounted: AtomicUsize,
     uploaded: AtomicUsize,
     bytes: AtomicU64,
-}
-
-/// Copies `src_ref` (tag or digest) of `src` to `dst_ref` (tag or digest) of `dst`.
-///
-/// See the module docs for the order of work and the guarantees. With
-/// [`CopyOptions::referrers`] enabled, the image's referrers travel with it and the tag is
-/// written after them (see [`crate::image::place`]).
-pub async fn copy(
-    src: &dyn ImageStore,
-    src_ref: &str,
-    dst: &dyn ImageStore,
-    dst_ref: &str,
-    options: &CopyOptions,
-) -> Result<CopyReport> {
-    if options.referrers.enabled {
-        let source = crate::image::SourceImage {
-            store: src,
-            reference: src_ref,
-            digest: None,
-        };
-        return crate::image::place(
-            source,
-            dst,
-            dst_ref,
-            options,
-            crate::image::PushTimes::Recorded,
-        )
-        .await;
-    }
-    Ok(copy_tree(src, src_ref, dst, Some(dst_ref), options)
-        .await?
-        .report)
 }
 
 /// The engine alone (no referrers, whatever [`CopyOptions::referrers`] says): `src_ref` of
@@ -581,7 +551,7 @@ fn is_foreign_layer(media_type: &str) -> bool {
 }
 
 fn is_blob_unknown(e: &Error) -> bool {
-    matches!(e, Error::Http { status: 400, message, .. } if message.contains("BLOB_UNKNOWN") || message.contains("DIGEST_INVALID"))
+    e.names_a_missing_blob()
 }
 
 fn sep(reference: &str) -> &'static str {

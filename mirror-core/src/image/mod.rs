@@ -10,7 +10,7 @@
 //!   [`without_children`]; deleting an index deletes the children no other image uses.
 //! - **Bookkeeping tags** `mirror.pushed.<unix-milliseconds>.<12 hex of the digest>` record
 //!   push times on registries that cannot tell them
-//!   ([`Capabilities::records_push_time`](crate::registry::Capabilities) is false). They are
+//!   (a registry whose `Capabilities::records_push_time` is false). They are
 //!   read back by [`group_by_digest`] into [`ImageRecord::pushed_at`] and hidden from
 //!   [`ImageRecord::tags`]; they name the image's digest, so deleting the image by digest
 //!   deletes them with it.
@@ -69,9 +69,6 @@ pub struct ImageRecord {
     /// counts as a previous image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_of: Option<Digest>,
-    /// Who uses it, as an inventory finds out (empty in plain listings).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub in_use_by: Vec<crate::inuse::Workload>,
     /// Carries an anchor tag (see [`anchor_tag`]): a native retention policy the library
     /// wrote does not expire it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -83,13 +80,6 @@ pub struct ImageRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub protected_until: Option<SystemTime>,
-    /// In Cluster mode, when a sweep may delete it (push time plus retention) unless it is
-    /// then in use; as an inventory finds out.
-    #[serde(
-        serialize_with = "opt_unix::serialize",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub expires_at: Option<SystemTime>,
 }
 
 impl ImageRecord {
@@ -103,10 +93,8 @@ impl ImageRecord {
             size: None,
             referrers: Vec::new(),
             orphan_of: None,
-            in_use_by: Vec::new(),
             anchored: false,
             protected_until: None,
-            expires_at: None,
         }
     }
 
@@ -135,9 +123,11 @@ pub struct ReferrerSummary {
     pub tag: Option<String>,
 }
 
-mod opt_unix {
+/// Times as Unix seconds in JSON (`null` when unknown).
+pub(crate) mod opt_unix {
     use std::time::{SystemTime, UNIX_EPOCH};
 
+    /// Serializes `t` as Unix seconds.
     pub fn serialize<S: serde::Serializer>(
         t: &Option<SystemTime>,
         s: S,
@@ -517,6 +507,29 @@ pub async fn copy_referrers(
     }
     referrers::transfer(src, dst, &found, &tree, &mut report).await?;
     Ok(report)
+}
+
+/// Copies `src_ref` (tag or digest) of `src` to `dst_ref` (tag or digest) of `dst`.
+///
+/// See the module docs for the order of work and the guarantees. With
+/// [`CopyOptions::referrers`] enabled, the image's referrers travel with it and the tag is
+/// written after them (see [`place`]).
+pub async fn copy(
+    src: &dyn ImageStore,
+    src_ref: &str,
+    dst: &dyn ImageStore,
+    dst_ref: &str,
+    options: &CopyOptions,
+) -> Result<CopyReport> {
+    if options.referrers.enabled {
+        let source = SourceImage {
+            store: src,
+            reference: src_ref,
+            digest: None,
+        };
+        return place(source, dst, dst_ref, options, PushTimes::Recorded).await;
+    }
+    copy_image(src, src_ref, dst, Some(dst_ref), options).await
 }
 
 /// Places `source` in `dst` under `tag` (see the module docs): blobs, children and the root

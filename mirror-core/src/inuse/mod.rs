@@ -5,7 +5,7 @@
 //! [`References`] (the caller's list), [`kubernetes::KubernetesInUse`] (feature
 //! `kubernetes`: pods and pod templates through the Kubernetes API), or any other. A
 //! [`Mirror`](crate::Mirror) configured with one consults it before every eviction, sweep
-//! and inventory, together with the digests the caller passes; [`resolve`] turns references
+//! and inventory, together with the digests the caller passes; the façade (`Mirror`) turns references
 //! into digests of the mirror registry.
 //!
 //! A source that cannot tell is an error, never "nothing in use": eviction and sweep then
@@ -19,8 +19,6 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::reference::Reference;
-use crate::registry::{Registry, Repository};
 
 #[cfg(feature = "kubernetes")]
 pub mod kubernetes;
@@ -224,40 +222,6 @@ pub fn digest_in(reference: &str) -> Option<Digest> {
     Digest::parse(tail).ok()
 }
 
-/// The registry host (and path prefix) the pull references of `registry` start with.
-fn mirror_prefix(registry: &dyn Registry) -> String {
-    let probe = Digest::sha256_of(b"probe");
-    let pull = registry.pull_reference(&Repository::listed("r"), &probe);
-    pull.strip_suffix(&format!("/r@{probe}"))
-        .unwrap_or(&pull)
-        .to_string()
-}
-
-/// Turns `uses` into the digests of the mirror `registry` they name: a digest in the
-/// reference is taken as it is; a tag of the mirror registry is looked up with a manifest
-/// HEAD (a tag the mirror does not hold names nothing there); references to other
-/// registries by tag name nothing in the mirror. A failed lookup is an error.
-pub async fn resolve(uses: &[ImageUse], registry: &dyn Registry) -> Result<InUse> {
-    let (mut out, by_tag) = pinned(uses);
-    let prefix = mirror_prefix(registry);
-    // One HEAD per distinct tag reference, however many pods use it.
-    let mut looked_up: BTreeMap<String, Option<Digest>> = BTreeMap::new();
-    for u in by_tag {
-        if let Some(found) = looked_up.get(&u.reference) {
-            if let Some(d) = found {
-                out.insert(d.clone(), u.workload.clone());
-            }
-            continue;
-        }
-        let found = lookup(u, &prefix, registry).await?;
-        if let Some(d) = &found {
-            out.insert(d.clone(), u.workload.clone());
-        }
-        looked_up.insert(u.reference.clone(), found);
-    }
-    Ok(out)
-}
-
 /// The uses that name a digest, as an [`InUse`], and the others (by tag).
 pub fn pinned(uses: &[ImageUse]) -> (InUse, Vec<&ImageUse>) {
     let mut out = InUse::new();
@@ -269,29 +233,6 @@ pub fn pinned(uses: &[ImageUse]) -> (InUse, Vec<&ImageUse>) {
         }
     }
     (out, by_tag)
-}
-
-/// The digest a tag reference of the mirror registry names there (`None`: not the mirror's,
-/// or a tag it does not hold).
-async fn lookup(u: &ImageUse, prefix: &str, registry: &dyn Registry) -> Result<Option<Digest>> {
-    let Some(rest) = u.reference.strip_prefix(&format!("{prefix}/")) else {
-        return Ok(None);
-    };
-    let reference = match Reference::parse(&format!("{prefix}/{rest}")) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(reference = %u.reference, workload = %u.workload, error = %e, "an unreadable image reference; ignored");
-            return Ok(None);
-        }
-    };
-    let repository = Repository::listed(reference.repository());
-    let store = registry.store(&repository).await?;
-    match store.head_manifest(&reference.manifest_reference()).await {
-        Ok(Some(h)) => Ok(Some(h.digest)),
-        Ok(None) => Ok(None),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

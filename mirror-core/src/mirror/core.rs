@@ -90,7 +90,7 @@ impl Core {
         let mut in_use = match &self.in_use_source {
             Some(source) => {
                 let uses = source.image_uses().await?;
-                crate::inuse::resolve(&uses, self.registry.as_ref()).await?
+                super::in_use::resolve(&uses, self.registry.as_ref()).await?
             }
             None => InUse::new(),
         };

@@ -36,10 +36,10 @@ impl Mirror {
         let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
         span.record("source", tracing::field::display(source));
         let work = self.mirror_once(service, source, in_use);
-        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed)
+        let d = crate::telemetry::traced(span, work, super::metrics::deployed)
             .await
-            .inspect_err(|_| crate::telemetry::deploy_failed(mode))?;
-        crate::telemetry::deploy(&d, mode, started.elapsed());
+            .inspect_err(|_| super::metrics::deploy_failed(mode))?;
+        super::metrics::deploy(&d, mode, started.elapsed());
         Ok(d)
     }
 

@@ -11,7 +11,7 @@ use crate::image::image_details;
 use crate::reference::Reference;
 use crate::registry::{Repository, RepositoryScope};
 
-use super::report::{Inventory, RepositoryInventory, SweepReport};
+use super::report::{Inventory, InventoryImage, RepositoryInventory, SweepReport};
 use super::Mirror;
 
 impl Mirror {
@@ -86,7 +86,7 @@ impl Mirror {
             warnings,
             protected,
         };
-        crate::telemetry::sweep(&report);
+        super::metrics::sweep(&report);
         Ok(report)
     }
 
@@ -106,7 +106,7 @@ impl Mirror {
             span.record("repositories", inv.repositories.len());
         })
         .await?;
-        crate::telemetry::inventory(&inventory);
+        super::metrics::inventory(&inventory);
         Ok(inventory)
     }
 
@@ -130,11 +130,17 @@ impl Mirror {
             // A build cache's history and leases are bookkeeping, not images.
             let history = listed
                 .iter()
-                .any(|i| i.tags.iter().any(|t| t == super::cache::HISTORY_TAG));
-            let (orphans, mut images): (Vec<_>, Vec<_>) = listed
+                .any(|i| i.tags.iter().any(|t| t == super::build::cache::HISTORY_TAG));
+            let (orphans, images): (Vec<_>, Vec<_>) = listed
                 .into_iter()
-                .filter(|i| !i.tags.iter().any(|t| super::cache::is_cache_bookkeeping(t)))
+                .filter(|i| {
+                    !i.tags
+                        .iter()
+                        .any(|t| super::build::cache::is_cache_bookkeeping(t))
+                })
                 .partition(|i| i.orphan_of.is_some());
+            let mut images: Vec<InventoryImage> =
+                images.into_iter().map(InventoryImage::new).collect();
             let build_cache = history
                 || repository
                     .name()

@@ -44,11 +44,12 @@
 //!   [`Mirror::inventory`], [`Mirror::resolve_in_use`].
 
 mod build;
-mod cache;
 mod core;
 mod deploy;
 mod handout;
+mod in_use;
 mod maintain;
+mod metrics;
 mod protect;
 mod report;
 mod source;
@@ -64,13 +65,15 @@ use crate::inuse::InUseSource;
 use crate::registry::Registry;
 use crate::strategy::{MirrorStrategy, ServiceStrategy};
 
-pub use cache::{
+pub use build::cache::{
     is_cache_bookkeeping, ARTIFACT_TYPE as CACHE_ARTIFACT_TYPE, DEFAULT_CACHE_BUILDS,
     HISTORY_TAG as CACHE_HISTORY_TAG, LEASE_TAG_PREFIX as CACHE_LEASE_TAG_PREFIX,
 };
+pub use build::{BuildPlan, BuildSpec};
 pub use protect::ProtectReport;
 pub use report::{
-    Action, Deployment, Inventory, InventoryTotals, RepositoryInventory, SweepReport, TagPolicy,
+    Action, Deployment, Inventory, InventoryImage, InventoryTotals, RepositoryInventory,
+    SweepReport, TagPolicy,
 };
 pub use source::{Source, SourceCredentials, Sources};
 pub use warning::Warning;

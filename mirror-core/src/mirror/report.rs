@@ -6,6 +6,7 @@ use crate::digest::Digest;
 use crate::eviction::EvictionPlan;
 use crate::image::referrers::ReferrerReport;
 use crate::image::ImageRecord;
+use crate::inuse::Workload;
 
 /// What to do when the target tag is already mirrored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -91,7 +92,7 @@ pub struct RepositoryInventory {
     /// The repository name.
     pub repository: String,
     /// Its images, newest first.
-    pub images: Vec<ImageRecord>,
+    pub images: Vec<InventoryImage>,
     /// Referrers of no image listed here (see [`ImageRecord::orphan_of`]): not shown as
     /// images; the next eviction or sweep deletes those whose subject is not in use.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -148,5 +149,49 @@ impl Inventory {
                 .iter()
                 .fold(0u64, |sum, r| sum.saturating_add(r.stored_bytes)),
         }
+    }
+}
+
+/// An image as an inventory shows it: what the registry lists ([`ImageRecord`], reached
+/// through `Deref`) and what the inventory found out about it. In JSON, one object: the
+/// record's fields, then `in_use_by` and `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryImage {
+    /// What the registry lists.
+    #[serde(flatten)]
+    pub image: ImageRecord,
+    /// Who uses it (the configured in-use source).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub in_use_by: Vec<Workload>,
+    /// In Cluster mode, when a sweep may delete it (push time plus retention) unless it is
+    /// then in use.
+    #[serde(
+        serialize_with = "crate::image::opt_unix::serialize",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+impl InventoryImage {
+    /// `image` with nothing found out yet.
+    pub fn new(image: ImageRecord) -> Self {
+        InventoryImage {
+            image,
+            in_use_by: Vec::new(),
+            expires_at: None,
+        }
+    }
+}
+
+impl std::ops::Deref for InventoryImage {
+    type Target = ImageRecord;
+    fn deref(&self) -> &ImageRecord {
+        &self.image
+    }
+}
+
+impl std::ops::DerefMut for InventoryImage {
+    fn deref_mut(&mut self) -> &mut ImageRecord {
+        &mut self.image
     }
 }

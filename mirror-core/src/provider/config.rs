@@ -93,14 +93,7 @@ pub fn from_env<K: ConfigKey>() -> Vec<(K, String)> {
         .collect()
 }
 
-/// Reads a boolean: `1 true yes on` / `0 false no off`, in any case.
-pub fn parse_bool(key: &str, v: &str) -> std::result::Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err(format!("{key}: {v:?} is not a boolean")),
-    }
-}
+pub use crate::registry::open::parse_bool;
 
 /// Reads a duration: `90` (seconds), `90s`, `1500ms`, `2m`, `1h`, `1d`.
 pub fn parse_duration(key: &str, v: &str) -> std::result::Result<Duration, String> {

@@ -374,6 +374,7 @@ impl From<ControlPlaneError> for Error {
                     location: e.target,
                     status,
                     message: detail,
+                    codes: Default::default(),
                 },
                 None => Error::Refused {
                     registry: e.registry,

@@ -246,7 +246,7 @@ pub struct BuilderCredentials {
 /// registry (listing by tags, deleting through the data plane, `host/repository@digest`),
 /// and capabilities are reached through accessors ([`Registry::anchors`],
 /// [`Registry::builds`]). Cloud providers implement it through
-/// [`CloudRegistry`](crate::provider::cloud::CloudRegistry).
+/// `CloudRegistry` (the provider kit, `provider::cloud`).
 ///
 /// # Contract
 ///

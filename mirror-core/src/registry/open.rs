@@ -41,7 +41,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
-use crate::provider::config::parse_bool;
 use crate::reference::normalise_host;
 use crate::registry::{GenericRegistry, LayoutRegistry, Registry};
 use crate::store::http::credentials::{Credentials, DockerConfig};
@@ -367,6 +366,15 @@ pub async fn open(
             }
             Ok(Arc::new(registry))
         }
+    }
+}
+
+/// Reads a boolean: `1 true yes on` / `0 false no off`, in any case.
+pub fn parse_bool(key: &str, v: &str) -> std::result::Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("{key}: {v:?} is not a boolean")),
     }
 }
 

@@ -243,7 +243,7 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// manifests whose `subject` names it, through the OCI 1.1 referrers API, or for a layout
     /// read from the manifests it holds. `artifact_type` asks the store to filter (a store may
     /// not; callers filter again). `None` when the store does not serve the API: the
-    /// referrers tag schema applies (see [`crate::image::referrers`]). The default is `None`.
+    /// referrers tag schema applies (see the `image::referrers` module). The default is `None`.
     async fn referrers(
         &self,
         subject: &Digest,

@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mirror_core::copy::{copy, CopyOptions};
 use mirror_core::store::layout::LayoutStore;
 use mirror_core::testing::{require_tool, LayerCompression, TestImage, TestIndex, TestRegistry};
 use mirror_core::ImageStore;
+use mirror_core::{copy, CopyOptions};
 use tests::cli::{build_cli, Cli};
 
 /// `.tmp-*` files anywhere under `dir`.

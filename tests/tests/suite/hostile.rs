@@ -13,11 +13,11 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
-use mirror_core::copy::{copy, CopyOptions};
 use mirror_core::retry::RetryConfig;
 use mirror_core::store::http::credentials::Credentials;
 use mirror_core::store::http::{RegistryClient, RegistryConfig, Throughput};
 use mirror_core::testing::{TestImage, TestRegistry};
+use mirror_core::{copy, CopyOptions};
 use mirror_core::{Digest, Error, ImageStore};
 
 /// Serves `router` on 127.0.0.1 and returns `127.0.0.1:PORT`.

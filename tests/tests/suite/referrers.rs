@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use mirror_core::copy::{copy, CopyOptions};
 use mirror_core::image::referrers::{
     add_to_schema_index, schema_tag, FoundBy, ReferrerOptions, COSIGN_SIGNATURE,
 };
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestArtifact, TestIndex, TestRegistry};
+use mirror_core::{copy, CopyOptions};
 use mirror_core::{Action, Digest, Error, ImageStore, Source};
 use tests::referrers::*;
 

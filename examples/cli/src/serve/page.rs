@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::{ImageRecord, Inventory, RepositoryInventory};
+use mirror_core::{Inventory, InventoryImage, RepositoryInventory};
 use serde::Deserialize;
 
 use super::Snapshot;
@@ -91,7 +91,7 @@ pub fn render(
     header(&mut out, inv, snapshot, refresh, now);
     let filter = query.q.as_deref().unwrap_or("").trim().to_lowercase();
     let (sort, desc) = sort_of(query);
-    let repositories: Vec<(&RepositoryInventory, Vec<&ImageRecord>)> = inv
+    let repositories: Vec<(&RepositoryInventory, Vec<&InventoryImage>)> = inv
         .repositories
         .iter()
         .map(|r| (r, visible(r, &filter, sort, desc)))
@@ -196,7 +196,7 @@ fn form(out: &mut String, query: &PageQuery, sort: &str, desc: bool) {
 fn repository(
     out: &mut String,
     repo: &RepositoryInventory,
-    images: &[&ImageRecord],
+    images: &[&InventoryImage],
     query: &PageQuery,
     sort: &str,
     desc: bool,
@@ -262,7 +262,7 @@ fn repository(
     out.push_str("</tbody></table></section>\n");
 }
 
-fn image_row(out: &mut String, img: &ImageRecord) {
+fn image_row(out: &mut String, img: &InventoryImage) {
     let digest = img.digest.to_string();
     let short = short_digest(&digest);
     let size = img.size.unwrap_or(0);
@@ -342,7 +342,7 @@ fn image_row(out: &mut String, img: &ImageRecord) {
     let _ = writeln!(out, "<td class=\"expires\">{expires}</td></tr>");
 }
 
-fn referrers(img: &ImageRecord) -> String {
+fn referrers(img: &InventoryImage) -> String {
     let parts = crate::show::referrer_counts(img);
     if parts.is_empty() {
         "<span class=\"none\">none</span>".to_string()
@@ -357,8 +357,8 @@ fn visible<'a>(
     filter: &str,
     sort: &str,
     desc: bool,
-) -> Vec<&'a ImageRecord> {
-    let mut images: Vec<&ImageRecord> = repo
+) -> Vec<&'a InventoryImage> {
+    let mut images: Vec<&InventoryImage> = repo
         .images
         .iter()
         .filter(|i| filter.is_empty() || image_matches(&repo.repository, i, filter))
@@ -382,7 +382,7 @@ fn visible<'a>(
     images
 }
 
-fn image_matches(repository: &str, img: &ImageRecord, filter: &str) -> bool {
+fn image_matches(repository: &str, img: &InventoryImage, filter: &str) -> bool {
     matches(repository, filter)
         || matches(&img.digest.to_string(), filter)
         || img.tags.iter().any(|t| matches(t, filter))
@@ -518,7 +518,10 @@ mod tests {
     fn an_anchored_image_in_use_shows_its_marker_users_and_escaped_names() {
         use mirror_core::inuse::{Workload, WorkloadKind};
         let digest = mirror_core::Digest::sha256_of(b"image");
-        let mut img = ImageRecord::new("prod/services/<api>", digest.clone());
+        let mut img = InventoryImage::new(mirror_core::ImageRecord::new(
+            "prod/services/<api>",
+            digest.clone(),
+        ));
         img.tags = vec!["v1\"><b>".into()];
         img.size = Some(3 * 1024 * 1024);
         img.anchored = true;

@@ -166,7 +166,7 @@ impl RegistryClient {
         resp: Response,
         op: &str,
         loc: &str,
-    ) -> (Error, Vec<String>) {
+    ) -> (Error, crate::error::ErrorCodes) {
         let status = resp.status();
         let registry = self.inner.registry.clone();
         let challenge_error = challenge_of(resp.headers()).and_then(|c| match c {
@@ -203,7 +203,11 @@ impl RegistryClient {
             message = status.canonical_reason().unwrap_or("").to_string();
         }
         let message = crate::error::sanitize(&message, crate::error::MAX_SHOWN_TEXT);
-        let codes = parsed.errors.iter().map(|e| e.code.clone()).collect();
+        let codes: crate::error::ErrorCodes = parsed
+            .errors
+            .iter()
+            .filter_map(|e| crate::error::ErrorCode::parse(&e.code))
+            .collect();
         let error = match status {
             StatusCode::UNAUTHORIZED => Error::Unauthorized {
                 registry,
@@ -229,6 +233,7 @@ impl RegistryClient {
                 location: loc.to_string(),
                 status: status.as_u16(),
                 message,
+                codes,
             },
         };
         (error, codes)
@@ -261,6 +266,7 @@ pub(super) fn status_error(registry: &str, op: &str, loc: &str, resp: &Response)
         location: loc.to_string(),
         status: resp.status().as_u16(),
         message: resp.status().canonical_reason().unwrap_or("").to_string(),
+        codes: Default::default(),
     }
 }
 

@@ -58,6 +58,7 @@ impl HttpStore {
                 location: loc.to_string(),
                 status: resp.status().as_u16(),
                 message: "the registry sent no upload Location".into(),
+                codes: Default::default(),
             })?;
         self.client
             .inner
@@ -222,10 +223,15 @@ impl HttpStore {
         {
             tracing::info!(registry = %self.client.inner.registry, %status, "monolithic upload refused; switching to chunked uploads");
             self.client.inner.chunked.store(true, Ordering::Relaxed);
+            return Err(Error::UploadModeRefused {
+                registry: self.client.inner.registry.clone(),
+                location: loc.to_string(),
+                status: status.as_u16(),
+            });
         }
         let (error, codes) = self.client.error_and_codes(resp, "PUT blob", loc).await;
         // The registry's own digest check refused the bytes.
-        if codes.iter().any(|c| c == "DIGEST_INVALID") {
+        if codes.contains(crate::error::ErrorCode::DigestInvalid) {
             return Err(Error::DigestRejected {
                 registry: self.client.inner.registry.clone(),
                 digest: digest.clone(),
@@ -258,7 +264,8 @@ pub(super) fn refuses_monolithic(status: StatusCode) -> bool {
 }
 
 /// True when `e` is a refusal of a monolithic upload after which the client switched to
-/// chunked uploads: the blob can be sent again from a fresh stream.
+/// chunked uploads ([`Error::UploadModeRefused`]): the blob can be sent again from a fresh
+/// stream.
 pub fn is_upload_mode_switch(e: &Error) -> bool {
-    matches!(e, Error::Http { status, operation, .. } if operation == "PUT blob" && refuses_monolithic(StatusCode::from_u16(*status).unwrap_or(StatusCode::OK)))
+    matches!(e, Error::UploadModeRefused { .. })
 }

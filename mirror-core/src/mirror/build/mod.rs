@@ -4,15 +4,20 @@ use std::collections::HashSet;
 
 use futures::StreamExt;
 
-use crate::builder::{BuildPlan, BuildRequest, BuildSpec, Builder};
+use crate::builder::{BuildRequest, Builder};
+
+pub(super) mod cache;
+pub(super) mod spec;
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::{ParsedManifest, PlatformFilter};
 use crate::registry::{BuildCapability, Repository, RepositoryScope, RepositorySettings};
 use crate::store::ImageStore;
+pub use spec::{BuildPlan, BuildSpec};
 
-use super::report::{Action, Deployment};
 use super::Mirror;
+use crate::mirror::report::{Action, Deployment};
 
 /// Repositories searched for a clone's image, at most.
 const MAX_CLONE_CANDIDATES: usize = 256;
@@ -91,10 +96,10 @@ impl Mirror {
         let span = crate::telemetry::deploy_span("build", &self.core.cluster, service, "build");
         span.record("source", spec.commit.as_str());
         let work = self.build_once(service, spec, builder, in_use);
-        let d = crate::telemetry::traced(span, work, crate::telemetry::deployed)
+        let d = crate::telemetry::traced(span, work, super::metrics::deployed)
             .await
-            .inspect_err(|_| crate::telemetry::deploy_failed("build"))?;
-        crate::telemetry::deploy(&d, "build", started.elapsed());
+            .inspect_err(|_| super::metrics::deploy_failed("build"))?;
+        super::metrics::deploy(&d, "build", started.elapsed());
         Ok(d)
     }
 
@@ -264,12 +269,8 @@ impl Mirror {
         request.events = spec.events.clone();
         // The lease keeps other builds' cache bounds away while this one reads the cache.
         let lease_life = spec.timeout + std::time::Duration::from_secs(600);
-        let lease = match super::cache::Lease::take(
-            core.registry.as_ref(),
-            &cache_repository,
-            lease_life,
-        )
-        .await
+        let lease = match cache::Lease::take(core.registry.as_ref(), &cache_repository, lease_life)
+            .await
         {
             Ok(l) => Some(l),
             Err(e) => {
@@ -301,7 +302,7 @@ impl Mirror {
             }
         };
         let stage = core.registry.store(&stage_repository).await?;
-        let bounded = super::cache::record_and_bound(
+        let bounded = cache::record_and_bound(
             core.registry.as_ref(),
             &cache_repository,
             stage.as_ref(),

@@ -209,7 +209,7 @@ async fn read_history(store: &dyn ImageStore) -> Result<Vec<BuildRecord>> {
 #[derive(Debug, Default)]
 pub(super) struct Bounded {
     pub(super) deleted: Vec<Digest>,
-    pub(super) warnings: Vec<super::Warning>,
+    pub(super) warnings: Vec<crate::mirror::Warning>,
 }
 
 /// Records the build `built` (staged in `stage`) in the history of `repository`, keeping the
@@ -295,7 +295,7 @@ async fn bound(
             Ok(x) => x,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
-                out.warnings.push(super::Warning::CacheNotBounded {
+                out.warnings.push(crate::mirror::Warning::CacheNotBounded {
                     repository: repository.name().to_string(),
                     digest: Some(d.clone()),
                     error: format!("cannot read it: {e}"),
@@ -319,7 +319,7 @@ async fn bound(
         match registry.delete_image(repository, &d).await {
             Ok(()) => out.deleted.push(d),
             Err(e) if e.is_not_found() => {}
-            Err(e) => out.warnings.push(super::Warning::CacheNotBounded {
+            Err(e) => out.warnings.push(crate::mirror::Warning::CacheNotBounded {
                 repository: repository.name().to_string(),
                 digest: Some(d.clone()),
                 error: format!("could not delete it: {e}"),
