@@ -125,7 +125,7 @@ async fn place_without_upload(
             return Ok(placed(options, desc, BlobAction::Mounted));
         }
     }
-    if dst.has_blob_sized(digest, desc.size).await? {
+    if dst.has_blob(digest, Some(desc.size)).await? {
         counters.skipped.fetch_add(1, Ordering::Relaxed);
         return Ok(placed(options, desc, BlobAction::Skipped));
     }

@@ -525,12 +525,8 @@ async fn push_manifests(
         }
     }
     let has_subject = root.referral("").is_ok_and(|r| r.subject.is_some());
-    let indexed = if has_subject {
-        Some(dst.put_referrer(dst_ref, root).await?)
-    } else {
-        dst.put_manifest(dst_ref, root).await?;
-        None
-    };
+    let stored = dst.put_manifest(dst_ref, root).await?;
+    let indexed = has_subject.then_some(stored.subject_indexed);
     emit(
         options,
         CopyEvent::ManifestPushed {

@@ -50,7 +50,9 @@ impl Mirror {
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
         let core = &self.core;
-        let target = core.strategy.target(&core.cluster, service, &source.id())?;
+        let target = core
+            .strategy
+            .target(&core.cluster, service, &source.id_async().await?)?;
         let repository = core.registry.repository(&target.scope)?;
         // No control-plane call before the HEAD: an image already mirrored (the common
         // call) costs the HEADs only; the repository is ensured on a miss.
@@ -85,7 +87,7 @@ impl Mirror {
                 (Some(d), _) => d == &head.digest,
                 (None, TagPolicy::Trust) => true,
                 (None, TagPolicy::Verify) => {
-                    let checked = match core.sources.open(source) {
+                    let checked = match core.sources.open(source).await {
                         Ok(s) => {
                             let r = s.head_manifest(&src_ref).await;
                             src_store = Some(s);
@@ -122,8 +124,8 @@ impl Mirror {
                 }
             };
             if current {
-                if let Some(s) = &src_store {
-                    rate_limit_warning(s.as_ref(), &mut warnings);
+                if src_store.is_some() {
+                    rate_limit_warning(&core.sources, source, &mut warnings);
                 }
                 core.hand_out(
                     &repository,
@@ -193,7 +195,7 @@ impl Mirror {
             None => {
                 let src = match src_store {
                     Some(s) => s,
-                    None => core.sources.open(source)?,
+                    None => core.sources.open(source).await?,
                 };
                 // One HEAD of the source gives the digest for the single flight, the mount
                 // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
@@ -220,7 +222,7 @@ impl Mirror {
                         core.copy.clone(),
                     )
                     .await?;
-                rate_limit_warning(src.as_ref(), &mut warnings);
+                rate_limit_warning(&core.sources, source, &mut warnings);
                 report
             }
         };
@@ -376,7 +378,7 @@ impl Mirror {
         let core = &self.core;
         let src = match opened {
             Some(s) => s,
-            None => core.sources.open(source)?,
+            None => core.sources.open(source).await?,
         };
         let source_digest = match source.pinned() {
             Some(d) => Some(d.clone()),
@@ -430,12 +432,15 @@ fn refused_referrers(
 }
 
 /// A [`Warning::RateLimitLow`] when the source announced few pulls left.
-fn rate_limit_warning(src: &dyn ImageStore, warnings: &mut Vec<Warning>) {
-    if let Some(r) = src.rate_limit().filter(|r| r.is_low()) {
-        let registry = match src.location() {
-            crate::store::StoreLocation::Registry { registry, .. } => registry,
-            other => other.to_string(),
-        };
+fn rate_limit_warning(sources: &super::Sources, source: &Source, warnings: &mut Vec<Warning>) {
+    let Source::Registry(reference) = source else {
+        return;
+    };
+    if let Some(r) = sources
+        .rate_limit(reference.registry())
+        .filter(|r| r.is_low())
+    {
+        let registry = reference.registry().to_string();
         warnings.push(Warning::RateLimitLow {
             registry,
             remaining: r.remaining,

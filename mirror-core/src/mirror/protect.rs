@@ -91,7 +91,7 @@ impl Mirror {
                 }
                 .await;
                 match anchored {
-                    Ok(()) => {
+                    Ok(_) => {
                         tracing::info!(repository = %repository, digest = %image.digest, "anchored an image in use");
                         report
                             .anchored

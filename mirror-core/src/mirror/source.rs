@@ -70,6 +70,20 @@ impl Source {
         }
     }
 
+    /// [`Source::id`] where a layout's path is resolved on a blocking thread (it reads the
+    /// file system).
+    pub async fn id_async(&self) -> Result<SourceId> {
+        match self {
+            Source::Registry(_) => Ok(self.id()),
+            Source::Layout { .. } => {
+                let me = self.clone();
+                tokio::task::spawn_blocking(move || me.id())
+                    .await
+                    .map_err(|e| Error::Config(format!("resolving a layout path: {e}")))
+            }
+        }
+    }
+
     /// What to ask the source store for (digest when pinned, else tag).
     pub(crate) fn reference(&self) -> String {
         match self {
@@ -189,46 +203,95 @@ impl Sources {
         self
     }
 
-    /// Opens the store holding `source`.
-    pub fn open(&self, source: &Source) -> Result<Arc<dyn ImageStore>> {
+    /// The pull limit the registry `host` last announced to the client this opened for it
+    /// (Docker Hub's `ratelimit-*` headers); `None` when it announced none or was not
+    /// opened.
+    pub fn rate_limit(&self, host: &str) -> Option<crate::store::RateLimit> {
+        self.clients.lock().ok()?.get(host)?.rate_limit()
+    }
+
+    /// Opens the store holding `source`. The file reads this may need (a layout's marker, the
+    /// docker `config.json`) run on a blocking thread.
+    pub async fn open(&self, source: &Source) -> Result<Arc<dyn ImageStore>> {
         match source {
-            Source::Layout { path, .. } => Ok(Arc::new(LayoutStore::open(path)?)),
+            Source::Layout { path, .. } => {
+                let path = path.clone();
+                let store = tokio::task::spawn_blocking(move || LayoutStore::open(path))
+                    .await
+                    .map_err(|e| Error::Config(format!("opening a layout: {e}")))??;
+                Ok(Arc::new(store))
+            }
             Source::Registry(r) => {
-                let host = r.registry();
-                let client = {
-                    let mut clients = self
-                        .clients
-                        .lock()
-                        .map_err(|_| Error::Config("source client cache poisoned".into()))?;
-                    match clients.get(host) {
-                        Some(c) => c.clone(),
-                        None => {
-                            let provider = self.providers.get(host).cloned().or_else(|| {
-                                self.families.iter().find_map(|f| f.provider_for(host))
-                            });
-                            let mut b = RegistryClient::builder(host);
-                            b = match (self.credentials.get(host), provider) {
-                                (Some(c), _) => b.credentials(c.clone()),
-                                (None, Some(p)) => b.credential_provider(p),
-                                (None, None) => b.credentials(
-                                    DockerConfig::load_default()?.credentials_for(host)?,
-                                ),
-                            };
-                            if let Some(p) = self.plain_http.get(host) {
-                                b = b.plain_http(*p);
-                            }
-                            if let Some(r) = &self.retry {
-                                b = b.retry(r.clone());
-                            }
-                            let c = b.build()?;
-                            clients.insert(host.to_string(), c.clone());
-                            c
-                        }
-                    }
+                let host = r.registry().to_string();
+                let known = self
+                    .clients
+                    .lock()
+                    .map_err(|_| Error::Config("source client cache poisoned".into()))?
+                    .contains_key(&host);
+                // The docker config is a file: read where it may block.
+                let docker = if known
+                    || self.credentials.contains_key(&host)
+                    || self.providers.contains_key(&host)
+                    || self
+                        .families
+                        .iter()
+                        .any(|f| f.provider_for(&host).is_some())
+                {
+                    None
+                } else {
+                    let h = host.clone();
+                    Some(
+                        tokio::task::spawn_blocking(move || {
+                            DockerConfig::load_default()?.credentials_for(&h)
+                        })
+                        .await
+                        .map_err(|e| Error::Config(format!("reading the docker config: {e}")))??,
+                    )
                 };
-                Ok(Arc::new(client.repository(r.repository())?))
+                self.open_registry(r, docker)
             }
         }
+    }
+
+    /// The store of a registry source, its client made once per host (`docker`: the
+    /// credentials the docker config gives the host, read beforehand when needed).
+    fn open_registry(
+        &self,
+        r: &Reference,
+        docker: Option<Credentials>,
+    ) -> Result<Arc<dyn ImageStore>> {
+        let host = r.registry();
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| Error::Config("source client cache poisoned".into()))?;
+        let client = match clients.get(host) {
+            Some(c) => c.clone(),
+            None => {
+                let provider = self
+                    .providers
+                    .get(host)
+                    .cloned()
+                    .or_else(|| self.families.iter().find_map(|f| f.provider_for(host)));
+                let mut b = RegistryClient::builder(host);
+                b = match (self.credentials.get(host), provider) {
+                    (Some(c), _) => b.credentials(c.clone()),
+                    (None, Some(p)) => b.credential_provider(p),
+                    (None, None) => b.credentials(docker.unwrap_or(Credentials::Anonymous)),
+                };
+                if let Some(p) = self.plain_http.get(host) {
+                    b = b.plain_http(*p);
+                }
+                if let Some(r) = &self.retry {
+                    b = b.retry(r.clone());
+                }
+                let c = b.build()?;
+                clients.insert(host.to_string(), c.clone());
+                c
+            }
+        };
+        drop(clients);
+        Ok(Arc::new(client.repository(r.repository())?))
     }
 }
 

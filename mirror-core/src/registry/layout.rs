@@ -72,16 +72,65 @@ impl Registry for LayoutRegistry {
         repository: &Repository,
         _settings: &RepositorySettings,
     ) -> Result<()> {
-        LayoutStore::create(self.path_of(repository)?).map(|_| ())
+        self.store(repository).await.map(|_| ())
     }
 
     async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
-        Ok(Arc::new(LayoutStore::create(self.path_of(repository)?)?))
+        let path = self.path_of(repository)?;
+        Ok(Arc::new(blocking(move || LayoutStore::create(path)).await?))
     }
 
     async fn list_repositories(&self, cluster: &str) -> Result<Vec<Repository>> {
         let prefix = cluster_prefix(self.prefix.as_deref(), cluster)?;
-        let base = self.root.join(prefix.trim_end_matches('/'));
+        let root = self.root.clone();
+        let names = blocking(move || repositories_below(&root, &prefix)).await?;
+        Ok(names.into_iter().map(Repository::listed).collect())
+    }
+
+    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
+        let path = self.path_of(repository)?;
+        let Some(store) = blocking(move || open_if_there(path)).await? else {
+            return Ok(Vec::new());
+        };
+        list_images_by_tags(&store, repository.name()).await
+    }
+
+    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
+        let path = self.path_of(repository)?;
+        let location = format!("oci:{}@{digest}", path.display());
+        let Some(store) = blocking(move || open_if_there(path)).await? else {
+            return Err(Error::manifest_not_found(location));
+        };
+        crate::image::delete_with_referrers(&store, digest, |d| {
+            let store = &store;
+            async move { store.delete_manifest(&d).await }
+        })
+        .await
+    }
+}
+
+/// Runs a file-system call on a blocking thread.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        Error::io(
+            std::path::Path::new(""),
+            std::io::Error::other(format!("layout task: {e}")),
+        )
+    })?
+}
+
+/// The layout at `path`, `None` when there is none (blocking).
+fn open_if_there(path: std::path::PathBuf) -> Result<Option<LayoutStore>> {
+    if !path.join("oci-layout").is_file() {
+        return Ok(None);
+    }
+    LayoutStore::open(path).map(Some)
+}
+
+/// The layouts below `root/prefix`, as names relative to `root`, sorted (blocking).
+fn repositories_below(root: &std::path::Path, prefix: &str) -> Result<Vec<String>> {
+    {
+        let base = root.join(prefix.trim_end_matches('/'));
         let mut out = Vec::new();
         let mut pending = vec![base];
         while let Some(dir) = pending.pop() {
@@ -91,7 +140,7 @@ impl Registry for LayoutRegistry {
                 Err(e) => return Err(Error::io(&dir, e)),
             };
             if dir.join("oci-layout").is_file() {
-                if let Ok(rel) = dir.strip_prefix(&self.root) {
+                if let Ok(rel) = dir.strip_prefix(root) {
                     out.push(rel.to_string_lossy().replace('\\', "/"));
                 }
                 continue;
@@ -104,31 +153,6 @@ impl Registry for LayoutRegistry {
             }
         }
         out.sort();
-        Ok(out.into_iter().map(Repository::listed).collect())
-    }
-
-    async fn list_images(&self, repository: &Repository) -> Result<Vec<ImageRecord>> {
-        let path = self.path_of(repository)?;
-        if !path.join("oci-layout").is_file() {
-            return Ok(Vec::new());
-        }
-        let store = LayoutStore::open(path)?;
-        list_images_by_tags(&store, repository.name()).await
-    }
-
-    async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
-        let path = self.path_of(repository)?;
-        if !path.join("oci-layout").is_file() {
-            return Err(Error::manifest_not_found(format!(
-                "oci:{}@{digest}",
-                path.display()
-            )));
-        }
-        let store = LayoutStore::open(path)?;
-        crate::image::delete_with_referrers(&store, digest, |d| {
-            let store = &store;
-            async move { store.delete_manifest(&d).await }
-        })
-        .await
+        Ok(out)
     }
 }

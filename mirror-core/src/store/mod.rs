@@ -167,19 +167,9 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// A manifest's bytes and media type; [`Error::NotFound`] if it does not exist.
     async fn get_manifest(&self, reference: &str) -> Result<RawManifest>;
 
-    /// Stores a manifest under `reference` (a tag, or its own digest).
-    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()>;
-
-    /// Stores a manifest that names a `subject` (a referrer), as [`put_manifest`], and says
-    /// whether the store indexed it as a referrer of that subject: an OCI 1.1 registry
-    /// answers the PUT with the `OCI-Subject` header. When it does not, the referrers tag
-    /// schema applies. The default stores it and says no.
-    ///
-    /// [`put_manifest`]: ImageStore::put_manifest
-    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
-        self.put_manifest(reference, manifest).await?;
-        Ok(false)
-    }
+    /// Stores a manifest under `reference` (a tag, or its own digest), and says what the
+    /// store did with its `subject` when it names one ([`PutOutcome`]).
+    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<PutOutcome>;
 
     /// Stores child manifests of an index that is about to be stored, each under its own
     /// digest. None of them names another (the copy stores a tree a level at a time, deepest
@@ -190,7 +180,11 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
         use futures::{StreamExt, TryStreamExt};
         let mut puts = Vec::with_capacity(children.len());
         for &child in children {
-            puts.push(async move { self.put_manifest(&child.digest.to_string(), child).await });
+            puts.push(async move {
+                self.put_manifest(&child.digest.to_string(), child)
+                    .await
+                    .map(|_| ())
+            });
         }
         futures::stream::iter(puts)
             .buffer_unordered(8)
@@ -203,18 +197,12 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// [`Error::NotFound`] if it does not exist.
     async fn delete_manifest(&self, digest: &Digest) -> Result<()>;
 
-    /// Whether a blob exists.
-    async fn has_blob(&self, digest: &Digest) -> Result<bool>;
-
-    /// Whether the blob is there whole, `size` bytes: [`has_blob`](ImageStore::has_blob), and
-    /// a store that can check cheaply (a layout on disk) checks the size, and the content
-    /// when it is small; a wrong file is "absent" (and [`put_blob`](ImageStore::put_blob)
-    /// replaces it). The copy engine asks this before skipping a blob. The default is
-    /// `has_blob`: a registry verifies what it stores.
-    async fn has_blob_sized(&self, digest: &Digest, size: u64) -> Result<bool> {
-        let _ = size;
-        self.has_blob(digest).await
-    }
+    /// Whether a blob exists; with `size`, whether it is there whole: a store that can check
+    /// cheaply (a layout on disk) checks the size, and the content when it is small, and
+    /// takes a wrong file for absent (which [`put_blob`](ImageStore::put_blob) then
+    /// replaces); a registry verifies what it stores and answers for the digest. The copy
+    /// engine asks with the size before skipping a blob.
+    async fn has_blob(&self, digest: &Digest, size: Option<u64>) -> Result<bool>;
 
     /// Opens a blob for reading; [`Error::NotFound`] if it does not exist.
     async fn get_blob(&self, digest: &Digest) -> Result<Blob>;
@@ -233,12 +221,6 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     /// Every tag, sorted as the store returns them.
     async fn list_tags(&self) -> Result<Vec<String>>;
 
-    /// The pull limit the registry last announced to this store's client (Docker Hub's
-    /// `ratelimit-*` headers); `None` when it announced none (the default).
-    fn rate_limit(&self) -> Option<RateLimit> {
-        None
-    }
-
     /// The referrers of `subject`: descriptors (with `artifactType` and annotations) of the
     /// manifests whose `subject` names it, through the OCI 1.1 referrers API, or for a layout
     /// read from the manifests it holds. `artifact_type` asks the store to filter (a store may
@@ -251,6 +233,23 @@ pub trait ImageStore: Send + Sync + fmt::Debug {
     ) -> Result<Option<Vec<crate::media::Descriptor>>> {
         let _ = (subject, artifact_type);
         Ok(None)
+    }
+}
+
+/// What a store did when it stored a manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PutOutcome {
+    /// For a manifest naming a `subject` (a referrer): the store indexed it as a referrer of
+    /// that subject (an OCI 1.1 registry answers the `PUT` with `OCI-Subject`; a layout
+    /// always does). When it did not, the referrers tag schema applies.
+    pub subject_indexed: bool,
+}
+
+impl PutOutcome {
+    /// A manifest stored, its subject indexed (`true`) or not.
+    pub fn indexed(subject_indexed: bool) -> Self {
+        PutOutcome { subject_indexed }
     }
 }
 

@@ -670,5 +670,8 @@ pub(crate) async fn push_fixture(
     for child in fixture.child_manifests() {
         store.put_manifest(&child.digest.to_string(), child).await?;
     }
-    store.put_manifest(tag, fixture.top_manifest()).await
+    store
+        .put_manifest(tag, fixture.top_manifest())
+        .await
+        .map(|_| ())
 }

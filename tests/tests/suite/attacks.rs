@@ -271,7 +271,11 @@ impl ImageStore for Counting {
     async fn get_manifest(&self, r: &str) -> mirror_core::Result<mirror_core::RawManifest> {
         self.inner.get_manifest(r).await
     }
-    async fn put_manifest(&self, r: &str, m: &mirror_core::RawManifest) -> mirror_core::Result<()> {
+    async fn put_manifest(
+        &self,
+        r: &str,
+        m: &mirror_core::RawManifest,
+    ) -> mirror_core::Result<mirror_core::store::PutOutcome> {
         self.index_writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.put_manifest(r, m).await
@@ -282,15 +286,12 @@ impl ImageStore for Counting {
     async fn delete_manifest(&self, d: &mirror_core::Digest) -> mirror_core::Result<()> {
         self.inner.delete_manifest(d).await
     }
-    async fn has_blob(&self, d: &mirror_core::Digest) -> mirror_core::Result<bool> {
-        self.inner.has_blob(d).await
-    }
-    async fn has_blob_sized(
+    async fn has_blob(
         &self,
         d: &mirror_core::Digest,
-        size: u64,
+        size: Option<u64>,
     ) -> mirror_core::Result<bool> {
-        self.inner.has_blob_sized(d, size).await
+        self.inner.has_blob(d, size).await
     }
     async fn get_blob(
         &self,

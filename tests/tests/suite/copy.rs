@@ -250,7 +250,7 @@ async fn copy_into_second_repository_of_same_registry_mounts_every_blob() {
     );
     assert_eq!(&r.digest, index.digest());
     for img in index.images() {
-        assert!(second.has_blob(img.config().digest()).await.unwrap());
+        assert!(second.has_blob(img.config().digest(), None).await.unwrap());
     }
 }
 
@@ -361,7 +361,7 @@ async fn basic_auth_registry_copies_and_wrong_password_is_unauthorized() {
         .repository("auth/app")
         .unwrap();
     assert!(matches!(
-        anon.has_blob(image.config().digest()).await,
+        anon.has_blob(image.config().digest(), None).await,
         Err(Error::Unauthorized { .. })
     ));
 }
@@ -472,7 +472,7 @@ async fn an_anonymous_client_sends_no_ping_and_learns_the_challenge_from_its_fir
         anon.head_manifest("v1").await.unwrap().map(|h| h.digest),
         Some(image.digest().clone())
     );
-    assert!(anon.has_blob(image.config().digest()).await.unwrap());
+    assert!(anon.has_blob(image.config().digest(), None).await.unwrap());
     assert_eq!(
         tests::access_lines(&reg)[before..],
         [
@@ -541,7 +541,7 @@ async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
         "no tag after a failed copy"
     );
     assert!(
-        !dst.has_blob(&victim).await.unwrap(),
+        !dst.has_blob(&victim, None).await.unwrap(),
         "the bad blob was not stored"
     );
     // The uploads running beside the failed one finished; the failed one was cancelled with a
@@ -612,7 +612,10 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
             dst.head_manifest("v1").await.unwrap().is_none(),
             "{repo}: no tag"
         );
-        assert!(!dst.has_blob(&victim).await.unwrap(), "{repo}: no bad blob");
+        assert!(
+            !dst.has_blob(&victim, None).await.unwrap(),
+            "{repo}: no bad blob"
+        );
     }
 }
 

@@ -393,7 +393,7 @@ async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() 
         "the other origin's refusal is reported: {err:?}"
     );
     // Later requests to the registry keep its own (basic) scheme.
-    let _ = store.has_blob(&digest).await;
+    let _ = store.has_blob(&digest, None).await;
     let _ = store.list_tags().await;
     assert!(
         evil_seen.lock().unwrap().is_empty(),

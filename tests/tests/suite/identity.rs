@@ -238,7 +238,10 @@ async fn a_digest_held_by_another_services_repository_is_mounted_with_zero_bytes
         .unwrap()
         .is_some());
     for blob in api.blobs() {
-        assert!(b.has_blob(blob.digest()).await.unwrap(), "blob mounted");
+        assert!(
+            b.has_blob(blob.digest(), None).await.unwrap(),
+            "blob mounted"
+        );
     }
 }
 

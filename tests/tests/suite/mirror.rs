@@ -512,7 +512,7 @@ async fn assert_whole(store: &dyn mirror_core::ImageStore, digest: &str) {
             ParsedManifest::Image { config, layers } => {
                 for b in std::iter::once(config).chain(layers) {
                     assert!(
-                        store.has_blob(&b.digest).await.unwrap(),
+                        store.has_blob(&b.digest, None).await.unwrap(),
                         "blob {} of the handed-out {digest} is missing",
                         b.digest
                     );

@@ -119,7 +119,13 @@ impl Mirror {
                 core.registry.location()
             ))
         })?;
-        let plan = spec.plan(builder.name())?;
+        // The plan reads the Dockerfile: on a blocking thread.
+        let plan = {
+            let (spec, name) = (spec.clone(), builder.name().to_string());
+            tokio::task::spawn_blocking(move || spec.plan(&name))
+                .await
+                .map_err(|e| Error::Config(format!("planning the build: {e}")))??
+        };
         let tag = plan.key.tag();
         let repository = core.registry.repository(&RepositoryScope::Build {
             cluster: core.cluster.clone(),

@@ -11,7 +11,9 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::{RawManifest, ACCEPTED_MANIFEST_TYPES};
 use crate::reference::validate_repository;
-use crate::store::{Blob, BlobStream, ImageStore, ManifestHead, MountOutcome, StoreLocation};
+use crate::store::{
+    Blob, BlobStream, ImageStore, ManifestHead, MountOutcome, PutOutcome, StoreLocation,
+};
 
 use super::*;
 
@@ -245,13 +247,9 @@ impl ImageStore for HttpStore {
         Ok(m)
     }
 
-    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()> {
-        self.put(reference, manifest).await.map(|_| ())
-    }
-
-    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
+    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<PutOutcome> {
         let headers = self.put(reference, manifest).await?;
-        Ok(headers.contains_key("OCI-Subject"))
+        Ok(PutOutcome::indexed(headers.contains_key("OCI-Subject")))
     }
 
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
@@ -271,7 +269,8 @@ impl ImageStore for HttpStore {
         }
     }
 
-    async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+    /// A registry verifies what it stores: the size is not asked again.
+    async fn has_blob(&self, digest: &Digest, _size: Option<u64>) -> Result<bool> {
         let url = self.url(&format!("blobs/{digest}"))?;
         let loc = self.loc(&digest.to_string());
         let resp = self
@@ -283,10 +282,6 @@ impl ImageStore for HttpStore {
             s if s.is_success() => Ok(true),
             _ => Err(self.client.error_for(resp, "HEAD blob", &loc).await),
         }
-    }
-
-    fn rate_limit(&self) -> Option<crate::store::RateLimit> {
-        self.client.rate_limit()
     }
 
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {

@@ -62,7 +62,7 @@ use tokio_util::io::ReaderStream;
 use crate::digest::{Digest, Verifier};
 use crate::error::{Error, Result};
 use crate::media::{RawManifest, OCI_INDEX};
-use crate::store::{Blob, BlobStream, ImageStore, ManifestHead, StoreLocation};
+use crate::store::{Blob, BlobStream, ImageStore, ManifestHead, PutOutcome, StoreLocation};
 
 /// Blobs up to this size are hashed before a copy counts them as present (4 MiB: configs,
 /// manifests and small layers; larger ones are checked by size).
@@ -336,7 +336,9 @@ impl ImageStore for LayoutStore {
         }
     }
 
-    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()> {
+    /// A layout indexes every manifest it holds: [`referrers`](ImageStore::referrers) finds
+    /// one naming a `subject` through it.
+    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<PutOutcome> {
         let r = parse_reference(reference)?;
         manifest.digest.verify(&manifest.bytes)?;
         if let ManifestRef::Digest(d) = &r {
@@ -355,7 +357,8 @@ impl ImageStore for LayoutStore {
         }
         let m = manifest.clone();
         self.locked(move |root| put_manifest_locked(root, r, &m))
-            .await
+            .await?;
+        Ok(PutOutcome::indexed(true))
     }
 
     /// Blobs only: the index put next reaches them (see the trait). Each is verified and
@@ -372,13 +375,6 @@ impl ImageStore for LayoutStore {
             Ok(())
         })
         .await
-    }
-
-    /// A layout indexes every manifest it holds: [`referrers`](ImageStore::referrers) finds
-    /// this one through its `subject`.
-    async fn put_referrer(&self, reference: &str, manifest: &RawManifest) -> Result<bool> {
-        self.put_manifest(reference, manifest).await?;
-        Ok(true)
     }
 
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
@@ -411,25 +407,19 @@ impl ImageStore for LayoutStore {
         .await
     }
 
-    async fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        let path = blob_path(&self.root, digest);
-        match tokio::fs::symlink_metadata(&path).await {
-            Ok(m) => Ok(m.is_file()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(Error::io(&path, e)),
-        }
-    }
-
-    /// The file must have the blob's size, and up to [`VERIFY_UP_TO`] bytes its content is
-    /// hashed: a truncated or foreign file under a blob's name (a crash of another tool, a
-    /// hand copy) is not taken for the blob.
-    async fn has_blob_sized(&self, digest: &Digest, size: u64) -> Result<bool> {
+    /// A regular file under the blob's name; with `size`, the file must have that size, and
+    /// up to [`VERIFY_UP_TO`] bytes its content is hashed: a truncated or foreign file under a
+    /// blob's name (a crash of another tool, a hand copy) is not taken for the blob.
+    async fn has_blob(&self, digest: &Digest, size: Option<u64>) -> Result<bool> {
         let path = blob_path(&self.root, digest);
         let len = match tokio::fs::symlink_metadata(&path).await {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => return Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::io(&path, e)),
+        };
+        let Some(size) = size else {
+            return Ok(true);
         };
         if len != size {
             tracing::warn!(path = %path.display(), expected = size, found = len, "a blob file of the wrong size; it is replaced");
@@ -472,7 +462,7 @@ impl ImageStore for LayoutStore {
     }
 
     async fn put_blob(&self, digest: &Digest, size: u64, mut data: BlobStream) -> Result<()> {
-        if self.has_blob_sized(digest, size).await? {
+        if self.has_blob(digest, Some(size)).await? {
             return Ok(());
         }
         let target = blob_path(&self.root, digest);

@@ -81,7 +81,7 @@ async fn blobs_round_trip_and_existing_blobs_are_not_read_again() {
     let (_tmp, store) = layout();
     let data = vec![7u8; 600 * 1024];
     let d = Digest::sha256_of(&data);
-    assert!(!store.has_blob(&d).await.unwrap());
+    assert!(!store.has_blob(&d, None).await.unwrap());
     store
         .put_blob(
             &d,
@@ -90,7 +90,7 @@ async fn blobs_round_trip_and_existing_blobs_are_not_read_again() {
         )
         .await
         .unwrap();
-    assert!(store.has_blob(&d).await.unwrap());
+    assert!(store.has_blob(&d, None).await.unwrap());
     let blob = store.get_blob(&d).await.unwrap();
     assert_eq!(blob.size, Some(data.len() as u64));
     assert_eq!(read_all(blob).await, data);
@@ -120,7 +120,7 @@ async fn a_blob_that_does_not_match_its_digest_is_not_stored() {
         }
         other => panic!("unexpected {other}"),
     }
-    assert!(!store.has_blob(&claimed).await.unwrap());
+    assert!(!store.has_blob(&claimed, None).await.unwrap());
     assert!(leftovers(store.path()).is_empty());
     let names: Vec<_> = fs::read_dir(store.path().join("blobs/sha256"))
         .unwrap()
@@ -165,7 +165,7 @@ async fn wrong_sizes_and_broken_sources_leave_nothing_behind() {
     ]));
     let err = store.put_blob(&d, 3, broken).await.unwrap_err();
     assert!(err.to_string().contains("source broke"), "{err}");
-    assert!(!store.has_blob(&d).await.unwrap());
+    assert!(!store.has_blob(&d, None).await.unwrap());
     assert!(fs::read_dir(store.path().join("blobs/sha256"))
         .unwrap()
         .next()
@@ -187,7 +187,7 @@ async fn manifests_round_trip_by_tag_and_by_digest() {
         assert_eq!(head.size, docker.bytes.len() as u64);
     }
     assert!(
-        store.has_blob(&docker.digest).await.unwrap(),
+        store.has_blob(&docker.digest, None).await.unwrap(),
         "manifests live in blobs/"
     );
 
@@ -281,7 +281,7 @@ async fn absent_things_are_not_found_and_blobs_are_not_manifests() {
         .unwrap()
         .is_none());
     assert!(store.delete_manifest(&cd).await.unwrap_err().is_not_found());
-    assert!(store.has_blob(&cd).await.unwrap());
+    assert!(store.has_blob(&cd, None).await.unwrap());
 }
 
 #[tokio::test]
@@ -322,7 +322,7 @@ async fn delete_removes_every_tag_and_the_blob() {
     store.put_manifest("keep", &b).await.unwrap();
     store.delete_manifest(&a.digest).await.unwrap();
     assert_eq!(store.list_tags().await.unwrap(), vec!["keep".to_string()]);
-    assert!(!store.has_blob(&a.digest).await.unwrap());
+    assert!(!store.has_blob(&a.digest, None).await.unwrap());
     assert!(store
         .get_manifest(&a.digest.to_string())
         .await

@@ -202,7 +202,10 @@ async fn push_writes_blobs_then_children_then_the_tag() {
         .unwrap();
     let store = MemoryStore::default();
     image.push(&store, "t").await.unwrap();
-    assert!(store.has_blob(image.layers()[0].digest()).await.unwrap());
+    assert!(store
+        .has_blob(image.layers()[0].digest(), None)
+        .await
+        .unwrap());
 }
 
 #[tokio::test]

@@ -59,7 +59,11 @@ impl ImageStore for MemoryStore {
             .cloned()
             .ok_or_else(|| Error::manifest_not_found(reference))
     }
-    async fn put_manifest(&self, reference: &str, manifest: &RawManifest) -> Result<()> {
+    async fn put_manifest(
+        &self,
+        reference: &str,
+        manifest: &RawManifest,
+    ) -> Result<crate::store::PutOutcome> {
         self.order
             .lock()
             .unwrap()
@@ -68,13 +72,13 @@ impl ImageStore for MemoryStore {
             .lock()
             .unwrap()
             .insert(reference.to_string(), manifest.clone());
-        Ok(())
+        Ok(crate::store::PutOutcome::default())
     }
     async fn delete_manifest(&self, digest: &Digest) -> Result<()> {
         self.manifests.lock().unwrap().remove(&digest.to_string());
         Ok(())
     }
-    async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+    async fn has_blob(&self, digest: &Digest, _size: Option<u64>) -> Result<bool> {
         Ok(self.blobs.lock().unwrap().contains_key(digest))
     }
     async fn get_blob(&self, digest: &Digest) -> Result<Blob> {
