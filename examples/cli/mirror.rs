@@ -43,11 +43,10 @@ use mirror_cli::sources::{creds, with_source_auth, SourceAuth};
 use mirror_cli::KubernetesArgs;
 use mirror_core::image::referrers::ReferrerOptions;
 use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
-use mirror_core::store::layout::{parse_oci_location, LayoutStore};
+use mirror_core::store::{Endpoint, EndpointOptions};
 use mirror_core::{
-    ClusterStrategy, CopyEvent, CopyOptions, ImageStore, Mirror, MirrorStrategy, PlatformFilter,
-    Reference, Registry, ServiceStrategy, Source, Sources, TagPolicy,
+    ClusterStrategy, CopyEvent, CopyOptions, Mirror, MirrorStrategy, PlatformFilter,
+    ServiceStrategy, Source, Sources, TagPolicy,
 };
 
 #[derive(Parser)]
@@ -318,12 +317,7 @@ struct CopyArgs {
     referrer_types: Vec<String>,
 }
 
-/// An opened endpoint: a store and the tag or digest within it.
-struct Endpoint {
-    store: Box<dyn ImageStore>,
-    reference: Option<String>,
-}
-
+/// `spec` as a copy endpoint (`oci:PATH[:TAG]` or a reference).
 fn open(
     spec: &str,
     create: bool,
@@ -331,37 +325,14 @@ fn open(
     insecure: bool,
     plain_http: bool,
 ) -> anyhow::Result<Endpoint> {
-    if spec.starts_with("oci:") {
-        let (path, tag) = parse_oci_location(spec)?;
-        let store = if create {
-            LayoutStore::create(&path)?
-        } else {
-            LayoutStore::open(&path)?
-        };
-        return Ok(Endpoint {
-            store: Box::new(store),
-            reference: tag,
-        });
+    let mut options = EndpointOptions::default()
+        .with_credentials(creds)
+        .with_tls_verify(!insecure)
+        .with_plain_http(plain_http);
+    if create {
+        options = options.creating();
     }
-    let explicit_tag = {
-        let name = spec.split('@').next().unwrap_or(spec);
-        let last = name.rsplit('/').next().unwrap_or(name);
-        last.contains(':') || spec.contains('@')
-    };
-    let r = Reference::parse(spec)?;
-    let mut builder = RegistryClient::builder(r.registry()).tls_verify(!insecure);
-    if plain_http {
-        builder = builder.plain_http(true);
-    }
-    let builder = match creds {
-        Some(c) => builder.credentials(c),
-        None => builder.docker_config()?,
-    };
-    let client = builder.build()?;
-    Ok(Endpoint {
-        store: Box::new(client.repository(r.repository())?),
-        reference: explicit_tag.then(|| r.manifest_reference()),
-    })
+    Ok(Endpoint::open(spec, &options)?)
 }
 
 async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
@@ -643,8 +614,7 @@ async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
 }
 
 async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
-    use mirror_core::store::http::credentials::DockerConfig;
-    use mirror_core::{BuildEvent, BuildSpec, Builder, RepositoryScope};
+    use mirror_core::{BuildEvent, BuildSpec, Builder};
     let registry = open_registry(&args.registry).await?;
     let mut spec = BuildSpec::new(&args.context, &args.commit)
         .with_platforms(args.platforms.iter().cloned())
@@ -666,32 +636,9 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
             },
         }
     }
-    // The builder pushes with the mirror registry's credentials: --registry-creds, else the
-    // docker config (unless the registry hands out its own).
-    let build_repo = registry.repository(&RepositoryScope::Build {
-        cluster: args.registry.cluster.clone(),
-        service: args.service.clone(),
-    })?;
-    let builds = registry.builds().with_context(|| {
-        format!(
-            "the {} registry at {} cannot receive builds",
-            registry.provider(),
-            registry.location()
-        )
-    })?;
-    let host = builds
-        .repository_reference(&build_repo)?
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    let push_creds = match creds(&args.registry.registry_creds)? {
-        Some(c) => c,
-        None => DockerConfig::load_default()?.credentials_for(&host)?,
-    };
-    if !push_creds.is_anonymous() {
-        spec = spec.with_credentials(host, push_creds);
-    }
+    // The builder pushes with the credentials the mirror registry hands out
+    // (`BuildCapability::builder_credentials`: --registry-creds, else the docker config for a
+    // distribution registry, a provider's own token for a cloud registry).
     if !args.quiet {
         spec = spec.with_events(Arc::new(|e: &BuildEvent| match e {
             BuildEvent::Command { command } => eprintln!("+ {command}"),

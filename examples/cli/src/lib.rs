@@ -40,16 +40,9 @@ impl KubernetesArgs {
         if !self.kubernetes && self.kubeconfig.is_none() && self.kube_context.is_none() {
             return Ok(None);
         }
-        let mut source = match (&self.kubeconfig, &self.kube_context) {
-            (Some(path), context) => {
-                KubernetesInUse::from_kubeconfig(path, context.as_deref()).await?
-            }
-            (None, Some(context)) => {
-                let path = kubeconfig_path();
-                KubernetesInUse::from_kubeconfig(&path, Some(context)).await?
-            }
-            (None, None) => KubernetesInUse::infer().await?,
-        };
+        let mut source =
+            KubernetesInUse::connect(self.kubeconfig.as_deref(), self.kube_context.as_deref())
+                .await?;
         if !self.namespaces.is_empty() {
             source = source.namespaces(self.namespaces.iter().cloned());
         }
@@ -58,16 +51,4 @@ impl KubernetesArgs {
         }
         Ok(Some(Arc::new(source)))
     }
-}
-
-/// `$KUBECONFIG` (its first file) or `~/.kube/config`.
-fn kubeconfig_path() -> std::path::PathBuf {
-    if let Some(first) = std::env::var_os("KUBECONFIG")
-        .as_ref()
-        .and_then(|v| std::env::split_paths(v).next())
-    {
-        return first;
-    }
-    let home = std::env::var_os("HOME").unwrap_or_default();
-    std::path::Path::new(&home).join(".kube").join("config")
 }

@@ -97,6 +97,19 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The kubeconfig file kubectl reads: the first file of `$KUBECONFIG`, else
+/// `~/.kube/config`.
+pub fn default_kubeconfig() -> std::path::PathBuf {
+    if let Some(first) = std::env::var_os("KUBECONFIG")
+        .as_ref()
+        .and_then(|v| std::env::split_paths(v).next())
+    {
+        return first;
+    }
+    let home = std::env::var_os("HOME").unwrap_or_default();
+    std::path::Path::new(&home).join(".kube").join("config")
+}
+
 impl KubernetesInUse {
     /// The cluster this process runs in (its service account) or, outside a cluster, the
     /// current context of `$KUBECONFIG` / `~/.kube/config`.
@@ -122,6 +135,23 @@ impl KubernetesInUse {
             .await
             .map_err(|e| unknown("kubernetes", &operation, None, &e))?;
         Self::from_config(config)
+    }
+
+    /// The cluster a deployer's flags name: the context `context` (or the current one) of
+    /// the kubeconfig `kubeconfig`; with a context alone, of [`default_kubeconfig`]; with
+    /// neither, [`KubernetesInUse::infer`] (in a pod, its service account).
+    pub async fn connect(
+        kubeconfig: Option<&std::path::Path>,
+        context: Option<&str>,
+    ) -> Result<Self> {
+        match (kubeconfig, context) {
+            (Some(path), context) => Self::from_kubeconfig(path, context).await,
+            (None, Some(context)) => {
+                let path = default_kubeconfig();
+                Self::from_kubeconfig(&path, Some(context)).await
+            }
+            (None, None) => Self::infer().await,
+        }
     }
 
     /// The cluster `config` describes.

@@ -3,8 +3,11 @@
 //! - [`http`]: the OCI distribution API over HTTP(S), with registry auth;
 //! - [`layout`]: an OCI image layout directory on disk.
 
+mod endpoint;
 pub mod http;
 pub mod layout;
+
+pub use endpoint::{Endpoint, EndpointOptions};
 
 use std::fmt;
 use std::path::PathBuf;
