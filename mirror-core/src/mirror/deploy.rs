@@ -27,6 +27,20 @@ impl Mirror {
         source: &Source,
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
+        self.mirror_from(service, source, in_use, &self.core.sources)
+            .await
+    }
+
+    /// [`mirror_with`](Self::mirror_with), opening the source through `sources` instead of
+    /// the `Mirror`'s own (credentials that hold for this one call: an admitted pod's pull
+    /// secrets, see `crate::admission`).
+    pub async fn mirror_from(
+        &self,
+        service: &str,
+        source: &Source,
+        in_use: &HashSet<Digest>,
+        sources: &super::Sources,
+    ) -> Result<Deployment> {
         let started = std::time::Instant::now();
         let mode = if self.core.strategy.retention().is_some() {
             "cluster"
@@ -35,7 +49,7 @@ impl Mirror {
         };
         let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
         span.record("source", tracing::field::display(source));
-        let work = self.mirror_once(service, source, in_use);
+        let work = self.mirror_once(service, source, in_use, sources);
         let d = crate::telemetry::traced(span, work, crate::telemetry::deployed)
             .await
             .inspect_err(|_| crate::telemetry::deploy_failed(mode))?;
@@ -48,6 +62,7 @@ impl Mirror {
         service: &str,
         source: &Source,
         in_use: &HashSet<Digest>,
+        sources: &super::Sources,
     ) -> Result<Deployment> {
         let core = &self.core;
         let target = core.strategy.target(&core.cluster, service, &source.id())?;
@@ -85,7 +100,7 @@ impl Mirror {
                 (Some(d), _) => d == &head.digest,
                 (None, TagPolicy::Trust) => true,
                 (None, TagPolicy::Verify) => {
-                    let checked = match core.sources.open(source) {
+                    let checked = match sources.open(source) {
                         Ok(s) => {
                             let r = s.head_manifest(&src_ref).await;
                             src_store = Some(s);
@@ -140,7 +155,7 @@ impl Mirror {
                     && !d.warnings.iter().any(Warning::served_from_mirror)
                 {
                     let refreshed = self
-                        .refresh_referrers(source, src_store, dst.as_ref(), &head.digest)
+                        .refresh_referrers(source, sources, src_store, dst.as_ref(), &head.digest)
                         .await;
                     match refreshed {
                         Ok(r) => {
@@ -193,7 +208,7 @@ impl Mirror {
             None => {
                 let src = match src_store {
                     Some(s) => s,
-                    None => core.sources.open(source)?,
+                    None => sources.open(source)?,
                 };
                 // One HEAD of the source gives the digest for the single flight, the mount
                 // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
@@ -369,6 +384,7 @@ impl Mirror {
     async fn refresh_referrers(
         &self,
         source: &Source,
+        sources: &super::Sources,
         opened: Option<Arc<dyn ImageStore>>,
         dst: &dyn ImageStore,
         digest: &Digest,
@@ -376,7 +392,7 @@ impl Mirror {
         let core = &self.core;
         let src = match opened {
             Some(s) => s,
-            None => core.sources.open(source)?,
+            None => sources.open(source)?,
         };
         let source_digest = match source.pinned() {
             Some(d) => Some(d.clone()),
