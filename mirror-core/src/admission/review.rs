@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::DynamicObject;
@@ -36,9 +38,19 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The `AdmissionReview` to send back, as JSON.
+    /// The `AdmissionReview` to send back, as JSON. The patch is base64 text, as the
+    /// API documents it (Go's encoding of `[]byte`; kube's types write an array of numbers,
+    /// which the API server also reads).
     pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.response.clone().into_review()).unwrap_or_else(|_| {
+        let review = serde_json::to_value(self.response.clone().into_review()).map(|mut v| {
+            if let Some(patch) = self.response.patch.as_deref() {
+                v["response"]["patch"] = serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(patch),
+                );
+            }
+            v
+        });
+        review.and_then(|v| serde_json::to_vec(&v)).unwrap_or_else(|_| {
             // Serialising plain strings and bytes cannot fail; still, never answer nothing.
             format!(
                 r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{{"uid":{},"allowed":{}}}}}"#,
