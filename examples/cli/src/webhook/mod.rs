@@ -105,6 +105,11 @@ impl Server {
                 },
                 _ = &mut stop => break,
             };
+            // Answers are small writes (HTTP/2 frames): without this, Nagle's algorithm holds
+            // the last one until the client's delayed ACK, 40 ms later.
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(%peer, error = %e, "TCP_NODELAY");
+            }
             let acceptor = acceptor.clone();
             let router = router.clone();
             let watch = graceful.watcher();
