@@ -21,6 +21,8 @@
 //! - [`builder`]: the [`Builder`] trait, its `buildah` and `docker buildx`
 //!   backends, what to build ([`BuildSpec`]) and Dockerfile `ARG` scanning;
 //! - [`mirror`]: the [`Mirror`] façade a deployer calls (deploy, build, sweep, inventory);
+//! - `admission` (feature `admission`): a mutating admission webhook's core, pinning every
+//!   pod's images to their mirror copies;
 //! - [`events`]: progress events;
 //! - [`retry`]: the retry policy;
 //! - [`error`]: the one error type;
@@ -42,6 +44,8 @@
 //! ```
 #![deny(missing_docs)]
 
+#[cfg(feature = "admission")]
+pub mod admission;
 pub mod builder;
 pub mod copy;
 pub mod digest;

@@ -8,7 +8,10 @@
 //! - `labelSelector` with `k=v`, `k==v`, `k!=v`, `k` and `!k` terms;
 //! - a resource can be forbidden ([`FakeKubernetes::forbid`]): 403 with the `Status` a real API
 //!   server sends when RBAC lacks `list`;
-//! - every request is recorded (method, path, query) for assertions on RBAC and paging.
+//! - every request is recorded (method, path, query) for assertions on RBAC and paging;
+//! - single objects of any kind put (`GET …/namespaces/NS/secrets/NAME`: Secrets and
+//!   ServiceAccounts for the admission webhook's pull secrets), 404 with a `NotFound`
+//!   `Status` when absent.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -156,8 +159,8 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response {
     (code, axum::Json(body)).into_response()
 }
 
-/// `(group, namespace, plural)` of a list path.
-fn route(path: &str) -> Option<(String, Option<String>, String)> {
+/// `(group, namespace, plural, name)` of a list path or of one object's path.
+fn route(path: &str) -> Option<(String, Option<String>, String, Option<String>)> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, rest) = match parts.as_slice() {
         ["api", "v1", rest @ ..] => (String::new(), rest),
@@ -165,8 +168,16 @@ fn route(path: &str) -> Option<(String, Option<String>, String)> {
         _ => return None,
     };
     match rest {
-        [plural] => Some((group, None, (*plural).to_string())),
-        ["namespaces", ns, plural] => Some((group, Some((*ns).to_string()), (*plural).to_string())),
+        [plural] => Some((group, None, (*plural).to_string(), None)),
+        ["namespaces", ns, plural] => {
+            Some((group, Some((*ns).to_string()), (*plural).to_string(), None))
+        }
+        ["namespaces", ns, plural, name] => Some((
+            group,
+            Some((*ns).to_string()),
+            (*plural).to_string(),
+            Some((*name).to_string()),
+        )),
         _ => None,
     }
 }
@@ -202,7 +213,7 @@ async fn answer(
         uri.path(),
         uri.query().map(|q| format!("?{q}")).unwrap_or_default()
     ));
-    let Some((group, namespace, plural)) = route(uri.path()) else {
+    let Some((group, namespace, plural, name)) = route(uri.path()) else {
         return status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -229,6 +240,23 @@ async fn answer(
                  list resource \"{plural}\" in API group \"{group}\" {scope}"
             ),
         );
+    }
+    if let Some(name) = name {
+        let found = inner
+            .objects
+            .get(&(group.clone(), plural.clone()))
+            .into_iter()
+            .flatten()
+            .find(|o| ident(o) == (namespace.clone().unwrap_or_default(), name.clone()))
+            .cloned();
+        return match found {
+            Some(object) => axum::Json(object).into_response(),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{plural} \"{name}\" not found"),
+            ),
+        };
     }
     let offset: usize = match query.get("continue") {
         None => 0,

@@ -6,6 +6,7 @@ pub mod registry;
 pub mod serve;
 pub mod show;
 pub mod sources;
+pub mod webhook;
 
 use mirror_core::inuse::kubernetes::KubernetesInUse;
 use mirror_core::inuse::InUseSource;

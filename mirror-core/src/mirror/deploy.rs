@@ -27,6 +27,20 @@ impl Mirror {
         source: &Source,
         in_use: &HashSet<Digest>,
     ) -> Result<Deployment> {
+        self.mirror_from(service, source, in_use, &self.core.sources)
+            .await
+    }
+
+    /// [`mirror_with`](Self::mirror_with), opening the source through `sources` instead of
+    /// the `Mirror`'s own (credentials that hold for this one call: an admitted pod's pull
+    /// secrets, see `crate::admission`).
+    pub async fn mirror_from(
+        &self,
+        service: &str,
+        source: &Source,
+        in_use: &HashSet<Digest>,
+        sources: &super::Sources,
+    ) -> Result<Deployment> {
         let started = std::time::Instant::now();
         let mode = if self.core.strategy.retention().is_some() {
             "cluster"
@@ -35,7 +49,7 @@ impl Mirror {
         };
         let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
         span.record("source", tracing::field::display(source));
-        let work = self.mirror_once(service, source, in_use);
+        let work = self.mirror_once(service, source, in_use, sources);
         let d = crate::telemetry::traced(span, work, super::metrics::deployed)
             .await
             .inspect_err(|_| super::metrics::deploy_failed(mode))?;
@@ -48,6 +62,7 @@ impl Mirror {
         service: &str,
         source: &Source,
         in_use: &HashSet<Digest>,
+        sources: &super::Sources,
     ) -> Result<Deployment> {
         let core = &self.core;
         let target = core
@@ -87,7 +102,7 @@ impl Mirror {
                 (Some(d), _) => d == &head.digest,
                 (None, TagPolicy::Trust) => true,
                 (None, TagPolicy::Verify) => {
-                    let checked = match core.sources.open(source).await {
+                    let checked = match sources.open(source).await {
                         Ok(s) => {
                             let r = s.head_manifest(&src_ref).await;
                             src_store = Some(s);
@@ -125,7 +140,7 @@ impl Mirror {
             };
             if current {
                 if src_store.is_some() {
-                    rate_limit_warning(&core.sources, source, &mut warnings);
+                    rate_limit_warning(sources, source, &mut warnings);
                 }
                 core.hand_out(
                     &repository,
@@ -142,7 +157,7 @@ impl Mirror {
                     && !d.warnings.iter().any(Warning::served_from_mirror)
                 {
                     let refreshed = self
-                        .refresh_referrers(source, src_store, dst.as_ref(), &head.digest)
+                        .refresh_referrers(source, sources, src_store, dst.as_ref(), &head.digest)
                         .await;
                     match refreshed {
                         Ok(r) => {
@@ -195,7 +210,7 @@ impl Mirror {
             None => {
                 let src = match src_store {
                     Some(s) => s,
-                    None => core.sources.open(source).await?,
+                    None => sources.open(source).await?,
                 };
                 // One HEAD of the source gives the digest for the single flight, the mount
                 // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
@@ -222,7 +237,7 @@ impl Mirror {
                         core.copy.clone(),
                     )
                     .await?;
-                rate_limit_warning(&core.sources, source, &mut warnings);
+                rate_limit_warning(sources, source, &mut warnings);
                 report
             }
         };
@@ -371,6 +386,7 @@ impl Mirror {
     async fn refresh_referrers(
         &self,
         source: &Source,
+        sources: &super::Sources,
         opened: Option<Arc<dyn ImageStore>>,
         dst: &dyn ImageStore,
         digest: &Digest,
@@ -378,7 +394,7 @@ impl Mirror {
         let core = &self.core;
         let src = match opened {
             Some(s) => s,
-            None => core.sources.open(source).await?,
+            None => sources.open(source).await?,
         };
         let source_digest = match source.pinned() {
             Some(d) => Some(d.clone()),
