@@ -23,7 +23,7 @@ use super::{
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::ParsedManifest;
-use crate::store::ImageStore;
+use crate::store::{ImageStore, ManifestHead};
 
 /// How many subjects a chain of referrers may climb before it counts as an orphan.
 const MAX_CHAIN: usize = 16;
@@ -66,24 +66,54 @@ pub fn without_children(records: Vec<ImageRecord>, children: &HashSet<Digest>) -
         .collect()
 }
 
-/// Lists the images of a store by its tags: HEADs every tag (8 at once), groups them by
-/// digest ([`group_by_digest`]) and folds referrers into their images ([`fold_referrers`]).
-/// A tag deleted between the listing and its HEAD is skipped.
+/// Lists the images of a store by its tags: asks every tag for its digest (8 at once; a
+/// bookkeeping tag of a digest another tag names needs no request), groups them by digest
+/// ([`group_by_digest`]) and folds referrers into their images ([`fold_referrers`]). A tag
+/// deleted between the listing and its lookup is skipped. Through a
+/// [`ListedStore`](super::ListedStore), what the lookups learn (and the manifests they read)
+/// serves the rest of the listing.
 pub async fn list_images_by_tags(
     store: &dyn ImageStore,
     repository: &str,
 ) -> Result<Vec<ImageRecord>> {
     let tags = store.list_tags().await?;
-    // Bookkeeping tags name the first 12 hex digits of their image: those of an image some
-    // other tag already named need no HEAD (about half the tags of a repository).
+    let heads = resolve_tags(store, tags).await?;
+    let records = group_by_digest(
+        repository,
+        heads
+            .into_iter()
+            .filter_map(|(t, h)| h.map(|h| (t, h.digest))),
+    );
+    fold_referrers(store, records).await
+}
+
+/// [`list_images_by_tags`] of `repository` within `listing`, through its store of the
+/// repository (made from `store` at the first call).
+pub(crate) async fn list_by_tags_in(
+    listing: &super::Listing,
+    repository: &str,
+    store: std::sync::Arc<dyn ImageStore>,
+) -> Result<Vec<ImageRecord>> {
+    let store = listing.store(repository, store);
+    list_images_by_tags(store.as_ref(), repository).await
+}
+
+/// What each of `tags` names in `store` (`None` for a tag deleted meanwhile): a HEAD per tag,
+/// 8 at once, except for the bookkeeping tags and hand-out marks of a digest another tag
+/// already named (they carry the first 12 hex digits of their image's digest: about half the
+/// tags of a repository).
+pub(crate) async fn resolve_tags(
+    store: &dyn ImageStore,
+    tags: Vec<String>,
+) -> Result<Vec<(String, Option<ManifestHead>)>> {
     let (timed, plain): (Vec<String>, Vec<String>) = tags
         .into_iter()
         .partition(|t| parse_pushed_tag(t).is_some() || parse_handed_out_tag(t).is_some());
     let mut heads = head_tags(store, plain).await?;
-    let known: HashMap<String, Digest> = heads
+    let known: HashMap<String, ManifestHead> = heads
         .iter()
-        .filter_map(|(_, d)| d.as_ref())
-        .map(|d| (d.hex().chars().take(12).collect(), d.clone()))
+        .filter_map(|(_, h)| h.as_ref())
+        .map(|h| (h.digest.hex().chars().take(12).collect(), h.clone()))
         .collect();
     let mut unknown = Vec::new();
     for t in timed {
@@ -91,28 +121,24 @@ pub async fn list_images_by_tags(
             .or_else(|| parse_handed_out_tag(&t))
             .map(|(_, hex)| hex.to_ascii_lowercase());
         match hex.and_then(|h| known.get(&h)) {
-            Some(d) => heads.push((t, Some(d.clone()))),
+            Some(h) => heads.push((t, Some(h.clone()))),
             // An image whose only tags are bookkeeping (a copy in flight or one that failed
             // before its tag): asked, so that eviction sees it.
             None => unknown.push(t),
         }
     }
     heads.extend(head_tags(store, unknown).await?);
-    let records = group_by_digest(
-        repository,
-        heads.into_iter().filter_map(|(t, d)| d.map(|d| (t, d))),
-    );
-    fold_referrers(store, records).await
+    Ok(heads)
 }
 
-/// The digest each of `tags` names in `store` (8 at once; `None` for a tag deleted meanwhile).
+/// What each of `tags` names in `store` (8 at once; `None` for a tag deleted meanwhile).
 async fn head_tags(
     store: &dyn ImageStore,
     tags: Vec<String>,
-) -> Result<Vec<(String, Option<Digest>)>> {
+) -> Result<Vec<(String, Option<ManifestHead>)>> {
     futures::stream::iter(tags.into_iter().map(|t| async move {
         let head = store.head_manifest(&t).await?;
-        Ok::<_, Error>((t, head.map(|h| h.digest)))
+        Ok::<_, Error>((t, head))
     }))
     .buffer_unordered(8)
     .collect::<Vec<_>>()

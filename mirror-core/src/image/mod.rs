@@ -21,6 +21,13 @@
 //!   `sha256-<hex>.sig`…) are hidden from [`ImageRecord::tags`], and deleting an image deletes
 //!   them first ([`referrers::belonging`]).
 //!
+//! - **Listings at scale**: a [`Listing`] reads each repository through a [`ListedStore`],
+//!   which answers what the tag listing already told (a cosign tag or tag-schema index it
+//!   did not show costs no request) and reads manifests through a [`ManifestCache`] kept
+//!   by the [`Mirror`](crate::Mirror) between its calls (immutable by digest, bounded);
+//!   [`delete_images`] deletes many images of a repository with what the others hold read
+//!   once, a bounded number at a time or in the registry's own batches.
+//!
 //! [`place`] is the one sequence that writes an image into a repository, used by
 //! [`Mirror::mirror`](crate::Mirror::mirror), [`Mirror::build`](crate::Mirror::build) and a
 //! copy with referrers: blobs, children and the root by digest, then the bookkeeping tag (so
@@ -32,9 +39,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+mod cache;
+mod deletion;
+pub(crate) mod listed;
 mod listing;
 pub mod referrers;
 
+pub use cache::{CacheStats, ManifestCache, DEFAULT_CACHE_BYTES};
+pub use deletion::{delete_images, ManifestDeleter, StoreDeleter, DELETE_CONCURRENCY};
+pub use listed::{ListedStore, Listing};
+pub(crate) use listing::list_by_tags_in;
 pub use listing::{fold_referrers, group_by_digest, list_images_by_tags, without_children};
 
 use crate::copy::{copy_image, CopyOptions, CopyReport};

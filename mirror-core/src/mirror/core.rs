@@ -12,7 +12,7 @@ use crate::copy::{CopyOptions, CopyReport};
 use crate::digest::Digest;
 use crate::error::Result;
 use crate::eviction::{plan_service_eviction, EvictionPlan};
-use crate::image::{place, PushTimes, SourceImage};
+use crate::image::{place, Listing, ManifestCache, PushTimes, SourceImage};
 use crate::inuse::{InUse, InUseSource};
 use crate::registry::{Registry, Repository, RepositorySettings};
 use crate::store::ImageStore;
@@ -47,6 +47,8 @@ pub(super) struct Core {
     pub clock: Arc<dyn Clock>,
     /// What this `Mirror` knows of push times, marks and ranks (see [`super::handout`]).
     pub knowledge: Knowledge,
+    /// Manifests read by listings, by digest, for the next listings (bounded).
+    pub manifests: ManifestCache,
     /// Repositories ensured by this `Mirror` (each once).
     ensured: Mutex<HashSet<String>>,
     /// One lock per source image being copied: concurrent calls for the same image wait for
@@ -78,6 +80,7 @@ impl Core {
             in_use_source: None,
             clock: crate::retry::system_clock(),
             knowledge: Knowledge::default(),
+            manifests: ManifestCache::default(),
             ensured: Mutex::default(),
             inflight: crate::sync::KeyedFlight::default(),
             locations: Mutex::default(),
@@ -264,7 +267,10 @@ impl Core {
     ) -> Result<(Vec<Digest>, Vec<super::Warning>)> {
         // What is in use first: when that cannot be told, nothing is deleted.
         let in_use = self.in_use(in_use).await?;
-        let images = self.registry.list_images(repository).await?;
+        let listing = Listing::new(self.manifests.clone());
+        let images = self.registry.list_images_in(repository, &listing).await;
+        listing.finish(repository.name());
+        let images = images?;
         self.knowledge.learn_listing(repository.name(), &images);
         let plan = plan_service_eviction(
             repository.name(),
@@ -341,7 +347,8 @@ impl Core {
         Ok(())
     }
 
-    /// Deletes what `plan` says; failures become warnings, an image already gone is fine.
+    /// Deletes what `plan` says (one batch: [`Registry::delete_images`]); failures become
+    /// warnings, an image already gone is fine.
     pub async fn execute(
         &self,
         repository: &Repository,
@@ -349,15 +356,36 @@ impl Core {
     ) -> (Vec<Digest>, Vec<super::Warning>) {
         let mut deleted = Vec::new();
         let mut warnings = Vec::new();
-        for img in &plan.delete {
-            match self.registry.delete_image(repository, &img.digest).await {
-                Ok(()) => deleted.push(img.digest.clone()),
-                // Someone else deleted it first: the goal is reached.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => warnings.push(super::Warning::EvictionFailed {
+        if plan.delete.is_empty() {
+            return (deleted, warnings);
+        }
+        let digests: Vec<Digest> = plan.delete.iter().map(|i| i.digest.clone()).collect();
+        let results = match self.registry.delete_images(repository, &digests).await {
+            Ok(r) => r,
+            Err(e) => {
+                warnings.push(super::Warning::EvictionFailed {
                     repository: plan.repository.clone(),
-                    digest: Some(img.digest.clone()),
+                    digest: None,
                     error: e.to_string(),
+                });
+                return (deleted, warnings);
+            }
+        };
+        let mut results = results.into_iter();
+        for digest in digests {
+            match results.next() {
+                Some(Ok(())) => deleted.push(digest),
+                // Someone else deleted it first: the goal is reached.
+                Some(Err(e)) if e.is_not_found() => {}
+                Some(Err(e)) => warnings.push(super::Warning::EvictionFailed {
+                    repository: plan.repository.clone(),
+                    digest: Some(digest),
+                    error: e.to_string(),
+                }),
+                None => warnings.push(super::Warning::EvictionFailed {
+                    repository: plan.repository.clone(),
+                    digest: Some(digest),
+                    error: "the registry did not say whether it was deleted".to_string(),
                 }),
             }
         }

@@ -4,12 +4,21 @@
 use std::collections::HashSet;
 use std::time::SystemTime;
 
+use futures::{StreamExt, TryStreamExt};
+
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::eviction::plan_retention;
-use crate::image::image_details;
+use crate::image::{image_details, ImageDetails, Listing};
 use crate::reference::Reference;
 use crate::registry::{Repository, RepositoryScope};
+use crate::store::ImageStore;
+
+/// Repositories an inventory lists at once (their order is kept).
+const REPOSITORIES_AT_ONCE: usize = 4;
+
+/// Images of one repository an inventory looks at at once.
+const DETAILS_AT_ONCE: usize = 8;
 
 use super::report::{Inventory, InventoryImage, RepositoryInventory, SweepReport};
 use super::Mirror;
@@ -63,7 +72,10 @@ impl Mirror {
         } else {
             self.protect(&in_use).await?
         };
-        let images = core.registry.list_images(&repository).await?;
+        let listing = Listing::new(core.manifests.clone());
+        let images = core.registry.list_images_in(&repository, &listing).await;
+        listing.finish(repository.name());
+        let images = images?;
         core.knowledge.learn_listing(repository.name(), &images);
         let plan = plan_retention(
             repository.name(),
@@ -123,71 +135,123 @@ impl Mirror {
                 crate::inuse::InUse::new()
             }
         };
-        let retention = core.strategy.retention();
-        let mut repositories = Vec::new();
-        for repository in core.registry.list_repositories(&core.cluster).await? {
-            let listed = core.registry.list_images(&repository).await?;
-            // A build cache's history and leases are bookkeeping, not images.
-            let history = listed
-                .iter()
-                .any(|i| i.tags.iter().any(|t| t == super::build::cache::HISTORY_TAG));
-            let (orphans, images): (Vec<_>, Vec<_>) = listed
+        let listing = Listing::reading_manifests(core.manifests.clone());
+        let repositories = core.registry.list_repositories(&core.cluster).await?;
+        let in_use = &in_use;
+        let listing = &listing;
+        let repositories: Vec<RepositoryInventory> = futures::stream::iter(
+            repositories
                 .into_iter()
-                .filter(|i| {
-                    !i.tags
-                        .iter()
-                        .any(|t| super::build::cache::is_cache_bookkeeping(t))
-                })
-                .partition(|i| i.orphan_of.is_some());
-            let mut images: Vec<InventoryImage> =
-                images.into_iter().map(InventoryImage::new).collect();
-            let build_cache = history
-                || repository
-                    .name()
-                    .rsplit('/')
-                    .next()
-                    .is_some_and(|last| last.starts_with("cache-"));
-            let store = core.registry.store(&repository).await?;
-            let cluster_repository = retention.is_some()
-                && core
-                    .registry
-                    .repository(&RepositoryScope::Cluster {
-                        cluster: core.cluster.clone(),
-                    })
-                    .is_ok_and(|r| r.name() == repository.name());
-            for img in &mut images {
-                let details = image_details(store.as_ref(), &img.digest).await?;
-                img.size = Some(
-                    img.size
-                        .unwrap_or(details.size)
-                        .saturating_add(details.referrers_size),
-                );
-                img.referrers = details.referrers;
-                img.in_use_by = in_use.users(&img.digest);
-                if cluster_repository {
-                    img.expires_at = match (img.pushed_at, retention) {
-                        // A push time and a retention no calendar can add: no expiry shown.
-                        (Some(at), Some(r)) => at.checked_add(r),
-                        _ => None,
-                    };
-                }
-            }
-            images.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
-            let roots: Vec<Digest> = images.iter().map(|i| i.digest.clone()).collect();
-            let stored_bytes = crate::image::stored_size(store.as_ref(), &roots).await?;
-            repositories.push(RepositoryInventory {
-                repository: repository.name().to_string(),
-                images,
-                orphaned_referrers: orphans.len(),
-                build_cache,
-                stored_bytes,
-            });
-        }
+                .map(|r| async move { self.repository_inventory(r, listing, in_use).await }),
+        )
+        .buffered(REPOSITORIES_AT_ONCE)
+        .try_collect()
+        .await?;
         Ok(Inventory {
             registry: core.registry.location(),
             cluster: core.cluster.clone(),
             repositories,
             warnings,
+        })
+    }
+
+    /// One repository of the inventory, listed within `listing`.
+    async fn repository_inventory(
+        &self,
+        repository: Repository,
+        listing: &Listing,
+        in_use: &crate::inuse::InUse,
+    ) -> Result<RepositoryInventory> {
+        let result = self
+            .repository_inventory_in(&repository, listing, in_use)
+            .await;
+        listing.finish(repository.name());
+        result
+    }
+
+    async fn repository_inventory_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+        in_use: &crate::inuse::InUse,
+    ) -> Result<RepositoryInventory> {
+        let core = &self.core;
+        let retention = core.strategy.retention();
+        let listed = core.registry.list_images_in(repository, listing).await?;
+        // The registry listed through the listing's store, or on its own: then the records
+        // tell which tags (referrer tags among them) the repository has.
+        let store = match listing.pass(repository.name()) {
+            Some(store) => store,
+            None => {
+                let store =
+                    listing.store(repository.name(), core.registry.store(repository).await?);
+                store.learn_records(&listed);
+                store
+            }
+        };
+        // A build cache's history and leases are bookkeeping, not images.
+        let history = listed
+            .iter()
+            .any(|i| i.tags.iter().any(|t| t == super::build::cache::HISTORY_TAG));
+        let (orphans, images): (Vec<_>, Vec<_>) = listed
+            .into_iter()
+            .filter(|i| {
+                !i.tags
+                    .iter()
+                    .any(|t| super::build::cache::is_cache_bookkeeping(t))
+            })
+            .partition(|i| i.orphan_of.is_some());
+        let mut images: Vec<InventoryImage> = images.into_iter().map(InventoryImage::new).collect();
+        let build_cache = history
+            || repository
+                .name()
+                .rsplit('/')
+                .next()
+                .is_some_and(|last| last.starts_with("cache-"));
+        let cluster_repository = retention.is_some()
+            && core
+                .registry
+                .repository(&RepositoryScope::Cluster {
+                    cluster: core.cluster.clone(),
+                })
+                .is_ok_and(|r| r.name() == repository.name());
+        let digests: Vec<Digest> = images.iter().map(|i| i.digest.clone()).collect();
+        let details: Vec<ImageDetails> = {
+            let store: &dyn ImageStore = store.as_ref();
+            futures::stream::iter(
+                digests
+                    .into_iter()
+                    .map(|d| async move { image_details(store, &d).await }),
+            )
+            .buffered(DETAILS_AT_ONCE)
+            .try_collect()
+            .await?
+        };
+        for (img, details) in images.iter_mut().zip(details) {
+            img.size = Some(
+                img.size
+                    .unwrap_or(details.size)
+                    .saturating_add(details.referrers_size),
+            );
+            img.referrers = details.referrers;
+            img.in_use_by = in_use.users(&img.digest);
+            if cluster_repository {
+                img.expires_at = match (img.pushed_at, retention) {
+                    // A push time and a retention no calendar can add: no expiry shown.
+                    (Some(at), Some(r)) => at.checked_add(r),
+                    _ => None,
+                };
+            }
+        }
+        images.sort_by(|a, b| b.pushed_at.cmp(&a.pushed_at).then(a.digest.cmp(&b.digest)));
+        let roots: Vec<Digest> = images.iter().map(|i| i.digest.clone()).collect();
+        let stored_bytes = crate::image::stored_size(store.as_ref(), &roots).await?;
+        Ok(RepositoryInventory {
+            repository: repository.name().to_string(),
+            images,
+            orphaned_referrers: orphans.len(),
+            build_cache,
+            stored_bytes,
         })
     }
 

@@ -93,6 +93,7 @@ pub struct MirrorBuilder {
     sources: Arc<Sources>,
     in_use: Option<Arc<dyn InUseSource>>,
     clock: Arc<dyn crate::retry::Clock>,
+    manifest_cache: usize,
 }
 
 impl MirrorBuilder {
@@ -155,6 +156,15 @@ impl MirrorBuilder {
         self
     }
 
+    /// How many bytes of manifests the `Mirror` keeps between its listings (default
+    /// [`DEFAULT_CACHE_BYTES`](crate::image::DEFAULT_CACHE_BYTES), 32 MiB): an inventory taken
+    /// again reads only the manifests it does not hold (manifests are immutable by digest;
+    /// see [`ManifestCache`](crate::image::ManifestCache)). 0 keeps none.
+    pub fn manifest_cache(mut self, max_bytes: usize) -> Self {
+        self.manifest_cache = max_bytes;
+        self
+    }
+
     /// Validates the cluster id and builds.
     pub fn build(mut self) -> Result<Mirror> {
         crate::registry::id_component("cluster", &self.cluster, 48)?;
@@ -170,6 +180,7 @@ impl MirrorBuilder {
         );
         core.in_use_source = self.in_use;
         core.clock = self.clock;
+        core.manifests = crate::image::ManifestCache::new(self.manifest_cache);
         Ok(Mirror { core })
     }
 }
@@ -197,6 +208,7 @@ impl Mirror {
             sources: Arc::new(Sources::new()),
             in_use: None,
             clock: crate::retry::system_clock(),
+            manifest_cache: crate::image::DEFAULT_CACHE_BYTES,
         }
     }
 
@@ -208,5 +220,10 @@ impl Mirror {
     /// The cluster id.
     pub fn cluster(&self) -> &str {
         &self.core.cluster
+    }
+
+    /// The manifests this `Mirror` keeps between its listings, and how they were used.
+    pub fn manifest_cache(&self) -> crate::image::CacheStats {
+        self.core.manifests.stats()
     }
 }

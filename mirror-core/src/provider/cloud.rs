@@ -24,7 +24,10 @@ use async_trait::async_trait;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{fold_referrers, parse_pushed_tag, without_children, ImageRecord};
+use crate::image::{
+    fold_referrers, parse_pushed_tag, without_children, ImageRecord, ListedStore, Listing,
+    ManifestCache, ManifestDeleter,
+};
 use crate::media::{ParsedManifest, DOCKER_MANIFEST_LIST, OCI_INDEX};
 use crate::registry::{
     cache_scope, AnchorCapability, BuildCapability, BuilderCredentials, Capabilities, Registry,
@@ -223,6 +226,39 @@ impl<C: ControlPlane> CloudRegistry<C> {
             .unwrap_or(false)
     }
 
+    /// The records of what the control plane listed: children dropped, push times read,
+    /// referrers folded (reading through `store`).
+    async fn fold_listed(
+        &self,
+        name: &str,
+        listed: Vec<ListedImage>,
+        store: &dyn ImageStore,
+    ) -> Result<Vec<ImageRecord>> {
+        let children = self.children_of(store, &listed).await?;
+        let records: Vec<ImageRecord> = listed
+            .into_iter()
+            .map(|l| {
+                let mut rec = ImageRecord::new(name, l.digest);
+                rec.size = l.size;
+                rec.pushed_at = l.pushed_at;
+                for tag in l.tags {
+                    match parse_pushed_tag(&tag) {
+                        Some((at, hex)) if rec.digest.hex().starts_with(&hex) => {
+                            rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
+                        }
+                        _ => rec.tags.push(tag),
+                    }
+                }
+                rec.tags.sort();
+                rec
+            })
+            .collect();
+        let records = without_children(records, &children);
+        let mut out = fold_referrers(store, records).await?;
+        out.sort_by(|a, b| a.digest.cmp(&b.digest));
+        Ok(out)
+    }
+
     /// The child manifests of the indexes among `listed`, read through the data plane.
     async fn children_of(
         &self,
@@ -339,29 +375,44 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         self.plane.check_repository(name)?;
         let listed = self.plane.list_images(name).await?;
         let store = self.plane.data_plane().repository(name)?;
-        let children = self.children_of(&store, &listed).await?;
-        let records: Vec<ImageRecord> = listed
-            .into_iter()
-            .map(|l| {
-                let mut rec = ImageRecord::new(name, l.digest);
-                rec.size = l.size;
-                rec.pushed_at = l.pushed_at;
-                for tag in l.tags {
-                    match parse_pushed_tag(&tag) {
-                        Some((at, hex)) if rec.digest.hex().starts_with(&hex) => {
-                            rec.pushed_at = Some(rec.pushed_at.map_or(at, |p| p.max(at)));
-                        }
-                        _ => rec.tags.push(tag),
-                    }
-                }
-                rec.tags.sort();
-                rec
-            })
-            .collect();
-        let records = without_children(records, &children);
-        let mut out = fold_referrers(&store, records).await?;
-        out.sort_by(|a, b| a.digest.cmp(&b.digest));
-        Ok(out)
+        self.fold_listed(name, listed, &store).await
+    }
+
+    /// As `list_images`, through the listing's store: what the control plane listed (tags
+    /// with their digests, media types) is learned, so the listing's later questions about
+    /// referrer tags and manifests cost no request, and manifests are read once.
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        let name = repository.name();
+        self.plane.check_repository(name)?;
+        let listed = self.plane.list_images(name).await?;
+        let store = listing.store(name, Arc::new(self.plane.data_plane().repository(name)?));
+        learn(&store, &listed);
+        self.fold_listed(name, listed, store.as_ref()).await
+    }
+
+    /// What the images hold read once from the control plane's listing, the images deleted
+    /// through `delete_manifests` in batches of 100, then what belonged to them
+    /// ([`crate::image::delete_images`]).
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        let name = repository.name();
+        self.plane.check_repository(name)?;
+        let listed = self.plane.list_images(name).await?;
+        let listing = Listing::new(ManifestCache::default());
+        let store = listing.store(name, Arc::new(self.plane.data_plane().repository(name)?));
+        learn(&store, &listed);
+        let deleter = PlaneDeleter {
+            plane: &self.plane,
+            repository: name,
+        };
+        crate::image::delete_images(store.as_ref(), digests, &deleter).await
     }
 
     /// The image (with its tags), then its platform manifests no other image holds, then its
@@ -420,6 +471,62 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
 
     fn builds(&self) -> Option<&dyn BuildCapability> {
         Some(self)
+    }
+}
+
+/// Control-plane deletions in batches at most this large (ECR's `BatchDeleteImage` limit).
+const DELETE_BATCH: usize = 100;
+
+/// What a control plane listed, learned by the listing's store.
+fn learn(store: &ListedStore, listed: &[ListedImage]) {
+    store.learn_listing(
+        listed
+            .iter()
+            .map(|l| (&l.digest, l.tags.as_slice(), l.media_type.as_deref())),
+    );
+}
+
+/// A control plane's `delete_manifests` as a [`ManifestDeleter`].
+struct PlaneDeleter<'a, C> {
+    plane: &'a C,
+    repository: &'a str,
+}
+
+#[async_trait]
+impl<C: ControlPlane> ManifestDeleter for PlaneDeleter<'_, C> {
+    async fn delete_images(&self, digests: &[Digest]) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(digests.len());
+        for batch in digests.chunks(DELETE_BATCH) {
+            let whole = self
+                .plane
+                .delete_manifests(self.repository, batch, Deletion::Image)
+                .await;
+            if whole.is_ok() {
+                out.extend(batch.iter().map(|_| Ok(())));
+                continue;
+            }
+            // Which one failed: each on its own.
+            for d in batch {
+                out.push(
+                    self.plane
+                        .delete_manifests(self.repository, std::slice::from_ref(d), Deletion::Image)
+                        .await,
+                );
+            }
+        }
+        out
+    }
+
+    async fn delete_children(&self, digests: &[Digest]) -> Result<()> {
+        self.plane
+            .delete_manifests(self.repository, digests, Deletion::Child)
+            .await
+    }
+
+    async fn delete_referrers(&self, digests: &[Digest]) -> Result<()> {
+        self.plane
+            .delete_manifests(self.repository, digests, Deletion::Referrer)
+            .await
     }
 }
 

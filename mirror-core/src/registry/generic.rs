@@ -4,8 +4,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::digest::Digest;
 use crate::error::Result;
-
+use crate::image::{
+    delete_images, list_by_tags_in, ImageRecord, Listing, ManifestCache, StoreDeleter,
+};
 use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
 use crate::registry::{
     cache_scope, BuildCapability, BuilderCredentials, Registry, Repository, RepositoryScope,
@@ -96,6 +99,27 @@ impl Registry for GenericRegistry {
             .collect();
         repos.sort();
         Ok(repos.into_iter().map(Repository::listed).collect())
+    }
+
+    /// By tags, through the listing's store of the repository.
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        list_by_tags_in(listing, repository.name(), self.store(repository).await?).await
+    }
+
+    /// Through the data plane, what the repository's images hold read once for the batch
+    /// ([`crate::image::delete_images`]).
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        let listing = Listing::new(ManifestCache::default());
+        let store = listing.store(repository.name(), self.store(repository).await?);
+        delete_images(store.as_ref(), digests, &StoreDeleter(store.as_ref())).await
     }
 
     fn builds(&self) -> Option<&dyn BuildCapability> {

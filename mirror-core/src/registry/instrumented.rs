@@ -16,7 +16,7 @@ use tracing::Instrument as _;
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::ImageRecord;
+use crate::image::{ImageRecord, Listing};
 use crate::registry::{
     AnchorCapability, BuildCapability, Capabilities, Registry, Repository, RepositoryScope,
     RepositorySettings,
@@ -220,6 +220,54 @@ impl<R: Registry + ?Sized> Registry for Instrumented<R> {
             self.inner.delete_image(repository, digest),
         )
         .await
+    }
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        self.count(
+            Operation::ListImages,
+            repository.name(),
+            self.inner.list_images_in(repository, listing),
+        )
+        .await
+    }
+    /// The inner registry's batch, counted as one `delete_image` per image.
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        let span = tracing::debug_span!(
+            "registry",
+            provider = %self.inner.provider(),
+            operation = Operation::DeleteImage.as_str(),
+            repository = repository.name(),
+            images = digests.len()
+        );
+        let results = self
+            .inner
+            .delete_images(repository, digests)
+            .instrument(span)
+            .await;
+        let index = Operation::DeleteImage.index();
+        match &results {
+            Ok(each) => {
+                for r in each {
+                    let slot = if r.is_ok() {
+                        &self.counters.ok[index]
+                    } else {
+                        &self.counters.failed[index]
+                    };
+                    slot.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                self.counters.failed[index].fetch_add(digests.len() as u64, Ordering::Relaxed);
+            }
+        }
+        results
     }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         self.inner.pull_reference(repository, digest)

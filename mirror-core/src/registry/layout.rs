@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::image::{list_images_by_tags, ImageRecord};
+use crate::image::{list_images_by_tags, ImageRecord, Listing, ManifestCache, StoreDeleter};
 use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
 use crate::registry::{Registry, Repository, RepositoryScope, RepositorySettings};
 use crate::store::layout::LayoutStore;
@@ -106,6 +106,39 @@ impl Registry for LayoutRegistry {
             async move { store.delete_manifest(&d).await }
         })
         .await
+    }
+
+    /// By tags, through the listing's store of the layout.
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        let path = self.path_of(repository)?;
+        let Some(store) = blocking(move || open_if_there(path)).await? else {
+            return Ok(Vec::new());
+        };
+        crate::image::list_by_tags_in(listing, repository.name(), Arc::new(store)).await
+    }
+
+    /// What the layout's images hold read once for the batch
+    /// ([`crate::image::delete_images`]).
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        let path = self.path_of(repository)?;
+        let location = format!("oci:{}", path.display());
+        let Some(store) = blocking(move || open_if_there(path)).await? else {
+            return Ok(digests
+                .iter()
+                .map(|d| Err(Error::manifest_not_found(format!("{location}@{d}"))))
+                .collect());
+        };
+        let listing = Listing::new(ManifestCache::default());
+        let store = listing.store(repository.name(), Arc::new(store));
+        crate::image::delete_images(store.as_ref(), digests, &StoreDeleter(store.as_ref())).await
     }
 }
 

@@ -29,7 +29,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::error::Result;
-use crate::image::ImageRecord;
+use crate::image::{ImageRecord, Listing};
 use crate::store::http::credentials::Credentials;
 use crate::store::ImageStore;
 
@@ -268,6 +268,9 @@ pub struct BuilderCredentials {
 /// - `delete_image` deletes the image and what belongs to it (its tags, its child manifests
 ///   no other image uses, its referrers); [`Error::NotFound`](crate::Error::NotFound) when
 ///   it is absent.
+/// - `list_images_in` lists as `list_images` does; `delete_images` deletes as `delete_image`
+///   does, for each image, with one result per digest in order (an error for the whole
+///   batch only when nothing was deleted).
 /// - No method reports a failed check as "absent".
 #[async_trait]
 pub trait Registry: Send + Sync + fmt::Debug {
@@ -315,6 +318,46 @@ pub trait Registry: Send + Sync + fmt::Debug {
             store.delete_manifest(&d).await
         })
         .await
+    }
+
+    /// The images of a repository, as [`list_images`](Registry::list_images) lists them,
+    /// within `listing` (an inventory or a sweep of many repositories): a registry that reads
+    /// its data plane to list reads it through [`Listing::store`], so that the listing's
+    /// later questions (sizes, referrers) are answered from what it learned and manifests
+    /// are read once ([`crate::image::listed`]). The default calls `list_images`; the
+    /// inventory then learns what it can from the records.
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        let _ = listing;
+        self.list_images(repository).await
+    }
+
+    /// Deletes the images `digests` of a repository, each as
+    /// [`delete_image`](Registry::delete_image) does: one result per digest, in order
+    /// ([`Error::NotFound`](crate::Error::NotFound) for an image already gone). An error for
+    /// the whole call only when nothing was deleted (what the repository holds could not be
+    /// read). The default calls `delete_image`
+    /// [`DELETE_CONCURRENCY`](crate::image::DELETE_CONCURRENCY) at a time; registries
+    /// deleting through the data plane read what the other images hold once for the batch
+    /// ([`crate::image::delete_images`]), and control planes with batch deletes use them.
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        use futures::StreamExt;
+        Ok(futures::stream::iter(
+            digests
+                .iter()
+                .cloned()
+                .map(|d| async move { self.delete_image(repository, &d).await }),
+        )
+        .buffered(crate::image::DELETE_CONCURRENCY)
+        .collect()
+        .await)
     }
 
     /// The digest-pinned reference Kubernetes pulls (default:
@@ -426,6 +469,20 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         (**self).delete_image(repository, digest).await
+    }
+    async fn list_images_in(
+        &self,
+        repository: &Repository,
+        listing: &Listing,
+    ) -> Result<Vec<ImageRecord>> {
+        (**self).list_images_in(repository, listing).await
+    }
+    async fn delete_images(
+        &self,
+        repository: &Repository,
+        digests: &[Digest],
+    ) -> Result<Vec<Result<()>>> {
+        (**self).delete_images(repository, digests).await
     }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         (**self).pull_reference(repository, digest)

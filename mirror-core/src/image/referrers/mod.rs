@@ -73,7 +73,7 @@ mod belonging;
 mod discover;
 mod transfer;
 
-pub use belonging::{belonging, Belonging};
+pub use belonging::{belonging, belonging_with, Belonging, Holdings};
 pub use discover::{discover, is_referrers_index};
 pub use transfer::{add_to_schema_index, transfer};
 
