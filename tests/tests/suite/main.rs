@@ -22,6 +22,7 @@ mod identity;
 mod identity_model;
 mod inuse_kubernetes;
 mod inuse_mirror;
+mod inventory_requests;
 mod load;
 mod mirror;
 mod parsers;
