@@ -73,7 +73,7 @@ pub use builder::{
 };
 pub use copy::{CopyOptions, CopyReport};
 pub use digest::Digest;
-pub use error::{Error, ErrorCode, ErrorCodes, Result};
+pub use error::{Error, ErrorCode, ErrorCodes, ErrorKind, Result, Side};
 pub use events::{BlobAction, CopyEvent, EventSink};
 pub use eviction::EvictionPlan;
 pub use image::{copy, ImageRecord};

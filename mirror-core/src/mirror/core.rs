@@ -294,7 +294,7 @@ impl Core {
             warnings.push(super::Warning::HandOutNotProtected {
                 repository: repository.name().to_string(),
                 digest: digest.clone(),
-                error: e.to_string(),
+                error: e.into(),
             });
         }
     }
@@ -357,7 +357,7 @@ impl Core {
                 Err(e) => warnings.push(super::Warning::EvictionFailed {
                     repository: plan.repository.clone(),
                     digest: Some(img.digest.clone()),
-                    error: e.to_string(),
+                    error: e.into(),
                 }),
             }
         }

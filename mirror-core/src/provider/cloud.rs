@@ -412,6 +412,12 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         Ok(())
     }
 
+    /// The data plane's `GET /v2/` with the provider's credentials (fetching them: a refused
+    /// identity fails here).
+    async fn check(&self) -> Result<()> {
+        self.plane.data_plane().ping().await
+    }
+
     fn anchors(&self) -> Option<&dyn AnchorCapability> {
         self.plane
             .anchored_retention()

@@ -98,6 +98,11 @@ impl Registry for GenericRegistry {
         Ok(repos.into_iter().map(Repository::listed).collect())
     }
 
+    /// `GET /v2/` with the credentials (a token fetched where the registry wants one).
+    async fn check(&self) -> Result<()> {
+        self.client.ping().await
+    }
+
     fn builds(&self) -> Option<&dyn BuildCapability> {
         Some(self)
     }
