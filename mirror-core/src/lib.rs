@@ -56,7 +56,11 @@ pub mod image;
 pub mod inuse;
 pub mod key;
 pub mod media;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 pub mod mirror;
+#[cfg(any(test, feature = "mock"))]
+pub mod mock;
 pub mod provider;
 pub mod reference;
 pub mod registry;

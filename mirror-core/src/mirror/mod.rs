@@ -45,6 +45,8 @@
 
 mod build;
 mod core;
+#[cfg(all(test, feature = "fixtures"))]
+mod decisions;
 mod deploy;
 mod handout;
 mod in_use;
