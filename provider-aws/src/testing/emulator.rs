@@ -136,7 +136,7 @@ impl EcrEmulator {
                     .with_max_attempts(3)
                     .with_initial_backoff(Duration::from_millis(10)),
             )
-            .http_client(crate::builder::https_client())
+            .http_client(crate::config::https_client())
             .build()
     }
 

@@ -8,11 +8,12 @@ use provider_aws::testing as support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::lifecycle_model::model;
 use mirror_core::image::anchor_tag;
 use mirror_core::inuse::References;
 use mirror_core::testing::TestImage;
 use mirror_core::{ClusterStrategy, Mirror, Registry, Repository, Source};
-use provider_aws::lifecycle::{self, model, Age};
+use provider_aws::lifecycle::{self, Age};
 use serde_json::{json, Value};
 use support::EcrEmulator;
 

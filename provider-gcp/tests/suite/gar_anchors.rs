@@ -9,11 +9,11 @@ use provider_gcp::testing as support;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::cleanup_model::model;
 use mirror_core::image::anchor_tag;
 use mirror_core::inuse::References;
 use mirror_core::testing::TestImage;
 use mirror_core::{ClusterStrategy, Mirror, Registry, Repository, Source};
-use provider_gcp::cleanup::model;
 use support::FakeGar;
 
 fn layout_source(dir: &std::path::Path, name: &str, seed: u64) -> Source {
