@@ -51,8 +51,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::provider::{AsCredentials as _, Kind};
-use mirror_core::registry::{BuilderCredentials, Repository};
+use mirror_core::provider::Kind;
+use mirror_core::registry::Repository;
 use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, RepositoryScope, RepositorySettings, Result};
@@ -288,15 +288,5 @@ impl ControlPlane for EcrPlane {
             }),
             Some(e) => Err(e.into()),
         }
-    }
-
-    /// `AWS` and a fresh `GetAuthorizationToken` token, for the registry host.
-    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
-        let token = self.credentials.token().await?;
-        let host = self.data.registry().to_string();
-        Ok(Some(BuilderCredentials {
-            host,
-            credentials: token.as_credentials(),
-        }))
     }
 }

@@ -58,8 +58,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::provider::{AsCredentials as _, Kind};
-use mirror_core::registry::{BuilderCredentials, Repository};
+use mirror_core::provider::Kind;
+use mirror_core::registry::Repository;
 use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, ImageStore, RepositoryScope, RepositorySettings, Result};
@@ -462,15 +462,5 @@ impl ControlPlane for GarPlane {
             .delete_tag(id, package, tag, &format!("{repository}:{tag}"))
             .await
             .map_err(Error::from)
-    }
-
-    /// `oauth2accesstoken` and a fresh access token, for the docker host.
-    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
-        let token = self.credentials.token().await?;
-        let host = self.data.registry().to_string();
-        Ok(Some(BuilderCredentials {
-            host,
-            credentials: token.as_credentials(),
-        }))
     }
 }

@@ -25,16 +25,56 @@ use crate::{naming, Scaleway, ScalewayPlane, DATA_PLANE_USER, PROVIDER};
 /// The regions Scaleway Container Registry is known to run in.
 pub const KNOWN_REGIONS: [&str; 3] = ["fr-par", "nl-ams", "pl-waw"];
 
+/// A project id: a UUID, lowercase.
+fn uuid(v: &str) -> Result<String, String> {
+    let v = v.to_ascii_lowercase();
+    let dash = |i: usize| [8, 13, 18, 23].contains(&i);
+    let mut chars = v.bytes().enumerate();
+    let ok = v.len() == 36
+        && chars.all(|(i, b)| {
+            if dash(i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        });
+    ok.then_some(v)
+        .ok_or_else(|| "a Scaleway project id is a UUID".into())
+}
+
+/// A region: `<letters>-<letters>` (one Scaleway is not known to run in is warned about).
+fn region(v: &str) -> Result<String, String> {
+    let word = |p: &str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase());
+    if !v
+        .split_once('-')
+        .is_some_and(|(a, b)| v.len() >= 5 && word(a) && word(b))
+    {
+        return Err(format!(
+            "not a Scaleway region ({})",
+            KNOWN_REGIONS.join(", ")
+        ));
+    }
+    if !KNOWN_REGIONS.contains(&v) {
+        tracing::warn!(
+            region = v,
+            "not a region Scaleway Container Registry is known to run in"
+        );
+    }
+    Ok(v.to_string())
+}
+
 mirror_core::config_keys! {
     /// The string configuration keys of [`ScalewayBuilder::with_config`], each parsed from
     /// its name or its variable in any case; *shared* keys mean the same for every provider.
     pub enum ScalewayConfigKey: "Scaleway", "MIRROR_SCW_" {
-        /// `SCW_SECRET_KEY`: secret key of an API key (the `X-Auth-Token`; the data-plane password of `nologin`). Required.
-        SecretKey = "secret_key" env "SCW_SECRET_KEY" => Value::Secret;
-        /// `SCW_DEFAULT_PROJECT_ID`: the project of the namespaces (and their names' discriminator). Required.
-        ProjectId = "project_id" env "SCW_DEFAULT_PROJECT_ID" => Value::Text;
+        /// `SCW_SECRET_KEY`: secret key of an API key (the `X-Auth-Token`; the data-plane password of `nologin`).
+        SecretKey = "secret_key" env "SCW_SECRET_KEY" => Value::Secret,
+            required "the secret key of an API key with Container Registry permissions";
+        /// `SCW_DEFAULT_PROJECT_ID`: the project of the namespaces (and their names' discriminator).
+        ProjectId = "project_id" env "SCW_DEFAULT_PROJECT_ID" => Value::Checked(uuid),
+            required "the project the namespaces are created in";
         /// `SCW_DEFAULT_REGION`: `fr-par` (default), `nl-ams`, `pl-waw`.
-        Region = "region" env "SCW_DEFAULT_REGION" => Value::Text, default "fr-par";
+        Region = "region" env "SCW_DEFAULT_REGION" => Value::Checked(region), default "fr-par";
         /// `SCW_API_URL`: *shared* `endpoint`, the API URL (default `https://api.scaleway.com`).
         ApiUrl = "api_url" env "SCW_API_URL" => Value::Common(CommonKey::Endpoint), default DEFAULT_API_URL;
         /// `MIRROR_SCW_REGISTRY_HOST`: data-plane `host[:port]` (default `rg.<region>.scw.cloud`).
@@ -56,7 +96,7 @@ mirror_core::config_keys! {
     }
 }
 
-/// What only code sets.
+/// What only code sets: the first pause between readiness checks, the page size.
 #[derive(Debug, Clone, Default)]
 pub struct Extra {
     poll_interval: Option<Duration>,
@@ -87,11 +127,6 @@ mirror_core::provider_builder! {
     }
 }
 
-/// Timeout of one API request.
-const API_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// TCP connect timeout of the API.
-const API_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
 impl ScalewayBuilder {
     /// The first pause between two readiness checks of a namespace (doubling up to 2 s;
     /// default 250 ms).
@@ -111,68 +146,37 @@ impl ScalewayBuilder {
         use ScalewayConfigKey as K;
         let s = &self.settings;
         s.validate()?;
-        let what = "the secret key of an API key with Container Registry permissions";
-        let secret = Secret::new(s.require(K::SecretKey, what)?);
-        if secret.expose().is_empty() || secret.expose().bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err(s.error(
-                K::SecretKey,
-                "empty or holding spaces or control characters",
-            ));
-        }
-        let project = s
-            .require(K::ProjectId, "the project the namespaces are created in")?
-            .to_ascii_lowercase();
-        let uuid = project.len() == 36
-            && project.bytes().enumerate().all(|(i, b)| match i {
-                8 | 13 | 18 | 23 => b == b'-',
-                _ => b.is_ascii_hexdigit(),
-            });
-        if !uuid {
-            return Err(s.error(
-                K::ProjectId,
-                format!("{project:?}: a Scaleway project id is a UUID"),
-            ));
-        }
-        let region = s.text_or_default(K::Region).unwrap_or_default().to_string();
-        let shaped = region.split_once('-').is_some_and(|(a, b)| {
-            let lower = |p: &str| !p.is_empty() && p.bytes().all(|c| c.is_ascii_lowercase());
-            region.len() >= 5 && lower(a) && lower(b)
-        });
-        if !shaped {
-            let known = KNOWN_REGIONS.join(", ");
-            return Err(s.error(
-                K::Region,
-                format!("{region:?} is not a Scaleway region ({known})"),
-            ));
-        }
-        if !KNOWN_REGIONS.contains(&region.as_str()) {
-            tracing::warn!(
-                region,
-                "not a region Scaleway Container Registry is known to run in"
-            );
-        }
+        let text = |k| s.text_or_default(k).unwrap_or_default().to_string();
+        let (secret, project, region, prefix) = (
+            Secret::new(text(K::SecretKey)),
+            text(K::ProjectId),
+            text(K::Region),
+            text(K::Prefix),
+        );
         let page_size = self.extra.page_size.unwrap_or(MAX_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
             let reason = format!("{page_size}: 1 to {MAX_PAGE_SIZE}");
             return Err(setting_error(K::NAME, "page_size", reason));
         }
-        let prefix = s.text_or_default(K::Prefix).unwrap_or_default().to_string();
         naming::check_prefix(&prefix)?;
-        let host = s.host(K::RegistryHost)?;
-        let host = host.unwrap_or_else(|| naming::registry_host(&region));
+        let host = s
+            .host(K::RegistryHost)?
+            .unwrap_or_else(|| naming::registry_host(&region));
         // The control plane: the secret key is its only credential (no token cache).
         let common = s.common();
         let auth = Arc::new(HeaderAuth::new("X-Auth-Token", secret.clone()));
         let base = common.endpoint.as_deref().unwrap_or(DEFAULT_API_URL);
         let agent = concat!("mirror-core-provider-scaleway/", env!("CARGO_PKG_VERSION"));
         let origin = Origin::new(PROVIDER, &host);
-        let rest = RestClient::new(base, "api_url", origin, auth, crate::error::DIALECT, agent)?
-            .with_retry(common.retry())
-            .with_request_timeout(common.request_timeout.unwrap_or(API_REQUEST_TIMEOUT))
-            .with_connect_timeout(common.connect_timeout.unwrap_or(API_CONNECT_TIMEOUT))?;
+        let rest = RestClient::new(base, "api_url", origin, auth, crate::error::DIALECT, agent)?;
+        let rest = rest.with_settings(common, Duration::from_secs(30), Duration::from_secs(10))?;
         // The data plane: user `nologin`, the secret key as password.
-        let credentials = static_provider(Credentials::basic(DATA_PLANE_USER, secret.clone()));
+        let credentials = static_provider(Credentials::basic(DATA_PLANE_USER, secret));
         let data = common.data_plane(&host, credentials, UploadMode::Auto)?;
+        let poll_interval = self
+            .extra
+            .poll_interval
+            .unwrap_or(Duration::from_millis(250));
         Ok(CloudRegistry::new(ScalewayPlane {
             api: ScalewayApi::new(rest, &region, &project, page_size),
             data,
@@ -180,12 +184,8 @@ impl ScalewayBuilder {
             project_id: project,
             prefix,
             public: s.flag(K::Public),
-            secret,
             namespace_timeout: s.duration(K::NamespaceTimeout).unwrap_or_default(),
-            poll_interval: self
-                .extra
-                .poll_interval
-                .unwrap_or(Duration::from_millis(250)),
+            poll_interval,
             namespaces: Default::default(),
         }))
     }

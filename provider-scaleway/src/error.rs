@@ -1,19 +1,12 @@
 //! The one place where Scaleway answers are read: [`TABLE`] (error `type`s and HTTP statuses
-//! to the kit's [`Kind`]s), the [`DIALECT`] of the kit's REST client, and the errors of
-//! namespace states.
-//!
-//! Scaleway answers errors with a JSON body carrying a human `message` and, for the standard
-//! errors, a `type` (`not_found`, `permissions_denied`, `denied_authentication`,
-//! `quotas_exceeded`, `invalid_arguments`, `transient_state`, `too_many_requests`…) and the
-//! `resource` / `resource_id` concerned. The type is read first, the HTTP status when there
-//! is none. A not-found is about a manifest for the tag calls, else about a repository; an
-//! invalid argument of `CreateNamespace` is an invalid name. The secret key never appears in
-//! any error: it is only ever sent in the `X-Auth-Token` header.
+//! to the kit's [`Kind`]s; a not-found of the tag calls is about a manifest, an invalid
+//! argument of `CreateNamespace` an invalid name), the [`DIALECT`] of the kit's REST client
+//! (a JSON body with a `message`, a `type`, the `resource` concerned), and the errors of
+//! namespace states. The secret key is only ever sent as `X-Auth-Token`: no error holds it.
 
 use std::time::Duration;
 
 use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
-use serde::Deserialize;
 use serde_json::Value;
 
 /// The error of this crate's calls: the kit's control-plane error.
@@ -27,20 +20,14 @@ pub const TABLE: ErrorTable = ErrorTable {
     codes: &[
         (Kind::NotFound("repository"), "not_found unknown_resource"),
         (Kind::AlreadyExists, "already_exists conflict"),
-        (
-            Kind::Unauthenticated,
-            "denied_authentication authentication_required",
-        ),
-        (
-            Kind::Denied,
-            "permissions_denied forbidden quotas_exceeded locked resource_locked",
-        ),
+        (Kind::Unauthenticated, "denied_authentication"),
+        (Kind::Unauthenticated, "authentication_required"),
+        (Kind::Denied, "permissions_denied forbidden"),
+        (Kind::Denied, "quotas_exceeded locked resource_locked"),
         (Kind::Conflict, "transient_state"),
         (Kind::RateLimited, "too_many_requests"),
-        (
-            Kind::Invalid,
-            "invalid_arguments invalid_request_error precondition_failed",
-        ),
+        (Kind::Invalid, "invalid_arguments precondition_failed"),
+        (Kind::Invalid, "invalid_request_error"),
     ],
     statuses: &[
         (Kind::NotFound("repository"), "404"),
@@ -68,69 +55,43 @@ pub fn classify(operation: &str, _target: &str, status: u16, error_type: &str) -
     }
 }
 
-/// A `null` read as the default.
-fn null_default<'de, D: serde::Deserializer<'de>, T: Default + Deserialize<'de>>(
-    d: D,
-) -> std::result::Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
-
-/// An error answer's body (`null`s read as empty).
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default, deserialize_with = "null_default")]
-    message: String,
-    #[serde(default, rename = "type", deserialize_with = "null_default")]
-    error_type: String,
-    #[serde(default, deserialize_with = "null_default")]
-    resource: String,
-    #[serde(default, deserialize_with = "null_default")]
-    resource_id: String,
-    #[serde(default, deserialize_with = "null_default")]
-    help_message: String,
-    #[serde(default)]
-    details: Option<Value>,
-}
-
-impl ErrorBody {
-    fn describe(&self, fallback: &str) -> String {
-        let mut out = match self.message.is_empty() {
-            true => fallback.to_string(),
-            false => self.message.clone(),
-        };
-        if !self.resource.is_empty() {
-            out.push_str(&format!(" (resource {}", self.resource));
-            if !self.resource_id.is_empty() {
-                out.push_str(&format!(" {}", self.resource_id));
-            }
-            out.push(')');
-        }
-        if !self.help_message.is_empty() {
-            out.push_str(&format!(": {}", self.help_message));
-        }
-        match &self.details {
-            Some(d) if !d.is_null() && d.as_array().is_none_or(|a| !a.is_empty()) => {
-                out.push_str(&format!(" {d}"))
-            }
-            _ => {}
-        }
-        out
+/// What an error body says: its `message` (else `fallback`), the resource concerned, the
+/// help message and the details.
+fn describe(body: &Value, fallback: &str) -> String {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = match text("message") {
+        "" => fallback.to_string(),
+        m => m.to_string(),
+    };
+    match (text("resource"), text("resource_id")) {
+        ("", _) => {}
+        (r, "") => out.push_str(&format!(" (resource {r})")),
+        (r, id) => out.push_str(&format!(" (resource {r} {id})")),
     }
+    if !text("help_message").is_empty() {
+        out.push_str(&format!(": {}", text("help_message")));
+    }
+    match body.get("details") {
+        Some(d) if !d.is_null() && d.as_array().is_none_or(|a| !a.is_empty()) => {
+            out.push_str(&format!(" {d}"))
+        }
+        _ => {}
+    }
+    out
 }
 
 /// The `type` and the described message of an error body.
 fn read_error(status: u16, body: &[u8]) -> (String, String) {
-    let parsed: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
     let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-    let fallback = match text.trim().is_empty() {
-        true => reqwest::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("no message")
-            .to_string(),
-        false => text,
+    let reason = reqwest::StatusCode::from_u16(status).ok();
+    let reason = reason.and_then(|s| s.canonical_reason());
+    let fallback = match text.trim() {
+        "" => reason.unwrap_or("no message").to_string(),
+        _ => text,
     };
-    (parsed.error_type.clone(), parsed.describe(&fallback))
+    let code = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    (code.to_string(), describe(&v, &fallback))
 }
 
 /// A namespace is in a state it cannot be used in (`error`, `locked`, `deleting`).
@@ -140,9 +101,8 @@ pub fn namespace_state(origin: &Origin, namespace: &str, status: &str, message: 
         return origin.error("GetNamespace", namespace, Kind::Denied, message);
     }
     let message = format!("Scaleway namespace {namespace} is {status}: {message}");
-    origin
-        .error("GetNamespace", namespace, Kind::Conflict, message)
-        .with_code(status)
+    let e = origin.error("GetNamespace", namespace, Kind::Conflict, message);
+    e.with_code(status)
 }
 
 /// A namespace did not become ready in time.
@@ -155,22 +115,20 @@ pub fn namespace_timeout(
     let message = format!(
         "Scaleway namespace {namespace} is still {status} after {waited:?}; it was not ready in time"
     );
-    origin
-        .error("GetNamespace", namespace, Kind::Other, message)
-        .with_code("timeout")
+    let e = origin.error("GetNamespace", namespace, Kind::Other, message);
+    e.with_code("timeout")
 }
 
 /// Creating a namespace answered "already exists" but the project has no namespace of that
-/// name: another project or customer owns it (names are unique per region).
+/// name: another customer owns it (names are unique per region).
 pub fn namespace_taken(origin: &Origin, namespace: &str) -> Error {
     let message = format!(
         "the Scaleway namespace name {namespace} is taken by another project or organization \
          (namespace names are unique per region across all customers); choose another \
          namespace prefix"
     );
-    origin
-        .error("CreateNamespace", namespace, Kind::Conflict, message)
-        .with_status(409)
+    let e = origin.error("CreateNamespace", namespace, Kind::Conflict, message);
+    e.with_status(409)
 }
 
 #[cfg(test)]
@@ -312,18 +270,13 @@ mod tests {
 
     #[test]
     fn error_bodies_are_described() {
-        let b: ErrorBody = serde_json::from_str(
-            r#"{"message":"resource is not found","type":"not_found","resource":"namespace","resource_id":"42"}"#,
-        )
-        .unwrap();
-        assert_eq!(b.error_type, "not_found");
-        assert_eq!(
-            b.describe("x"),
-            "resource is not found (resource namespace 42)"
-        );
-        let b: ErrorBody =
+        let body = br#"{"message":"resource is not found","type":"not_found","resource":"namespace","resource_id":"42"}"#;
+        let (error_type, described) = read_error(404, body);
+        assert_eq!(error_type, "not_found");
+        assert_eq!(described, "resource is not found (resource namespace 42)");
+        let b: Value =
             serde_json::from_str(r#"{"message":null,"details":[{"argument_name":"name"}]}"#)
                 .unwrap();
-        assert!(b.describe("fallback").starts_with("fallback "));
+        assert!(describe(&b, "fallback").starts_with("fallback "));
     }
 }

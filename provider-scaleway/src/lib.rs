@@ -1,34 +1,18 @@
 //! Scaleway Container Registry as a cluster's mirror registry.
 //!
-//! [`Scaleway`] is the kit's [`CloudRegistry`] over [`ScalewayPlane`], this crate's
-//! [`ControlPlane`]: each cluster gets one private namespace,
-//! `<prefix>-<cluster>-<project hash>`, created through the registry API and waited for
-//! until its status is `ready`; each repository scope is an image in it (`svc-<service>`,
-//! `mirror`, `build-<service>`; see [`naming`]). The data plane is the core HTTP client on
-//! `rg.<region>.scw.cloud` with basic auth, user `nologin` and the secret key as password.
-//! Images are listed through the images and tags APIs (every page), and deleted by deleting
-//! every tag that names the digest. Scaleway has no retention policy of its own: Cluster-mode
-//! retention is enforced by [`Mirror::sweep`](mirror_core::Mirror::sweep), which never
-//! deletes an image in use — run it on a schedule (see the README).
+//! [`Scaleway`] is the kit's [`CloudRegistry`] over [`ScalewayPlane`]: each cluster gets one
+//! private namespace, `<prefix>-<cluster>-<project hash>`, created through the registry API
+//! and waited for until it is `ready`; each repository scope is an image in it
+//! (`svc-<service>`, `mirror`, `build-<service>`; see [`naming`]). The data plane is
+//! `rg.<region>.scw.cloud` with basic auth, user `nologin` and the secret key. Images are
+//! listed through the images and tags APIs and deleted by deleting every tag naming the
+//! digest. Scaleway has no retention policy and records no push times: retention is
+//! enforced by [`Mirror::sweep`](mirror_core::Mirror::sweep) (run it on a schedule), push
+//! times are read from the bookkeeping tags the library writes (tag records carry
+//! `created_at`, but a moved tag keeps it: no age is ever guessed).
 //!
-//! # Push times
-//!
-//! Scaleway does not record them: the library writes a
-//! bookkeeping tag (`mirror.pushed.<ms>.<digest prefix>`) before an image's real tag and
-//! reads push times back from it. Scaleway's tags do carry `created_at` and `updated_at`,
-//! but they describe the tag record (a tag moved to another image keeps its `created_at`),
-//! and eviction and retention must never act on a guessed age.
-//!
-//! # Layout
-//!
-//! - [`config`]: [`ScalewayBuilder`], its keys and their `SCW_*` / `MIRROR_SCW_*`
-//!   variables, and the factory for `mirror_core::registry::open` (`scaleway://…`);
-//! - [`client`]: the registry API calls ([`client::ScalewayApi`]);
-//! - [`naming`]: Scaleway's namespace rules and the repository layout;
-//! - [`error`]: the table of Scaleway's answers;
-//! - [`source`]: Scaleway registries as image sources.
-//!
-//! # Example
+//! Layout: [`config`] (builder, keys, factory), [`client`] (API calls), [`naming`],
+//! [`error`] (the table), [`source`] (Scaleway registries as image sources).
 //!
 //! ```no_run
 //! # async fn demo() -> mirror_core::Result<()> {
@@ -40,8 +24,7 @@
 //! let scaleway = ScalewayBuilder::from_env().build()?;
 //! let mirror = Mirror::builder(Arc::new(scaleway), "prod-eu").build()?;
 //! let d = mirror.mirror("api", &Source::parse("nginx:1.27")?).await?;
-//! // rg.fr-par.scw.cloud/mirror-prod-eu-1a2b3c4d/svc-api@sha256:…
-//! println!("deploy {}", d.pull_reference);
+//! println!("deploy {}", d.pull_reference); // rg.fr-par.scw.cloud/mirror-prod-eu-1a2b3c4d/svc-api@…
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
@@ -59,12 +42,10 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::{
-    CloudRegistry, ControlPlane, Deletion, ListedImage, OncePerKey,
-};
-use mirror_core::provider::Kind;
-use mirror_core::registry::{BuilderCredentials, Repository};
-use mirror_core::store::http::credentials::{Credentials, Secret};
+use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
+use mirror_core::provider::{cloud::OncePerKey, naming::invalid, Kind};
+use mirror_core::registry::Repository;
+use mirror_core::retry::Poll;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, ImageStore, RepositoryScope, RepositorySettings, Result};
 
@@ -79,8 +60,8 @@ pub const PROVIDER: &str = "scaleway";
 /// The data-plane user name Scaleway expects with the secret key as password.
 pub const DATA_PLANE_USER: &str = "nologin";
 
-/// Scaleway Container Registry (one region and project) as a cluster's mirror registry:
-/// the kit's registry over [`ScalewayPlane`]. Build it with [`ScalewayBuilder`].
+/// Scaleway Container Registry (one region and project) as a cluster's mirror registry.
+/// Build it with [`ScalewayBuilder`].
 pub type Scaleway = CloudRegistry<ScalewayPlane>;
 
 /// Scaleway's control plane (namespaces, images and tags APIs) and its settings.
@@ -92,17 +73,15 @@ pub struct ScalewayPlane {
     project_id: String,
     prefix: String,
     public: bool,
-    secret: Secret,
     namespace_timeout: Duration,
     poll_interval: Duration,
-    /// Namespaces ensured (existing, ready, with the configured visibility): once per
-    /// process, one at a time, so concurrent ensures of its repositories make one creation
-    /// call (other processes get "already exists").
+    /// Namespaces ensured once per process, one at a time (concurrent ensures of their
+    /// repositories make one creation call; other processes get "already exists").
     namespaces: OncePerKey,
 }
 
-/// What a namespace status means: `Some(true)` ready, `Some(false)` unusable (`deleting`,
-/// `error`, `locked`: waiting will not help), `None` still being set up.
+/// What a namespace status means: `Some(true)` ready, `Some(false)` unusable (waiting will
+/// not help), `None` still being set up.
 fn readiness(status: &str) -> Option<bool> {
     match status {
         "ready" => Some(true),
@@ -142,66 +121,56 @@ impl ScalewayPlane {
         let Some(c) = cluster else {
             return "Mirror registry (managed by mirror-core)".to_string();
         };
-        let c: String = c
-            .chars()
-            .map(|ch| if ch.is_control() { ' ' } else { ch })
-            .take(120)
-            .collect();
+        let clean = c.chars().map(|ch| if ch.is_control() { ' ' } else { ch });
+        let c: String = clean.take(120).collect();
         format!("Mirror registry of cluster {c} (managed by mirror-core)")
     }
 
+    fn polls(&self, timeout: Duration) -> Poll {
+        let max = Duration::from_secs(2).max(self.poll_interval);
+        Poll::until(timeout).every(self.poll_interval).at_most(max)
+    }
+
     /// Makes sure `namespace` exists in the project, has the configured visibility and is
-    /// ready: looks it up by name, creates it when absent ("already exists" means another
-    /// deployer was faster: it is looked up again), then polls its status until `ready`.
+    /// ready: looks it up, creates it when absent ("already exists": another deployer was
+    /// faster, it is looked up again, four times at most), then polls it until `ready`.
     pub async fn ensure_namespace(&self, namespace: &str, cluster: Option<&str>) -> Result<()> {
-        naming::validate_namespace(namespace).map_err(|reason| Error::InvalidName {
-            name: namespace.to_string(),
-            reason,
-        })?;
-        let api = &self.api;
+        naming::validate_namespace(namespace).map_err(|reason| invalid(namespace, reason))?;
+        let (api, public) = (&self.api, self.public);
         let ensure = || async {
-            let (ns, created) = match api.find_namespace(namespace).await? {
+            let (found, description) = (
+                api.find_namespace(namespace).await?,
+                self.description(cluster),
+            );
+            let (ns, created) = match found {
                 Some(n) => (n, false),
-                None => match api
-                    .create_namespace(namespace, &self.description(cluster), self.public)
-                    .await
-                {
+                None => match api.create_namespace(namespace, &description, public).await {
                     Ok(n) => (n, true),
                     Err(e) if e.kind() == Kind::AlreadyExists => {
-                        // Ours, listed perhaps after a few lookups, or another customer's.
-                        let max = Duration::from_secs(2).max(self.poll_interval);
-                        let lookup = mirror_core::retry::Poll::until(Duration::from_secs(3600))
-                            .every(self.poll_interval)
-                            .at_most(max)
-                            .checks(4);
+                        let lookup = self.polls(Duration::from_secs(3600)).checks(4);
                         let found = lookup.run(|| api.find_namespace(namespace)).await?;
-                        (
-                            found.ok_or_else(|| error::namespace_taken(api.origin(), namespace))?,
-                            false,
-                        )
+                        let taken = || error::namespace_taken(api.origin(), namespace);
+                        (found.ok_or_else(taken)?, false)
                     }
                     Err(e) => return Err(e.into()),
                 },
             };
-            if created {
-                tracing::info!(namespace, registry = %self.host(), "created Scaleway namespace");
-            }
             let ns = self.wait_ready(ns).await?;
-            if !created && ns.is_public != self.public {
+            if !created && ns.is_public != public {
                 tracing::info!(
                     namespace,
-                    public = self.public,
-                    "changing the visibility of the Scaleway namespace"
+                    public,
+                    "changing the Scaleway namespace's visibility"
                 );
-                api.update_namespace(&ns.id, namespace, self.public).await?;
+                api.update_namespace(&ns.id, namespace, public).await?;
             }
             Ok(())
         };
         self.namespaces.run(namespace, true, ensure).await
     }
 
-    /// Polls the namespace until it is `ready`; fails at once on `deleting`, `error` and
-    /// `locked`, and after the namespace timeout otherwise.
+    /// Polls the namespace until it is `ready`; fails at once when it is unusable, and after
+    /// the namespace timeout otherwise.
     async fn wait_ready(&self, ns: Namespace) -> Result<Namespace> {
         let api = &self.api;
         let (id, name, started) = (ns.id.clone(), ns.name.clone(), tokio::time::Instant::now());
@@ -214,30 +183,24 @@ impl ScalewayPlane {
             if let (Ok(mut l), false) = (last.lock(), ns.status.is_empty()) {
                 l.clone_from(&ns.status);
             }
+            let message = match (ns.status_message.as_str(), ns.status.as_str()) {
+                ("", "deleting") => "it is being deleted; retry once it is gone",
+                ("", "locked") => "Scaleway locked it; contact Scaleway support",
+                ("", _) => "Scaleway reports an error; see the console",
+                (m, _) => m,
+            };
             match readiness(&ns.status) {
                 Some(true) => Ok(Some(ns)),
-                Some(false) => {
-                    let message = match (ns.status_message.is_empty(), ns.status.as_str()) {
-                        (false, _) => ns.status_message.clone(),
-                        (true, "deleting") => "it is being deleted; retry once it is gone".into(),
-                        (true, "locked") => "Scaleway locked it; contact Scaleway support".into(),
-                        _ => "Scaleway reports an error; see the console".into(),
-                    };
-                    Err(error::namespace_state(
-                        api.origin(),
-                        &ns.name,
-                        &ns.status,
-                        &message,
-                    ))
-                }
+                Some(false) => Err(error::namespace_state(
+                    api.origin(),
+                    &name,
+                    &ns.status,
+                    message,
+                )),
                 None => Ok(None),
             }
         };
-        let max = Duration::from_secs(2).max(self.poll_interval);
-        let ready = api
-            .rest()
-            .poll(self.namespace_timeout, self.poll_interval, max, check)
-            .await?;
+        let ready = self.polls(self.namespace_timeout).run(check).await?;
         ready.ok_or_else(|| {
             let status = last.lock().map(|s| s.clone()).unwrap_or_default();
             error::namespace_timeout(api.origin(), &name, &status, started.elapsed()).into()
@@ -254,23 +217,18 @@ impl ScalewayPlane {
         let Some(img) = self.api.find_image(&ns.id, image, repository).await? else {
             return Ok(None);
         };
-        let tags = self.api.list_tags(&img.id, repository).await?;
-        let live = tags
-            .into_iter()
-            .filter(|t| t.status != "deleting" && (!t.digest.is_empty() || t.status == "ready"));
-        let read = |t: Item| match Digest::parse(&t.digest) {
-            Ok(d) => Ok((t, d)),
-            Err(e) => {
-                let (target, reason) = (
-                    format!("{repository}:{}", t.name),
-                    format!("tag digest {:?}: {e}", t.digest),
-                );
-                Err(Error::from(
-                    self.api.origin().protocol("ListTags", target, reason),
-                ))
+        let mut out = Vec::new();
+        for t in self.api.list_tags(&img.id, repository).await? {
+            if t.status == "deleting" || (t.digest.is_empty() && t.status != "ready") {
+                continue;
             }
-        };
-        live.map(read).collect::<Result<Vec<_>>>().map(Some)
+            let digest = Digest::parse(&t.digest).map_err(|e| {
+                let (target, reason) = (format!("{repository}:{}", t.name), e.to_string());
+                Error::from(self.api.origin().protocol("ListTags", target, reason))
+            })?;
+            out.push((t, digest));
+        }
+        Ok(Some(out))
     }
 }
 
@@ -297,15 +255,11 @@ impl ControlPlane for ScalewayPlane {
         naming::cache_repository(build.name(), dockerfile_id)
     }
 
-    /// Ensures the repository's namespace; the image itself appears on the first push.
-    /// `settings.retention` is enforced by `Mirror::sweep`: nothing is stored here.
-    async fn create_repository(
-        &self,
-        repository: &Repository,
-        _: &RepositorySettings,
-    ) -> Result<bool> {
-        let (namespace, _) = naming::parse_repository(repository.name())?;
-        let cluster = repository.scope().map(|s| s.cluster());
+    /// Ensures the repository's namespace; the image itself appears on the first push
+    /// (the retention is enforced by `Mirror::sweep`).
+    async fn create_repository(&self, repo: &Repository, _: &RepositorySettings) -> Result<bool> {
+        let (namespace, _) = naming::parse_repository(repo.name())?;
+        let cluster = repo.scope().map(|s| s.cluster());
         self.ensure_namespace(namespace, cluster).await?;
         Ok(false)
     }
@@ -325,10 +279,12 @@ impl ControlPlane for ScalewayPlane {
     async fn list_images(&self, repository: &str) -> Result<Vec<ListedImage>> {
         let mut by_digest: BTreeMap<Digest, ListedImage> = BTreeMap::new();
         for (tag, digest) in self.tags(repository).await?.unwrap_or_default() {
-            let listed = by_digest
-                .entry(digest.clone())
-                .or_insert_with(|| ListedImage::new(digest));
-            listed.tags.push(tag.name);
+            let listed = ListedImage::new(digest.clone());
+            by_digest
+                .entry(digest)
+                .or_insert(listed)
+                .tags
+                .push(tag.name);
         }
         Ok(by_digest.into_values().collect())
     }
@@ -337,38 +293,28 @@ impl ControlPlane for ScalewayPlane {
     /// the real tags share the digest; a tag already gone is fine); an untagged referrer
     /// through the data plane's manifest `DELETE`. Platform manifests of a deleted index are
     /// left to Scaleway (they are no tag of the image).
-    async fn delete_manifests(
-        &self,
-        repository: &str,
-        digests: &[Digest],
-        why: Deletion,
-    ) -> Result<()> {
-        let absent =
-            |d: &Digest| Error::manifest_not_found(format!("{}/{repository}@{d}", self.host()));
-        let tags = match (why, self.tags(repository).await?) {
+    async fn delete_manifests(&self, repo: &str, digests: &[Digest], why: Deletion) -> Result<()> {
+        let absent = |d: &Digest| Error::manifest_not_found(format!("{}/{repo}@{d}", self.host()));
+        let tags = match (why, self.tags(repo).await?) {
             (Deletion::Child, _) => return Ok(()),
             (_, Some(tags)) => tags,
             (Deletion::Image, None) => return Err(absent(&digests[0])),
             (_, None) => return Ok(()),
         };
-        let store = self.data.repository(repository)?;
+        let store = self.data.repository(repo)?;
         for digest in digests {
-            let named: Vec<&Item> = tags
-                .iter()
-                .filter(|(_, d)| d == digest)
-                .map(|(t, _)| t)
-                .collect();
-            if named.is_empty() && why == Deletion::Image {
-                return Err(absent(digest));
-            }
-            if named.is_empty() {
-                store
-                    .delete_manifest(digest)
-                    .await
-                    .or_else(|e| e.is_not_found().then_some(()).ok_or(e))?;
+            let named = tags.iter().filter(|(_, d)| d == digest).map(|(t, _)| t);
+            let named: Vec<&Item> = named.collect();
+            match (named.is_empty(), why) {
+                (true, Deletion::Image) => return Err(absent(digest)),
+                (true, _) => match store.delete_manifest(digest).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                },
+                _ => {}
             }
             for tag in named {
-                let target = format!("{repository}:{}", tag.name);
+                let target = format!("{repo}:{}", tag.name);
                 match self.api.delete_tag(&tag.id, &target, true).await {
                     Err(e) if !matches!(e.kind(), Kind::NotFound(_)) => return Err(e.into()),
                     _ => {}
@@ -377,18 +323,12 @@ impl ControlPlane for ScalewayPlane {
         }
         Ok(())
     }
-
-    /// `nologin` with the secret key, for the registry host.
-    async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
-        let credentials = Credentials::basic(DATA_PLANE_USER, self.secret.clone());
-        let host = self.host().to_string();
-        Ok(Some(BuilderCredentials { host, credentials }))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_core::store::http::credentials::Credentials;
 
     #[test]
     fn statuses_read_as_documented() {

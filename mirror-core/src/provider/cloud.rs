@@ -173,9 +173,14 @@ pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
         })
     }
 
-    /// Credentials a builder process pushes with (default: none; the deployer passes them).
+    /// Credentials a builder process pushes with (default: the data plane's, for its host;
+    /// none when it is anonymous).
     async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
-        Ok(None)
+        let data = self.data_plane();
+        let credentials = data.current_credentials().await?;
+        let host = data.registry().to_string();
+        let anonymous = credentials.is_anonymous();
+        Ok((!anonymous).then_some(BuilderCredentials { host, credentials }))
     }
 }
 

@@ -52,12 +52,14 @@ pub enum Shown {
 }
 
 /// How the value of a key reads, is checked and is shown back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Value {
     /// Any text (trimmed).
     Text,
-    /// A secret (trimmed): shown as `***`, never in `Debug`.
+    /// Text checked and normalised by the function (its error says why the value is wrong).
+    Checked(fn(&str) -> Result<String, String>),
+    /// A secret (trimmed; printable ASCII without spaces): shown as `***`, never in `Debug`.
     Secret,
     /// A boolean: `1 true yes on` / `0 false no off`, in any case; shown `true` / `false`.
     Flag,
@@ -104,6 +106,11 @@ pub trait ConfigKey: Copy + Eq + Ord + fmt::Debug + Send + Sync + Sized + 'stati
         None
     }
 
+    /// What the key is, when it must be set (`validate` says so, naming its variable).
+    fn required(self) -> Option<&'static str> {
+        None
+    }
+
     /// The shared setting this key stands for, if it is one.
     fn common(self) -> Option<CommonKey> {
         match self.value() {
@@ -132,7 +139,7 @@ pub trait ConfigKey: Copy + Eq + Ord + fmt::Debug + Send + Sync + Sized + 'stati
 ///
 /// Each key is `Variant = "key"`, optionally `env "VARIABLE"` (default: the prefix and the
 /// key in upper case), `=> value` (a [`Value`](crate::provider::config::Value)), optionally
-/// `, default "shown"`.
+/// `, default "shown"`, optionally `, required "what it is"`.
 ///
 /// ```
 /// use mirror_core::provider::config::{CommonKey, ConfigKey, Shown, Value};
@@ -159,7 +166,7 @@ macro_rules! config_keys {
             $(
                 $(#[$vmeta:meta])*
                 $variant:ident = $key:literal $(env $env:literal)? => $value:expr
-                    $(, default $default:expr)?;
+                    $(, default $default:expr)? $(, required $what:literal)?;
             )*
         }
     ) => {
@@ -191,6 +198,10 @@ macro_rules! config_keys {
 
             fn default_value(self) -> Option<&'static str> {
                 match self { $($name::$variant => $crate::config_keys!(@default $($default)?),)* }
+            }
+
+            fn required(self) -> Option<&'static str> {
+                match self { $($name::$variant => $crate::config_keys!(@default $($what)?),)* }
             }
         }
 
@@ -586,7 +597,12 @@ impl<K: ConfigKey> Settings<K> {
                 self.common.set(c, name, value);
                 return;
             }
-            Value::Text | Value::Secret => Ok(value.to_string()),
+            Value::Text => Ok(value.to_string()),
+            Value::Checked(check) => check(value).map_err(|e| format!("{value:?}: {e}")),
+            Value::Secret if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err("empty or holding spaces or control characters".into())
+            }
+            Value::Secret => Ok(value.to_string()),
             Value::Flag => parse_bool(name, value).map(|b| b.to_string()),
             Value::Duration(_) => match parse_duration(name, value) {
                 Ok(d) if d.is_zero() => Err(format!("{name}: must be more than zero")),
@@ -688,10 +704,16 @@ impl<K: ConfigKey> Settings<K> {
         setting_error(K::NAME, key.as_str(), reason)
     }
 
-    /// The first invalid value recorded, then the shared checks
-    /// ([`CommonSettings::validate`]).
+    /// The first invalid value recorded, the shared checks ([`CommonSettings::validate`]),
+    /// then the first required key not set.
     pub fn validate(&self) -> Result<()> {
-        self.common.validate().map_err(|e| e.into_error(K::NAME))
+        self.common.validate().map_err(|e| e.into_error(K::NAME))?;
+        for key in K::ALL {
+            if let Some(what) = key.required() {
+                self.require(*key, what)?;
+            }
+        }
+        Ok(())
     }
 }
 

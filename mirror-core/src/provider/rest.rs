@@ -170,6 +170,19 @@ impl RestClient {
         self
     }
 
+    /// With the retry policy and timeouts of `common`, the defaults of this API where it
+    /// sets none.
+    pub fn with_settings(
+        self,
+        common: &crate::provider::CommonSettings,
+        request: Duration,
+        connect: Duration,
+    ) -> Result<Self, ControlPlaneError> {
+        let this = self.with_retry(common.retry());
+        let this = this.with_request_timeout(common.request_timeout.unwrap_or(request));
+        this.with_connect_timeout(common.connect_timeout.unwrap_or(connect))
+    }
+
     /// With this TCP connect timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Result<Self, ControlPlaneError> {
         self.http = http_client(&self.origin, self.user_agent, timeout)?;
