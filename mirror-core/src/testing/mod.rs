@@ -10,6 +10,9 @@
 //!   any [`ImageStore`](crate::ImageStore) or write them into an OCI layout directory.
 //! - [`FakeRegistry`] serves one fixture through the distribution read API and can corrupt a
 //!   chosen blob on the wire.
+//! - [`control_plane`]: the kit the provider crates' emulators are built on (a fake's
+//!   server, call ledger and faults, paging, a data-plane proxy with the provider's rules,
+//!   long-running operations, an OAuth JWT-bearer token endpoint).
 //! - [`FaultProxy`] sits in front of a real registry and injects faults: error statuses,
 //!   delays, dropped connections, truncated or corrupted bodies, expired tokens; with
 //!   [`FaultProxy::with_referrers_api`] it also serves the OCI 1.1 referrers API that the
@@ -31,6 +34,8 @@
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod control_plane;
 #[cfg(feature = "testing")]
 mod fake;
 mod fixtures;
