@@ -30,6 +30,10 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use serde_json::{json, Value};
 
+use crate::media::RawManifest;
+use crate::store::http::RegistryClient;
+use crate::store::ImageStore;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -243,13 +247,19 @@ impl FakeRequest {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    /// The operation of the first of `routes` (method, path pattern below `prefix` where `*`
-    /// is any one segment, operation) the request matches, with the path's segments below
-    /// `prefix`, percent-decoded.
+    /// A bearer token (none: empty).
+    pub fn bearer(&self) -> &str {
+        let auth = self.header("authorization").unwrap_or("");
+        auth.strip_prefix("Bearer ").unwrap_or("")
+    }
+
+    /// The operation of the first of `routes` (`METHOD pattern operation`, the pattern a
+    /// path below `prefix` where `*` is any one segment) the request matches, with the path's
+    /// segments below `prefix`, percent-decoded.
     pub fn route(
         &self,
         prefix: &str,
-        routes: &[(Method, &str, &'static str)],
+        routes: &[&'static str],
     ) -> Option<(&'static str, Vec<String>)> {
         let rest = self.path.strip_prefix(prefix)?;
         let decode = |s: &str| {
@@ -261,11 +271,56 @@ impl FakeRequest {
             let p: Vec<&str> = pattern.split('/').collect();
             p.len() == segs.len() && p.iter().zip(&segs).all(|(a, b)| *a == "*" || a == b)
         };
-        let route = routes
-            .iter()
-            .find(|(m, p, _)| *m == self.method && matches(p));
-        route.map(|(_, _, op)| (*op, segs))
+        let route = routes.iter().find_map(|r| {
+            let mut words = r.split(' ');
+            let (method, pattern, op) = (words.next()?, words.next()?, words.next()?);
+            (method == self.method.as_str() && matches(pattern)).then_some(op)
+        });
+        route.map(|op| (op, segs))
     }
+}
+
+/// Every manifest of `repository` reachable from `tags` and from `known` digests (the
+/// children of indexes followed), by digest, with the tags naming it; and the `known`
+/// digests the registry no longer holds.
+pub async fn manifests(
+    registry: &RegistryClient,
+    repository: &str,
+    tags: Vec<String>,
+    known: Vec<String>,
+) -> (BTreeMap<String, (RawManifest, Vec<String>)>, Vec<String>) {
+    let (mut found, mut gone) = (BTreeMap::new(), Vec::new());
+    let Ok(store) = registry.repository(repository) else {
+        return (found, known);
+    };
+    for tag in tags {
+        if let Ok(m) = store.get_manifest(&tag).await {
+            let entry = found.entry(m.digest.to_string());
+            entry.or_insert((m, Vec::new())).1.push(tag);
+        }
+    }
+    let children = |m: &RawManifest| -> Vec<String> {
+        let body: Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
+        let list = body["manifests"].as_array().cloned().unwrap_or_default();
+        list.iter()
+            .filter_map(|c| c["digest"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut pending = known;
+    pending.extend(found.values().flat_map(|(m, _)| children(m)));
+    while let Some(d) = pending.pop() {
+        if found.contains_key(&d) {
+            continue;
+        }
+        match store.get_manifest(&d).await {
+            Ok(m) => {
+                pending.extend(children(&m));
+                found.insert(d, (m, Vec::new()));
+            }
+            Err(_) => gone.push(d),
+        }
+    }
+    (found, gone)
 }
 
 /// An answer with `status`, `content_type` and `body`.
@@ -401,6 +456,23 @@ impl ProxyRequest {
             .and_then(|v| v.to_str().ok())
     }
 
+    /// The user and password of basic credentials.
+    pub fn basic(&self) -> Option<(String, String)> {
+        use base64::Engine as _;
+        let encoded = self.authorization()?.strip_prefix("Basic ")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, password) = text.split_once(':')?;
+        Some((user.to_string(), password.to_string()))
+    }
+
+    /// A bearer token.
+    pub fn bearer(&self) -> Option<&str> {
+        self.authorization()?.strip_prefix("Bearer ")
+    }
+
     /// True for a write that creates content: a blob upload or a manifest `PUT`.
     pub fn is_write(&self) -> bool {
         matches!(
@@ -420,6 +492,22 @@ pub enum Decision {
     ForwardWithQuery(String),
     /// Answer it without forwarding.
     Answer(Response),
+}
+
+impl Decision {
+    /// Answer a distribution-API error.
+    pub fn refuse(status: u16, code: &str, message: &str) -> Self {
+        Decision::Answer(registry_error(status, code, message))
+    }
+
+    /// Answer 401 with this `WWW-Authenticate` challenge.
+    pub fn challenge(challenge: &str, code: &str, message: &str) -> Self {
+        let mut r = registry_error(401, code, message);
+        if let Ok(v) = HeaderValue::from_str(challenge) {
+            r.headers_mut().insert("www-authenticate", v);
+        }
+        Decision::Answer(r)
+    }
 }
 
 /// A manifest the registry behind a [`DataProxy`] stored (its `PUT` answered 201).
@@ -796,11 +884,41 @@ impl OAuthTokens {
 
     /// Issues a token (`<prefix>-N`) valid for the lifetime (default an hour).
     pub fn issue(&self, prefix: &str) -> (String, Duration) {
+        let lifetime = lock(&self.lifetime).unwrap_or(Duration::from_secs(3600));
+        (
+            self.issue_until(prefix, SystemTime::now() + lifetime),
+            lifetime,
+        )
+    }
+
+    /// Issues a token (`<prefix>-N`) valid until `expires`.
+    pub fn issue_until(&self, prefix: &str, expires: SystemTime) -> String {
         let n = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
         let token = format!("{prefix}-{n}");
-        let lifetime = lock(&self.lifetime).unwrap_or(Duration::from_secs(3600));
-        lock(&self.issued).insert(token.clone(), SystemTime::now() + lifetime);
-        (token, lifetime)
+        lock(&self.issued).insert(token.clone(), expires);
+        token
+    }
+
+    /// The token endpoint of a registry's bearer-token auth: `access` is the token presented
+    /// (a password), valid when `issuer` issued it; the registry token lives as long as it,
+    /// `max` at most.
+    pub fn exchange(&self, access: Option<&str>, issuer: &OAuthTokens, max: Duration) -> Response {
+        let valid = access.filter(|a| issuer.valid(a));
+        let Some(expiry) = valid.and_then(|a| issuer.expiry(a)) else {
+            return registry_error(401, "UNAUTHORIZED", "invalid credentials");
+        };
+        let expires = expiry.min(SystemTime::now() + max);
+        let token = self.issue_until("registry", expires);
+        let left = expires
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        let body = json!({"token": token, "access_token": token, "expires_in": left.as_secs()});
+        json(200, &body)
+    }
+
+    /// Whether `token` was issued and has not expired.
+    pub fn valid(&self, token: &str) -> bool {
+        self.expiry(token).is_some_and(|e| SystemTime::now() < e)
     }
 
     /// When `token` stops working, if it was issued.
@@ -811,7 +929,7 @@ impl OAuthTokens {
     /// Whether `token` was issued and has not expired; a refused token is recorded as
     /// `where: <token prefix>`.
     pub fn check(&self, token: &str, place: &str) -> bool {
-        let valid = self.expiry(token).is_some_and(|e| SystemTime::now() < e);
+        let valid = self.valid(token);
         if !valid {
             let shown: String = token.chars().take(14).collect();
             lock(&self.rejected).push(format!("{place}: {shown}"));

@@ -40,7 +40,7 @@ async fn an_image_in_artifact_registry_is_mirrored_while_its_tokens_expire() {
         .unwrap();
 
     // Access tokens live 3 s from now on; every blob GET takes 1.5 s: the copy outlives them.
-    fake.set_token_lifetime(Duration::from_secs(3));
+    fake.oauth().set_lifetime(Duration::from_secs(3));
     let proxy = FaultProxy::start(&fake.docker_host());
     proxy.add(Rule::new(
         Some("GET"),
@@ -65,7 +65,7 @@ async fn an_image_in_artifact_registry_is_mirrored_while_its_tokens_expire() {
     })
     .build()
     .unwrap();
-    let tokens_before = fake.token_requests();
+    let tokens_before = fake.oauth().hits();
     let source = Source::parse(&format!("{}/{repo}:1.0", proxy.host())).unwrap();
     let started = Instant::now();
     let d = mirror.mirror("api", &source).await.unwrap();
@@ -76,14 +76,14 @@ async fn an_image_in_artifact_registry_is_mirrored_while_its_tokens_expire() {
         "{:?}",
         started.elapsed()
     );
-    let fetched = fake.token_requests() - tokens_before;
+    let fetched = fake.oauth().hits() - tokens_before;
     assert!(
         fetched >= 2,
         "the access token was renewed during the copy ({fetched} fetched)"
     );
 
     // A key the token endpoint refuses: Unauthorized naming the source registry.
-    fake.fail_token_requests(100);
+    fake.oauth().fail_next(100);
     let refused = GarSources::from_key_file(&fake.key_file(), Some(&fake.token_uri()))
         .unwrap()
         .host(fake.docker_host());

@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use axum::extract::{Request, State};
-use axum::http::Method;
 use axum::response::Response;
 use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::control_plane::{json as respond, numbered_page as page_of, rfc3339};
@@ -213,17 +212,17 @@ pub(crate) fn shown(n: &Value) -> Value {
     n
 }
 
-const ROUTES: [(Method, &str, &str); 10] = [
-    (Method::GET, "namespaces", "ListNamespaces"),
-    (Method::POST, "namespaces", "CreateNamespace"),
-    (Method::GET, "namespaces/*", "GetNamespace"),
-    (Method::PATCH, "namespaces/*", "UpdateNamespace"),
-    (Method::GET, "images", "ListImages"),
-    (Method::GET, "images/*", "GetImage"),
-    (Method::DELETE, "images/*", "DeleteImage"),
-    (Method::GET, "images/*/tags", "ListTags"),
-    (Method::GET, "tags/*", "GetTag"),
-    (Method::DELETE, "tags/*", "DeleteTag"),
+const ROUTES: [&str; 10] = [
+    "GET namespaces ListNamespaces",
+    "POST namespaces CreateNamespace",
+    "GET namespaces/* GetNamespace",
+    "PATCH namespaces/* UpdateNamespace",
+    "GET images ListImages",
+    "GET images/* GetImage",
+    "DELETE images/* DeleteImage",
+    "GET images/*/tags ListTags",
+    "GET tags/* GetTag",
+    "DELETE tags/* DeleteTag",
 ];
 
 pub(crate) async fn handler(State(s): State<Arc<FakeState>>, req: Request) -> Response {
