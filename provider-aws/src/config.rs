@@ -57,14 +57,27 @@ impl mirror_core::provider::config::IntoSetting for lifecycle::Age {
     }
 }
 
+/// An account id: 12 digits.
+fn account(a: &str) -> Result<String, String> {
+    let ok = a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| a.to_string())
+        .ok_or_else(|| "an AWS account id is 12 digits".into())
+}
+
+/// A region (see [`naming::is_region`]).
+fn region(r: &str) -> Result<String, String> {
+    let valid = naming::is_region(r).then(|| r.to_string());
+    valid.ok_or_else(|| "not an AWS region".into())
+}
+
 mirror_core::config_keys! {
     /// The string configuration keys of [`EcrBuilder::with_config`], each parsed from its
     /// name or its variable in any case; *shared* keys mean the same for every provider.
     pub enum EcrConfigKey: "ECR", "MIRROR_ECR_" {
         /// `MIRROR_ECR_REGION`: the AWS region (default: `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile).
-        Region = "region" => Value::Text;
+        Region = "region" => Value::Checked(region);
         /// `MIRROR_ECR_ACCOUNT`: the 12-digit account owning the registry (default: the caller's).
-        Account = "account" => Value::Text;
+        Account = "account" => Value::Checked(account);
         /// `MIRROR_ECR_PREFIX`: repository path prefix (`mirror`, `team/mirror`; default none).
         Prefix = "prefix" => Value::Text;
         /// `MIRROR_ECR_ENDPOINT`: *shared*, the API endpoint (a VPC endpoint, FIPS, an emulator).
@@ -140,22 +153,7 @@ impl EcrBuilder {
         use EcrConfigKey as K;
         let s = &self.settings;
         s.validate()?;
-        let digits = |a: &str| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
-        let region_ok = |r: &str| {
-            !r.is_empty()
-                && r.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        };
         let mut account = s.text(K::Account).map(str::to_string);
-        match (&account, s.text(K::Region)) {
-            (Some(a), _) if !digits(a) => {
-                return Err(s.error(K::Account, format!("{a:?}: an AWS account id is 12 digits")))
-            }
-            (_, Some(r)) if !region_ok(r) => {
-                return Err(s.error(K::Region, format!("{r:?} is not an AWS region")))
-            }
-            _ => {}
-        }
         let prefix = s.text(K::Prefix).map(str::to_string);
         if let Some(p) = &prefix {
             naming::check_prefix(p)?;

@@ -121,12 +121,13 @@ pub fn parse_registry_host(host: &str) -> Option<(String, String)> {
         .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
     let (account, region) = rest.split_once(".dkr.ecr.")?;
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let region_ok = |r: &str| {
-        !r.is_empty()
-            && r.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    };
-    (account_ok && region_ok(region)).then(|| (account.to_string(), region.to_string()))
+    (account_ok && is_region(region)).then(|| (account.to_string(), region.to_string()))
+}
+
+/// Whether `r` reads as an AWS region: lowercase letters, digits and `-`.
+pub fn is_region(r: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    !r.is_empty() && r.bytes().all(ok)
 }
 
 /// Any text as a valid AWS tag value: letters, digits, spaces and `_ . : / = + - @` kept,

@@ -182,9 +182,7 @@ impl ArtifactRegistryBuilder {
             crate::error::DIALECT,
             agent,
         )?
-        .with_retry(common.retry())
-        .with_request_timeout(common.request_timeout())
-        .with_connect_timeout(common.connect_timeout())?;
+        .with_settings(common, common.request_timeout(), common.connect_timeout())?;
         let timeout = s
             .duration(K::OperationTimeout)
             .unwrap_or(DEFAULT_OPERATION_TIMEOUT);

@@ -100,56 +100,45 @@ fn canonical_of_http(status: u16) -> &'static str {
     }
 }
 
-/// The canonical status names, by `google.rpc.Code` number.
-const CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
+/// The canonical status names by `google.rpc.Code` number, with the HTTP status Google maps
+/// each to (operation errors carry none).
+const CODES: [(&str, u16); 17] = [
+    ("OK", 200),
+    ("CANCELLED", 499),
+    ("UNKNOWN", 500),
+    ("INVALID_ARGUMENT", 400),
+    ("DEADLINE_EXCEEDED", 504),
+    ("NOT_FOUND", 404),
+    ("ALREADY_EXISTS", 409),
+    ("PERMISSION_DENIED", 403),
+    ("RESOURCE_EXHAUSTED", 429),
+    ("FAILED_PRECONDITION", 400),
+    ("ABORTED", 409),
+    ("OUT_OF_RANGE", 400),
+    ("UNIMPLEMENTED", 501),
+    ("INTERNAL", 500),
+    ("UNAVAILABLE", 503),
+    ("DATA_LOSS", 500),
+    ("UNAUTHENTICATED", 401),
 ];
 
 /// The canonical name of a `google.rpc.Code` number (as operations report errors).
 pub fn code_name(code: i64) -> &'static str {
-    usize::try_from(code)
-        .ok()
-        .and_then(|c| CODES.get(c))
-        .copied()
-        .unwrap_or("UNKNOWN")
+    let found = usize::try_from(code).ok().and_then(|c| CODES.get(c));
+    found.map_or("UNKNOWN", |(name, _)| name)
 }
 
 /// The canonical status name of `name` (`None` for names Google does not define).
 pub fn canonical(name: &str) -> Option<&'static str> {
-    CODES.iter().copied().find(|c| *c == name)
+    CODES.iter().map(|(c, _)| *c).find(|c| *c == name)
 }
 
-/// The HTTP status Google maps a canonical status to (operation errors carry none).
+/// The HTTP status Google maps a canonical status to.
 fn http_of(status: &str) -> u16 {
-    match status {
-        "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => 400,
-        "UNAUTHENTICATED" => 401,
-        "PERMISSION_DENIED" => 403,
-        "NOT_FOUND" => 404,
-        "ALREADY_EXISTS" | "ABORTED" => 409,
-        "RESOURCE_EXHAUSTED" => 429,
-        "CANCELLED" => 499,
-        "UNIMPLEMENTED" => 501,
-        "UNAVAILABLE" => 503,
-        "DEADLINE_EXCEEDED" => 504,
-        _ => 500,
-    }
+    CODES
+        .iter()
+        .find(|(c, _)| *c == status)
+        .map_or(500, |(_, h)| *h)
 }
 
 /// A long-running operation `name` (started by `operation` on `target`) ended with `status`,

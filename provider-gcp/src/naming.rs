@@ -185,15 +185,7 @@ pub fn repository_name(project: &str, repository_id: &str, package: &str) -> Res
 
 /// The package of the build cache of one Dockerfile: `cache-<dockerfile id>`.
 pub fn cache_package(dockerfile_id: &str) -> Result<String> {
-    let hex = dockerfile_id
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    if dockerfile_id.is_empty() || dockerfile_id.len() > 64 || !hex {
-        return Err(invalid(
-            dockerfile_id,
-            "a Dockerfile id is 1 to 64 lowercase hex characters",
-        ));
-    }
+    mirror_core::registry::naming::check_dockerfile_id(dockerfile_id)?;
     Ok(format!("cache-{dockerfile_id}"))
 }
 
