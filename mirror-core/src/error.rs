@@ -281,6 +281,17 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A setting of a provider's configuration is missing or invalid: which one, and why.
+    #[error("invalid {provider} configuration: {key}: {reason}")]
+    Setting {
+        /// Whose setting (`ECR`, `Artifact Registry`, `Scaleway`).
+        provider: String,
+        /// The key (`region`), or what the setting is when it has no key.
+        key: String,
+        /// What is wrong and what to do (`not set: set MIRROR_ECR_REGION …`); never a secret.
+        reason: String,
+    },
+
     /// An in-use source could not tell which images the cluster uses: the Kubernetes API
     /// refused a listing (403: missing RBAC), was unreachable, or a listing could not be
     /// completed. Eviction and sweep then delete nothing.
@@ -363,7 +374,8 @@ impl Error {
             Error::InvalidReference { .. }
             | Error::InvalidDigest { .. }
             | Error::InvalidName { .. }
-            | Error::Config(_) => ErrorKind::Input,
+            | Error::Config(_)
+            | Error::Setting { .. } => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Unauthorized { .. } | Error::Denied { .. } | Error::Credentials { .. } => {
                 ErrorKind::Auth
