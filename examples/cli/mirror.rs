@@ -453,7 +453,8 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         Mode::Cluster => Arc::new(ClusterStrategy::new(args.retention.into())),
     };
     let source = Source::parse(&args.source)?;
-    let mut sources = with_source_auth(Sources::new(), &args.source_auth)?;
+    // A command line reads the docker config, as docker and skopeo do.
+    let mut sources = with_source_auth(Sources::new().with_docker_config(), &args.source_auth)?;
     if let (Some(c), Source::Registry(r)) = (creds(&args.src_creds)?, &source) {
         sources = sources.with_credentials(r.registry(), c);
     }

@@ -166,6 +166,15 @@ pub enum Error {
         status: u16,
     },
 
+    /// The registry's host name does not resolve (a typo, a host that is gone). Not retried.
+    #[error("registry {registry}: no such host ({reason})")]
+    HostUnknown {
+        /// The registry host as given.
+        registry: String,
+        /// What the resolver said.
+        reason: String,
+    },
+
     /// The registry could not be reached or the connection broke.
     #[error(
         "cannot reach registry {registry} ({operation} {}): {source}",
@@ -272,6 +281,17 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// A setting of a provider's configuration is missing or invalid: which one, and why.
+    #[error("invalid {provider} configuration: {key}: {reason}")]
+    Setting {
+        /// Whose setting (`ECR`, `Artifact Registry`, `Scaleway`).
+        provider: String,
+        /// The key (`region`), or what the setting is when it has no key.
+        key: String,
+        /// What is wrong and what to do (`not set: set MIRROR_ECR_REGION …`); never a secret.
+        reason: String,
+    },
+
     /// An in-use source could not tell which images the cluster uses: the Kubernetes API
     /// refused a listing (403: missing RBAC), was unreachable, or a listing could not be
     /// completed. Eviction and sweep then delete nothing.
@@ -303,7 +323,114 @@ pub enum Error {
     },
 }
 
+/// What kind of failure an [`Error`] is: what a deployer branches on ([`Error::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The caller gave something unusable: a malformed reference, digest or name, an invalid
+    /// configuration. Fix the input; no retry helps.
+    Input,
+    /// The image, blob or repository does not exist.
+    NotFound,
+    /// The credentials were refused, missing or could not be loaded, or the identity may not
+    /// do this.
+    Auth,
+    /// The registry could not be reached, or a transfer stalled.
+    Network,
+    /// Content did not match its digest or size (a corrupt or hostile source).
+    Integrity,
+    /// A registry asked to slow down.
+    RateLimited,
+    /// A registry or control plane answered something unexpected or refused an operation.
+    Registry,
+    /// The image uses a format this library does not copy.
+    Unsupported,
+    /// Local files could not be read or written.
+    Io,
+    /// The in-use source could not tell which images are in use (nothing was deleted).
+    InUseUnknown,
+    /// An image build failed.
+    Build,
+}
+
+/// Which registry an error of a deploy comes from ([`Mirror::side_of`](crate::Mirror::side_of)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Side {
+    /// The cluster's mirror registry.
+    Mirror,
+    /// The registry the image is copied from.
+    Source,
+    /// Neither (local files, configuration) or not known.
+    Unknown,
+}
+
 impl Error {
+    /// The kind of failure (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidReference { .. }
+            | Error::InvalidDigest { .. }
+            | Error::InvalidName { .. }
+            | Error::Config(_)
+            | Error::Setting { .. } => ErrorKind::Input,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::Unauthorized { .. } | Error::Denied { .. } | Error::Credentials { .. } => {
+                ErrorKind::Auth
+            }
+            Error::Connect { .. } | Error::Stalled { .. } | Error::HostUnknown { .. } => {
+                ErrorKind::Network
+            }
+            Error::DigestMismatch { .. }
+            | Error::DigestRejected { .. }
+            | Error::SizeMismatch { .. }
+            | Error::InvalidManifest { .. } => ErrorKind::Integrity,
+            Error::RateLimited { .. } => ErrorKind::RateLimited,
+            Error::Http { .. }
+            | Error::UploadModeRefused { .. }
+            | Error::Protocol { .. }
+            | Error::Refused { .. } => ErrorKind::Registry,
+            Error::UnsupportedMediaType { .. } => ErrorKind::Unsupported,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::InUseUnknown { .. } => ErrorKind::InUseUnknown,
+            Error::BuildFailed { .. } => ErrorKind::Build,
+        }
+    }
+
+    /// Whether another attempt may succeed (the retry policy's reading: connection
+    /// failures, stalls, rate limits, 5xx and 408, content that arrived damaged). The
+    /// library has already retried these within its budget; a deployer may retry the call
+    /// later.
+    pub fn is_retryable(&self) -> bool {
+        crate::retry::is_transient(self)
+    }
+
+    /// The registry host the error names, when it names one (`Unauthorized`, `Http`,
+    /// `Connect`…): which registry failed.
+    pub fn registry(&self) -> Option<&str> {
+        match self {
+            Error::Unauthorized { registry, .. }
+            | Error::Denied { registry, .. }
+            | Error::DigestRejected { registry, .. }
+            | Error::RateLimited { registry, .. }
+            | Error::Http { registry, .. }
+            | Error::UploadModeRefused { registry, .. }
+            | Error::Connect { registry, .. }
+            | Error::HostUnknown { registry, .. }
+            | Error::Stalled { registry, .. }
+            | Error::Protocol { registry, .. }
+            | Error::Refused { registry, .. }
+            | Error::Credentials { registry, .. } => Some(registry.as_str()),
+            Error::NotFound { location, .. } => location
+                .split('/')
+                .next()
+                .filter(|h| !h.starts_with("oci:")),
+            _ => None,
+        }
+    }
+
     /// A [`Error::NotFound`] for a manifest at `location`.
     pub fn manifest_not_found(location: impl Into<String>) -> Self {
         Error::NotFound {

@@ -1,50 +1,72 @@
-//! Keeps every image a Kubernetes cluster runs in a mirror registry next to that cluster.
+//! Keeps every image a Kubernetes cluster runs in a mirror registry next to that cluster, and
+//! hands back a digest-pinned reference.
 //!
-//! # Layout
-//!
-//! - [`reference`](mod@reference): image references, parsed and normalised as Docker does;
-//! - [`digest`]: content digests and streaming verification;
-//! - [`media`]: manifest media types and the parts of manifests the copy engine follows;
-//! - [`store`]: the [`ImageStore`] trait (the data plane) with its HTTP registry client
-//!   ([`store::http`]) and OCI image layout ([`store::layout`]) implementations;
-//! - [`copy`](mod@copy): the copy engine, from any store to any store;
-//! - [`image`]: image composition: what belongs to an image, [`ImageRecord`], the one
-//!   sequence that places an image;
-//! - [`registry`]: the [`Registry`] trait (a cluster's mirror registry, the provider plug-in
-//!   point) keyed by a typed [`Repository`], [`GenericRegistry`], [`LayoutRegistry`], the
-//!   [`Instrumented`](registry::Instrumented) wrapper, and [`open`](registry::open()) (a
-//!   registry from a URL-like string);
-//! - [`provider`]: the provider kit (token cache, control-plane error, configuration keys);
-//! - [`strategy`]: where images go ([`ServiceStrategy`], [`ClusterStrategy`]);
-//! - [`eviction`]: pure eviction and retention plans;
-//! - [`key`]: build keys and their tags;
-//! - [`builder`]: the [`Builder`] trait, its `buildah` and `docker buildx`
-//!   backends, what to build ([`BuildSpec`]) and Dockerfile `ARG` scanning;
-//! - [`mirror`]: the [`Mirror`] façade a deployer calls (deploy, build, sweep, inventory);
-//! - `admission` (feature `admission`): a mutating admission webhook's core, pinning every
-//!   pod's images to their mirror copies;
-//! - [`events`]: progress events;
-//! - [`retry`]: the retry policy;
-//! - [`error`]: the one error type;
-//! - `testing` (feature `testing`): a real-registry test harness; its image fixtures alone
-//!   with feature `fixtures`.
+//! Before a workload starts, a deployer asks a [`Mirror`] for the image: the library finds
+//! it in the cluster's mirror registry (one HEAD) or copies it there whole (every platform,
+//! byte-identical, with its signatures and SBOMs), and returns `registry/repo@sha256:…`.
+//! Kubernetes then never depends on the source registry, and the reference is exactly the
+//! image asked for.
 //!
 //! # Example
 //!
-//! Copy an image between two OCI layouts (the same call copies between registries):
+//! The whole story on a directory of OCI layouts (no server needed; a registry is one
+//! string away: [`registry::open()`], or the `image-mirror` crate with the cloud providers
+//! behind features):
 //!
-//! ```no_run
-//! # async fn demo() -> mirror_core::Result<()> {
-//! use mirror_core::{copy, CopyOptions, store::layout::LayoutStore};
-//! let src = LayoutStore::open("/tmp/src")?;
-//! let dst = LayoutStore::create("/tmp/dst")?;
-//! let report = copy(&src, "v1", &dst, "v1", &CopyOptions::default()).await?;
-//! println!("{} blobs uploaded, {} bytes", report.blobs_uploaded, report.bytes_uploaded);
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> mirror_core::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let (source_dir, mirror_dir) = (dir.path().join("src"), dir.path().join("mirror"));
+//! # mirror_core::testing::TestImage::builder().seed(1).build().write_layout(&source_dir, "v1").unwrap();
+//! use std::sync::Arc;
+//! use mirror_core::prelude::*;
+//! use mirror_core::LayoutRegistry;
+//!
+//! let registry = Arc::new(LayoutRegistry::new(&mirror_dir));
+//! let mirror = Mirror::builder(registry, "prod-eu").build()?;
+//! let source: Source = format!("oci:{}:v1", source_dir.display()).parse()?;
+//!
+//! let first = mirror.mirror("api", &source).await?;
+//! assert_eq!(first.action, Action::Copied);
+//! let again = mirror.mirror("api", &source).await?; // one HEAD, nothing copied
+//! assert_eq!(again.action, Action::Skipped);
+//! assert!(again.pull_reference.contains("@sha256:"));
 //! # Ok(()) }
 //! ```
+//!
+//! Errors say what kind of failure they are ([`Error::kind`]: input, auth, network…) and
+//! whether a retry may help; warnings ([`Warning`]) are typed. A deployer needs the
+//! [`prelude`].
+//!
+//! # Layout
+//!
+//! - [`mirror`]: the [`Mirror`] façade a deployer calls (deploy, build, sweep, inventory,
+//!   protect); [`Source`], [`Sources`] (source credentials);
+//! - [`registry`]: the [`Registry`] trait (a cluster's mirror registry) keyed by a typed
+//!   [`Repository`], [`GenericRegistry`], [`LayoutRegistry`], the
+//!   [`Instrumented`](registry::Instrumented) wrapper, and [`open`](registry::open()) (a
+//!   registry from a URL-like string);
+//! - [`strategy`]: where images go ([`ServiceStrategy`], [`ClusterStrategy`]);
+//! - [`inuse`]: which images the cluster runs (Kubernetes discovery with feature
+//!   `kubernetes`);
+//! - `admission` (feature `admission`): a mutating admission webhook's core, pinning every
+//!   pod's images to their mirror copies;
+//! - [`error`]: the one error type and its kinds;
+//! - `memory` and `mock` (features `memory`, `mock`): an in-memory registry and mockall mocks
+//!   for a deployer's unit tests;
+//! - for provider authors, [`provider`]: the kit (`CloudRegistry` over a `ControlPlane`,
+//!   configuration keys, the control-plane error, the token cache);
+//! - the machinery below: [`image`] (image composition, referrers), [`copy`](mod@copy) (the
+//!   copy engine), [`store`] (the [`ImageStore`] trait, the HTTP client and the OCI layout),
+//!   [`builder`] (builds), [`eviction`], [`key`], [`reference`](mod@reference),
+//!   [`digest`], [`media`], [`events`], [`retry`], [`telemetry`];
+//! - `testing` (feature `testing`): a real-registry test harness; its image fixtures alone
+//!   with feature `fixtures`.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "admission")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admission")))]
 pub mod admission;
 pub mod builder;
 pub mod copy;
@@ -56,7 +78,13 @@ pub mod image;
 pub mod inuse;
 pub mod key;
 pub mod media;
+#[cfg(any(test, feature = "memory"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub mod memory;
 pub mod mirror;
+#[cfg(any(test, feature = "mock"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock;
 pub mod provider;
 pub mod reference;
 pub mod registry;
@@ -66,6 +94,7 @@ pub mod strategy;
 pub mod sync;
 pub mod telemetry;
 #[cfg(feature = "fixtures")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fixtures")))]
 pub mod testing;
 
 pub use builder::{
@@ -73,7 +102,7 @@ pub use builder::{
 };
 pub use copy::{CopyOptions, CopyReport};
 pub use digest::Digest;
-pub use error::{Error, ErrorCode, ErrorCodes, Result};
+pub use error::{Error, ErrorCode, ErrorCodes, ErrorKind, Result, Side};
 pub use events::{BlobAction, CopyEvent, EventSink};
 pub use eviction::EvictionPlan;
 pub use image::{copy, ImageRecord};
@@ -90,3 +119,13 @@ pub use registry::{
 };
 pub use store::{ImageStore, StoreLocation};
 pub use strategy::{ClusterStrategy, MirrorStrategy, ServiceStrategy, SourceId, Target};
+
+/// What a deployer needs in one `use`: the façade, sources, results, errors and their kinds,
+/// the registry trait and `open`.
+pub mod prelude {
+    pub use crate::registry::{open, OpenOptions};
+    pub use crate::{
+        Action, ClusterStrategy, Deployment, Error, ErrorKind, Mirror, MirrorBuilder, Registry,
+        Result, ServiceStrategy, Side, Source, Sources, TagPolicy, Warning,
+    };
+}

@@ -1,13 +1,10 @@
-//! Data-plane credentials: ECR `GetAuthorizationToken` tokens as basic auth.
-//!
-//! ECR hands out a base64 `AWS:<password>` token valid for 12 hours. This module is only the
-//! token source ([`AuthToken`], decoded; the ECR API is its [`TokenSource`]); the kit's
-//! [`TokenCache`] caches it with [`POLICY`]: a new token [`REFRESH_AHEAD`] before expiry, every
-//! token kept at least [`MIN_CACHE`] (moto, and a skewed clock, issue tokens that are already
-//! expired), one fetch per [`INVALIDATION_GRACE`] however many requests a registry refuses,
-//! one fetch for a burst of concurrent callers.
+//! Data-plane credentials: ECR `GetAuthorizationToken` tokens (base64 `AWS:<password>`,
+//! valid 12 hours) as basic auth. This module is only the token ([`AuthToken`]; the ECR API is
+//! its source); the kit's [`TokenCache`] caches it with [`POLICY`]: replaced
+//! [`REFRESH_AHEAD`] before expiry, kept at least [`MIN_CACHE`] (moto, and skewed clocks,
+//! hand out tokens already expired), one fetch per [`INVALIDATION_GRACE`] however many
+//! requests a registry refuses, one fetch for a burst of callers.
 
-use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
@@ -22,12 +19,19 @@ use crate::error::Result;
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(15 * 60);
 /// The shortest time a fetched token is used before another is fetched, whatever its expiry.
 pub const MIN_CACHE: Duration = Duration::from_secs(60);
-/// Refusals reported this soon after a fetch are taken to be about the previous token
-/// (requests already in flight with it), so they do not fetch again.
+/// Refusals reported this soon after a fetch are about the previous token: no new fetch.
 pub const INVALIDATION_GRACE: Duration = Duration::from_secs(2);
 
-/// A decoded ECR authorization token.
-#[derive(Clone)]
+/// When ECR tokens are replaced (see the module docs).
+pub const POLICY: TokenPolicy = TokenPolicy {
+    refresh_ahead: REFRESH_AHEAD,
+    half_life: false,
+    min_cache: MIN_CACHE,
+    invalidation_grace: INVALIDATION_GRACE,
+};
+
+/// A decoded ECR authorization token. `Debug` hides the password.
+#[derive(Clone, Debug)]
 pub struct AuthToken {
     /// The basic-auth user (`AWS`).
     pub username: String,
@@ -39,46 +43,35 @@ pub struct AuthToken {
     pub proxy_endpoint: Option<String>,
 }
 
-impl fmt::Debug for AuthToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthToken")
-            .field("username", &self.username)
-            .field("password", &"***")
-            .field("expires_at", &self.expires_at)
-            .field("proxy_endpoint", &self.proxy_endpoint)
-            .finish()
-    }
-}
-
 impl AuthToken {
-    /// Decodes ECR's `authorizationToken` (base64 of `user:password`). `origin` is only
-    /// used in errors, which never contain the token.
+    /// Decodes ECR's `authorizationToken` (base64 of `user:password`); errors name `origin`
+    /// and never contain the token.
     pub fn decode(
         origin: &Origin,
         token: &str,
         expires_at: SystemTime,
         proxy_endpoint: Option<String>,
     ) -> Result<Self> {
-        let bad = |reason: &str| {
+        let bad = |why: &str| {
             origin.protocol(
                 "GetAuthorizationToken",
                 "*",
-                format!("the authorization token {reason}"),
+                format!("the authorization token {why}"),
             )
         };
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(token.trim())
-            .map_err(|_| bad("is not base64"))?;
-        let text = String::from_utf8(raw).map_err(|_| bad("is not UTF-8"))?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(token.trim());
+        let text = String::from_utf8(raw.map_err(|_| bad("is not base64"))?)
+            .map_err(|_| bad("is not UTF-8"))?;
         let (user, password) = text
             .split_once(':')
             .ok_or_else(|| bad("is not user:password"))?;
         if user.is_empty() || password.is_empty() {
             return Err(bad("has an empty user or password"));
         }
+        let (username, password) = (user.to_string(), Secret::new(password));
         Ok(AuthToken {
-            username: user.to_string(),
-            password: Secret::new(password),
+            username,
+            password,
             expires_at,
             proxy_endpoint,
         })
@@ -93,20 +86,9 @@ impl Expiring for AuthToken {
 
 impl AsCredentials for AuthToken {
     fn as_credentials(&self) -> Credentials {
-        Credentials::Basic {
-            username: self.username.clone(),
-            password: self.password.clone(),
-        }
+        Credentials::basic(&self.username, self.password.clone())
     }
 }
-
-/// When ECR tokens are replaced (see the module docs).
-pub const POLICY: TokenPolicy = TokenPolicy {
-    refresh_ahead: REFRESH_AHEAD,
-    half_life: false,
-    min_cache: MIN_CACHE,
-    invalidation_grace: INVALIDATION_GRACE,
-};
 
 /// The data-plane credentials of an ECR registry: the kit's cache over any source of ECR
 /// tokens (the ECR API, or a fake in tests).

@@ -1,15 +1,11 @@
-//! The one place where AWS error codes are read: [`classify`], the table of this crate, and
-//! the conversion of SDK errors and per-image failures into the kit's
-//! [`ControlPlaneError`] (which becomes a [`mirror_core::Error`] through the kit's one
-//! mapping).
-//!
-//! Every error carries the registry label (`aws:<registry host>`, so a core error read in a
-//! log still says which provider and registry it came from), the ECR operation, and the
-//! repository (or `repository@digest`) it was about. AWS error messages never contain the
-//! credentials; the authorization token never appears in any error.
+//! The one place where AWS answers are read: [`TABLE`] (AWS error codes and HTTP statuses to
+//! the kit's [`Kind`]s), and the conversion of SDK errors and per-image failures into the
+//! kit's [`ControlPlaneError`]. Every error names the registry (`aws:<host>`), the ECR
+//! operation and the repository or `repository@digest`; AWS messages never contain the
+//! credentials, and the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use mirror_core::provider::{self, ControlPlaneError, Origin};
+use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
 
 /// The error of this crate's calls: the kit's control-plane error.
 pub type Error = ControlPlaneError;
@@ -17,95 +13,59 @@ pub type Error = ControlPlaneError;
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How an AWS error code is read. The one table of this crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The repository does not exist.
-    RepositoryNotFound,
-    /// The image does not exist.
-    ImageNotFound,
-    /// The repository exists already (success for `ensure_repository`).
-    RepositoryExists,
-    /// The repository has no lifecycle policy.
-    LifecyclePolicyNotFound,
-    /// An index still refers to the image (ECR refuses to delete it).
-    ReferencedByIndex,
-    /// The caller is known but not allowed.
-    Denied,
-    /// The caller's credentials are invalid or expired.
-    Unauthorized,
-    /// Slow down.
-    Throttled,
-    /// ECR failed (HTTP 5xx).
-    Server,
-    /// Anything else.
-    Other,
-}
+/// AWS error codes (exception names and per-image failure codes) and HTTP statuses.
+pub const TABLE: ErrorTable = ErrorTable {
+    codes: &[
+        (Kind::NotFound("repository"), "RepositoryNotFoundException"),
+        (
+            Kind::NotFound("manifest"),
+            "ImageNotFoundException ImageNotFound",
+        ),
+        (
+            Kind::NotFound("lifecycle policy"),
+            "LifecyclePolicyNotFoundException",
+        ),
+        (Kind::AlreadyExists, "RepositoryAlreadyExistsException"),
+        (Kind::Conflict, "ImageReferencedByManifestList"),
+        (
+            Kind::Denied,
+            "AccessDeniedException AccessDenied UnauthorizedOperation",
+        ),
+        (Kind::Denied, "UpstreamAccessDenied"),
+        (
+            Kind::Unauthenticated,
+            "UnrecognizedClientException InvalidSignatureException",
+        ),
+        (
+            Kind::Unauthenticated,
+            "ExpiredTokenException ExpiredToken InvalidClientTokenId",
+        ),
+        (
+            Kind::Unauthenticated,
+            "MissingAuthenticationToken IncompleteSignature",
+        ),
+        (
+            Kind::RateLimited,
+            "ThrottlingException Throttling TooManyRequestsException",
+        ),
+        (
+            Kind::RateLimited,
+            "RequestLimitExceeded UpstreamTooManyRequests SlowDown",
+        ),
+        (
+            Kind::Unavailable,
+            "ServerException ServiceUnavailableException InternalFailure",
+        ),
+    ],
+    statuses: &[
+        (Kind::RateLimited, "429"),
+        (Kind::Denied, "403"),
+        (Kind::Unauthenticated, "401"),
+        (Kind::Unavailable, "500-999"),
+    ],
+};
 
-impl Kind {
-    /// The kit's kind for this one.
-    pub fn to_kit(self) -> provider::Kind {
-        match self {
-            Kind::RepositoryNotFound => provider::Kind::NotFound("repository"),
-            Kind::ImageNotFound => provider::Kind::NotFound("manifest"),
-            Kind::RepositoryExists => provider::Kind::AlreadyExists,
-            Kind::LifecyclePolicyNotFound => provider::Kind::NotFound("lifecycle policy"),
-            Kind::ReferencedByIndex => provider::Kind::Conflict,
-            Kind::Denied => provider::Kind::Denied,
-            Kind::Unauthorized => provider::Kind::Unauthenticated,
-            Kind::Throttled => provider::Kind::RateLimited,
-            Kind::Server => provider::Kind::Unavailable,
-            Kind::Other => provider::Kind::Other,
-        }
-    }
-}
-
-/// Classifies an AWS error code (an exception name or a per-image failure code), with the
-/// HTTP status as a fallback.
-pub fn classify(code: &str, status: Option<u16>) -> Kind {
-    match code {
-        "RepositoryNotFoundException" => Kind::RepositoryNotFound,
-        "ImageNotFoundException" | "ImageNotFound" => Kind::ImageNotFound,
-        "RepositoryAlreadyExistsException" => Kind::RepositoryExists,
-        "LifecyclePolicyNotFoundException" => Kind::LifecyclePolicyNotFound,
-        "ImageReferencedByManifestList" => Kind::ReferencedByIndex,
-        "AccessDeniedException"
-        | "AccessDenied"
-        | "UnauthorizedOperation"
-        | "UpstreamAccessDenied" => Kind::Denied,
-        "UnrecognizedClientException"
-        | "InvalidSignatureException"
-        | "ExpiredTokenException"
-        | "ExpiredToken"
-        | "InvalidClientTokenId"
-        | "MissingAuthenticationToken"
-        | "IncompleteSignature" => Kind::Unauthorized,
-        "ThrottlingException"
-        | "Throttling"
-        | "TooManyRequestsException"
-        | "RequestLimitExceeded"
-        | "UpstreamTooManyRequests"
-        | "SlowDown" => Kind::Throttled,
-        "ServerException" | "ServiceUnavailableException" | "InternalFailure" => Kind::Server,
-        _ => match status {
-            Some(429) => Kind::Throttled,
-            Some(403) => Kind::Denied,
-            Some(401) => Kind::Unauthorized,
-            Some(s) if s >= 500 => Kind::Server,
-            _ => Kind::Other,
-        },
-    }
-}
-
-/// How `e` reads in this crate's table ([`Kind::Other`] for errors without a code).
-pub fn kind(e: &Error) -> Kind {
-    match e.code() {
-        Some(code) => classify(code, e.status),
-        None => Kind::Other,
-    }
-}
-
-/// An answer of `operation` on `target` with an AWS error `code`.
+/// An answer of `operation` on `target` with the AWS error `code` (and HTTP `status`).
 pub fn service(
     origin: &Origin,
     operation: &'static str,
@@ -115,14 +75,13 @@ pub fn service(
     status: Option<u16>,
 ) -> Error {
     let mut e = origin
-        .error(operation, target, classify(code, status).to_kit(), message)
+        .error(operation, target, TABLE.kind(code, status), message)
         .with_code(code);
     e.status = status;
     e
 }
 
-/// One image of a batch call failed (`BatchDeleteImage` and `BatchGetImage` report failures
-/// per image inside a successful answer: no HTTP status of their own).
+/// One image of a batch call failed: a failure inside a successful answer (no HTTP status).
 pub fn image_failure(
     origin: &Origin,
     operation: &'static str,
@@ -144,33 +103,29 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let status = err.raw_response().map(|r| r.status().as_u16());
+    let text = || DisplayErrorContext(&err).to_string();
     match &err {
-        SdkError::ServiceError(_) => service(
-            origin,
-            operation,
-            target,
-            err.code().unwrap_or("Unknown"),
-            err.message().unwrap_or(""),
-            status,
-        ),
+        SdkError::ServiceError(_) => {
+            let (code, message) = (err.code().unwrap_or("Unknown"), err.message().unwrap_or(""));
+            service(origin, operation, target, code, message, status)
+        }
         SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
-            let text = DisplayErrorContext(&err).to_string();
-            if text.contains("credential") || text.contains("identity") {
-                origin.credentials(text)
-            } else {
-                origin.transport(operation, target, text)
+            let text = text();
+            match text.contains("credential") || text.contains("identity") {
+                true => origin.credentials(text),
+                false => origin.transport(operation, target, text),
             }
         }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            origin.transport(operation, target, DisplayErrorContext(&err).to_string())
+            origin.transport(operation, target, text())
         }
-        SdkError::ConstructionFailure(_) => origin.config(format!(
-            "ECR {operation} on {target}: {}",
-            DisplayErrorContext(&err)
-        )),
-        // An answer that could not be read: report it with its status.
+        SdkError::ConstructionFailure(_) => origin.config(
+            "endpoint",
+            format!("ECR {operation} on {target}: {}", text()),
+        ),
+        // An answer that could not be read: reported with its status.
         _ => {
-            let mut e = origin.protocol(operation, target, DisplayErrorContext(&err).to_string());
+            let mut e = origin.protocol(operation, target, text());
             e.status = status;
             e
         }
@@ -246,7 +201,7 @@ mod tests {
             "ImageNotFound",
             "Requested image not found",
         );
-        assert_eq!(kind(&e), Kind::ImageNotFound);
+        assert_eq!(e.kind(), Kind::NotFound("manifest"));
         let core: mirror_core::Error = e.into();
         assert!(core.is_not_found());
         assert!(core.to_string().contains("r/x@sha256:ab"), "{core}");

@@ -38,7 +38,7 @@
 //! Every rule's description starts with [`DESCRIPTION_PREFIX`], which is how this crate
 //! recognises a policy it wrote. ECR may store the policy text reformatted, so policies are
 //! compared as JSON values, not as text: [`needs_update`] is false when the stored policy
-//! already says the same. [`model`] evaluates a policy by the documented rules (for tests).
+//! already says the same.
 
 use std::time::Duration;
 
@@ -187,93 +187,6 @@ pub fn is_ours(text: &str) -> bool {
     }
 }
 
-pub mod model {
-    //! ECR's lifecycle evaluation as its documentation states it, for tests of the policies
-    //! this crate writes (no emulator evaluates lifecycle policies):
-    //!
-    //! - rules are applied in `rulePriority` order, lowest first;
-    //! - an image matching the tagging requirements of a higher-priority rule cannot be
-    //!   expired by a lower-priority rule (whether or not the higher rule expires it);
-    //! - `tagStatus: tagged` with `tagPrefixList` matches an image when every prefix of the
-    //!   list is the start of one of its tags; `untagged` matches images without tags; `any`
-    //!   matches every image;
-    //! - `imageCountMoreThan n` expires the matching images beyond the `n` most recently
-    //!   pushed; `sinceImagePushed n` those pushed more than `n` days ago; `sinceImagePulled
-    //!   n` those last pulled (or, never pulled, pushed) more than `n` days ago.
-
-    use std::collections::BTreeSet;
-
-    use serde_json::Value;
-
-    /// One image as the evaluation sees it.
-    #[derive(Debug, Clone)]
-    pub struct Image {
-        /// Its digest (any unique name).
-        pub digest: String,
-        /// Its tags.
-        pub tags: Vec<String>,
-        /// Days since its push.
-        pub pushed_days_ago: u64,
-        /// Days since its last pull, if it was ever pulled.
-        pub pulled_days_ago: Option<u64>,
-    }
-
-    fn matches(selection: &Value, image: &Image) -> bool {
-        match selection["tagStatus"].as_str() {
-            Some("any") => true,
-            Some("untagged") => image.tags.is_empty(),
-            Some("tagged") => selection["tagPrefixList"]
-                .as_array()
-                .is_some_and(|prefixes| {
-                    !prefixes.is_empty()
-                        && prefixes.iter().all(|p| {
-                            p.as_str()
-                                .is_some_and(|p| image.tags.iter().any(|t| t.starts_with(p)))
-                        })
-                }),
-            _ => false,
-        }
-    }
-
-    /// The digests the policy expires.
-    pub fn expired(policy: &Value, images: &[Image]) -> BTreeSet<String> {
-        let mut rules: Vec<&Value> = policy["rules"].as_array().into_iter().flatten().collect();
-        rules.sort_by_key(|r| r["rulePriority"].as_u64().unwrap_or(u64::MAX));
-        let mut claimed: BTreeSet<String> = BTreeSet::new();
-        let mut expired = BTreeSet::new();
-        for rule in rules {
-            let selection = &rule["selection"];
-            let count = selection["countNumber"].as_u64().unwrap_or(u64::MAX);
-            let mut selected: Vec<&Image> = images
-                .iter()
-                .filter(|i| !claimed.contains(&i.digest) && matches(selection, i))
-                .collect();
-            let to_expire: Vec<&Image> = match selection["countType"].as_str() {
-                Some("imageCountMoreThan") => {
-                    selected.sort_by_key(|i| i.pushed_days_ago);
-                    selected.iter().skip(count as usize).copied().collect()
-                }
-                Some("sinceImagePushed") => selected
-                    .iter()
-                    .filter(|i| i.pushed_days_ago > count)
-                    .copied()
-                    .collect(),
-                Some("sinceImagePulled") => selected
-                    .iter()
-                    .filter(|i| i.pulled_days_ago.unwrap_or(i.pushed_days_ago) > count)
-                    .copied()
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if rule["action"]["type"] == "expire" {
-                expired.extend(to_expire.iter().map(|i| i.digest.clone()));
-            }
-            claimed.extend(selected.iter().map(|i| i.digest.clone()));
-        }
-        expired
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,87 +257,5 @@ mod tests {
             r#"{"rules":[{"rulePriority":1,"description":"team rule"}]}"#
         ));
         assert!(!is_ours(r#"{"rules":[]}"#));
-    }
-}
-
-#[cfg(test)]
-mod anchor_properties {
-    use std::time::Duration;
-
-    use proptest::prelude::*;
-
-    use super::model::{expired, Image};
-    use super::*;
-
-    fn image() -> impl Strategy<Value = (bool, Vec<String>, u64, Option<u64>)> {
-        (
-            any::<bool>(),
-            proptest::collection::vec(
-                prop_oneof![
-                    Just("v1".to_string()),
-                    Just("latest".to_string()),
-                    Just("mirror.pushed.1".to_string()),
-                    Just("mirror.anchorless".to_string()),
-                    "[a-z0-9.]{1,12}",
-                ],
-                0..3,
-            ),
-            0u64..200,
-            proptest::option::of(0u64..200),
-        )
-    }
-
-    proptest! {
-        /// Over random listings, the policy written never expires an anchored image, and
-        /// expires exactly the others that are past the retention (so the property can fail).
-        #[test]
-        fn anchored_images_are_never_expired(
-            images in proptest::collection::vec(image(), 0..40),
-            days in 1u64..90,
-            pulled in any::<bool>(),
-        ) {
-            let age = if pulled { Age::SincePulled } else { Age::SincePushed };
-            let listing: Vec<Image> = images
-                .iter()
-                .enumerate()
-                .map(|(n, (anchored, tags, pushed, pulled_at))| {
-                    let mut tags = tags.clone();
-                    if *anchored {
-                        tags.push(format!("{}{n:064x}", mirror_core::image::ANCHOR_TAG_PREFIX));
-                    }
-                    Image {
-                        digest: format!("sha256:{n:064x}"),
-                        tags,
-                        pushed_days_ago: *pushed,
-                        pulled_days_ago: pulled_at.map(|p| p.min(*pushed)),
-                    }
-                })
-                .collect();
-            let policy = policy(Duration::from_secs(days * 24 * 3600), age);
-            let gone = expired(&policy, &listing);
-            for (i, (anchored, ..)) in images.iter().enumerate() {
-                let image = &listing[i];
-                let old = match age {
-                    Age::SincePushed => image.pushed_days_ago > days,
-                    Age::SincePulled => image.pulled_days_ago.unwrap_or(image.pushed_days_ago) > days,
-                };
-                prop_assert_eq!(gone.contains(&image.digest), !anchored && old, "{:?}", image);
-            }
-        }
-    }
-
-    #[test]
-    fn without_the_anchor_rule_the_model_expires_anchored_images() {
-        // The model is not vacuous: the retention rule alone expires an old anchored image.
-        let listing = vec![Image {
-            digest: "a".into(),
-            tags: vec![format!("{}x", mirror_core::image::ANCHOR_TAG_PREFIX)],
-            pushed_days_ago: 30,
-            pulled_days_ago: None,
-        }];
-        let mut p = policy(Duration::from_secs(7 * 24 * 3600), Age::SincePushed);
-        assert!(expired(&p, &listing).is_empty());
-        p["rules"].as_array_mut().unwrap().remove(0);
-        assert_eq!(expired(&p, &listing).len(), 1);
     }
 }

@@ -1,111 +1,67 @@
-//! ECR naming rules: repository names, the repository prefix, registry hosts and the values of
-//! the tags put on repositories.
+//! ECR naming: repository names, the repository prefix, registry hosts and repository tag
+//! values.
 //!
-//! ECR accepts repository names matching
-//! `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*` of 2 to 256 characters:
-//! lowercase alphanumeric runs joined by single `.`, `_` or `-`, in `/`-separated components.
-//! That is stricter than the distribution grammar (which allows `__` and runs of `-`), so every
-//! name is checked against both.
-//!
-//! Repositories follow the core layout ([`default_repository_name`]):
-//! `[prefix/]<cluster>/services/<service>`, `[prefix/]<cluster>/mirror`,
-//! `[prefix/]<cluster>/builds/<service>`, each id turned into `[a-z0-9]+(-[a-z0-9]+)*` of at most
-//! 48 characters, with a hash of the exact id appended whenever the id had to be changed
-//! ([`id_component`](mirror_core::registry::id_component)). Names therefore stay readable,
-//! never collide for distinct ids, and are at most `prefix + 107` characters long.
+//! ECR accepts `(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*` of 2 to 256
+//! characters: lowercase alphanumeric runs joined by single `.`, `_` or `-`, in
+//! `/`-separated components ([`COMPONENT`]). That is stricter than the distribution grammar
+//! (which allows `__` and runs of `-`), so every name is checked against both. Repositories
+//! follow the core layout ([`default_repository_name`]): `[prefix/]<cluster>/services/<service>`,
+//! `[prefix/]<cluster>/mirror`, `[prefix/]<cluster>/builds/<service>`.
 
+use mirror_core::provider::naming::invalid;
+use mirror_core::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::registry::default_repository_name;
-use mirror_core::{Error, RepositoryScope, Result};
+use mirror_core::{RepositoryScope, Result};
 
-/// Shortest repository name ECR accepts.
-pub const MIN_REPOSITORY_LEN: usize = 2;
-/// Longest repository name ECR accepts.
-pub const MAX_REPOSITORY_LEN: usize = 256;
-/// Longest repository prefix accepted: leaves room for the longest name the layout produces
-/// (`<48>/services/<48>`, 107 characters) under the distribution limit of 255.
+/// One `/`-separated component of a repository name.
+pub const COMPONENT: Grammar = Grammar {
+    what: "ECR repository name component",
+    min: 1,
+    max: 256,
+    separators: "._-",
+    repeated_separators: false,
+    letter_first: false,
+};
+/// Longest repository prefix: leaves room for the longest name of the layout (107
+/// characters) under the distribution limit of 255.
 pub const MAX_PREFIX_LEN: usize = 128;
-/// Longest value of an AWS resource tag.
-pub const MAX_TAG_VALUE_LEN: usize = 256;
 
 /// Checks `name` against ECR's repository grammar and length limits.
 pub fn validate_ecr_repository(name: &str) -> std::result::Result<(), String> {
-    let len = name.len();
-    if !(MIN_REPOSITORY_LEN..=MAX_REPOSITORY_LEN).contains(&len) {
+    if !(2..=256).contains(&name.len()) {
+        let len = name.len();
         return Err(format!(
-            "ECR repository names are {MIN_REPOSITORY_LEN} to {MAX_REPOSITORY_LEN} characters long, this one has {len}"
+            "ECR repository names are 2 to 256 characters long, this one has {len}"
         ));
     }
-    for component in name.split('/') {
-        validate_component(component)?;
-    }
-    Ok(())
+    name.split('/').try_for_each(|c| COMPONENT.check(c))
 }
 
-/// One `/`-separated component: `[a-z0-9]+(?:[._-][a-z0-9]+)*`.
-fn validate_component(component: &str) -> std::result::Result<(), String> {
-    if component.is_empty() {
-        return Err("empty path component (leading, trailing or double `/`)".into());
-    }
-    let mut previous_separator = true; // a component may not start with a separator
-    for c in component.chars() {
-        match c {
-            'a'..='z' | '0'..='9' => previous_separator = false,
-            '.' | '_' | '-' => {
-                if previous_separator {
-                    return Err(format!(
-                        "component {component:?}: `.`, `_` and `-` must sit between lowercase letters or digits"
-                    ));
-                }
-                previous_separator = true;
-            }
-            other => {
-                return Err(format!(
-                    "component {component:?}: character {other:?} is not allowed (lowercase letters, digits, `.`, `_`, `-`)"
-                ))
-            }
-        }
-    }
-    if previous_separator {
-        return Err(format!("component {component:?} ends with a separator"));
-    }
-    Ok(())
-}
-
-/// Checks a repository name against both ECR's rules and the distribution grammar, as an
-/// [`Error::InvalidName`].
+/// Checks a repository name against ECR's rules and the distribution grammar.
 pub fn check_repository(name: &str) -> Result<()> {
-    validate_ecr_repository(name)
-        .and_then(|()| validate_repository(name))
-        .map_err(|reason| Error::InvalidName {
-            name: name.to_string(),
-            reason,
-        })
+    let valid = validate_ecr_repository(name).and_then(|()| validate_repository(name));
+    valid.map_err(|reason| invalid(name, reason))
 }
 
-/// Checks a repository prefix (a valid repository path of at most [`MAX_PREFIX_LEN`]
-/// characters; a single character is allowed since names are longer).
+/// Checks a repository prefix: components of the grammar, at most [`MAX_PREFIX_LEN`]
+/// characters.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    let invalid = |reason: String| Error::InvalidName {
-        name: prefix.to_string(),
-        reason: format!("repository prefix: {reason}"),
-    };
-    if prefix.len() > MAX_PREFIX_LEN {
-        return Err(invalid(format!(
-            "at most {MAX_PREFIX_LEN} characters, this one has {}",
+    let bad = |reason: String| invalid(prefix, format!("repository prefix: {reason}"));
+    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
+        return Err(bad(format!(
+            "1 to {MAX_PREFIX_LEN} characters, this one has {}",
             prefix.len()
         )));
     }
-    if prefix.is_empty() {
-        return Err(invalid("empty".into()));
-    }
-    for component in prefix.split('/') {
-        validate_component(component).map_err(invalid)?;
-    }
-    validate_repository(prefix).map_err(invalid)
+    prefix
+        .split('/')
+        .try_for_each(|c| COMPONENT.check(c))
+        .map_err(bad)?;
+    validate_repository(prefix).map_err(bad)
 }
 
-/// The repository name of `scope` under `prefix`, valid for ECR and the distribution grammar.
+/// The repository name of `scope` under `prefix`.
 pub fn repository_name(prefix: Option<&str>, scope: &RepositoryScope) -> Result<String> {
     if let Some(p) = prefix {
         check_prefix(p)?;
@@ -115,25 +71,20 @@ pub fn repository_name(prefix: Option<&str>, scope: &RepositoryScope) -> Result<
     Ok(name)
 }
 
-/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`).
+/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`), derived
+/// from the cluster repository (`<cluster prefix>mirror`) so it always agrees with
+/// [`repository_name`].
 pub fn cluster_prefix(prefix: Option<&str>, cluster: &str) -> Result<String> {
-    // The cluster repository is `<cluster prefix>mirror`: derive the prefix from it so it
-    // always agrees with `repository_name`.
-    let name = repository_name(
-        prefix,
-        &RepositoryScope::Cluster {
-            cluster: cluster.to_string(),
-        },
-    )?;
+    let cluster = cluster.to_string();
+    let name = repository_name(prefix, &RepositoryScope::Cluster { cluster })?;
     Ok(name
         .strip_suffix("mirror")
         .map(str::to_string)
         .unwrap_or(name))
 }
 
-/// The parts of a repository name in the core layout: (cluster component, scope kind —
-/// `service`, `cluster`, `build` or `build-cache` —, service component). `None` when the
-/// name is not in the layout.
+/// The parts of a repository name of the layout: (cluster component, scope kind, service
+/// component). `None` for names not in the layout.
 pub fn parse_repository<'a>(
     prefix: Option<&str>,
     name: &'a str,
@@ -142,38 +93,24 @@ pub fn parse_repository<'a>(
         Some(p) => name.strip_prefix(p)?.strip_prefix('/')?,
         None => name,
     };
-    let mut parts = rest.split('/');
-    let cluster = parts.next()?;
-    let kind = parts.next()?;
-    let service = parts.next();
-    let cache = parts.next();
-    if parts.next().is_some() {
-        return None;
-    }
-    match (kind, service, cache) {
-        ("mirror", None, None) => Some((cluster, "cluster", None)),
-        ("services", Some(s), None) => Some((cluster, "service", Some(s))),
-        ("builds", Some(s), None) => Some((cluster, "build", Some(s))),
-        ("builds", Some(s), Some(c)) if c.starts_with("cache-") => {
-            Some((cluster, "build-cache", Some(s)))
-        }
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts[..] {
+        [c, "mirror"] => Some((c, "cluster", None)),
+        [c, "services", s] => Some((c, "service", Some(s))),
+        [c, "builds", s] => Some((c, "build", Some(s))),
+        [c, "builds", s, cache] if cache.starts_with("cache-") => Some((c, "build-cache", Some(s))),
         _ => None,
     }
 }
 
-/// The ECR registry host of an account in a region:
-/// `<account>.dkr.ecr.<region>.amazonaws.com` (`.amazonaws.com.cn` in the China regions).
+/// The registry host of an account in a region: `<account>.dkr.ecr.<region>.amazonaws.com`
+/// (`.amazonaws.com.cn` in the China regions).
 pub fn registry_host(account: &str, region: &str) -> String {
-    let suffix = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
-    format!("{account}.dkr.ecr.{region}.{suffix}")
+    let cn = if region.starts_with("cn-") { ".cn" } else { "" };
+    format!("{account}.dkr.ecr.{region}.amazonaws.com{cn}")
 }
 
-/// Reads an ECR registry host (`<account>.dkr.ecr.<region>.amazonaws.com[.cn]`, with or
-/// without `https://`): (account, region). `None` for any other host.
+/// Reads an ECR registry host (with or without `https://`): (account, region).
 pub fn parse_registry_host(host: &str) -> Option<(String, String)> {
     let host = host
         .strip_prefix("https://")
@@ -182,28 +119,24 @@ pub fn parse_registry_host(host: &str) -> Option<(String, String)> {
     let rest = host
         .strip_suffix(".amazonaws.com")
         .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
-    let (account, rest) = rest.split_once(".dkr.ecr.")?;
-    let valid_account = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    let valid_region = !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    (valid_account && valid_region).then(|| (account.to_string(), rest.to_string()))
+    let (account, region) = rest.split_once(".dkr.ecr.")?;
+    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+    (account_ok && is_region(region)).then(|| (account.to_string(), region.to_string()))
 }
 
-/// Turns any text into a valid AWS tag value: letters, digits, spaces and `_ . : / = + - @`
-/// are kept, every other character becomes `_`, and the value is cut to
-/// [`MAX_TAG_VALUE_LEN`] characters.
+/// Whether `r` reads as an AWS region: lowercase letters, digits and `-`.
+pub fn is_region(r: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    !r.is_empty() && r.bytes().all(ok)
+}
+
+/// Any text as a valid AWS tag value: letters, digits, spaces and `_ . : / = + - @` kept,
+/// every other character `_`, at most 256 characters.
 pub fn tag_value(text: &str) -> String {
+    let keep = |c: char| c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c);
     text.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_TAG_VALUE_LEN)
+        .map(|c| if keep(c) { c } else { '_' })
+        .take(256)
         .collect()
 }
 

@@ -1,29 +1,24 @@
-//! ECR registries as image sources: [`EcrSources`] gives `mirror_core::Sources` a refreshing
-//! credential provider for every `<account>.dkr.ecr.<region>.amazonaws.com` (any account,
-//! any region), so that an application image kept in a customer's own ECR is mirrored with
-//! the deployer's AWS identity and its 12-hour tokens renew in the middle of a long copy.
+//! ECR registries as image sources: [`EcrSources`] gives `mirror_core::Sources` refreshing
+//! credentials for every `<account>.dkr.ecr.<region>.amazonaws.com` (any account, any
+//! region), so that an application image kept in a customer's ECR is mirrored with the
+//! deployer's AWS identity and its 12-hour tokens renew in the middle of a long copy.
 //!
-//! Each region gets one token cache (`GetAuthorizationToken` of that region, the cache of
-//! [`crate::credential`]): an ECR token is valid for every registry of its region that the
-//! caller may pull from, other accounts' included (cross-account pulls need the other
-//! account's repository policy to allow them, as for `docker pull`). Nothing is called before
-//! the first pull; the AWS configuration (the SDK's default chain, a profile, or a given
-//! [`SdkConfig`], for example one with an assumed role) is loaded then.
+//! Each region gets one token cache (`GetAuthorizationToken` of that region, policy of
+//! [`crate::credential`]): an ECR token is valid for every registry of its region the caller
+//! may pull from, other accounts' included (their repository policy must allow it, as for
+//! `docker pull`). Nothing is called, and no AWS configuration loaded, before the first pull.
 
 use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
-use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use mirror_core::provider::Origin;
-use mirror_core::store::http::credentials::{CredentialProvider, ExpiringCredentials};
+use mirror_core::provider::{Origin, SourceCaches, TokenSource};
+use mirror_core::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
-use tokio::sync::OnceCell;
 
-use crate::builder::https_client;
 use crate::client::EcrApi;
-use crate::credential::{self, EcrCredentials};
+use crate::config::{https_client, sdk_client};
+use crate::credential::{AuthToken, POLICY};
 use crate::{naming, PROVIDER};
 
 /// Credentials for ECR registries as sources (see the [module docs](self)).
@@ -36,21 +31,12 @@ use crate::{naming, PROVIDER};
 /// // Pull from any ECR registry the deployer's AWS identity may read.
 /// let sources = Sources::new().with_source_credentials(Arc::new(EcrSources::new()));
 /// ```
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct EcrSources {
     sdk: Option<SdkConfig>,
     endpoint: Option<String>,
     hosts: HashMap<String, String>,
-    regions: Arc<Mutex<HashMap<String, Arc<RegionTokens>>>>,
-}
-
-impl fmt::Debug for EcrSources {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EcrSources")
-            .field("endpoint", &self.endpoint)
-            .field("hosts", &self.hosts)
-            .finish()
-    }
+    caches: Arc<OnceLock<SourceCaches<AuthToken>>>,
 }
 
 impl EcrSources {
@@ -60,16 +46,22 @@ impl EcrSources {
     }
 
     /// With this AWS configuration (credentials, an assumed role, a profile).
-    pub fn sdk_config(mut self, config: SdkConfig) -> Self {
-        self.sdk = Some(config);
-        self
+    pub fn sdk_config(self, config: SdkConfig) -> Self {
+        EcrSources {
+            sdk: Some(config),
+            caches: Arc::default(),
+            ..self
+        }
     }
 
     /// The ECR API endpoint to call instead of the regional one (a VPC endpoint, an
     /// emulator).
-    pub fn endpoint(mut self, url: impl Into<String>) -> Self {
-        self.endpoint = Some(url.into());
-        self
+    pub fn endpoint(self, url: impl Into<String>) -> Self {
+        EcrSources {
+            endpoint: Some(url.into()),
+            caches: Arc::default(),
+            ..self
+        }
     }
 
     /// Serves `host` too, a registry host not shaped like ECR's (a DNS alias, an emulator),
@@ -79,94 +71,36 @@ impl EcrSources {
         self
     }
 
-    fn region_of(&self, host: &str) -> Option<String> {
-        self.hosts
-            .get(host)
-            .cloned()
-            .or_else(|| naming::parse_registry_host(host).map(|(_, region)| region))
+    /// The caches, made with the configuration as it is at the first pull.
+    fn caches(&self) -> &SourceCaches<AuthToken> {
+        self.caches.get_or_init(|| {
+            let (sdk, endpoint) = (self.sdk.clone(), self.endpoint.clone());
+            SourceCaches::new(PROVIDER, POLICY, move |region: String| {
+                let (sdk, endpoint) = (sdk.clone(), endpoint.clone());
+                async move {
+                    let sdk = match sdk {
+                        Some(c) => c,
+                        None => {
+                            let loader = aws_config::defaults(BehaviorVersion::latest())
+                                .http_client(https_client());
+                            loader.region(Region::new(region.clone())).load().await
+                        }
+                    };
+                    let client = sdk_client(&sdk, &region, endpoint.as_deref());
+                    let origin = Origin::new(PROVIDER, &format!("ecr.{region}"));
+                    Ok(Arc::new(EcrApi::new(client, None, origin))
+                        as Arc<dyn TokenSource<Token = AuthToken>>)
+                }
+            })
+        })
     }
 }
 
 impl SourceCredentials for EcrSources {
     fn provider_for(&self, host: &str) -> Option<Arc<dyn CredentialProvider>> {
-        let region = self.region_of(host)?;
-        let mut regions = self.regions.lock().ok()?;
-        let tokens = regions
-            .entry(region.clone())
-            .or_insert_with(|| {
-                Arc::new(RegionTokens {
-                    region,
-                    host: host.to_string(),
-                    sdk: self.sdk.clone(),
-                    endpoint: self.endpoint.clone(),
-                    cache: OnceCell::new(),
-                })
-            })
-            .clone();
-        Some(tokens)
-    }
-}
-
-/// The token cache of one region, built on first use.
-struct RegionTokens {
-    region: String,
-    host: String,
-    sdk: Option<SdkConfig>,
-    endpoint: Option<String>,
-    cache: OnceCell<EcrCredentials>,
-}
-
-impl fmt::Debug for RegionTokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EcrSourceTokens")
-            .field("region", &self.region)
-            .finish()
-    }
-}
-
-impl RegionTokens {
-    async fn cache(&self) -> &EcrCredentials {
-        self.cache
-            .get_or_init(|| async {
-                let sdk = match &self.sdk {
-                    Some(c) => c.clone(),
-                    None => {
-                        aws_config::defaults(BehaviorVersion::latest())
-                            .http_client(https_client())
-                            .region(Region::new(self.region.clone()))
-                            .load()
-                            .await
-                    }
-                };
-                let mut conf = aws_sdk_ecr::config::Builder::from(&sdk)
-                    .region(Region::new(self.region.clone()));
-                if let Some(e) = &self.endpoint {
-                    conf = conf.endpoint_url(e);
-                }
-                if sdk.http_client().is_none() {
-                    conf = conf.http_client(https_client());
-                }
-                let api = EcrApi::new(
-                    aws_sdk_ecr::Client::from_conf(conf.build()),
-                    None,
-                    Origin::new(PROVIDER, &format!("ecr.{}", self.region)),
-                );
-                credential::credentials(format!("{PROVIDER}:{}", self.host), Arc::new(api))
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl CredentialProvider for RegionTokens {
-    async fn credentials(&self) -> mirror_core::Result<ExpiringCredentials> {
-        self.cache().await.credentials().await
-    }
-
-    fn invalidate(&self) {
-        if let Some(c) = self.cache.get() {
-            CredentialProvider::invalidate(c);
-        }
+        let region = self.hosts.get(host).cloned();
+        let region = region.or_else(|| naming::parse_registry_host(host).map(|(_, r)| r))?;
+        self.caches().provider_for(&region, host)
     }
 }
 

@@ -1,28 +1,15 @@
 //! OAuth access tokens: where they come from ([`GcpTokenSource`]s), for the kit's cache that
-//! hands them to both planes ([`GcpCredentials`]).
+//! hands them to both planes ([`GcpCredentials`], with [`POLICY`]: replaced
+//! [`REFRESH_AHEAD`] before expiry or half-way through a short life, one fetch for
+//! concurrent callers and per [`INVALIDATION_GRACE`] of refusals). The control plane sends a
+//! token as a bearer token; the data plane as the password of [`USERNAME`], which Artifact
+//! Registry's token endpoint exchanges for a registry token.
 //!
-//! The control plane sends the token as `Authorization: Bearer`; the data plane sends it as
-//! the password of the user [`USERNAME`] (`oauth2accesstoken`), which Artifact Registry's token
-//! endpoint exchanges for a registry token. Google access tokens live about an hour.
-//!
-//! [`GcpCredentials`] is the kit's [`TokenCache`] with [`POLICY`]: a new token
-//! [`REFRESH_AHEAD`] before expiry (or half-way through its life, for short-lived tokens),
-//! never more often than every [`MIN_CACHE`], one fetch for concurrent callers, one fetch per
-//! [`INVALIDATION_GRACE`] for a burst of refusals.
-//!
-//! Sources:
-//!
-//! - [`ServiceAccountKey`]: a service-account key file (JSON). Tokens are obtained through
-//!   `gcp_auth` (a JWT signed with the key, exchanged at the key's `token_uri`, which can be
-//!   overridden). `gcp_auth` caches tokens itself until 20 s before they expire and cannot be
-//!   told to refresh earlier, so each fetch uses a fresh `gcp_auth` account: the refresh
-//!   happens when *this* cache decides.
-//! - [`DefaultChain`]: `gcp_auth`'s default chain (`GOOGLE_APPLICATION_CREDENTIALS`, the
-//!   gcloud application-default credentials, the metadata server of GCE/GKE, the `gcloud`
-//!   CLI). Those providers refresh when their token is within 20 s of expiry; this cache asks
-//!   them again from [`REFRESH_AHEAD`] on and takes the new token when it comes.
-//! - [`StaticToken`]: a token given as is (tests, or a token printed by
-//!   `gcloud auth print-access-token`).
+//! Sources: [`ServiceAccountKey`] (a key file; each fetch uses a fresh `gcp_auth` account,
+//! since `gcp_auth` caches tokens until 20 s before expiry and would hand back the old one),
+//! [`DefaultChain`] (`gcp_auth`'s chain: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's
+//! application-default credentials, the metadata server, the `gcloud` CLI) and
+//! [`StaticToken`] (a token given as is).
 
 use std::fmt;
 use std::path::Path;
@@ -30,7 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::provider::{AsCredentials, Expiring, TokenCache, TokenPolicy, TokenSource};
+use mirror_core::provider::{
+    AsCredentials, BearerToken, Expiring, TokenCache, TokenPolicy, TokenSource,
+};
 use mirror_core::store::http::credentials::{Credentials, Secret};
 use serde_json::Value;
 
@@ -44,25 +33,24 @@ pub const USERNAME: &str = "oauth2accesstoken";
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(5 * 60);
 /// The shortest time a fetched token is used before another is fetched.
 pub const MIN_CACHE: Duration = Duration::from_secs(1);
-/// Refusals reported this soon after a fetch are taken to be about the previous token.
+/// Refusals reported this soon after a fetch are about the previous token.
 pub const INVALIDATION_GRACE: Duration = Duration::from_secs(2);
 
+/// When access tokens are replaced (see the module docs).
+pub const POLICY: TokenPolicy = TokenPolicy {
+    refresh_ahead: REFRESH_AHEAD,
+    half_life: true,
+    min_cache: MIN_CACHE,
+    invalidation_grace: INVALIDATION_GRACE,
+};
+
 /// An OAuth access token with its expiry. `Debug` hides the token.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AccessToken {
     /// The token.
     pub token: Secret,
     /// When it stops working.
     pub expires_at: SystemTime,
-}
-
-impl fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("token", &"***")
-            .field("expires_at", &self.expires_at)
-            .finish()
-    }
 }
 
 impl Expiring for AccessToken {
@@ -74,22 +62,24 @@ impl Expiring for AccessToken {
 impl AsCredentials for AccessToken {
     /// The data plane takes the token as the password of [`USERNAME`].
     fn as_credentials(&self) -> Credentials {
-        Credentials::Basic {
-            username: USERNAME.to_string(),
-            password: self.token.clone(),
-        }
+        Credentials::basic(USERNAME, self.token.clone())
     }
 }
 
-/// Where access tokens come from: a kit [`TokenSource`] of [`AccessToken`]s that may also
-/// tell the project of its credentials.
+impl BearerToken for AccessToken {
+    fn bearer(&self) -> &str {
+        self.token.expose()
+    }
+}
+
+/// Where access tokens come from: a kit [`TokenSource`] that may also tell the project of
+/// its credentials.
 ///
 /// # Contract
 ///
-/// `fetch` returns a token valid for the [`SCOPE`], as fresh as the source can give (sources
-/// with their own cache may return a cached token); errors are of kind
-/// [`Credentials`](mirror_core::provider::Kind::Credentials) and never contain a secret. It
-/// may be called concurrently.
+/// `fetch` returns a token valid for the [`SCOPE`], as fresh as the source can give; errors
+/// are of kind [`Credentials`](mirror_core::provider::Kind::Credentials) and never contain a
+/// secret. It may be called concurrently.
 #[async_trait]
 pub trait GcpTokenSource: TokenSource<Token = AccessToken> {
     /// The project the credentials belong to, when they tell.
@@ -98,16 +88,7 @@ pub trait GcpTokenSource: TokenSource<Token = AccessToken> {
     }
 }
 
-/// When access tokens are replaced (see the module docs).
-pub const POLICY: TokenPolicy = TokenPolicy {
-    refresh_ahead: REFRESH_AHEAD,
-    half_life: true,
-    min_cache: MIN_CACHE,
-    invalidation_grace: INVALIDATION_GRACE,
-};
-
-/// The access-token cache shared by the control plane and the data plane (as the data
-/// plane's credential provider it gives `oauth2accesstoken` basic credentials).
+/// The access-token cache shared by both planes.
 pub type GcpCredentials = TokenCache<dyn GcpTokenSource>;
 
 /// The cache for `source`, with [`POLICY`], naming `registry` (`gcp:<host>`) in errors.
@@ -121,9 +102,10 @@ pub fn refresh_time(fetched_at: SystemTime, expires_at: SystemTime) -> SystemTim
 }
 
 fn from_gcp_token(token: &gcp_auth::Token) -> AccessToken {
+    let expires_at = SystemTime::from(token.expires_at());
     AccessToken {
         token: Secret::new(token.as_str()),
-        expires_at: SystemTime::from(token.expires_at()),
+        expires_at,
     }
 }
 
@@ -131,12 +113,10 @@ fn from_gcp_token(token: &gcp_auth::Token) -> AccessToken {
 /// `Debug` shows the account and the token endpoint, never the key.
 #[derive(Clone)]
 pub struct ServiceAccountKey {
-    /// The key file's JSON, with `token_uri` possibly overridden.
     json: Secret,
     client_email: String,
     project_id: Option<String>,
     token_uri: String,
-    /// Where the key came from, for messages.
     origin: String,
 }
 
@@ -154,57 +134,78 @@ impl fmt::Debug for ServiceAccountKey {
 impl ServiceAccountKey {
     /// Reads a key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            error::config(format!(
+        let text = std::fs::read_to_string(path);
+        let why = |e| {
+            format!(
                 "cannot read the service-account key {}: {e}",
                 path.display()
-            ))
-        })?;
-        Self::parse(&text, &path.display().to_string())
+            )
+        };
+        Self::parse(
+            &text.map_err(|e| error::config("credentials_file", why(e)))?,
+            &path.display().to_string(),
+        )
     }
 
     /// Parses a key's JSON (`origin` names it in messages). The private key is checked now
     /// (by `gcp_auth`), so a broken key fails here rather than at the first request.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
-        let bad = |why: String| error::config(format!("service-account key {origin}: {why}"));
+        let bad = |why: String| {
+            error::config(
+                "credentials_file",
+                format!("service-account key {origin}: {why}"),
+            )
+        };
         let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON ({e})")))?;
-        match v.get("type").and_then(Value::as_str) {
-            Some("service_account") | None => {}
-            Some(other) => {
-                return Err(bad(format!(
-                    "type {other:?} is not a service-account key (use the default chain for it)"
-                )))
-            }
+        if let Some(other) = v
+            .get("type")
+            .and_then(Value::as_str)
+            .filter(|t| *t != "service_account")
+        {
+            return Err(bad(format!(
+                "type {other:?} is not a service-account key (use the default chain for it)"
+            )));
         }
-        let field = |name: &str| -> Result<String> {
-            v.get(name)
+        let field = |name: &str| {
+            let found = v
+                .get(name)
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty());
+            found
                 .map(str::to_string)
                 .ok_or_else(|| bad(format!("no {name:?}")))
         };
-        let client_email = field("client_email")?;
-        field("private_key")?;
-        let token_uri = field("token_uri")?;
+        let (client_email, _, token_uri) = (
+            field("client_email")?,
+            field("private_key")?,
+            field("token_uri")?,
+        );
+        let project_id = v
+            .get("project_id")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let (json, origin) = (Secret::new(text), origin.to_string());
         let key = ServiceAccountKey {
-            json: Secret::new(text),
+            json,
             client_email,
-            project_id: v
-                .get("project_id")
-                .and_then(Value::as_str)
-                .map(str::to_string),
+            project_id,
             token_uri,
-            origin: origin.to_string(),
+            origin,
         };
         key.account()?;
         Ok(key)
     }
 
-    /// Sends the token requests to `uri` instead of the key's `token_uri` (a private endpoint,
-    /// or a test's fake).
+    /// Sends the token requests to `uri` instead of the key's `token_uri` (a private
+    /// endpoint, or a test's fake).
     pub fn with_token_uri(mut self, uri: &str) -> Result<Self> {
-        let mut v: Value = serde_json::from_str(self.json.expose())
-            .map_err(|e| error::config(format!("service-account key {}: {e}", self.origin)))?;
+        let v = serde_json::from_str::<Value>(self.json.expose());
+        let mut v = v.map_err(|e| {
+            error::config(
+                "token_uri",
+                format!("service-account key {}: {e}", self.origin),
+            )
+        })?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("token_uri".into(), Value::String(uri.to_string()));
         }
@@ -229,12 +230,14 @@ impl ServiceAccountKey {
     }
 
     fn account(&self) -> Result<gcp_auth::CustomServiceAccount> {
-        gcp_auth::CustomServiceAccount::from_json(self.json.expose()).map_err(|e| {
-            error::config(format!(
+        let account = gcp_auth::CustomServiceAccount::from_json(self.json.expose());
+        let why = |e| {
+            format!(
                 "service-account key {} ({}): {e}",
                 self.origin, self.client_email
-            ))
-        })
+            )
+        };
+        account.map_err(|e| error::config("credentials_file", why(e)))
     }
 }
 
@@ -244,14 +247,9 @@ impl TokenSource for ServiceAccountKey {
 
     async fn fetch(&self) -> Result<AccessToken> {
         use gcp_auth::TokenProvider as _;
-        // A fresh account each time: gcp_auth's own cache would hand back the old token until
-        // 20 s before it expires (see the module docs).
-        let account = self.account()?;
-        let token = account.token(&[SCOPE]).await.map_err(|e| {
-            error::credentials(format!(
-                "token request for {} at {} failed: {e}",
-                self.client_email, self.token_uri
-            ))
+        let (email, uri) = (&self.client_email, &self.token_uri);
+        let token = self.account()?.token(&[SCOPE]).await.map_err(|e| {
+            error::credentials(format!("token request for {email} at {uri} failed: {e}"))
         })?;
         Ok(from_gcp_token(&token))
     }
@@ -279,10 +277,7 @@ impl DefaultChain {
     /// Finds credentials the way `gcp_auth::provider()` does (see the module docs).
     pub async fn discover() -> Result<Self> {
         let provider = gcp_auth::provider().await.map_err(|e| {
-            error::credentials(format!(
-                "no Google credentials found (GOOGLE_APPLICATION_CREDENTIALS, gcloud \
-                 application-default credentials, metadata server, gcloud CLI): {e}"
-            ))
+            error::credentials(format!("no Google credentials found (GOOGLE_APPLICATION_CREDENTIALS, gcloud application-default credentials, metadata server, gcloud CLI): {e}"))
         })?;
         Ok(DefaultChain { provider })
     }
@@ -298,11 +293,8 @@ impl TokenSource for DefaultChain {
     type Token = AccessToken;
 
     async fn fetch(&self) -> Result<AccessToken> {
-        let token = self
-            .provider
-            .token(&[SCOPE])
-            .await
-            .map_err(|e| error::credentials(format!("token request failed: {e}")))?;
+        let token = self.provider.token(&[SCOPE]).await;
+        let token = token.map_err(|e| error::credentials(format!("token request failed: {e}")))?;
         Ok(from_gcp_token(&token))
     }
 }

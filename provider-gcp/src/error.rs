@@ -1,18 +1,13 @@
-//! The one place where Artifact Registry answers are read: [`classify`], the table of this
-//! crate, and the constructors of the kit's [`ControlPlaneError`] for API answers and
-//! long-running operations (which becomes a [`mirror_core::Error`] through the kit's one
-//! mapping).
+//! The one place where Artifact Registry answers are read: [`TABLE`] (Google canonical
+//! statuses and HTTP statuses to the kit's [`Kind`]s), the [`DIALECT`] of the kit's REST
+//! client, and the errors of long-running operations.
 //!
-//! Artifact Registry answers errors in the Google API format,
-//! `{"error": {"code": 404, "message": "…", "status": "NOT_FOUND"}}`, and long-running
-//! operations end with a `google.rpc.Status` (`{"code": 5, "message": "…"}`). Both are read
-//! into a canonical status name (`NOT_FOUND`, `ALREADY_EXISTS`…), the error's code, and
-//! classified by [`classify`]. A `NOT_FOUND` is about a manifest when the target names a
-//! digest (`repository@sha256:…`), else about a repository.
+//! Errors come in the Google API format, `{"error": {"code": 404, "message": "…", "status":
+//! "NOT_FOUND"}}`; operations end with a `google.rpc.Status` (`{"code": 5, "message": "…"}`).
+//! Both are read into a canonical status name (from the HTTP status when the body has none).
+//! A `NOT_FOUND` is about a manifest when the target names a digest, else a repository.
 
-use std::time::Duration;
-
-use mirror_core::provider::{self, ControlPlaneError, Origin};
+use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
 
 use crate::PROVIDER;
 
@@ -22,164 +17,134 @@ pub type Error = ControlPlaneError;
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How a status reads. The one table of this crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The resource does not exist (`NOT_FOUND`).
-    NotFound,
-    /// The resource exists already (`ALREADY_EXISTS`): success for `ensure_repository`.
-    AlreadyExists,
-    /// The caller is known but not allowed (`PERMISSION_DENIED`).
-    Denied,
-    /// The access token is missing, invalid or expired (`UNAUTHENTICATED`).
-    Unauthenticated,
-    /// Quota or rate limit (`RESOURCE_EXHAUSTED`, HTTP 429).
-    RateLimited,
-    /// The request conflicts with the resource's state (`FAILED_PRECONDITION`: a tagged version
-    /// deleted without `force`).
-    FailedPrecondition,
-    /// Concurrent modification (`ABORTED`): worth another attempt.
-    Aborted,
-    /// The service is unavailable or failed (`UNAVAILABLE`, `INTERNAL`, HTTP 5xx): worth
-    /// another attempt.
-    Unavailable,
-    /// Anything else (`INVALID_ARGUMENT`, `DEADLINE_EXCEEDED`…).
-    Other,
-}
+/// Google's canonical statuses and HTTP statuses.
+pub const TABLE: ErrorTable = ErrorTable {
+    codes: &[
+        (Kind::NotFound("repository"), "NOT_FOUND"),
+        (Kind::AlreadyExists, "ALREADY_EXISTS"),
+        (Kind::Denied, "PERMISSION_DENIED"),
+        (Kind::Unauthenticated, "UNAUTHENTICATED"),
+        (Kind::RateLimited, "RESOURCE_EXHAUSTED"),
+        (Kind::Conflict, "FAILED_PRECONDITION"),
+        (Kind::Unavailable, "ABORTED UNAVAILABLE INTERNAL"),
+    ],
+    statuses: &[
+        (Kind::NotFound("repository"), "404"),
+        (Kind::AlreadyExists, "409"),
+        (Kind::Denied, "403"),
+        (Kind::Unauthenticated, "401"),
+        (Kind::RateLimited, "429"),
+        (Kind::Unavailable, "500-999"),
+    ],
+};
 
-impl Kind {
-    /// The kit's kind for this one; `what` names what a `NOT_FOUND` is about.
-    pub fn to_kit(self, what: &'static str) -> provider::Kind {
-        match self {
-            Kind::NotFound => provider::Kind::NotFound(what),
-            Kind::AlreadyExists => provider::Kind::AlreadyExists,
-            Kind::Denied => provider::Kind::Denied,
-            Kind::Unauthenticated => provider::Kind::Unauthenticated,
-            Kind::RateLimited => provider::Kind::RateLimited,
-            Kind::FailedPrecondition => provider::Kind::Conflict,
-            Kind::Aborted | Kind::Unavailable => provider::Kind::Unavailable,
-            Kind::Other => provider::Kind::Other,
-        }
+/// How the kit's REST client reads Artifact Registry's answers.
+pub const DIALECT: RestDialect = RestDialect {
+    read_error,
+    classify,
+};
+
+/// The kind of a status `code` of `target`: the table's, a `NOT_FOUND` of a digest being a
+/// manifest.
+pub fn classify(_operation: &str, target: &str, http: u16, code: &str) -> Kind {
+    match TABLE.kind(code, Some(http)) {
+        Kind::NotFound(_) if target.contains('@') => Kind::NotFound("manifest"),
+        k => k,
     }
 }
 
-/// Classifies a canonical status name, with the HTTP status as a fallback.
-pub fn classify(status: &str, http: Option<u16>) -> Kind {
-    match status {
-        "NOT_FOUND" => Kind::NotFound,
-        "ALREADY_EXISTS" => Kind::AlreadyExists,
-        "PERMISSION_DENIED" => Kind::Denied,
-        "UNAUTHENTICATED" => Kind::Unauthenticated,
-        "RESOURCE_EXHAUSTED" => Kind::RateLimited,
-        "FAILED_PRECONDITION" => Kind::FailedPrecondition,
-        "ABORTED" => Kind::Aborted,
-        "UNAVAILABLE" | "INTERNAL" => Kind::Unavailable,
-        _ => match http {
-            Some(404) => Kind::NotFound,
-            Some(409) => Kind::AlreadyExists,
-            Some(403) => Kind::Denied,
-            Some(401) => Kind::Unauthenticated,
-            Some(429) => Kind::RateLimited,
-            Some(s) if s >= 500 => Kind::Unavailable,
-            _ => Kind::Other,
+/// The canonical status and the message of an error answer.
+fn read_error(http: u16, body: &[u8]) -> (String, String) {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        error: Option<Inner>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        status: String,
+    }
+    let parsed = serde_json::from_slice::<Body>(body)
+        .ok()
+        .and_then(|b| b.error);
+    let fallback = canonical_of_http(http).to_string();
+    match parsed {
+        Some(e) => match canonical(&e.status) {
+            Some(c) => (c.to_string(), e.message),
+            None if e.status.is_empty() => (fallback, e.message),
+            None => (fallback, format!("{}: {}", e.status, e.message)),
         },
+        None => (
+            fallback,
+            String::from_utf8_lossy(body).chars().take(300).collect(),
+        ),
     }
 }
 
-/// The canonical name of a `google.rpc.Code` number (as operations report errors).
-pub fn code_name(code: i64) -> &'static str {
-    match code {
-        0 => "OK",
-        1 => "CANCELLED",
-        2 => "UNKNOWN",
-        3 => "INVALID_ARGUMENT",
-        4 => "DEADLINE_EXCEEDED",
-        5 => "NOT_FOUND",
-        6 => "ALREADY_EXISTS",
-        7 => "PERMISSION_DENIED",
-        8 => "RESOURCE_EXHAUSTED",
-        9 => "FAILED_PRECONDITION",
-        10 => "ABORTED",
-        11 => "OUT_OF_RANGE",
-        12 => "UNIMPLEMENTED",
-        13 => "INTERNAL",
-        14 => "UNAVAILABLE",
-        15 => "DATA_LOSS",
-        16 => "UNAUTHENTICATED",
+/// The canonical status Google uses for an HTTP status, for answers without one.
+fn canonical_of_http(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        409 => "ABORTED",
+        429 => "RESOURCE_EXHAUSTED",
+        501 => "UNIMPLEMENTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        s if s >= 500 => "INTERNAL",
         _ => "UNKNOWN",
     }
 }
 
+/// The canonical status names by `google.rpc.Code` number, with the HTTP status Google maps
+/// each to (operation errors carry none).
+const CODES: [(&str, u16); 17] = [
+    ("OK", 200),
+    ("CANCELLED", 499),
+    ("UNKNOWN", 500),
+    ("INVALID_ARGUMENT", 400),
+    ("DEADLINE_EXCEEDED", 504),
+    ("NOT_FOUND", 404),
+    ("ALREADY_EXISTS", 409),
+    ("PERMISSION_DENIED", 403),
+    ("RESOURCE_EXHAUSTED", 429),
+    ("FAILED_PRECONDITION", 400),
+    ("ABORTED", 409),
+    ("OUT_OF_RANGE", 400),
+    ("UNIMPLEMENTED", 501),
+    ("INTERNAL", 500),
+    ("UNAVAILABLE", 503),
+    ("DATA_LOSS", 500),
+    ("UNAUTHENTICATED", 401),
+];
+
+/// The canonical name of a `google.rpc.Code` number (as operations report errors).
+pub fn code_name(code: i64) -> &'static str {
+    let found = usize::try_from(code).ok().and_then(|c| CODES.get(c));
+    found.map_or("UNKNOWN", |(name, _)| name)
+}
+
 /// The canonical status name of `name` (`None` for names Google does not define).
 pub fn canonical(name: &str) -> Option<&'static str> {
-    (0..=16).map(code_name).find(|c| *c == name)
+    CODES.iter().map(|(c, _)| *c).find(|c| *c == name)
 }
 
-/// The HTTP status Google maps a canonical status name to (for operation errors, which carry
-/// none).
+/// The HTTP status Google maps a canonical status to.
 fn http_of(status: &str) -> u16 {
-    match status {
-        "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => 400,
-        "UNAUTHENTICATED" => 401,
-        "PERMISSION_DENIED" => 403,
-        "NOT_FOUND" => 404,
-        "ALREADY_EXISTS" | "ABORTED" => 409,
-        "RESOURCE_EXHAUSTED" => 429,
-        "CANCELLED" => 499,
-        "UNIMPLEMENTED" => 501,
-        "UNAVAILABLE" => 503,
-        "DEADLINE_EXCEEDED" => 504,
-        _ => 500,
-    }
-}
-
-/// How `e` reads in this crate's table ([`Kind::Other`] for errors without a status).
-pub fn kind(e: &Error) -> Kind {
-    match e.code() {
-        Some(status) => classify(status, e.status),
-        None => match e.kind() {
-            provider::Kind::Transport => Kind::Unavailable,
-            _ => Kind::Other,
-        },
-    }
-}
-
-fn what(target: &str) -> &'static str {
-    if target.contains('@') {
-        "manifest"
-    } else {
-        "repository"
-    }
-}
-
-/// An error answer of the API: `status` is the canonical status name (for answers without
-/// one, the name Google uses for the HTTP status).
-pub fn api(
-    origin: &Origin,
-    operation: &'static str,
-    target: &str,
-    http_status: u16,
-    status: &str,
-    message: impl Into<String>,
-    retry_after: Option<Duration>,
-) -> Error {
-    origin
-        .error(
-            operation,
-            target,
-            classify(status, Some(http_status)).to_kit(what(target)),
-            message,
-        )
-        .with_status(http_status)
-        .with_code(status)
-        .with_retry_after(retry_after)
+    CODES
+        .iter()
+        .find(|(c, _)| *c == status)
+        .map_or(500, |(_, h)| *h)
 }
 
 /// A long-running operation `name` (started by `operation` on `target`) ended with `status`,
 /// or did not end in time (`DEADLINE_EXCEEDED`). A failed operation is not retried as a call
-/// would be: `UNAVAILABLE`, `INTERNAL` and `ABORTED` read as [`provider::Kind::Other`] (an
-/// `Http` error with the status Google maps them to); `RESOURCE_EXHAUSTED` stays a rate
-/// limit.
+/// would be: unavailability reads as [`Kind::Other`] (an `Http` error with the status Google
+/// maps it to); `RESOURCE_EXHAUSTED` stays a rate limit.
 pub fn operation(
     origin: &Origin,
     operation: &'static str,
@@ -188,24 +153,28 @@ pub fn operation(
     status: &'static str,
     message: &str,
 ) -> Error {
-    let kind = match classify(status, None).to_kit(what(target)) {
-        provider::Kind::Unavailable => provider::Kind::Other,
+    let kind = match classify(operation, target, 200, status) {
+        Kind::Unavailable => Kind::Other,
         k => k,
     };
+    let message = format!("operation {name}: {message}");
     origin
-        .error(
-            operation,
-            target,
-            kind,
-            format!("operation {name}: {message}"),
-        )
+        .error(operation, target, kind, message)
         .with_status(http_of(status))
         .with_code(status)
 }
 
-/// A configuration error (the registry label is not known yet).
-pub fn config(message: impl Into<String>) -> Error {
-    origin_unknown().config(message)
+fn origin_unknown() -> Origin {
+    let registry = String::new();
+    Origin {
+        provider: PROVIDER,
+        registry,
+    }
+}
+
+/// The setting `key` is invalid (the registry label is not known yet).
+pub fn config(key: &str, message: impl Into<String>) -> Error {
+    origin_unknown().config(key, message)
 }
 
 /// No token could be had: `reason` (the token cache names the registry).
@@ -213,27 +182,18 @@ pub fn credentials(reason: impl Into<String>) -> Error {
     origin_unknown().credentials(reason)
 }
 
-fn origin_unknown() -> Origin {
-    Origin {
-        provider: PROVIDER,
-        registry: String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn api(status: &'static str, http: u16, target: &str) -> Error {
-        super::api(
-            &Origin::new(PROVIDER, "europe-west1-docker.pkg.dev"),
-            "dockerImages.list",
-            target,
-            http,
-            status,
-            "nope",
-            Some(Duration::from_secs(7)),
-        )
+        let op = "dockerImages.list";
+        Origin::new(PROVIDER, "europe-west1-docker.pkg.dev")
+            .error(op, target, classify(op, target, http, status), "nope")
+            .with_status(http)
+            .with_code(status)
+            .with_retry_after(Some(Duration::from_secs(7)))
     }
 
     #[test]
@@ -325,7 +285,7 @@ mod tests {
         assert!(api("RESOURCE_EXHAUSTED", 429, "x").is_transient());
         assert!(!api("ALREADY_EXISTS", 409, "x").is_transient());
         assert!(!api("NOT_FOUND", 404, "x").is_transient());
-        assert_eq!(classify("", Some(409)), Kind::AlreadyExists);
-        assert_eq!(classify("ABORTED", Some(409)), Kind::Aborted);
+        assert_eq!(TABLE.kind("", Some(409)), Kind::AlreadyExists);
+        assert_eq!(TABLE.kind("ABORTED", Some(409)), Kind::Unavailable);
     }
 }

@@ -1,143 +1,72 @@
-//! Artifact Registry naming: project ids, locations, repository ids, docker image paths, the
-//! repository layout of this crate and the labels put on repositories.
+//! Artifact Registry naming and this crate's layout.
 //!
-//! # The rules, as the Artifact Registry reference states them
+//! The rules, from the Artifact Registry reference: a **repository id** is a DNS label of at
+//! most 63 characters ([`REPOSITORY_ID`]); a **docker image** lives at
+//! `<location>-docker.pkg.dev/<project>/<repository>/<image path>` (a domain-scoped project
+//! `example.com:p` appears as `example.com/p`), the path after the host a distribution name;
+//! a **project id** is a DNS label of 6 to 30 characters ([`PROJECT`]), optionally after a
+//! domain; a **location** is a region or multi-region ([`LOCATION`]); **labels** are at most
+//! 63 lowercase letters, digits, `_` and `-` ([`label_value`]).
 //!
-//! - A **repository id** (the last part of `projects/P/locations/L/repositories/ID`) is made of
-//!   lowercase ASCII letters, digits and hyphens, starts with a letter, ends with a letter or a
-//!   digit, and is at most 63 characters long ([`validate_repository_id`]). Ids are unique per
-//!   project and location.
-//! - A **docker image** lives at `<location>-docker.pkg.dev/<project>/<repository>/<image>`,
-//!   where `<image>` is a path of one or more `/`-separated components following the docker
-//!   distribution grammar (lowercase alphanumeric runs joined by `.`, `_`, `__` or runs of
-//!   `-`). A legacy domain-scoped project `example.com:my-project` appears in docker paths as
-//!   `example.com/my-project`. The path after the host is checked against the distribution
-//!   grammar and its 255-character limit.
-//! - A **project id** is 6 to 30 lowercase letters, digits and hyphens, starting with a letter
-//!   and not ending with a hyphen ([`validate_project`]).
-//! - A **location** is a region (`europe-west1`) or a multi-region (`us`, `europe`, `asia`):
-//!   lowercase letters, digits and hyphens ([`validate_location`]).
-//! - **Labels** have keys and values of at most 63 characters made of lowercase letters,
-//!   digits, `_` and `-`; keys start with a letter ([`label_value`]).
-//!
-//! # The layout of this crate
-//!
-//! Every [`RepositoryScope`] gets its own Artifact Registry repository, so that cleanup
-//! policies, IAM bindings and labels apply to exactly one scope:
-//!
-//! ```text
-//! <prefix>-<cluster>-svc-<service>-<hash>     Service scope
-//! <prefix>-<cluster>-mirror-<hash>            Cluster scope
-//! <prefix>-<cluster>-build-<service>-<hash>   Build scope
-//! ```
-//!
-//! `<cluster>` and `<service>` are readable forms of the ids (lowercased, every run of other
-//! characters turned into one `-`, cut to fit 63 characters; `x` when nothing is left);
-//! `<hash>` is [`HASH_LEN`] hex characters of a SHA-256 over the scope kind and the *exact* ids,
-//! so ids that read alike (`Web_1`, `web-1`) still get distinct repositories. The prefix
-//! (default [`DEFAULT_PREFIX`]) starts every id with a letter, as the rules require.
-//!
-//! Inside the repository the images are in the package [`IMAGE`]; the repository names the
-//! core traits see are the docker paths after the host:
-//! `<project path>/<repository id>/image`. Remote build caches are the sibling package
-//! `cache-<dockerfile id>` of the build repository ([`cache_package`]), outside the reach of the
-//! cleanup policies, which are restricted to the `image` package.
+//! Every scope gets its own repository, so that cleanup policies, IAM bindings and labels
+//! apply to one scope: `<prefix>-<cluster>-svc-<service>-<hash>`, `<prefix>-<cluster>-mirror-<hash>`,
+//! `<prefix>-<cluster>-build-<service>-<hash>`, where `<cluster>` and `<service>` are readable
+//! forms of the ids (lowercased, other characters one `-`, cut to fit) and `<hash>` is
+//! [`HASH_LEN`] hex characters of a SHA-256 over the scope kind and the *exact* ids (ids that
+//! read alike still get distinct repositories). The images are the package [`IMAGE`]; build
+//! caches are the sibling packages `cache-<dockerfile id>` of the build repository, outside
+//! the reach of the cleanup policies. The names the core sees are
+//! `<project path>/<repository id>/<package>`.
 
+use mirror_core::provider::naming::invalid;
+use mirror_core::provider::Grammar;
 use mirror_core::reference::validate_repository;
-use mirror_core::{Error, RepositoryScope, Result};
+use mirror_core::{RepositoryScope, Result};
 use sha2::{Digest as _, Sha256};
 
-/// Longest repository id Artifact Registry accepts.
-pub const MAX_REPOSITORY_ID_LEN: usize = 63;
-/// Longest repository prefix accepted (leaves room for readable ids within 63 characters).
-pub const MAX_PREFIX_LEN: usize = 20;
+/// Repository ids: `[a-z]([a-z0-9-]*[a-z0-9])?`, at most 63 characters.
+pub const REPOSITORY_ID: Grammar = Grammar::dns_label("repository id", 1, 63);
+/// Project ids (after an optional `domain:`): 6 to 30 characters of the same grammar.
+pub const PROJECT: Grammar = Grammar::dns_label("project id", 6, 30);
+/// Locations (`europe-west1`, `us`).
+pub const LOCATION: Grammar = Grammar::dns_label("location", 1, 63);
+/// Repository prefixes: at most 20 characters, leaving room for readable ids.
+pub const PREFIX: Grammar = Grammar::dns_label("repository prefix", 1, 20);
 /// The default repository prefix.
 pub const DEFAULT_PREFIX: &str = "mirror";
 /// Hex characters of the scope hash at the end of every repository id.
 pub const HASH_LEN: usize = 10;
 /// The package (image path inside the repository) holding a scope's images.
 pub const IMAGE: &str = "image";
-/// The prefix of the packages holding remote build caches.
-pub const CACHE_PACKAGE_PREFIX: &str = "cache-";
 /// Longest label value.
 pub const MAX_LABEL_LEN: usize = 63;
 /// Version of the hashed encoding of scopes. Changing it renames every repository: never do.
 const HASH_DOMAIN: &str = "mirror-core/provider-gcp/scope/v1";
 
-fn invalid(name: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidName {
-        name: name.to_string(),
-        reason: reason.into(),
-    }
-}
-
-fn is_lower_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// `[a-z]([a-z0-9-]*[a-z0-9])?`: a letter first, a letter or digit last, hyphens inside.
-fn dns_like(s: &str) -> std::result::Result<(), String> {
-    let b = s.as_bytes();
-    let Some(&first) = b.first() else {
-        return Err("empty".into());
-    };
-    if !first.is_ascii_lowercase() {
-        return Err(format!("{s:?} must start with a lowercase letter"));
-    }
-    if let Some(c) = b.iter().find(|&&c| !(is_lower_alnum(c) || c == b'-')) {
-        return Err(format!(
-            "{s:?} contains {:?}: only lowercase letters, digits and `-` are allowed",
-            *c as char
-        ));
-    }
-    if b.last() == Some(&b'-') {
-        return Err(format!("{s:?} must end with a letter or a digit"));
-    }
-    Ok(())
-}
-
-/// Checks a repository id against Artifact Registry's rules.
+/// Checks a repository id.
 pub fn validate_repository_id(id: &str) -> std::result::Result<(), String> {
-    if id.len() > MAX_REPOSITORY_ID_LEN {
-        return Err(format!(
-            "repository ids are at most {MAX_REPOSITORY_ID_LEN} characters, {id:?} has {}",
-            id.len()
-        ));
-    }
-    dns_like(id).map_err(|e| format!("repository id {e}"))
+    REPOSITORY_ID.check(id)
 }
 
 /// Checks a project id (`my-project`, or the legacy domain-scoped `example.com:my-project`).
 pub fn validate_project(project: &str) -> Result<()> {
-    let (domain, id) = match project.split_once(':') {
-        Some((d, id)) => (Some(d), id),
-        None => (None, project),
+    let (domain, id) = project
+        .split_once(':')
+        .map_or((None, project), |(d, id)| (Some(d), id));
+    let label = |l: &str| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    if let Some(d) = domain {
-        let ok = !d.is_empty()
-            && d.split('.').all(|label| {
-                !label.is_empty()
-                    && label.bytes().all(|b| is_lower_alnum(b) || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            });
-        if !ok {
-            return Err(invalid(
-                project,
-                "the domain of a domain-scoped project id is not a lowercase DNS name",
-            ));
-        }
-    }
-    if !(6..=30).contains(&id.len()) {
+    if domain.is_some_and(|d| d.is_empty() || !d.split('.').all(label)) {
         return Err(invalid(
             project,
-            format!(
-                "project ids are 6 to 30 characters, this one has {}",
-                id.len()
-            ),
+            "the domain of a domain-scoped project id is not a lowercase DNS name",
         ));
     }
-    dns_like(id).map_err(|e| invalid(project, format!("project id {e}")))
+    PROJECT.check(id).map_err(|reason| invalid(project, reason))
 }
 
 /// The project as it appears in docker paths: `example.com:my-project` → `example.com/my-project`.
@@ -147,10 +76,7 @@ pub fn project_path(project: &str) -> String {
 
 /// Checks a location (`europe-west1`, `us`).
 pub fn validate_location(location: &str) -> Result<()> {
-    if location.len() > 63 {
-        return Err(invalid(location, "locations are at most 63 characters"));
-    }
-    dns_like(location).map_err(|e| invalid(location, format!("location {e}")))
+    LOCATION.validate(location)
 }
 
 /// The docker host of a location: `<location>-docker.pkg.dev`.
@@ -165,23 +91,12 @@ pub fn location_of_host(host: &str) -> Option<String> {
         .unwrap_or(host)
         .trim_end_matches('/');
     let location = host.strip_suffix("-docker.pkg.dev")?;
-    validate_location(location).ok()?;
-    Some(location.to_string())
+    LOCATION.check(location).ok().map(|()| location.to_string())
 }
 
-/// Checks a repository prefix: the repository-id grammar, at most [`MAX_PREFIX_LEN`]
-/// characters.
+/// Checks a repository prefix.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    if prefix.len() > MAX_PREFIX_LEN {
-        return Err(invalid(
-            prefix,
-            format!(
-                "repository prefix: at most {MAX_PREFIX_LEN} characters, this one has {}",
-                prefix.len()
-            ),
-        ));
-    }
-    dns_like(prefix).map_err(|e| invalid(prefix, format!("repository prefix {e}")))
+    PREFIX.validate(prefix)
 }
 
 /// The readable form of an id: lowercase ASCII letters and digits kept, every run of other
@@ -189,8 +104,7 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
 /// left.
 pub fn readable(id: &str, max: usize) -> String {
     let mut out = String::new();
-    for c in id.chars() {
-        let c = c.to_ascii_lowercase();
+    for c in id.chars().map(|c| c.to_ascii_lowercase()) {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
             out.push(c);
         } else if !out.is_empty() && !out.ends_with('-') {
@@ -198,13 +112,12 @@ pub fn readable(id: &str, max: usize) -> String {
         }
     }
     out.truncate(max.max(1));
-    while out.ends_with('-') {
-        out.pop();
-    }
+    let out = out.trim_end_matches('-');
     if out.is_empty() {
-        out.push('x');
+        "x".to_string()
+    } else {
+        out.to_string()
     }
-    out
 }
 
 /// The kind word of a scope in repository ids and the `mirror-scope` label.
@@ -214,19 +127,11 @@ pub fn kind_of(scope: &RepositoryScope) -> &'static str {
         RepositoryScope::Cluster { .. } => "mirror",
         // A build cache is a package of its build repository.
         RepositoryScope::Build { .. } | RepositoryScope::BuildCache { .. } => "build",
-        // Scopes of later versions of mirror-core: a kind of their own.
         _ => "other",
     }
 }
 
-fn service_of(scope: &RepositoryScope) -> Option<&str> {
-    match scope {
-        RepositoryScope::Cluster { .. } => None,
-        other => other.service(),
-    }
-}
-
-/// [`HASH_LEN`] hex characters of SHA-256 over a length-prefixed encoding of the parts.
+/// `len` hex characters of SHA-256 over a length-prefixed encoding of the parts.
 fn hash_hex(parts: &[&str], len: usize) -> String {
     let mut h = Sha256::new();
     h.update(HASH_DOMAIN.as_bytes());
@@ -234,54 +139,43 @@ fn hash_hex(parts: &[&str], len: usize) -> String {
         h.update((p.len() as u64).to_be_bytes());
         h.update(p.as_bytes());
     }
-    let mut hex = hex::encode(h.finalize());
-    hex.truncate(len);
-    hex
+    hex::encode(h.finalize())[..len].to_string()
 }
 
 /// The value of the `mirror-cluster` label: a hash of the exact cluster id, which is how
-/// [`crate::ArtifactRegistry`] finds a cluster's repositories.
+/// the registry finds a cluster's repositories.
 pub fn cluster_hash(cluster: &str) -> String {
     hash_hex(&["cluster", cluster], 16)
-}
-
-fn check_id(kind: &str, id: &str) -> Result<()> {
-    if id.trim().is_empty() {
-        return Err(invalid(id, format!("the {kind} id is empty")));
-    }
-    Ok(())
 }
 
 /// The repository id of `scope` under `prefix` (see the module docs).
 pub fn repository_id(prefix: &str, scope: &RepositoryScope) -> Result<String> {
     check_prefix(prefix)?;
     let cluster = scope.cluster();
-    check_id("cluster", cluster)?;
-    let service = service_of(scope);
-    if let Some(s) = service {
-        check_id("service", s)?;
+    let service = scope.service();
+    for (what, id) in [("cluster", Some(cluster)), ("service", service)] {
+        if id.is_some_and(|id| id.trim().is_empty()) {
+            return Err(invalid(id.unwrap_or(""), format!("the {what} id is empty")));
+        }
     }
     let kind = kind_of(scope);
     let hash = hash_hex(&[kind, cluster, service.unwrap_or("")], HASH_LEN);
     // prefix-cluster-kind[-service]-hash
     let separators = if service.is_some() { 4 } else { 3 };
-    let avail = MAX_REPOSITORY_ID_LEN - prefix.len() - kind.len() - HASH_LEN - separators;
+    let avail = REPOSITORY_ID.max - prefix.len() - kind.len() - HASH_LEN - separators;
     let id = match service {
         Some(s) => {
             let c = readable(cluster, (avail / 2).max(1));
             let s = readable(s, avail.saturating_sub(c.len()).max(1));
             format!("{prefix}-{c}-{kind}-{s}-{hash}")
         }
-        None => {
-            let c = readable(cluster, avail.max(1));
-            format!("{prefix}-{c}-{kind}-{hash}")
-        }
+        None => format!("{prefix}-{}-{kind}-{hash}", readable(cluster, avail.max(1))),
     };
-    validate_repository_id(&id).map_err(|reason| invalid(&id, reason))?;
+    REPOSITORY_ID.validate(&id)?;
     Ok(id)
 }
 
-/// The core repository name (docker path after the host) of a package of a repository:
+/// The core repository name of a package of a repository:
 /// `<project path>/<repository id>/<package>`.
 pub fn repository_name(project: &str, repository_id: &str, package: &str) -> Result<String> {
     let name = format!("{}/{repository_id}/{package}", project_path(project));
@@ -291,39 +185,22 @@ pub fn repository_name(project: &str, repository_id: &str, package: &str) -> Res
 
 /// The package of the build cache of one Dockerfile: `cache-<dockerfile id>`.
 pub fn cache_package(dockerfile_id: &str) -> Result<String> {
-    if dockerfile_id.is_empty()
-        || dockerfile_id.len() > 64
-        || !dockerfile_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(invalid(
-            dockerfile_id,
-            "a Dockerfile id is 1 to 64 lowercase hex characters",
-        ));
-    }
-    Ok(format!("{CACHE_PACKAGE_PREFIX}{dockerfile_id}"))
+    mirror_core::registry::naming::check_dockerfile_id(dockerfile_id)?;
+    Ok(format!("cache-{dockerfile_id}"))
 }
 
-/// Splits a core repository name into (repository id, package), checking every rule: the
-/// project path, the repository id, the docker path grammar.
+/// Splits a core repository name into (repository id, package), checking the project path,
+/// the repository id and the distribution grammar.
 pub fn parse_name<'a>(project: &str, name: &'a str) -> Result<(&'a str, &'a str)> {
     let pp = project_path(project);
     let rest = name
         .strip_prefix(pp.as_str())
-        .and_then(|r| r.strip_prefix('/'))
-        .ok_or_else(|| {
-            invalid(
-                name,
-                format!("an Artifact Registry repository name here starts with the project path `{pp}/`"),
-            )
-        })?;
-    let (id, package) = rest.split_once('/').ok_or_else(|| {
-        invalid(
-            name,
-            "expected `<project>/<repository id>/<image path>`: the image path is missing",
-        )
-    })?;
+        .and_then(|r| r.strip_prefix('/'));
+    let shape =
+        format!("an Artifact Registry repository name here starts with the project path `{pp}/`");
+    let rest = rest.ok_or_else(|| invalid(name, shape))?;
+    let missing = "expected `<project>/<repository id>/<image path>`: the image path is missing";
+    let (id, package) = rest.split_once('/').ok_or_else(|| invalid(name, missing))?;
     validate_repository_id(id).map_err(|reason| invalid(name, reason))?;
     validate_repository(name).map_err(|reason| invalid(name, reason))?;
     Ok((id, package))
@@ -334,26 +211,24 @@ pub fn check_name(project: &str, name: &str) -> Result<()> {
     parse_name(project, name).map(|_| ())
 }
 
-/// Turns any text into a valid label value: lowercase letters, digits, `_` and `-` are kept,
-/// uppercase letters are lowercased, every other character becomes `_`, and the value is cut
-/// to [`MAX_LABEL_LEN`] characters.
+/// Any text as a valid label value: lowercase letters, digits, `_` and `-` kept (uppercase
+/// lowercased), every other character `_`, at most 63 characters.
 pub fn label_value(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            let c = c.to_ascii_lowercase();
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(MAX_LABEL_LEN)
-        .collect()
+    let keep = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    let map = |c: char| {
+        if keep(c.to_ascii_lowercase()) {
+            c.to_ascii_lowercase()
+        } else {
+            '_'
+        }
+    };
+    text.chars().map(map).take(MAX_LABEL_LEN).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_core::Error;
     use proptest::prelude::*;
     use std::collections::HashSet;
 

@@ -1,25 +1,21 @@
 //! Artifact Registry and Container Registry as image sources: [`GarSources`] gives
-//! `mirror_core::Sources` one refreshing OAuth credential provider for every Google registry
-//! host (`<location>-docker.pkg.dev`, `gcr.io` and the regional `*.gcr.io`), so that
-//! application images kept in a customer's Artifact Registry are mirrored with the deployer's
-//! Google identity and the hour-long access tokens renew in the middle of a long copy.
-//!
-//! One token source serves every Google host (an access token is valid for all of them), with
-//! a cache per host so that errors name the registry; the
-//! data plane sends it as the password of `oauth2accesstoken`, as `docker login` does. With
-//! the default chain nothing is looked up before the first pull.
+//! `mirror_core::Sources` refreshing OAuth credentials for every Google registry host
+//! (`<location>-docker.pkg.dev`, `gcr.io`, `*.gcr.io`), so that application images kept in a
+//! customer's Artifact Registry are mirrored with the deployer's Google identity and the
+//! hour-long access tokens renew in the middle of a long copy. One token source serves every
+//! host (a token is valid for all of them), a cache per host names it in errors; with the
+//! default chain nothing is looked up before the first pull.
 
-use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::collections::HashSet;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_trait::async_trait;
-use mirror_core::store::http::credentials::{CredentialProvider, ExpiringCredentials};
+use mirror_core::provider::{SourceCaches, TokenSource};
+use mirror_core::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
 use tokio::sync::OnceCell;
 
-use crate::credential::{self, DefaultChain, GcpCredentials, GcpTokenSource, ServiceAccountKey};
+use crate::credential::{AccessToken, DefaultChain, GcpTokenSource, ServiceAccountKey, POLICY};
 use crate::error::Result;
 use crate::PROVIDER;
 
@@ -33,20 +29,10 @@ use crate::PROVIDER;
 /// // The default chain: GOOGLE_APPLICATION_CREDENTIALS, gcloud, the metadata server.
 /// let sources = Sources::new().with_source_credentials(Arc::new(GarSources::default_chain()));
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GarSources {
-    source: Arc<OnceCell<Arc<dyn GcpTokenSource>>>,
-    given: Option<Arc<dyn GcpTokenSource>>,
     hosts: HashSet<String>,
-    caches: Arc<Mutex<HashMap<String, Arc<LazyTokens>>>>,
-}
-
-impl fmt::Debug for GarSources {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GarSources")
-            .field("hosts", &self.hosts)
-            .finish()
-    }
+    caches: SourceCaches<AccessToken>,
 }
 
 /// Whether `host` is a Google registry host.
@@ -76,11 +62,25 @@ impl GarSources {
     }
 
     fn with_tokens(given: Option<Arc<dyn GcpTokenSource>>) -> Self {
+        let shared: Arc<OnceCell<Arc<dyn GcpTokenSource>>> = Arc::new(OnceCell::new());
+        let make = move |_host: String| {
+            let (shared, given) = (shared.clone(), given.clone());
+            async move {
+                let source = shared
+                    .get_or_try_init(|| async {
+                        match given {
+                            Some(s) => Ok::<_, mirror_core::Error>(s),
+                            None => Ok(Arc::new(DefaultChain::discover().await?)
+                                as Arc<dyn GcpTokenSource>),
+                        }
+                    })
+                    .await?;
+                Ok(source.clone() as Arc<dyn TokenSource<Token = AccessToken>>)
+            }
+        };
         GarSources {
-            source: Arc::new(OnceCell::new()),
-            given,
             hosts: HashSet::new(),
-            caches: Arc::default(),
+            caches: SourceCaches::new(PROVIDER, POLICY, make),
         }
     }
 
@@ -93,73 +93,10 @@ impl GarSources {
 
 impl SourceCredentials for GarSources {
     fn provider_for(&self, host: &str) -> Option<Arc<dyn CredentialProvider>> {
-        if !(is_google_registry(host) || self.hosts.contains(host)) {
-            return None;
-        }
-        let mut caches = self.caches.lock().ok()?;
-        let tokens = caches
-            .entry(host.to_string())
-            .or_insert_with(|| {
-                Arc::new(LazyTokens {
-                    host: host.to_string(),
-                    source: self.source.clone(),
-                    given: self.given.clone(),
-                    cache: OnceCell::new(),
-                })
-            })
-            .clone();
-        Some(tokens)
-    }
-}
-
-/// The token cache of one host (errors name it), over the token source all hosts share.
-struct LazyTokens {
-    host: String,
-    source: Arc<OnceCell<Arc<dyn GcpTokenSource>>>,
-    given: Option<Arc<dyn GcpTokenSource>>,
-    cache: OnceCell<GcpCredentials>,
-}
-
-impl fmt::Debug for LazyTokens {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("GarSourceTokens")
-    }
-}
-
-impl LazyTokens {
-    async fn cache(&self) -> mirror_core::Result<&GcpCredentials> {
-        self.cache
-            .get_or_try_init(|| async {
-                let source = self
-                    .source
-                    .get_or_try_init(|| async {
-                        match &self.given {
-                            Some(s) => Ok::<_, mirror_core::Error>(s.clone()),
-                            None => Ok(Arc::new(DefaultChain::discover().await?)
-                                as Arc<dyn GcpTokenSource>),
-                        }
-                    })
-                    .await?
-                    .clone();
-                Ok::<_, mirror_core::Error>(credential::credentials(
-                    format!("{PROVIDER}:{}", self.host),
-                    source,
-                ))
-            })
-            .await
-    }
-}
-
-#[async_trait]
-impl CredentialProvider for LazyTokens {
-    async fn credentials(&self) -> mirror_core::Result<ExpiringCredentials> {
-        self.cache().await?.credentials().await
-    }
-
-    fn invalidate(&self) {
-        if let Some(c) = self.cache.get() {
-            CredentialProvider::invalidate(c);
-        }
+        let served = is_google_registry(host) || self.hosts.contains(host);
+        served
+            .then(|| self.caches.provider_for(host, host))
+            .flatten()
     }
 }
 

@@ -1,31 +1,13 @@
-//! The one place where Scaleway answers are read: [`classify`], the table of this crate, and
-//! the constructors of the kit's [`ControlPlaneError`] for API answers and namespace states
-//! (which becomes a [`mirror_core::Error`] through the kit's one mapping).
-//!
-//! Scaleway's APIs answer errors with a JSON body carrying a human `message` and, for the
-//! standard errors, a `type` (`not_found`, `permissions_denied`, `denied_authentication`,
-//! `quotas_exceeded`, `invalid_arguments`, `transient_state`, `too_many_requests`…) and the
-//! `resource` / `resource_id` concerned. [`classify`] reads the type first and falls back on
-//! the HTTP status (`401`, `403`, `404`, `409`, `429`, `5xx`) when there is none.
-//!
-//! | Scaleway | core |
-//! |---|---|
-//! | `not_found`, 404 | `NotFound` (`repository` for namespaces and images, `manifest` for tags) |
-//! | `denied_authentication`, 401 | `Unauthorized` |
-//! | `permissions_denied`, 403, `quotas_exceeded`, `locked`, a locked namespace | `Denied` |
-//! | `too_many_requests`, 429 | `RateLimited` (with `Retry-After`) |
-//! | `invalid_arguments` on `CreateNamespace` | `InvalidName` |
-//! | unreachable, timeouts | `Connect` |
-//! | 409, 5xx, a namespace name taken by another customer | `Http` with the status and Scaleway's message |
-//! | a namespace in `error` or `deleting`, not ready in time | `Refused` with the status |
-//!
-//! Every error carries the registry label (`scaleway:<registry host>`), the API operation,
-//! and the namespace, image or `repository@digest` it was about. The secret key never appears
-//! in any error: it is only ever sent in the `X-Auth-Token` header.
+//! The one place where Scaleway answers are read: [`TABLE`] (error `type`s and HTTP statuses
+//! to the kit's [`Kind`]s; a not-found of the tag calls is about a manifest, an invalid
+//! argument of `CreateNamespace` an invalid name), the [`DIALECT`] of the kit's REST client
+//! (a JSON body with a `message`, a `type`, the `resource` concerned), and the errors of
+//! namespace states. The secret key is only ever sent as `X-Auth-Token`: no error holds it.
 
 use std::time::Duration;
 
-use mirror_core::provider::{self, ControlPlaneError, Origin};
+use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
+use serde_json::Value;
 
 /// The error of this crate's calls: the kit's control-plane error.
 pub type Error = ControlPlaneError;
@@ -33,138 +15,94 @@ pub type Error = ControlPlaneError;
 /// The result type of this crate's internal calls.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// How a Scaleway error reads. The one table of this crate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// The resource does not exist (`not_found`, HTTP 404).
-    NotFound,
-    /// The resource exists already (`already_exists`, `conflict`, HTTP 409).
-    AlreadyExists,
-    /// The secret key is missing, unknown or expired (`denied_authentication`, HTTP 401).
-    Unauthorized,
-    /// The key is known but may not do this (`permissions_denied`, HTTP 403).
-    Denied,
-    /// A quota is reached (`quotas_exceeded`).
-    QuotaExceeded,
-    /// The resource is locked by Scaleway (`locked`, `resource_locked`).
-    Locked,
-    /// The resource is in a transient state; try again later (`transient_state`).
-    TransientState,
-    /// Slow down (`too_many_requests`, HTTP 429).
-    RateLimited,
-    /// The request is invalid (`invalid_arguments`, `precondition_failed`, HTTP 400/422).
-    Invalid,
-    /// Scaleway failed (HTTP 5xx).
-    Server,
-    /// Anything else.
-    Other,
-}
+/// Scaleway's error types and HTTP statuses.
+pub const TABLE: ErrorTable = ErrorTable {
+    codes: &[
+        (Kind::NotFound("repository"), "not_found unknown_resource"),
+        (Kind::AlreadyExists, "already_exists conflict"),
+        (Kind::Unauthenticated, "denied_authentication"),
+        (Kind::Unauthenticated, "authentication_required"),
+        (Kind::Denied, "permissions_denied forbidden"),
+        (Kind::Denied, "quotas_exceeded locked resource_locked"),
+        (Kind::Conflict, "transient_state"),
+        (Kind::RateLimited, "too_many_requests"),
+        (Kind::Invalid, "invalid_arguments precondition_failed"),
+        (Kind::Invalid, "invalid_request_error"),
+    ],
+    statuses: &[
+        (Kind::NotFound("repository"), "404"),
+        (Kind::AlreadyExists, "409"),
+        (Kind::Unauthenticated, "401"),
+        (Kind::Denied, "403"),
+        (Kind::RateLimited, "429"),
+        (Kind::Invalid, "400 422"),
+        (Kind::Unavailable, "408 500-599"),
+    ],
+};
 
-/// Classifies an error answer by its `type`, else its HTTP status.
-pub fn classify(status: u16, error_type: &str) -> Kind {
-    match error_type {
-        "not_found" | "unknown_resource" => Kind::NotFound,
-        "already_exists" | "conflict" => Kind::AlreadyExists,
-        "denied_authentication" | "authentication_required" => Kind::Unauthorized,
-        "permissions_denied" | "forbidden" => Kind::Denied,
-        "quotas_exceeded" => Kind::QuotaExceeded,
-        "locked" | "resource_locked" => Kind::Locked,
-        "transient_state" => Kind::TransientState,
-        "too_many_requests" => Kind::RateLimited,
-        "invalid_arguments" | "invalid_request_error" | "precondition_failed" => Kind::Invalid,
-        _ => match status {
-            404 => Kind::NotFound,
-            409 => Kind::AlreadyExists,
-            401 => Kind::Unauthorized,
-            403 => Kind::Denied,
-            429 => Kind::RateLimited,
-            400 | 422 => Kind::Invalid,
-            408 | 500..=599 => Kind::Server,
-            _ => Kind::Other,
-        },
+/// How the kit's REST client reads Scaleway's answers.
+pub const DIALECT: RestDialect = RestDialect {
+    read_error,
+    classify,
+};
+
+/// The kind of an error answer to `operation` (see the module docs).
+pub fn classify(operation: &str, _target: &str, status: u16, error_type: &str) -> Kind {
+    match TABLE.kind(error_type, Some(status)) {
+        Kind::NotFound(_) if operation.contains("Tag") => Kind::NotFound("manifest"),
+        Kind::Invalid if operation == "CreateNamespace" => Kind::InvalidName,
+        k => k,
     }
 }
 
-impl Kind {
-    /// The kit's kind for this one; `what` names what a not-found answer is about.
-    pub fn to_kit(self, what: &'static str) -> provider::Kind {
-        match self {
-            Kind::NotFound => provider::Kind::NotFound(what),
-            Kind::AlreadyExists => provider::Kind::AlreadyExists,
-            Kind::Unauthorized => provider::Kind::Unauthenticated,
-            Kind::Denied | Kind::QuotaExceeded | Kind::Locked => provider::Kind::Denied,
-            Kind::TransientState => provider::Kind::Conflict,
-            Kind::RateLimited => provider::Kind::RateLimited,
-            Kind::Invalid => provider::Kind::Invalid,
-            Kind::Server => provider::Kind::Unavailable,
-            Kind::Other => provider::Kind::Other,
-        }
-    }
-}
-
-/// How `e` reads in this crate's table ([`Kind::Other`] for errors that are not API answers).
-pub fn kind(e: &Error) -> Kind {
-    match e.status {
-        Some(status) => classify(status, e.code().unwrap_or("")),
-        None => Kind::Other,
-    }
-}
-
-/// What a not-found answer of `operation` is about: tags are manifests, the rest
-/// (namespaces, images) are repositories.
-fn what_of(operation: &str) -> &'static str {
-    if operation.contains("Tag") {
-        "manifest"
-    } else {
-        "repository"
-    }
-}
-
-/// An error answer of the registry API: HTTP `status`, Scaleway's `error_type` (empty when
-/// the body had none), its message, the `Retry-After` of a 429.
-pub fn api(
-    origin: &Origin,
-    operation: &'static str,
-    target: &str,
-    status: u16,
-    error_type: &str,
-    message: impl Into<String>,
-    retry_after: Option<Duration>,
-) -> Error {
-    let local = classify(status, error_type);
-    let kit = match local {
-        Kind::Invalid if operation == "CreateNamespace" => provider::Kind::InvalidName,
-        other => other.to_kit(what_of(operation)),
+/// What an error body says: its `message` (else `fallback`), the resource concerned, the
+/// help message and the details.
+fn describe(body: &Value, fallback: &str) -> String {
+    let text = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
+    let mut out = match text("message") {
+        "" => fallback.to_string(),
+        m => m.to_string(),
     };
-    let mut e = origin
-        .error(operation, target, kit, message)
-        .with_status(status)
-        .with_code(error_type)
-        .with_retry_after(retry_after);
-    if kit == provider::Kind::InvalidName {
-        e.message = format!("Scaleway refused the namespace name: {}", e.message);
+    match (text("resource"), text("resource_id")) {
+        ("", _) => {}
+        (r, "") => out.push_str(&format!(" (resource {r})")),
+        (r, id) => out.push_str(&format!(" (resource {r} {id})")),
     }
-    e
+    if !text("help_message").is_empty() {
+        out.push_str(&format!(": {}", text("help_message")));
+    }
+    match body.get("details") {
+        Some(d) if !d.is_null() && d.as_array().is_none_or(|a| !a.is_empty()) => {
+            out.push_str(&format!(" {d}"))
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The `type` and the described message of an error body.
+fn read_error(status: u16, body: &[u8]) -> (String, String) {
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+    let reason = reqwest::StatusCode::from_u16(status).ok();
+    let reason = reason.and_then(|s| s.canonical_reason());
+    let fallback = match text.trim() {
+        "" => reason.unwrap_or("no message").to_string(),
+        _ => text,
+    };
+    let code = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    (code.to_string(), describe(&v, &fallback))
 }
 
 /// A namespace is in a state it cannot be used in (`error`, `locked`, `deleting`).
 pub fn namespace_state(origin: &Origin, namespace: &str, status: &str, message: &str) -> Error {
     if status == "locked" {
-        return origin.error(
-            "GetNamespace",
-            namespace,
-            provider::Kind::Denied,
-            format!("namespace is locked: {message}"),
-        );
+        let message = format!("namespace is locked: {message}");
+        return origin.error("GetNamespace", namespace, Kind::Denied, message);
     }
-    origin
-        .error(
-            "GetNamespace",
-            namespace,
-            provider::Kind::Conflict,
-            format!("Scaleway namespace {namespace} is {status}: {message}"),
-        )
-        .with_code(status)
+    let message = format!("Scaleway namespace {namespace} is {status}: {message}");
+    let e = origin.error("GetNamespace", namespace, Kind::Conflict, message);
+    e.with_code(status)
 }
 
 /// A namespace did not become ready in time.
@@ -174,34 +112,23 @@ pub fn namespace_timeout(
     status: &str,
     waited: Duration,
 ) -> Error {
-    origin
-        .error(
-            "GetNamespace",
-            namespace,
-            provider::Kind::Other,
-            format!(
-                "Scaleway namespace {namespace} is still {status} after {waited:?}; it was not ready in time"
-            ),
-        )
-        .with_code("timeout")
+    let message = format!(
+        "Scaleway namespace {namespace} is still {status} after {waited:?}; it was not ready in time"
+    );
+    let e = origin.error("GetNamespace", namespace, Kind::Other, message);
+    e.with_code("timeout")
 }
 
 /// Creating a namespace answered "already exists" but the project has no namespace of that
-/// name: another project or customer owns it (names are unique per region across all
-/// customers).
+/// name: another customer owns it (names are unique per region).
 pub fn namespace_taken(origin: &Origin, namespace: &str) -> Error {
-    origin
-        .error(
-            "CreateNamespace",
-            namespace,
-            provider::Kind::Conflict,
-            format!(
-                "the Scaleway namespace name {namespace} is taken by another project or \
-                 organization (namespace names are unique per region across all customers); \
-                 choose another namespace prefix"
-            ),
-        )
-        .with_status(409)
+    let message = format!(
+        "the Scaleway namespace name {namespace} is taken by another project or organization \
+         (namespace names are unique per region across all customers); choose another \
+         namespace prefix"
+    );
+    let e = origin.error("CreateNamespace", namespace, Kind::Conflict, message);
+    e.with_status(409)
 }
 
 #[cfg(test)]
@@ -209,28 +136,34 @@ mod tests {
     use super::*;
 
     fn api(status: u16, error_type: &str, operation: &'static str) -> Error {
-        super::api(
-            &Origin::new("scaleway", "rg.fr-par.scw.cloud"),
-            operation,
-            "mirror-prod-0a1b2c3d/svc-api",
-            status,
-            error_type,
-            "nope",
-            Some(Duration::from_secs(2)),
-        )
+        let target = "mirror-prod-0a1b2c3d/svc-api";
+        Origin::new("scaleway", "rg.fr-par.scw.cloud")
+            .error(
+                operation,
+                target,
+                classify(operation, target, status, error_type),
+                "nope",
+            )
+            .with_status(status)
+            .with_code(error_type)
+            .with_retry_after(Some(Duration::from_secs(2)))
+    }
+
+    fn kind(status: u16, error_type: &str) -> Kind {
+        TABLE.kind(error_type, Some(status))
     }
 
     #[test]
     fn types_win_over_statuses() {
-        assert_eq!(classify(404, ""), Kind::NotFound);
-        assert_eq!(classify(400, "not_found"), Kind::NotFound);
-        assert_eq!(classify(409, ""), Kind::AlreadyExists);
-        assert_eq!(classify(409, "transient_state"), Kind::TransientState);
-        assert_eq!(classify(403, "quotas_exceeded"), Kind::QuotaExceeded);
-        assert_eq!(classify(401, ""), Kind::Unauthorized);
-        assert_eq!(classify(429, ""), Kind::RateLimited);
-        assert_eq!(classify(503, ""), Kind::Server);
-        assert_eq!(classify(418, ""), Kind::Other);
+        assert_eq!(kind(404, ""), Kind::NotFound("repository"));
+        assert_eq!(kind(400, "not_found"), Kind::NotFound("repository"));
+        assert_eq!(kind(409, ""), Kind::AlreadyExists);
+        assert_eq!(kind(409, "transient_state"), Kind::Conflict);
+        assert_eq!(kind(403, "quotas_exceeded"), Kind::Denied);
+        assert_eq!(kind(401, ""), Kind::Unauthenticated);
+        assert_eq!(kind(429, ""), Kind::RateLimited);
+        assert_eq!(kind(503, ""), Kind::Unavailable);
+        assert_eq!(kind(418, ""), Kind::Other);
     }
 
     #[test]
@@ -333,5 +266,17 @@ mod tests {
             ),
             "a namespace state is not an HTTP status"
         );
+    }
+
+    #[test]
+    fn error_bodies_are_described() {
+        let body = br#"{"message":"resource is not found","type":"not_found","resource":"namespace","resource_id":"42"}"#;
+        let (error_type, described) = read_error(404, body);
+        assert_eq!(error_type, "not_found");
+        assert_eq!(described, "resource is not found (resource namespace 42)");
+        let b: Value =
+            serde_json::from_str(r#"{"message":null,"details":[{"argument_name":"name"}]}"#)
+                .unwrap();
+        assert!(describe(&b, "fallback").starts_with("fallback "));
     }
 }

@@ -1,144 +1,65 @@
-//! Scaleway Container Registry naming rules, and how this crate lays repositories out in them.
+//! Scaleway's naming rules and this crate's layout in them.
 //!
-//! # What Scaleway accepts
+//! Images are addressed as `rg.<region>.scw.cloud/<namespace>/<image>`. Namespaces are the
+//! only resource created through the API, and their names are global per region (whoever
+//! takes a name first owns it). Scaleway publishes no grammar; this crate produces and
+//! accepts the narrowest reading of what its console enforces ([`NAMESPACE`]). Images are
+//! single components of distribution names, at most [`MAX_IMAGE_LEN`] characters.
 //!
-//! An image in Scaleway Container Registry is addressed as
-//! `rg.<region>.scw.cloud/<namespace>/<image>[:tag]`. A *namespace* is the only thing created
-//! through the control-plane API (in one project, public or private); *images* inside it are
-//! created by the first push, and their tags by every push.
-//!
-//! Namespace names are global: within one region, a name belongs to whichever customer took it
-//! first, whatever the organization or project. Scaleway's API reference does not publish a
-//! grammar for them; what the console and existing integrations enforce is a length of 4 to
-//! 50 characters (some accept up to 54) made of lowercase letters, digits and dashes (some
-//! also accept dots). This crate only produces, and only accepts, the narrowest reading:
-//! [`MIN_NAMESPACE_LEN`] to [`MAX_NAMESPACE_LEN`] characters, starting with a lowercase
-//! letter, ending with a letter or digit, made of `[a-z0-9]` runs joined by single `-`.
-//! Image names follow the OCI distribution grammar; this crate produces single components of
-//! `[a-z0-9]` runs joined by single `-`, at most [`MAX_IMAGE_LEN`] characters.
-//!
-//! # Layout
-//!
-//! One namespace per cluster, one image per repository scope:
-//!
-//! | scope | repository |
-//! |---|---|
-//! | [`RepositoryScope::Cluster`] | `<namespace>/mirror` |
-//! | [`RepositoryScope::Service`] | `<namespace>/svc-<service>` |
-//! | [`RepositoryScope::Build`] | `<namespace>/build-<service>` |
-//! | build cache ([`cache_repository`]) | `<namespace>/cache-<dockerfile id>-build-<service>` |
-//!
-//! with `<namespace>` = `<prefix>-<cluster>-<discriminator>`:
-//!
-//! - `<prefix>` is configurable ([`DEFAULT_PREFIX`] by default; 1 to [`MAX_PREFIX_LEN`]
-//!   characters of the namespace grammar, starting with a letter);
-//! - `<cluster>` is the cluster id turned into `[a-z0-9]+(-[a-z0-9]+)*` and cut so the whole
-//!   name fits [`MAX_NAMESPACE_LEN`]; whenever the id had to be changed (case, punctuation,
-//!   Unicode, length) a hash of the exact id is appended
-//!   ([`id_component`]), so distinct ids never share a
-//!   namespace;
-//! - `<discriminator>` is [`DISCRIMINATOR_LEN`] hex characters of a SHA-256 of the Scaleway
-//!   project id ([`discriminator`]): two customers (or two projects) whose clusters are both
-//!   called `prod` get different namespaces instead of fighting over one global name.
-//!
-//! Why one namespace per cluster rather than per service: namespaces are a counted,
-//! region-global resource (each costs a globally unique name and a creation call with a
-//! readiness wait), while images are free and appear on push. `<service>` is the service id
-//! made into the same grammar (at most 48 characters, hash appended when changed). The
-//! `svc-`, `build-` and `cache-` prefixes and the fixed name `mirror` keep the scopes apart:
-//! no service id can produce a name of another scope.
+//! One namespace per cluster (namespaces are counted, global and slow to create; images are
+//! free), `<prefix>-<cluster>-<discriminator>`: the cluster id made into the grammar and cut
+//! to fit, a hash of the exact id appended when it had to change ([`id_component`]), and
+//! [`DISCRIMINATOR_LEN`] hex characters of a hash of the project id, so two customers'
+//! `prod` clusters get different namespaces. One image per scope: `mirror` (Cluster),
+//! `svc-<service>`, `build-<service>`, and `cache-<dockerfile id>-build-<service>` for build
+//! caches; the prefixes keep the scopes apart.
 
+use mirror_core::provider::naming::invalid;
+use mirror_core::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::registry::id_component;
-use mirror_core::{Error, RepositoryScope, Result};
+use mirror_core::{RepositoryScope, Result};
 use sha2::{Digest as _, Sha256};
 
-/// Shortest namespace name accepted.
-pub const MIN_NAMESPACE_LEN: usize = 4;
+/// Namespace names: 4 to 50 characters, a lowercase letter first, `[a-z0-9]` runs joined by
+/// single `-`.
+pub const NAMESPACE: Grammar = Grammar {
+    what: "Scaleway namespace name",
+    min: 4,
+    max: MAX_NAMESPACE_LEN,
+    separators: "-",
+    repeated_separators: false,
+    letter_first: true,
+};
+/// Namespace prefixes: the namespace grammar, 1 to 16 characters.
+pub const PREFIX: Grammar = Grammar {
+    what: "namespace prefix",
+    min: 1,
+    max: 16,
+    ..NAMESPACE
+};
 /// Longest namespace name produced or accepted (the most restrictive limit known).
 pub const MAX_NAMESPACE_LEN: usize = 50;
-/// Longest namespace prefix: leaves at least 24 characters for the cluster id.
-pub const MAX_PREFIX_LEN: usize = 16;
 /// Hex characters of the project discriminator.
 pub const DISCRIMINATOR_LEN: usize = 8;
 /// The default namespace prefix.
 pub const DEFAULT_PREFIX: &str = "mirror";
-/// Longest image name this crate produces or accepts (a bound of its own: Scaleway does not
-/// document one, the distribution grammar limits the whole repository name to 255).
+/// Longest image name produced or accepted (a bound of this crate's own).
 pub const MAX_IMAGE_LEN: usize = 128;
-/// Longest service component of an image name.
-pub const MAX_SERVICE_LEN: usize = 48;
-/// The image of the Cluster scope.
-pub const CLUSTER_IMAGE: &str = "mirror";
-/// Prefix of the images of the Service scope.
-pub const SERVICE_IMAGE_PREFIX: &str = "svc-";
-/// Prefix of the images of the Build scope.
-pub const BUILD_IMAGE_PREFIX: &str = "build-";
-/// Prefix of the build-cache images.
-pub const CACHE_IMAGE_PREFIX: &str = "cache-";
+const MAX_SERVICE_LEN: usize = 48;
 
-fn invalid(name: &str, reason: impl Into<String>) -> Error {
-    Error::InvalidName {
-        name: name.to_string(),
-        reason: reason.into(),
-    }
-}
-
-/// True for `[a-z0-9]+(-[a-z0-9]+)*`.
-fn is_dashed_alnum(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('-').all(|run| {
-            !run.is_empty()
-                && run
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-        })
-}
-
-/// Checks a namespace name: [`MIN_NAMESPACE_LEN`] to [`MAX_NAMESPACE_LEN`] characters,
-/// `[a-z0-9]` runs joined by single `-`, starting with a lowercase letter.
+/// Checks a namespace name.
 pub fn validate_namespace(name: &str) -> std::result::Result<(), String> {
-    let len = name.len();
-    if !(MIN_NAMESPACE_LEN..=MAX_NAMESPACE_LEN).contains(&len) {
-        return Err(format!(
-            "Scaleway namespace names are {MIN_NAMESPACE_LEN} to {MAX_NAMESPACE_LEN} characters long, this one has {len}"
-        ));
-    }
-    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
-        return Err("a namespace name starts with a lowercase letter".into());
-    }
-    if !is_dashed_alnum(name) {
-        return Err(
-            "a namespace name is made of lowercase letters and digits joined by single `-`".into(),
-        );
-    }
-    Ok(())
+    NAMESPACE.check(name)
 }
 
-/// Checks a namespace prefix: 1 to [`MAX_PREFIX_LEN`] characters of the namespace grammar,
-/// starting with a lowercase letter.
+/// Checks a namespace prefix.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
-        return Err(invalid(
-            prefix,
-            format!(
-                "namespace prefix: 1 to {MAX_PREFIX_LEN} characters, this one has {}",
-                prefix.len()
-            ),
-        ));
-    }
-    if !prefix.starts_with(|c: char| c.is_ascii_lowercase()) || !is_dashed_alnum(prefix) {
-        return Err(invalid(
-            prefix,
-            "namespace prefix: lowercase letters and digits joined by single `-`, starting with a letter",
-        ));
-    }
-    Ok(())
+    PREFIX.validate(prefix)
 }
 
-/// The project discriminator: the first [`DISCRIMINATOR_LEN`] hex characters of
-/// `SHA-256("mirror-core/scaleway-namespace\0" ‖ project id)`. Stable across runs and
-/// machines; distinct projects get distinct values except with probability 2⁻³².
+/// The project discriminator: [`DISCRIMINATOR_LEN`] hex characters of
+/// `SHA-256("mirror-core/scaleway-namespace\0" ‖ project id)` (trimmed, lowercase).
 pub fn discriminator(project_id: &str) -> String {
     let hash = Sha256::new()
         .chain_update(b"mirror-core/scaleway-namespace\0")
@@ -147,88 +68,56 @@ pub fn discriminator(project_id: &str) -> String {
     hex::encode(hash)[..DISCRIMINATOR_LEN].to_string()
 }
 
-/// The namespace of `cluster`: `<prefix>-<cluster>-<discriminator>` (see the module docs).
-/// [`Error::InvalidName`] for an empty cluster id or an invalid prefix.
+/// The namespace of `cluster`: `<prefix>-<cluster>-<discriminator>`.
 pub fn namespace_name(prefix: &str, project_id: &str, cluster: &str) -> Result<String> {
     check_prefix(prefix)?;
     let budget = MAX_NAMESPACE_LEN - prefix.len() - DISCRIMINATOR_LEN - 2;
     let cluster = id_component("cluster", cluster, budget)?;
     let name = format!("{prefix}-{cluster}-{}", discriminator(project_id));
-    validate_namespace(&name).map_err(|reason| invalid(&name, reason))?;
+    NAMESPACE.validate(&name)?;
     Ok(name)
 }
 
 /// The image (inside the cluster's namespace) of a scope.
 pub fn image_name(scope: &RepositoryScope) -> Result<String> {
-    let name = match scope {
-        RepositoryScope::Cluster { cluster } => {
-            // Validates the cluster id (empty ids are errors in every scope).
-            id_component("cluster", cluster, MAX_SERVICE_LEN)?;
-            CLUSTER_IMAGE.to_string()
-        }
-        RepositoryScope::Service { cluster, service } => {
-            id_component("cluster", cluster, MAX_SERVICE_LEN)?;
-            format!(
-                "{SERVICE_IMAGE_PREFIX}{}",
-                id_component("service", service, MAX_SERVICE_LEN)?
-            )
-        }
-        RepositoryScope::Build { cluster, service } => {
-            id_component("cluster", cluster, MAX_SERVICE_LEN)?;
-            format!(
-                "{BUILD_IMAGE_PREFIX}{}",
-                id_component("service", service, MAX_SERVICE_LEN)?
-            )
-        }
-        RepositoryScope::BuildCache {
-            cluster,
-            service,
-            dockerfile_id,
-        } => {
-            let build = image_name(&RepositoryScope::Build {
-                cluster: cluster.clone(),
-                service: service.clone(),
-            })?;
+    id_component("cluster", scope.cluster(), MAX_SERVICE_LEN)?;
+    let service = || id_component("service", scope.service().unwrap_or(""), MAX_SERVICE_LEN);
+    Ok(match scope {
+        RepositoryScope::Cluster { .. } => "mirror".to_string(),
+        RepositoryScope::Service { .. } => format!("svc-{}", service()?),
+        RepositoryScope::Build { .. } => format!("build-{}", service()?),
+        RepositoryScope::BuildCache { dockerfile_id, .. } => {
             check_dockerfile_id(dockerfile_id)?;
-            format!("{CACHE_IMAGE_PREFIX}{dockerfile_id}-{build}")
+            format!("cache-{dockerfile_id}-build-{}", service()?)
         }
         other => {
             return Err(invalid(
                 other.kind(),
-                "a scope this version of provider-scaleway does not know",
+                "a scope provider-scaleway does not know",
             ))
         }
-    };
-    Ok(name)
+    })
 }
 
 /// The repository (`<namespace>/<image>`) of a scope.
 pub fn repository_name(prefix: &str, project_id: &str, scope: &RepositoryScope) -> Result<String> {
     let image = image_name(scope)?;
-    let namespace = namespace_name(prefix, project_id, scope.cluster())?;
-    let name = format!("{namespace}/{image}");
+    let name = format!(
+        "{}/{image}",
+        namespace_name(prefix, project_id, scope.cluster())?
+    );
     check_repository(&name)?;
     Ok(name)
 }
 
-/// Splits a repository name into (namespace, image), checking both: the namespace against
-/// [`validate_namespace`], the image against the distribution grammar and [`MAX_IMAGE_LEN`].
+/// Splits a repository name into (namespace, image), checking both.
 pub fn parse_repository(name: &str) -> Result<(&str, &str)> {
-    let (namespace, image) = name.split_once('/').ok_or_else(|| {
-        invalid(
-            name,
-            "a Scaleway repository is `<namespace>/<image>`: no `/` in this name",
-        )
-    })?;
+    let shape = "a Scaleway repository is `<namespace>/<image>`: no `/` in this name";
+    let (namespace, image) = name.split_once('/').ok_or_else(|| invalid(name, shape))?;
     validate_namespace(namespace).map_err(|reason| invalid(name, reason))?;
     if image.is_empty() || image.len() > MAX_IMAGE_LEN {
-        return Err(invalid(
-            name,
-            format!(
-                "image names are 1 to {MAX_IMAGE_LEN} characters, this one has {}",
-                image.len()
-            ),
-        ));
+        let reason = format!("image names are 1 to {MAX_IMAGE_LEN} characters");
+        return Err(invalid(name, reason));
     }
     validate_repository(name).map_err(|reason| invalid(name, reason))?;
     Ok((namespace, image))
@@ -239,58 +128,49 @@ pub fn check_repository(name: &str) -> Result<()> {
     parse_repository(name).map(|_| ())
 }
 
-/// The build-cache repository of the builds pushed to `build_repository` from the Dockerfile
-/// named by `dockerfile_id` (lowercase hex): `<namespace>/cache-<dockerfile id>-<build image>`,
-/// in the same namespace and flat (Scaleway images are one path component here). Distinct
-/// inputs give distinct names: the id is hex (no `-`), so the build image starts right after
-/// the first `-` that follows it.
+/// The build-cache repository of `build_repository` for one Dockerfile (lowercase hex id):
+/// `<namespace>/cache-<dockerfile id>-<build image>`, flat in the same namespace (the id has
+/// no `-`, so distinct inputs give distinct names).
 pub fn cache_repository(build_repository: &str, dockerfile_id: &str) -> Result<String> {
     let (namespace, image) = parse_repository(build_repository)?;
     check_dockerfile_id(dockerfile_id)?;
     if image.contains('/') {
-        return Err(invalid(
-            build_repository,
-            "build repositories on Scaleway are a single image name below the namespace",
-        ));
+        let reason = "build repositories on Scaleway are one image name below the namespace";
+        return Err(invalid(build_repository, reason));
     }
-    let name = format!("{namespace}/{CACHE_IMAGE_PREFIX}{dockerfile_id}-{image}");
+    let name = format!("{namespace}/cache-{dockerfile_id}-{image}");
     check_repository(&name)?;
     Ok(name)
 }
 
-/// Checks a Dockerfile id: 1 to 32 lowercase hex characters.
-fn check_dockerfile_id(dockerfile_id: &str) -> Result<()> {
-    if dockerfile_id.is_empty()
-        || dockerfile_id.len() > 32
-        || !dockerfile_id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(invalid(
-            dockerfile_id,
+fn check_dockerfile_id(id: &str) -> Result<()> {
+    let hex = id
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match !id.is_empty() && id.len() <= 32 && hex {
+        true => Ok(()),
+        false => Err(invalid(
+            id,
             "a Dockerfile id is 1 to 32 lowercase hex characters",
-        ));
+        )),
     }
-    Ok(())
 }
 
-/// What a repository of the layout is: (namespace, scope kind — `cluster`, `service`,
-/// `build`, `build-cache` —, the image's id part). `None` for images not in the layout.
+/// What a repository of the layout is: (namespace, scope kind, the image's id part).
 pub fn classify_repository(name: &str) -> Option<(&str, &'static str, &str)> {
     let (namespace, image) = name.split_once('/')?;
-    if image == CLUSTER_IMAGE {
+    if image == "mirror" {
         return Some((namespace, "cluster", ""));
     }
-    if let Some(s) = image.strip_prefix(SERVICE_IMAGE_PREFIX) {
-        return Some((namespace, "service", s));
-    }
-    if let Some(s) = image.strip_prefix(BUILD_IMAGE_PREFIX) {
-        return Some((namespace, "build", s));
-    }
-    if let Some(s) = image.strip_prefix(CACHE_IMAGE_PREFIX) {
-        return Some((namespace, "build-cache", s));
-    }
-    None
+    let kinds = [
+        ("svc-", "service"),
+        ("build-", "build"),
+        ("cache-", "build-cache"),
+    ];
+    let mut found = kinds
+        .iter()
+        .filter_map(|(p, k)| Some((*k, image.strip_prefix(p)?)));
+    found.next().map(|(kind, rest)| (namespace, kind, rest))
 }
 
 /// The data-plane host of a region: `rg.<region>.scw.cloud`.
@@ -298,9 +178,18 @@ pub fn registry_host(region: &str) -> String {
     format!("rg.{region}.scw.cloud")
 }
 
+/// The region of a host `rg.<region>.scw.cloud` (any port; the region's characters checked).
+pub fn region_of_host(host: &str) -> Option<&str> {
+    let name = host.split(':').next().unwrap_or(host);
+    let region = name.strip_prefix("rg.")?.strip_suffix(".scw.cloud")?;
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    (!region.is_empty() && region.bytes().all(ok)).then_some(region)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_core::Error;
     use proptest::prelude::*;
 
     const PROJECT: &str = "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11";

@@ -3,13 +3,12 @@
 //! `docker login` does). The secret key does not expire, so nothing refreshes.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::sync::Arc;
 
 use mirror_core::store::http::credentials::{static_provider, CredentialProvider, Credentials};
 use mirror_core::SourceCredentials;
 
-use crate::DATA_PLANE_USER;
+use crate::{naming, DATA_PLANE_USER};
 
 /// Credentials for Scaleway registries as sources. `Debug` hides the key.
 ///
@@ -27,8 +26,8 @@ pub struct ScalewaySources {
     hosts: HashSet<String>,
 }
 
-impl fmt::Debug for ScalewaySources {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for ScalewaySources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScalewaySources")
             .field("hosts", &self.hosts)
             .finish()
@@ -37,22 +36,15 @@ impl fmt::Debug for ScalewaySources {
 
 /// Whether `host` is a Scaleway registry host (`rg.<region>.scw.cloud`).
 pub fn is_scaleway_registry(host: &str) -> bool {
-    let name = host.split(':').next().unwrap_or(host);
-    name.strip_prefix("rg.")
-        .and_then(|r| r.strip_suffix(".scw.cloud"))
-        .is_some_and(|region| {
-            !region.is_empty()
-                && region
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        })
+    naming::region_of_host(host).is_some()
 }
 
 impl ScalewaySources {
     /// With the API secret key `secret`.
     pub fn new(secret: &str) -> Self {
+        let provider = static_provider(Credentials::basic(DATA_PLANE_USER, secret));
         ScalewaySources {
-            provider: static_provider(Credentials::basic(DATA_PLANE_USER, secret)),
+            provider,
             hosts: HashSet::new(),
         }
     }

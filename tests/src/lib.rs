@@ -3,6 +3,7 @@
 pub mod authed;
 pub mod chromium;
 pub mod cli;
+pub mod cli_suite;
 pub mod kube_api;
 pub mod prometheus;
 pub mod referrers;

@@ -44,7 +44,8 @@ pub async fn open_registry(args: &RegistryArgs) -> anyhow::Result<Arc<dyn Regist
              (ecr://…, gar://…, scaleway://…, or the provider's own host; see --help)"
         );
     }
-    let mut options = OpenOptions::new();
+    // A command line reads the docker config for a distribution registry, as docker does.
+    let mut options = OpenOptions::new().with_docker_config();
     for pair in &args.registry_options {
         options = options.with_pair(pair)?;
     }

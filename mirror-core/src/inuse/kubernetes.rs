@@ -91,12 +91,6 @@ impl fmt::Debug for KubernetesInUse {
     }
 }
 
-/// kube builds its TLS configuration with rustls's process-wide provider: install ring
-/// (the one reqwest uses here) unless the application installed one.
-fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The kubeconfig file kubectl reads: the first file of `$KUBECONFIG`, else
 /// `~/.kube/config`.
 pub fn default_kubeconfig() -> std::path::PathBuf {
@@ -114,7 +108,6 @@ impl KubernetesInUse {
     /// The cluster this process runs in (its service account) or, outside a cluster, the
     /// current context of `$KUBECONFIG` / `~/.kube/config`.
     pub async fn infer() -> Result<Self> {
-        install_crypto_provider();
         let config = kube::Config::infer()
             .await
             .map_err(|e| unknown("kubernetes", "load the configuration", None, &e))?;
@@ -123,7 +116,6 @@ impl KubernetesInUse {
 
     /// The cluster of context `context` (or the current one) in the kubeconfig file `path`.
     pub async fn from_kubeconfig(path: &std::path::Path, context: Option<&str>) -> Result<Self> {
-        install_crypto_provider();
         let operation = format!("read the kubeconfig {}", path.display());
         let kubeconfig = kube::config::Kubeconfig::read_from(path)
             .map_err(|e| unknown("kubernetes", &operation, None, &e))?;
@@ -156,18 +148,28 @@ impl KubernetesInUse {
 
     /// The cluster `config` describes.
     pub fn from_config(config: kube::Config) -> Result<Self> {
-        install_crypto_provider();
         let origin = format!("kubernetes {}", config.cluster_url);
         let client =
             Client::try_from(config).map_err(|e| unknown(&origin, "build the client", None, &e))?;
-        Ok(KubernetesInUse {
+        Ok(Self::with_client(client, origin))
+    }
+
+    /// Through the client a deployer already holds (`kube`'s `Api::all(client)` style: the
+    /// library builds no client of its own and installs nothing process-wide).
+    pub fn from_client(client: Client) -> Self {
+        let origin = "kubernetes (the deployer's client)".to_string();
+        Self::with_client(client, origin)
+    }
+
+    fn with_client(client: Client, origin: String) -> Self {
+        KubernetesInUse {
             client,
             origin,
             namespaces: Vec::new(),
             label_selector: None,
             page_size: 500,
             request_timeout: Duration::from_secs(60),
-        })
+        }
     }
 
     /// Only these namespaces (default: all).

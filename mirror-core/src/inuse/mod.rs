@@ -21,6 +21,7 @@ use crate::digest::Digest;
 use crate::error::Result;
 
 #[cfg(feature = "kubernetes")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kubernetes")))]
 pub mod kubernetes;
 
 /// What kind of thing uses an image.

@@ -300,7 +300,7 @@ impl Core {
             warnings.push(super::Warning::HandOutNotProtected {
                 repository: repository.name().to_string(),
                 digest: digest.clone(),
-                error: e.to_string(),
+                error: e.into(),
             });
         }
     }
@@ -366,7 +366,7 @@ impl Core {
                 warnings.push(super::Warning::EvictionFailed {
                     repository: plan.repository.clone(),
                     digest: None,
-                    error: e.to_string(),
+                    error: e.into(),
                 });
                 return (deleted, warnings);
             }
@@ -380,12 +380,12 @@ impl Core {
                 Some(Err(e)) => warnings.push(super::Warning::EvictionFailed {
                     repository: plan.repository.clone(),
                     digest: Some(digest),
-                    error: e.to_string(),
+                    error: e.into(),
                 }),
                 None => warnings.push(super::Warning::EvictionFailed {
                     repository: plan.repository.clone(),
                     digest: Some(digest),
-                    error: "the registry did not say whether it was deleted".to_string(),
+                    error: "the registry did not say whether it was deleted".into(),
                 }),
             }
         }

@@ -131,7 +131,7 @@ impl Mirror {
                             warnings.push(Warning::SourceUnreachable {
                                 source: source.to_string(),
                                 served: head.digest.clone(),
-                                error: e.to_string(),
+                                error: e.into(),
                             });
                             true
                         }
@@ -167,7 +167,7 @@ impl Mirror {
                         Err(e) => d.warnings.push(Warning::ReferrersNotRefreshed {
                             source: source.to_string(),
                             digest: head.digest.clone(),
-                            error: e.to_string(),
+                            error: e.into(),
                         }),
                     }
                 }
@@ -287,7 +287,7 @@ impl Mirror {
             warnings.push(Warning::AnchorFailed {
                 repository: repository.name().to_string(),
                 digest: None,
-                error: e.to_string(),
+                error: e.into(),
             });
         }
         Ok(Deployment {

@@ -130,7 +130,7 @@ impl Mirror {
             Err(e) => {
                 warnings.push(super::Warning::InUseUnknown {
                     repository: None,
-                    error: e.to_string(),
+                    error: e.into(),
                 });
                 crate::inuse::InUse::new()
             }

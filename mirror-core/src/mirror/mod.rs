@@ -45,6 +45,8 @@
 
 mod build;
 mod core;
+#[cfg(all(test, feature = "fixtures"))]
+mod decisions;
 mod deploy;
 mod handout;
 mod in_use;
@@ -76,7 +78,7 @@ pub use report::{
     SweepReport, TagPolicy,
 };
 pub use source::{Source, SourceCredentials, Sources};
-pub use warning::Warning;
+pub use warning::{Cause, Warning};
 
 use self::core::Core;
 
@@ -225,5 +227,22 @@ impl Mirror {
     /// The manifests this `Mirror` keeps between its listings, and how they were used.
     pub fn manifest_cache(&self) -> crate::image::CacheStats {
         self.core.manifests.stats()
+    }
+
+    /// Which registry `error` (of a call of this `Mirror`) comes from: the mirror registry
+    /// when it names the mirror's host, a source when it names another registry, else
+    /// unknown. For an `Unauthorized` or `NotFound`, whether the source or the mirror
+    /// refused.
+    pub fn side_of(&self, error: &crate::Error) -> crate::Side {
+        let mirror = self.core.registry.location();
+        let mirror_host = mirror.split('/').next().unwrap_or(&mirror);
+        match error.registry() {
+            None => crate::Side::Unknown,
+            // A control plane's errors name `<provider>:<host>`.
+            Some(r) if r == mirror_host || r.ends_with(&format!(":{mirror_host}")) => {
+                crate::Side::Mirror
+            }
+            Some(_) => crate::Side::Source,
+        }
     }
 }

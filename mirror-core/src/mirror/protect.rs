@@ -78,7 +78,10 @@ impl Mirror {
                     Err(e) => report.warnings.push(super::Warning::AnchorFailed {
                         repository: repository.name().to_string(),
                         digest: Some(image.digest.clone()),
-                        error: format!("could not remove the passed hand-out mark {mark}: {e}"),
+                        error: super::warning::Cause::context(
+                            &format!("could not remove the passed hand-out mark {mark}"),
+                            e,
+                        ),
                     }),
                 }
             }
@@ -100,7 +103,7 @@ impl Mirror {
                     Err(e) => report.warnings.push(super::Warning::AnchorFailed {
                         repository: repository.name().to_string(),
                         digest: Some(image.digest.clone()),
-                        error: format!("could not set it: {e}"),
+                        error: super::warning::Cause::context("could not set it", e),
                     }),
                 }
             } else if !wanted && image.anchored {
@@ -115,7 +118,7 @@ impl Mirror {
                     Err(e) => report.warnings.push(super::Warning::AnchorFailed {
                         repository: repository.name().to_string(),
                         digest: Some(image.digest.clone()),
-                        error: format!("could not release it: {e}"),
+                        error: super::warning::Cause::context("could not release it", e),
                     }),
                 }
             }

@@ -126,6 +126,30 @@ fn canonical_path(path: &Path) -> PathBuf {
     out
 }
 
+impl std::str::FromStr for Source {
+    type Err = Error;
+    /// [`Source::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        Source::parse(s)
+    }
+}
+
+/// A source reads from its text (`"ghcr.io/acme/api:1.4"`, `"oci:/src:v1"`), as in a
+/// deployer's configuration file.
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Source::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A source writes as its text.
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -161,6 +185,7 @@ pub struct Sources {
     families: Vec<Arc<dyn SourceCredentials>>,
     plain_http: HashMap<String, bool>,
     retry: Option<crate::retry::RetryConfig>,
+    docker_config: bool,
     clients: Mutex<HashMap<String, RegistryClient>>,
 }
 
@@ -186,6 +211,14 @@ impl Sources {
     /// before the docker config); families are asked in the order they were added.
     pub fn with_source_credentials(mut self, family: Arc<dyn SourceCredentials>) -> Self {
         self.families.push(family);
+        self
+    }
+
+    /// Reads the docker `config.json` (`auths`, `credHelpers`, `credsStore`) for a host no
+    /// other credentials serve. Off by default: a deployer serving several tenants must not
+    /// pick up whatever credentials the host has; a command-line tool turns it on.
+    pub fn with_docker_config(mut self) -> Self {
+        self.docker_config = true;
         self
     }
 
@@ -230,6 +263,7 @@ impl Sources {
                     .contains_key(&host);
                 // The docker config is a file: read where it may block.
                 let docker = if known
+                    || !self.docker_config
                     || self.credentials.contains_key(&host)
                     || self.providers.contains_key(&host)
                     || self
@@ -298,6 +332,22 @@ impl Sources {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_read_from_text_and_configuration() {
+        let s: Source = "ghcr.io/acme/api:1.4".parse().unwrap();
+        assert_eq!(s, Source::parse("ghcr.io/acme/api:1.4").unwrap());
+        let from_json: Vec<Source> =
+            serde_json::from_str(r#"["nginx:1.27", "oci:/tmp/src:v1"]"#).unwrap();
+        assert_eq!(from_json[0].to_string(), "docker.io/library/nginx:1.27");
+        assert!(matches!(from_json[1], Source::Layout { .. }));
+        let err = serde_json::from_str::<Source>(r#""Not A Reference""#).unwrap_err();
+        assert!(err.to_string().contains("invalid reference"), "{err}");
+        assert_eq!(
+            serde_json::to_string(&from_json[0]).unwrap(),
+            r#""docker.io/library/nginx:1.27""#
+        );
+    }
 
     #[test]
     fn layouts_are_identified_by_their_full_path() {

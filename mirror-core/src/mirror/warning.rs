@@ -5,10 +5,92 @@
 //! next to its fields.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::digest::Digest;
+use crate::error::{Error, ErrorKind};
+
+/// The error behind a warning: the typed [`Error`] when the warning was made from one (so a
+/// deployer can branch on its [`kind`](Cause::kind)), and the text people read. Reads as a
+/// `str` (`cause.contains("HTTP 403")`); in JSON, the text.
+#[derive(Debug, Clone)]
+pub struct Cause {
+    message: String,
+    error: Option<Arc<Error>>,
+}
+
+impl Cause {
+    /// `error` with what was being done (`"could not set it"`) in front of its text.
+    pub fn context(what: &str, error: Error) -> Self {
+        Cause {
+            message: format!("{what}: {error}"),
+            error: Some(Arc::new(error)),
+        }
+    }
+
+    /// The typed error, when there is one.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_deref()
+    }
+
+    /// The error's kind, when there is a typed error.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        self.error().map(Error::kind)
+    }
+}
+
+impl From<Error> for Cause {
+    fn from(error: Error) -> Self {
+        Cause {
+            message: error.to_string(),
+            error: Some(Arc::new(error)),
+        }
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Cause {
+            message,
+            error: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Cause::from(message.to_string())
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
+impl Serialize for Cause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.message)
+    }
+}
 
 /// A warning: the call succeeded, but something is worth knowing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,7 +111,7 @@ pub enum Warning {
         /// The mirrored image served instead.
         served: Digest,
         /// Why the source could not be asked.
-        error: String,
+        error: Cause,
     },
     /// The source refused with a rate limit (429) whose `Retry-After` is longer than a
     /// retry waits; the mirrored copy is served.
@@ -91,7 +173,7 @@ pub enum Warning {
         /// The mirrored image.
         digest: Digest,
         /// Why.
-        error: String,
+        error: Cause,
     },
     /// The in-use source could not tell which images are in use: nothing was evicted (or,
     /// in an inventory, nobody is shown as a user).
@@ -99,7 +181,7 @@ pub enum Warning {
         /// The repository whose eviction was skipped (`None` in an inventory).
         repository: Option<String>,
         /// Why.
-        error: String,
+        error: Cause,
     },
     /// Eviction failed: for one image (`digest`), or as a whole (`None`).
     EvictionFailed {
@@ -108,7 +190,7 @@ pub enum Warning {
         /// The image that could not be deleted, if the failure was about one.
         digest: Option<Digest>,
         /// Why.
-        error: String,
+        error: Cause,
     },
     /// An anchor could not be set or released (for one image, or for the repository); the
     /// next call tries again.
@@ -118,7 +200,7 @@ pub enum Warning {
         /// The image, if the failure was about one.
         digest: Option<Digest>,
         /// Why.
-        error: String,
+        error: Cause,
     },
     /// The image handed out could expire or be evicted before its pods start, and the
     /// hand-out mark that would protect it ([`crate::image::HANDED_OUT_TAG_PREFIX`]) could not
@@ -129,12 +211,12 @@ pub enum Warning {
         /// The image handed out.
         digest: Digest,
         /// Why.
-        error: String,
+        error: Cause,
     },
     /// Builds: the search for a clone's image failed, or passed over a candidate.
     CloneSearch {
         /// What happened.
-        error: String,
+        error: Cause,
     },
     /// Builds: the cache was not bounded this time (or one entry was kept because it could
     /// not be read or deleted); the next build tries again.
@@ -144,7 +226,7 @@ pub enum Warning {
         /// The entry, if the failure was about one.
         digest: Option<Digest>,
         /// Why.
-        error: String,
+        error: Cause,
     },
 }
 
@@ -156,12 +238,12 @@ impl Warning {
         match error {
             crate::Error::InUseUnknown { .. } => Warning::InUseUnknown {
                 repository: Some(repository.name().to_string()),
-                error: error.to_string(),
+                error: error.into(),
             },
             other => Warning::EvictionFailed {
                 repository: repository.name().to_string(),
                 digest: None,
-                error: other.to_string(),
+                error: other.into(),
             },
         }
     }

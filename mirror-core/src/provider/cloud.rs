@@ -96,9 +96,10 @@ pub enum Deletion {
 ///   [`Error::InvalidName`].
 /// - `create_repository` is idempotent ("already exists" is `Ok(false)`), waits until the
 ///   repository is usable by the calls that follow (eventually consistent APIs), and writes
-///   the retention document for `settings` where the provider has one, replacing one it wrote
-///   before and removing it when `settings.retention` is unset. The kit calls it once at a
-///   time per repository and process.
+///   the retention document for `settings` where the provider has one
+///   (`retention_document`), replacing one it wrote before and removing it when
+///   `settings.retention` is unset. The kit calls it one at a time per repository, and once
+///   per process when there is no retention document.
 /// - `list_images` lists every manifest of the repository the control plane shows (untagged
 ///   ones too), `Ok(vec![])` for a repository that does not exist.
 /// - `delete_manifests` deletes as [`Deletion`] says; the kit treats [`Error::NotFound`] as
@@ -113,12 +114,18 @@ pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
     /// location and the host of pull references.
     fn data_plane(&self) -> &RegistryClient;
 
-    /// What the registry records and enforces itself (push times, native retention).
-    fn capabilities(&self) -> Capabilities;
+    /// Whether the registry records push times itself (else the library writes bookkeeping
+    /// tags).
+    fn records_push_time(&self) -> bool {
+        false
+    }
 
-    /// Whether the retention document this control plane writes honours anchor tags (and
-    /// `remove_tag` works): then in-use images are anchored.
-    fn anchored_retention(&self) -> bool {
+    /// Whether this control plane writes a retention document (a lifecycle policy, cleanup
+    /// policies) that keeps anchored images: then retention is native, in-use images are
+    /// anchored (`remove_tag` works), and every ensure reconciles the document (others may
+    /// have changed it). Without one, a repository ensured once is not ensured again in this
+    /// process.
+    fn retention_document(&self) -> bool {
         false
     }
 
@@ -160,15 +167,59 @@ pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
 
     /// Removes one tag (see [`AnchorCapability`]). The default refuses.
     async fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
-        Err(Error::Config(format!(
-            "the {} registry cannot remove the tag {tag} of {repository}",
-            self.provider()
-        )))
+        Err(Error::Refused {
+            registry: format!("{}:{}", self.provider(), self.data_plane().registry()),
+            operation: "remove tag".into(),
+            location: format!("{repository}:{tag}"),
+            code: "unsupported".into(),
+            message: "this registry cannot remove a tag alone".into(),
+        })
     }
 
-    /// Credentials a builder process pushes with (default: none; the deployer passes them).
+    /// Credentials a builder process pushes with (default: the data plane's, for its host;
+    /// none when it is anonymous).
     async fn builder_credentials(&self) -> Result<Option<BuilderCredentials>> {
-        Ok(None)
+        let data = self.data_plane();
+        let credentials = data.current_credentials().await?;
+        let host = data.registry().to_string();
+        let anonymous = credentials.is_anonymous();
+        Ok((!anonymous).then_some(BuilderCredentials { host, credentials }))
+    }
+}
+
+/// Work done once per key and process, and one at a time per key: what [`CloudRegistry`]
+/// does for repositories, for a provider's own resources too (a namespace several
+/// repositories share).
+#[derive(Debug, Default)]
+pub struct OncePerKey {
+    done: Mutex<HashSet<String>>,
+    flights: KeyedFlight<String>,
+}
+
+impl OncePerKey {
+    fn is_done(&self, key: &str) -> bool {
+        self.done.lock().map(|s| s.contains(key)).unwrap_or(false)
+    }
+
+    /// Runs `work` for `key` unless it succeeded before (with `remember`), never twice at a
+    /// time for one key; a failure is not remembered.
+    pub async fn run<F, Fut>(&self, key: &str, remember: bool, work: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        if remember && self.is_done(key) {
+            return Ok(());
+        }
+        let _flight = self.flights.hold(&key.to_string()).await;
+        if remember && self.is_done(key) {
+            return Ok(());
+        }
+        work().await?;
+        if let (true, Ok(mut s)) = (remember, self.done.lock()) {
+            s.insert(key.to_string());
+        }
+        Ok(())
     }
 }
 
@@ -176,10 +227,8 @@ pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
 /// `Arc`; the provider's control plane is reached with [`CloudRegistry::control_plane`].
 pub struct CloudRegistry<C> {
     plane: C,
-    /// Repositories ensured by this process.
-    ensured: Mutex<HashSet<String>>,
-    /// One ensure at a time per repository.
-    flights: KeyedFlight<String>,
+    /// Repositories ensured by this process, one ensure at a time per repository.
+    ensured: OncePerKey,
 }
 
 impl<C: ControlPlane> fmt::Debug for CloudRegistry<C> {
@@ -204,8 +253,7 @@ impl<C: ControlPlane> CloudRegistry<C> {
     pub fn new(plane: C) -> Self {
         CloudRegistry {
             plane,
-            ensured: Mutex::new(HashSet::new()),
-            flights: KeyedFlight::default(),
+            ensured: OncePerKey::default(),
         }
     }
 
@@ -217,13 +265,6 @@ impl<C: ControlPlane> CloudRegistry<C> {
     /// The data-plane host.
     pub fn host(&self) -> &str {
         self.plane.data_plane().registry()
-    }
-
-    fn is_ensured(&self, name: &str) -> bool {
-        self.ensured
-            .lock()
-            .map(|s| s.contains(name))
-            .unwrap_or(false)
     }
 
     /// The records of what the control plane listed: children dropped, push times read,
@@ -311,8 +352,11 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         self.host().to_string()
     }
 
+    /// Push times and native retention as the control plane says.
     fn capabilities(&self) -> Capabilities {
-        self.plane.capabilities()
+        Capabilities::default()
+            .with_push_times(self.plane.records_push_time())
+            .with_native_retention(self.plane.retention_document())
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
@@ -322,8 +366,9 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         ))
     }
 
-    /// Once per process and repository, one at a time: the control plane's
-    /// `create_repository` (with its retention document).
+    /// One at a time per repository, once per process where the control plane remembers
+    /// ensured repositories: the control plane's `create_repository` (with its retention
+    /// document).
     async fn ensure_repository(
         &self,
         repository: &Repository,
@@ -331,20 +376,15 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
     ) -> Result<()> {
         let name = repository.name();
         self.plane.check_repository(name)?;
-        if self.is_ensured(name) {
-            return Ok(());
-        }
-        let _flight = self.flights.hold(&name.to_string()).await;
-        if self.is_ensured(name) {
-            return Ok(());
-        }
-        if self.plane.create_repository(repository, settings).await? {
-            tracing::info!(repository = name, registry = %self.host(), provider = self.plane.provider(), "created repository");
-        }
-        if let Ok(mut s) = self.ensured.lock() {
-            s.insert(name.to_string());
-        }
-        Ok(())
+        let create = || async {
+            if self.plane.create_repository(repository, settings).await? {
+                tracing::info!(repository = name, registry = %self.host(), provider = self.plane.provider(), "created repository");
+            }
+            Ok(())
+        };
+        self.ensured
+            .run(name, !self.plane.retention_document(), create)
+            .await
     }
 
     async fn store(&self, repository: &Repository) -> Result<Arc<dyn ImageStore>> {
@@ -463,9 +503,15 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         Ok(())
     }
 
+    /// The data plane's `GET /v2/` with the provider's credentials (fetching them: a refused
+    /// identity fails here).
+    async fn check(&self) -> Result<()> {
+        self.plane.data_plane().ping().await
+    }
+
     fn anchors(&self) -> Option<&dyn AnchorCapability> {
         self.plane
-            .anchored_retention()
+            .retention_document()
             .then_some(self as &dyn AnchorCapability)
     }
 

@@ -149,6 +149,55 @@ impl std::error::Error for ControlPlaneError {
     }
 }
 
+/// A provider's classification table: its error codes, and HTTP statuses for answers whose
+/// code it does not list, read as [`Kind`]s. The one place a provider says what its answers
+/// mean; everything after that (retries, the core variant) is the kit's.
+///
+/// Each entry is a kind and what means it: codes separated by spaces, statuses and inclusive
+/// status ranges (`404 500-599`) separated by spaces.
+///
+/// ```
+/// use mirror_core::provider::{ErrorTable, Kind};
+/// const TABLE: ErrorTable = ErrorTable {
+///     codes: &[(Kind::NotFound("repository"), "RepositoryNotFoundException NoSuchRepository")],
+///     statuses: &[(Kind::RateLimited, "429"), (Kind::Unavailable, "500-599")],
+/// };
+/// assert_eq!(TABLE.kind("NoSuchRepository", Some(400)), Kind::NotFound("repository"));
+/// assert_eq!(TABLE.kind("Whatever", Some(503)), Kind::Unavailable);
+/// assert_eq!(TABLE.kind("Whatever", None), Kind::Other);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorTable {
+    /// Kinds and the codes (exact, separated by spaces) that mean them.
+    pub codes: &'static [(Kind, &'static str)],
+    /// Kinds and the HTTP statuses (`404`, `500-599`, separated by spaces) that mean them,
+    /// for codes not in `codes`.
+    pub statuses: &'static [(Kind, &'static str)],
+}
+
+impl ErrorTable {
+    /// The kind of an answer with `code` (empty when there is none) and `status`;
+    /// [`Kind::Other`] for what the table does not list.
+    pub fn kind(&self, code: &str, status: Option<u16>) -> Kind {
+        let listed = |codes: &str| !code.is_empty() && codes.split(' ').any(|c| c == code);
+        let by_code = self.codes.iter().find(|(_, c)| listed(c)).map(|(k, _)| *k);
+        let has = |ranges: &str, s: u16| {
+            ranges.split(' ').any(|r| {
+                let (lo, hi) = r.split_once('-').unwrap_or((r, r));
+                lo.parse().is_ok_and(|lo: u16| lo <= s) && hi.parse().is_ok_and(|hi: u16| s <= hi)
+            })
+        };
+        let by_status = || {
+            let s = status?;
+            self.statuses
+                .iter()
+                .find(|(_, r)| has(r, s))
+                .map(|(k, _)| *k)
+        };
+        by_code.or_else(by_status).unwrap_or(Kind::Other)
+    }
+}
+
 /// Who answers: the provider and its registry label. Errors are made from it, so every
 /// error of one registry names it the same way.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -216,9 +265,9 @@ impl Origin {
         self.error("credentials", "*", Kind::Credentials, reason)
     }
 
-    /// An invalid configuration: `message`.
-    pub fn config(&self, message: impl Into<String>) -> ControlPlaneError {
-        self.error("configure", "*", Kind::Config, message)
+    /// The setting `key` is invalid: `message` (the core error is [`Error::Setting`]).
+    pub fn config(&self, key: &str, message: impl Into<String>) -> ControlPlaneError {
+        self.error("configure", key, Kind::Config, message)
     }
 }
 
@@ -314,7 +363,7 @@ impl From<ControlPlaneError> for Error {
     /// | `Credentials` | `Credentials` |
     /// | `Protocol` | `Protocol` |
     /// | `InvalidName` | `InvalidName` of the target |
-    /// | `Config` | `Config` |
+    /// | `Config` | `Setting` naming the key (the target) |
     /// | anything else, with an HTTP status | `Http` with the status and `code: message` |
     /// | anything else, without one (a per-item failure inside a successful answer, a failed or unfinished long-running operation) | `Refused` with the code |
     fn from(e: ControlPlaneError) -> Self {
@@ -366,7 +415,11 @@ impl From<ControlPlaneError> for Error {
                 name: e.target,
                 reason: detail,
             },
-            Kind::Config => Error::Config(format!("{}: {detail}", e.provider)),
+            Kind::Config => Error::Setting {
+                provider: e.provider.to_string(),
+                key: e.target,
+                reason: detail,
+            },
             _ => match e.status {
                 Some(status) => Error::Http {
                     registry: e.registry,

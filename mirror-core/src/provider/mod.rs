@@ -11,16 +11,38 @@
 //! - [`error`]: [`ControlPlaneError`], the one error of every control plane, with its
 //!   [`Kind`] (the output of the provider's table), its retry classification and its one
 //!   conversion into [`crate::Error`];
-//! - [`config`]: string configuration keys, their parsing, the settings every provider has
-//!   ([`CommonSettings`]) and the data-plane client made from them;
+//! - [`config`]: configuration keys declared once ([`config_keys!`](crate::config_keys)),
+//!   their parsing, [`Settings`], the settings every provider has ([`CommonSettings`]) and
+//!   the data-plane client made from them; every setting error is
+//!   [`Error::Setting`](crate::Error::Setting), naming the key;
+//! - [`builder`]: the one builder shape ([`provider_builder!`](crate::provider_builder)) and
+//!   [`ProviderFactory`], the factory of every [`Provider`] for `registry::open`;
+//! - [`rest`]: [`RestClient`], the REST control plane of providers without an SDK (retries
+//!   with `Retry-After`, capped bodies, paging, polling);
+//! - [`error`]: also [`ErrorTable`], the one table (codes and statuses to [`Kind`]s) a
+//!   provider writes;
+//! - [`naming`]: name grammars, declared ([`Grammar`]);
+//! - [`token`]: also [`SourceCaches`], lazy per-region or per-host token caches for source
+//!   credentials;
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
+pub mod builder;
 pub mod cloud;
 pub mod config;
 pub mod error;
+pub mod naming;
+pub mod rest;
 pub mod token;
 
-pub use config::{from_env, parse_bool, parse_duration, CommonKey, CommonSettings, ConfigKey};
-pub use error::{ControlPlaneError, Kind, Origin};
-pub use token::{AsCredentials, Expiring, TokenCache, TokenPolicy, TokenSource};
+pub use builder::{Provider, ProviderBuilder, ProviderFactory};
+pub use config::{
+    from_env, parse_bool, parse_duration, setting_error, CommonKey, CommonSettings, ConfigKey,
+    Settings, Shown, Value,
+};
+pub use error::{ControlPlaneError, ErrorTable, Kind, Origin};
+pub use naming::Grammar;
+pub use rest::{BearerAuth, BearerToken, HeaderAuth, Paging, RestAuth, RestClient, RestDialect};
+pub use token::{
+    AsCredentials, Expiring, MakeSource, SourceCaches, TokenCache, TokenPolicy, TokenSource,
+};

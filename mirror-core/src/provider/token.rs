@@ -256,6 +256,125 @@ where
     }
 }
 
+/// Makes the token source of one key of a [`SourceCaches`] on first use.
+pub type MakeSource<T> = Arc<
+    dyn Fn(
+            String,
+        )
+            -> futures::future::BoxFuture<'static, crate::Result<Arc<dyn TokenSource<Token = T>>>>
+        + Send
+        + Sync,
+>;
+
+/// Source credentials of a provider's registries: one [`TokenCache`] per key (an ECR region,
+/// a registry host), made on the first pull that needs it (nothing is called before), its
+/// source made then by `make`. The [`CredentialProvider`] handed out for a host is the cache
+/// of its key; errors name the host that asked first.
+pub struct SourceCaches<T: Expiring> {
+    provider: &'static str,
+    policy: TokenPolicy,
+    make: MakeSource<T>,
+    caches: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<LazyCache<T>>>>>,
+}
+
+impl<T: Expiring> Clone for SourceCaches<T> {
+    fn clone(&self) -> Self {
+        SourceCaches {
+            provider: self.provider,
+            policy: self.policy,
+            make: self.make.clone(),
+            caches: self.caches.clone(),
+        }
+    }
+}
+
+impl<T: Expiring> fmt::Debug for SourceCaches<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys: Vec<String> = self
+            .caches
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        f.debug_struct("SourceCaches")
+            .field("provider", &self.provider)
+            .field("keys", &keys)
+            .finish()
+    }
+}
+
+impl<T: Expiring + AsCredentials> SourceCaches<T> {
+    /// Caches of `provider`'s tokens with `policy`, each source made by `make` from its key.
+    pub fn new<F, Fut>(provider: &'static str, policy: TokenPolicy, make: F) -> Self
+    where
+        F: Fn(String) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::Result<Arc<dyn TokenSource<Token = T>>>>
+            + Send
+            + 'static,
+    {
+        SourceCaches {
+            provider,
+            policy,
+            make: Arc::new(move |key| Box::pin(make(key))),
+            caches: Default::default(),
+        }
+    }
+
+    /// The credentials of `host`, from the cache of `key` (made now if it is the first).
+    pub fn provider_for(&self, key: &str, host: &str) -> Option<Arc<dyn CredentialProvider>> {
+        let mut caches = self.caches.lock().ok()?;
+        let lazy = caches
+            .entry(key.to_string())
+            .or_insert_with(|| {
+                Arc::new(LazyCache {
+                    key: key.to_string(),
+                    label: format!("{}:{host}", self.provider),
+                    policy: self.policy,
+                    make: self.make.clone(),
+                    cache: tokio::sync::OnceCell::new(),
+                })
+            })
+            .clone();
+        Some(lazy)
+    }
+}
+
+/// One key's cache of a [`SourceCaches`], made on first use.
+struct LazyCache<T: Expiring> {
+    key: String,
+    label: String,
+    policy: TokenPolicy,
+    make: MakeSource<T>,
+    cache: tokio::sync::OnceCell<TokenCache<dyn TokenSource<Token = T>>>,
+}
+
+impl<T: Expiring> fmt::Debug for LazyCache<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceTokens")
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<T: Expiring + AsCredentials> CredentialProvider for LazyCache<T> {
+    async fn credentials(&self) -> crate::Result<ExpiringCredentials> {
+        let cache = self
+            .cache
+            .get_or_try_init(|| async {
+                let source = (self.make)(self.key.clone()).await?;
+                Ok::<_, crate::Error>(TokenCache::new(self.label.clone(), source, self.policy))
+            })
+            .await?;
+        cache.credentials().await
+    }
+
+    fn invalidate(&self) {
+        if let Some(c) = self.cache.get() {
+            c.invalidate();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

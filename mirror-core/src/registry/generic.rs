@@ -122,6 +122,11 @@ impl Registry for GenericRegistry {
         delete_images(store.as_ref(), digests, &StoreDeleter(store.as_ref())).await
     }
 
+    /// `GET /v2/` with the credentials (a token fetched where the registry wants one).
+    async fn check(&self) -> Result<()> {
+        self.client.ping().await
+    }
+
     fn builds(&self) -> Option<&dyn BuildCapability> {
         Some(self)
     }

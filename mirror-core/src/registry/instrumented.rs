@@ -272,6 +272,9 @@ impl<R: Registry + ?Sized> Registry for Instrumented<R> {
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         self.inner.pull_reference(repository, digest)
     }
+    async fn check(&self) -> Result<()> {
+        self.inner.check().await
+    }
     fn anchors(&self) -> Option<&dyn AnchorCapability> {
         // Counted here: the wrapper is the capability when the inner registry has it.
         self.inner.anchors().map(|_| self as &dyn AnchorCapability)

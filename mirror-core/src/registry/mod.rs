@@ -366,6 +366,15 @@ pub trait Registry: Send + Sync + fmt::Debug {
         format!("{}/{repository}@{digest}", self.location())
     }
 
+    /// Checks at once what no retry can fix: that the registry is reachable (its host
+    /// resolves, it speaks the protocol the location says) and accepts the credentials. A
+    /// deployer calls it at start-up to fail fast on a typo'd host or a refused credential
+    /// (typed errors: [`ErrorKind::Network`](crate::ErrorKind),
+    /// [`ErrorKind::Auth`](crate::ErrorKind)). The default checks nothing.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Anchors: tags the native retention policies this registry applies never expire
     /// (default: none; see [`AnchorCapability`]).
     fn anchors(&self) -> Option<&dyn AnchorCapability> {
@@ -486,6 +495,9 @@ impl<R: Registry + ?Sized> Registry for Arc<R> {
     }
     fn pull_reference(&self, repository: &Repository, digest: &Digest) -> String {
         (**self).pull_reference(repository, digest)
+    }
+    async fn check(&self) -> Result<()> {
+        (**self).check().await
     }
     fn anchors(&self) -> Option<&dyn AnchorCapability> {
         (**self).anchors()

@@ -17,7 +17,8 @@
 //! explicit options win. An option nobody understands is an error, never ignored.
 //!
 //! Generic options (`GenericRegistry` and `LayoutRegistry`): `prefix`; and for HTTP
-//! registries `username` and `password` (else the docker `config.json`, else anonymous),
+//! registries `username` and `password` (else, with [`OpenOptions::with_docker_config`], the
+//! docker `config.json`; else anonymous: no credentials file is read unless asked),
 //! `plain_http`, `tls_verify`, `verify_uploads` (hash uploads here too, for a registry that
 //! does not check digests).
 //!
@@ -140,6 +141,7 @@ impl RegistryUrl {
 pub struct OpenOptions {
     options: BTreeMap<String, String>,
     without_env: bool,
+    docker_config: bool,
 }
 
 impl fmt::Debug for OpenOptions {
@@ -148,6 +150,7 @@ impl fmt::Debug for OpenOptions {
         f.debug_struct("OpenOptions")
             .field("keys", &self.options.keys().collect::<Vec<_>>())
             .field("without_env", &self.without_env)
+            .field("docker_config", &self.docker_config)
             .finish()
     }
 }
@@ -190,6 +193,14 @@ impl OpenOptions {
         !self.without_env
     }
 
+    /// Reads the docker `config.json` for a distribution registry's credentials when none
+    /// are given (off by default: no credentials file is read unless asked; providers have
+    /// their own credentials and ignore it).
+    pub fn with_docker_config(mut self) -> Self {
+        self.docker_config = true;
+        self
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.options
@@ -217,6 +228,15 @@ impl OpenOptions {
             (Some(a), _) => Ok(Some(a.to_string())),
             (None, b) => Ok(b.map(str::to_string)),
         }
+    }
+}
+
+/// Options from `key=value` pairs, as a deployer reads them from its configuration
+/// (`[("username", "ci"), ("password", "…")]`).
+impl<K: AsRef<str>, V: Into<String>> FromIterator<(K, V)> for OpenOptions {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        iter.into_iter()
+            .fold(OpenOptions::new(), |o, (k, v)| o.with(k.as_ref(), v))
     }
 }
 
@@ -330,9 +350,20 @@ pub async fn open(
                 }
             }
             refuse_unknown(options, GENERIC_OPTIONS, "a distribution registry")?;
+            let docker_config = options.docker_config;
             let credentials = match (options.get("username"), options.get("password")) {
                 (Some(u), Some(p)) => Credentials::basic(u, p),
-                (None, None) => DockerConfig::load_default()?.credentials_for(&host)?,
+                // The docker config only when asked: a multi-tenant deployer must not pick up
+                // whatever credentials the host has.
+                (None, None) if docker_config => {
+                    let h = host.clone();
+                    tokio::task::spawn_blocking(move || {
+                        DockerConfig::load_default()?.credentials_for(&h)
+                    })
+                    .await
+                    .map_err(|e| Error::Config(format!("reading the docker config: {e}")))??
+                }
+                (None, None) => Credentials::Anonymous,
                 _ => {
                     return Err(Error::Config(
                         "registry options username and password go together".into(),

@@ -10,6 +10,12 @@
 //!   any [`ImageStore`](crate::ImageStore) or write them into an OCI layout directory.
 //! - [`FakeRegistry`] serves one fixture through the distribution read API and can corrupt a
 //!   chosen blob on the wire.
+//! - [`providers`]: provider scenarios (anchors under a native retention document, the
+//!   provider's registries as sources) every provider crate instantiates with
+//!   [`provider_suite!`](crate::provider_suite).
+//! - [`control_plane`]: the kit the provider crates' emulators are built on (a fake's
+//!   server, call ledger and faults, paging, a data-plane proxy with the provider's rules,
+//!   long-running operations, an OAuth JWT-bearer token endpoint).
 //! - [`FaultProxy`] sits in front of a real registry and injects faults: error statuses,
 //!   delays, dropped connections, truncated or corrupted bodies, expired tokens; with
 //!   [`FaultProxy::with_referrers_api`] it also serves the OCI 1.1 referrers API that the
@@ -32,8 +38,12 @@
 #[cfg(feature = "testing")]
 pub mod conformance;
 #[cfg(feature = "testing")]
+pub mod control_plane;
+#[cfg(feature = "testing")]
 mod fake;
 mod fixtures;
+#[cfg(feature = "testing")]
+pub mod providers;
 #[cfg(feature = "testing")]
 mod proxy;
 #[cfg(feature = "testing")]

@@ -1,49 +1,43 @@
-//! Test infrastructure (feature `testing`, not product code): an ECR emulator built from `moto_server` for the
-//! control plane and the real CNCF distribution registry for the data plane, kept consistent
-//! by two in-process HTTP proxies.
+//! Test infrastructure (feature `testing`, not product code): an ECR emulator made of
+//! `moto_server` for the control plane and the real CNCF distribution registry for the data
+//! plane, kept consistent by two in-process proxies built on the kit's
+//! [`control_plane`](mirror_core::testing::control_plane).
 //!
 //! ```text
-//!  Ecr (SDK) ──► control proxy ──► moto_server            (ECR API: repositories, images…)
+//!  Ecr (SDK) ──► control proxy ──► moto_server            (repositories, images, tokens)
 //!                   │ BatchDeleteImage ok ──► DELETE manifest in the registry
 //!  Ecr (data) ──► data proxy ──► docker-registry           (blobs, uploads, mounts: real)
-//!                   │ manifest PUT ok ──► moto PutImage (with imageDigest = the real digest)
+//!                   │ manifest PUT ok ──► moto PutImage (imageDigest = the real digest)
 //! ```
 //!
-//! Why: moto's ECR keeps images in memory and knows nothing of a data plane, and the registry
-//! knows nothing of moto. Real ECR is one service; the proxies make the pair behave like one:
-//!
-//! - **data proxy**: requires basic auth `AWS:<token password>` (the password moto's
-//!   `GetAuthorizationToken` hands out) and answers `401` with a `Basic` challenge otherwise,
-//!   as ECR does; refuses writes to repositories moto does not know (`404 NAME_UNKNOWN`, as
-//!   ECR does for repositories never created); forwards everything else to the registry
-//!   (streaming bodies, `Location` headers rewritten to point back at the proxy); after every
-//!   successful manifest `PUT` it calls moto's `PutImage` with the manifest, its media type,
-//!   the tag (for pushes by tag) and `imageDigest` (so moto uses the real digest, not its own
-//!   computation). It counts mount attempts and can decline them with the `202` ECR sends
-//!   when blob mounting is disabled.
-//! - **control proxy**: forwards every ECR API call to moto, counts calls per operation,
-//!   injects canned error answers on request, and after a successful `BatchDeleteImage`
-//!   deletes the deleted manifests from the registry (for a deletion by tag, only when moto no
-//!   longer has the image: removing one of several tags leaves it).
-//!
-//! Known differences from ECR that the emulator does not hide: moto deletes an image whose
-//! only tag is moved to another image (ECR leaves it untagged), and moto's `imageSizeInBytes`
-//! is not the sum of the layers.
-//!
-//! Constructors panic with a clear message when the environment is broken (a test cannot go
-//! on anyway); every process and server they start stops when its handle is dropped.
+//! The **data proxy** takes basic auth `AWS:<password of moto's token>` (else `401` with a
+//! `Basic` challenge, as ECR), refuses writes to repositories moto does not know (`404
+//! NAME_UNKNOWN`), counts mount attempts and can decline them (the `202` of ECR without blob
+//! mounting), and after every stored manifest calls moto's `PutImage`. The **control proxy**
+//! forwards every API call to moto, records it in the emulator's [`Ledger`] (which the
+//! emulator derefs to: `calls`, `all_calls`, `requests`) with the faults injected there, can
+//! hand out short-lived tokens instead of moto's (expired in 2015, never changing), and after
+//! a `BatchDeleteImage` deletes the manifests from the registry (by tag: only when moto no
+//! longer has the image). Not hidden: moto deletes an image whose only tag moves to another
+//! (ECR leaves it untagged), and its `imageSizeInBytes` is not the sum of the layers.
+//! Constructors panic when the environment is broken; everything stops on drop.
 
-mod emulator;
 mod proxy;
 
-pub use emulator::EcrEmulator;
-
-use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use aws_config::{retry::RetryConfig, BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecr::config::{Credentials as AwsCredentials, SharedCredentialsProvider};
+use mirror_core::testing::control_plane::{DataProxy, FakeServer, Ledger};
+use mirror_core::testing::TestRegistry;
+use serde_json::{json, Value};
+
+use crate::{Ecr, EcrBuilder};
+use proxy::{Shared, TARGET_PREFIX};
 
 /// moto's default account.
 pub const ACCOUNT: &str = "123456789012";
@@ -51,47 +45,31 @@ pub const ACCOUNT: &str = "123456789012";
 pub const REGION: &str = "us-east-1";
 /// The pinned moto version (keep in step with scripts/moto.sh).
 pub const MOTO_PIP: &str = "moto==5.2.5 flask==3.1.3 flask-cors==6.0.5 boto3==1.44.8";
-
-const TARGET_PREFIX: &str = "AmazonEC2ContainerRegistry_V20150921.";
 const FAKE_AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDMIRRORTEST/20240101/us-east-1/ecr/aws4_request, SignedHeaders=host, Signature=00";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
 
 /// Finds `moto_server`: `$MOTO_SERVER`, else `.venv-moto/bin/moto_server` at the workspace
 /// root, else `PATH`. Panics with the setup command when it is missing.
 pub fn moto_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("MOTO_SERVER") {
-        let p = PathBuf::from(p);
+    let setup = format!("run scripts/moto.sh (or scripts/test.sh), or: python3 -m venv .venv-moto && .venv-moto/bin/pip install {MOTO_PIP}");
+    if let Some(p) = std::env::var_os("MOTO_SERVER").map(PathBuf::from) {
         assert!(
             p.is_file(),
-            "MOTO_SERVER={} does not exist; run scripts/moto.sh (or scripts/test.sh), or: python3 -m venv .venv-moto && .venv-moto/bin/pip install {MOTO_PIP}",
+            "MOTO_SERVER={} does not exist; {setup}",
             p.display()
         );
         return p;
     }
-    let venv = workspace_root().join(".venv-moto/bin/moto_server");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf);
+    let venv = root.unwrap_or_default().join(".venv-moto/bin/moto_server");
     if venv.is_file() {
         return venv;
     }
-    mirror_core::testing::find_tool("moto_server").unwrap_or_else(|| {
-        panic!(
-            "moto_server (PyPI `moto`) was not found: set MOTO_SERVER, or run scripts/moto.sh \
-             or scripts/test.sh (they create .venv-moto), or: python3 -m venv .venv-moto && \
-             .venv-moto/bin/pip install {MOTO_PIP}"
-        )
+    let found = mirror_core::testing::find_tool("moto_server");
+    found.unwrap_or_else(|| {
+        panic!("moto_server (PyPI `moto`) was not found: set MOTO_SERVER, or {setup}")
     })
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port on 127.0.0.1")
 }
 
 /// A `moto_server` process on 127.0.0.1 with an ephemeral port, killed on drop.
@@ -109,7 +87,9 @@ impl Moto {
         let dir = tempfile::tempdir().expect("temp dir for the moto log");
         let mut last = String::new();
         for _ in 0..3 {
-            let port = free_port();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("an ephemeral port");
+            let port = listener.local_addr().expect("its port").port();
+            drop(listener);
             let log = dir.path().join(format!("moto-{port}.log"));
             let file = std::fs::File::create(&log).expect("create the moto log");
             let err = file.try_clone().expect("clone the moto log handle");
@@ -120,23 +100,24 @@ impl Moto {
                 .stderr(err)
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
-            let http = reqwest::Client::new();
-            let deadline = Instant::now() + Duration::from_secs(60);
+            let (http, deadline) = (
+                reqwest::Client::new(),
+                Instant::now() + Duration::from_secs(60),
+            );
+            let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
             loop {
                 if let Ok(Some(status)) = child.try_wait() {
-                    last = format!(
-                        "moto_server exited with {status}: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    );
+                    last = format!("moto_server exited with {status}: {}", read_log());
                     break;
                 }
-                let up = http
-                    .get(format!("http://127.0.0.1:{port}/moto-api/"))
+                let url = format!("http://127.0.0.1:{port}/moto-api/");
+                if http
+                    .get(url)
                     .timeout(Duration::from_secs(2))
                     .send()
                     .await
-                    .is_ok();
-                if up {
+                    .is_ok()
+                {
                     return Moto {
                         child,
                         port,
@@ -145,11 +126,10 @@ impl Moto {
                     };
                 }
                 if Instant::now() > deadline {
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    let _ = (child.kill(), child.wait());
                     panic!(
                         "moto_server did not answer on port {port} within 60 s: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
+                        read_log()
                     );
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -171,8 +151,7 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = (self.child.kill(), self.child.wait());
     }
 }
 
@@ -190,4 +169,152 @@ pub async fn moto_call(http: &reqwest::Client, moto: &str, op: &str, body: &Valu
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// moto + registry + the two proxies. Everything stops when it is dropped; calls are
+/// counted, and faults injected, by the kit's [`Ledger`] it derefs to.
+pub struct EcrEmulator {
+    moto: Moto,
+    registry: TestRegistry,
+    shared: Arc<Shared>,
+    control: FakeServer,
+    data: FakeServer,
+}
+
+impl std::ops::Deref for EcrEmulator {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.shared.ledger
+    }
+}
+
+impl EcrEmulator {
+    /// Starts moto, a registry and both proxies.
+    pub async fn start() -> EcrEmulator {
+        let (moto, registry) = (Moto::start().await, TestRegistry::start());
+        let shared = Arc::new(Shared::new(moto.url(), registry.url()));
+        let router = axum::Router::new().fallback(proxy::control);
+        let control = FakeServer::serve(router.with_state(shared.clone())).await;
+        let data = DataProxy::start(&registry.url(), shared.clone()).await;
+        EcrEmulator {
+            moto,
+            registry,
+            shared,
+            control,
+            data,
+        }
+    }
+
+    /// The control-plane endpoint URL (the control proxy).
+    pub fn endpoint(&self) -> String {
+        self.control.url()
+    }
+
+    /// The data-plane host (the data proxy), `127.0.0.1:PORT`.
+    pub fn registry_host(&self) -> String {
+        self.data.host()
+    }
+
+    /// moto's own URL (bypasses the proxy).
+    pub fn moto_url(&self) -> String {
+        self.moto.url()
+    }
+
+    /// The registry behind the data proxy.
+    pub fn registry(&self) -> &TestRegistry {
+        &self.registry
+    }
+
+    /// An explicit SDK configuration: fake static credentials, the test region, fast
+    /// retries. Never reads the environment or `~/.aws`.
+    pub fn sdk_config(&self) -> SdkConfig {
+        let credentials =
+            AwsCredentials::new("AKIDMIRRORTEST", "not-a-secret", None, None, "mirror-tests");
+        let retry = RetryConfig::standard()
+            .with_max_attempts(3)
+            .with_initial_backoff(Duration::from_millis(10));
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .retry_config(retry)
+            .http_client(crate::config::https_client())
+            .build()
+    }
+
+    /// A builder pointed at the emulator.
+    pub fn builder(&self) -> EcrBuilder {
+        EcrBuilder::new()
+            .sdk_config(self.sdk_config())
+            .region(REGION)
+            .account(ACCOUNT)
+            .endpoint(self.endpoint())
+            .registry_host(self.registry_host())
+    }
+
+    /// An [`Ecr`] on the emulator.
+    pub async fn ecr(&self) -> Ecr {
+        let built = self.builder().build().await;
+        built.unwrap_or_else(|e| panic!("building Ecr on the emulator: {e}"))
+    }
+
+    /// The next `times` calls of `operation` get `status` with `body` instead of moto's
+    /// answer.
+    pub fn inject(&self, operation: &str, times: usize, status: u16, body: Value) {
+        self.shared
+            .ledger
+            .inject(operation, times, status, body, None);
+    }
+
+    /// The next `times` calls of `operation` fail with the AWS error `code`.
+    pub fn inject_error(&self, operation: &str, times: usize, status: u16, code: &str) {
+        let body = json!({"__type": code, "message": format!("injected {code}")});
+        self.inject(operation, times, status, body);
+    }
+
+    /// Answer cross-repository mounts with `202` (ECR without blob mounting).
+    pub fn decline_mounts(&self, decline: bool) {
+        self.shared.decline_mounts.store(decline, Ordering::SeqCst);
+    }
+
+    /// From now on `GetAuthorizationToken` hands out a new password per call that the data
+    /// plane accepts for `lifetime` only (`None`: moto's fixed token).
+    pub fn set_token_lifetime(&self, lifetime: Option<Duration>) {
+        self.shared.tokens.lock().unwrap().0 = lifetime;
+    }
+
+    /// Refuse every token on the data plane (`401`), as ECR does a revoked one.
+    pub fn refuse_tokens(&self, refuse: bool) {
+        self.shared.refuse_tokens.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Mount attempts seen by the data proxy.
+    pub fn mount_attempts(&self) -> usize {
+        self.shared.mount_attempts.load(Ordering::SeqCst)
+    }
+
+    /// The statuses the mount attempts were answered with.
+    pub fn mount_answers(&self) -> Vec<u16> {
+        self.shared.mount_answers.lock().unwrap().clone()
+    }
+
+    /// `PutImage` calls the data proxy made.
+    pub fn put_images(&self) -> usize {
+        self.shared.put_images.load(Ordering::SeqCst)
+    }
+
+    /// Requests the data proxy refused for missing or wrong credentials.
+    pub fn unauthorized(&self) -> usize {
+        self.shared.unauthorized.load(Ordering::SeqCst)
+    }
+
+    /// Consistency failures of the emulator itself (a `PutImage` moto refused…).
+    pub fn failures(&self) -> Vec<String> {
+        self.shared.failures.lock().unwrap().clone()
+    }
+
+    /// Calls moto directly.
+    pub async fn moto(&self, op: &str, body: Value) -> (u16, Value) {
+        moto_call(&self.shared.http, &self.moto.url(), op, &body).await
+    }
 }

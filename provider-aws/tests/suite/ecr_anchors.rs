@@ -1,18 +1,18 @@
-//! Anchors on ECR (the moto emulator with the real registry as data plane): images in use get
-//! an anchor tag that the lifecycle policy's first rule protects, listings hide it, and it is
-//! released once the image is no longer in use. The written policy, evaluated by the model of
-//! ECR's documented rules over moto's real listing, expires everything but the anchored image.
+//! Anchors on ECR (the moto emulator with the real registry as data plane): the kit's anchor
+//! scenarios (`mirror_core::testing::providers`) with moto's listing and the model of ECR's
+//! documented lifecycle rules, and the retention counted from the last pull.
 
 use provider_aws::testing as support;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use mirror_core::image::anchor_tag;
-use mirror_core::inuse::References;
+use crate::lifecycle_model::model;
+use mirror_core::testing::providers::AnchorHarness;
 use mirror_core::testing::TestImage;
-use mirror_core::{ClusterStrategy, Mirror, Registry, Repository, Source};
-use provider_aws::lifecycle::{self, model, Age};
+use mirror_core::{ClusterStrategy, Mirror, Registry, Source};
+use provider_aws::lifecycle::{self, Age};
 use serde_json::{json, Value};
 use support::EcrEmulator;
 
@@ -51,100 +51,57 @@ async fn moto_tags(emu: &EcrEmulator, repo: &str) -> Vec<(String, Vec<String>, V
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_image_in_use_is_anchored_hidden_protected_by_the_policy_and_released_after() {
-    let emu = EcrEmulator::start().await;
-    let ecr = Arc::new(emu.ecr().await);
-    let running = References::default();
-    let retention = Duration::from_secs(2 * 24 * 3600);
-    let mirror = Mirror::builder(ecr.clone(), "prod")
-        .strategy(Arc::new(ClusterStrategy::new(retention)))
-        .in_use_source(Arc::new(running.clone()))
-        .build()
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let backup = mirror
-        .mirror("ops", &layout_source(dir.path(), "backup", 1))
-        .await
-        .unwrap();
-    let report = mirror
-        .mirror("ops", &layout_source(dir.path(), "report", 2))
-        .await
-        .unwrap();
-    let repo = backup.repository.clone();
+/// ECR on the emulator for the kit's anchor scenarios: moto lists the tags, the model of
+/// ECR's documented lifecycle rules judges the policy moto holds.
+struct Anchors {
+    emu: EcrEmulator,
+    ecr: Arc<dyn Registry>,
+}
 
-    // The cluster starts to use `backup`: the next deploy anchors it.
-    running.set([backup.pull_reference.clone()]);
-    let third = mirror
-        .mirror("ops", &layout_source(dir.path(), "third", 3))
-        .await
-        .unwrap();
-    assert!(third.warnings.is_empty(), "{:?}", third.warnings);
-    let anchor = anchor_tag(&backup.digest);
-    let tags = moto_tags(&emu, &repo).await;
-    let with_anchor: Vec<_> = tags
-        .iter()
-        .filter(|(_, t, _)| t.contains(&anchor))
-        .collect();
-    assert_eq!(with_anchor.len(), 1, "{tags:?}");
-    assert_eq!(with_anchor[0].0, backup.digest.to_string());
-
-    // Listings show it anchored and never show the tag.
-    let images = ecr.list_images(&Repository::listed(&repo)).await.unwrap();
-    for image in &images {
-        assert_eq!(image.anchored, image.digest == backup.digest, "{image:?}");
-        assert!(
-            image.tags.iter().all(|t| !t.starts_with("mirror.anchor.")),
-            "{image:?}"
-        );
+#[async_trait::async_trait]
+impl AnchorHarness for Anchors {
+    fn registry(&self) -> Arc<dyn Registry> {
+        self.ecr.clone()
     }
 
-    // The policy ECR holds, evaluated by ECR's documented rules over moto's listing as if
-    // ten days had passed: everything expires but the anchored image.
-    let (status, answer) = emu
-        .moto("GetLifecyclePolicy", json!({"repositoryName": repo}))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let policy: Value =
-        serde_json::from_str(answer["lifecyclePolicyText"].as_str().unwrap()).unwrap();
-    let listing: Vec<model::Image> = tags
-        .iter()
-        .map(|(digest, tags, _)| model::Image {
-            digest: digest.clone(),
-            tags: tags.clone(),
-            pushed_days_ago: 10,
-            pulled_days_ago: None,
-        })
-        .collect();
-    let expired = model::expired(&policy, &listing);
-    assert!(!expired.contains(&backup.digest.to_string()));
-    assert!(expired.contains(&report.digest.to_string()));
-    assert!(expired.contains(&third.digest.to_string()));
+    async fn native_tags(&self, repo: &str) -> Vec<(String, Vec<String>)> {
+        let tags = moto_tags(&self.emu, repo).await;
+        tags.into_iter().map(|(d, t, _)| (d, t)).collect()
+    }
 
-    // Nobody uses it any more: the sweep releases the anchor; the image stays (its own tag).
-    running.set(Vec::<String>::new());
-    let swept = mirror
-        .sweep(SystemTime::now(), &Default::default(), false)
-        .await
-        .unwrap();
-    assert!(swept.deleted.is_empty(), "nothing has expired yet");
-    assert_eq!(
-        swept.protected.released,
-        vec![(repo.clone(), backup.digest.clone())]
-    );
-    let tags = moto_tags(&emu, &repo).await;
-    assert!(
-        tags.iter().all(|(_, t, _)| !t.contains(&anchor)),
-        "{tags:?}"
-    );
-    assert!(
-        tags.iter().any(|(d, _, _)| *d == backup.digest.to_string()),
-        "the image stays"
-    );
-    // And it can be read whole from the data plane.
-    let store = ecr.store(&Repository::listed(&repo)).await.unwrap();
-    assert!(store.get_manifest(&backup.digest.to_string()).await.is_ok());
+    async fn expired_after(
+        &self,
+        repo: &str,
+        listing: &[(String, Vec<String>)],
+        days: u64,
+    ) -> BTreeSet<String> {
+        let (status, answer) = self
+            .emu
+            .moto("GetLifecyclePolicy", json!({"repositoryName": repo}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        let policy: Value =
+            serde_json::from_str(answer["lifecyclePolicyText"].as_str().unwrap()).unwrap();
+        let listing: Vec<model::Image> = listing
+            .iter()
+            .map(|(digest, tags)| model::Image {
+                digest: digest.clone(),
+                tags: tags.clone(),
+                pushed_days_ago: days,
+                pulled_days_ago: None,
+            })
+            .collect();
+        model::expired(&policy, &listing)
+    }
 }
+
+async fn anchors() -> Anchors {
+    let emu = EcrEmulator::start().await;
+    let ecr: Arc<dyn Registry> = Arc::new(emu.ecr().await);
+    Anchors { emu, ecr }
+}
+
+mirror_core::provider_suite!(anchors; anchored_while_in_use, handed_out_survives_retention);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retention_counted_from_the_last_pull_is_written_after_the_anchor_rule() {
@@ -203,91 +160,4 @@ async fn retention_counted_from_the_last_pull_is_written_after_the_anchor_rule()
         .build()
         .await;
     assert!(bad.is_err());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_policy_cannot_expire_an_old_image_a_skip_just_handed_out() {
-    use mirror_core::image::HANDED_OUT_TAG_PREFIX;
-    use mirror_core::retry::{Clock, ManualClock};
-    let emu = EcrEmulator::start().await;
-    let ecr = Arc::new(emu.ecr().await);
-    let retention = Duration::from_secs(2 * 24 * 3600);
-    let clock = ManualClock::new(SystemTime::now());
-    let cluster = |clock: Arc<ManualClock>| {
-        Mirror::builder(ecr.clone(), "prod")
-            .strategy(Arc::new(ClusterStrategy::new(retention)))
-            .clock(clock)
-            .build()
-            .unwrap()
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let old = layout_source(dir.path(), "old", 7);
-    let first = cluster(clock.clone()).mirror("ops", &old).await.unwrap();
-    let other = cluster(clock.clone())
-        .mirror("ops", &layout_source(dir.path(), "other", 8))
-        .await
-        .unwrap();
-    let repo = first.repository.clone();
-
-    // A fresh deployer process hands the (by now old) image out again: a skip. It cannot
-    // tell the push time without a control-plane call, so it marks the image.
-    let skip = cluster(clock.clone()).mirror("web", &old).await.unwrap();
-    assert_eq!(skip.action, mirror_core::Action::Skipped);
-    assert!(skip.warnings.is_empty(), "{:?}", skip.warnings);
-    let tags = moto_tags(&emu, &repo).await;
-    let marked: Vec<_> = tags
-        .iter()
-        .filter(|(_, t, _)| t.iter().any(|t| t.starts_with(HANDED_OUT_TAG_PREFIX)))
-        .collect();
-    assert_eq!(marked.len(), 1, "{tags:?}");
-    assert_eq!(marked[0].0, first.digest.to_string());
-
-    // The policy ECR holds, over moto's listing as if every image were ten days old (the
-    // handed-out one too): it expires the other image, never the one just handed out.
-    let (status, answer) = emu
-        .moto("GetLifecyclePolicy", json!({"repositoryName": repo}))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    let policy: Value =
-        serde_json::from_str(answer["lifecyclePolicyText"].as_str().unwrap()).unwrap();
-    let listing: Vec<model::Image> = tags
-        .iter()
-        .map(|(digest, tags, _)| model::Image {
-            digest: digest.clone(),
-            tags: tags.clone(),
-            pushed_days_ago: 10,
-            pulled_days_ago: None,
-        })
-        .collect();
-    let expired = model::expired(&policy, &listing);
-    assert!(!expired.contains(&first.digest.to_string()), "{expired:?}");
-    assert!(expired.contains(&other.digest.to_string()), "{expired:?}");
-
-    // Listings hide the mark and show the protection.
-    let images = ecr.list_images(&Repository::listed(&repo)).await.unwrap();
-    let handed = images.iter().find(|i| i.digest == first.digest).unwrap();
-    assert!(handed.protected_until.is_some_and(|u| u > clock.now()));
-    assert!(handed
-        .tags
-        .iter()
-        .all(|t| !t.starts_with(HANDED_OUT_TAG_PREFIX)));
-
-    // Once the grace has passed, the next protect removes the mark.
-    clock.advance(Duration::from_secs(30 * 60));
-    let released = cluster(clock.clone())
-        .protect(&Default::default())
-        .await
-        .unwrap();
-    assert!(
-        released
-            .released
-            .contains(&(repo.clone(), first.digest.clone())),
-        "{released:?}"
-    );
-    let tags = moto_tags(&emu, &repo).await;
-    assert!(
-        tags.iter()
-            .all(|(_, t, _)| t.iter().all(|t| !t.starts_with(HANDED_OUT_TAG_PREFIX))),
-        "{tags:?}"
-    );
 }

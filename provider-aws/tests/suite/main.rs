@@ -7,3 +7,4 @@ mod conformance;
 mod ecr;
 mod ecr_anchors;
 mod ecr_source;
+mod lifecycle_model;

@@ -1,65 +1,30 @@
-//! Test infrastructure (feature `testing`, not product code): an Artifact Registry emulator made of an in-process
-//! fake of the REST API and of Google's OAuth token endpoint, and the real CNCF distribution
-//! registry behind an in-process data-plane proxy.
-//!
-//! ```text
-//!  ArtifactRegistry (REST) ──► fake Google ──  /token                  OAuth (JWT bearer grant)
-//!                               │            /v1/…/repositories         create (LRO), get, patch, list
-//!                               │            /v1/…/operations/OP        pending → done
-//!                               │            /v1/…/dockerImages         reads the registry (below)
-//!                               │            /v1/…/packages/P/versions/V  DELETE by digest (LRO)
-//!  ArtifactRegistry (data) ──► data proxy ──► docker-registry            (blobs, uploads, mounts: real)
-//!                               │ /v2/token: oauth2accesstoken + access token → registry token
-//!                               │ manifest PUT ok → upload time recorded by the fake
-//! ```
-//!
-//! Written from the public API reference, not from the code under test:
-//!
-//! - **OAuth**: `POST /token` takes the JWT-bearer grant `gcp_auth` sends, checks the RS256
-//!   signature against the test key's public half, the issuer (the key's `client_email`), the
-//!   audience (the token URI) and the scope, and hands out `ya29.fake-N` tokens with a
-//!   configurable lifetime. The REST API and the data proxy accept only tokens it issued and
-//!   that have not expired, so a client that does not refresh in time fails.
-//! - **REST**: `repositories.create` validates the repository id (lowercase letters, digits,
-//!   hyphens; a letter first; a letter or digit last; at most 63) and the cleanup policies, and
-//!   answers an operation that stays pending for a configurable number of polls; the repository
-//!   becomes visible only when the operation completes (a second create meanwhile is
-//!   `ALREADY_EXISTS`, a get is `NOT_FOUND`). `repositories.patch` applies exactly the fields
-//!   of `updateMask`. Listings paginate with a small page size (2 by default) and `pageToken`.
-//!   Errors use the Google JSON error format; any method can be made to fail with a chosen
-//!   status (403, 404, 409, 429…) for a number of calls.
-//! - **dockerImages.list** reads the real registry over HTTP: the catalog finds the packages
-//!   of the repository (`<project>/<repo>/<package>`), tag lists and manifests give digests,
-//!   tags, media types and sizes, the children of indexes are listed as untagged versions (as
-//!   Artifact Registry lists them), and versions pushed by digest are remembered from the data
-//!   proxy. `uploadTime` is the time the proxy saw the manifest `PUT` (or the time the fake
-//!   first saw the version, for content pushed to the registry directly).
-//! - **versions.delete** checks the version exists (`NOT_FOUND`) and is untagged unless
-//!   `force=true` (`FAILED_PRECONDITION`), and when its operation completes deletes the
-//!   manifest from the registry by digest (which drops its tags). Deleting a whole package is
-//!   answered but recorded as a violation, which tests assert never happens.
-//! - **data proxy**: answers `401` with a `Bearer realm=".../v2/token"` challenge like
-//!   Artifact Registry, exchanges `oauth2accesstoken:<access token>` for a registry token,
-//!   refuses writes to repositories that do not exist (`404 NAME_UNKNOWN`), refuses chunked
-//!   `PATCH` uploads (`405`, counted), and forwards everything else (streaming bodies,
-//!   `Location` rewritten).
-//!
-//! Test RSA keys are generated once per test process with the `openssl` CLI.
+//! Test infrastructure (feature `testing`, not product code): an Artifact Registry emulator
+//! on the kit's [`control_plane`](mirror_core::testing::control_plane), written from the
+//! public API reference: a fake of the REST API and of Google's OAuth endpoint (JWT-bearer
+//! grant signed by the test key; the API and the data proxy take only issued, unexpired
+//! tokens), and the real distribution registry behind a data proxy (a `Bearer` challenge
+//! exchanging `oauth2accesstoken:<access token>` for a registry token; writes to absent
+//! repositories and chunked `PATCH` uploads refused). Repositories are created by an
+//! operation pending for some polls, patched by exactly their `updateMask`, listed 2 a page;
+//! `dockerImages.list` reads the registry (index children as untagged versions, upload times
+//! from the proxy); `versions.delete` deletes the manifest when its operation is done
+//! (whole-package deletions are recorded as violations); `tags.delete` hides the tag until
+//! it is pushed again. The emulator derefs to its [`Ledger`] (calls by method, faults).
 
 mod data;
-mod emulator;
-mod images;
 mod rest;
-mod state;
 
-pub use emulator::FakeGar;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
 
-#[allow(unused_imports)]
-use self::{data::*, emulator::*, images::*, rest::*, state::*};
+use mirror_core::testing::control_plane::{test_rsa_key, DataProxy, FakeServer, Ledger};
+use mirror_core::testing::control_plane::{OAuthTokens, Operations};
+use mirror_core::testing::TestRegistry;
+use serde_json::{json, Value};
 
-use std::sync::OnceLock;
-
-use serde_json::json;
+use crate::{ArtifactRegistry, ArtifactRegistryBuilder};
+use rest::Fake;
 
 /// The project of the tests.
 pub const PROJECT: &str = "mirror-test-project";
@@ -67,75 +32,190 @@ pub const PROJECT: &str = "mirror-test-project";
 pub const LOCATION: &str = "europe-west1";
 /// The service account of the test key.
 pub const CLIENT_EMAIL: &str = "mirror@mirror-test-project.iam.gserviceaccount.com";
-const SCOPE: &str = "https://www.googleapis.com/auth/cloud-platform";
-
-/// An RSA key pair for the test service account (PKCS#8 private key, SPKI public key).
-pub struct TestKey {
-    /// `-----BEGIN PRIVATE KEY-----`.
-    pub private_pem: String,
-    /// `-----BEGIN PUBLIC KEY-----`.
-    pub public_pem: String,
-}
-
-/// The test key, generated once per process with `openssl` (0.1–0.5 s; an RSA keygen in a
-/// debug build of a Rust crate takes far longer).
-pub fn test_key() -> &'static TestKey {
-    static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        let openssl = mirror_core::testing::require_tool("openssl", "apt-get install -y openssl");
-        let out = std::process::Command::new(&openssl)
-            .args([
-                "genpkey",
-                "-algorithm",
-                "RSA",
-                "-pkeyopt",
-                "rsa_keygen_bits:2048",
-            ])
-            .output()
-            .expect("run openssl genpkey");
-        assert!(
-            out.status.success(),
-            "openssl genpkey failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let private_pem = String::from_utf8(out.stdout).expect("PEM is text");
-        assert!(
-            private_pem.contains("BEGIN PRIVATE KEY"),
-            "openssl did not write PKCS#8: {private_pem}"
-        );
-        let mut child = std::process::Command::new(&openssl)
-            .args(["pkey", "-pubout"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("run openssl pkey");
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().expect("openssl stdin");
-            stdin
-                .write_all(private_pem.as_bytes())
-                .expect("write the key to openssl");
-        }
-        let out = child.wait_with_output().expect("openssl pkey");
-        assert!(out.status.success(), "openssl pkey -pubout failed");
-        TestKey {
-            private_pem,
-            public_pem: String::from_utf8(out.stdout).expect("PEM is text"),
-        }
-    })
-}
 
 /// The JSON of a service-account key for the test account.
 pub fn key_json(token_uri: &str) -> String {
-    json!({
-        "type": "service_account",
-        "project_id": PROJECT,
-        "private_key_id": "0123456789abcdef",
-        "private_key": test_key().private_pem,
-        "client_email": CLIENT_EMAIL,
-        "client_id": "1234567890",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-        "token_uri": token_uri,
-    })
+    let key = &test_rsa_key().private_pem;
+    json!({"type": "service_account", "project_id": PROJECT, "private_key_id": "0123456789abcdef",
+        "private_key": key, "client_email": CLIENT_EMAIL, "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": token_uri})
     .to_string()
+}
+
+/// The emulator: fake Google (REST + OAuth), the data proxy and the registry. Everything
+/// stops when it is dropped.
+pub struct FakeGar {
+    fake: Arc<Fake>,
+    registry: TestRegistry,
+    google: FakeServer,
+    data: FakeServer,
+    dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for FakeGar {
+    type Target = Ledger;
+    fn deref(&self) -> &Ledger {
+        &self.fake.ledger
+    }
+}
+
+impl FakeGar {
+    /// Starts the registry, the fake and the proxy, and writes a key file whose `token_uri`
+    /// is the fake's.
+    pub async fn start() -> FakeGar {
+        let registry = TestRegistry::start();
+        let fake = Arc::new(Fake::new(&registry.host()));
+        let router = axum::Router::new().fallback(rest::handler);
+        let google = FakeServer::serve(router.with_state(fake.clone())).await;
+        let data = DataProxy::start(&registry.url(), fake.clone()).await;
+        let _ = fake.urls.set((google.url(), data.url()));
+        let dir = tempfile::tempdir().expect("temp dir for the key");
+        let gar = FakeGar {
+            fake,
+            registry,
+            google,
+            data,
+            dir,
+        };
+        std::fs::write(gar.key_file(), key_json(&gar.token_uri())).expect("write the key file");
+        gar
+    }
+
+    /// The REST endpoint (`http://127.0.0.1:PORT`).
+    pub fn endpoint(&self) -> String {
+        self.google.url()
+    }
+
+    /// The OAuth token endpoint.
+    pub fn token_uri(&self) -> String {
+        format!("{}/token", self.google.url())
+    }
+
+    /// The data-plane host (the proxy), `127.0.0.1:PORT`.
+    pub fn docker_host(&self) -> String {
+        self.data.host()
+    }
+
+    /// The key file (its `token_uri` is the fake's).
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("key.json")
+    }
+
+    /// A temporary directory living as long as the emulator.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// The registry behind the proxy.
+    pub fn registry(&self) -> &TestRegistry {
+        &self.registry
+    }
+
+    /// A builder pointed at the emulator, with fast retries.
+    pub fn builder(&self) -> ArtifactRegistryBuilder {
+        ArtifactRegistryBuilder::new()
+            .project(PROJECT)
+            .location(LOCATION)
+            .endpoint(self.endpoint())
+            .docker_host(self.docker_host())
+            .credentials_file(self.key_file())
+            .retry(mirror_core::retry::RetryConfig::fast())
+    }
+
+    /// An [`ArtifactRegistry`] on the emulator.
+    pub async fn gar(&self) -> ArtifactRegistry {
+        let built = self.builder().build().await;
+        built.unwrap_or_else(|e| panic!("building ArtifactRegistry on the fake: {e}"))
+    }
+
+    /// The OAuth endpoint's tokens: requests so far (`hits`), refused tokens, their
+    /// lifetime, injected failures.
+    pub fn oauth(&self) -> &OAuthTokens {
+        &self.fake.oauth
+    }
+
+    /// The long-running operations (how many polls they stay pending, 2 by default).
+    pub fn operations(&self) -> &Operations<impl Sized> {
+        &self.fake.ops
+    }
+
+    /// The largest page the fake answers (default 2).
+    pub fn set_page_size(&self, n: usize) {
+        self.fake.st().page_size = n.max(1);
+    }
+
+    /// The next `times` calls of `method` answer `http` with the canonical `status`.
+    pub fn inject(&self, method: &str, times: usize, http: u16, status: &str) {
+        let body = json!({"error": {"code": http, "message": format!("injected {status}"), "status": status}});
+        self.fake
+            .ledger
+            .inject(method, times, http, body, (http == 429).then_some(0));
+    }
+
+    /// A repository as the fake stores it (also while its creation is pending).
+    pub fn repository(&self, id: &str) -> Option<Value> {
+        self.fake.st().repos.get(id).map(|r| r.0.clone())
+    }
+
+    /// Creates a visible repository directly (as someone else would have).
+    pub fn put_repository(&self, id: &str, mut resource: Value) {
+        resource["name"] = json!(format!(
+            "projects/{PROJECT}/locations/{LOCATION}/repositories/{id}"
+        ));
+        self.fake
+            .st()
+            .repos
+            .insert(id.to_string(), (resource, true));
+    }
+
+    /// The tags of package `package` of repository `id` as `dockerImages.list` shows them
+    /// (those removed by `tags.delete` left out), each with the digest it names.
+    pub async fn tags(&self, id: &str, package: &str) -> Vec<(String, String)> {
+        let name = format!("{PROJECT}/{id}/{package}");
+        let mut out = Vec::new();
+        for tag in self.fake.tags(&name).await {
+            if let Some(digest) = self.fake.digest(&name, &tag).await {
+                out.push((tag, digest));
+            }
+        }
+        out
+    }
+
+    /// Versions deleted so far, as `<repo>/<package>@<digest>`.
+    pub fn deleted_versions(&self) -> Vec<String> {
+        self.fake.st().deleted_versions.clone()
+    }
+
+    /// Whole-package deletions (must stay empty).
+    pub fn package_deletes(&self) -> Vec<String> {
+        self.fake.st().package_deletes.clone()
+    }
+
+    /// `repositories.patch` calls, as (repository id, update mask).
+    pub fn patches(&self) -> Vec<(String, String)> {
+        self.fake.st().patches.clone()
+    }
+
+    /// Chunked upload requests (`PATCH`) the data proxy refused.
+    pub fn data_patches(&self) -> usize {
+        self.fake.st().data_patches
+    }
+
+    /// `401` answers of the data proxy.
+    pub fn data_unauthorized(&self) -> usize {
+        self.fake.st().data_unauthorized
+    }
+
+    /// Sets the upload time of a version (to age images).
+    pub fn set_upload_time(&self, id: &str, package: &str, digest: &str, at: SystemTime) {
+        let mut st = self.fake.st();
+        let versions = st
+            .versions
+            .entry((id.to_string(), package.to_string()))
+            .or_default();
+        versions
+            .entry(digest.to_string())
+            .or_insert((at, String::new()))
+            .0 = at;
+    }
 }

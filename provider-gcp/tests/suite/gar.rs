@@ -55,7 +55,7 @@ async fn ensured(
 #[tokio::test]
 async fn repositories_are_created_through_a_polled_operation_with_labels_and_policies() {
     let fake = FakeGar::start().await;
-    fake.set_pending_polls(3);
+    fake.operations().set_pending_polls(3);
     let gar = fake.gar().await;
     let (name, id) = ensured(&gar, &service("Prod EU", "api"), &settings(None, Some(2))).await;
     assert_eq!(name, format!("{PROJECT}/{id}/image"));
@@ -207,7 +207,7 @@ async fn cleanup_policies_are_patched_with_an_update_mask_only_when_they_change(
 #[tokio::test]
 async fn operations_that_never_finish_or_fail_are_typed_errors() {
     let fake = FakeGar::start().await;
-    fake.set_pending_polls(1_000_000);
+    fake.operations().set_pending_polls(1_000_000);
     let gar = fake
         .builder()
         .operation_timeout(Duration::from_millis(800))
@@ -474,16 +474,16 @@ async fn an_unauthenticated_answer_is_retried_once_with_a_token_and_then_reporte
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn access_tokens_are_refreshed_before_they_expire() {
     let fake = FakeGar::start().await;
-    fake.set_token_lifetime(Duration::from_secs(4));
+    fake.oauth().set_lifetime(Duration::from_secs(4));
     let gar = fake.gar().await;
     let (name, _) = ensured(&gar, &service("c", "api"), &RepositorySettings::default()).await;
     // A burst on a cold cache costs one token.
     let gar2 = fake.gar().await;
-    let before = fake.token_requests();
+    let before = fake.oauth().hits();
     let all = futures::future::join_all((0..16).map(|_| gar2.list_images(&name))).await;
     assert!(all.iter().all(|r| r.is_ok()));
     assert_eq!(
-        fake.token_requests() - before,
+        fake.oauth().hits() - before,
         1,
         "one token for 16 concurrent calls"
     );
@@ -502,9 +502,9 @@ async fn access_tokens_are_refreshed_before_they_expire() {
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
     assert!(
-        fake.rejected_tokens().is_empty(),
+        fake.oauth().rejected().is_empty(),
         "an expired token was used: {:?}",
-        fake.rejected_tokens()
+        fake.oauth().rejected()
     );
     assert!(
         fake.data_unauthorized() > 0,
@@ -521,7 +521,7 @@ async fn access_tokens_are_refreshed_before_they_expire() {
 #[tokio::test]
 async fn token_endpoint_failures_are_credential_errors_without_secrets() {
     let fake = FakeGar::start().await;
-    fake.fail_token_requests(100);
+    fake.oauth().fail_next(100);
     let gar = fake.gar().await;
     let name = gar.repository(&service("c", "api")).unwrap();
     let err = gar
@@ -555,7 +555,7 @@ async fn the_token_uri_can_be_overridden() {
         .await
         .unwrap();
     ensured(&gar, &service("c", "api"), &RepositorySettings::default()).await;
-    assert_eq!(fake.token_requests(), 1);
+    assert_eq!(fake.oauth().hits(), 1);
     // The project comes from the key when not set.
     let gar = provider_gcp::ArtifactRegistryBuilder::new()
         .location(support::LOCATION)

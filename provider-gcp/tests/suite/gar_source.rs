@@ -1,106 +1,76 @@
-//! Artifact Registry as a source: an application image kept in Artifact Registry (the fake of
-//! the REST API and OAuth endpoint, the real registry as data plane) is mirrored into another
-//! registry with `GarSources`, with access tokens that expire in the middle of the copy.
+//! Artifact Registry as a source: the kit's source scenarios
+//! (`mirror_core::testing::providers`) with `GarSources` on the fake of the REST API and
+//! OAuth endpoint (the real registry as data plane), access tokens expiring in the middle of
+//! the copy, and a token endpoint that refuses.
 
 use provider_gcp::testing as support;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
-use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestRegistry};
-use mirror_core::{
-    Action, CopyOptions, Error, GenericRegistry, Mirror, Registry, RepositoryScope,
-    RepositorySettings, Source, Sources,
-};
+use mirror_core::testing::providers::SourceHarness;
+use mirror_core::testing::TestImage;
+use mirror_core::{Registry, RepositoryScope, RepositorySettings, SourceCredentials};
 use provider_gcp::GarSources;
 use support::FakeGar;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_image_in_artifact_registry_is_mirrored_while_its_tokens_expire() {
-    let fake = FakeGar::start().await;
-    let gar = fake.gar().await;
-    let repo = gar
-        .repository(&RepositoryScope::Service {
-            cluster: "customer".into(),
-            service: "app".into(),
-        })
-        .unwrap();
-    gar.ensure_repository(&repo, &RepositorySettings::default())
-        .await
-        .unwrap();
-    let image = TestImage::builder()
-        .seed(21)
-        .layers([30_000, 20_000, 10_000])
-        .build();
-    image
-        .push(gar.store(&repo).await.unwrap().as_ref(), "1.0")
-        .await
-        .unwrap();
+struct Sources(FakeGar);
 
-    // Access tokens live 3 s from now on; every blob GET takes 1.5 s: the copy outlives them.
-    fake.set_token_lifetime(Duration::from_secs(3));
-    let proxy = FaultProxy::start(&fake.docker_host());
-    proxy.add(Rule::new(
-        Some("GET"),
-        "/blobs/",
-        Fault::Delay(Duration::from_millis(1500)),
-        100,
-    ));
-    let family = GarSources::from_key_file(&fake.key_file(), Some(&fake.token_uri()))
-        .unwrap()
-        .host(proxy.host());
-    let dst = TestRegistry::start();
-    let mirror = Mirror::builder(
-        Arc::new(GenericRegistry::new(
-            RegistryClient::new(&dst.host(), Credentials::Anonymous).unwrap(),
-        )),
-        "prod",
-    )
-    .sources(Sources::new().with_source_credentials(Arc::new(family)))
-    .copy_options(CopyOptions {
-        concurrency: 1,
-        ..CopyOptions::default()
-    })
-    .build()
-    .unwrap();
-    let tokens_before = fake.token_requests();
-    let source = Source::parse(&format!("{}/{repo}:1.0", proxy.host())).unwrap();
-    let started = Instant::now();
-    let d = mirror.mirror("api", &source).await.unwrap();
-    assert_eq!(d.action, Action::Copied);
-    assert_eq!(&d.digest, image.digest());
-    assert!(
-        started.elapsed() > Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
-    let fetched = fake.token_requests() - tokens_before;
-    assert!(
-        fetched >= 2,
-        "the access token was renewed during the copy ({fetched} fetched)"
-    );
+#[async_trait::async_trait]
+impl SourceHarness for Sources {
+    fn host(&self) -> String {
+        self.0.docker_host()
+    }
 
-    // A key the token endpoint refuses: Unauthorized naming the source registry.
-    fake.fail_token_requests(100);
-    let refused = GarSources::from_key_file(&fake.key_file(), Some(&fake.token_uri()))
-        .unwrap()
-        .host(fake.docker_host());
-    let mirror = Mirror::builder(
-        Arc::new(GenericRegistry::new(
-            RegistryClient::new(&dst.host(), Credentials::Anonymous).unwrap(),
-        )),
-        "prod",
-    )
-    .sources(Sources::new().with_source_credentials(Arc::new(refused)))
-    .build()
-    .unwrap();
-    let source = Source::parse(&format!("{}/{repo}:1.0", fake.docker_host())).unwrap();
-    let err = mirror.mirror("web", &source).await.unwrap_err();
-    assert!(
-        matches!(&err, Error::Credentials { .. } | Error::Unauthorized { .. })
-            && err.to_string().contains(&fake.docker_host()),
-        "names the source registry: {err}"
-    );
+    /// An application image kept in the customer's Artifact Registry.
+    async fn push(&self, image: &TestImage, tag: &str) -> String {
+        let gar = self.0.gar().await;
+        let repo = gar
+            .repository(&RepositoryScope::Service {
+                cluster: "customer".into(),
+                service: "app".into(),
+            })
+            .unwrap();
+        gar.ensure_repository(&repo, &RepositorySettings::default())
+            .await
+            .unwrap();
+        image
+            .push(gar.store(&repo).await.unwrap().as_ref(), tag)
+            .await
+            .unwrap();
+        format!("{}/{repo}", self.host())
+    }
+
+    fn sources(&self, extra_host: &str) -> Arc<dyn SourceCredentials> {
+        let family = GarSources::from_key_file(&self.0.key_file(), Some(&self.0.token_uri()));
+        Arc::new(family.unwrap().host(extra_host))
+    }
+
+    /// A key the token endpoint refuses.
+    fn refuse(&self) -> Arc<dyn SourceCredentials> {
+        self.0.oauth().fail_next(100);
+        self.sources(&self.host())
+    }
+
+    fn refusal_may_be_credentials(&self) -> bool {
+        true
+    }
+
+    fn token_fetches(&self) -> Option<usize> {
+        Some(self.0.oauth().hits())
+    }
+
+    fn expire_tokens(&self, lifetime: Duration) {
+        self.0.oauth().set_lifetime(lifetime);
+    }
+
+    fn token_lifetime(&self) -> Duration {
+        Duration::from_secs(3)
+    }
 }
+
+async fn sources() -> Sources {
+    Sources(FakeGar::start().await)
+}
+
+mirror_core::provider_suite!(sources; mirrored_with_source_credentials, tokens_renewed_mid_copy);

@@ -1,351 +1,396 @@
-//! The fake registry API: one handler for every route of the reference.
+//! The fake registry API: its state (namespaces in memory, as the API shows them; images and
+//! tags read from the registry) and one handler for every route of the reference.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use axum::extract::{Request, State};
-use axum::http::Method;
 use axum::response::Response;
+use mirror_core::store::http::RegistryClient;
+use mirror_core::testing::control_plane::{json as respond, numbered_page as page_of, rfc3339};
+use mirror_core::testing::control_plane::{FakeRequest, Ledger};
 use mirror_core::{Digest, ImageStore};
 use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
 
-#[allow(unused_imports)]
-use super::*;
+use super::{ORGANIZATION, REGION};
 
-pub(crate) fn query_map(query: &str) -> HashMap<String, String> {
-    url::form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+pub(crate) struct FakeState {
+    pub(crate) data: RegistryClient,
+    /// The namespaces as the API shows them, and their `reads_left` before they are `ready`.
+    pub(crate) namespaces: Mutex<Vec<Value>>,
+    pub(crate) first_seen: Mutex<HashMap<String, SystemTime>>,
+    pub(crate) deleted_images: Mutex<HashSet<String>>,
+    /// The status new namespaces start in, and the reads before they turn `ready`.
+    pub(crate) readiness: Mutex<(String, u32)>,
+    pub(crate) max_page_size: Mutex<usize>,
+    pub(crate) ledger: Ledger,
 }
 
-/// Sorts by `order_by` (`created_at_asc` by default) and cuts one page; 400 for invalid
-/// paging parameters.
-pub(crate) fn page_of(
-    mut items: Vec<(String, String, Value)>,
-    q: &HashMap<String, String>,
-    max_page_size: usize,
-    key: &str,
-) -> Response {
-    let page: usize = match q.get("page").map(|p| p.parse::<usize>()) {
-        None => 1,
-        Some(Ok(p)) if p >= 1 => p,
-        _ => return invalid("page", "a positive integer"),
-    };
-    let size: usize = match q.get("page_size").map(|p| p.parse::<usize>()) {
-        None => 20,
-        Some(Ok(s)) if (1..=100).contains(&s) => s,
-        _ => return invalid("page_size", "a positive integer lower or equal to 100"),
-    };
-    // (created_at, name, json)
-    match q
-        .get("order_by")
-        .map(String::as_str)
-        .unwrap_or("created_at_asc")
-    {
-        "created_at_asc" => items.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1))),
-        "created_at_desc" => items.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1))),
-        "name_asc" => items.sort_by(|a, b| a.1.cmp(&b.1)),
-        "name_desc" => items.sort_by(|a, b| b.1.cmp(&a.1)),
-        other => return invalid("order_by", &format!("unknown ordering {other}")),
+/// A UUID-shaped id derived from `kind` and `parts` (stable across calls).
+pub(crate) fn uuid_from(kind: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new().chain_update(kind.as_bytes());
+    for p in parts {
+        h = h.chain_update([0u8]).chain_update(p.as_bytes());
     }
-    let size = size.min(max_page_size.max(1));
-    let total = items.len();
-    let chunk: Vec<Value> = items
-        .into_iter()
-        .skip((page - 1).saturating_mul(size))
-        .take(size)
-        .map(|(_, _, v)| v)
-        .collect();
-    respond(200, &json!({ key: chunk, "total_count": total }))
+    let x = hex::encode(&h.finalize()[..16]);
+    [&x[..8], &x[8..12], &x[12..16], &x[16..20], &x[20..]].join("-")
 }
+
+/// A Scaleway error answer: `type` and `message`, and what else it says.
+fn scw(status: u16, kind: &str, message: &str, mut more: Value) -> Response {
+    (more["type"], more["message"]) = (json!(kind), json!(message));
+    respond(status, &more)
+}
+
+fn not_found(resource: &str, id: &str) -> Response {
+    let more = json!({"resource": resource, "resource_id": id});
+    scw(404, "not_found", "resource is not found", more)
+}
+
+fn invalid(argument: &str, help: &str) -> Response {
+    let details =
+        json!([{"argument_name": argument, "reason": "constraint", "help_message": help}]);
+    let more = json!({ "details": details });
+    scw(400, "invalid_arguments", "invalid argument(s)", more)
+}
+
+fn denied() -> Response {
+    let details = json!([{"resource": "registry_namespace", "action": "read"}]);
+    let more = json!({ "details": details });
+    scw(403, "permissions_denied", "insufficient permissions", more)
+}
+
+fn server_error(e: impl std::fmt::Display) -> Response {
+    respond(500, &json!({"message": e.to_string()}))
+}
+
+/// The fake's reading of the namespace name rule: 4 to 54 lowercase letters, digits and
+/// dashes, starting with a letter and not ending with a dash.
+fn namespace_name_ok(name: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-';
+    let first = name.starts_with(|c: char| c.is_ascii_lowercase());
+    (4..=54).contains(&name.len()) && first && !name.ends_with('-') && name.bytes().all(ok)
+}
+
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v[key].as_str().unwrap_or("")
+}
+
+/// An image as the fake sees it in the registry; its tags as the API shows them.
+struct ImageView {
+    id: String,
+    name: String,
+    namespace: Value,
+    repository: String,
+    tags: Vec<Value>,
+    created_at: String,
+}
+
+impl ImageView {
+    fn json(&self, status: &str) -> Value {
+        let mut tags: Vec<&str> = self.tags.iter().map(|t| text(t, "name")).collect();
+        tags.sort();
+        json!({"id": self.id, "name": self.name, "namespace_id": self.namespace["id"],
+            "status": status, "status_message": null, "visibility": "inherit", "size": 0,
+            "created_at": self.created_at, "updated_at": self.created_at, "tags": tags})
+    }
+}
+
+/// A tag with its status.
+fn with_status(tag: &Value, status: &str) -> Value {
+    let mut t = tag.clone();
+    t["status"] = json!(status);
+    t
+}
+
+type Params = HashMap<String, String>;
+
+impl FakeState {
+    /// A new namespace, as the API shows it, turning `ready` after `reads` reads.
+    pub(crate) fn namespace(
+        &self,
+        name: &str,
+        project: &str,
+        public: bool,
+        ready: (&str, u32),
+    ) -> Value {
+        let (status, reads) = ready;
+        let now = rfc3339(SystemTime::now());
+        json!({"id": uuid_from("namespace", &[name, &now]), "name": name, "description": "",
+            "organization_id": ORGANIZATION, "project_id": project, "status": status,
+            "status_message": "", "endpoint": format!("{}/{name}", self.data.registry()),
+            "is_public": public, "size": 0, "created_at": now, "updated_at": now,
+            "image_count": 0, "region": REGION, "reads_left": reads})
+    }
+
+    fn seen(&self, key: &str) -> String {
+        let mut m = self.first_seen.lock().unwrap();
+        rfc3339(*m.entry(key.to_string()).or_insert_with(SystemTime::now))
+    }
+
+    /// Every image of the known namespaces, read from the registry.
+    async fn images(&self) -> Result<Vec<ImageView>, Response> {
+        let catalog = self.data.catalog().await;
+        let catalog = catalog.map_err(|e| server_error(format!("registry catalog: {e}")))?;
+        let namespaces = self.namespaces.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for repository in catalog {
+            let Some((ns, name)) = repository.split_once('/') else {
+                continue;
+            };
+            let Some(namespace) = namespaces.iter().find(|n| n["name"] == ns).cloned() else {
+                continue;
+            };
+            let id = uuid_from("image", &[text(&namespace, "id"), name]);
+            let tags = self.tags_of(&repository, &id).await?;
+            if tags.is_empty() && self.deleted_images.lock().unwrap().contains(&id) {
+                continue;
+            }
+            let (created_at, name) = (self.seen(&format!("image/{id}")), name.to_string());
+            out.push(ImageView {
+                id,
+                name,
+                namespace,
+                repository,
+                tags,
+                created_at,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn tags_of(&self, repository: &str, image_id: &str) -> Result<Vec<Value>, Response> {
+        let store = self.data.repository(repository).map_err(server_error)?;
+        let names = match store.list_tags().await {
+            Err(e) if e.is_not_found() => Vec::new(),
+            other => other.map_err(|e| server_error(format!("registry tags: {e}")))?,
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let head = store.head_manifest(&name).await;
+            let head = head.map_err(|e| server_error(format!("registry HEAD: {e}")))?;
+            let Some(head) = head else { continue };
+            let (id, digest) = (
+                uuid_from("tag", &[image_id, &name]),
+                head.digest.to_string(),
+            );
+            let at = self.seen(&format!("tag/{id}/{digest}"));
+            out.push(json!({"id": id, "name": name, "image_id": image_id, "digest": digest, "created_at": at, "updated_at": at}));
+        }
+        Ok(out)
+    }
+
+    /// One page of `items`, sorted by `order_by` (their `created_at` and `name`).
+    fn page(&self, mut items: Vec<Value>, q: &Params, key: &str) -> Response {
+        let by = |v: &Value| {
+            (
+                text(v, "created_at").to_string(),
+                text(v, "name").to_string(),
+            )
+        };
+        match q.get("order_by").map_or("created_at_asc", String::as_str) {
+            "created_at_asc" => items.sort_by_key(by),
+            "created_at_desc" => items.sort_by_key(|v| std::cmp::Reverse(by(v))),
+            "name_asc" => items.sort_by_key(|v| by(v).1),
+            "name_desc" => items.sort_by_key(|v| std::cmp::Reverse(by(v).1)),
+            other => return invalid("order_by", &format!("unknown ordering {other}")),
+        }
+        let max = *self.max_page_size.lock().unwrap();
+        match page_of(items, q, max, key) {
+            Ok(page) => respond(200, &page),
+            Err(why) => invalid("page", &why),
+        }
+    }
+}
+
+/// A namespace as the API shows it.
+pub(crate) fn shown(n: &Value) -> Value {
+    let mut n = n.clone();
+    n.as_object_mut().map(|m| m.remove("reads_left"));
+    n
+}
+
+const ROUTES: [&str; 10] = [
+    "GET namespaces ListNamespaces",
+    "POST namespaces CreateNamespace",
+    "GET namespaces/* GetNamespace",
+    "PATCH namespaces/* UpdateNamespace",
+    "GET images ListImages",
+    "GET images/* GetImage",
+    "DELETE images/* DeleteImage",
+    "GET images/*/tags ListTags",
+    "GET tags/* GetTag",
+    "DELETE tags/* DeleteTag",
+];
 
 pub(crate) async fn handler(State(s): State<Arc<FakeState>>, req: Request) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    let token = req
-        .headers()
-        .get("x-auth-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = axum::body::to_bytes(req.into_body(), 1024 * 1024)
-        .await
-        .unwrap_or_default();
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-
+    let r = FakeRequest::read(req).await;
     let prefix = format!("/registry/v1/regions/{REGION}/");
-    let Some(rest) = path.strip_prefix(&prefix) else {
+    let Some((operation, segs)) = r.route(&prefix, &ROUTES) else {
         return respond(404, &json!({"message": "route not found"}));
     };
-    let segs: Vec<&str> = rest.split('/').collect();
-    let operation = match (&method, segs.as_slice()) {
-        (&Method::GET, ["namespaces"]) => "ListNamespaces",
-        (&Method::POST, ["namespaces"]) => "CreateNamespace",
-        (&Method::GET, ["namespaces", _]) => "GetNamespace",
-        (&Method::PATCH, ["namespaces", _]) => "UpdateNamespace",
-        (&Method::GET, ["images"]) => "ListImages",
-        (&Method::GET, ["images", _]) => "GetImage",
-        (&Method::DELETE, ["images", _]) => "DeleteImage",
-        (&Method::GET, ["images", _, "tags"]) => "ListTags",
-        (&Method::GET, ["tags", _]) => "GetTag",
-        (&Method::DELETE, ["tags", _]) => "DeleteTag",
-        _ => return respond(404, &json!({"message": "route not found"})),
-    };
-    s.calls.lock().unwrap().push(Call {
-        operation: operation.to_string(),
-        query: query.clone(),
-    });
-    if let Some(r) = s.fault(operation) {
-        return r;
+    if let Some(fault) = s.ledger.record(operation, &r.query, r.json()) {
+        return fault;
     }
-    match token {
-        None => {
-            return respond(
-                401,
-                &json!({"message": "authentication is denied", "method": "api_key",
-                        "reason": "invalid_argument", "type": "denied_authentication"}),
-            )
-        }
-        Some(t) if t != s.secret => {
-            return respond(
-                401,
-                &json!({"message": "authentication is denied", "method": "api_key",
-                        "reason": "not_found", "type": "denied_authentication"}),
-            )
-        }
-        Some(_) => {}
-    }
-    let q = query_map(&query);
-    let max_page = s.config.lock().unwrap().max_page_size;
-    let allowed = s.projects.lock().unwrap().clone();
-    let denied = || {
-        respond(
-            403,
-            &json!({"message": "insufficient permissions", "type": "permissions_denied",
-                    "details": [{"resource": "registry_namespace", "action": "read"}]}),
-        )
+    let reason = match r.header("x-auth-token") {
+        None => "invalid_argument",
+        Some(t) if t != super::SECRET => "not_found",
+        Some(_) => return handle(&s, operation, &segs, &r).await.unwrap_or_else(|e| e),
     };
+    let more = json!({"method": "api_key", "reason": reason});
+    scw(
+        401,
+        "denied_authentication",
+        "authentication is denied",
+        more,
+    )
+}
 
-    match (operation, segs.as_slice()) {
-        ("ListNamespaces", _) => {
-            if let Some(p) = q.get("project_id") {
-                if !allowed.contains(p) {
-                    return denied();
-                }
-            }
+type Answer = Result<Response, Response>;
+
+async fn handle(s: &FakeState, operation: &str, segs: &[String], r: &FakeRequest) -> Answer {
+    let (q, body) = (&r.params, r.json());
+    // The key may use one project only.
+    let allowed = [super::PROJECT];
+    if q.get("project_id")
+        .is_some_and(|p| !allowed.contains(&p.as_str()))
+    {
+        return Err(denied());
+    }
+    let filter = |k: &str, v: &str| q.get(k).is_none_or(|x| x == v);
+    let id = segs.get(1).map_or("", String::as_str);
+    let ours = |n: &Value| allowed.contains(&text(n, "project_id"));
+    Ok(match operation {
+        "ListNamespaces" => {
             let namespaces = s.namespaces.lock().unwrap().clone();
-            let items = namespaces
+            let listed = namespaces
                 .iter()
-                .filter(|n| allowed.contains(&n.project_id))
-                .filter(|n| q.get("project_id").is_none_or(|p| &n.project_id == p))
-                .filter(|n| {
-                    q.get("organization_id")
-                        .is_none_or(|o| &n.organization_id == o)
-                })
-                .filter(|n| q.get("name").is_none_or(|x| &n.name == x))
-                .map(|n| (n.created_at.clone(), n.name.clone(), s.namespace_json(n, 0)))
-                .collect();
-            page_of(items, &q, max_page, "namespaces")
+                .filter(|n| ours(n) && filter("project_id", text(n, "project_id")));
+            let listed = listed.filter(|n| {
+                filter("organization_id", ORGANIZATION) && filter("name", text(n, "name"))
+            });
+            let items = listed.map(shown);
+            s.page(items.collect(), q, "namespaces")
         }
-        ("CreateNamespace", _) => {
-            let name = body.get("name").and_then(Value::as_str).unwrap_or("");
-            let project = body.get("project_id").and_then(Value::as_str).unwrap_or("");
+        "CreateNamespace" => {
+            let (name, project) = (text(&body, "name"), text(&body, "project_id"));
             if project.is_empty() {
-                return invalid("project_id", "required");
+                return Err(invalid("project_id", "required"));
             }
-            if !allowed.contains(project) {
-                return denied();
+            if !allowed.contains(&project) {
+                return Err(denied());
             }
             if !namespace_name_ok(name) {
-                return invalid(
+                return Err(invalid(
                     "name",
                     "4 to 54 lowercase letters, digits and dashes, starting with a letter",
-                );
+                ));
             }
-            let config = s.config.lock().unwrap().clone();
+            let (status, reads) = s.readiness.lock().unwrap().clone();
             let mut namespaces = s.namespaces.lock().unwrap();
-            if let Some(existing) = namespaces.iter().find(|n| n.name == name) {
-                let id = if existing.project_id == project {
-                    existing.id.clone()
+            if let Some(existing) = namespaces.iter().find(|n| n["name"] == name) {
+                let id = if existing["project_id"] == project {
+                    text(existing, "id")
                 } else {
-                    String::new()
+                    ""
                 };
-                return respond(
-                    409,
-                    &json!({"message": "resource already exists", "type": "already_exists",
-                            "resource": "namespace", "resource_id": id,
-                            "help_message": "namespace names are unique in a region"}),
-                );
+                let more = json!({"resource": "namespace", "resource_id": id, "help_message": "namespace names are unique in a region"});
+                return Err(scw(409, "already_exists", "resource already exists", more));
             }
-            let now = now_rfc3339();
-            let ready = config.ready_after == 0;
-            let rec = NamespaceRec {
-                id: uuid_from("namespace", &[name, &now]),
-                name: name.to_string(),
-                project_id: project.to_string(),
-                organization_id: ORGANIZATION.to_string(),
-                description: body
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-                is_public: body
-                    .get("is_public")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
-                status: if ready {
-                    "ready".into()
-                } else {
-                    config.initial_status.clone()
-                },
-                status_message: String::new(),
-                reads_left: config.ready_after,
-                created_at: now.clone(),
-                updated_at: now,
-            };
-            namespaces.push(rec.clone());
-            drop(namespaces);
-            respond(200, &s.namespace_json(&rec, 0))
+            let status = if reads == 0 { "ready" } else { &status };
+            let public = body["is_public"].as_bool().unwrap_or(false);
+            let mut n = s.namespace(name, project, public, (status, reads));
+            n["description"] = json!(text(&body, "description"));
+            namespaces.push(n.clone());
+            respond(200, &shown(&n))
         }
-        ("GetNamespace", [_, id]) | ("UpdateNamespace", [_, id]) => {
+        "GetNamespace" | "UpdateNamespace" => {
+            let initial = s.readiness.lock().unwrap().0.clone();
             let mut namespaces = s.namespaces.lock().unwrap();
-            let Some(n) = namespaces
-                .iter_mut()
-                .find(|n| n.id == *id && allowed.contains(&n.project_id))
-            else {
-                return not_found("namespace", id);
-            };
-            if operation == "GetNamespace" {
-                if n.reads_left > 0 {
-                    n.reads_left -= 1;
-                    if n.reads_left == 0 && n.status == s.config.lock().unwrap().initial_status {
-                        n.status = "ready".into();
-                    }
-                }
-            } else {
-                if let Some(p) = body.get("is_public").and_then(Value::as_bool) {
-                    n.is_public = p;
-                }
-                if let Some(d) = body.get("description").and_then(Value::as_str) {
-                    n.description = d.to_string();
-                }
-                n.updated_at = now_rfc3339();
-            }
-            let n = n.clone();
-            drop(namespaces);
-            respond(200, &s.namespace_json(&n, 0))
-        }
-        ("ListImages", _) => {
-            let images = match s.images().await {
-                Ok(i) => i,
-                Err(r) => return r,
-            };
-            if let Some(p) = q.get("project_id") {
-                if !allowed.contains(p) {
-                    return denied();
+            let found = namespaces.iter_mut().find(|n| n["id"] == id && ours(n));
+            let n = found.ok_or_else(|| not_found("namespace", id))?;
+            let reads = n["reads_left"].as_u64().unwrap_or(0);
+            if operation == "GetNamespace" && reads > 0 {
+                n["reads_left"] = json!(reads - 1);
+                if reads == 1 && n["status"] == initial.as_str() {
+                    n["status"] = json!("ready");
                 }
             }
-            let items = images
-                .iter()
-                .filter(|i| allowed.contains(&i.namespace.project_id))
-                .filter(|i| q.get("namespace_id").is_none_or(|x| &i.namespace.id == x))
-                .filter(|i| {
-                    q.get("project_id")
-                        .is_none_or(|x| &i.namespace.project_id == x)
-                })
-                .filter(|i| q.get("name").is_none_or(|x| &i.name == x))
-                .map(|i| (i.created_at.clone(), i.name.clone(), i.json("ready")))
-                .collect();
-            page_of(items, &q, max_page, "images")
-        }
-        ("GetImage", [_, id]) | ("DeleteImage", [_, id]) | ("ListTags", [_, id, _]) => {
-            let images = match s.images().await {
-                Ok(i) => i,
-                Err(r) => return r,
-            };
-            let Some(image) = images
+            for field in ["is_public", "description"]
                 .into_iter()
-                .find(|i| i.id == *id && allowed.contains(&i.namespace.project_id))
-            else {
-                return not_found("image", id);
-            };
-            match operation {
-                "GetImage" => respond(200, &image.json("ready")),
-                "ListTags" => {
-                    let items = image
-                        .tags
-                        .iter()
-                        .filter(|t| q.get("name").is_none_or(|x| &t.name == x))
-                        .map(|t| {
-                            (
-                                t.created_at.clone(),
-                                t.name.clone(),
-                                t.json(&image.id, "ready"),
-                            )
-                        })
-                        .collect();
-                    page_of(items, &q, max_page, "tags")
-                }
-                _ => {
-                    let store = match s.data.repository(&image.repository) {
-                        Ok(st) => st,
-                        Err(e) => return respond(500, &json!({"message": e.to_string()})),
-                    };
-                    let digests: HashSet<Digest> =
-                        image.tags.iter().map(|t| t.digest.clone()).collect();
-                    for d in digests {
-                        if let Err(e) = store.delete_manifest(&d).await {
-                            if !e.is_not_found() {
-                                return respond(500, &json!({"message": e.to_string()}));
-                            }
-                        }
-                    }
-                    s.deleted_images.lock().unwrap().insert(image.id.clone());
-                    respond(200, &image.json("deleting"))
-                }
+                .filter(|f| !body[f].is_null())
+            {
+                n[field] = body[field].clone();
             }
+            respond(200, &shown(n))
         }
-        ("GetTag", [_, id]) | ("DeleteTag", [_, id]) => {
-            let images = match s.images().await {
-                Ok(i) => i,
-                Err(r) => return r,
-            };
-            let found = images.iter().find_map(|i| {
-                i.tags
+        "ListImages" => {
+            let images = s.images().await?;
+            let listed = images
+                .iter()
+                .filter(|i| ours(&i.namespace) && filter("name", &i.name));
+            let listed = listed.filter(|i| filter("namespace_id", text(&i.namespace, "id")));
+            let listed = listed.filter(|i| filter("project_id", text(&i.namespace, "project_id")));
+            let items = listed.map(|i| i.json("ready"));
+            s.page(items.collect(), q, "images")
+        }
+        "GetImage" | "DeleteImage" | "ListTags" => {
+            let images = s.images().await?;
+            let found = images
+                .into_iter()
+                .find(|i| i.id == id && ours(&i.namespace));
+            let image = found.ok_or_else(|| not_found("image", id))?;
+            if operation == "ListTags" {
+                let tags = image
+                    .tags
                     .iter()
-                    .find(|t| t.id == *id)
-                    .map(|t| (i.clone(), t.clone()))
-            });
-            let Some((image, tag)) = found else {
-                return not_found("tag", id);
-            };
-            if !allowed.contains(&image.namespace.project_id) {
-                return denied();
+                    .filter(|t| filter("name", text(t, "name")));
+                let items = tags.map(|t| with_status(t, "ready"));
+                return Ok(s.page(items.collect(), q, "tags"));
+            }
+            if operation == "DeleteImage" {
+                let store = s.data.repository(&image.repository).map_err(server_error)?;
+                let digests: HashSet<&str> = image.tags.iter().map(|t| text(t, "digest")).collect();
+                for d in digests.into_iter().filter_map(|d| Digest::parse(d).ok()) {
+                    match store.delete_manifest(&d).await {
+                        Err(e) if !e.is_not_found() => return Err(server_error(e)),
+                        _ => {}
+                    }
+                }
+                s.deleted_images.lock().unwrap().insert(image.id.clone());
+                return Ok(respond(200, &image.json("deleting")));
+            }
+            respond(200, &image.json("ready"))
+        }
+        _ => {
+            let images = s.images().await?;
+            let found = images
+                .iter()
+                .find_map(|i| i.tags.iter().find(|t| t["id"] == id).map(|t| (i, t)));
+            let (image, tag) = found.ok_or_else(|| not_found("tag", id))?;
+            if !ours(&image.namespace) {
+                return Err(denied());
             }
             if operation == "GetTag" {
-                return respond(200, &tag.json(&image.id, "ready"));
+                return Ok(respond(200, &with_status(tag, "ready")));
             }
             let shared = image
                 .tags
                 .iter()
-                .any(|t| t.id != tag.id && t.digest == tag.digest);
+                .any(|t| t["id"] != tag["id"] && t["digest"] == tag["digest"]);
             if shared && q.get("force").map(String::as_str) != Some("true") {
-                return respond(
-                    400,
-                    &json!({"message": "precondition failed", "type": "precondition_failed",
-                            "help_message": "other tags share this digest: use force=true"}),
-                );
+                let more = json!({"help_message": "other tags share this digest: use force=true"});
+                return Err(scw(400, "precondition_failed", "precondition failed", more));
             }
-            let store = match s.data.repository(&image.repository) {
-                Ok(st) => st,
-                Err(e) => return respond(500, &json!({"message": e.to_string()})),
-            };
-            match store.delete_manifest(&tag.digest).await {
-                Ok(()) => respond(200, &tag.json(&image.id, "deleting")),
+            let store = s.data.repository(&image.repository).map_err(server_error)?;
+            let digest = Digest::parse(text(tag, "digest")).map_err(server_error)?;
+            match store.delete_manifest(&digest).await {
+                Ok(()) => respond(200, &with_status(tag, "deleting")),
                 Err(e) if e.is_not_found() => not_found("tag", id),
-                Err(e) => respond(500, &json!({"message": e.to_string()})),
+                Err(e) => server_error(e),
             }
         }
-        _ => respond(404, &json!({"message": "route not found"})),
-    }
+    })
 }

@@ -1,53 +1,42 @@
-//! Scaleway as a source: an image in a Scaleway namespace (the fake's real registry as data
-//! plane) mirrored into another registry with `ScalewaySources`; a wrong key is
-//! `Unauthorized` naming the source registry.
+//! Scaleway as a source: the kit's source scenario (`mirror_core::testing::providers`) with
+//! `ScalewaySources` on the fake's real registry (the secret key does not expire: no renewal
+//! scenario); a wrong key is `Unauthorized` naming the source registry.
 
 use provider_scaleway::testing as support;
 
 use std::sync::Arc;
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
-use mirror_core::testing::{TestImage, TestRegistry};
-use mirror_core::{Action, Error, GenericRegistry, Mirror, Source, Sources};
+use mirror_core::testing::providers::SourceHarness;
+use mirror_core::testing::TestImage;
+use mirror_core::SourceCredentials;
 use provider_scaleway::ScalewaySources;
 use support::{FakeScaleway, SECRET};
 
-fn mirror_into(dst: &TestRegistry, family: ScalewaySources) -> Mirror {
-    Mirror::builder(
-        Arc::new(GenericRegistry::new(
-            RegistryClient::new(&dst.host(), Credentials::Anonymous).unwrap(),
-        )),
-        "prod",
-    )
-    .sources(Sources::new().with_source_credentials(Arc::new(family)))
-    .build()
-    .unwrap()
+struct Sources(FakeScaleway);
+
+#[async_trait::async_trait]
+impl SourceHarness for Sources {
+    fn host(&self) -> String {
+        self.0.registry_host()
+    }
+
+    async fn push(&self, image: &TestImage, tag: &str) -> String {
+        let data = self.0.data_plane().repository("customer-ns/app").unwrap();
+        image.push(&data, tag).await.unwrap();
+        format!("{}/customer-ns/app", self.host())
+    }
+
+    fn sources(&self, extra_host: &str) -> Arc<dyn SourceCredentials> {
+        Arc::new(ScalewaySources::new(SECRET).host(extra_host))
+    }
+
+    fn refuse(&self) -> Arc<dyn SourceCredentials> {
+        Arc::new(ScalewaySources::new("not-the-key").host(self.host()))
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_image_in_scaleway_is_mirrored_with_the_secret_key() {
-    let fake = FakeScaleway::start().await;
-    let data = fake.data_plane().repository("customer-ns/app").unwrap();
-    let image = TestImage::builder().seed(31).layers([4000, 6000]).build();
-    image.push(&data, "1.0").await.unwrap();
-    let host = fake.registry_host();
-    let dst = TestRegistry::start();
-    let source = Source::parse(&format!("{host}/customer-ns/app:1.0")).unwrap();
-
-    let d = mirror_into(&dst, ScalewaySources::new(SECRET).host(host.clone()))
-        .mirror("api", &source)
-        .await
-        .unwrap();
-    assert_eq!(d.action, Action::Copied);
-    assert_eq!(&d.digest, image.digest());
-
-    let err = mirror_into(&dst, ScalewaySources::new("not-the-key").host(host.clone()))
-        .mirror("web", &source)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Unauthorized { registry, .. } if registry.contains(&host)),
-        "{err:?}"
-    );
+async fn sources() -> Sources {
+    Sources(FakeScaleway::start().await)
 }
+
+mirror_core::provider_suite!(sources; mirrored_with_source_credentials);

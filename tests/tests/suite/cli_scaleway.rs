@@ -1,120 +1,88 @@
 //! The `mirror` example CLI with `--registry scaleway://…` against the fake Scaleway API and a
-//! real registry: `deploy` (Service and Cluster mode), `ls` and `sweep`, configured by the
-//! `SCW_*` variables only (a cleared environment and a temporary `HOME`).
-//!
-//! The test builds the example itself (`cargo build -p mirror-cli --example mirror`, a no-op
-//! when it is fresh) and runs the binary.
+//! real registry: the CLI scenario of `tests::cli_suite`, configured by the `SCW_*` variables
+//! only (a cleared environment and a temporary `HOME`).
 
 use provider_scaleway::testing as support;
 
-use mirror_core::testing::TestImage;
-use support::{FakeScaleway, PROJECT, REGION, SECRET};
-use tests::cli::{build_cli, Cli};
+use std::path::PathBuf;
+use std::process::Output;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deploy_ls_and_sweep_with_provider_scaleway() {
-    let bin = tokio::task::spawn_blocking(build_cli)
-        .await
-        .expect("build task");
-    let fake = FakeScaleway::start().await;
-    let namespace = fake.scaleway().namespace_name("prod").unwrap();
-    let api_url = fake.api_url();
-    let registry = format!("scaleway://{}", fake.registry_host());
-    let cli = Cli::new(
-        bin,
-        &[
+use mirror_core::testing::TestImage;
+use serde_json::Value;
+use support::{FakeScaleway, PROJECT, REGION, SECRET};
+use tests::cli::Cli;
+use tests::cli_suite::{deploy_ls_and_sweep, CliHarness};
+
+struct Scaleway(FakeScaleway);
+
+impl Scaleway {
+    fn namespace(&self) -> String {
+        self.0.scaleway().namespace_name("prod").unwrap()
+    }
+}
+
+impl CliHarness for Scaleway {
+    fn cli(&self, bin: PathBuf) -> Cli {
+        let api_url = self.0.api_url();
+        let registry = format!("scaleway://{}", self.0.registry_host());
+        let env = [
             ("SCW_SECRET_KEY", SECRET),
             ("SCW_DEFAULT_PROJECT_ID", PROJECT),
             ("SCW_DEFAULT_REGION", REGION),
             ("SCW_API_URL", &api_url),
-        ],
-        &["--registry", &registry, "--cluster", "prod"],
-    );
-    let img = TestImage::builder().seed(77).layers([4000, 9000]).build();
-    let source = cli.layout_source(&img, "app", "1.0");
-    let run = |args: Vec<&str>| cli.json_async(args.iter().map(|a| a.to_string()).collect());
+        ];
+        Cli::new(bin, &env, &["--registry", &registry, "--cluster", "prod"])
+    }
 
-    let d = run(vec!["deploy", "--service", "api", "--json", &source]).await;
-    assert_eq!(d["action"], "copied", "{d}");
-    assert_eq!(d["repository"], format!("{namespace}/svc-api"));
-    assert_eq!(
-        d["pull_reference"],
-        format!(
-            "{}/{namespace}/svc-api@{}",
-            fake.registry_host(),
-            img.digest()
-        )
-    );
-    assert_eq!(fake.namespace(&namespace).unwrap()["is_public"], false);
-    let again = run(vec!["deploy", "--service", "api", "--json", &source]).await;
-    assert_eq!(again["action"], "skipped", "{again}");
+    fn host(&self) -> String {
+        self.0.registry_host()
+    }
 
-    let c = run(vec![
-        "deploy",
-        "--service",
-        "api",
-        "--mode",
-        "cluster",
-        "--retention",
-        "36h",
-        "--json",
-        &source,
-    ])
-    .await;
-    assert_eq!(c["repository"], format!("{namespace}/mirror"), "{c}");
+    fn check_service(&self, repo: &str, _: &Value) {
+        let namespace = self.namespace();
+        assert_eq!(repo, format!("{namespace}/svc-api"));
+        assert_eq!(self.0.namespace(&namespace).unwrap()["is_public"], false);
+    }
 
-    let ls = run(vec!["ls", "--json"]).await;
-    let repos: Vec<&str> = ls["repositories"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{ls}"))
-        .iter()
-        .filter_map(|r| r["repository"].as_str())
-        .collect();
-    assert_eq!(
-        repos,
-        vec![
-            format!("{namespace}/mirror"),
-            format!("{namespace}/svc-api")
-        ],
-        "{ls}"
-    );
-    assert_eq!(ls["registry"], fake.registry_host());
+    async fn check_cluster(&self, c: &Value) -> String {
+        let cluster = format!("{}/mirror", self.namespace());
+        assert_eq!(c["repository"], cluster.as_str(), "{c}");
+        cluster
+    }
 
-    let sweep = run(vec!["sweep", "--retention", "1h", "--dry-run", "--json"]).await;
-    assert_eq!(sweep["dry_run"], true, "{sweep}");
-    assert_eq!(
-        sweep["plans"][0]["repository"],
-        format!("{namespace}/mirror")
-    );
-    assert_eq!(
-        sweep["plans"][0]["delete"].as_array().map(Vec::len),
-        Some(0)
-    );
-    assert_eq!(sweep["plans"][0]["keep"].as_array().map(Vec::len), Some(1));
-    let sweep = run(vec!["sweep", "--retention", "1h", "--json"]).await;
-    assert_eq!(
-        sweep["deleted"].as_array().map(Vec::len),
-        Some(0),
-        "{sweep}"
-    );
+    async fn sweep(&self, cli: &Cli, cluster: &str, _: &TestImage) {
+        let run = |args: &[&str]| cli.json_async(args.iter().map(|a| a.to_string()).collect());
+        let sweep = run(&["sweep", "--retention", "1h", "--dry-run", "--json"]).await;
+        assert_eq!(sweep["dry_run"], true, "{sweep}");
+        assert_eq!(sweep["plans"][0]["repository"], cluster);
+        assert_eq!(
+            sweep["plans"][0]["delete"].as_array().map(Vec::len),
+            Some(0)
+        );
+        assert_eq!(sweep["plans"][0]["keep"].as_array().map(Vec::len), Some(1));
+        let sweep = run(&["sweep", "--retention", "1h", "--json"]).await;
+        assert_eq!(
+            sweep["deleted"].as_array().map(Vec::len),
+            Some(0),
+            "{sweep}"
+        );
+    }
 
-    // Human output names the pinned reference.
-    let out = cli.run(&["deploy", "--service", "api", &source]);
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&img.digest().to_string()));
+    /// Without a secret key the CLI says which variable to set.
+    fn missing_setting(&self, cli: &Cli) -> (Output, &'static str) {
+        let mut command = cli.command();
+        command.env("SCW_DEFAULT_PROJECT_ID", PROJECT);
+        let args = ["ls", "--registry", "scaleway://", "--cluster", "prod"];
+        (command.args(args).output().unwrap(), "SCW_SECRET_KEY")
+    }
 
-    // Without a secret key the CLI says which variable to set.
-    let out = cli
-        .command()
-        .env("SCW_DEFAULT_PROJECT_ID", PROJECT)
-        .args(["ls", "--registry", "scaleway://", "--cluster", "prod"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("SCW_SECRET_KEY"), "{err}");
-    // Data-plane credentials come from the secret key, never from --registry-creds.
-    let out = cli.run(&["ls", "--registry-creds", "nologin:x"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("SCW_SECRET_KEY"));
+    /// Data-plane credentials come from the secret key, never from --registry-creds.
+    fn registry_creds_hint(&self) -> Option<&'static str> {
+        Some("SCW_SECRET_KEY")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_ls_and_sweep_with_provider_scaleway() {
+    deploy_ls_and_sweep(&Scaleway(FakeScaleway::start().await)).await;
 }

@@ -145,14 +145,14 @@ async fn a_warm_deploy_costs_the_token_and_one_head_on_every_provider() {
         let fake = provider_gcp::testing::FakeGar::start().await;
         assert_eq!(warm(Arc::new(fake.gar().await), &src).await, Action::Copied);
         let calls = fake.all_calls();
-        let tokens = fake.token_requests();
+        let tokens = fake.oauth().hits();
         let before = tests::access_lines(fake.registry()).len();
         assert_eq!(
             warm(Arc::new(fake.gar().await), &src).await,
             Action::Skipped
         );
         let mut control = delta(&fake.all_calls(), &calls);
-        let oauth = fake.token_requests() - tokens;
+        let oauth = fake.oauth().hits() - tokens;
         if oauth > 0 {
             control.insert("oauth token".into(), oauth);
         }

@@ -298,7 +298,7 @@ async fn bound(
                 out.warnings.push(crate::mirror::Warning::CacheNotBounded {
                     repository: repository.name().to_string(),
                     digest: Some(d.clone()),
-                    error: format!("cannot read it: {e}"),
+                    error: crate::mirror::warning::Cause::context("cannot read it", e),
                 });
                 continue;
             }
@@ -322,7 +322,7 @@ async fn bound(
             Err(e) => out.warnings.push(crate::mirror::Warning::CacheNotBounded {
                 repository: repository.name().to_string(),
                 digest: Some(d.clone()),
-                error: format!("could not delete it: {e}"),
+                error: crate::mirror::warning::Cause::context("could not delete it", e),
             }),
         }
     }

@@ -327,7 +327,7 @@ impl Mirror {
             Err(e) => d.warnings.push(super::Warning::CacheNotBounded {
                 repository: cache_repository.name().to_string(),
                 digest: None,
-                error: e.to_string(),
+                error: e.into(),
             }),
         }
         Ok(d)
@@ -416,8 +416,9 @@ impl Mirror {
             Ok(r) => r,
             Err(e) => {
                 warnings.push(super::Warning::CloneSearch {
-                    error: format!(
-                        "cannot list the cluster's repositories to look for a clone's build: {e}"
+                    error: crate::mirror::warning::Cause::context(
+                        "cannot list the cluster's repositories to look for a clone's build",
+                        e,
                     ),
                 });
                 return None;
@@ -450,7 +451,10 @@ impl Mirror {
                 Ok(None) => {}
                 // A failed check costs a build, never a wrong image.
                 Err(e) => warnings.push(super::Warning::CloneSearch {
-                    error: format!("passing over {tag} in {repo}: {e}"),
+                    error: crate::mirror::warning::Cause::context(
+                        &format!("passing over {tag} in {repo}"),
+                        e,
+                    ),
                 }),
             }
         }

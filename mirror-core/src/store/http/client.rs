@@ -254,6 +254,29 @@ impl RegistryClient {
                 reason: Transport(e).to_string(),
             };
         }
+        // A host name that does not resolve (a typo), or a TLS client meeting a plain-HTTP
+        // server: no retry changes either, so they fail at once (they were retried for 13 s).
+        match transport_cause(&e) {
+            Some(TransportCause::UnknownHost) => {
+                return Error::HostUnknown {
+                    registry: self.inner.registry.clone(),
+                    reason: Transport(e).to_string(),
+                }
+            }
+            Some(TransportCause::NotTls) => {
+                return Error::Protocol {
+                    registry: self.inner.registry.clone(),
+                    operation: op.to_string(),
+                    location: loc.to_string(),
+                    reason: format!(
+                        "the registry does not answer TLS (a plain-HTTP registry? then say \
+                         plain_http): {}",
+                        Transport(e)
+                    ),
+                }
+            }
+            None => {}
+        }
         Error::Connect {
             registry: self.inner.registry.clone(),
             operation: op.to_string(),
@@ -261,6 +284,36 @@ impl RegistryClient {
             source: Box::new(Transport(e)),
         }
     }
+}
+
+/// A transport failure no retry changes.
+enum TransportCause {
+    /// The host name does not resolve.
+    UnknownHost,
+    /// The server does not speak TLS.
+    NotTls,
+}
+
+/// What the transport error says, where it names a cause no retry changes. reqwest and hyper
+/// expose these only through their causes' text (hyper-util's `dns error`, rustls's
+/// `InvalidContentType` for non-TLS bytes), so this reads the chain of causes, as
+/// [`untrusted_certificate`] does.
+fn transport_cause(e: &reqwest::Error) -> Option<TransportCause> {
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            // A resolver that could not be asked (`Temporary failure`) is worth a retry.
+            if !text.contains("Temporary failure") {
+                return Some(TransportCause::UnknownHost);
+            }
+        }
+        if text.contains("InvalidContentType") || text.contains("corrupt message") {
+            return Some(TransportCause::NotTls);
+        }
+        cause = c.source();
+    }
+    None
 }
 
 /// Whether the TLS handshake failed because the server's certificate is not trusted (rustls
