@@ -155,7 +155,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// An incremental hasher for one algorithm; [`Hasher::finish`] yields the [`Digest`].
 #[derive(Clone)]
-pub enum Hasher {
+pub(crate) enum Hasher {
     /// SHA-256 state.
     Sha256(Sha256),
     /// SHA-512 state.
@@ -205,7 +205,7 @@ impl fmt::Debug for Hasher {
 /// Feed every chunk with [`Verifier::update`] (which fails early once more bytes than expected
 /// arrive) and call [`Verifier::finish`] at the end of the stream.
 #[derive(Debug)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     expected: Digest,
     expected_size: Option<u64>,
     /// `None`: the size alone is checked ([`Verifier::size_only`]).
@@ -257,11 +257,6 @@ impl Verifier {
     /// True once exactly the expected number of bytes has been seen.
     pub fn is_complete(&self) -> bool {
         self.expected_size == Some(self.seen)
-    }
-
-    /// Bytes seen so far.
-    pub fn seen(&self) -> u64 {
-        self.seen
     }
 
     /// Checks size and digest once the stream has ended.

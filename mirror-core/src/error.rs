@@ -10,7 +10,7 @@ use crate::digest::Digest;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A boxed error source.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong while reading, writing or copying images.
 #[derive(Debug, thiserror::Error)]
@@ -466,7 +466,7 @@ impl Error {
 /// characters) become `?`, runs of whitespace one space, and a text longer than `max`
 /// characters is cut with a note of how much was left out. Error messages from registries and
 /// control planes go through it before they reach an [`Error`].
-pub fn sanitize(text: &str, max: usize) -> String {
+pub(crate) fn sanitize(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 32));
     let mut shown = 0usize;
     let mut space = false;
@@ -636,7 +636,7 @@ impl Error {
 }
 
 /// How many characters of registry-supplied text an error shows.
-pub const MAX_SHOWN_TEXT: usize = 512;
+pub(crate) const MAX_SHOWN_TEXT: usize = 512;
 
 /// A location, name or input as an error shows it: [`sanitize`]d and cut to
 /// [`MAX_SHOWN_TEXT`] characters with the size of the rest said (a registry may name a

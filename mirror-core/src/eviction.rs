@@ -55,7 +55,7 @@ pub struct EvictionPlan {
 ///
 /// Images without a known push time count as the oldest; ties are broken by digest so the plan
 /// is deterministic.
-pub fn plan_service_eviction(
+pub(crate) fn plan_service_eviction(
     repository: &str,
     images: &[ImageRecord],
     deployed: &Digest,
@@ -109,7 +109,7 @@ pub fn plan_service_eviction(
 /// passed), and the orphaned referrers ([`ImageRecord::orphan_of`]) whose subject is not in
 /// use. Images without a known push time are kept (their age is unknown), and so is anything
 /// pushed less than `grace` ago, whatever the retention (a deploy just handed it out).
-pub fn plan_retention(
+pub(crate) fn plan_retention(
     repository: &str,
     images: &[ImageRecord],
     in_use: &HashSet<Digest>,
@@ -141,7 +141,7 @@ pub fn plan_retention(
 }
 
 /// True when the image was pushed more than `retention` before `now`.
-pub fn is_expired(img: &ImageRecord, now: SystemTime, retention: Duration) -> bool {
+pub(crate) fn is_expired(img: &ImageRecord, now: SystemTime, retention: Duration) -> bool {
     match img.pushed_at {
         Some(t) => now
             .duration_since(t)

@@ -55,7 +55,7 @@ use crate::reference::validate_tag;
 /// added, removed or reordered, a normalisation changed, another length prefix). Every image
 /// is then rebuilt once, instead of an image built from other inputs being reused. The pinned
 /// test vectors in this module fail until the version is bumped and the vectors updated.
-pub const KEY_VERSION: u32 = 1;
+pub(crate) const KEY_VERSION: u32 = 1;
 
 /// Separates build keys from any other SHA-256 over similar bytes.
 const DOMAIN: &[u8] = b"mirror-core/build-key";
@@ -72,7 +72,7 @@ const TAG_KEY_HEX: usize = 32;
 /// validates the inputs and returns the [`BuildKey`]. `Debug` shows build-arg and extra-input
 /// names, never their values.
 #[derive(Clone)]
-pub struct BuildKeyInputs {
+pub(crate) struct BuildKeyInputs {
     commit: String,
     dockerfile_path: String,
     dockerfile_digest: Digest,

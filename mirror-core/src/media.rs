@@ -31,7 +31,7 @@ pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
 /// Every manifest media type this library reads and writes, for `Accept` headers.
-pub const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
+pub(crate) const ACCEPTED_MANIFEST_TYPES: &[&str] = &[
     OCI_INDEX,
     OCI_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -48,7 +48,7 @@ pub enum ManifestKind {
 }
 
 /// Classifies a manifest media type; schema 1 and unknown types are errors naming `location`.
-pub fn manifest_kind(media_type: &str, location: &str) -> Result<ManifestKind> {
+pub(crate) fn manifest_kind(media_type: &str, location: &str) -> Result<ManifestKind> {
     match media_type.to_ascii_lowercase().as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image),
         OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index),

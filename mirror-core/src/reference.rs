@@ -18,13 +18,13 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Docker Hub's canonical registry name.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 /// The host that serves Docker Hub's registry API.
-pub const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
+pub(crate) const DOCKER_HUB_API_HOST: &str = "registry-1.docker.io";
 /// Longest repository name (registry excluded) the distribution spec allows.
-pub const MAX_REPOSITORY_LEN: usize = 255;
+pub(crate) const MAX_REPOSITORY_LEN: usize = 255;
 /// Longest tag.
-pub const MAX_TAG_LEN: usize = 128;
+pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// A normalised image reference: `registry/repository[:tag][@digest]`.
 ///
@@ -309,7 +309,7 @@ pub fn normalise_host(host: &str) -> std::result::Result<String, String> {
 }
 
 /// True for `localhost`, 127.0.0.0/8 and `[::1]`, with or without a port.
-pub fn is_loopback_host(host: &str) -> bool {
+pub(crate) fn is_loopback_host(host: &str) -> bool {
     let name = if let Some(rest) = host.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::Error;
 
 /// A source of randomness in `[0, 1)` for jitter.
-pub type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
+pub(crate) type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// The time a policy reads and the way it waits: the real clock ([`SystemClock`]) or a
 /// test's ([`ManualClock`]).
@@ -48,7 +48,7 @@ pub trait Clock: Send + Sync + fmt::Debug {
 /// The real clock: [`SystemTime::now`] and `tokio::time::sleep` (which honours
 /// `tokio::time::pause`).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
@@ -132,7 +132,7 @@ impl Clock for ManualClock {
 }
 
 /// The shared real clock.
-pub fn system_clock() -> Arc<dyn Clock> {
+pub(crate) fn system_clock() -> Arc<dyn Clock> {
     Arc::new(SystemClock)
 }
 

@@ -186,7 +186,7 @@ const HASH_HEX: usize = 10;
 /// tags age out by retention). Version 1 is the first explicit encoding; the first release
 /// hashed the `Display` form of the source, which is not an encoding (a layout path holding
 /// `:` read like a tag).
-pub const CLUSTER_TAG_VERSION: u32 = 1;
+pub(crate) const CLUSTER_TAG_VERSION: u32 = 1;
 
 /// Version of the Service-mode tag scheme ([`service_tag`]).
 ///
@@ -195,13 +195,13 @@ pub const CLUSTER_TAG_VERSION: u32 = 1;
 /// the other's image. Version 2 appends the hash of [`source_identity_input`]. Bump it
 /// whenever that encoding or the readable part changes: each service's image is then tagged
 /// once more on its next deploy (no upload: the manifest and blobs are in the repository).
-pub const SERVICE_TAG_VERSION: u32 = 2;
+pub(crate) const SERVICE_TAG_VERSION: u32 = 2;
 
 /// The canonical encoding of a source that a tag scheme hashes: a header naming the scheme
 /// and its version (`mirror-core/<scheme>/v<version>` and a NUL byte), then registry,
 /// repository, tag and digest, each a big-endian `u64` length followed by the UTF-8 bytes,
 /// the optional ones preceded by a presence byte (`0` absent, `1` present).
-pub fn source_identity_input(scheme: &str, version: u32, source: &SourceId) -> Vec<u8> {
+pub(crate) fn source_identity_input(scheme: &str, version: u32, source: &SourceId) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, s: &str) {
         out.extend_from_slice(&(s.len() as u64).to_be_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -228,13 +228,13 @@ pub fn source_identity_input(scheme: &str, version: u32, source: &SourceId) -> V
 
 /// The canonical encoding of a source hashed into its Cluster-mode tag:
 /// [`source_identity_input`] of scheme `cluster-tag`, version [`CLUSTER_TAG_VERSION`].
-pub fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
+pub(crate) fn cluster_tag_input(source: &SourceId) -> Vec<u8> {
     source_identity_input("cluster-tag", CLUSTER_TAG_VERSION, source)
 }
 
 /// The canonical encoding of a source hashed into its Service-mode tag:
 /// [`source_identity_input`] of scheme `service-tag`, version [`SERVICE_TAG_VERSION`].
-pub fn service_tag_input(source: &SourceId) -> Vec<u8> {
+pub(crate) fn service_tag_input(source: &SourceId) -> Vec<u8> {
     source_identity_input("service-tag", SERVICE_TAG_VERSION, source)
 }
 
@@ -284,7 +284,7 @@ pub fn service_tag(source: &SourceId) -> String {
 /// covers the full path). No readable encoding into the tag alphabet can be
 /// injective (`_` is itself valid in repository names: `a_b/c` and `a/b_c` read the same), so
 /// the hash suffix is always present: two sources never collide.
-pub fn cluster_tag(source: &SourceId) -> String {
+pub(crate) fn cluster_tag(source: &SourceId) -> String {
     // A layout is named by its full path (hashed); its directory name is what people read.
     let repository = if source.registry == "oci" {
         source

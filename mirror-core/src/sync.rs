@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 /// A lock per key (see the module docs).
 #[derive(Debug)]
-pub struct KeyedFlight<K> {
+pub(crate) struct KeyedFlight<K> {
     locks: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -40,6 +40,7 @@ impl<K: Eq + Hash + Clone> KeyedFlight<K> {
     }
 
     /// How many keys are held or waited for now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         let map = match self.locks.lock() {
             Ok(m) => m,
@@ -49,6 +50,7 @@ impl<K: Eq + Hash + Clone> KeyedFlight<K> {
     }
 
     /// Whether no key is held.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -41,19 +41,19 @@ pub const DEPLOY_SECONDS: &str = "mirror_deploy_duration_seconds";
 /// Deploys and builds that failed (returned an error), by mode.
 pub const DEPLOY_FAILURES: &str = "mirror_deploy_failures_total";
 /// Deploys served from the mirror because the source could not tell.
-pub const SERVED_FROM_MIRROR: &str = "mirror_served_from_mirror_total";
+pub(crate) const SERVED_FROM_MIRROR: &str = "mirror_served_from_mirror_total";
 /// Blobs placed by deploys, by outcome.
 pub const BLOBS: &str = "mirror_blobs_total";
 /// Bytes uploaded by deploys.
 pub const BYTES_UPLOADED: &str = "mirror_bytes_uploaded_total";
 /// Referrers copied with images.
-pub const REFERRERS_COPIED: &str = "mirror_referrers_copied_total";
+pub(crate) const REFERRERS_COPIED: &str = "mirror_referrers_copied_total";
 /// Images deleted by Service-mode eviction.
 pub const EVICTIONS: &str = "mirror_evictions_total";
 /// Images deleted by sweeps.
-pub const SWEEP_DELETIONS: &str = "mirror_sweep_deletions_total";
+pub(crate) const SWEEP_DELETIONS: &str = "mirror_sweep_deletions_total";
 /// Warnings, by kind.
-pub const WARNINGS: &str = "mirror_warnings_total";
+pub(crate) const WARNINGS: &str = "mirror_warnings_total";
 
 /// The span of a deploy or a build (`name`), its outcome fields empty until the façade
 /// records them.
@@ -109,7 +109,7 @@ pub const INVENTORY_REPOSITORIES: &str = "mirror_inventory_repositories";
 /// Images of the cluster (build cache entries included), as the last inventory found them.
 pub const INVENTORY_IMAGES: &str = "mirror_inventory_images";
 /// Images in use, as the last inventory found them.
-pub const INVENTORY_IMAGES_IN_USE: &str = "mirror_inventory_images_in_use";
+pub(crate) const INVENTORY_IMAGES_IN_USE: &str = "mirror_inventory_images_in_use";
 /// Bytes the cluster's repositories store (each blob once per repository), by the last
 /// inventory.
 pub const INVENTORY_STORED_BYTES: &str = "mirror_inventory_stored_bytes";

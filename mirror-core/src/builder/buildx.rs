@@ -37,7 +37,7 @@ use crate::error::Result;
 use crate::reference::is_loopback_host;
 
 /// The tag given to cache references that have none.
-pub const CACHE_TAG: &str = "buildcache";
+pub(crate) const CACHE_TAG: &str = "buildcache";
 
 /// The buildx backend.
 #[derive(Debug, Clone)]

@@ -111,7 +111,7 @@ pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
 /// assert_eq!(args.len(), 1);
 /// assert_eq!(args["VERSION"], "1.2");
 /// ```
-pub fn build_args_from_env<'a>(
+pub(crate) fn build_args_from_env<'a>(
     declared: &BTreeSet<String>,
     env: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> BTreeMap<String, String> {

@@ -51,7 +51,7 @@ pub use buildah::Buildah;
 pub use buildx::Buildx;
 
 /// Default limit of one build ([`BuildRequest::timeout`]).
-pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Which output stream a log line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -304,7 +304,7 @@ pub trait Builder: Send + Sync + fmt::Debug {
 /// The build args BuildKit and Buildah set from the platforms (`TARGETARCH`…). They follow
 /// [`BuildRequest::platforms`] and are never taken from the environment: an inherited
 /// `TARGETARCH` would make every platform of a multi-platform build the same.
-pub const AUTOMATIC_PLATFORM_ARGS: [&str; 8] = [
+pub(crate) const AUTOMATIC_PLATFORM_ARGS: [&str; 8] = [
     "BUILDPLATFORM",
     "BUILDOS",
     "BUILDARCH",

@@ -164,7 +164,7 @@ struct Counters {
 
 /// The engine alone (no referrers, whatever [`CopyOptions::referrers`] says): `src_ref` of
 /// `src` to `dst_ref` of `dst`, or with `None` under its own digest.
-pub async fn copy_image(
+pub(crate) async fn copy_image(
     src: &dyn ImageStore,
     src_ref: &str,
     dst: &dyn ImageStore,

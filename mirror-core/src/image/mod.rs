@@ -167,7 +167,7 @@ pub fn anchor_tag(digest: &Digest) -> String {
 }
 
 /// Whether `tag` is the anchor tag of `digest`.
-pub fn is_anchor_of(tag: &str, digest: &Digest) -> bool {
+pub(crate) fn is_anchor_of(tag: &str, digest: &Digest) -> bool {
     tag.strip_prefix(ANCHOR_TAG_PREFIX) == Some(digest.hex())
 }
 
@@ -369,7 +369,7 @@ pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<Im
 /// the next eviction or sweep removes; the other order could leave an unsigned image. An
 /// image that another image of the store holds (a platform manifest of a kept index) is
 /// left as it is, with a warning.
-pub async fn delete_with_referrers<F, Fut>(
+pub(crate) async fn delete_with_referrers<F, Fut>(
     store: &dyn ImageStore,
     digest: &Digest,
     delete: F,
@@ -402,7 +402,7 @@ where
 /// index, except BuildKit's attestation manifests (children annotated
 /// `vnd.docker.reference.type: attestation-manifest`, which carry provenance themselves and
 /// are no subjects).
-pub fn referrer_subjects(
+pub(crate) fn referrer_subjects(
     root: &Digest,
     manifest: &RawManifest,
     location: &str,
@@ -469,7 +469,7 @@ async fn source_digest(
 /// [`CopyOptions::referrers`] asks. `source_index` is the source's digest when a platform
 /// filter made another image of it: the source index's referrers do not apply and are
 /// counted in [`referrers::ReferrerReport::index_referrers_left`].
-pub async fn copy_referrers(
+pub(crate) async fn copy_referrers(
     src: &dyn ImageStore,
     source_index: Option<&Digest>,
     dst: &dyn ImageStore,

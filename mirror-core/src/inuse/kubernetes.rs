@@ -49,7 +49,7 @@ rules:
 ";
 
 /// How often one listing restarts after its continue token expired (410 Gone).
-pub const MAX_RESTARTS: usize = 3;
+pub(crate) const MAX_RESTARTS: usize = 3;
 
 /// At most this many pages per listing: an API server whose continue tokens never end is
 /// an error, not a loop.
@@ -93,7 +93,7 @@ impl fmt::Debug for KubernetesInUse {
 
 /// The kubeconfig file kubectl reads: the first file of `$KUBECONFIG`, else
 /// `~/.kube/config`.
-pub fn default_kubeconfig() -> std::path::PathBuf {
+pub(crate) fn default_kubeconfig() -> std::path::PathBuf {
     if let Some(first) = std::env::var_os("KUBECONFIG")
         .as_ref()
         .and_then(|v| std::env::split_paths(v).next())

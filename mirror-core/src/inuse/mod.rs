@@ -217,7 +217,7 @@ impl InUse {
 
 /// The digest a reference or an image id names, if it names one: `…@sha256:<hex>`,
 /// `sha256:<hex>`, `docker-pullable://…@sha256:<hex>`.
-pub fn digest_in(reference: &str) -> Option<Digest> {
+pub(crate) fn digest_in(reference: &str) -> Option<Digest> {
     let tail = reference.rsplit_once('@').map_or(reference, |(_, d)| d);
     let tail = tail.rsplit_once("://").map_or(tail, |(_, d)| d);
     Digest::parse(tail).ok()

@@ -194,7 +194,7 @@ pub struct Mirror {
 }
 
 /// Default eviction grace period.
-pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(600);
 
 impl Mirror {
     /// A builder for `cluster` on `registry`.

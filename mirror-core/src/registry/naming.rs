@@ -13,7 +13,7 @@ use crate::reference::validate_repository;
 use crate::registry::RepositoryScope;
 
 /// Longest path component produced from an id.
-pub const MAX_COMPONENT: usize = 48;
+pub(crate) const MAX_COMPONENT: usize = 48;
 
 /// Checks a repository name against the distribution grammar.
 pub fn check_name(name: &str) -> Result<()> {

@@ -259,7 +259,7 @@ impl PutOutcome {
 /// Wraps a blob stream: hashes every chunk ([`VerifyingStream::size_only`]: counts them) and
 /// checks digest and size by the last byte. On a mismatch the stream yields the error (which aborts an upload fed from it) and
 /// also keeps it, so that the caller can report the typed error rather than the transport's.
-pub struct VerifyingStream {
+pub(crate) struct VerifyingStream {
     inner: BlobStream,
     verifier: Option<Verifier>,
     failure: Arc<Mutex<Option<Error>>>,
@@ -319,7 +319,7 @@ impl VerifyingStream {
 }
 
 /// Takes the typed error a [`VerifyingStream`] stored, if any.
-pub fn take_failure(slot: &Arc<Mutex<Option<Error>>>) -> Option<Error> {
+pub(crate) fn take_failure(slot: &Arc<Mutex<Option<Error>>>) -> Option<Error> {
     slot.lock().ok().and_then(|mut s| s.take())
 }
 
@@ -391,7 +391,10 @@ impl Stream for VerifyingStream {
 
 /// Opens `reference` (tag or digest) in `store` for reading and verifies a manifest fetched by
 /// digest against that digest.
-pub async fn get_verified_manifest(store: &dyn ImageStore, reference: &str) -> Result<RawManifest> {
+pub(crate) async fn get_verified_manifest(
+    store: &dyn ImageStore,
+    reference: &str,
+) -> Result<RawManifest> {
     let m = store.get_manifest(reference).await?;
     if let Ok(expected) = Digest::parse(reference) {
         if m.digest != expected {

@@ -80,12 +80,12 @@ pub use transfer::{add_to_schema_index, transfer};
 /// The artifact type cosign gives signatures (`sha256-<hex>.sig`).
 pub const COSIGN_SIGNATURE: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 /// The artifact type cosign gives attestations (`sha256-<hex>.att`).
-pub const COSIGN_ATTESTATION: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
+pub(crate) const COSIGN_ATTESTATION: &str = "application/vnd.dev.cosign.artifact.att.v1+json";
 /// The artifact type cosign gives attached SBOMs (`sha256-<hex>.sbom`).
-pub const COSIGN_SBOM: &str = "application/vnd.dev.cosign.artifact.sbom.v1+json";
+pub(crate) const COSIGN_SBOM: &str = "application/vnd.dev.cosign.artifact.sbom.v1+json";
 
 /// Cosign's tag suffixes and the artifact types they stand for.
-pub const COSIGN_SUFFIXES: [(&str, &str); 3] = [
+pub(crate) const COSIGN_SUFFIXES: [(&str, &str); 3] = [
     ("sig", COSIGN_SIGNATURE),
     ("att", COSIGN_ATTESTATION),
     ("sbom", COSIGN_SBOM),
@@ -173,7 +173,7 @@ pub fn kind_of(artifact_type: Option<&str>) -> ReferrerKind {
 /// written for sha256 subjects only (a sha512 tag would pass the 128 characters of a tag,
 /// and the schema's truncated form cannot be read back as a digest). Other subjects are
 /// found through the referrers API only.
-pub fn tag_schemes_apply(subject: &Digest) -> bool {
+pub(crate) fn tag_schemes_apply(subject: &Digest) -> bool {
     subject.algorithm() == Algorithm::Sha256
 }
 

@@ -133,7 +133,7 @@ pub trait CredentialProvider: Send + Sync + fmt::Debug {
 
 /// A provider that always returns the same credentials.
 #[derive(Debug, Clone)]
-pub struct StaticCredentials(pub Credentials);
+pub(crate) struct StaticCredentials(pub Credentials);
 
 #[async_trait]
 impl CredentialProvider for StaticCredentials {

@@ -40,7 +40,7 @@ pub use watchdog::Throughput;
 use self::{client::*, pagination::*, send::*, store::*, token::*, upload::*};
 
 /// Largest manifest accepted (as containerd does): protects memory from hostile registries.
-pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
 const DEFAULT_CHUNK: usize = 8 * 1024 * 1024;
 
 /// How blobs are uploaded.

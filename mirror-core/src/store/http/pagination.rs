@@ -76,7 +76,7 @@ pub(super) const MAX_PAGES: usize = 10_000;
 pub const MAX_PAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Largest listing read in all, its pages together: a registry answering page after page of
 /// 12 MB grows no process past it. A million tags of 30 characters take about 33 MB.
-pub const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
 
 /// One page of a listing: the items of its array `field`, at most `max` of them, and how many
 /// more it held (skipped while reading: never held in memory, not even as JSON values).

@@ -66,7 +66,7 @@ use crate::store::{Blob, BlobStream, ImageStore, ManifestHead, PutOutcome, Store
 
 /// Blobs up to this size are hashed before a copy counts them as present (4 MiB: configs,
 /// manifests and small layers; larger ones are checked by size).
-pub const VERIFY_UP_TO: u64 = 4 * 1024 * 1024;
+pub(crate) const VERIFY_UP_TO: u64 = 4 * 1024 * 1024;
 
 mod files;
 mod location;
