@@ -85,6 +85,9 @@ pub mod mirror;
 #[cfg(any(test, feature = "mock"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock;
+#[cfg(feature = "oci-spec")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oci-spec")))]
+pub mod oci;
 pub mod provider;
 pub mod reference;
 pub mod registry;

@@ -80,6 +80,17 @@ pub struct CopyOptions {
 }
 
 impl CopyOptions {
+    /// Keeps only these platforms of an index (see [`platforms`](Self::platforms)): filters,
+    /// or anything that converts into one (with feature `oci-spec`, `oci_spec` platforms).
+    pub fn with_platforms<I, P>(mut self, platforms: I) -> Self
+    where
+        I: IntoIterator<Item = P>,
+        P: Into<PlatformFilter>,
+    {
+        self.platforms.extend(platforms.into_iter().map(Into::into));
+        self
+    }
+
     /// [`concurrency`](Self::concurrency) within 1 to [`MAX_CONCURRENCY`].
     pub fn transfers_at_once(&self) -> usize {
         self.concurrency.clamp(1, MAX_CONCURRENCY)
