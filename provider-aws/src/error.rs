@@ -112,7 +112,7 @@ where
         SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
             let text = text();
             match text.contains("credential") || text.contains("identity") {
-                true => origin.credentials(text),
+                true => origin.credentials(credentials_reason(&err)),
                 false => origin.transport(operation, target, text),
             }
         }
@@ -130,6 +130,27 @@ where
             e
         }
     }
+}
+
+/// What to tell a person whose AWS identity could not be loaded: the innermost cause (the
+/// SDK's chain repeats it wrapped three times, with its `Debug` form: 1.5 KB) and where an
+/// identity comes from.
+fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.trim().is_empty() {
+            cause = text;
+        }
+        next = e.source();
+    }
+    let cause: String = cause.chars().take(200).collect();
+    format!(
+        "no AWS identity: {cause}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+         AWS_PROFILE / {} (a profile in ~/.aws), or run with a role (IRSA, ECS, EC2)",
+        crate::config::EcrConfigKey::Profile.env_var()
+    )
 }
 
 #[cfg(test)]

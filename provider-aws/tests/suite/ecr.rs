@@ -728,3 +728,61 @@ async fn the_chunked_fallback_is_never_chosen() {
     let _ = img.push(&auto_store, "v1").await;
     assert!(proxy.requests().iter().any(|r| r.starts_with("PATCH ")));
 }
+
+/// A credentials provider that finds nothing: what the SDK's default chain answers on a
+/// machine without an AWS identity.
+#[derive(Debug)]
+struct NoIdentity;
+
+impl aws_credential_types::provider::ProvideCredentials for NoIdentity {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no providers in chain provided credentials",
+            ),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn missing_aws_credentials_are_a_short_auth_error_naming_what_to_set() {
+    let emu = EcrEmulator::start().await;
+    let sdk = emu
+        .sdk_config()
+        .into_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(NoIdentity),
+        )
+        .build();
+    let ecr = emu.builder().sdk_config(sdk).build().await.unwrap();
+    let scope = RepositoryScope::Service {
+        cluster: "prod".into(),
+        service: "api".into(),
+    };
+    let repo = ecr.repository(&scope).unwrap();
+    for err in [
+        ecr.check().await.unwrap_err(),
+        ecr.list_images(&repo).await.unwrap_err(),
+    ] {
+        let text = err.to_string();
+        assert_eq!(err.kind(), mirror_core::ErrorKind::Auth, "{text}");
+        assert!(
+            matches!(err, mirror_core::Error::Credentials { .. }),
+            "{err:?}"
+        );
+        assert!(
+            text.contains("no providers in chain provided credentials"),
+            "{text}"
+        );
+        assert!(
+            text.contains("AWS_ACCESS_KEY_ID"),
+            "the variable to set: {text}"
+        );
+        assert!(text.len() <= 400, "{} bytes: {text}", text.len());
+    }
+}
