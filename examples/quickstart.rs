@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::image::referrers::{cosign_tag, ReferrerKind};
-use mirror_core::store::layout::LayoutStore;
+use mirror_core::kit::image::referrers::{cosign_tag, ReferrerKind};
+use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::testing::{TestArtifact, TestImage};
 use mirror_core::{ClusterStrategy, Deployment, LayoutRegistry, Mirror, ServiceStrategy, Source};
 

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{LayerCompression, TestImage, TestRegistry};
 use mirror_core::{
     ClusterStrategy, GenericRegistry, Mirror, MirrorStrategy, ServiceStrategy, Source,

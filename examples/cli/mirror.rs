@@ -41,9 +41,9 @@ use mirror_cli::registry::{open_registry, with_discovery, RegistryArgs};
 use mirror_cli::show::{referrer_summary, time_string, use_summary};
 use mirror_cli::sources::{creds, with_source_auth, SourceAuth};
 use mirror_cli::KubernetesArgs;
-use mirror_core::image::referrers::ReferrerOptions;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::{Endpoint, EndpointOptions};
+use mirror_core::kit::image::referrers::ReferrerOptions;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::{Endpoint, EndpointOptions};
 use mirror_core::{
     ClusterStrategy, CopyEvent, CopyOptions, Mirror, MirrorStrategy, PlatformFilter,
     ServiceStrategy, Source, Sources, TagPolicy,

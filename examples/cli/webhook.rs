@@ -26,7 +26,7 @@ use mirror_cli::webhook::tls::ReloadingCert;
 use mirror_cli::webhook::{kube_client, serve_plain, stop_signal, Server};
 use mirror_cli::KubernetesArgs;
 use mirror_core::admission::{AdmissionConfig, AdmissionController, ImagePattern};
-use mirror_core::retry::RetryConfig;
+use mirror_core::kit::retry::RetryConfig;
 use mirror_core::{ClusterStrategy, Mirror, Sources};
 
 #[derive(Parser)]

@@ -12,15 +12,15 @@
 use std::path::Path;
 
 use mirror_core::builder::dockerfile::declared_args;
+use mirror_core::kit::store::http::auth::{parse_challenge, Challenge};
+use mirror_core::kit::store::http::credentials::{Credentials, DockerConfig};
+use mirror_core::kit::store::http::parse_next_link;
+use mirror_core::kit::store::layout::parse_oci_location;
 use mirror_core::media::{
     ParsedManifest, RawManifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1,
     DOCKER_SCHEMA1_SIGNED, OCI_INDEX, OCI_MANIFEST,
 };
 use mirror_core::reference::{normalise_host, validate_repository, validate_tag};
-use mirror_core::store::http::auth::{parse_challenge, Challenge};
-use mirror_core::store::http::credentials::{Credentials, DockerConfig};
-use mirror_core::store::http::parse_next_link;
-use mirror_core::store::layout::parse_oci_location;
 use mirror_core::{Digest, Error, Reference, Source};
 
 /// Every manifest media type `RawManifest` knows, readable or not.
@@ -727,7 +727,7 @@ pub fn fuzz_dockerfile_args(data: &[u8]) {
 /// `token_answer`: never panics; a token's lifetime is at least a second and at most
 /// `MAX_TOKEN_LIFETIME`, whatever `expires_in` says; its refresh time can be computed.
 pub fn token_answer(data: &[u8]) {
-    use mirror_core::store::http::auth::{token_answer, MAX_TOKEN_LIFETIME};
+    use mirror_core::kit::store::http::auth::{token_answer, MAX_TOKEN_LIFETIME};
     if let Some((_, ttl)) = token_answer(data) {
         assert!(
             ttl >= std::time::Duration::from_secs(1) && ttl <= MAX_TOKEN_LIFETIME,
@@ -743,7 +743,7 @@ pub fn token_answer(data: &[u8]) {
 /// it and every calendar show it) and twelve hex digits; one that reads is written back the
 /// same when it was written canonically.
 pub fn bookkeeping_tag(input: &str) {
-    use mirror_core::image::{
+    use mirror_core::kit::image::{
         handed_out_tag, parse_handed_out_tag, parse_pushed_tag, pushed_tag, MAX_BOOKKEEPING_MILLIS,
     };
     for (parsed, write) in [

@@ -1,6 +1,6 @@
 //! Build keys: which image a commit and its build inputs produce, and the tag that names it.
 //!
-//! A [`BuildKey`] is SHA-256 over a canonical, versioned encoding of [`BuildKeyInputs`]. The
+//! A [`BuildKey`] is SHA-256 over a canonical, versioned encoding of `BuildKeyInputs`. The
 //! same inputs give the same key on every machine, in every run and with every compiler
 //! version (no `DefaultHasher`, no `Debug` or serde output in the hash); any input that changes
 //! the built image changes the key. When the mirror already holds an image tagged with
@@ -10,7 +10,7 @@
 //!
 //! - The **commit** stands for the content of the build context: the key assumes the context
 //!   is a clean checkout of that commit. A deployer that builds a dirty tree must add what
-//!   differs (for example a digest of `git diff HEAD`) with [`BuildKeyInputs::with_extra`].
+//!   differs (for example a digest of `git diff HEAD`) with `BuildKeyInputs::with_extra`.
 //! - The **Dockerfile** by path and by content, because it may live outside the repository or
 //!   be generated.
 //! - The **context path**, the **target stage**, the **platforms** and the **build args**.
@@ -22,7 +22,7 @@
 //! # Secrets
 //!
 //! Build-arg values (and extra-input values) are hashed but never printed: the `Debug` output
-//! of [`BuildKeyInputs`] shows their names only, and errors name the argument, never its
+//! of `BuildKeyInputs` shows their names only, and errors name the argument, never its
 //! value. Keys end up in public tags, and a low-entropy secret hashed into one could be
 //! recovered by trying candidates, so pass secrets as build secrets (which are not build
 //! inputs), never as build args.
@@ -248,7 +248,7 @@ impl fmt::Debug for BuildKeyInputs {
     }
 }
 
-/// The key of an image built from a commit: a SHA-256 digest over its [`BuildKeyInputs`].
+/// The key of an image built from a commit: a SHA-256 digest over its `BuildKeyInputs`.
 ///
 /// `Display` writes [`BuildKey::tag`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

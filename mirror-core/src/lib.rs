@@ -54,12 +54,13 @@
 //! - [`error`]: the one error type and its kinds;
 //! - `memory` and `mock` (features `memory`, `mock`): an in-memory registry and mockall mocks
 //!   for a deployer's unit tests;
-//! - for provider authors, [`provider`]: the kit (`CloudRegistry` over a `ControlPlane`,
-//!   configuration keys, the control-plane error, the token cache);
-//! - the machinery below: [`image`] (image composition, referrers), [`copy`](mod@copy) (the
-//!   copy engine), [`store`] (the [`ImageStore`] trait, the HTTP client and the OCI layout),
-//!   [`builder`] (builds), [`eviction`], [`key`], [`reference`](mod@reference),
-//!   [`digest`], [`media`], [`events`], [`retry`], [`telemetry`];
+//! - the machinery below: [`copy`](mod@copy) (the copy engine), [`builder`] (builds),
+//!   [`eviction`], [`key`], [`reference`](mod@reference), [`digest`], [`media`],
+//!   [`events`], [`telemetry`];
+//! - [`kit`], for provider authors and tools built on the engine: the provider kit
+//!   (`CloudRegistry` over a `ControlPlane`, configuration keys, the control-plane error,
+//!   the token cache), the data plane ([`ImageStore`], the HTTP client, the OCI layout),
+//!   image composition and referrers, retries;
 //! - `testing` (feature `testing`): a real-registry test harness; its image fixtures alone
 //!   with feature `fixtures`.
 #![deny(missing_docs)]
@@ -74,9 +75,9 @@ pub mod digest;
 pub mod error;
 pub mod events;
 pub mod eviction;
-pub mod image;
 pub mod inuse;
 pub mod key;
+pub mod kit;
 pub mod media;
 #[cfg(any(test, feature = "memory"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
@@ -88,40 +89,52 @@ pub mod mock;
 #[cfg(feature = "oci-spec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oci-spec")))]
 pub mod oci;
-pub mod provider;
 pub mod reference;
 pub mod registry;
-pub mod retry;
-pub mod store;
 pub mod strategy;
-pub mod sync;
 pub mod telemetry;
 #[cfg(feature = "fixtures")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fixtures")))]
 pub mod testing;
 
-pub use builder::{
-    BuildEvent, BuildEventSink, BuildOutput, BuildRequest, Buildah, Builder, Buildx,
-};
-pub use copy::{CopyOptions, CopyReport};
-pub use digest::Digest;
-pub use error::{Error, ErrorCode, ErrorCodes, ErrorKind, Result, Side};
-pub use events::{BlobAction, CopyEvent, EventSink};
-pub use eviction::EvictionPlan;
-pub use image::{copy, ImageRecord};
-pub use media::{PlatformFilter, RawManifest};
+// The kit's modules by their short names inside the crate.
+pub(crate) use kit::{image, provider, retry, store, sync};
+
+// The deploy story first (rustdoc lists re-exports in this order).
 pub use mirror::{
     Action, BuildPlan, BuildSpec, Deployment, Inventory, InventoryImage, InventoryTotals, Mirror,
     MirrorBuilder, ProtectReport, RepositoryInventory, Source, SourceCredentials, Sources,
     SweepReport, TagPolicy, Warning,
 };
-pub use reference::Reference;
+
+// Errors and their kinds.
+pub use error::{Error, ErrorCode, ErrorCodes, ErrorKind, Result, Side};
+
+// The mirror registry and where images go in it.
 pub use registry::{
     BuildCapability, Capabilities, GenericRegistry, LayoutRegistry, Registry, Repository,
     RepositoryScope, RepositorySettings,
 };
-pub use store::{ImageStore, StoreLocation};
 pub use strategy::{ClusterStrategy, MirrorStrategy, ServiceStrategy, SourceId, Target};
+
+// Values a deployer passes or reads.
+pub use digest::Digest;
+pub use reference::Reference;
+pub use retry::RetryConfig;
+pub use store::http::credentials::Credentials;
+
+// The copy engine on its own.
+pub use copy::{CopyOptions, CopyReport};
+pub use events::{BlobAction, CopyEvent, EventSink};
+pub use eviction::EvictionPlan;
+pub use image::{copy, ImageRecord};
+pub use media::{PlatformFilter, RawManifest};
+pub use store::{ImageStore, StoreLocation};
+
+// Builds.
+pub use builder::{
+    BuildEvent, BuildEventSink, BuildOutput, BuildRequest, Buildah, Builder, Buildx,
+};
 
 /// What a deployer needs in one `use`: the façade, sources, results, errors and their kinds,
 /// the registry trait and `open`.

@@ -5,7 +5,7 @@
 //!   successful mirror the service's other images are evicted except the `keep_previous`
 //!   newest, the in-use ones and the image just deployed.
 //! - [`ClusterStrategy`]: one repository per cluster shared by all services; the tag encodes
-//!   the source registry, repository and tag and the same kind of hash ([`cluster_tag`]);
+//!   the source registry, repository and tag and the same kind of hash (`cluster_tag`);
 //!   nothing is deleted per deployment, a retention time bounds storage.
 //!
 //! # Tags carry the source's identity
@@ -13,9 +13,9 @@
 //! A tag at the destination is how a later deploy finds what was mirrored without asking the
 //! source (a skip, [`TagPolicy::Trust`](crate::TagPolicy), the outage fallback). So a tag must
 //! never be shared by two sources: both schemes end in ten hex digits of a SHA-256 over a
-//! versioned canonical encoding of the source ([`source_identity_input`]: registry,
-//! repository, tag, digest). Tag schemes are versioned ([`SERVICE_TAG_VERSION`],
-//! [`CLUSTER_TAG_VERSION`]): a new version names every source anew, so the first deploy after
+//! versioned canonical encoding of the source (`source_identity_input`: registry,
+//! repository, tag, digest). Tag schemes are versioned (`SERVICE_TAG_VERSION`,
+//! `CLUSTER_TAG_VERSION`): a new version names every source anew, so the first deploy after
 //! an upgrade finds no tag and copies once more; the copy finds the manifest and its blobs
 //! already in the repository and writes the new tag only (no upload).
 
@@ -270,7 +270,7 @@ fn readable_version(source: &SourceId) -> String {
 
 /// The Service-mode tag of a source: the source's tag as people know it (`v1`; for a source
 /// pinned by digest alone `sha256_<12 hex>`), then `-` and a short SHA-256 of the source's
-/// canonical encoding ([`service_tag_input`]). Two sources never share a tag; the same
+/// canonical encoding (`service_tag_input`). Two sources never share a tag; the same
 /// source always gets the same one.
 pub fn service_tag(source: &SourceId) -> String {
     with_hash(&readable_version(source), &service_tag_input(source))

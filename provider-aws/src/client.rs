@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::{
     ImageDetail, ImageIdentifier, ImageScanningConfiguration, ImageTagMutability, Tag,
 };
-use mirror_core::provider::cloud::ListedImage;
-use mirror_core::provider::{Kind, Origin, TokenSource};
+use mirror_core::kit::provider::cloud::ListedImage;
+use mirror_core::kit::provider::{Kind, Origin, TokenSource};
 use mirror_core::Digest;
 
 use crate::credential::AuthToken;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecr::types::ImageTagMutability;
-use mirror_core::provider::cloud::CloudRegistry;
-use mirror_core::provider::config::Value;
-use mirror_core::provider::{CommonKey, Origin, Provider, ProviderFactory};
-use mirror_core::store::http::UploadMode;
+use mirror_core::kit::provider::cloud::CloudRegistry;
+use mirror_core::kit::provider::config::Value;
+use mirror_core::kit::provider::{CommonKey, Origin, Provider, ProviderFactory};
+use mirror_core::kit::store::http::UploadMode;
 use mirror_core::Registry;
 
 use crate::client::EcrApi;
@@ -42,13 +42,13 @@ impl TagMutability {
     }
 }
 
-impl mirror_core::provider::config::IntoSetting for TagMutability {
+impl mirror_core::kit::provider::config::IntoSetting for TagMutability {
     fn into_setting(self) -> String {
         format!("{self:?}").to_ascii_uppercase()
     }
 }
 
-impl mirror_core::provider::config::IntoSetting for lifecycle::Age {
+impl mirror_core::kit::provider::config::IntoSetting for lifecycle::Age {
     fn into_setting(self) -> String {
         match self {
             lifecycle::Age::SincePulled => "pulled".into(),

@@ -8,10 +8,10 @@
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use mirror_core::provider::{
+use mirror_core::kit::provider::{
     AsCredentials, Expiring, Origin, TokenCache, TokenPolicy, TokenSource,
 };
-use mirror_core::store::http::credentials::{Credentials, Secret};
+use mirror_core::kit::store::http::credentials::{Credentials, Secret};
 
 use crate::error::Result;
 

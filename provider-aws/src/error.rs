@@ -5,7 +5,7 @@
 //! credentials, and the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
+use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
 
 /// The error of this crate's calls: the kit's control-plane error.
 pub type Error = ControlPlaneError;

@@ -50,11 +50,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::provider::Kind;
+use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
+use mirror_core::kit::provider::Kind;
+use mirror_core::kit::retry::Poll;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::Repository;
-use mirror_core::retry::Poll;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, RepositoryScope, RepositorySettings, Result};
 
 pub use config::{factory, EcrBuilder, EcrConfigKey, EcrFactory, TagMutability};

@@ -114,7 +114,7 @@ pub fn policy_text(retention: Duration, age: Age) -> String {
     let days = retention_days(retention);
     let anchor = Value::String(anchor_description());
     let description = Value::String(retention_description(days, age));
-    let prefix = Value::String(mirror_core::image::ANCHOR_TAG_PREFIX.to_string());
+    let prefix = Value::String(mirror_core::kit::image::ANCHOR_TAG_PREFIX.to_string());
     format!(
         concat!(
             r#"{{"rules":[{{"rulePriority":1,"description":{anchor},"#,
@@ -144,7 +144,7 @@ pub fn policy(retention: Duration, age: Age) -> Value {
             "description": anchor_description(),
             "selection": {
                 "tagStatus": "tagged",
-                "tagPrefixList": [mirror_core::image::ANCHOR_TAG_PREFIX],
+                "tagPrefixList": [mirror_core::kit::image::ANCHOR_TAG_PREFIX],
                 "countType": "imageCountMoreThan",
                 "countNumber": ANCHOR_COUNT
             },

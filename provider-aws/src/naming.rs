@@ -8,8 +8,8 @@
 //! follow the core layout ([`default_repository_name`]): `[prefix/]<cluster>/services/<service>`,
 //! `[prefix/]<cluster>/mirror`, `[prefix/]<cluster>/builds/<service>`.
 
-use mirror_core::provider::naming::invalid;
-use mirror_core::provider::Grammar;
+use mirror_core::kit::provider::naming::invalid;
+use mirror_core::kit::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::registry::default_repository_name;
 use mirror_core::{RepositoryScope, Result};

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use mirror_core::provider::{Origin, SourceCaches, TokenSource};
-use mirror_core::store::http::credentials::CredentialProvider;
+use mirror_core::kit::provider::{Origin, SourceCaches, TokenSource};
+use mirror_core::kit::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
 
 use crate::client::EcrApi;

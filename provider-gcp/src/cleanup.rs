@@ -92,7 +92,7 @@ pub fn desired(settings: &RepositorySettings) -> BTreeMap<String, Value> {
                 "action": "KEEP",
                 "condition": {
                     "tagState": "TAGGED",
-                    "tagPrefixes": [mirror_core::image::ANCHOR_TAG_PREFIX],
+                    "tagPrefixes": [mirror_core::kit::image::ANCHOR_TAG_PREFIX],
                     "packageNamePrefixes": [IMAGE],
                 }
             }),

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mirror_core::provider::{Kind, Origin, Paging, RestClient};
+use mirror_core::kit::provider::{Kind, Origin, Paging, RestClient};
 use mirror_core::Digest;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -443,7 +443,7 @@ mod tests {
             "http://127.0.0.1:1/",
             "endpoint",
             Origin::new("gcp", "h"),
-            Arc::new(mirror_core::provider::BearerAuth(creds)),
+            Arc::new(mirror_core::kit::provider::BearerAuth(creds)),
             crate::error::DIALECT,
             "test",
         )

@@ -15,12 +15,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::CloudRegistry;
-use mirror_core::provider::config::{Shown, Value};
-use mirror_core::provider::{
+use mirror_core::kit::provider::cloud::CloudRegistry;
+use mirror_core::kit::provider::config::{Shown, Value};
+use mirror_core::kit::provider::{
     BearerAuth, CommonKey, Kind, Origin, Provider, ProviderFactory, RestClient,
 };
-use mirror_core::store::http::UploadMode;
+use mirror_core::kit::store::http::UploadMode;
 use mirror_core::Registry;
 
 use crate::client::{ArApi, DEFAULT_ENDPOINT, DEFAULT_OPERATION_TIMEOUT};

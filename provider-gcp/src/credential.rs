@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::provider::{
+use mirror_core::kit::provider::{
     AsCredentials, BearerToken, Expiring, TokenCache, TokenPolicy, TokenSource,
 };
-use mirror_core::store::http::credentials::{Credentials, Secret};
+use mirror_core::kit::store::http::credentials::{Credentials, Secret};
 use serde_json::Value;
 
 use crate::error::{self, Result};
@@ -78,7 +78,7 @@ impl BearerToken for AccessToken {
 /// # Contract
 ///
 /// `fetch` returns a token valid for the [`SCOPE`], as fresh as the source can give; errors
-/// are of kind [`Credentials`](mirror_core::provider::Kind::Credentials) and never contain a
+/// are of kind [`Credentials`](mirror_core::kit::provider::Kind::Credentials) and never contain a
 /// secret. It may be called concurrently.
 #[async_trait]
 pub trait GcpTokenSource: TokenSource<Token = AccessToken> {
@@ -324,8 +324,8 @@ impl GcpTokenSource for StaticToken {}
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_core::retry::ManualClock;
-    use mirror_core::store::http::credentials::CredentialProvider;
+    use mirror_core::kit::retry::ManualClock;
+    use mirror_core::kit::store::http::credentials::CredentialProvider;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Debug)]
@@ -339,7 +339,7 @@ mod tests {
     impl TokenSource for Fake {
         type Token = AccessToken;
         async fn fetch(&self) -> Result<AccessToken> {
-            use mirror_core::retry::Clock as _;
+            use mirror_core::kit::retry::Clock as _;
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             let now = self.clock.now();
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -7,7 +7,7 @@
 //! Both are read into a canonical status name (from the HTTP status when the body has none).
 //! A `NOT_FOUND` is about a manifest when the target names a digest, else a repository.
 
-use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
+use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
 
 use crate::PROVIDER;
 

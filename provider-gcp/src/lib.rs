@@ -57,11 +57,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::provider::Kind;
+use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
+use mirror_core::kit::provider::Kind;
+use mirror_core::kit::retry::Poll;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::Repository;
-use mirror_core::retry::Poll;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, ImageStore, RepositoryScope, RepositorySettings, Result};
 
 pub use config::{factory, ArtifactRegistryBuilder, GarConfigKey, GarFactory};
@@ -270,7 +270,7 @@ impl GarPlane {
                 m => m?,
             };
             let location = format!("{}/{name}@{d}", self.data.registry());
-            children.extend(mirror_core::image::children(&m, &location).unwrap_or_default());
+            children.extend(mirror_core::kit::image::children(&m, &location).unwrap_or_default());
         }
         Ok(children)
     }
@@ -391,7 +391,7 @@ impl ControlPlane for GarPlane {
     /// <hash of the cluster id>` whose id starts with the prefix.
     async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
         if cluster.trim().is_empty() {
-            return Err(mirror_core::provider::naming::invalid(
+            return Err(mirror_core::kit::provider::naming::invalid(
                 cluster,
                 "the cluster id is empty",
             ));

@@ -18,8 +18,8 @@
 //! the reach of the cleanup policies. The names the core sees are
 //! `<project path>/<repository id>/<package>`.
 
-use mirror_core::provider::naming::invalid;
-use mirror_core::provider::Grammar;
+use mirror_core::kit::provider::naming::invalid;
+use mirror_core::kit::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::{RepositoryScope, Result};
 use sha2::{Digest as _, Sha256};

@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use mirror_core::provider::{SourceCaches, TokenSource};
-use mirror_core::store::http::credentials::CredentialProvider;
+use mirror_core::kit::provider::{SourceCaches, TokenSource};
+use mirror_core::kit::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
 use tokio::sync::OnceCell;
 

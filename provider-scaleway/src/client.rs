@@ -7,7 +7,7 @@
 //! needs `force=true` when other tags share the digest; lists are paged by `page` and
 //! `page_size` (at most 100) with a `total_count`; `null` fields read as empty.
 
-use mirror_core::provider::{Origin, Paging, RestClient};
+use mirror_core::kit::provider::{Origin, Paging, RestClient};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -227,7 +227,7 @@ impl ScalewayApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_core::provider::HeaderAuth;
+    use mirror_core::kit::provider::HeaderAuth;
     use std::sync::Arc;
 
     fn api(base: &str) -> ScalewayApi {

@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::CloudRegistry;
-use mirror_core::provider::config::{setting_error, Shown, Value};
-use mirror_core::provider::{CommonKey, HeaderAuth, Origin, Provider, ProviderFactory, RestClient};
-use mirror_core::store::http::credentials::{static_provider, Credentials, Secret};
-use mirror_core::store::http::UploadMode;
+use mirror_core::kit::provider::cloud::CloudRegistry;
+use mirror_core::kit::provider::config::{setting_error, Shown, Value};
+use mirror_core::kit::provider::{
+    CommonKey, HeaderAuth, Origin, Provider, ProviderFactory, RestClient,
+};
+use mirror_core::kit::store::http::credentials::{static_provider, Credentials, Secret};
+use mirror_core::kit::store::http::UploadMode;
 use mirror_core::Registry;
 
 use crate::client::{ScalewayApi, DEFAULT_API_URL, MAX_PAGE_SIZE};
@@ -244,7 +246,7 @@ impl Provider for ScalewayPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_core::provider::parse_duration;
+    use mirror_core::kit::provider::parse_duration;
     use mirror_core::registry::OpenOptions;
 
     const PROJECT: &str = "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11";

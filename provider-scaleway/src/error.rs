@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mirror_core::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
+use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
 use serde_json::Value;
 
 /// The error of this crate's calls: the kit's control-plane error.

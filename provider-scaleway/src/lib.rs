@@ -42,11 +42,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mirror_core::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::provider::{cloud::OncePerKey, naming::invalid, Kind};
+use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
+use mirror_core::kit::provider::{cloud::OncePerKey, naming::invalid, Kind};
+use mirror_core::kit::retry::Poll;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::Repository;
-use mirror_core::retry::Poll;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::{Digest, Error, ImageStore, RepositoryScope, RepositorySettings, Result};
 
 pub use config::{factory, ScalewayBuilder, ScalewayConfigKey, ScalewayFactory};
@@ -328,7 +328,7 @@ impl ControlPlane for ScalewayPlane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mirror_core::store::http::credentials::Credentials;
+    use mirror_core::kit::store::http::credentials::Credentials;
 
     #[test]
     fn statuses_read_as_documented() {

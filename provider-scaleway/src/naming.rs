@@ -14,8 +14,8 @@
 //! `svc-<service>`, `build-<service>`, and `cache-<dockerfile id>-build-<service>` for build
 //! caches; the prefixes keep the scopes apart.
 
-use mirror_core::provider::naming::invalid;
-use mirror_core::provider::Grammar;
+use mirror_core::kit::provider::naming::invalid;
+use mirror_core::kit::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::registry::id_component;
 use mirror_core::{RepositoryScope, Result};

@@ -5,7 +5,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use mirror_core::store::http::credentials::{static_provider, CredentialProvider, Credentials};
+use mirror_core::kit::store::http::credentials::{
+    static_provider, CredentialProvider, Credentials,
+};
 use mirror_core::SourceCredentials;
 
 use crate::{naming, DATA_PLANE_USER};

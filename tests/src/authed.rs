@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
-use mirror_core::store::ImageStore;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
+use mirror_core::kit::store::ImageStore;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{GenericRegistry, Mirror, ServiceStrategy, Source, Sources};
 

@@ -5,11 +5,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mirror_core::image::referrers::{
+use mirror_core::kit::image::referrers::{
     add_to_schema_index, discover, schema_tag, FoundBy, ReferrerOptions,
 };
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::{HttpStore, RegistryClient};
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::{HttpStore, RegistryClient};
 use mirror_core::testing::{require_tool, TestArtifact, TestIndex};
 use mirror_core::{Digest, GenericRegistry, ImageStore, Mirror, ServiceStrategy};
 

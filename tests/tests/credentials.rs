@@ -4,8 +4,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use mirror_core::store::http::credentials::{Credentials, DockerConfig};
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::{Credentials, DockerConfig};
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::ImageStore;
 

@@ -8,8 +8,8 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::{Error, ImageStore};
 
 /// One measurement at a time.
@@ -397,7 +397,7 @@ async fn a_twelve_megabyte_name_is_never_shown_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn layout_files_that_are_links_to_dev_zero_huge_or_sparse_are_refused_unread() {
-    use mirror_core::store::layout::LayoutStore;
+    use mirror_core::kit::store::layout::LayoutStore;
     use mirror_core::testing::TestImage;
     let _alone = ALONE.lock().await;
     let dir = tempfile::tempdir().unwrap();

@@ -1,11 +1,11 @@
 //! Registry clients trust the system's root certificates, loaded on the first TLS handshake
-//! (`mirror_core::store::http`'s lazy verifier): plain-HTTP requests never read them; a
+//! (`mirror_core::kit::store::http`'s lazy verifier): plain-HTTP requests never read them; a
 //! registry whose certificate chains to a root of the system store (here `SSL_CERT_FILE`,
 //! read the way the system store is) is trusted, one whose certificate does not is refused.
 //! Its own binary: `SSL_CERT_FILE` is set for the whole process before the first client
 //! exists, and whether the roots were read is a per-process fact.
 
-use mirror_core::store::http::{system_roots_loaded, RegistryClient};
+use mirror_core::kit::store::http::{system_roots_loaded, RegistryClient};
 use mirror_core::Error;
 
 const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";

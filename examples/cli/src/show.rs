@@ -49,7 +49,7 @@ pub fn referrer_summary(img: &mirror_core::ImageRecord) -> String {
 
 /// `["2 signature", "1 sbom"]`: an image's referrers counted by kind.
 pub fn referrer_counts(img: &mirror_core::ImageRecord) -> Vec<String> {
-    use mirror_core::image::referrers::ReferrerKind;
+    use mirror_core::kit::image::referrers::ReferrerKind;
     [
         (ReferrerKind::Signature, "signature"),
         (ReferrerKind::Sbom, "sbom"),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use mirror_core::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::credentials::Credentials;
 use mirror_core::Sources;
 
 /// The cloud identities `--source-auth` names.

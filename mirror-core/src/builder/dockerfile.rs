@@ -4,7 +4,7 @@
 //! change with anything else. The environment a deployer runs in holds many variables a build
 //! never sees; the Dockerfile's `ARG` instructions are the allowlist (as sccache keeps an
 //! explicit allowlist of the environment variables that count). [`declared_args`] reads that
-//! allowlist and [`build_args_from_env`] takes just those variables from an environment.
+//! allowlist and `build_args_from_env` takes just those variables from an environment.
 //!
 //! The scan follows BuildKit's Dockerfile parser where it matters for finding `ARG`:
 //!

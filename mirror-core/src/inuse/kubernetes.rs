@@ -9,7 +9,7 @@
 //!
 //! Lists are read in pages (`limit` / `continue`). A continue token the API server no longer
 //! knows (410 Gone, after etcd compaction) restarts that listing from its start, at most
-//! [`MAX_RESTARTS`] times; a refusal (403: the service account lacks the RBAC of
+//! `MAX_RESTARTS` times; a refusal (403: the service account lacks the RBAC of
 //! [`CLUSTER_ROLE`]), an unreachable server, a page that takes longer than the request
 //! timeout or a listing that does not end is [`Error::InUseUnknown`], never a shorter list.
 
@@ -130,7 +130,7 @@ impl KubernetesInUse {
     }
 
     /// The cluster a deployer's flags name: the context `context` (or the current one) of
-    /// the kubeconfig `kubeconfig`; with a context alone, of [`default_kubeconfig`]; with
+    /// the kubeconfig `kubeconfig`; with a context alone, of `default_kubeconfig`; with
     /// neither, [`KubernetesInUse::infer`] (in a pod, its service account).
     pub async fn connect(
         kubeconfig: Option<&std::path::Path>,

@@ -310,7 +310,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
     }
 
     /// Deletes one image (by manifest digest) and what belongs to it. The default deletes
-    /// through the store ([`delete_with_referrers`](crate::image::delete_with_referrers)).
+    /// through the store (`image::delete_with_referrers`).
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let store = self.store(repository).await?;
         let store = store.as_ref();
@@ -324,7 +324,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// within `listing` (an inventory or a sweep of many repositories): a registry that reads
     /// its data plane to list reads it through [`Listing::store`], so that the listing's
     /// later questions (sizes, referrers) are answered from what it learned and manifests
-    /// are read once ([`crate::image::listed`]). The default calls `list_images`; the
+    /// are read once (`crate::image::listed`). The default calls `list_images`; the
     /// inventory then learns what it can from the records.
     async fn list_images_in(
         &self,

@@ -5,7 +5,7 @@
 //! - [`Ledger`]: the calls a fake answered (by operation, with query and body) and the
 //!   canned answers injected for the next calls of an operation (faults: 401, 429 with
 //!   `Retry-After`, 5xx, per-item failures);
-//! - answers ([`json`], [`registry_error`]), request reading ([`query_map`], [`v2_target`]),
+//! - answers ([`json()`], [`registry_error`]), request reading ([`query_map`], [`v2_target`]),
 //!   paging as the APIs page ([`numbered_page`], [`token_page`]), times ([`rfc3339`]);
 //! - [`DataProxy`]: a data plane in front of a real registry with the provider's rules
 //!   ([`ProxyRules`]: authentication, refusals, what happens after a manifest is stored),

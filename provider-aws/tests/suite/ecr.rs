@@ -662,7 +662,7 @@ async fn the_account_and_host_are_learned_from_the_token_when_not_configured() {
 /// client switch in its default mode.
 #[tokio::test]
 async fn the_chunked_fallback_is_never_chosen() {
-    use mirror_core::store::http::RegistryClient;
+    use mirror_core::kit::store::http::RegistryClient;
     use mirror_core::testing::{Fault, FaultProxy, Rule};
 
     let emu = EcrEmulator::start().await;

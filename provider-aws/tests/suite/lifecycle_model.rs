@@ -131,7 +131,7 @@ mod anchor_properties {
                 .map(|(n, (anchored, tags, pushed, pulled_at))| {
                     let mut tags = tags.clone();
                     if *anchored {
-                        tags.push(format!("{}{n:064x}", mirror_core::image::ANCHOR_TAG_PREFIX));
+                        tags.push(format!("{}{n:064x}", mirror_core::kit::image::ANCHOR_TAG_PREFIX));
                     }
                     Image {
                         digest: format!("sha256:{n:064x}"),
@@ -160,7 +160,7 @@ mod anchor_properties {
         // The model is not vacuous: the retention rule alone expires an old anchored image.
         let listing = vec![Image {
             digest: "a".into(),
-            tags: vec![format!("{}x", mirror_core::image::ANCHOR_TAG_PREFIX)],
+            tags: vec![format!("{}x", mirror_core::kit::image::ANCHOR_TAG_PREFIX)],
             pushed_days_ago: 30,
             pulled_days_ago: None,
         }];

@@ -119,7 +119,7 @@ impl FakeGar {
             .endpoint(self.endpoint())
             .docker_host(self.docker_host())
             .credentials_file(self.key_file())
-            .retry(mirror_core::retry::RetryConfig::fast())
+            .retry(mirror_core::kit::retry::RetryConfig::fast())
     }
 
     /// An [`ArtifactRegistry`] on the emulator.

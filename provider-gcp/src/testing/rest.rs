@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use mirror_core::store::http::{credentials::Credentials, RegistryClient};
+use mirror_core::kit::store::http::{credentials::Credentials, RegistryClient};
 use mirror_core::testing::control_plane::{json as respond, manifests, rfc3339, token_page};
 use mirror_core::testing::control_plane::{FakeRequest, Ledger, OAuthTokens, Operations, Step};
 use mirror_core::{Digest, ImageStore};

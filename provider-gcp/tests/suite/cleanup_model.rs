@@ -132,7 +132,7 @@ mod anchor_properties {
                 .map(|(n, (anchored, tags, age, cache))| {
                     let mut tags = tags.clone();
                     if *anchored {
-                        tags.push(format!("{}{n:064x}", mirror_core::image::ANCHOR_TAG_PREFIX));
+                        tags.push(format!("{}{n:064x}", mirror_core::kit::image::ANCHOR_TAG_PREFIX));
                     }
                     Version {
                         name: format!("sha256:{n:064x}"),

@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::BuildCapability as _;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestIndex};
 use mirror_core::{
     ClusterStrategy, Error, Mirror, Registry, Repository, RepositoryScope, RepositorySettings,

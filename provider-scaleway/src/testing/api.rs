@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::control_plane::{json as respond, numbered_page as page_of, rfc3339};
 use mirror_core::testing::control_plane::{FakeRequest, Ledger};
 use mirror_core::{Digest, ImageStore};

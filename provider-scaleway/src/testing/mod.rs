@@ -15,9 +15,9 @@ mod api;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mirror_core::retry::RetryConfig;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::retry::RetryConfig;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::control_plane::FakeServer;
 use mirror_core::testing::TestRegistry;
 use mirror_core::{Digest, ImageStore};

@@ -363,7 +363,7 @@ async fn api_errors_map_to_typed_errors_and_transient_ones_are_retried() {
     let down = fake
         .builder()
         .api_url(format!("http://{closed}"))
-        .retry(mirror_core::retry::RetryConfig::none())
+        .retry(mirror_core::kit::retry::RetryConfig::none())
         .build()
         .unwrap();
     let err = down.list_repositories("errors").await.unwrap_err();
@@ -497,7 +497,7 @@ impl mirror_core::Builder for FakeBuilder {
             .cloned()
             .unwrap_or_default();
         let client =
-            mirror_core::store::http::RegistryClient::new(reference.registry(), credentials)?;
+            mirror_core::kit::store::http::RegistryClient::new(reference.registry(), credentials)?;
         let store = client.repository(reference.repository())?;
         self.image
             .push(&store, reference.tag().unwrap_or("latest"))
@@ -547,10 +547,12 @@ async fn builds_push_with_the_secret_key_and_cache_in_a_flat_image_of_the_namesp
     );
     assert_eq!(
         request.credentials.get(&fake.registry_host()),
-        Some(&mirror_core::store::http::credentials::Credentials::basic(
-            "nologin",
-            support::SECRET
-        ))
+        Some(
+            &mirror_core::kit::store::http::credentials::Credentials::basic(
+                "nologin",
+                support::SECRET
+            )
+        )
     );
     assert!(
         fake.registry_has(&d.repository, builder.image.digest())
@@ -625,7 +627,7 @@ async fn a_control_plane_answer_of_thirty_megabytes_is_refused_without_reading_i
         .region(support::REGION)
         .api_url(format!("http://{addr}"))
         .registry_host("127.0.0.1:1")
-        .retry(mirror_core::retry::RetryConfig::none())
+        .retry(mirror_core::kit::retry::RetryConfig::none())
         .build()
         .unwrap();
     let err = scaleway.list_repositories("prod").await.unwrap_err();

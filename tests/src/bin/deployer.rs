@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::{GenericRegistry, Mirror, ServiceStrategy, Source};
 
 #[tokio::main]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mirror_core::store::layout::LayoutStore;
+use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::testing::{require_tool, LayerCompression, TestImage, TestIndex, TestRegistry};
 use mirror_core::ImageStore;
 use mirror_core::{copy, CopyOptions};
@@ -152,9 +152,9 @@ async fn temporary_files_of_dead_writers_go_when_the_layout_is_opened_for_writin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_of_ten_thousand_children_goes_into_a_layout_with_one_index_json_write() {
     let src = TestRegistry::start();
-    let src_store = mirror_core::store::http::RegistryClient::new(
+    let src_store = mirror_core::kit::store::http::RegistryClient::new(
         &src.host(),
-        mirror_core::store::http::credentials::Credentials::Anonymous,
+        mirror_core::kit::store::http::credentials::Credentials::Anonymous,
     )
     .unwrap()
     .repository("big/index")
@@ -265,7 +265,7 @@ impl ImageStore for Counting {
     async fn head_manifest(
         &self,
         r: &str,
-    ) -> mirror_core::Result<Option<mirror_core::store::ManifestHead>> {
+    ) -> mirror_core::Result<Option<mirror_core::kit::store::ManifestHead>> {
         self.inner.head_manifest(r).await
     }
     async fn get_manifest(&self, r: &str) -> mirror_core::Result<mirror_core::RawManifest> {
@@ -275,7 +275,7 @@ impl ImageStore for Counting {
         &self,
         r: &str,
         m: &mirror_core::RawManifest,
-    ) -> mirror_core::Result<mirror_core::store::PutOutcome> {
+    ) -> mirror_core::Result<mirror_core::kit::store::PutOutcome> {
         self.index_writes
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.inner.put_manifest(r, m).await
@@ -296,14 +296,14 @@ impl ImageStore for Counting {
     async fn get_blob(
         &self,
         d: &mirror_core::Digest,
-    ) -> mirror_core::Result<mirror_core::store::Blob> {
+    ) -> mirror_core::Result<mirror_core::kit::store::Blob> {
         self.inner.get_blob(d).await
     }
     async fn put_blob(
         &self,
         d: &mirror_core::Digest,
         size: u64,
-        data: mirror_core::store::BlobStream,
+        data: mirror_core::kit::store::BlobStream,
     ) -> mirror_core::Result<()> {
         self.inner.put_blob(d, size, data).await
     }
@@ -444,9 +444,9 @@ async fn kill_9_of_a_copy_into_a_registry_then_rerun_gives_identical_digests() {
             "the copy was killed mid-way, not left to finish: {status:?}"
         );
     }
-    let store = mirror_core::store::http::RegistryClient::new(
+    let store = mirror_core::kit::store::http::RegistryClient::new(
         &dst.host(),
-        mirror_core::store::http::credentials::Credentials::Anonymous,
+        mirror_core::kit::store::http::credentials::Credentials::Anonymous,
     )
     .unwrap()
     .repository("app/killed")

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use tests::access_lines;
 
 use mirror_core::builder::buildah::BUILDAH_SETUP;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::media::ParsedManifest;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{require_tool, TestRegistry};
 use mirror_core::Repository;
 use mirror_core::{

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mirror_core::builder::buildah::BUILDAH_SETUP;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{require_tool, TestRegistry};
 use mirror_core::{
     Action, BuildEvent, BuildEventSink, BuildSpec, Buildah, Digest, GenericRegistry, Mirror,

@@ -1,8 +1,8 @@
 //! `mirror deploy --json` shows typed warnings with their `kind`, so that a deployer can
 //! branch on "served from the mirror because the source is down" without parsing text.
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use tests::cli::{build_cli, Cli};
 

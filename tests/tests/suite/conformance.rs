@@ -8,8 +8,8 @@
 mod generic {
     use std::sync::Arc;
 
-    use mirror_core::store::http::credentials::Credentials;
-    use mirror_core::store::http::RegistryClient;
+    use mirror_core::kit::store::http::credentials::Credentials;
+    use mirror_core::kit::store::http::RegistryClient;
     use mirror_core::testing::TestRegistry;
     use mirror_core::{GenericRegistry, Registry};
 
@@ -46,9 +46,9 @@ mod layout {
 mod instrumented_generic {
     use std::sync::Arc;
 
+    use mirror_core::kit::store::http::credentials::Credentials;
+    use mirror_core::kit::store::http::RegistryClient;
     use mirror_core::registry::Instrumented;
-    use mirror_core::store::http::credentials::Credentials;
-    use mirror_core::store::http::RegistryClient;
     use mirror_core::testing::TestRegistry;
     use mirror_core::{GenericRegistry, Registry};
 

@@ -4,10 +4,10 @@
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::{HttpStore, RegistryClient, UploadMode};
+use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::media::{DOCKER_MANIFEST, OCI_MANIFEST};
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::{HttpStore, RegistryClient, UploadMode};
-use mirror_core::store::layout::LayoutStore;
 use mirror_core::testing::{require_tool, FakeRegistry, TestImage, TestIndex, TestRegistry};
 use mirror_core::{copy, CopyEvent, CopyOptions, Digest, Error, ImageStore, PlatformFilter};
 
@@ -75,7 +75,7 @@ fn open_upload_sessions(reg: &TestRegistry, repo: &str) -> usize {
 
 fn opts() -> CopyOptions {
     CopyOptions {
-        retry: mirror_core::retry::RetryConfig::fast(),
+        retry: mirror_core::kit::retry::RetryConfig::fast(),
         ..CopyOptions::default()
     }
 }
@@ -568,9 +568,9 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
     let (_fake, src, victim) = corrupt_source(14, 1);
     let reg = TestRegistry::start();
     let once = CopyOptions {
-        retry: mirror_core::retry::RetryConfig {
+        retry: mirror_core::kit::retry::RetryConfig {
             max_attempts: 1,
-            ..mirror_core::retry::RetryConfig::fast()
+            ..mirror_core::kit::retry::RetryConfig::fast()
         },
         ..CopyOptions::default()
     };

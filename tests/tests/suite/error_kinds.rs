@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::{open, OpenOptions, RegistryFactory};
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
     ErrorKind, GenericRegistry, Mirror, Registry, ServiceStrategy, Side, Source, Sources,
@@ -157,7 +157,7 @@ async fn a_warning_keeps_the_typed_error_behind_it() {
         )),
         "prod",
     )
-    .sources(Sources::new().with_retry(mirror_core::retry::RetryConfig::none()))
+    .sources(Sources::new().with_retry(mirror_core::kit::retry::RetryConfig::none()))
     .build()
     .unwrap();
     let source = Source::parse(&format!("{}/acme/app:v1", src.host())).unwrap();

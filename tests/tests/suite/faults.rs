@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mirror_core::retry::RetryConfig;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::{HttpStore, RegistryClient};
+use mirror_core::kit::retry::RetryConfig;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::{HttpStore, RegistryClient};
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestRegistry};
 use mirror_core::{copy, CopyOptions, Error, GenericRegistry, ImageStore, Mirror, Source, Sources};
 
@@ -524,15 +524,17 @@ struct CountingProvider {
 }
 
 #[async_trait::async_trait]
-impl mirror_core::store::http::credentials::CredentialProvider for CountingProvider {
+impl mirror_core::kit::store::http::credentials::CredentialProvider for CountingProvider {
     async fn credentials(
         &self,
-    ) -> mirror_core::Result<mirror_core::store::http::credentials::ExpiringCredentials> {
+    ) -> mirror_core::Result<mirror_core::kit::store::http::credentials::ExpiringCredentials> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Ok(mirror_core::store::http::credentials::ExpiringCredentials {
-            credentials: Credentials::basic("u", "p"),
-            expires_at: Some(std::time::SystemTime::now() + self.lifetime),
-        })
+        Ok(
+            mirror_core::kit::store::http::credentials::ExpiringCredentials {
+                credentials: Credentials::basic("u", "p"),
+                expires_at: Some(std::time::SystemTime::now() + self.lifetime),
+            },
+        )
     }
 }
 

@@ -13,9 +13,9 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
-use mirror_core::retry::RetryConfig;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::{RegistryClient, RegistryConfig, Throughput};
+use mirror_core::kit::retry::RetryConfig;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::{RegistryClient, RegistryConfig, Throughput};
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{copy, CopyOptions};
 use mirror_core::{Digest, Error, ImageStore};
@@ -156,7 +156,7 @@ async fn a_source_dripping_a_byte_at_a_time_fails_below_the_minimum_throughput()
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let dst = mirror_core::store::layout::LayoutStore::create(dir.path()).unwrap();
+    let dst = mirror_core::kit::store::layout::LayoutStore::create(dir.path()).unwrap();
     let src = guarded(&host, Credentials::Anonymous)
         .repository("app")
         .unwrap();

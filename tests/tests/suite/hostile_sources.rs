@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
-use mirror_core::image::referrers::{add_to_schema_index, cosign_tag, schema_tag};
+use mirror_core::kit::image::referrers::{add_to_schema_index, cosign_tag, schema_tag};
+use mirror_core::kit::retry::RetryConfig;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
+use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::media::{RawManifest, OCI_INDEX, OCI_MANIFEST};
-use mirror_core::retry::RetryConfig;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
-use mirror_core::store::layout::LayoutStore;
 use mirror_core::testing::{
     FakeRegistry, FaultProxy, TestArtifact, TestImage, TestIndex, TestRegistry,
 };
@@ -492,7 +492,7 @@ async fn sizes_a_registry_claims_are_summed_saturating() {
     });
     let m = RawManifest::new(serde_json::to_vec(&doc).unwrap(), OCI_MANIFEST);
     store.put_manifest("v1", &m).await.unwrap();
-    let size = mirror_core::image::image_size(&store, &m.digest)
+    let size = mirror_core::kit::image::image_size(&store, &m.digest)
         .await
         .unwrap();
     assert_eq!(size, u64::MAX, "wrapping arithmetic made {size}");

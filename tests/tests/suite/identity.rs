@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::retry::{Clock, ManualClock};
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::retry::{Clock, ManualClock};
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
     Action, ClusterStrategy, GenericRegistry, ImageStore, Mirror, Registry, Repository,

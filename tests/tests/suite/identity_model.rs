@@ -26,9 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::retry::{Clock, ManualClock, RetryConfig};
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::retry::{Clock, ManualClock, RetryConfig};
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestRegistry};
 use mirror_core::{
     ClusterStrategy, Digest, GenericRegistry, Mirror, MirrorStrategy, Registry, Repository,

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use mirror_core::inuse::kubernetes::KubernetesInUse;
 use mirror_core::inuse::WorkloadKind;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
     ClusterStrategy, Digest, Error, GenericRegistry, Mirror, Registry, Repository, ServiceStrategy,

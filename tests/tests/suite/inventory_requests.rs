@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use mirror_core::image::referrers::parse_referrer_tag;
-use mirror_core::image::{children, image_details};
+use mirror_core::kit::image::referrers::parse_referrer_tag;
+use mirror_core::kit::image::{children, image_details};
 use mirror_core::registry::Repository;
 use mirror_core::testing::{TestImage, TestIndex, TestRegistry};
 use mirror_core::{ClusterStrategy, Digest, ImageStore, Inventory, Mirror, Registry, Source};
@@ -100,7 +100,7 @@ impl Held {
             while let Some(d) = pending.pop() {
                 let m = s.get_manifest(&d.to_string()).await.unwrap();
                 let mut next = children(&m, "held").unwrap_or_default();
-                if mirror_core::image::referrers::is_referrers_index(&m) {
+                if mirror_core::kit::image::referrers::is_referrers_index(&m) {
                     let doc: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
                     for e in doc["manifests"].as_array().unwrap() {
                         next.push(Digest::parse(e["digest"].as_str().unwrap()).unwrap());
@@ -378,7 +378,7 @@ async fn inventory_reads_each_manifest_once_and_a_refresh_reads_none() {
         let roots: Vec<Digest> = repo.images.iter().map(|i| i.digest.clone()).collect();
         assert_eq!(
             repo.stored_bytes,
-            mirror_core::image::stored_size(&plain, &roots)
+            mirror_core::kit::image::stored_size(&plain, &roots)
                 .await
                 .unwrap()
         );

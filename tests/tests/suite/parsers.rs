@@ -789,8 +789,8 @@ proptest! {
 #[test]
 fn generators_reach_the_accepting_paths() {
     use mirror_core::builder::dockerfile::declared_args;
-    use mirror_core::store::http::auth::parse_challenge;
-    use mirror_core::store::http::parse_next_link;
+    use mirror_core::kit::store::http::auth::parse_challenge;
+    use mirror_core::kit::store::http::parse_next_link;
     assert!(mirror_core::Reference::parse("registry.example.com:5000/a/b:c").is_ok());
     assert!(mirror_core::Source::parse("oci:/x:y").is_ok());
     assert!(parse_challenge("Bearer realm=\"https://a/t\",service=\"a\"").is_some());
@@ -808,10 +808,10 @@ fn generators_reach_the_accepting_paths() {
 #[test]
 fn generators_produce_accepted_inputs() {
     use mirror_core::builder::dockerfile::declared_args;
+    use mirror_core::kit::store::http::auth::parse_challenge;
+    use mirror_core::kit::store::http::credentials::DockerConfig;
+    use mirror_core::kit::store::http::parse_next_link;
     use mirror_core::media::RawManifest;
-    use mirror_core::store::http::auth::parse_challenge;
-    use mirror_core::store::http::credentials::DockerConfig;
-    use mirror_core::store::http::parse_next_link;
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
 

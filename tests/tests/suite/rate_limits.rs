@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestImage, TestRegistry};
 use mirror_core::{
     Action, Error, GenericRegistry, Mirror, ServiceStrategy, Source, TagPolicy, Warning,

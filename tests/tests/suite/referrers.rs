@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::time::Duration;
 
-use mirror_core::image::referrers::{
+use mirror_core::kit::image::referrers::{
     add_to_schema_index, schema_tag, FoundBy, ReferrerOptions, COSIGN_SIGNATURE,
 };
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestArtifact, TestIndex, TestRegistry};
@@ -654,7 +654,7 @@ async fn hostile_referrers_answers_are_clear_errors_and_nothing_is_tagged() {
     for (i, (status, body, link, expect)) in cases.into_iter().enumerate() {
         let host = hostile_referrers(&image, status, body, link).await;
         let mut no_retry = opts.clone();
-        no_retry.retry = mirror_core::retry::RetryConfig::none();
+        no_retry.retry = mirror_core::kit::retry::RetryConfig::none();
         let dst_store = store(&dst.host(), &format!("hostile/case{i}"));
         let err = tokio::time::timeout(
             Duration::from_secs(60),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mirror_core::copy::CopyOptions;
-use mirror_core::image::referrers::{
+use mirror_core::kit::image::referrers::{
     add_to_schema_index, schema_tag, ReferrerKind, ReferrerOptions,
 };
 use mirror_core::testing::{TestArtifact, TestRegistry};
@@ -61,7 +61,7 @@ async fn eviction_deletes_the_old_images_referrers_and_the_inventory_shows_one_i
         assert_eq!(img.count(ReferrerKind::Signature), 3, "{img:#?}");
         assert_eq!(img.count(ReferrerKind::Sbom), 1);
         assert_eq!(img.count(ReferrerKind::Attestation), 2);
-        let own = mirror_core::image::image_size(&dst_store, &img.digest)
+        let own = mirror_core::kit::image::image_size(&dst_store, &img.digest)
             .await
             .unwrap();
         assert!(img.size.unwrap() > own, "referrers counted in the size");
@@ -332,7 +332,7 @@ async fn referrers_whose_image_was_deleted_elsewhere_are_swept_and_an_in_use_ima
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_index_keeps_the_referrers_of_a_platform_manifest_that_is_an_image_too() {
-    use mirror_core::image::{place, PushTimes, SourceImage};
+    use mirror_core::kit::image::{place, PushTimes, SourceImage};
     use mirror_core::{PlatformFilter, Registry, Repository};
     let src = TestRegistry::start();
     let dst = TestRegistry::start();

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
-use mirror_core::store::http::credentials::Credentials;
-use mirror_core::store::http::RegistryClient;
+use mirror_core::kit::store::http::credentials::Credentials;
+use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::telemetry;
 use mirror_core::testing::{Fault, FaultProxy, Rule, TestRegistry};
 use mirror_core::{Action, GenericRegistry, Mirror, Source, Sources};
@@ -213,7 +213,7 @@ fn retries_failures_and_the_pull_limit_left_reach_the_metrics() {
             )
             .sources(Sources::new().with_credentials(&proxy.host(), creds))
             .copy_options(mirror_core::CopyOptions {
-                retry: mirror_core::retry::RetryConfig::fast(),
+                retry: mirror_core::kit::retry::RetryConfig::fast(),
                 ..mirror_core::CopyOptions::default()
             })
             .build()

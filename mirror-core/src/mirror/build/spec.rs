@@ -92,7 +92,7 @@ impl BuildSpec {
 
     /// Environment variables offered as build args. Only those the Dockerfile declares with
     /// `ARG` are passed to the builder and hashed into the key; the platform args
-    /// (`TARGETARCH`…, see [`AUTOMATIC_PLATFORM_ARGS`]) never are. A repeated name keeps its
+    /// (`TARGETARCH`…, see `AUTOMATIC_PLATFORM_ARGS`) never are. A repeated name keeps its
     /// last value.
     pub fn with_env<I, K, V>(mut self, env: I) -> Self
     where
@@ -105,7 +105,7 @@ impl BuildSpec {
         self
     }
 
-    /// A deployer-defined key input (see [`BuildKeyInputs::with_extra`]).
+    /// A deployer-defined key input (see `BuildKeyInputs::with_extra`).
     pub fn with_extra(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(name.into(), value.into());
         self

@@ -157,7 +157,7 @@ impl std::error::Error for ControlPlaneError {
 /// status ranges (`404 500-599`) separated by spaces.
 ///
 /// ```
-/// use mirror_core::provider::{ErrorTable, Kind};
+/// use mirror_core::kit::provider::{ErrorTable, Kind};
 /// const TABLE: ErrorTable = ErrorTable {
 ///     codes: &[(Kind::NotFound("repository"), "RepositoryNotFoundException NoSuchRepository")],
 ///     statuses: &[(Kind::RateLimited, "429"), (Kind::Unavailable, "500-599")],

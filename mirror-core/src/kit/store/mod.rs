@@ -30,7 +30,7 @@ pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes>> + Send>>;
 pub struct Blob {
     /// The size the store announced (`Content-Length`, file size).
     pub size: Option<u64>,
-    /// The bytes. The store does not verify them; the reader must (see [`VerifyingStream`]).
+    /// The bytes. The store does not verify them; the reader must (see `VerifyingStream`).
     pub stream: BlobStream,
 }
 

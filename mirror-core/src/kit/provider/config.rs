@@ -142,7 +142,7 @@ pub trait ConfigKey: Copy + Eq + Ord + fmt::Debug + Send + Sync + Sized + 'stati
 /// `, default "shown"`, optionally `, required "what it is"`.
 ///
 /// ```
-/// use mirror_core::provider::config::{CommonKey, ConfigKey, Shown, Value};
+/// use mirror_core::kit::provider::config::{CommonKey, ConfigKey, Shown, Value};
 /// mirror_core::config_keys! {
 ///     /// The keys of a made-up provider.
 ///     pub enum DemoKey: "Demo", "MIRROR_DEMO_" {
@@ -177,7 +177,7 @@ macro_rules! config_keys {
             $( $(#[$vmeta])* $variant, )*
         }
 
-        impl $crate::provider::config::ConfigKey for $name {
+        impl $crate::kit::provider::config::ConfigKey for $name {
             const ALL: &'static [$name] = &[$($name::$variant),*];
             const NAME: &'static str = $provider;
             const ENV_PREFIX: &'static str = $prefix;
@@ -192,7 +192,7 @@ macro_rules! config_keys {
                 }
             }
 
-            fn value(self) -> $crate::provider::config::Value {
+            fn value(self) -> $crate::kit::provider::config::Value {
                 match self { $($name::$variant => $value,)* }
             }
 
@@ -208,26 +208,26 @@ macro_rules! config_keys {
         impl $name {
             /// Every key.
             pub const ALL: &'static [$name] =
-                <$name as $crate::provider::config::ConfigKey>::ALL;
+                <$name as $crate::kit::provider::config::ConfigKey>::ALL;
 
             /// The provider's name in messages.
             pub const NAME: &'static str = $provider;
 
             /// The key (`region`).
             pub fn as_str(self) -> &'static str {
-                $crate::provider::config::ConfigKey::as_str(self)
+                $crate::kit::provider::config::ConfigKey::as_str(self)
             }
 
             /// The environment variable `from_env` reads.
             pub fn env_var(self) -> String {
-                $crate::provider::config::ConfigKey::env_var(self).into_owned()
+                $crate::kit::provider::config::ConfigKey::env_var(self).into_owned()
             }
         }
 
         impl ::std::str::FromStr for $name {
             type Err = String;
             fn from_str(s: &str) -> ::std::result::Result<Self, String> {
-                <$name as $crate::provider::config::ConfigKey>::parse(s)
+                <$name as $crate::kit::provider::config::ConfigKey>::parse(s)
             }
         }
     };

@@ -35,7 +35,7 @@
 //!   killed copy), and those of writers it cannot check (another pid namespace) after an hour
 //!   without a write.
 //! - A file already under a blob's name counts as the blob only with the blob's size, and up
-//!   to [`VERIFY_UP_TO`] bytes its digest; anything else is replaced.
+//!   to `VERIFY_UP_TO` bytes its digest; anything else is replaced.
 //! - Every change of `index.json` (and the manifest and deletion writes that go with it) runs
 //!   under an exclusive lock on `index.json.lock` in the layout, taken with [`std::fs::File::lock`]
 //!   on a blocking thread, so that tasks of one process and separate processes serialise their
@@ -408,7 +408,7 @@ impl ImageStore for LayoutStore {
     }
 
     /// A regular file under the blob's name; with `size`, the file must have that size, and
-    /// up to [`VERIFY_UP_TO`] bytes its content is hashed: a truncated or foreign file under a
+    /// up to `VERIFY_UP_TO` bytes its content is hashed: a truncated or foreign file under a
     /// blob's name (a crash of another tool, a hand copy) is not taken for the blob.
     async fn has_blob(&self, digest: &Digest, size: Option<u64>) -> Result<bool> {
         let path = blob_path(&self.root, digest);

@@ -31,7 +31,7 @@ use crate::error::Error;
 /// A source of randomness in `[0, 1)` for jitter.
 pub(crate) type Jitter = Arc<dyn Fn() -> f64 + Send + Sync>;
 
-/// The time a policy reads and the way it waits: the real clock ([`SystemClock`]) or a
+/// The time a policy reads and the way it waits: the real clock (`SystemClock`) or a
 /// test's ([`ManualClock`]).
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current wall-clock time (token expiries are wall-clock times).

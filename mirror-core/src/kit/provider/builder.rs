@@ -6,7 +6,7 @@
 //! lists), writes `build()` (validate, then make its control plane and data plane), and
 //! implements [`Provider`]: its schemes, the hosts only it serves, how a location's host
 //! and path set its keys. [`ProviderFactory`] is then its
-//! [`RegistryFactory`](crate::registry::RegistryFactory) for
+//! [`crate::registry::RegistryFactory`] for
 //! [`registry::open`](crate::registry::open()).
 
 use std::fmt;
@@ -72,7 +72,7 @@ pub trait ProviderBuilder: Sized + Send {
 /// `build()` in its own `impl`.
 ///
 /// ```
-/// use mirror_core::provider::config::Value;
+/// use mirror_core::kit::provider::config::Value;
 /// mirror_core::config_keys! {
 ///     /// Keys.
 ///     pub enum DemoKey: "Demo", "MIRROR_DEMO_" {
@@ -101,7 +101,7 @@ macro_rules! provider_builder {
         $(#[$meta])*
         #[derive(Debug, Clone, Default)]
         $vis struct $name {
-            settings: $crate::provider::config::Settings<$key>,
+            settings: $crate::kit::provider::config::Settings<$key>,
             extra: $extra,
         }
 
@@ -114,8 +114,8 @@ macro_rules! provider_builder {
             /// A builder configured from the environment (see the module docs); empty
             /// variables are ignored.
             pub fn from_env() -> Self {
-                <Self as $crate::provider::builder::ProviderBuilder>::from_settings(
-                    $crate::provider::config::Settings::from_env(),
+                <Self as $crate::kit::provider::builder::ProviderBuilder>::from_settings(
+                    $crate::kit::provider::config::Settings::from_env(),
                 )
             }
 
@@ -138,22 +138,22 @@ macro_rules! provider_builder {
             }
 
             /// The retry policy of API calls and of the data plane.
-            pub fn retry(mut self, retry: $crate::retry::RetryConfig) -> Self {
+            pub fn retry(mut self, retry: $crate::kit::retry::RetryConfig) -> Self {
                 self.settings.common_mut().retry = Some(retry);
                 self
             }
 
             $(
                 $(#[$smeta])*
-                pub fn $setter(self, value: impl $crate::provider::config::IntoSetting) -> Self {
+                pub fn $setter(self, value: impl $crate::kit::provider::config::IntoSetting) -> Self {
                     self.with_config($key::$variant, value.into_setting())
                 }
             )*
         }
 
-        impl $crate::provider::builder::ProviderBuilder for $name {
+        impl $crate::kit::provider::builder::ProviderBuilder for $name {
             type Key = $key;
-            fn from_settings(settings: $crate::provider::config::Settings<$key>) -> Self {
+            fn from_settings(settings: $crate::kit::provider::config::Settings<$key>) -> Self {
                 $name { settings, extra: Default::default() }
             }
             fn with_config(self, key: $key, value: impl Into<String>) -> Self {
