@@ -641,7 +641,7 @@ pub(crate) const MAX_SHOWN_TEXT: usize = 512;
 /// A location, name or input as an error shows it: [`sanitize`]d and cut to
 /// [`MAX_SHOWN_TEXT`] characters with the size of the rest said (a registry may name a
 /// repository or tag with 12 MB of text).
-fn shown(text: &str) -> String {
+pub(crate) fn shown(text: &str) -> String {
     sanitize(text, MAX_SHOWN_TEXT)
 }
 

@@ -26,21 +26,6 @@
 //! value. Keys end up in public tags, and a low-entropy secret hashed into one could be
 //! recovered by trying candidates, so pass secrets as build secrets (which are not build
 //! inputs), never as build args.
-//!
-//! ```
-//! use mirror_core::key::BuildKeyInputs;
-//! let key = BuildKeyInputs::new(
-//!     "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
-//!     "./Dockerfile",
-//!     b"FROM scratch\nARG VERSION\n",
-//!     ".",
-//! )
-//! .with_platforms(["linux/amd64"])
-//! .with_build_args([("VERSION", "1.2")])
-//! .compute()?;
-//! assert!(key.tag().starts_with("4b825dc642cb-"));
-//! # Ok::<(), mirror_core::Error>(())
-//! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -323,6 +323,8 @@ mod tests {
             assert_eq!(k.env_var().parse::<EcrConfigKey>().unwrap(), *k);
         }
         assert!("nope".parse::<EcrConfigKey>().is_err());
+        // The missing-identity error names this variable (error.rs).
+        assert_eq!(EcrConfigKey::Profile.env_var(), "MIRROR_ECR_PROFILE");
     }
 
     #[test]

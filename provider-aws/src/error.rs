@@ -146,10 +146,11 @@ fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
         next = e.source();
     }
     let cause: String = cause.chars().take(200).collect();
+    // The profile variable is `EcrConfigKey::Profile`'s (a test in `config.rs` checks it).
     format!(
         "no AWS identity: {cause}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-         AWS_PROFILE / {} (a profile in ~/.aws), or run with a role (IRSA, ECS, EC2)",
-        crate::config::EcrConfigKey::Profile.env_var()
+         AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role (IRSA, ECS, \
+         EC2)"
     )
 }
 

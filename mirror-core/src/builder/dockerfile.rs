@@ -103,14 +103,6 @@ pub fn declared_args(dockerfile: &str) -> BTreeSet<String> {
 ///
 /// Variables the Dockerfile does not declare are left out, so they neither reach the build nor
 /// change its key. When a name occurs several times in `env`, the last value wins.
-///
-/// ```
-/// use mirror_core::builder::dockerfile::{build_args_from_env, declared_args};
-/// let declared = declared_args("FROM scratch\nARG VERSION\n");
-/// let args = build_args_from_env(&declared, [("VERSION", "1.2"), ("HOME", "/root")]);
-/// assert_eq!(args.len(), 1);
-/// assert_eq!(args["VERSION"], "1.2");
-/// ```
 pub(crate) fn build_args_from_env<'a>(
     declared: &BTreeSet<String>,
     env: impl IntoIterator<Item = (&'a str, &'a str)>,

@@ -222,9 +222,10 @@ impl OpenOptions {
     /// error).
     pub fn prefix(&self, from_location: Option<&str>) -> Result<Option<String>> {
         match (from_location, self.get("prefix")) {
-            (Some(a), Some(b)) if a != b => Err(Error::Config(format!(
-                "the location names prefix {a:?} and the prefix option {b:?}; give one"
-            ))),
+            (Some(a), Some(b)) if a != b => Err(option_error(
+                "prefix",
+                format!("the location names prefix {a:?} and the prefix option {b:?}; give one"),
+            )),
             (Some(a), _) => Ok(Some(a.to_string())),
             (None, b) => Ok(b.map(str::to_string)),
         }
@@ -279,12 +280,22 @@ const GENERIC_OPTIONS: &[&str] = &[
     "verify_uploads",
 ];
 
+/// A registry option that cannot be used: which key and why (the key's value is never shown:
+/// it may be a password).
+fn option_error(key: &str, reason: String) -> Error {
+    Error::Setting {
+        provider: "registry".to_string(),
+        key: crate::error::shown(key),
+        reason,
+    }
+}
+
 fn refuse_unknown(options: &OpenOptions, known: &[&str], what: &str) -> Result<()> {
     match options.except(known).next() {
-        Some((k, _)) => Err(Error::Config(format!(
-            "registry option {k:?} does not apply to {what} (options: {})",
-            known.join(", ")
-        ))),
+        Some((k, _)) => Err(option_error(
+            k,
+            format!("does not apply to {what} (options: {})", known.join(", ")),
+        )),
         None => Ok(()),
     }
 }
@@ -365,8 +376,9 @@ pub async fn open(
                 }
                 (None, None) => Credentials::Anonymous,
                 _ => {
-                    return Err(Error::Config(
-                        "registry options username and password go together".into(),
+                    return Err(option_error(
+                        "username",
+                        "username and password go together".into(),
                     ))
                 }
             };
@@ -377,10 +389,13 @@ pub async fn open(
                 .transpose()?;
             match (plain_http, option) {
                 (Some(a), Some(b)) if a != b => {
-                    return Err(Error::Config(format!(
-                        "the location says {} and the option plain_http={b}; give one",
-                        if a { "http://" } else { "https://" }
-                    )))
+                    return Err(option_error(
+                        "plain_http",
+                        format!(
+                            "the location says {} and the option plain_http={b}; give one",
+                            if a { "http://" } else { "https://" }
+                        ),
+                    ))
                 }
                 (Some(p), _) | (None, Some(p)) => b = b.plain_http(p),
                 (None, None) => {}
@@ -539,7 +554,11 @@ mod tests {
         let e = open(&loc, &OpenOptions::new().with("region", "x"), &[])
             .await
             .unwrap_err();
-        assert!(e.to_string().contains("\"region\""), "{e}");
+        assert!(
+            matches!(&e, Error::Setting { key, .. } if key == "region"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("region: does not apply"), "{e}");
 
         let r = open(
             "127.0.0.1:5000/m",
@@ -564,7 +583,23 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(matches!(e, Error::Config(_)), "{e}");
+        assert!(
+            matches!(&e, Error::Setting { key, .. } if key == "prefix"),
+            "{e:?}"
+        );
+        assert_eq!(e.kind(), crate::ErrorKind::Input);
+        let e = open(
+            "127.0.0.1:5000/a",
+            &OpenOptions::new().with("passwrod", "s3cret"),
+            &[],
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Setting { key, .. } if key == "passwrod"),
+            "{e:?}"
+        );
+        assert!(!e.to_string().contains("s3cret"), "{e}");
         assert!(!format!("{:?}", OpenOptions::new().with("password", "s3cret")).contains("s3cret"));
     }
 }

@@ -1,19 +1,33 @@
-//! Bad inputs end in the error kind a deployer branches on, fast: a typo'd registry host, TLS
+//! Bad inputs end in the error kind a deployer branches on, without retries where no retry
+//! can help (checked on a recording clock, never by timing): a typo'd registry host, TLS
 //! against a plain-HTTP registry, refused credentials (source or mirror), a missing image, a
 //! malformed reference; and warnings keep the typed error behind them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
+use mirror_core::kit::retry::ManualClock;
 use mirror_core::kit::store::http::credentials::Credentials;
 use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::{open, OpenOptions, RegistryFactory};
 use mirror_core::testing::{TestImage, TestRegistry};
+use mirror_core::RetryConfig;
 use mirror_core::{
     ErrorKind, GenericRegistry, Mirror, Registry, ServiceStrategy, Side, Source, Sources,
 };
 
 const NO_FACTORY: [&dyn RegistryFactory; 0] = [];
+
+/// A client whose retries sleep on `clock` (a `ManualClock` records every wait instead of
+/// sleeping): a failure that is retried shows up as recorded sleeps, with no timing involved.
+fn client_counting_waits(host: &str, plain_http: bool, clock: &Arc<ManualClock>) -> RegistryClient {
+    let retry = RetryConfig::default().with_clock(clock.clone());
+    RegistryClient::builder(host)
+        .plain_http(plain_http)
+        .retry(retry)
+        .build()
+        .unwrap()
+}
 
 #[tokio::test]
 async fn a_typo_in_the_registry_host_fails_at_once_as_a_network_error() {
@@ -24,7 +38,6 @@ async fn a_typo_in_the_registry_host_fails_at_once_as_a_network_error() {
     )
     .await
     .expect("opening is offline");
-    let started = Instant::now();
     let err = registry.check().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err:?}");
     assert!(
@@ -32,13 +45,24 @@ async fn a_typo_in_the_registry_host_fails_at_once_as_a_network_error() {
         "{err:?}"
     );
     assert!(!err.is_retryable());
-    // Was 13-14 s of retries.
+    // Not retried (was 13-14 s of retries): no wait at all, neither for the check nor for a
+    // deploy.
+    let clock = ManualClock::new(SystemTime::now());
+    let registry = Arc::new(GenericRegistry::new(client_counting_waits(
+        "registry.invalid:5000",
+        false,
+        &clock,
+    )));
+    let err = registry.check().await.unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
+        matches!(err, mirror_core::Error::HostUnknown { .. }),
+        "{err:?}"
     );
-    // A deploy to it fails as fast.
+    assert_eq!(
+        clock.sleeps(),
+        Vec::<Duration>::new(),
+        "the check was retried"
+    );
     let mirror = Mirror::builder(registry, "prod").build().unwrap();
     let dir = tempfile::tempdir().unwrap();
     TestImage::builder()
@@ -46,15 +70,14 @@ async fn a_typo_in_the_registry_host_fails_at_once_as_a_network_error() {
         .build()
         .write_layout(dir.path().join("app"), "v1")
         .unwrap();
-    let started = Instant::now();
     let source = Source::parse(&format!("oci:{}:v1", dir.path().join("app").display())).unwrap();
     let err = mirror.mirror("api", &source).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Network, "{err:?}");
     assert_eq!(mirror.side_of(&err), Side::Mirror);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
+    assert_eq!(
+        clock.sleeps(),
+        Vec::<Duration>::new(),
+        "the deploy was retried"
     );
 }
 
@@ -69,14 +92,18 @@ async fn tls_against_a_plain_http_registry_fails_at_once_and_says_so() {
     )
     .await
     .unwrap();
-    let started = Instant::now();
     let err = registry.check().await.unwrap_err();
     assert!(!err.is_retryable(), "{err:?}");
     assert!(err.to_string().contains("plain_http"), "{err}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
+    // Not retried: no wait recorded.
+    let clock = ManualClock::new(SystemTime::now());
+    let registry = GenericRegistry::new(client_counting_waits(&reg.host(), false, &clock));
+    let err = registry.check().await.unwrap_err();
+    assert!(err.to_string().contains("plain_http"), "{err}");
+    assert_eq!(
+        clock.sleeps(),
+        Vec::<Duration>::new(),
+        "the check was retried"
     );
 }
 

@@ -551,6 +551,11 @@ impl<C: ControlPlane> ManifestDeleter for PlaneDeleter<'_, C> {
                 out.extend(batch.iter().map(|_| Ok(())));
                 continue;
             }
+            // A batch of one already says which failed.
+            if let ([_], Err(e)) = (batch, whole) {
+                out.push(Err(e));
+                continue;
+            }
             // Which one failed: each on its own.
             for d in batch {
                 out.push(
