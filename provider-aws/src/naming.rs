@@ -145,6 +145,11 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    mirror_core::naming_properties! {
+        name: |scope: &RepositoryScope| repository_name(Some("team/mirror"), scope),
+        valid: matches_ecr_regex,
+    }
+
     /// The ECR grammar written as a direct state machine over the documented regex, to check
     /// `validate_ecr_repository` against an independent reading.
     fn matches_ecr_regex(name: &str) -> bool {
@@ -258,15 +263,6 @@ mod tests {
                 let cp = cluster_prefix(prefix.as_deref(), &cluster).unwrap();
                 prop_assert!(name.starts_with(&cp), "{} does not start with {}", name, cp);
             }
-        }
-
-        #[test]
-        fn distinct_ids_give_distinct_names(a in "\\PC{1,80}", b in "\\PC{1,80}") {
-            prop_assume!(a != b && !a.trim().is_empty() && !b.trim().is_empty());
-            let svc = |s: &str| RepositoryScope::Service { cluster: "c".into(), service: s.into() };
-            let clu = |c: &str| RepositoryScope::Cluster { cluster: c.into() };
-            prop_assert_ne!(repository_name(None, &svc(&a)).unwrap(), repository_name(None, &svc(&b)).unwrap());
-            prop_assert_ne!(repository_name(None, &clu(&a)).unwrap(), repository_name(None, &clu(&b)).unwrap());
         }
     }
 }

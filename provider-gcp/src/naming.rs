@@ -232,6 +232,12 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashSet;
 
+    mirror_core::naming_properties! {
+        name: |scope: &RepositoryScope| repository_name("my-project", &repository_id("mirror", scope)?, IMAGE),
+        valid: |name: &str| parse_name("my-project", name)
+            .is_ok_and(|(id, package)| matches_documented_rule(id) && package == IMAGE),
+    }
+
     /// The documented repository-id rule written independently, as a check of the validator.
     fn matches_documented_rule(id: &str) -> bool {
         let b = id.as_bytes();

@@ -194,6 +194,12 @@ mod tests {
 
     const PROJECT: &str = "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11";
 
+    mirror_core::naming_properties! {
+        name: |scope: &RepositoryScope| repository_name("mirror", PROJECT, scope),
+        valid: |name: &str| parse_repository(name)
+            .is_ok_and(|(ns, image)| namespace_ok(ns) && image.len() <= MAX_IMAGE_LEN),
+    }
+
     /// The namespace grammar as a direct reading of the rule, independent of the validator.
     fn namespace_ok(name: &str) -> bool {
         let b = name.as_bytes();
@@ -370,21 +376,5 @@ mod tests {
             }
         }
 
-        #[test]
-        fn distinct_ids_give_distinct_names(a in "\\PC{1,80}", b in "\\PC{1,80}") {
-            prop_assume!(a != b && !a.trim().is_empty() && !b.trim().is_empty());
-            let name = |s: &RepositoryScope| repository_name("mirror", PROJECT, s).unwrap();
-            for (x, y) in scopes(&a, "api").iter().zip(scopes(&b, "api").iter()) {
-                prop_assert_ne!(name(x), name(y));
-            }
-            for (x, y) in scopes("c", &a).iter().zip(scopes("c", &b).iter()) {
-                if !matches!(x, RepositoryScope::Cluster { .. }) {
-                    prop_assert_ne!(name(x), name(y));
-                }
-            }
-            // No two scopes share a name either.
-            let all: std::collections::HashSet<String> = scopes("c", &a).iter().map(name).collect();
-            prop_assert_eq!(all.len(), 3);
-        }
     }
 }

@@ -202,3 +202,98 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
         }
     }
 }
+
+/// The naming properties every provider's repository names must have, as property tests
+/// (proptest must be a dev-dependency of the crate that uses it).
+///
+/// `name` maps a [`RepositoryScope`] to the provider's repository name (a closure
+/// `Fn(&RepositoryScope) -> mirror_core::Result<String>`); `valid` says whether a name
+/// follows the provider's documented rule (`Fn(&str) -> bool`). For any cluster and service
+/// ids (any Unicode, up to 300 characters), every scope's name:
+///
+/// - follows the provider's rule and is a valid repository name of the distribution spec;
+/// - is the same every time (names are looked up again, never stored);
+/// - differs from the name of any other id (Service, Cluster and Build scopes), and the three
+///   scopes of one service never share a name.
+///
+/// ```ignore
+/// mirror_core::naming_properties! {
+///     name: |scope| repository_name(None, scope),
+///     valid: |name| matches_documented_rule(name),
+/// }
+/// ```
+#[macro_export]
+macro_rules! naming_properties {
+    (name: $name:expr, valid: $valid:expr $(,)?) => {
+        mod naming_properties {
+            #[allow(unused_imports)]
+            use super::*;
+            use ::proptest::prelude::*;
+            use $crate::registry::RepositoryScope;
+
+            fn name_of(scope: &RepositoryScope) -> $crate::Result<String> {
+                let f = $name;
+                f(scope)
+            }
+
+            fn valid(name: &str) -> bool {
+                let f = $valid;
+                f(name)
+            }
+
+            fn scopes(cluster: &str, service: &str) -> [RepositoryScope; 3] {
+                [
+                    RepositoryScope::Service {
+                        cluster: cluster.into(),
+                        service: service.into(),
+                    },
+                    RepositoryScope::Cluster {
+                        cluster: cluster.into(),
+                    },
+                    RepositoryScope::Build {
+                        cluster: cluster.into(),
+                        service: service.into(),
+                    },
+                ]
+            }
+
+            proptest! {
+                #[test]
+                fn every_scope_has_a_valid_stable_name(
+                    cluster in "\\PC{1,300}",
+                    service in "\\PC{1,300}",
+                ) {
+                    prop_assume!(!cluster.trim().is_empty() && !service.trim().is_empty());
+                    let mut seen = std::collections::HashSet::new();
+                    for scope in scopes(&cluster, &service) {
+                        let name = name_of(&scope).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                        prop_assert!(valid(&name), "{} breaks the provider's rule", name);
+                        prop_assert!(
+                            $crate::reference::validate_repository(&name).is_ok(),
+                            "{} is not a distribution repository name",
+                            name
+                        );
+                        prop_assert_eq!(name_of(&scope).ok(), Some(name.clone()));
+                        prop_assert!(seen.insert(name.clone()), "two scopes share {}", name);
+                    }
+                }
+
+                #[test]
+                fn distinct_ids_give_distinct_names(a in "\\PC{1,80}", b in "\\PC{1,80}") {
+                    prop_assume!(a != b && !a.trim().is_empty() && !b.trim().is_empty());
+                    let name = |s: &RepositoryScope| name_of(s).ok();
+                    // Another cluster: every scope moves.
+                    for (x, y) in scopes(&a, "api").iter().zip(scopes(&b, "api").iter()) {
+                        prop_assert_ne!(name(x), name(y), "clusters {:?} and {:?}", a, b);
+                    }
+                    // Another service: its Service and Build scopes move.
+                    for (x, y) in scopes("c", &a).iter().zip(scopes("c", &b).iter()) {
+                        if !matches!(x, RepositoryScope::Cluster { .. }) {
+                            prop_assert_ne!(name(x), name(y), "services {:?} and {:?}", a, b);
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
