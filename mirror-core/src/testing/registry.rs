@@ -289,6 +289,47 @@ impl TestRegistry {
         self.token_server.as_ref()
     }
 
+    /// Its credentials: basic for the basic and token variants, else anonymous.
+    pub fn credentials(&self) -> crate::store::http::credentials::Credentials {
+        use crate::store::http::credentials::Credentials;
+        match (self.username(), self.password()) {
+            (Some(u), Some(p)) => Credentials::basic(u, p),
+            _ => Credentials::Anonymous,
+        }
+    }
+
+    /// A client of this registry with its credentials.
+    pub fn client(&self) -> crate::store::http::RegistryClient {
+        crate::store::http::RegistryClient::new(&self.host(), self.credentials())
+            .unwrap_or_else(|e| panic!("a client of the test registry: {e}"))
+    }
+
+    /// A [`GenericRegistry`](crate::GenericRegistry) on this registry, as a deployer's mirror.
+    pub fn generic_registry(&self) -> std::sync::Arc<crate::GenericRegistry> {
+        std::sync::Arc::new(crate::GenericRegistry::new(self.client()))
+    }
+
+    /// The store of `repository` on this registry.
+    pub fn store(&self, repository: &str) -> crate::store::http::HttpStore {
+        self.client()
+            .repository(repository)
+            .unwrap_or_else(|e| panic!("repository {repository:?}: {e}"))
+    }
+
+    /// Pushes `image` to `repository:tag` (a source for a deploy).
+    pub async fn push(&self, repository: &str, tag: &str, image: &super::TestImage) {
+        image
+            .push(&self.store(repository), tag)
+            .await
+            .unwrap_or_else(|e| panic!("pushing {repository}:{tag}: {e}"));
+    }
+
+    /// `repository:tag` on this registry as a deploy source.
+    pub fn source(&self, repository: &str, tag: &str) -> crate::Source {
+        crate::Source::parse(&format!("{}/{repository}:{tag}", self.host()))
+            .unwrap_or_else(|e| panic!("source {repository}:{tag}: {e}"))
+    }
+
     /// The process id while the registry runs.
     pub fn pid(&self) -> Option<u32> {
         lock(&self.child).as_ref().map(Child::id)

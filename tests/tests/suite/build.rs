@@ -33,14 +33,8 @@ const CLUSTER: &str = "prod";
 const COMMIT_1: &str = "1111111111111111111111111111111111111111";
 const COMMIT_2: &str = "2222222222222222222222222222222222222222";
 
-fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
-    Arc::new(GenericRegistry::new(
-        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
-    ))
-}
-
 fn mirror(reg: &TestRegistry) -> Mirror {
-    Mirror::builder(registry(reg), CLUSTER)
+    Mirror::builder(reg.generic_registry(), CLUSTER)
         .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
         .eviction_grace(Duration::ZERO)
         .build()
@@ -64,7 +58,7 @@ fn build_repo(service: &str) -> String {
 }
 
 async fn store(reg: &TestRegistry, repo: &str) -> Arc<dyn ImageStore> {
-    registry(reg)
+    reg.generic_registry()
         .store(&mirror_core::Repository::listed(repo))
         .await
         .unwrap()
@@ -266,7 +260,8 @@ async fn declared_arg_dockerfile_and_commit_changes_rebuild_and_evict_older_buil
     assert_eq!(builder.calls(), 4);
 
     // Service-mode eviction: the current build and one previous one stay.
-    let images = registry(&reg)
+    let images = reg
+        .generic_registry()
         .list_images(&Repository::listed(&by_commit.repository))
         .await
         .unwrap();
@@ -349,7 +344,11 @@ async fn a_rebuild_after_a_commit_change_reuses_the_remote_cache_for_the_slow_st
     assert!(log2.contains("COPY app.txt /app.txt"), "{log2}");
 
     // The cache is this service's own: one repository below its build repository.
-    let repos = registry(&reg).list_repositories(CLUSTER).await.unwrap();
+    let repos = reg
+        .generic_registry()
+        .list_repositories(CLUSTER)
+        .await
+        .unwrap();
     let caches: Vec<&str> = repos
         .iter()
         .map(|r| r.name())
@@ -451,7 +450,12 @@ async fn a_failing_dockerfile_reports_the_log_tail_and_tags_nothing() {
 
     // Nothing tagged anywhere; the previous image is still deployable.
     assert_eq!(tags(&reg, &repo).await, tags_before);
-    for r in registry(&reg).list_repositories(CLUSTER).await.unwrap() {
+    for r in reg
+        .generic_registry()
+        .list_repositories(CLUSTER)
+        .await
+        .unwrap()
+    {
         assert!(
             !tags(&reg, r.name()).await.contains(&key_tag),
             "{key_tag} tagged in {r}"

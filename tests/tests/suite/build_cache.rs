@@ -12,24 +12,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mirror_core::builder::buildah::BUILDAH_SETUP;
-use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{require_tool, TestRegistry};
 use mirror_core::{
-    Action, BuildEvent, BuildEventSink, BuildSpec, Buildah, Digest, GenericRegistry, Mirror,
-    Registry, Repository, ServiceStrategy,
+    Action, BuildEvent, BuildEventSink, BuildSpec, Buildah, Digest, Mirror, Registry, Repository,
+    ServiceStrategy,
 };
 
 const KEEP: usize = 3;
 
-fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
-    Arc::new(GenericRegistry::new(
-        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
-    ))
-}
-
 fn mirror(reg: &TestRegistry) -> Mirror {
-    Mirror::builder(registry(reg), "prod")
+    Mirror::builder(reg.generic_registry(), "prod")
         .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
         .eviction_grace(Duration::ZERO)
         .build()
@@ -72,7 +64,11 @@ fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
 }
 
 async fn cache_repository(reg: &TestRegistry) -> Repository {
-    let repos = registry(reg).list_repositories("prod").await.unwrap();
+    let repos = reg
+        .generic_registry()
+        .list_repositories("prod")
+        .await
+        .unwrap();
     let caches: Vec<Repository> = repos
         .into_iter()
         .filter(|r| r.name().contains("/cache-"))
@@ -83,7 +79,7 @@ async fn cache_repository(reg: &TestRegistry) -> Repository {
 
 /// Distinct manifests (by digest) reachable by tag in the cache repository.
 async fn entries(reg: &TestRegistry, repository: &Repository) -> HashSet<Digest> {
-    registry(reg)
+    reg.generic_registry()
         .list_images(repository)
         .await
         .unwrap()
@@ -177,7 +173,7 @@ async fn a_build_in_progress_holds_the_bound_off() {
     let cache = cache_repository(&reg).await;
     let before = entries(&reg, &cache).await;
     // Another deployer's build has just taken its lease on the cache.
-    let store = registry(&reg).store(&cache).await.unwrap();
+    let store = reg.generic_registry().store(&cache).await.unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -11,20 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use mirror_core::kit::retry::{Clock, ManualClock};
-use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
-    Action, ClusterStrategy, GenericRegistry, ImageStore, Mirror, Registry, Repository,
-    ServiceStrategy, Source, TagPolicy,
+    Action, ClusterStrategy, ImageStore, Mirror, Registry, Repository, ServiceStrategy, Source,
+    TagPolicy,
 };
 use tests::access_lines;
-
-fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
-    Arc::new(GenericRegistry::new(
-        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
-    ))
-}
 
 fn image(seed: u64) -> TestImage {
     TestImage::builder()
@@ -33,24 +25,12 @@ fn image(seed: u64) -> TestImage {
         .build()
 }
 
-async fn push(reg: &TestRegistry, repo: &str, tag: &str, img: &TestImage) {
-    let store = RegistryClient::new(&reg.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository(repo)
-        .unwrap();
-    img.push(&store, tag).await.unwrap();
-}
-
-fn source(reg: &TestRegistry, repo: &str, tag: &str) -> Source {
-    Source::parse(&format!("{}/{repo}:{tag}", reg.host())).unwrap()
-}
-
 fn pinned(reg: &TestRegistry, repo: &str, img: &TestImage) -> Source {
     Source::parse(&format!("{}/{repo}@{}", reg.host(), img.digest())).unwrap()
 }
 
 fn service_mirror(dst: &TestRegistry, policy: TagPolicy) -> Mirror {
-    Mirror::builder(registry(dst), "prod")
+    Mirror::builder(dst.generic_registry(), "prod")
         .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
         .tag_policy(policy)
         .build()
@@ -58,7 +38,7 @@ fn service_mirror(dst: &TestRegistry, policy: TagPolicy) -> Mirror {
 }
 
 async fn store_of(dst: &TestRegistry, repository: &str) -> Arc<dyn ImageStore> {
-    registry(dst)
+    dst.generic_registry()
         .store(&Repository::listed(repository))
         .await
         .unwrap()
@@ -67,8 +47,8 @@ async fn store_of(dst: &TestRegistry, repository: &str) -> Arc<dyn ImageStore> {
 /// The two sources of the switch: `acme/api:v1` and `acme/worker:v1`, different images.
 async fn two_sources(src: &TestRegistry) -> (TestImage, TestImage) {
     let (api, worker) = (image(1), image(2));
-    push(src, "acme/api", "v1", &api).await;
-    push(src, "acme/worker", "v1", &worker).await;
+    src.push("acme/api", "v1", &api).await;
+    src.push("acme/worker", "v1", &worker).await;
     (api, worker)
 }
 
@@ -80,7 +60,7 @@ async fn a_service_switched_to_another_source_with_the_same_tag_gets_that_source
     let (api, worker) = two_sources(&src).await;
     let mirror = service_mirror(&dst, TagPolicy::Trust);
     let first = mirror
-        .mirror("svc", &source(&src, "acme/api", "v1"))
+        .mirror("svc", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(&first.digest, api.digest());
@@ -90,7 +70,7 @@ async fn a_service_switched_to_another_source_with_the_same_tag_gets_that_source
         first.tag
     );
     let switched = mirror
-        .mirror("svc", &source(&src, "acme/worker", "v1"))
+        .mirror("svc", &src.source("acme/worker", "v1"))
         .await
         .unwrap();
     assert_eq!(
@@ -102,7 +82,7 @@ async fn a_service_switched_to_another_source_with_the_same_tag_gets_that_source
     assert_ne!(switched.tag, first.tag, "two sources never share a tag");
     // And back: the api image is found under its own tag (a skip, no copy).
     let back = mirror
-        .mirror("svc", &source(&src, "acme/api", "v1"))
+        .mirror("svc", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(&back.digest, api.digest());
@@ -116,13 +96,13 @@ async fn a_switched_service_whose_new_source_is_down_fails_instead_of_serving_th
     let (api, _) = two_sources(&src).await;
     let mirror = service_mirror(&dst, TagPolicy::Verify);
     let first = mirror
-        .mirror("svc", &source(&src, "acme/api", "v1"))
+        .mirror("svc", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(&first.digest, api.digest());
     src.stop();
     let err = mirror
-        .mirror("svc", &source(&src, "acme/worker", "v1"))
+        .mirror("svc", &src.source("acme/worker", "v1"))
         .await
         .expect_err("nothing was ever mirrored from acme/worker:v1: an error, not acme/api");
     assert!(
@@ -131,7 +111,7 @@ async fn a_switched_service_whose_new_source_is_down_fails_instead_of_serving_th
     );
     // The outage fallback still serves what was mirrored from that same source and tag.
     let served = mirror
-        .mirror("svc", &source(&src, "acme/api", "v1"))
+        .mirror("svc", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(&served.digest, api.digest());
@@ -153,11 +133,11 @@ async fn a_typo_in_the_source_repository_is_an_error_not_another_applications_im
     for policy in [TagPolicy::Verify, TagPolicy::Trust] {
         let mirror = service_mirror(&dst, policy);
         mirror
-            .mirror("svc", &source(&src, "acme/api", "v1"))
+            .mirror("svc", &src.source("acme/api", "v1"))
             .await
             .unwrap();
         let err = mirror
-            .mirror("svc", &source(&src, "acme/nope", "v1"))
+            .mirror("svc", &src.source("acme/nope", "v1"))
             .await
             .expect_err("acme/nope does not exist");
         assert!(err.is_not_found(), "{policy:?}: {err:?}");
@@ -171,7 +151,7 @@ async fn a_digest_held_under_another_tag_is_served_with_the_source_down_and_no_s
     let (api, _) = two_sources(&src).await;
     let mirror = service_mirror(&dst, TagPolicy::Verify);
     mirror
-        .mirror("svc", &source(&src, "acme/api", "v1"))
+        .mirror("svc", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     src.stop();
@@ -216,7 +196,7 @@ async fn a_digest_held_by_another_services_repository_is_mounted_with_zero_bytes
     let (api, _) = two_sources(&src).await;
     let mirror = service_mirror(&dst, TagPolicy::Verify);
     mirror
-        .mirror("a", &source(&src, "acme/api", "v1"))
+        .mirror("a", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     src.stop();
@@ -248,7 +228,7 @@ async fn a_digest_held_by_another_services_repository_is_mounted_with_zero_bytes
 /// Cluster mode with a one-hour retention, on a manual clock: `push` is when the image was
 /// first mirrored.
 fn cluster_mirror(dst: &TestRegistry, clock: Arc<ManualClock>) -> Mirror {
-    Mirror::builder(registry(dst), "prod")
+    Mirror::builder(dst.generic_registry(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
         .clock(clock)
         .build()
@@ -260,11 +240,11 @@ async fn a_sweep_right_after_a_skip_of_an_expired_image_keeps_what_was_handed_ou
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let img = image(5);
-    push(&src, "acme/api", "v1", &img).await;
+    src.push("acme/api", "v1", &img).await;
     let t0 = SystemTime::now() - Duration::from_secs(3 * 3600);
     let clock = ManualClock::new(t0);
     let first = cluster_mirror(&dst, clock.clone())
-        .mirror("web", &source(&src, "acme/api", "v1"))
+        .mirror("web", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(first.action, Action::Copied);
@@ -274,7 +254,7 @@ async fn a_sweep_right_after_a_skip_of_an_expired_image_keeps_what_was_handed_ou
     clock.advance(Duration::from_secs(3 * 3600));
     let deployer = cluster_mirror(&dst, clock.clone());
     let skip = deployer
-        .mirror("worker", &source(&src, "acme/api", "v1"))
+        .mirror("worker", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(skip.action, Action::Skipped);
@@ -312,11 +292,11 @@ async fn a_skip_far_from_expiry_stays_one_head_even_in_a_fresh_process_that_know
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let img = image(6);
-    push(&src, "acme/api", "v1", &img).await;
+    src.push("acme/api", "v1", &img).await;
     let clock = ManualClock::new(SystemTime::now());
     let mirror = cluster_mirror(&dst, clock.clone());
     mirror
-        .mirror("web", &source(&src, "acme/api", "v1"))
+        .mirror("web", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     // The same process, minutes later: it pushed the image, so it knows it is far from
@@ -324,7 +304,7 @@ async fn a_skip_far_from_expiry_stays_one_head_even_in_a_fresh_process_that_know
     clock.advance(Duration::from_secs(60));
     let before = access_lines(&dst).len();
     let skip = mirror
-        .mirror("worker", &source(&src, "acme/api", "v1"))
+        .mirror("worker", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     assert_eq!(skip.action, Action::Skipped);
@@ -336,7 +316,7 @@ async fn a_skip_far_from_expiry_stays_one_head_even_in_a_fresh_process_that_know
     let before = access_lines(&dst).len();
     let fresh = cluster_mirror(&dst, clock.clone());
     fresh
-        .mirror("worker", &source(&src, "acme/api", "v1"))
+        .mirror("worker", &src.source("acme/api", "v1"))
         .await
         .unwrap();
     let after: Vec<String> = access_lines(&dst).into_iter().skip(before).collect();

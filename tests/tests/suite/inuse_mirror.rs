@@ -13,15 +13,8 @@ use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
     ClusterStrategy, Digest, Error, GenericRegistry, Mirror, Registry, Repository, ServiceStrategy,
-    Source,
 };
 use tests::kube_api::{self, FakeKubernetes};
-
-fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
-    Arc::new(GenericRegistry::new(
-        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
-    ))
-}
 
 async fn push_versions(src: &TestRegistry, repo: &str, versions: &[&str], seed: u64) {
     let store = RegistryClient::new(&src.host(), Credentials::Anonymous)
@@ -37,10 +30,6 @@ async fn push_versions(src: &TestRegistry, repo: &str, versions: &[&str], seed: 
             .await
             .unwrap();
     }
-}
-
-fn source(src: &TestRegistry, repo: &str, tag: &str) -> Source {
-    Source::parse(&format!("{}/{repo}:{tag}", src.host())).unwrap()
 }
 
 fn discovery(k8s: &FakeKubernetes) -> Arc<KubernetesInUse> {
@@ -72,22 +61,22 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
     let dst = TestRegistry::start();
     push_versions(&src, "team/api", &["v1", "v2", "v3", "v4"], 10).await;
     let k8s = FakeKubernetes::start().await;
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     let mirror = service_mirror(&reg, &k8s);
 
     let v1 = mirror
-        .mirror("api", &source(&src, "team/api", "v1"))
+        .mirror("api", &src.source("team/api", "v1"))
         .await
         .unwrap();
     // The Deployment pulls v1 by the mirror's tag, not by digest: resolved with a HEAD.
     let by_tag = format!("{}/{}:{}", dst.host(), v1.repository, v1.tag);
     k8s.put(&kube_api::deployment("shop", "api", &by_tag, &[]));
     let v2 = mirror
-        .mirror("api", &source(&src, "team/api", "v2"))
+        .mirror("api", &src.source("team/api", "v2"))
         .await
         .unwrap();
     let v3 = mirror
-        .mirror("api", &source(&src, "team/api", "v3"))
+        .mirror("api", &src.source("team/api", "v3"))
         .await
         .unwrap();
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
@@ -107,7 +96,7 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
         &[],
     ));
     let v4 = mirror
-        .mirror("api", &source(&src, "team/api", "v4"))
+        .mirror("api", &src.source("team/api", "v4"))
         .await
         .unwrap();
     assert_eq!(v4.evicted, vec![v1.digest.clone()]);
@@ -132,10 +121,10 @@ async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
     let dst = TestRegistry::start();
     push_versions(&src, "team/web", &["v1", "v2"], 30).await;
     let k8s = FakeKubernetes::start().await;
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     let mirror = service_mirror(&reg, &k8s);
     let v1 = mirror
-        .mirror("web", &source(&src, "team/web", "v1"))
+        .mirror("web", &src.source("team/web", "v1"))
         .await
         .unwrap();
     k8s.put(&kube_api::replica_set(
@@ -145,7 +134,7 @@ async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
         0,
     ));
     let v2 = mirror
-        .mirror("web", &source(&src, "team/web", "v2"))
+        .mirror("web", &src.source("team/web", "v2"))
         .await
         .unwrap();
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
@@ -158,15 +147,15 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
     let dst = TestRegistry::start();
     push_versions(&src, "team/api", &["v1", "v2"], 40).await;
     let k8s = FakeKubernetes::start().await;
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     let mirror = service_mirror(&reg, &k8s);
     let v1 = mirror
-        .mirror("api", &source(&src, "team/api", "v1"))
+        .mirror("api", &src.source("team/api", "v1"))
         .await
         .unwrap();
     k8s.forbid("pods");
     let v2 = mirror
-        .mirror("api", &source(&src, "team/api", "v2"))
+        .mirror("api", &src.source("team/api", "v2"))
         .await
         .unwrap();
     assert!(v2.evicted.is_empty());
@@ -192,7 +181,7 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
     let dst = TestRegistry::start();
     push_versions(&src, "lib/tools", &["backup", "report", "scratch"], 50).await;
     let k8s = FakeKubernetes::start().await;
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     let retention = Duration::from_secs(3600);
     let mirror = Mirror::builder(reg.clone(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(retention)))
@@ -200,11 +189,11 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
         .build()
         .unwrap();
     let backup = mirror
-        .mirror("ops", &source(&src, "lib/tools", "backup"))
+        .mirror("ops", &src.source("lib/tools", "backup"))
         .await
         .unwrap();
     let report = mirror
-        .mirror("ops", &source(&src, "lib/tools", "report"))
+        .mirror("ops", &src.source("lib/tools", "report"))
         .await
         .unwrap();
     k8s.put(&kube_api::cron_job(
@@ -234,7 +223,7 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
 
     // Discovery refused: the sweep fails and deletes nothing.
     let scratch = mirror
-        .mirror("ops", &source(&src, "lib/tools", "scratch"))
+        .mirror("ops", &src.source("lib/tools", "scratch"))
         .await
         .unwrap();
     k8s.forbid("cronjobs");

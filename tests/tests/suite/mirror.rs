@@ -8,19 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tests::access_lines;
 
-use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::Repository;
-use mirror_core::{
-    Action, ClusterStrategy, GenericRegistry, Mirror, Registry, ServiceStrategy, Source, TagPolicy,
-};
-
-fn registry(reg: &TestRegistry) -> Arc<GenericRegistry> {
-    Arc::new(GenericRegistry::new(
-        RegistryClient::new(&reg.host(), Credentials::Anonymous).unwrap(),
-    ))
-}
+use mirror_core::{Action, ClusterStrategy, Mirror, Registry, ServiceStrategy, Source, TagPolicy};
 
 fn image(seed: u64) -> TestImage {
     TestImage::builder()
@@ -29,20 +19,8 @@ fn image(seed: u64) -> TestImage {
         .build()
 }
 
-async fn push(reg: &TestRegistry, repo: &str, tag: &str, img: &TestImage) {
-    let store = RegistryClient::new(&reg.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository(repo)
-        .unwrap();
-    img.push(&store, tag).await.unwrap();
-}
-
-fn source(reg: &TestRegistry, repo: &str, tag: &str) -> Source {
-    Source::parse(&format!("{}/{repo}:{tag}", reg.host())).unwrap()
-}
-
 fn service_mirror(dst: &TestRegistry, keep: usize) -> Mirror {
-    Mirror::builder(registry(dst), "prod")
+    Mirror::builder(dst.generic_registry(), "prod")
         .strategy(Arc::new(ServiceStrategy {
             keep_previous: keep,
         }))
@@ -61,11 +39,11 @@ async fn service_mode_copies_then_skips_with_manifest_heads_only() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let img = image(1);
-    push(&src, "team/api", "1.0", &img).await;
+    src.push("team/api", "1.0", &img).await;
     let mirror = service_mirror(&dst, 1);
 
     let first = mirror
-        .mirror("api", &source(&src, "team/api", "1.0"))
+        .mirror("api", &src.source("team/api", "1.0"))
         .await
         .unwrap();
     assert_eq!(first.action, Action::Copied);
@@ -80,7 +58,7 @@ async fn service_mode_copies_then_skips_with_manifest_heads_only() {
     let dst_before = access_lines(&dst).len();
     let src_before = access_lines(&src).len();
     let again = mirror
-        .mirror("api", &source(&src, "team/api", "1.0"))
+        .mirror("api", &src.source("team/api", "1.0"))
         .await
         .unwrap();
     assert_eq!(again.action, Action::Skipped);
@@ -105,16 +83,16 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
     let dst = TestRegistry::start();
     let imgs: Vec<TestImage> = (10..14).map(image).collect();
     for (i, img) in imgs.iter().enumerate() {
-        push(&src, "team/api", &format!("v{i}"), img).await;
+        src.push("team/api", &format!("v{i}"), img).await;
     }
     let mirror = service_mirror(&dst, 1);
     let v0 = mirror
-        .mirror("api", &source(&src, "team/api", "v0"))
+        .mirror("api", &src.source("team/api", "v0"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(5)).await;
     let v1 = mirror
-        .mirror("api", &source(&src, "team/api", "v1"))
+        .mirror("api", &src.source("team/api", "v1"))
         .await
         .unwrap();
     assert!(v1.evicted.is_empty(), "v0 kept as the previous image");
@@ -122,7 +100,7 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
     // v0 is still running somewhere: in use.
     let in_use: HashSet<_> = [v0.digest.clone()].into();
     let v2 = mirror
-        .mirror_with("api", &source(&src, "team/api", "v2"), &in_use)
+        .mirror_with("api", &src.source("team/api", "v2"), &in_use)
         .await
         .unwrap();
     assert!(
@@ -132,13 +110,13 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
     );
     tokio::time::sleep(Duration::from_millis(5)).await;
     let v3 = mirror
-        .mirror("api", &source(&src, "team/api", "v3"))
+        .mirror("api", &src.source("team/api", "v3"))
         .await
         .unwrap();
     let evicted: HashSet<_> = v3.evicted.iter().cloned().collect();
     assert_eq!(evicted, [v0.digest.clone(), v1.digest.clone()].into());
 
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     let left: HashSet<_> = reg
         .list_images(&Repository::listed(&v3.repository))
         .await
@@ -148,16 +126,16 @@ async fn new_versions_evict_old_images_except_previous_and_in_use() {
         .collect();
     assert_eq!(left, [v2.digest.clone(), v3.digest.clone()].into());
     // Eviction stays inside the service's repository.
-    let other = Mirror::builder(registry(&dst), "prod")
+    let other = Mirror::builder(dst.generic_registry(), "prod")
         .eviction_grace(Duration::ZERO)
         .build()
         .unwrap();
     let w = other
-        .mirror("web", &source(&src, "team/api", "v0"))
+        .mirror("web", &src.source("team/api", "v0"))
         .await
         .unwrap();
     let again = mirror
-        .mirror("api", &source(&src, "team/api", "v1"))
+        .mirror("api", &src.source("team/api", "v1"))
         .await
         .unwrap();
     assert!(
@@ -182,15 +160,15 @@ async fn same_image_for_a_second_service_is_mounted_with_zero_bytes_uploaded() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let img = image(20);
-    push(&src, "lib/redis", "7", &img).await;
+    src.push("lib/redis", "7", &img).await;
     let mirror = service_mirror(&dst, 1);
     let a = mirror
-        .mirror("cache-a", &source(&src, "lib/redis", "7"))
+        .mirror("cache-a", &src.source("lib/redis", "7"))
         .await
         .unwrap();
     assert!(a.bytes_uploaded > 0);
     let b = mirror
-        .mirror("cache-b", &source(&src, "lib/redis", "7"))
+        .mirror("cache-b", &src.source("lib/redis", "7"))
         .await
         .unwrap();
     assert_eq!(b.action, Action::Copied);
@@ -204,18 +182,18 @@ async fn same_image_for_a_second_service_is_mounted_with_zero_bytes_uploaded() {
 async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
-    push(&src, "team/web", "latest", &image(30)).await;
+    src.push("team/web", "latest", &image(30)).await;
     let mirror = service_mirror(&dst, 1);
     let first = mirror
-        .mirror("web", &source(&src, "team/web", "latest"))
+        .mirror("web", &src.source("team/web", "latest"))
         .await
         .unwrap();
 
     // Re-push `latest` with new content.
     let newer = image(31);
-    push(&src, "team/web", "latest", &newer).await;
+    src.push("team/web", "latest", &newer).await;
     let second = mirror
-        .mirror("web", &source(&src, "team/web", "latest"))
+        .mirror("web", &src.source("team/web", "latest"))
         .await
         .unwrap();
     assert_eq!(second.action, Action::Recopied);
@@ -233,7 +211,7 @@ async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
     // The source registry goes away: the mirrored copy is served, with a warning.
     src.stop();
     let third = mirror
-        .mirror("web", &source(&src, "team/web", "latest"))
+        .mirror("web", &src.source("team/web", "latest"))
         .await
         .unwrap();
     assert_eq!(third.action, Action::Skipped);
@@ -250,19 +228,19 @@ async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
     assert_eq!(json["warnings"][0]["kind"], "source_unreachable", "{json}");
 
     // Trust never contacts the source: no warning even though it is down.
-    let trusting = Mirror::builder(registry(&dst), "prod")
+    let trusting = Mirror::builder(dst.generic_registry(), "prod")
         .tag_policy(TagPolicy::Trust)
         .build()
         .unwrap();
     let fourth = trusting
-        .mirror("web", &source(&src, "team/web", "latest"))
+        .mirror("web", &src.source("team/web", "latest"))
         .await
         .unwrap();
     assert_eq!(fourth.action, Action::Skipped);
     assert!(fourth.warnings.is_empty(), "{:?}", fourth.warnings);
     // An image never mirrored cannot be served while the source is down: a typed error.
     let err = mirror
-        .mirror("other", &source(&src, "team/web", "latest"))
+        .mirror("other", &src.source("team/web", "latest"))
         .await
         .unwrap_err();
     assert!(matches!(err, mirror_core::Error::Connect { .. }), "{err:?}");
@@ -272,19 +250,19 @@ async fn mutable_tag_is_mirrored_again_and_source_outage_serves_the_copy() {
 async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
-    push(&src, "lib/nginx", "1.25", &image(40)).await;
-    push(&src, "lib/nginx", "1.26", &image(41)).await;
-    push(&src, "other/nginx", "1.25", &image(42)).await;
-    let mirror = Mirror::builder(registry(&dst), "prod")
+    src.push("lib/nginx", "1.25", &image(40)).await;
+    src.push("lib/nginx", "1.26", &image(41)).await;
+    src.push("other/nginx", "1.25", &image(42)).await;
+    let mirror = Mirror::builder(dst.generic_registry(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
         .build()
         .unwrap();
     let web = mirror
-        .mirror("web", &source(&src, "lib/nginx", "1.25"))
+        .mirror("web", &src.source("lib/nginx", "1.25"))
         .await
         .unwrap();
     let api = mirror
-        .mirror("api", &source(&src, "lib/nginx", "1.25"))
+        .mirror("api", &src.source("lib/nginx", "1.25"))
         .await
         .unwrap();
     assert_eq!(web.action, Action::Copied);
@@ -292,7 +270,7 @@ async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() 
     assert_eq!(web.repository, "prod/mirror");
     assert_eq!(api.pull_reference, web.pull_reference);
     let newer = mirror
-        .mirror("web", &source(&src, "lib/nginx", "1.26"))
+        .mirror("web", &src.source("lib/nginx", "1.26"))
         .await
         .unwrap();
     assert!(
@@ -301,13 +279,13 @@ async fn cluster_mode_shares_one_copy_and_sweep_deletes_expired_unused_images() 
     );
     // Same repository name and tag at another source: a distinct tag.
     let other = mirror
-        .mirror("x", &source(&src, "other/nginx", "1.25"))
+        .mirror("x", &src.source("other/nginx", "1.25"))
         .await
         .unwrap();
     assert_ne!(other.tag, web.tag);
     assert_ne!(other.digest, web.digest);
 
-    let reg = registry(&dst);
+    let reg = dst.generic_registry();
     assert_eq!(
         reg.list_images(&Repository::listed("prod/mirror"))
             .await
@@ -354,15 +332,15 @@ async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     let img = image(50);
-    push(&src, "team/api", "2.0", &img).await;
+    src.push("team/api", "2.0", &img).await;
     let mirror = service_mirror(&dst, 1);
     let before = SystemTime::now() - Duration::from_secs(2);
     mirror
-        .mirror("api", &source(&src, "team/api", "2.0"))
+        .mirror("api", &src.source("team/api", "2.0"))
         .await
         .unwrap();
     mirror
-        .mirror("worker", &source(&src, "team/api", "2.0"))
+        .mirror("worker", &src.source("team/api", "2.0"))
         .await
         .unwrap();
     let inv = mirror.inventory().await.unwrap();
@@ -376,7 +354,7 @@ async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
         assert_eq!(repo.images.len(), 1);
         let i = &repo.images[0];
         assert_eq!(&i.digest, img.digest());
-        let tag = mirror_core::strategy::service_tag(&source(&src, "team/api", "2.0").id());
+        let tag = mirror_core::strategy::service_tag(&src.source("team/api", "2.0").id());
         assert!(tag.starts_with("2.0-"), "{tag}");
         assert_eq!(i.tags, vec![tag], "bookkeeping tags hidden");
         let expected: u64 =
@@ -386,7 +364,7 @@ async fn inventory_lists_repositories_images_tags_sizes_and_push_times() {
         assert!(pushed >= before && pushed <= SystemTime::now() + Duration::from_secs(2));
     }
     let json = serde_json::to_value(&inv).unwrap();
-    let tag = mirror_core::strategy::service_tag(&source(&src, "team/api", "2.0").id());
+    let tag = mirror_core::strategy::service_tag(&src.source("team/api", "2.0").id());
     assert_eq!(
         json["repositories"][0]["images"][0]["tags"][0],
         tag.as_str()
@@ -398,11 +376,11 @@ async fn concurrent_deployers_into_one_repository_never_evict_each_others_fresh_
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     for i in 0..6u64 {
-        push(&src, "team/api", &format!("b{i}"), &image(60 + i)).await;
+        src.push("team/api", &format!("b{i}"), &image(60 + i)).await;
     }
     // keep_previous 0: only the grace period protects the other deployer's fresh image.
     let make = || {
-        Mirror::builder(registry(&dst), "prod")
+        Mirror::builder(dst.generic_registry(), "prod")
             .strategy(Arc::new(ServiceStrategy { keep_previous: 0 }))
             .build()
             .unwrap()
@@ -410,12 +388,13 @@ async fn concurrent_deployers_into_one_repository_never_evict_each_others_fresh_
     let (a, b) = (make(), make());
     for round in 0..3 {
         let (sa, sb) = (
-            source(&src, "team/api", &format!("b{}", round * 2)),
-            source(&src, "team/api", &format!("b{}", round * 2 + 1)),
+            src.source("team/api", &format!("b{}", round * 2)),
+            src.source("team/api", &format!("b{}", round * 2 + 1)),
         );
         let (da, db) = tokio::join!(a.mirror("api", &sa), b.mirror("api", &sb));
         let (da, db) = (da.unwrap(), db.unwrap());
-        let store = registry(&dst)
+        let store = dst
+            .generic_registry()
             .store(&Repository::listed(&da.repository))
             .await
             .unwrap();
@@ -438,8 +417,8 @@ async fn concurrent_deployers_into_one_repository_never_evict_each_others_fresh_
 async fn two_deployer_processes_mirroring_at_once_both_succeed() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
-    push(&src, "team/api", "p1", &image(70)).await;
-    push(&src, "team/api", "p2", &image(71)).await;
+    src.push("team/api", "p1", &image(70)).await;
+    src.push("team/api", "p2", &image(71)).await;
     let bin = env!("CARGO_BIN_EXE_deployer");
     let spawn = |tag: &str| {
         Command::new(bin)
@@ -470,7 +449,8 @@ async fn two_deployer_processes_mirroring_at_once_both_succeed() {
         let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         digests.push(d["digest"].as_str().unwrap().to_string());
     }
-    let store = registry(&dst)
+    let store = dst
+        .generic_registry()
         .store(&Repository::listed("prod/services/api"))
         .await
         .unwrap();
@@ -495,7 +475,7 @@ async fn bad_service_ids_and_sources_are_clear_errors() {
     let err = mirror.mirror("api", &src).await.unwrap_err();
     assert!(err.is_not_found(), "missing source image: {err:?}");
     assert!(Source::parse("Not A Reference").is_err());
-    assert!(Mirror::builder(registry(&dst), "").build().is_err());
+    assert!(Mirror::builder(dst.generic_registry(), "").build().is_err());
 }
 
 /// Reads every manifest of the image `digest` in `store` and HEADs every blob: a reference
@@ -539,7 +519,7 @@ async fn four_deployer_processes_on_shared_services_some_killed_hand_out_only_wh
         })
         .collect();
     for (i, img) in images.iter().enumerate() {
-        push(&src, "team/app", &format!("r{i}"), img).await;
+        src.push("team/app", &format!("r{i}"), img).await;
     }
     let bin = env!("CARGO_BIN_EXE_deployer");
     let spawn = |service: &str, tag: usize| {
@@ -594,7 +574,8 @@ async fn four_deployer_processes_on_shared_services_some_killed_hand_out_only_wh
                 images[tag].digest().to_string(),
                 "the image asked for"
             );
-            let store = registry(&dst)
+            let store = dst
+                .generic_registry()
                 .store(&Repository::listed(format!("prod/services/{service}")))
                 .await
                 .unwrap();
