@@ -10,6 +10,7 @@
 //! | `kubernetes` | in-use images from the Kubernetes API |
 //! | `admission` | the admission webhook's core |
 //! | `memory`, `mock` | an in-memory registry and mockall mocks for a deployer's unit tests |
+//! | `oci-spec` | conversions to and from `oci-spec`'s descriptors, platforms and manifests |
 //!
 //! # Example
 //!
