@@ -100,11 +100,16 @@ pub mod testing;
 // The kit's modules by their short names inside the crate.
 pub(crate) use kit::{image, provider, retry, store, sync};
 
-// The deploy story first (rustdoc lists re-exports in this order).
+// The deploy story first (rustdoc lists re-exports in this order): the façade and its builder,
+pub use mirror::{Mirror, MirrorBuilder};
+
+// what a deploy takes and returns,
+pub use mirror::{Action, Deployment, Source, SourceCredentials, Sources, TagPolicy, Warning};
+
+// and the maintenance calls' reports.
 pub use mirror::{
-    Action, BuildPlan, BuildSpec, Deployment, Inventory, InventoryImage, InventoryTotals, Mirror,
-    MirrorBuilder, ProtectReport, RepositoryInventory, Source, SourceCredentials, Sources,
-    SweepReport, TagPolicy, Warning,
+    BuildPlan, BuildSpec, Inventory, InventoryImage, InventoryTotals, ProtectReport,
+    RepositoryInventory, SweepReport,
 };
 
 // Errors and their kinds.
