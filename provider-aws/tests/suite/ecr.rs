@@ -342,8 +342,10 @@ async fn per_image_delete_failures_are_errors_not_swallowed() {
             "failureReason": "the KMS key is disabled"
         }]})
     };
-    // Through the façade: the deployment succeeds, the failure is a warning naming it.
-    emu.inject("BatchDeleteImage", 1, 200, failure(&a.digest().to_string()));
+    // Through the façade: the deployment succeeds, the failure is a warning naming it. Twice:
+    // a failed batch is tried again image by image to learn which one failed (a failure
+    // that is gone by then is no failure).
+    emu.inject("BatchDeleteImage", 2, 200, failure(&a.digest().to_string()));
     let d = mirror
         .mirror("api", &layout_source(dir.path(), "b", "2", &b))
         .await
