@@ -8,7 +8,8 @@
 #   BENCH_BIG_RUNS  runs of the 1 GiB peak-memory scenario (default 3)
 #   BENCH_OUT       work directory (default bench/out; fixtures are cached there)
 #   BENCH_RESULTS   where the Markdown table goes besides stdout (default bench/results.md)
-#   BENCH_SKIP_BUILD=1  use the binaries already in target/release/examples
+#   BENCH_SKIP_BUILD=1  use the binaries already in $CARGO_TARGET_DIR/release/examples
+#   CARGO_TARGET_DIR    where cargo builds (default target/)
 #   BENCH_TMPFS=1   keep both registries' storage on a tmpfs (root only): takes the disk's
 #                   write-back out of the cold copies, which it otherwise dominates here
 #
@@ -46,8 +47,9 @@ if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
   log "building (release): mirror, bench_fixture"
   cargo build --release --quiet -p mirror-cli --example mirror --example bench_fixture
 fi
-MIRROR=$ROOT/target/release/examples/mirror
-FIXTURE=$ROOT/target/release/examples/bench_fixture
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+MIRROR=$TARGET/release/examples/mirror
+FIXTURE=$TARGET/release/examples/bench_fixture
 [ -x "$MIRROR" ] || die "$MIRROR missing"
 [ -x "$FIXTURE" ] || die "$FIXTURE missing"
 

@@ -57,6 +57,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt as _;
 use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
 use mirror_core::kit::provider::Kind;
 use mirror_core::kit::retry::Poll;
@@ -82,6 +83,10 @@ pub const MANAGED_BY: &str = "mirror-core";
 /// How long a repository created by someone else (a concurrent deployer whose creation is
 /// still running) may take to become visible.
 pub const CREATE_SETTLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Version deletions in flight at once (each a polled operation; the API has no batch the
+/// fake implements).
+const DELETE_CONCURRENCY: usize = 8;
 
 /// An Artifact Registry location of one project as a cluster's mirror registry: the kit's
 /// registry over [`GarPlane`]. Build it with [`ArtifactRegistryBuilder`].
@@ -440,19 +445,24 @@ impl ControlPlane for GarPlane {
         if why == Deletion::Child {
             return self.delete_orphans(repository, id, package, digests).await;
         }
-        for d in digests {
+        // No batch call: one `versions.delete` (a polled operation) per digest, a few at once.
+        let deletions = digests.iter().cloned().map(|d| async move {
             match self
                 .api
-                .delete_version(id, package, d, true, &format!("{repository}@{d}"))
+                .delete_version(id, package, &d, true, &format!("{repository}@{d}"))
                 .await
             {
                 Err(e) if why == Deletion::Image || !matches!(e.kind(), Kind::NotFound(_)) => {
-                    return Err(e.into())
+                    Err(Error::from(e))
                 }
-                _ => {}
+                _ => Ok(()),
             }
-        }
-        Ok(())
+        });
+        let done: Vec<Result<()>> = futures::stream::iter(deletions)
+            .buffer_unordered(DELETE_CONCURRENCY)
+            .collect()
+            .await;
+        done.into_iter().collect()
     }
 
     /// `tags.delete`: the tag goes, the version and its other tags stay.

@@ -760,3 +760,38 @@ async fn cluster_mode_sweeps_by_upload_time() {
         .collect();
     assert_eq!(left, vec![json!(ds[1].digest.to_string())]);
 }
+
+/// Version deletions run side by side: when one of a sweep's fails, the others went, and
+/// the retry one by one finds them gone. They are reported as deleted, not as failures.
+#[tokio::test]
+async fn a_sweep_whose_deletions_fail_part_way_reports_what_went_as_deleted() {
+    let fake = FakeGar::start().await;
+    let gar = Arc::new(fake.gar().await);
+    let mirror = Mirror::builder(gar.clone(), "prod")
+        .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(DAY))))
+        .eviction_grace(Duration::ZERO)
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut digests = HashSet::new();
+    for i in 0..6u64 {
+        let img = TestImage::builder().seed(800 + i).layer(300).build();
+        let path = dir.path().join(format!("app{i}"));
+        img.write_layout(&path, "1.0").unwrap();
+        let source = Source::parse(&format!("oci:{}:1.0", path.display())).unwrap();
+        let d = mirror.mirror(&format!("svc{i}"), &source).await.unwrap();
+        digests.insert(d.digest);
+    }
+    fake.inject("versions.delete", 1, 403, "PERMISSION_DENIED");
+    let later = SystemTime::now() + Duration::from_secs(2 * DAY);
+    let report = mirror.sweep(later, &HashSet::new(), false).await.unwrap();
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    let deleted: HashSet<_> = report.deleted.into_iter().collect();
+    assert_eq!(deleted, digests);
+    assert_eq!(
+        fake.deleted_versions().len(),
+        6,
+        "{:?}",
+        fake.deleted_versions()
+    );
+}

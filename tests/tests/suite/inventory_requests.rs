@@ -1,6 +1,7 @@
 //! What an inventory, a refresh and a sweep cost in requests (issue 25), counted from the
-//! access log of the real registry (the data plane of every emulator too) and from the
-//! emulators' control-plane call logs:
+//! access log of the real registry (ECR's data plane too; a proxy in front of the Artifact
+//! Registry and Scaleway fakes' data planes, which read their registry with the library's
+//! client to answer their APIs) and from the emulators' control-plane call logs:
 //!
 //! - a cold inventory sends one request per distinct manifest, the tag listings, the
 //!   catalog and one referrers-API probe: no manifest is asked twice, and no tag the tag
@@ -8,7 +9,10 @@
 //! - a refresh of the same `Mirror` with nothing changed reads no manifest: one HEAD per tag
 //!   and per untagged referrer, the listings; after one new image, one manifest read;
 //! - what the inventory shows is what the image-by-image reading showed before;
-//! - a sweep asks no tag the listing does not show and deletes each manifest once.
+//! - a sweep asks no tag the listing does not show and deletes each manifest once; on ECR
+//!   and Artifact Registry (the provider kit's `CloudRegistry`) through the control plane,
+//!   ECR in `BatchDeleteImage` calls of up to 100 digests, Artifact Registry one
+//!   `versions.delete` per digest.
 //!
 //! `cargo test -p tests --test suite -- inventory_requests --nocapture` prints the counts.
 
@@ -34,7 +38,10 @@ enum Asked {
         reference: String,
     },
     /// `DELETE` of a manifest.
-    Delete { repository: String },
+    Delete {
+        repository: String,
+        reference: String,
+    },
     /// `GET /v2/<repository>/tags/list`.
     Tags,
     /// `GET /v2/<repository>/referrers/<digest>`.
@@ -58,6 +65,7 @@ fn asked(line: &str) -> Asked {
         if method == "DELETE" {
             return Asked::Delete {
                 repository: repository.to_string(),
+                reference: reference.to_string(),
             };
         }
         return Asked::Manifest {
@@ -156,15 +164,12 @@ struct Counts {
     referrers: usize,
     catalog: usize,
     other: usize,
-    /// Tags asked that the tag listing does not show (only counted when `times` is
-    /// `usize::MAX`: a provider's own per-image deletions; else they fail the test).
-    unlisted: usize,
 }
 
 /// Counts `lines`, checking what no listing may do: ask a tag the repository does not have
-/// (`held` says which it has), or ask one manifest twice (by tag or digest, any method;
+/// (`held` says which it has), ask one manifest twice (by tag or digest, any method;
 /// `again` names manifests that may be asked up to `times` times: those a provider's own
-/// listing reads besides, a sweep's second look before it deletes).
+/// listing reads besides, a sweep's second look before it deletes), or delete one twice.
 fn count(
     what: &str,
     lines: &[String],
@@ -176,6 +181,7 @@ fn count(
         ..Counts::default()
     };
     let mut seen: BTreeMap<(String, Digest), usize> = BTreeMap::new();
+    let mut deleted: BTreeSet<(String, String)> = BTreeSet::new();
     for line in lines {
         match asked(line) {
             Asked::Manifest {
@@ -192,10 +198,6 @@ fn count(
                     Ok(d) => d,
                     Err(_) => match held.tags.get(&repository).and_then(|t| t.get(&reference)) {
                         Some(d) => d.clone(),
-                        None if times == usize::MAX => {
-                            c.unlisted += 1;
-                            continue;
-                        }
                         None => panic!(
                             "{what}: asked the tag {reference} of {repository}, which the tag \
                              listing does not show ({})",
@@ -218,7 +220,17 @@ fn count(
                     lines.join("\n")
                 );
             }
-            Asked::Delete { .. } => c.deletes += 1,
+            Asked::Delete {
+                repository,
+                reference,
+            } => {
+                c.deletes += 1;
+                assert!(
+                    deleted.insert((repository.clone(), reference.clone())),
+                    "{what}: {reference} of {repository} deleted twice:\n{}",
+                    lines.join("\n")
+                );
+            }
             Asked::Tags => c.tag_lists += 1,
             Asked::Referrers => c.referrers += 1,
             Asked::Catalog => c.catalog += 1,
@@ -292,13 +304,8 @@ fn content(inv: &Inventory) -> serde_json::Value {
 }
 
 fn row(provider: &str, call: &str, images: usize, manifests: usize, c: &Counts, control: &str) {
-    let unlisted = if c.unlisted > 0 {
-        format!(" ({} of tags not listed)", c.unlisted)
-    } else {
-        String::new()
-    };
     println!(
-        "| {provider} | {call} | {images} | {manifests} | {} | {:.2} | {} | {}{unlisted} | {} | {} | {} | {} | {control} |",
+        "| {provider} | {call} | {images} | {manifests} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {control} |",
         c.total,
         c.total as f64 / images.max(1) as f64,
         c.gets,
@@ -518,14 +525,15 @@ struct Emulated {
     registry: Arc<dyn Registry>,
     data: Box<dyn Fn() -> Vec<String> + Send + Sync>,
     control: Box<dyn Fn() -> BTreeMap<String, usize> + Send + Sync>,
-    /// Whether its own listing reads indexes through the data plane (the provider's code,
-    /// not the inventory's).
-    reads_indexes: bool,
-    /// Whether it deletes image by image with its own `delete_image` (ECR and Artifact
-    /// Registry until they move onto the provider kit, whose `delete_images` batches):
-    /// each deletion looks at every tag of the repository again.
-    own_deletes: bool,
+    /// Control-plane deletions by digest so far, the digests of each call in order (ECR's
+    /// `BatchDeleteImage`, Artifact Registry's `versions.delete`), with the most digests
+    /// one call may carry; `None` where the control plane deletes by other names (Scaleway's
+    /// image ids) or not at all.
+    deletes: Option<(ControlDeletes, usize)>,
 }
+
+/// Each control-plane deletion call so far, with the digests it named.
+type ControlDeletes = Box<dyn Fn() -> Vec<Vec<String>> + Send + Sync>;
 
 fn delta(after: &BTreeMap<String, usize>, before: &BTreeMap<String, usize>) -> String {
     let parts: Vec<String> = after
@@ -554,24 +562,22 @@ async fn on_emulator(e: Emulated, dir: &Path) {
             .await
             .unwrap();
     }
-    let index = mirror
+    mirror
         .mirror("svc0", &index_source(dir, 140))
         .await
         .unwrap();
     let repositories = e.registry.list_repositories("prod").await.unwrap();
     assert_eq!(repositories.len(), 2, "{}", e.name);
     let held = Held::read(e.registry.as_ref(), &repositories).await;
-    let indexes: BTreeSet<Digest> = if e.reads_indexes {
-        BTreeSet::from([index.digest.clone()])
-    } else {
-        BTreeSet::new()
-    };
+    // Every provider lists through the inventory's store (the kit's `CloudRegistry` for
+    // ECR and Artifact Registry): no manifest is asked twice, none on a refresh.
+    let none = BTreeSet::new();
 
     let fresh = Mirror::builder(e.registry.clone(), "prod").build().unwrap();
     let (calls, before) = ((e.control)(), (e.data)().len());
     let cold = fresh.inventory().await.unwrap();
     let lines = (e.data)()[before..].to_vec();
-    let c = count(e.name, &lines, &held, (&indexes, 2));
+    let c = count(e.name, &lines, &held, (&none, 1));
     let control = delta(&(e.control)(), &calls);
     row(
         e.name,
@@ -583,7 +589,7 @@ async fn on_emulator(e: Emulated, dir: &Path) {
     );
     assert_eq!(images(&cold), 5, "{}", e.name);
     assert!(
-        c.gets + c.heads <= held.manifest_count() + indexes.len(),
+        c.gets + c.heads <= held.manifest_count(),
         "{}: {c:?}",
         e.name
     );
@@ -591,7 +597,7 @@ async fn on_emulator(e: Emulated, dir: &Path) {
     let (calls, before) = ((e.control)(), (e.data)().len());
     let warm = fresh.inventory().await.unwrap();
     let lines = (e.data)()[before..].to_vec();
-    let c = count(e.name, &lines, &held, (&indexes, 2));
+    let c = count(e.name, &lines, &held, (&none, 1));
     let control = delta(&(e.control)(), &calls);
     row(
         e.name,
@@ -601,12 +607,7 @@ async fn on_emulator(e: Emulated, dir: &Path) {
         &c,
         &control,
     );
-    assert_eq!(
-        c.gets,
-        indexes.len(),
-        "{}: no manifest read but the provider's own: {lines:#?}",
-        e.name
-    );
+    assert_eq!(c.gets, 0, "{}: no manifest read: {lines:#?}", e.name);
     assert!(c.heads <= held.asked_tags(), "{}: {c:?}", e.name);
     assert_eq!(content(&warm), content(&cold), "{}", e.name);
 
@@ -632,25 +633,81 @@ async fn on_emulator(e: Emulated, dir: &Path) {
     let fresh = cluster();
     for dry_run in [true, false] {
         let (calls, before) = ((e.control)(), (e.data)().len());
+        let deletes_before = e.deletes.as_ref().map_or(0, |(d, _)| d().len());
         let report = fresh
             .sweep(later, &Default::default(), dry_run)
             .await
             .unwrap();
         let lines = (e.data)()[before..].to_vec();
-        let times = if e.own_deletes && !dry_run {
-            usize::MAX
-        } else {
-            4
-        };
-        let c = count(e.name, &lines, &held, (&all, times));
+        // The listing, then the deletions' own look at what the other images hold.
+        let c = count(e.name, &lines, &held, (&all, 4));
         let control = delta(&(e.control)(), &calls);
         let call = if dry_run { "sweep, dry run" } else { "sweep" };
         row(e.name, call, 6, held.manifest_count(), &c, &control);
         assert_eq!(report.plans[0].delete.len(), 6, "{}", e.name);
-        if !dry_run {
-            assert_eq!(report.deleted.len(), 6, "{}: {:?}", e.name, report.warnings);
+        let Some((deletes, batch)) = &e.deletes else {
+            if !dry_run {
+                assert_eq!(report.deleted.len(), 6, "{}: {:?}", e.name, report.warnings);
+            }
+            continue;
+        };
+        let calls: Vec<Vec<String>> = deletes()[deletes_before..].to_vec();
+        if dry_run {
+            assert!(calls.is_empty(), "{}: a dry run deleted {calls:?}", e.name);
+            assert_eq!(c.deletes, 0, "{}", e.name);
+            continue;
         }
+        assert_eq!(report.deleted.len(), 6, "{}: {:?}", e.name, report.warnings);
+        assert!(
+            report.warnings.is_empty(),
+            "{}: {:?}",
+            e.name,
+            report.warnings
+        );
+        // Every manifest once, through the control plane alone, in as few calls as the
+        // batch allows (these images have no children or referrers: one kind of call).
+        assert_eq!(c.deletes, 0, "{}: data-plane deletes: {lines:#?}", e.name);
+        let named: Vec<&String> = calls.iter().flatten().collect();
+        let once: BTreeSet<&String> = named.iter().copied().collect();
+        assert_eq!(
+            once.len(),
+            named.len(),
+            "{}: deleted twice: {calls:?}",
+            e.name
+        );
+        let expected: BTreeSet<String> = all.iter().map(Digest::to_string).collect();
+        assert_eq!(
+            once.into_iter().cloned().collect::<BTreeSet<_>>(),
+            expected,
+            "{}: each manifest deleted once",
+            e.name
+        );
+        assert!(
+            calls.iter().all(|c| c.len() <= *batch),
+            "{}: {calls:?}",
+            e.name
+        );
+        assert_eq!(
+            calls.len(),
+            named.len().div_ceil(*batch),
+            "{}: deletes batched by {batch}: {calls:?}",
+            e.name
+        );
     }
+}
+
+/// ECR's `BatchDeleteImage` calls by digest (a tag's removal names a tag alone).
+fn ecr_deletes(ecr: &provider_aws::testing::EcrEmulator) -> Vec<Vec<String>> {
+    ecr.requests("BatchDeleteImage")
+        .iter()
+        .map(|body| {
+            let ids = body["imageIds"].as_array().cloned().unwrap_or_default();
+            ids.iter()
+                .filter_map(|id| id["imageDigest"].as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .filter(|digests| !digests.is_empty())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -659,30 +716,47 @@ async fn inventory_requests_on_the_emulators() {
     header();
     let ecr = provider_aws::testing::EcrEmulator::start().await;
     let ecr = Arc::new(ecr);
-    let (d, c) = (ecr.clone(), ecr.clone());
+    let (d, c, x) = (ecr.clone(), ecr.clone(), ecr.clone());
     on_emulator(
         Emulated {
             name: "ECR (moto)",
             registry: Arc::new(ecr.ecr().await),
             data: Box::new(move || ours(d.registry())),
             control: Box::new(move || c.all_calls()),
-            reads_indexes: false,
-            own_deletes: true,
+            deletes: Some((Box::new(move || ecr_deletes(&x)), 100)),
         },
         dir.path(),
     )
     .await;
 
+    // The fake reads its registry with the library's client to answer its API (the docker
+    // images listing): our requests are counted by a proxy in front of its data plane.
     let gar = Arc::new(provider_gcp::testing::FakeGar::start().await);
-    let (d, c) = (gar.clone(), gar.clone());
+    let proxy = Arc::new(mirror_core::testing::FaultProxy::start(&gar.docker_host()));
+    let registry = gar
+        .builder()
+        .docker_host(proxy.host())
+        .build()
+        .await
+        .unwrap();
+    let (c, x) = (gar.clone(), gar.clone());
     on_emulator(
         Emulated {
             name: "Artifact Registry (fake)",
-            registry: Arc::new(gar.gar().await),
-            data: Box::new(move || ours(d.registry())),
+            registry: Arc::new(registry),
+            data: Box::new(move || proxy.requests()),
             control: Box::new(move || c.all_calls()),
-            reads_indexes: true,
-            own_deletes: true,
+            // No batch call: one `versions.delete` per digest.
+            deletes: Some((
+                Box::new(move || {
+                    let deleted = x.deleted_versions();
+                    deleted
+                        .iter()
+                        .filter_map(|v| v.rsplit_once('@').map(|(_, d)| vec![d.to_string()]))
+                        .collect()
+                }),
+                1,
+            )),
         },
         dir.path(),
     )
@@ -708,8 +782,7 @@ async fn inventory_requests_on_the_emulators() {
                 }
                 m
             }),
-            reads_indexes: false,
-            own_deletes: false,
+            deletes: None,
         },
         dir.path(),
     )

@@ -556,13 +556,17 @@ impl<C: ControlPlane> ManifestDeleter for PlaneDeleter<'_, C> {
                 out.push(Err(e));
                 continue;
             }
-            // Which one failed: each on its own.
+            // Which one failed: each on its own. One the batch deleted before it failed (a
+            // partial `BatchDeleteImage`, deletions run side by side) is gone: deleted.
             for d in batch {
-                out.push(
-                    self.plane
-                        .delete_manifests(self.repository, std::slice::from_ref(d), Deletion::Image)
-                        .await,
-                );
+                let one = self
+                    .plane
+                    .delete_manifests(self.repository, std::slice::from_ref(d), Deletion::Image)
+                    .await;
+                out.push(match one {
+                    Err(e) if e.is_not_found() => Ok(()),
+                    other => other,
+                });
             }
         }
         out
