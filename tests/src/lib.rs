@@ -7,6 +7,7 @@ pub mod cli_suite;
 pub mod kube_api;
 pub mod prometheus;
 pub mod referrers;
+pub mod routes;
 pub mod tls;
 
 use std::collections::HashMap;

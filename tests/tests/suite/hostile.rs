@@ -266,22 +266,9 @@ async fn an_upload_location_on_another_origin_gets_no_credentials() {
         .pipe(serve)
         .await;
     let location = format!("http://{storage}/upload");
-    let auth = |headers: &HeaderMap| headers.contains_key("authorization");
+    let _auth = |headers: &HeaderMap| headers.contains_key("authorization");
     let registry = Router::new()
-        .route(
-            "/v2/",
-            get(move |headers: HeaderMap| async move {
-                if auth(&headers) {
-                    StatusCode::OK.into_response()
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Basic realm=\"r\"")],
-                    )
-                        .into_response()
-                }
-            }),
-        )
+        .route("/v2/", tests::routes::v2_basic_auth())
         .route(
             "/v2/app/blobs/uploads/",
             post(move || {
@@ -348,20 +335,7 @@ async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() 
         .await;
     let evil_upload = format!("http://{evil}/upload");
     let registry = Router::new()
-        .route(
-            "/v2/",
-            get(|headers: HeaderMap| async move {
-                if headers.contains_key("authorization") {
-                    StatusCode::OK.into_response()
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Basic realm=\"r\"")],
-                    )
-                        .into_response()
-                }
-            }),
-        )
+        .route("/v2/", tests::routes::v2_basic_auth())
         .route(
             "/v2/app/blobs/uploads/",
             post(move || {

@@ -193,29 +193,12 @@ async fn credentials_are_not_sent_to_a_redirect_target_on_another_host() {
 
     // The registry demands basic auth and redirects blob reads to "localhost" (another host).
     let registry = Router::new()
-        .route(
-            "/v2/",
-            get(|headers: HeaderMap| async move {
-                if headers.contains_key("authorization") {
-                    StatusCode::OK.into_response()
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Basic realm=\"r\"")],
-                    )
-                        .into_response()
-                }
-            }),
-        )
+        .route("/v2/", tests::routes::v2_basic_auth())
         .route(
             "/v2/app/blobs/{digest}",
             get(move |headers: HeaderMap| async move {
-                if !headers.contains_key("authorization") {
-                    return (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Basic realm=\"r\"")],
-                    )
-                        .into_response();
+                if let Some(challenge) = tests::routes::basic_challenge(&headers) {
+                    return challenge;
                 }
                 (
                     StatusCode::TEMPORARY_REDIRECT,
@@ -274,12 +257,8 @@ async fn pagination_never_follows_a_link_to_another_origin() {
     tokio::spawn(async move { axum::serve(other_listener, other).await });
 
     let page = move |headers: HeaderMap, next: String| async move {
-        if !headers.contains_key("authorization") {
-            return (
-                StatusCode::UNAUTHORIZED,
-                [("www-authenticate", "Basic realm=\"r\"")],
-            )
-                .into_response();
+        if let Some(challenge) = tests::routes::basic_challenge(&headers) {
+            return challenge;
         }
         (
             [("link", format!("<{next}>; rel=\"next\""))],
@@ -290,20 +269,7 @@ async fn pagination_never_follows_a_link_to_another_origin() {
     let next_tags = format!("http://127.0.0.1:{other_port}/v2/app/tags/list?last=v1");
     let next_catalog = format!("http://127.0.0.1:{other_port}/v2/_catalog?last=app");
     let registry = Router::new()
-        .route(
-            "/v2/",
-            get(|headers: HeaderMap| async move {
-                if headers.contains_key("authorization") {
-                    StatusCode::OK.into_response()
-                } else {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [("www-authenticate", "Basic realm=\"r\"")],
-                    )
-                        .into_response()
-                }
-            }),
-        )
+        .route("/v2/", tests::routes::v2_basic_auth())
         .route(
             "/v2/app/tags/list",
             get(move |h: HeaderMap| page(h, next_tags.clone())),
