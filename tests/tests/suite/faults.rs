@@ -597,19 +597,30 @@ async fn a_copy_that_outlives_its_tokens_and_credentials_completes() {
     let t = Instant::now();
     let r = copy(&src, "v1", &dst, "v1", &options).await.unwrap();
     assert_eq!(&r.digest, img.digest());
+    assert_refreshed_during_copy(t, tokens, &provider, "destination");
+}
+
+/// The copy started at `started` outlived its 2 s tokens, and both the tokens and the
+/// credentials (`provider`, refreshed after 1 s) were renewed on the way.
+fn assert_refreshed_during_copy(
+    started: Instant,
+    tokens: &mirror_core::testing::TokenServer,
+    provider: &CountingProvider,
+    side: &str,
+) {
     assert!(
-        t.elapsed() > Duration::from_secs(4),
+        started.elapsed() > Duration::from_secs(4),
         "the copy outlived its tokens"
     );
     let issued = tokens.stats().issued;
     assert!(
         issued >= 3,
-        "tokens were refreshed during the copy ({issued} issued)"
+        "{side} tokens were refreshed during the copy ({issued} issued)"
     );
     let calls = provider.calls.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
         calls >= 2,
-        "credentials were refreshed before expiry ({calls} calls)"
+        "{side} credentials were refreshed before expiry ({calls} calls)"
     );
 }
 
@@ -638,18 +649,5 @@ async fn a_deploy_from_a_source_whose_tokens_and_credentials_expire_mid_copy_com
     let t = Instant::now();
     let d = mirror.mirror("api", &source).await.unwrap();
     assert_eq!(&d.digest, img.digest());
-    assert!(
-        t.elapsed() > Duration::from_secs(4),
-        "the copy outlived its tokens"
-    );
-    let issued = tokens.stats().issued;
-    assert!(
-        issued >= 3,
-        "source tokens were refreshed during the copy ({issued} issued)"
-    );
-    let calls = provider.calls.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(
-        calls >= 2,
-        "source credentials were refreshed before expiry ({calls} calls)"
-    );
+    assert_refreshed_during_copy(t, tokens, &provider, "source");
 }
