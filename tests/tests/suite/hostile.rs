@@ -99,6 +99,24 @@ trait Pipe: Sized {
 }
 impl<T> Pipe for T {}
 
+/// Awaits `attempt`, which must fail, and within `bound` (a hang fails the test at 60 s).
+async fn fails_within<T: std::fmt::Debug>(
+    bound: Duration,
+    attempt: impl std::future::Future<Output = Result<T, Error>>,
+) -> Error {
+    let started = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(60), attempt)
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(
+        started.elapsed() < bound,
+        "{:?}: {err:?}",
+        started.elapsed()
+    );
+    err
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time() {
     let image = TestImage::builder().seed(1).layer(100_000).build();
@@ -123,22 +141,14 @@ async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time(
         },
         ..CopyOptions::default()
     };
-    let started = Instant::now();
-    let err = tokio::time::timeout(
-        Duration::from_secs(60),
+    let err = fails_within(
+        Duration::from_secs(30),
         copy(&src, "v1", &dst_store, "v1", &options),
     )
-    .await
-    .expect("no hang")
-    .unwrap_err();
+    .await;
     assert!(
         matches!(&err, Error::Stalled { reason, .. } if reason.contains("no byte moved")),
         "{err:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(30),
-        "{:?}",
-        started.elapsed()
     );
     assert!(dst_store.head_manifest("v1").await.unwrap().is_none());
 }
@@ -221,22 +231,14 @@ async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
         retry: RetryConfig::none(),
         ..CopyOptions::default()
     };
-    let started = Instant::now();
-    let err = tokio::time::timeout(
-        Duration::from_secs(60),
+    let err = fails_within(
+        Duration::from_secs(20),
         copy(&src, "v1", &dst, "v1", &options),
     )
-    .await
-    .expect("no hang")
-    .unwrap_err();
+    .await;
     assert!(
         matches!(&err, Error::Stalled { reason, .. } if reason.contains("no answer")),
         "{err:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
     );
 }
 
