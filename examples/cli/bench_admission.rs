@@ -30,14 +30,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 
 fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    mirror_cli::proc_status_kib(&pid.to_string(), field)
 }
 
 /// A CA and a certificate for localhost it signed, written to `dir`; the CA's PEM.

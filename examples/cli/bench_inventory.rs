@@ -188,14 +188,7 @@ async fn populate_cluster(
 }
 
 fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
+    mirror_cli::proc_status_kib("self", "VmHWM:")
 }
 
 /// Requests in the registry's access log so far.

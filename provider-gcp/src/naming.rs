@@ -249,21 +249,7 @@ mod tests {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
     }
 
-    fn scopes(cluster: &str, service: &str) -> [RepositoryScope; 3] {
-        [
-            RepositoryScope::Service {
-                cluster: cluster.into(),
-                service: service.into(),
-            },
-            RepositoryScope::Cluster {
-                cluster: cluster.into(),
-            },
-            RepositoryScope::Build {
-                cluster: cluster.into(),
-                service: service.into(),
-            },
-        ]
-    }
+    use mirror_core::testing::conformance::all_scopes as scopes;
 
     #[test]
     fn repository_ids_are_readable_and_hashed() {

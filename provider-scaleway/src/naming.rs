@@ -211,21 +211,7 @@ mod tests {
             && !name.contains("--")
     }
 
-    fn scopes(cluster: &str, service: &str) -> [RepositoryScope; 3] {
-        [
-            RepositoryScope::Service {
-                cluster: cluster.into(),
-                service: service.into(),
-            },
-            RepositoryScope::Cluster {
-                cluster: cluster.into(),
-            },
-            RepositoryScope::Build {
-                cluster: cluster.into(),
-                service: service.into(),
-            },
-        ]
-    }
+    use mirror_core::testing::conformance::all_scopes as scopes;
 
     #[test]
     fn namespace_grammar() {

@@ -8,6 +8,20 @@ pub mod show;
 pub mod sources;
 pub mod webhook;
 
+/// A `/proc/<pid>/status` field in KiB (`VmHWM:` peak RSS, `VmRSS:` current), for the
+/// benchmarks; `pid` is a process id or `self`. 0 where the file or field is missing (not
+/// Linux).
+pub fn proc_status_kib(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
 use mirror_core::inuse::kubernetes::KubernetesInUse;
 use mirror_core::inuse::InUseSource;
 

@@ -339,7 +339,7 @@ pub async fn tokens_renewed_mid_copy<H: SourceHarness>(h: &H) {
 /// # struct H;
 /// # #[async_trait::async_trait]
 /// # impl mirror_core::testing::providers::AnchorHarness for H {
-/// #     fn registry(&self) -> Arc<dyn mirror_core::Registry> { unimplemented!() }
+/// #     fn registry(&self) -> Arc<dyn mirror_core::Registry> { Arc::new(mirror_core::LayoutRegistry::new(std::env::temp_dir())) }
 /// #     async fn native_tags(&self, _: &str) -> Vec<(String, Vec<String>)> { vec![] }
 /// #     async fn expired_after(&self, _: &str, _: &[(String, Vec<String>)], _: u64) -> BTreeSet<String> { BTreeSet::new() }
 /// # }

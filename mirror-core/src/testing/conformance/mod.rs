@@ -49,7 +49,7 @@ mod naming;
 mod referrers;
 mod scenarios;
 
-pub use naming::naming;
+pub use naming::{all_scopes, naming};
 pub use referrers::referrers;
 pub use scenarios::{
     concurrent_ensure, ensure_twice, list_repositories_by_cluster, not_found, pull_reference,

@@ -203,6 +203,24 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
     }
 }
 
+/// The three scopes of `service` in `cluster` (Service, Cluster, Build): what a provider's
+/// naming tests iterate over.
+pub fn all_scopes(cluster: &str, service: &str) -> [RepositoryScope; 3] {
+    [
+        RepositoryScope::Service {
+            cluster: cluster.into(),
+            service: service.into(),
+        },
+        RepositoryScope::Cluster {
+            cluster: cluster.into(),
+        },
+        RepositoryScope::Build {
+            cluster: cluster.into(),
+            service: service.into(),
+        },
+    ]
+}
+
 /// The naming properties every provider's repository names must have, as property tests
 /// (proptest must be a dev-dependency of the crate that uses it).
 ///
@@ -216,11 +234,14 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
 /// - differs from the name of any other id (Service, Cluster and Build scopes), and the three
 ///   scopes of one service never share a name.
 ///
-/// ```ignore
+/// ```
+/// # use mirror_core::registry::RepositoryScope;
+/// // The default layout of distribution registries, checked against the distribution grammar.
 /// mirror_core::naming_properties! {
-///     name: |scope| repository_name(None, scope),
-///     valid: |name| matches_documented_rule(name),
+///     name: |scope: &RepositoryScope| mirror_core::registry::default_repository_name(None, scope),
+///     valid: |name: &str| mirror_core::reference::validate_repository(name).is_ok(),
 /// }
+/// # fn main() {}
 /// ```
 #[macro_export]
 macro_rules! naming_properties {
@@ -241,22 +262,6 @@ macro_rules! naming_properties {
                 f(name)
             }
 
-            fn scopes(cluster: &str, service: &str) -> [RepositoryScope; 3] {
-                [
-                    RepositoryScope::Service {
-                        cluster: cluster.into(),
-                        service: service.into(),
-                    },
-                    RepositoryScope::Cluster {
-                        cluster: cluster.into(),
-                    },
-                    RepositoryScope::Build {
-                        cluster: cluster.into(),
-                        service: service.into(),
-                    },
-                ]
-            }
-
             proptest! {
                 #[test]
                 fn every_scope_has_a_valid_stable_name(
@@ -265,7 +270,7 @@ macro_rules! naming_properties {
                 ) {
                     prop_assume!(!cluster.trim().is_empty() && !service.trim().is_empty());
                     let mut seen = std::collections::HashSet::new();
-                    for scope in scopes(&cluster, &service) {
+                    for scope in $crate::testing::conformance::all_scopes(&cluster, &service) {
                         let name = name_of(&scope).map_err(|e| TestCaseError::fail(e.to_string()))?;
                         prop_assert!(valid(&name), "{} breaks the provider's rule", name);
                         prop_assert!(
@@ -283,11 +288,17 @@ macro_rules! naming_properties {
                     prop_assume!(a != b && !a.trim().is_empty() && !b.trim().is_empty());
                     let name = |s: &RepositoryScope| name_of(s).ok();
                     // Another cluster: every scope moves.
-                    for (x, y) in scopes(&a, "api").iter().zip(scopes(&b, "api").iter()) {
+                    for (x, y) in $crate::testing::conformance::all_scopes(&a, "api")
+                        .iter()
+                        .zip($crate::testing::conformance::all_scopes(&b, "api").iter())
+                    {
                         prop_assert_ne!(name(x), name(y), "clusters {:?} and {:?}", a, b);
                     }
                     // Another service: its Service and Build scopes move.
-                    for (x, y) in scopes("c", &a).iter().zip(scopes("c", &b).iter()) {
+                    for (x, y) in $crate::testing::conformance::all_scopes("c", &a)
+                        .iter()
+                        .zip($crate::testing::conformance::all_scopes("c", &b).iter())
+                    {
                         if !matches!(x, RepositoryScope::Cluster { .. }) {
                             prop_assert_ne!(name(x), name(y), "services {:?} and {:?}", a, b);
                         }

@@ -98,6 +98,28 @@ impl HttpStore {
         vec![format!("repository:{}:pull", self.repository)]
     }
 
+    /// `method` on `manifests/<reference>` accepting every manifest type this crate reads,
+    /// with pull scope; the answer and the location errors name.
+    async fn manifest_request(
+        &self,
+        reference: &str,
+        operation: &'static str,
+        method: reqwest::Method,
+    ) -> Result<(reqwest::Response, String)> {
+        self.check_reference(reference)?;
+        let url = self.url(&format!("manifests/{reference}"))?;
+        let loc = self.loc(reference);
+        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
+        let resp = self
+            .client
+            .send(operation, &loc, &self.pull(), |c| {
+                c.request(method.clone(), url.clone())
+                    .header(ACCEPT, accept.clone())
+            })
+            .await?;
+        Ok((resp, loc))
+    }
+
     pub(super) fn push(&self) -> Vec<String> {
         vec![format!("repository:{}:pull,push", self.repository)]
     }
@@ -145,15 +167,8 @@ impl ImageStore for HttpStore {
     }
 
     async fn head_manifest(&self, reference: &str) -> Result<Option<ManifestHead>> {
-        self.check_reference(reference)?;
-        let url = self.url(&format!("manifests/{reference}"))?;
-        let loc = self.loc(reference);
-        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
-        let resp = self
-            .client
-            .send("HEAD manifest", &loc, &self.pull(), |c| {
-                c.head(url.clone()).header(ACCEPT, accept.clone())
-            })
+        let (resp, loc) = self
+            .manifest_request(reference, "HEAD manifest", reqwest::Method::HEAD)
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -195,15 +210,8 @@ impl ImageStore for HttpStore {
     }
 
     async fn get_manifest(&self, reference: &str) -> Result<RawManifest> {
-        self.check_reference(reference)?;
-        let url = self.url(&format!("manifests/{reference}"))?;
-        let loc = self.loc(reference);
-        let accept = ACCEPTED_MANIFEST_TYPES.join(", ");
-        let resp = self
-            .client
-            .send("GET manifest", &loc, &self.pull(), |c| {
-                c.get(url.clone()).header(ACCEPT, accept.clone())
-            })
+        let (resp, loc) = self
+            .manifest_request(reference, "GET manifest", reqwest::Method::GET)
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => return Err(Error::manifest_not_found(loc)),
