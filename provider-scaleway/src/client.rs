@@ -68,9 +68,10 @@ pub struct ScalewayApi {
 impl ScalewayApi {
     /// The API of `region` and `project_id` through `rest` (its base the API URL).
     pub fn new(rest: RestClient, region: &str, project_id: &str, page_size: u32) -> Self {
-        let page_size = page_size.clamp(1, MAX_PAGE_SIZE);
+        let paging = Paging::Numbered {
+            page_size: page_size.clamp(1, MAX_PAGE_SIZE),
+        };
         let (region, project_id) = (region.to_string(), project_id.to_string());
-        let paging = Paging::Numbered { page_size };
         ScalewayApi {
             rest,
             region,
@@ -147,27 +148,16 @@ impl ScalewayApi {
         public: bool,
     ) -> Result<Namespace> {
         let body = json!({"name": name, "description": description, "project_id": self.project_id, "is_public": public});
-        self.call(
-            "CreateNamespace",
-            name,
-            Method::POST,
-            &["namespaces"],
-            Some(body),
-        )
-        .await
+        let path = ["namespaces"];
+        self.call("CreateNamespace", name, Method::POST, &path, Some(body))
+            .await
     }
 
     /// Sets whether a namespace is public.
     pub async fn update_namespace(&self, id: &str, name: &str, public: bool) -> Result<Namespace> {
-        let body = Some(json!({ "is_public": public }));
-        self.call(
-            "UpdateNamespace",
-            name,
-            Method::PATCH,
-            &["namespaces", id],
-            body,
-        )
-        .await
+        let (path, body) = (["namespaces", id], Some(json!({ "is_public": public })));
+        self.call("UpdateNamespace", name, Method::PATCH, &path, body)
+            .await
     }
 
     /// The images of a namespace (`name` is for errors).
@@ -184,24 +174,15 @@ impl ScalewayApi {
         repository: &str,
     ) -> Result<Option<Item>> {
         let query = [("namespace_id", namespace_id), ("name", image)];
-        let all: Vec<Item> = self
-            .list("ListImages", repository, &["images"], &query)
-            .await?;
-        Ok(all.into_iter().find(|i| i.name == image))
+        let all = self.list::<Item>("ListImages", repository, &["images"], &query);
+        Ok(all.await?.into_iter().find(|i| i.name == image))
     }
 
     /// Deletes an image and all its tags.
     pub async fn delete_image(&self, id: &str, repository: &str) -> Result<()> {
-        let _: Value = self
-            .call(
-                "DeleteImage",
-                repository,
-                Method::DELETE,
-                &["images", id],
-                None,
-            )
-            .await?;
-        Ok(())
+        let path = ["images", id];
+        let done = self.call::<Value>("DeleteImage", repository, Method::DELETE, &path, None);
+        done.await.map(drop)
     }
 
     /// The tags of an image.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mirror_core::kit::provider::cloud::CloudRegistry;
 use mirror_core::kit::provider::config::{setting_error, Shown, Value};
+
 use mirror_core::kit::provider::{
     CommonKey, HeaderAuth, Origin, Provider, ProviderFactory, RestClient,
 };
@@ -26,23 +27,6 @@ use crate::{naming, Scaleway, ScalewayPlane, DATA_PLANE_USER, PROVIDER};
 
 /// The regions Scaleway Container Registry is known to run in.
 pub const KNOWN_REGIONS: [&str; 3] = ["fr-par", "nl-ams", "pl-waw"];
-
-/// A project id: a UUID, lowercase.
-fn uuid(v: &str) -> Result<String, String> {
-    let v = v.to_ascii_lowercase();
-    let dash = |i: usize| [8, 13, 18, 23].contains(&i);
-    let mut chars = v.bytes().enumerate();
-    let ok = v.len() == 36
-        && chars.all(|(i, b)| {
-            if dash(i) {
-                b == b'-'
-            } else {
-                b.is_ascii_hexdigit()
-            }
-        });
-    ok.then_some(v)
-        .ok_or_else(|| "a Scaleway project id is a UUID".into())
-}
 
 /// A region: `<letters>-<letters>` (one Scaleway is not known to run in is warned about).
 fn region(v: &str) -> Result<String, String> {
@@ -73,7 +57,7 @@ mirror_core::config_keys! {
         SecretKey = "secret_key" env "SCW_SECRET_KEY" => Value::Secret,
             required "the secret key of an API key with Container Registry permissions";
         /// `SCW_DEFAULT_PROJECT_ID`: the project of the namespaces (and their names' discriminator).
-        ProjectId = "project_id" env "SCW_DEFAULT_PROJECT_ID" => Value::Checked(uuid),
+        ProjectId = "project_id" env "SCW_DEFAULT_PROJECT_ID" => Value::Checked(mirror_core::kit::provider::naming::uuid),
             required "the project the namespaces are created in";
         /// `SCW_DEFAULT_REGION`: `fr-par` (default), `nl-ams`, `pl-waw`.
         Region = "region" env "SCW_DEFAULT_REGION" => Value::Checked(region), default "fr-par";

@@ -1,18 +1,14 @@
-//! Scaleway Container Registry as a cluster's mirror registry.
+//! Scaleway Container Registry as a cluster's mirror registry: [`Scaleway`], the kit's
+//! [`CloudRegistry`] over [`ScalewayPlane`].
 //!
-//! [`Scaleway`] is the kit's [`CloudRegistry`] over [`ScalewayPlane`]: each cluster gets one
-//! private namespace, `<prefix>-<cluster>-<project hash>`, created through the registry API
-//! and waited for until it is `ready`; each repository scope is an image in it
-//! (`svc-<service>`, `mirror`, `build-<service>`; see [`naming`]). The data plane is
-//! `rg.<region>.scw.cloud` with basic auth, user `nologin` and the secret key. Images are
-//! listed through the images and tags APIs and deleted by deleting every tag naming the
-//! digest. Scaleway has no retention policy and records no push times: retention is
-//! enforced by [`Mirror::sweep`](mirror_core::Mirror::sweep) (run it on a schedule), push
-//! times are read from the bookkeeping tags the library writes (tag records carry
-//! `created_at`, but a moved tag keeps it: no age is ever guessed).
-//!
-//! Layout: [`config`] (builder, keys, factory), [`client`] (API calls), [`naming`],
-//! [`error`] (the table), [`source`] (Scaleway registries as image sources).
+//! Each cluster gets one private namespace, `<prefix>-<cluster>-<project hash>`, created
+//! through the registry API and waited for until it is `ready`; each repository scope is an
+//! image in it (`svc-<service>`, `mirror`, `build-<service>`; see [`naming`]). The data plane
+//! is `rg.<region>.scw.cloud` with user `nologin` and the secret key. Images are listed
+//! through the images and tags APIs and deleted by deleting every tag naming the digest.
+//! Scaleway has no retention policy and records no push times: run
+//! [`Mirror::sweep`](mirror_core::Mirror::sweep) on a schedule; push times come from the
+//! bookkeeping tags the library writes (a moved tag keeps its `created_at`: no age is guessed).
 //!
 //! ```no_run
 //! # async fn demo() -> mirror_core::Result<()> {
@@ -54,14 +50,13 @@ pub use source::ScalewaySources;
 
 use client::{Item, Namespace, ScalewayApi};
 
-/// The provider name used to tag errors and events coming from this crate.
+/// The provider name of this crate's errors and events.
 pub const PROVIDER: &str = "scaleway";
 
-/// The data-plane user name Scaleway expects with the secret key as password.
+/// The data-plane user name; the secret key is the password.
 pub const DATA_PLANE_USER: &str = "nologin";
 
-/// Scaleway Container Registry (one region and project) as a cluster's mirror registry.
-/// Build it with [`ScalewayBuilder`].
+/// Scaleway Container Registry (one region and project). Build it with [`ScalewayBuilder`].
 pub type Scaleway = CloudRegistry<ScalewayPlane>;
 
 /// Scaleway's control plane (namespaces, images and tags APIs) and its settings.
@@ -75,13 +70,11 @@ pub struct ScalewayPlane {
     public: bool,
     namespace_timeout: Duration,
     poll_interval: Duration,
-    /// Namespaces ensured once per process, one at a time (concurrent ensures of their
-    /// repositories make one creation call; other processes get "already exists").
+    /// Namespaces ensured once per process, one at a time.
     namespaces: OncePerKey,
 }
 
-/// What a namespace status means: `Some(true)` ready, `Some(false)` unusable (waiting will
-/// not help), `None` still being set up.
+/// A namespace status: `Some(true)` ready, `Some(false)` unusable, `None` being set up.
 fn readiness(status: &str) -> Option<bool> {
     match status {
         "ready" => Some(true),
@@ -121,8 +114,9 @@ impl ScalewayPlane {
         let Some(c) = cluster else {
             return "Mirror registry (managed by mirror-core)".to_string();
         };
-        let clean = c.chars().map(|ch| if ch.is_control() { ' ' } else { ch });
-        let c: String = clean.take(120).collect();
+        let c: String = (c.chars().map(|ch| if ch.is_control() { ' ' } else { ch }))
+            .take(120)
+            .collect();
         format!("Mirror registry of cluster {c} (managed by mirror-core)")
     }
 
@@ -138,11 +132,8 @@ impl ScalewayPlane {
         naming::validate_namespace(namespace).map_err(|reason| invalid(namespace, reason))?;
         let (api, public) = (&self.api, self.public);
         let ensure = || async {
-            let (found, description) = (
-                api.find_namespace(namespace).await?,
-                self.description(cluster),
-            );
-            let (ns, created) = match found {
+            let description = self.description(cluster);
+            let (ns, created) = match api.find_namespace(namespace).await? {
                 Some(n) => (n, false),
                 None => match api.create_namespace(namespace, &description, public).await {
                     Ok(n) => (n, true),
@@ -157,11 +148,7 @@ impl ScalewayPlane {
             };
             let ns = self.wait_ready(ns).await?;
             if !created && ns.is_public != public {
-                tracing::info!(
-                    namespace,
-                    public,
-                    "changing the Scaleway namespace's visibility"
-                );
+                tracing::info!(namespace, public, "changing the namespace's visibility");
                 api.update_namespace(&ns.id, namespace, public).await?;
             }
             Ok(())
@@ -172,8 +159,8 @@ impl ScalewayPlane {
     /// Polls the namespace until it is `ready`; fails at once when it is unusable, and after
     /// the namespace timeout otherwise.
     async fn wait_ready(&self, ns: Namespace) -> Result<Namespace> {
-        let api = &self.api;
-        let (id, name, started) = (ns.id.clone(), ns.name.clone(), tokio::time::Instant::now());
+        let (api, started) = (&self.api, tokio::time::Instant::now());
+        let (id, name) = (ns.id.clone(), ns.name.clone());
         let (first, last) = (Mutex::new(Some(ns)), Mutex::new("unknown".to_string()));
         let check = || async {
             let ns = match first.lock().ok().and_then(|mut f| f.take()) {
@@ -255,8 +242,7 @@ impl ControlPlane for ScalewayPlane {
         naming::cache_repository(build.name(), dockerfile_id)
     }
 
-    /// Ensures the repository's namespace; the image itself appears on the first push
-    /// (the retention is enforced by `Mirror::sweep`).
+    /// Ensures the repository's namespace; the image itself appears on the first push.
     async fn create_repository(&self, repo: &Repository, _: &RepositorySettings) -> Result<bool> {
         let (namespace, _) = naming::parse_repository(repo.name())?;
         let cluster = repo.scope().map(|s| s.cluster());
@@ -279,10 +265,10 @@ impl ControlPlane for ScalewayPlane {
     async fn list_images(&self, repository: &str) -> Result<Vec<ListedImage>> {
         let mut by_digest: BTreeMap<Digest, ListedImage> = BTreeMap::new();
         for (tag, digest) in self.tags(repository).await?.unwrap_or_default() {
-            let listed = ListedImage::new(digest.clone());
+            let listed = || ListedImage::new(digest.clone());
             by_digest
-                .entry(digest)
-                .or_insert(listed)
+                .entry(digest.clone())
+                .or_insert_with(listed)
                 .tags
                 .push(tag.name);
         }
@@ -303,8 +289,11 @@ impl ControlPlane for ScalewayPlane {
         };
         let store = self.data.repository(repo)?;
         for digest in digests {
-            let named = tags.iter().filter(|(_, d)| d == digest).map(|(t, _)| t);
-            let named: Vec<&Item> = named.collect();
+            let named: Vec<&Item> = tags
+                .iter()
+                .filter(|(_, d)| d == digest)
+                .map(|(t, _)| t)
+                .collect();
             match (named.is_empty(), why) {
                 (true, Deletion::Image) => return Err(absent(digest)),
                 (true, _) => match store.delete_manifest(digest).await {

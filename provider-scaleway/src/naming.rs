@@ -143,34 +143,16 @@ pub fn cache_repository(build_repository: &str, dockerfile_id: &str) -> Result<S
     Ok(name)
 }
 
+/// Dockerfile ids of at most 32 lowercase hex characters keep cache image names short.
 fn check_dockerfile_id(id: &str) -> Result<()> {
-    let hex = id
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-    match !id.is_empty() && id.len() <= 32 && hex {
+    mirror_core::registry::naming::check_dockerfile_id(id)?;
+    match id.len() <= 32 {
         true => Ok(()),
         false => Err(invalid(
             id,
             "a Dockerfile id is 1 to 32 lowercase hex characters",
         )),
     }
-}
-
-/// What a repository of the layout is: (namespace, scope kind, the image's id part).
-pub fn classify_repository(name: &str) -> Option<(&str, &'static str, &str)> {
-    let (namespace, image) = name.split_once('/')?;
-    if image == "mirror" {
-        return Some((namespace, "cluster", ""));
-    }
-    let kinds = [
-        ("svc-", "service"),
-        ("build-", "build"),
-        ("cache-", "build-cache"),
-    ];
-    let mut found = kinds
-        .iter()
-        .filter_map(|(p, k)| Some((*k, image.strip_prefix(p)?)));
-    found.next().map(|(kind, rest)| (namespace, kind, rest))
 }
 
 /// The data-plane host of a region: `rg.<region>.scw.cloud`.
@@ -191,6 +173,24 @@ mod tests {
     use super::*;
     use mirror_core::Error;
     use proptest::prelude::*;
+
+    /// What a repository of the layout is: (namespace, scope kind, the image's id part): the
+    /// layout read back, to show the prefixes keep the scopes apart.
+    fn classify_repository(name: &str) -> Option<(&str, &'static str, &str)> {
+        let (namespace, image) = name.split_once('/')?;
+        if image == "mirror" {
+            return Some((namespace, "cluster", ""));
+        }
+        let kinds = [
+            ("svc-", "service"),
+            ("build-", "build"),
+            ("cache-", "build-cache"),
+        ];
+        let mut found = kinds
+            .iter()
+            .filter_map(|(p, k)| Some((*k, image.strip_prefix(p)?)));
+        found.next().map(|(kind, rest)| (namespace, kind, rest))
+    }
 
     const PROJECT: &str = "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11";
 

@@ -91,6 +91,19 @@ pub fn invalid(name: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+/// A UUID in its canonical text form (`8-4-4-4-12` hex digits), lowercased: the shape of
+/// project, tenant and subscription ids of several clouds. A checker for
+/// [`Value::Checked`](super::config::Value::Checked).
+pub fn uuid(value: &str) -> Result<String, String> {
+    let v = value.to_ascii_lowercase();
+    let dash = |i: usize| [8, 13, 18, 23].contains(&i);
+    let ok = v.len() == 36
+        && (v.bytes().enumerate())
+            .all(|(i, b)| (b == b'-') == dash(i) && (dash(i) || b.is_ascii_hexdigit()));
+    ok.then_some(v)
+        .ok_or_else(|| "not a UUID (8-4-4-4-12 hexadecimal digits)".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +151,19 @@ mod tests {
             component.validate(""),
             Err(Error::InvalidName { .. })
         ));
+    }
+
+    #[test]
+    fn uuids_are_canonical_hex_groups_lowercased() {
+        let id = "4B0C6BD4-5a39-4d48-8c1e-6a2f2e4e1b11";
+        assert_eq!(uuid(id).unwrap(), id.to_ascii_lowercase());
+        let bad = ["", "4b0c6bd4", "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b1g"];
+        let more = [
+            "4b0c6bd45-a39-4d48-8c1e-6a2f2e4e1b11",
+            "4b0c6bd4-5a39-4d48-8c1e-6a2f2e4e1b11-",
+        ];
+        for v in bad.iter().chain(&more) {
+            assert!(uuid(v).is_err(), "{v}");
+        }
     }
 }
