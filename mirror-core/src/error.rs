@@ -5,6 +5,7 @@
 //! never "absent": only a definite `404` becomes `Ok(None)` or [`Error::NotFound`].
 
 use crate::digest::Digest;
+pub use crate::operation::Operation;
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -141,7 +142,7 @@ pub enum Error {
         /// The registry host.
         registry: String,
         /// The operation: `GET manifest`, `PUT blob`, ...
-        operation: String,
+        operation: Operation,
         /// The repository, reference or digest the operation was on.
         location: String,
         /// The HTTP status code.
@@ -184,7 +185,7 @@ pub enum Error {
         /// The registry host.
         registry: String,
         /// The operation that was under way.
-        operation: String,
+        operation: Operation,
         /// The repository, reference or digest the operation was on.
         location: String,
         /// The transport error.
@@ -204,7 +205,7 @@ pub enum Error {
         /// The registry host.
         registry: String,
         /// The operation that was under way.
-        operation: String,
+        operation: Operation,
         /// The blob.
         location: String,
         /// What stopped.
@@ -221,7 +222,7 @@ pub enum Error {
         /// The registry host (or `<provider>:<host>` for a control plane).
         registry: String,
         /// The operation.
-        operation: String,
+        operation: Operation,
         /// What the operation was on.
         location: String,
         /// What is wrong with the answer.
@@ -240,7 +241,7 @@ pub enum Error {
         /// `<provider>:<registry host>`.
         registry: String,
         /// The operation.
-        operation: String,
+        operation: Operation,
         /// What the operation was on.
         location: String,
         /// The provider's code (`KmsError`, `error`, `timeout`…).

@@ -89,6 +89,7 @@ pub mod mock;
 #[cfg(feature = "oci-spec")]
 #[cfg_attr(docsrs, doc(cfg(feature = "oci-spec")))]
 pub mod oci;
+mod operation;
 pub mod reference;
 pub mod registry;
 pub mod strategy;

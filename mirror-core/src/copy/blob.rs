@@ -3,6 +3,7 @@
 //! here once the destination refused its bytes).
 
 use super::*;
+use crate::error::Operation;
 
 /// The repositories of the destination registry to try mounting from, in order.
 pub(super) fn mount_sources(
@@ -197,7 +198,7 @@ async fn stream_blob(
         {
             Some(wait) => {
                 tracing::debug!(digest = %digest, attempt, error = %e, "blob transfer failed; restarting it");
-                crate::telemetry::retries("blob transfer", 1);
+                crate::telemetry::retries(&Operation::BlobTransfer, 1);
                 emit(
                     options,
                     CopyEvent::BlobRetry {

@@ -469,7 +469,7 @@ mod tests {
     fn http(status: u16) -> Error {
         Error::Http {
             registry: "r".into(),
-            operation: "GET".into(),
+            operation: crate::error::Operation::Ping,
             location: "x".into(),
             status,
             message: String::new(),

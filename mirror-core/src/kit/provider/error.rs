@@ -398,7 +398,7 @@ impl From<ControlPlaneError> for Error {
             Kind::Transport => Error::Connect {
                 source: e.source.unwrap_or_else(|| detail.into()),
                 registry: e.registry,
-                operation: e.operation.into_owned(),
+                operation: e.operation.into(),
                 location: e.target,
             },
             Kind::Credentials => Error::Credentials {
@@ -407,7 +407,7 @@ impl From<ControlPlaneError> for Error {
             },
             Kind::Protocol => Error::Protocol {
                 registry: e.registry,
-                operation: e.operation.into_owned(),
+                operation: e.operation.into(),
                 location: e.target,
                 reason: detail,
             },
@@ -423,7 +423,7 @@ impl From<ControlPlaneError> for Error {
             _ => match e.status {
                 Some(status) => Error::Http {
                     registry: e.registry,
-                    operation: e.operation.into_owned(),
+                    operation: e.operation.into(),
                     location: e.target,
                     status,
                     message: detail,
@@ -431,7 +431,7 @@ impl From<ControlPlaneError> for Error {
                 },
                 None => Error::Refused {
                     registry: e.registry,
-                    operation: e.operation.into_owned(),
+                    operation: e.operation.into(),
                     location: e.target,
                     code: crate::error::sanitize(
                         &e.code.unwrap_or_else(|| "refused".into()),

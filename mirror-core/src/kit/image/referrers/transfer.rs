@@ -1,6 +1,7 @@
 //! Copying referrers into a destination and making them discoverable there: its referrers
 //! API, else the tag-schema indexes this module maintains.
 
+use crate::error::Operation;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -306,7 +307,7 @@ pub async fn add_to_schema_index(
             Ok(m) => {
                 return Err(Error::Refused {
                     registry: store.location().to_string(),
-                    operation: "PUT referrers index".into(),
+                    operation: Operation::PutReferrersIndex,
                     location,
                     code: "not an index".into(),
                     message: format!(
@@ -342,7 +343,7 @@ pub async fn add_to_schema_index(
     }
     Err(Error::Refused {
         registry: store.location().to_string(),
-        operation: "PUT referrers index".into(),
+        operation: Operation::PutReferrersIndex,
         location,
         code: "conflict".into(),
         message: format!(

@@ -1,6 +1,7 @@
 //! [`RegistryClient`]: one registry's connection pool, credentials and token cache, and its
 //! builder.
 
+use crate::error::Operation;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,12 +205,12 @@ impl RegistryClient {
     pub async fn ping(&self) -> Result<()> {
         let url = self.url("v2/")?;
         let resp = self
-            .send("GET", "/v2/", &[], |c| c.get(url.clone()))
+            .send(&Operation::Ping, "/v2/", &[], |c| c.get(url.clone()))
             .await?;
         if resp.status().is_success() {
             Ok(())
         } else {
-            Err(self.error_for(resp, "GET", "/v2/").await)
+            Err(self.error_for(resp, &Operation::Ping, "/v2/").await)
         }
     }
 
@@ -239,7 +240,7 @@ impl RegistryClient {
         }
     }
 
-    pub(super) fn connect_error(&self, op: &str, loc: &str, mut e: reqwest::Error) -> Error {
+    pub(super) fn connect_error(&self, op: &Operation, loc: &str, mut e: reqwest::Error) -> Error {
         // An upload URL's query may carry a signed session state: never shown.
         if let Some(url) = e.url_mut() {
             url.set_query(None);
@@ -249,7 +250,7 @@ impl RegistryClient {
         if e.is_redirect() || e.is_builder() || untrusted_certificate(&e) {
             return Error::Protocol {
                 registry: self.inner.registry.clone(),
-                operation: op.to_string(),
+                operation: op.clone(),
                 location: loc.to_string(),
                 reason: Transport(e).to_string(),
             };
@@ -266,7 +267,7 @@ impl RegistryClient {
             Some(TransportCause::NotTls) => {
                 return Error::Protocol {
                     registry: self.inner.registry.clone(),
-                    operation: op.to_string(),
+                    operation: op.clone(),
                     location: loc.to_string(),
                     reason: format!(
                         "the registry does not answer TLS (a plain-HTTP registry? then say \
@@ -279,7 +280,7 @@ impl RegistryClient {
         }
         Error::Connect {
             registry: self.inner.registry.clone(),
-            operation: op.to_string(),
+            operation: op.clone(),
             location: loc.to_string(),
             source: Box::new(Transport(e)),
         }

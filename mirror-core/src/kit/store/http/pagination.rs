@@ -1,6 +1,7 @@
 //! Listings that follow `Link` pagination (catalog, tags), with bounded pages and the next
 //! page only on this registry's origin.
 
+use crate::error::Operation;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::{Response, StatusCode};
@@ -217,7 +218,13 @@ impl RegistryClient {
         let mut url = self.url("v2/_catalog")?;
         url.query_pairs_mut().append_pair("n", "1000");
         let names: Vec<String> = self
-            .paginate("GET catalog", "/v2/_catalog", &scopes, url, Pages::CATALOG)
+            .paginate(
+                &Operation::Catalog,
+                "/v2/_catalog",
+                &scopes,
+                url,
+                Pages::CATALOG,
+            )
             .await?
             .unwrap_or_default();
         Ok(super::store::valid_only(
@@ -235,7 +242,7 @@ impl RegistryClient {
     /// ([`Absent::Unsupported`]).
     pub(super) async fn paginate<T: serde::de::DeserializeOwned>(
         &self,
-        op: &str,
+        op: &Operation,
         loc: &str,
         scopes: &[String],
         mut url: Url,
@@ -345,10 +352,10 @@ impl RegistryClient {
     }
 
     /// An answer of `op` on `loc` that cannot be read.
-    pub(super) fn protocol(&self, op: &str, loc: &str, reason: impl Into<String>) -> Error {
+    pub(super) fn protocol(&self, op: &Operation, loc: &str, reason: impl Into<String>) -> Error {
         Error::Protocol {
             registry: self.inner.registry.clone(),
-            operation: op.to_string(),
+            operation: op.clone(),
             location: loc.to_string(),
             // Reasons quote what the registry sent (a serde error names the value, a Link
             // its text): shown clean and short.

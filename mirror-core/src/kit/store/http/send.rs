@@ -1,6 +1,7 @@
 //! Sending a request: authentication, the one re-authentication after a 401, retries under
 //! the [`RetryConfig`], and the one mapping of unexpected answers to errors.
 
+use crate::error::Operation;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -35,7 +36,7 @@ impl RegistryClient {
     /// returned as it is for the caller to map.
     pub(super) async fn send<F>(
         &self,
-        op: &str,
+        op: &Operation,
         loc: &str,
         scopes: &[String],
         build: F,
@@ -101,7 +102,7 @@ impl RegistryClient {
     /// requests that are not safe to repeat (chunk uploads).
     pub(super) async fn send_once<F>(
         &self,
-        op: &str,
+        op: &Operation,
         loc: &str,
         scopes: &[String],
         build: &F,
@@ -155,7 +156,7 @@ impl RegistryClient {
     }
 
     /// Maps an unexpected response to an error, in one place.
-    pub(super) async fn error_for(&self, resp: Response, op: &str, loc: &str) -> Error {
+    pub(super) async fn error_for(&self, resp: Response, op: &Operation, loc: &str) -> Error {
         self.error_and_codes(resp, op, loc).await.0
     }
 
@@ -164,7 +165,7 @@ impl RegistryClient {
     pub(super) async fn error_and_codes(
         &self,
         resp: Response,
-        op: &str,
+        op: &Operation,
         loc: &str,
     ) -> (Error, crate::error::ErrorCodes) {
         let status = resp.status();
@@ -229,7 +230,7 @@ impl RegistryClient {
             },
             _ => Error::Http {
                 registry,
-                operation: op.to_string(),
+                operation: op.clone(),
                 location: loc.to_string(),
                 status: status.as_u16(),
                 message,
@@ -253,7 +254,7 @@ pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The error a retryable status stands for (without reading the body).
-pub(super) fn status_error(registry: &str, op: &str, loc: &str, resp: &Response) -> Error {
+pub(super) fn status_error(registry: &str, op: &Operation, loc: &str, resp: &Response) -> Error {
     if resp.status() == StatusCode::TOO_MANY_REQUESTS {
         return Error::RateLimited {
             registry: registry.to_string(),
@@ -262,7 +263,7 @@ pub(super) fn status_error(registry: &str, op: &str, loc: &str, resp: &Response)
     }
     Error::Http {
         registry: registry.to_string(),
-        operation: op.to_string(),
+        operation: op.clone(),
         location: loc.to_string(),
         status: resp.status().as_u16(),
         message: resp.status().canonical_reason().unwrap_or("").to_string(),

@@ -1,5 +1,6 @@
 //! [`HttpStore`]: one repository of a registry, as an [`ImageStore`].
 
+use crate::error::Operation;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::{StreamExt, TryStreamExt};
@@ -36,14 +37,14 @@ impl std::fmt::Debug for HttpStore {
 
 impl HttpStore {
     /// The idle and throughput limits of a blob transfer of `op` on `loc`.
-    pub(super) fn transfer_limits(&self, op: &'static str, loc: &str) -> watchdog::Limits {
+    pub(super) fn transfer_limits(&self, op: &Operation, loc: &str) -> watchdog::Limits {
         let config = &self.client.inner.config;
         watchdog::Limits {
             idle: config.idle_timeout,
             min: config.min_throughput,
             answer: config.request_timeout.max(config.idle_timeout),
             registry: self.client.inner.registry.clone(),
-            operation: op,
+            operation: op.clone(),
             location: loc.to_string(),
         }
     }
@@ -59,14 +60,17 @@ impl HttpStore {
         let loc = self.loc(reference);
         let resp = self
             .client
-            .send("PUT manifest", &loc, &self.push(), |c| {
+            .send(&Operation::PutManifest, &loc, &self.push(), |c| {
                 c.put(url.clone())
                     .header(CONTENT_TYPE, manifest.media_type.clone())
                     .body(manifest.bytes.clone())
             })
             .await?;
         if !resp.status().is_success() {
-            return Err(self.client.error_for(resp, "PUT manifest", &loc).await);
+            return Err(self
+                .client
+                .error_for(resp, &Operation::PutManifest, &loc)
+                .await);
         }
         if let Some(d) = resp
             .headers()
@@ -103,7 +107,7 @@ impl HttpStore {
     async fn manifest_request(
         &self,
         reference: &str,
-        operation: &'static str,
+        operation: &Operation,
         method: reqwest::Method,
     ) -> Result<(reqwest::Response, String)> {
         self.check_reference(reference)?;
@@ -168,7 +172,7 @@ impl ImageStore for HttpStore {
 
     async fn head_manifest(&self, reference: &str) -> Result<Option<ManifestHead>> {
         let (resp, loc) = self
-            .manifest_request(reference, "HEAD manifest", reqwest::Method::HEAD)
+            .manifest_request(reference, &Operation::HeadManifest, reqwest::Method::HEAD)
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(None),
@@ -205,18 +209,26 @@ impl ImageStore for HttpStore {
                     }
                 }
             }
-            _ => Err(self.client.error_for(resp, "HEAD manifest", &loc).await),
+            _ => Err(self
+                .client
+                .error_for(resp, &Operation::HeadManifest, &loc)
+                .await),
         }
     }
 
     async fn get_manifest(&self, reference: &str) -> Result<RawManifest> {
         let (resp, loc) = self
-            .manifest_request(reference, "GET manifest", reqwest::Method::GET)
+            .manifest_request(reference, &Operation::GetManifest, reqwest::Method::GET)
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => return Err(Error::manifest_not_found(loc)),
             s if s.is_success() => {}
-            _ => return Err(self.client.error_for(resp, "GET manifest", &loc).await),
+            _ => {
+                return Err(self
+                    .client
+                    .error_for(resp, &Operation::GetManifest, &loc)
+                    .await)
+            }
         }
         let content_type = resp
             .headers()
@@ -239,7 +251,8 @@ impl ImageStore for HttpStore {
         let mut body = BytesMut::new();
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.client.connect_error("GET manifest", &loc, e))?;
+            let chunk =
+                chunk.map_err(|e| self.client.connect_error(&Operation::GetManifest, &loc, e))?;
             if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
                 return Err(Error::InvalidManifest {
                     location: loc,
@@ -266,14 +279,20 @@ impl ImageStore for HttpStore {
         let loc = self.loc(&reference);
         let resp = self
             .client
-            .send("DELETE manifest", &loc, &self.delete_scope(), |c| {
-                c.delete(url.clone())
-            })
+            .send(
+                &Operation::DeleteManifest,
+                &loc,
+                &self.delete_scope(),
+                |c| c.delete(url.clone()),
+            )
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Err(Error::manifest_not_found(loc)),
             s if s.is_success() => Ok(()),
-            _ => Err(self.client.error_for(resp, "DELETE manifest", &loc).await),
+            _ => Err(self
+                .client
+                .error_for(resp, &Operation::DeleteManifest, &loc)
+                .await),
         }
     }
 
@@ -283,12 +302,17 @@ impl ImageStore for HttpStore {
         let loc = self.loc(&digest.to_string());
         let resp = self
             .client
-            .send("HEAD blob", &loc, &self.pull(), |c| c.head(url.clone()))
+            .send(&Operation::HeadBlob, &loc, &self.pull(), |c| {
+                c.head(url.clone())
+            })
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND => Ok(false),
             s if s.is_success() => Ok(true),
-            _ => Err(self.client.error_for(resp, "HEAD blob", &loc).await),
+            _ => Err(self
+                .client
+                .error_for(resp, &Operation::HeadBlob, &loc)
+                .await),
         }
     }
 
@@ -297,7 +321,7 @@ impl ImageStore for HttpStore {
         let loc = self.loc(&digest.to_string());
         // No overall timeout on the body of a blob: it may be large. The headers get the
         // request timeout; the body the idle and throughput guards.
-        let limits = self.transfer_limits("GET blob", &loc);
+        let limits = self.transfer_limits(&Operation::GetBlob, &loc);
         let auth = self.client.authorization(&self.pull(), true).await?;
         let build = |auth: Option<String>| {
             let mut req = self.client.inner.http.get(url.clone());
@@ -315,11 +339,11 @@ impl ImageStore for HttpStore {
                 match tokio::time::timeout(headers_within, req.send()).await {
                     Ok(r) => {
                         let status = r.as_ref().ok().map(|r| r.status().as_u16());
-                        crate::telemetry::request("GET blob", status);
-                        r.map_err(|e| self.client.connect_error("GET blob", loc, e))
+                        crate::telemetry::request(&Operation::GetBlob, status);
+                        r.map_err(|e| self.client.connect_error(&Operation::GetBlob, loc, e))
                     }
                     Err(_) => {
-                        crate::telemetry::request("GET blob", None);
+                        crate::telemetry::request(&Operation::GetBlob, None);
                         Err(limits.stalled(format!("no answer within {headers_within:?}")))
                     }
                 }
@@ -338,13 +362,13 @@ impl ImageStore for HttpStore {
         match resp.status() {
             StatusCode::NOT_FOUND => return Err(Error::blob_not_found(loc)),
             s if s.is_success() => {}
-            _ => return Err(self.client.error_for(resp, "GET blob", &loc).await),
+            _ => return Err(self.client.error_for(resp, &Operation::GetBlob, &loc).await),
         }
         let size = resp.content_length();
         let client = self.client.clone();
         let stream = resp
             .bytes_stream()
-            .map_err(move |e| client.connect_error("GET blob", &loc, e));
+            .map_err(move |e| client.connect_error(&Operation::GetBlob, &loc, e));
         Ok(Blob {
             size,
             stream: Box::pin(watchdog::GuardedDownload::new(Box::pin(stream), limits)),
@@ -379,7 +403,7 @@ impl ImageStore for HttpStore {
         ];
         let resp = self
             .client
-            .send("POST blob mount", &loc, &scopes, |c| {
+            .send(&Operation::MountBlob, &loc, &scopes, |c| {
                 c.post(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await?;
@@ -396,7 +420,10 @@ impl ImageStore for HttpStore {
                 tracing::debug!(status = %resp.status(), from = from_repository, "mount declined");
                 Ok(MountOutcome::NotMounted)
             }
-            _ => Err(self.client.error_for(resp, "POST blob mount", &loc).await),
+            _ => Err(self
+                .client
+                .error_for(resp, &Operation::MountBlob, &loc)
+                .await),
         }
     }
 
@@ -406,7 +433,7 @@ impl ImageStore for HttpStore {
         url.query_pairs_mut().append_pair("n", "1000");
         let tags: Vec<String> = self
             .client
-            .paginate("GET tags", &loc, &self.pull(), url, Pages::TAGS)
+            .paginate(&Operation::ListTags, &loc, &self.pull(), url, Pages::TAGS)
             .await?
             .unwrap_or_default();
         Ok(valid_only(tags, "tag", &loc, |t| {
@@ -427,7 +454,13 @@ impl ImageStore for HttpStore {
             url.query_pairs_mut().append_pair("artifactType", t);
         }
         self.client
-            .paginate("GET referrers", &loc, &self.pull(), url, Pages::REFERRERS)
+            .paginate(
+                &Operation::Referrers,
+                &loc,
+                &self.pull(),
+                url,
+                Pages::REFERRERS,
+            )
             .await
     }
 }

@@ -1,6 +1,7 @@
 //! Authentication: the registry's challenge, learned once; credentials from the provider,
 //! refreshed before they expire; bearer tokens exchanged at the token realm per scope set.
 
+use crate::error::Operation;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -53,10 +54,18 @@ impl RegistryClient {
             .timeout(self.inner.config.request_timeout)
             .send()
             .await;
-        crate::telemetry::request("GET", resp.as_ref().ok().map(|r| r.status().as_u16()));
-        let resp = resp.map_err(|e| self.connect_error("GET", "/v2/", e))?;
+        crate::telemetry::request(
+            &Operation::Ping,
+            resp.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let resp = resp.map_err(|e| self.connect_error(&Operation::Ping, "/v2/", e))?;
         if retryable_status(resp.status()) {
-            return Err(status_error(&self.inner.registry, "GET", "/v2/", &resp));
+            return Err(status_error(
+                &self.inner.registry,
+                &Operation::Ping,
+                "/v2/",
+                &resp,
+            ));
         }
         let challenge = match resp.status() {
             StatusCode::UNAUTHORIZED => challenge_of(resp.headers()),
@@ -205,8 +214,11 @@ impl RegistryClient {
             }
         };
         let resp = req.timeout(self.inner.config.request_timeout).send().await;
-        crate::telemetry::request("token", resp.as_ref().ok().map(|r| r.status().as_u16()));
-        let resp = resp.map_err(|e| self.connect_error("GET", "token", e))?;
+        crate::telemetry::request(
+            &Operation::Token,
+            resp.as_ref().ok().map(|r| r.status().as_u16()),
+        );
+        let resp = resp.map_err(|e| self.connect_error(&Operation::Token, "token", e))?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(Error::Unauthorized {
@@ -222,12 +234,12 @@ impl RegistryClient {
             });
         }
         if !status.is_success() {
-            return Err(self.error_for(resp, "GET", "token").await);
+            return Err(self.error_for(resp, &Operation::Token, "token").await);
         }
         let body = read_capped(resp, MAX_TOKEN_BYTES)
             .await
             .map_err(|e| match e {
-                Capped::Transport(e) => self.connect_error("GET", "token", e),
+                Capped::Transport(e) => self.connect_error(&Operation::Token, "token", e),
                 Capped::TooLarge => Error::Unauthorized {
                     registry: registry.clone(),
                     message: format!(

@@ -1,6 +1,7 @@
 //! Blob uploads: a session, then one streaming `PUT` (or chunked `PATCH`es once a registry
 //! refused the monolithic upload); a failed or dropped upload cancels its session.
 
+use crate::error::Operation;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ impl HttpStore {
         let url = location.clone();
         if let Err(e) = self
             .client
-            .send("DELETE", "upload session", &scopes, |c| {
+            .send(&Operation::CancelUpload, "upload session", &scopes, |c| {
                 c.delete(url.clone())
             })
             .await
@@ -37,12 +38,15 @@ impl HttpStore {
         let loc = self.loc(&digest.to_string());
         let resp = self
             .client
-            .send("POST", &loc, &self.push(), |c| {
+            .send(&Operation::StartUpload, &loc, &self.push(), |c| {
                 c.post(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
-            return Err(self.client.error_for(resp, "POST blob upload", &loc).await);
+            return Err(self
+                .client
+                .error_for(resp, &Operation::StartUpload, &loc)
+                .await);
         }
         self.location_of(&resp, &loc)
     }
@@ -54,7 +58,7 @@ impl HttpStore {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Error::Http {
                 registry: self.client.inner.registry.clone(),
-                operation: "blob upload".into(),
+                operation: Operation::BlobUpload,
                 location: loc.to_string(),
                 status: resp.status().as_u16(),
                 message: "the registry sent no upload Location".into(),
@@ -98,17 +102,17 @@ impl HttpStore {
         if let Some(a) = auth {
             req = req.header(AUTHORIZATION, a);
         }
-        let mut limits = self.transfer_limits("PUT blob", &loc);
+        let mut limits = self.transfer_limits(&Operation::FinishUpload, &loc);
         // A registry may take a while to commit a large blob (a move on object storage).
         limits.answer += Duration::from_secs_f64(30.0 * size as f64 / (1u64 << 30) as f64);
         let send = async {
             req.send()
                 .await
-                .map_err(|e| self.client.connect_error("PUT blob", &loc, e))
+                .map_err(|e| self.client.connect_error(&Operation::FinishUpload, &loc, e))
         };
         let answer = watchdog::watch(send, &progress, &limits).await;
         crate::telemetry::request(
-            "PUT blob",
+            &Operation::FinishUpload,
             answer.as_ref().ok().map(|r| r.status().as_u16()),
         );
         answer
@@ -142,17 +146,25 @@ impl HttpStore {
                     + Duration::from_secs(data.len() as u64 / (16 * 1024));
                 let resp = self
                     .client
-                    .send_once("PATCH blob", &loc, &self.push(), &|c: &reqwest::Client| {
-                        c.patch(url.clone())
-                            .timeout(within)
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header("Content-Range", format!("{offset}-{end}"))
-                            .header(CONTENT_LENGTH, data.len().to_string())
-                            .body(data.clone())
-                    })
+                    .send_once(
+                        &Operation::UploadChunk,
+                        &loc,
+                        &self.push(),
+                        &|c: &reqwest::Client| {
+                            c.patch(url.clone())
+                                .timeout(within)
+                                .header(CONTENT_TYPE, "application/octet-stream")
+                                .header("Content-Range", format!("{offset}-{end}"))
+                                .header(CONTENT_LENGTH, data.len().to_string())
+                                .body(data.clone())
+                        },
+                    )
                     .await?;
                 if resp.status() != StatusCode::ACCEPTED {
-                    return Err(self.client.error_for(resp, "PATCH blob", &loc).await);
+                    return Err(self
+                        .client
+                        .error_for(resp, &Operation::UploadChunk, &loc)
+                        .await);
                 }
                 session = self.location_of(&resp, &loc)?;
                 offset = end + 1;
@@ -162,7 +174,7 @@ impl HttpStore {
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         self.client
-            .send("PUT blob", &loc, &self.push(), |c| {
+            .send(&Operation::FinishUpload, &loc, &self.push(), |c| {
                 c.put(url.clone()).header(CONTENT_LENGTH, "0")
             })
             .await
@@ -229,7 +241,10 @@ impl HttpStore {
                 status: status.as_u16(),
             });
         }
-        let (error, codes) = self.client.error_and_codes(resp, "PUT blob", loc).await;
+        let (error, codes) = self
+            .client
+            .error_and_codes(resp, &Operation::FinishUpload, loc)
+            .await;
         // The registry's own digest check refused the bytes.
         if codes.contains(crate::error::ErrorCode::DigestInvalid) {
             return Err(Error::DigestRejected {

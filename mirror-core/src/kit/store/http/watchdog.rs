@@ -7,6 +7,7 @@
 //! transfer with [`Error::Stalled`], which the retry policy treats as any transfer failure.
 //! tokio's timers do the waiting; no crate offers a throughput guard over a byte stream.
 
+use crate::error::Operation;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,7 +39,7 @@ pub(super) struct Limits {
     /// After the last byte of an upload, how long the answer may take.
     pub(super) answer: Duration,
     pub(super) registry: String,
-    pub(super) operation: &'static str,
+    pub(super) operation: Operation,
     pub(super) location: String,
 }
 
@@ -46,7 +47,7 @@ impl Limits {
     pub(super) fn stalled(&self, reason: String) -> Error {
         Error::Stalled {
             registry: self.registry.clone(),
-            operation: self.operation.to_string(),
+            operation: self.operation.clone(),
             location: self.location.clone(),
             reason,
         }
