@@ -278,9 +278,26 @@ pub enum Error {
         reason: String,
     },
 
-    /// A configuration value is invalid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// An input the library was given is unusable (a build request, a build-key input, a
+    /// platform, a registry location or option, a layout): which input, and why. Settings of
+    /// a provider are [`Error::Setting`].
+    #[error("invalid {what}: {reason}")]
+    Config {
+        /// The input (`build context`, `commit id`, `platform`, `registry option`).
+        what: &'static str,
+        /// What is wrong with it and what to do.
+        reason: String,
+    },
+
+    /// A task of the library failed where no input or registry is to blame (a blocking task
+    /// panicked or was cancelled): a bug, to report.
+    #[error("internal error while {what}: {reason}")]
+    Internal {
+        /// What the library was doing (`reading the docker config`).
+        what: &'static str,
+        /// What failed.
+        reason: String,
+    },
 
     /// A setting of a provider's configuration is missing or invalid: which one, and why.
     #[error("invalid {provider} configuration: {key}: {reason}")]
@@ -353,6 +370,8 @@ pub enum ErrorKind {
     InUseUnknown,
     /// An image build failed.
     Build,
+    /// The library failed on its own ([`Error::Internal`]): a bug.
+    Internal,
 }
 
 /// Which registry an error of a deploy comes from ([`Mirror::side_of`](crate::Mirror::side_of)).
@@ -375,7 +394,7 @@ impl Error {
             Error::InvalidReference { .. }
             | Error::InvalidDigest { .. }
             | Error::InvalidName { .. }
-            | Error::Config(_)
+            | Error::Config { .. }
             | Error::Setting { .. } => ErrorKind::Input,
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::Unauthorized { .. } | Error::Denied { .. } | Error::Credentials { .. } => {
@@ -397,6 +416,23 @@ impl Error {
             Error::Io { .. } => ErrorKind::Io,
             Error::InUseUnknown { .. } => ErrorKind::InUseUnknown,
             Error::BuildFailed { .. } => ErrorKind::Build,
+            Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// [`Error::Config`]: the input `what` is unusable, because `reason`.
+    pub fn config(what: &'static str, reason: impl Into<String>) -> Self {
+        Error::Config {
+            what,
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::Internal`]: a blocking task doing `what` failed.
+    pub fn internal(what: &'static str, e: impl std::fmt::Display) -> Self {
+        Error::Internal {
+            what,
+            reason: e.to_string(),
         }
     }
 

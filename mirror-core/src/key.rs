@@ -151,7 +151,7 @@ impl BuildKeyInputs {
         };
         // The tag is built to pass; this guards the construction against a change of rules.
         validate_tag(&key.tag())
-            .map_err(|reason| Error::Config(format!("build key tag: {reason}")))?;
+            .map_err(|reason| Error::config("build key", format!("build key tag: {reason}")))?;
         Ok(key)
     }
 
@@ -178,17 +178,18 @@ impl BuildKeyInputs {
     fn encode(&self, commit: &str) -> Result<Vec<u8>> {
         let dockerfile_path = normalise_path("Dockerfile path", &self.dockerfile_path)?;
         if dockerfile_path == "." {
-            return Err(Error::Config(format!(
-                "Dockerfile path {:?} names no file",
-                self.dockerfile_path
-            )));
+            return Err(Error::config(
+                "Dockerfile path",
+                format!("Dockerfile path {:?} names no file", self.dockerfile_path),
+            ));
         }
         let context_path = normalise_path("context path", &self.context_path)?;
         if let Some(target) = &self.target {
             if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::Config(format!(
-                    "target stage {target:?} holds whitespace or control characters"
-                )));
+                return Err(Error::config(
+                    "target stage",
+                    format!("target stage {target:?} holds whitespace or control characters"),
+                ));
             }
         }
         let platforms = self
@@ -323,13 +324,16 @@ fn pairs(map: &BTreeMap<String, String>) -> std::vec::IntoIter<&[u8]> {
 /// does not matter.
 fn normalise_commit(commit: &str) -> Result<String> {
     if commit.is_empty() {
-        return Err(Error::Config("build key commit id is empty".into()));
+        return Err(Error::config("commit id", "build key commit id is empty"));
     }
     if let Some(c) = commit.chars().find(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Error::Config(format!(
-            "build key commit id {commit:?} holds {c:?}: whitespace and control characters \
+        return Err(Error::config(
+            "commit id",
+            format!(
+                "build key commit id {commit:?} holds {c:?}: whitespace and control characters \
              are not allowed (trim the output of `git rev-parse`)"
-        )));
+            ),
+        ));
     }
     if commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(commit.to_ascii_lowercase())
@@ -346,10 +350,13 @@ fn normalise_path(what: &str, path: &str) -> Result<String> {
     let bytes = slashed.as_bytes();
     let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
     if slashed.starts_with('/') || drive {
-        return Err(Error::Config(format!(
-            "{what} {path:?} is absolute: give it relative to the repository root, so that \
+        return Err(Error::config(
+            "path",
+            format!(
+                "{what} {path:?} is absolute: give it relative to the repository root, so that \
              the build key is the same in every checkout"
-        )));
+            ),
+        ));
     }
     let segments: Vec<&str> = slashed
         .split('/')
@@ -376,9 +383,12 @@ fn normalise_platform(platform: &str) -> Result<String> {
     if valid {
         Ok(lower)
     } else {
-        Err(Error::Config(format!(
-            "platform {platform:?} is not of the form os/arch[/variant] (e.g. linux/amd64)"
-        )))
+        Err(Error::config(
+            "platform",
+            format!(
+                "platform {platform:?} is not of the form os/arch[/variant] (e.g. linux/amd64)"
+            ),
+        ))
     }
 }
 
@@ -386,16 +396,17 @@ fn normalise_platform(platform: &str) -> Result<String> {
 /// `--build-arg NAME=value` needs) or an extra-input name (non-empty).
 fn check_name(what: &str, name: &str, strict: bool) -> Result<()> {
     if name.is_empty() {
-        return Err(Error::Config(format!("empty {what} name")));
+        return Err(Error::config("name", format!("empty {what} name")));
     }
     if strict
         && name
             .chars()
             .any(|c| c == '=' || c.is_whitespace() || c.is_control())
     {
-        return Err(Error::Config(format!(
-            "{what} name {name:?} holds '=', whitespace or control characters"
-        )));
+        return Err(Error::config(
+            "name",
+            format!("{what} name {name:?} holds '=', whitespace or control characters"),
+        ));
     }
     Ok(())
 }
@@ -502,7 +513,7 @@ mod tests {
             let err = BuildKeyInputs::new(COMMIT, df, b"", ctx)
                 .compute()
                 .unwrap_err();
-            assert!(matches!(err, Error::Config(_)), "{df:?} {ctx:?}: {err}");
+            assert!(matches!(err, Error::Config { .. }), "{df:?} {ctx:?}: {err}");
         }
     }
 
@@ -534,7 +545,10 @@ mod tests {
             "", " ", " abc", "abc ", "ab cd", "abc\n", "\t", "a\u{0}b", "a\u{a0}b",
         ] {
             match BuildKeyInputs::new(commit, "Dockerfile", b"", ".").compute() {
-                Err(Error::Config(message)) => assert!(message.contains("commit"), "{message}"),
+                Err(Error::Config { what, reason }) => assert!(
+                    what.contains("commit") && reason.contains("commit"),
+                    "{reason}"
+                ),
                 other => panic!("{commit:?}: {other:?}"),
             }
         }
@@ -554,7 +568,10 @@ mod tests {
             base().with_extra("", "x"),
             base().with_target("a b"),
         ] {
-            assert!(matches!(bad.compute(), Err(Error::Config(_))), "{bad:?}");
+            assert!(
+                matches!(bad.compute(), Err(Error::Config { .. })),
+                "{bad:?}"
+            );
         }
         // An empty target is the last stage, as for Docker.
         assert_eq!(key(&base().with_target("")), key(&base()));
@@ -752,7 +769,8 @@ mod tests {
                 }
                 Err(e) => {
                     prop_assert!(!acceptable, "{:?} rejected: {}", commit, e);
-                    prop_assert!(matches!(e, Error::Config(_)));
+                    let is_config = matches!(e, Error::Config { .. });
+                    prop_assert!(is_config, "{}", e);
                 }
             }
         }

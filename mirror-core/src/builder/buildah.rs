@@ -210,10 +210,13 @@ impl Buildah {
         paths: &BuildahPaths,
     ) -> Result<BuildahCommands> {
         if request.cache_from.len() > 1 {
-            return Err(Error::Config(format!(
-                "buildah takes one --cache-from, {} were given",
-                request.cache_from.len()
-            )));
+            return Err(Error::config(
+                "cache source",
+                format!(
+                    "buildah takes one --cache-from, {} were given",
+                    request.cache_from.len()
+                ),
+            ));
         }
         let multi = request.platforms.len() > 1;
         let cached = !multi || self.multi_platform_cache;
@@ -555,7 +558,10 @@ mod tests {
 
         let mut two = r.clone();
         two.cache_from.push("registry.example.com/other".into());
-        assert!(matches!(b.commands(&two, &paths()), Err(Error::Config(_))));
+        assert!(matches!(
+            b.commands(&two, &paths()),
+            Err(Error::Config { .. })
+        ));
 
         let mut none = r;
         none.cache_from.clear();

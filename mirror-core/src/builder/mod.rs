@@ -156,27 +156,36 @@ impl BuildRequest {
                 .reference
                 .ends_with(&format!(":{}", r.tag().unwrap_or("")))
         {
-            return Err(Error::Config(format!(
-                "build reference {} must be host/repository:tag",
-                self.reference
-            )));
+            return Err(Error::config(
+                "build reference",
+                format!(
+                    "build reference {} must be host/repository:tag",
+                    self.reference
+                ),
+            ));
         }
         if !self.context.is_dir() {
-            return Err(Error::Config(format!(
-                "build context {} is not a directory",
-                self.context.display()
-            )));
+            return Err(Error::config(
+                "build context",
+                format!(
+                    "build context {} is not a directory",
+                    self.context.display()
+                ),
+            ));
         }
         if !self.dockerfile.is_file() {
-            return Err(Error::Config(format!(
-                "Dockerfile {} does not exist",
-                self.dockerfile.display()
-            )));
+            return Err(Error::config(
+                "Dockerfile",
+                format!("Dockerfile {} does not exist", self.dockerfile.display()),
+            ));
         }
         for p in &self.platforms {
             crate::media::PlatformFilter::parse(p)?;
             if p.contains(',') {
-                return Err(Error::Config(format!("platform {p:?} holds a comma")));
+                return Err(Error::config(
+                    "platform",
+                    format!("platform {p:?} holds a comma"),
+                ));
             }
         }
         for name in self.build_args.keys() {
@@ -185,21 +194,30 @@ impl BuildRequest {
                     .chars()
                     .any(|c| c == '=' || c.is_whitespace() || c.is_control())
             {
-                return Err(Error::Config(format!("invalid build arg name {name:?}")));
+                return Err(Error::config(
+                    "build arg",
+                    format!("invalid build arg name {name:?}"),
+                ));
             }
         }
         if let Some(t) = &self.target {
             if t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::Config(format!("invalid target stage {t:?}")));
+                return Err(Error::config(
+                    "target stage",
+                    format!("invalid target stage {t:?}"),
+                ));
             }
         }
         for c in self.cache_from.iter().chain(&self.cache_to) {
             if c.is_empty() || c.contains(',') || c.chars().any(char::is_whitespace) {
-                return Err(Error::Config(format!("invalid cache reference {c:?}")));
+                return Err(Error::config(
+                    "cache reference",
+                    format!("invalid cache reference {c:?}"),
+                ));
             }
         }
         if self.timeout.is_zero() {
-            return Err(Error::Config("build timeout is zero".into()));
+            return Err(Error::config("build timeout", "build timeout is zero"));
         }
         Ok(())
     }
@@ -398,7 +416,7 @@ mod tests {
             assert!(
                 matches!(
                     r.validate(),
-                    Err(Error::Config(_)) | Err(Error::InvalidReference { .. })
+                    Err(Error::Config { .. }) | Err(Error::InvalidReference { .. })
                 ),
                 "case {i}: {r:?}"
             );

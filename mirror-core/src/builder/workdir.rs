@@ -64,10 +64,11 @@ impl WorkDir {
                 Err(e) => return Err(Error::io(&path, e)),
             }
         }
-        Err(Error::Config(format!(
-            "cannot create a private directory under {}",
-            parent.display()
-        )))
+        let taken = std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "cannot create a private directory: every name tried is taken",
+        );
+        Err(Error::io(parent, taken))
     }
 
     /// The directory.

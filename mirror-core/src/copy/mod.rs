@@ -268,10 +268,13 @@ async fn copy_tree_in_span(
 
     if let Ok(d) = Digest::parse(dst_ref) {
         if d != root.digest {
-            return Err(Error::Config(format!(
-                "destination {dst_loc} names digest {d} but the source is {}",
-                root.digest
-            )));
+            return Err(Error::config(
+                "destination",
+                format!(
+                    "destination {dst_loc} names digest {d} but the source is {}",
+                    root.digest
+                ),
+            ));
         }
     }
     let mut report = CopyReport {

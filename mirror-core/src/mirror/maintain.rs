@@ -58,7 +58,10 @@ impl Mirror {
     ) -> Result<SweepReport> {
         let core = &self.core;
         let retention = core.strategy.retention().ok_or_else(|| {
-            Error::Config("sweep needs a strategy with a retention time (Cluster mode)".into())
+            Error::config(
+                "strategy",
+                "sweep needs a strategy with a retention time (Cluster mode)",
+            )
         })?;
         let repository = core.registry.repository(&RepositoryScope::Cluster {
             cluster: core.cluster.clone(),

@@ -79,7 +79,7 @@ impl Source {
                 let me = self.clone();
                 tokio::task::spawn_blocking(move || me.id())
                     .await
-                    .map_err(|e| Error::Config(format!("resolving a layout path: {e}")))
+                    .map_err(|e| Error::internal("resolving a layout path", e))
             }
         }
     }
@@ -251,15 +251,14 @@ impl Sources {
                 let path = path.clone();
                 let store = tokio::task::spawn_blocking(move || LayoutStore::open(path))
                     .await
-                    .map_err(|e| Error::Config(format!("opening a layout: {e}")))??;
+                    .map_err(|e| Error::internal("opening a layout", e))??;
                 Ok(Arc::new(store))
             }
             Source::Registry(r) => {
                 let host = r.registry().to_string();
-                let known = self
-                    .clients
-                    .lock()
-                    .map_err(|_| Error::Config("source client cache poisoned".into()))?
+                // A poisoned cache still holds whole clients: each insert is one call.
+                let known = (self.clients.lock())
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .contains_key(&host);
                 // The docker config is a file: read where it may block.
                 let docker = if known
@@ -279,7 +278,7 @@ impl Sources {
                             DockerConfig::load_default()?.credentials_for(&h)
                         })
                         .await
-                        .map_err(|e| Error::Config(format!("reading the docker config: {e}")))??,
+                        .map_err(|e| Error::internal("reading the docker config", e))??,
                     )
                 };
                 self.open_registry(r, docker)
@@ -295,10 +294,7 @@ impl Sources {
         docker: Option<Credentials>,
     ) -> Result<Arc<dyn ImageStore>> {
         let host = r.registry();
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| Error::Config("source client cache poisoned".into()))?;
+        let mut clients = (self.clients.lock()).unwrap_or_else(std::sync::PoisonError::into_inner);
         let client = match clients.get(host) {
             Some(c) => c.clone(),
             None => {

@@ -288,11 +288,14 @@ impl<R: Registry + ?Sized> Registry for Instrumented<R> {
 impl<R: Registry + ?Sized> AnchorCapability for Instrumented<R> {
     async fn remove_tag(&self, repository: &Repository, tag: &str, digest: &Digest) -> Result<()> {
         let Some(anchors) = self.inner.anchors() else {
-            return Err(crate::Error::Config(format!(
-                "the {} registry {} cannot remove tags",
-                self.inner.provider(),
-                self.inner.location()
-            )));
+            return Err(crate::Error::config(
+                "operation",
+                format!(
+                    "the {} registry {} cannot remove tags",
+                    self.inner.provider(),
+                    self.inner.location()
+                ),
+            ));
         };
         self.count(
             Operation::RemoveTag,

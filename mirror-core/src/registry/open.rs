@@ -173,8 +173,9 @@ impl OpenOptions {
         match pair.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => Ok(self.with(k.trim(), v)),
             // Not echoed: a mistyped `password…` would be printed.
-            _ => Err(Error::Config(
-                "a registry option is not key=value (expected KEY=VALUE)".into(),
+            _ => Err(Error::config(
+                "registry option",
+                "a registry option is not key=value (expected KEY=VALUE)",
             )),
         }
     }
@@ -329,11 +330,14 @@ pub async fn open(
                         .iter()
                         .flat_map(|f| f.schemes().iter().map(|s| format!("{s}://")))
                         .collect();
-                    Error::Config(format!(
+                    Error::config(
+                        "registry location",
+                        format!(
                         "no registry provider for {scheme}:// (known here: oci:, host[:port], {}); \
                          link the provider crate and pass its factory to open()",
                         if known.is_empty() { "no provider".to_string() } else { known.join(", ") }
-                    ))
+                    ),
+                    )
                 })?;
             factory
                 .open(host.as_deref(), prefix.as_deref(), options)
@@ -353,11 +357,14 @@ pub async fn open(
                     .iter()
                     .find(|f| f.schemes().contains(&host.as_str()))
                 {
-                    return Err(Error::Config(format!(
-                        "registry {host:?} reads as a host name; for the {} provider write \
+                    return Err(Error::config(
+                        "registry location",
+                        format!(
+                            "registry {host:?} reads as a host name; for the {} provider write \
                          {host}:// (with its host or region after it, see its README)",
-                        f.provider()
-                    )));
+                            f.provider()
+                        ),
+                    ));
                 }
             }
             refuse_unknown(options, GENERIC_OPTIONS, "a distribution registry")?;
@@ -372,7 +379,7 @@ pub async fn open(
                         DockerConfig::load_default()?.credentials_for(&h)
                     })
                     .await
-                    .map_err(|e| Error::Config(format!("reading the docker config: {e}")))??
+                    .map_err(|e| Error::internal("reading the docker config", e))??
                 }
                 (None, None) => Credentials::Anonymous,
                 _ => {
@@ -385,7 +392,9 @@ pub async fn open(
             let mut b = RegistryClient::builder(&host).credentials(credentials);
             let option = options
                 .get("plain_http")
-                .map(|v| parse_bool("plain_http", v).map_err(Error::Config))
+                .map(|v| {
+                    parse_bool("plain_http", v).map_err(|r| Error::config("registry option", r))
+                })
                 .transpose()?;
             match (plain_http, option) {
                 (Some(a), Some(b)) if a != b => {
@@ -401,10 +410,15 @@ pub async fn open(
                 (None, None) => {}
             }
             if let Some(v) = options.get("tls_verify") {
-                b = b.tls_verify(parse_bool("tls_verify", v).map_err(Error::Config)?);
+                b = b.tls_verify(
+                    parse_bool("tls_verify", v).map_err(|r| Error::config("registry option", r))?,
+                );
             }
             if let Some(v) = options.get("verify_uploads") {
-                b = b.verify_uploads(parse_bool("verify_uploads", v).map_err(Error::Config)?);
+                b = b.verify_uploads(
+                    parse_bool("verify_uploads", v)
+                        .map_err(|r| Error::config("registry option", r))?,
+                );
             }
             let mut registry = GenericRegistry::new(b.build()?);
             if let Some(p) = options.prefix(prefix.as_deref())? {

@@ -17,9 +17,9 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let run = async {
-        let keep: usize = args[5]
-            .parse()
-            .map_err(|e| mirror_core::Error::Config(format!("KEEP_PREVIOUS: {e}")))?;
+        let keep: usize = args[5].parse().map_err(|e: std::num::ParseIntError| {
+            mirror_core::Error::config("KEEP_PREVIOUS", e.to_string())
+        })?;
         let client = RegistryClient::new(&args[1], Credentials::Anonymous)?;
         let mirror = Mirror::builder(Arc::new(GenericRegistry::new(client)), &args[2])
             .strategy(Arc::new(ServiceStrategy {

@@ -171,10 +171,11 @@ pub async fn delete_images(
             }
             Some(Err(e)) => results[i] = Some(Err(e)),
             None => {
-                results[i] = Some(Err(crate::Error::Config(format!(
-                    "the registry did not say whether {} was deleted",
+                let reason = format!(
+                    "no outcome for {}: whether it was deleted is unknown",
                     digests[i]
-                ))))
+                );
+                results[i] = Some(Err(crate::Error::internal("deleting images", reason)))
             }
         }
     }

@@ -309,8 +309,12 @@ impl VerifyingStream {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        // Keep a copy of the typed error for the caller; yield a descriptive one downstream.
-        let shown = Error::Config(e.to_string());
+        // Keep the typed error for the caller (`failure()`); the consumer of the stream (an
+        // HTTP body) gets a read failure that describes it.
+        let shown = Error::Io {
+            path: "blob stream".into(),
+            source: std::io::Error::other(e.to_string()),
+        };
         if let Ok(mut slot) = self.failure.lock() {
             *slot = Some(e);
         }

@@ -237,7 +237,8 @@ pub(super) async fn record_and_bound(
         },
     );
     history.truncate(keep.max(1));
-    let text = serde_json::to_string(&history).map_err(|e| Error::Config(e.to_string()))?;
+    let text = serde_json::to_string(&history)
+        .map_err(|e| Error::internal("writing the build history", e))?;
     let m = note(BTreeMap::from([(HISTORY_ANNOTATION.to_string(), text)]));
     put_note(store.as_ref(), HISTORY_TAG, &m).await?;
     bound(

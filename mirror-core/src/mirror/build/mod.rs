@@ -112,19 +112,22 @@ impl Mirror {
     ) -> Result<Deployment> {
         let core = &self.core;
         let builds = core.registry.builds().ok_or_else(|| {
-            Error::Config(format!(
-                "the {} registry at {} cannot receive builds: builders push to a \
+            Error::config(
+                "registry",
+                format!(
+                    "the {} registry at {} cannot receive builds: builders push to a \
                  distribution registry",
-                core.registry.provider(),
-                core.registry.location()
-            ))
+                    core.registry.provider(),
+                    core.registry.location()
+                ),
+            )
         })?;
         // The plan reads the Dockerfile: on a blocking thread.
         let plan = {
             let (spec, name) = (spec.clone(), builder.name().to_string());
             tokio::task::spawn_blocking(move || spec.plan(&name))
                 .await
-                .map_err(|e| Error::Config(format!("planning the build: {e}")))??
+                .map_err(|e| Error::internal("planning the build", e))??
         };
         let tag = plan.key.tag();
         let repository = core.registry.repository(&RepositoryScope::Build {

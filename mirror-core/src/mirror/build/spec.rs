@@ -157,10 +157,10 @@ impl BuildSpec {
     pub fn plan(&self, builder_name: &str) -> Result<BuildPlan> {
         let context = canonical(&self.context, "build context")?;
         if !context.is_dir() {
-            return Err(Error::Config(format!(
-                "build context {} is not a directory",
-                context.display()
-            )));
+            return Err(Error::config(
+                "build context",
+                format!("build context {} is not a directory", context.display()),
+            ));
         }
         let dockerfile = match &self.dockerfile {
             None => context.join("Dockerfile"),
@@ -263,8 +263,12 @@ impl fmt::Debug for BuildPlan {
 }
 
 fn canonical(path: &Path, what: &str) -> Result<PathBuf> {
-    path.canonicalize()
-        .map_err(|e| Error::Config(format!("{what} {} cannot be resolved: {e}", path.display())))
+    path.canonicalize().map_err(|e| {
+        Error::config(
+            "path",
+            format!("{what} {} cannot be resolved: {e}", path.display()),
+        )
+    })
 }
 
 /// The nearest directory at or above `dir` holding `.git` (a directory, or a file in
@@ -374,16 +378,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
             BuildSpec::new(dir.path().join("none"), "abc").plan("buildah"),
-            Err(Error::Config(_))
+            Err(Error::Config { .. })
         ));
         assert!(matches!(
             BuildSpec::new(dir.path(), "abc").plan("buildah"),
-            Err(Error::Config(_))
+            Err(Error::Config { .. })
         ));
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         assert!(matches!(
             BuildSpec::new(dir.path(), "a b").plan("buildah"),
-            Err(Error::Config(_))
+            Err(Error::Config { .. })
         ));
     }
 }

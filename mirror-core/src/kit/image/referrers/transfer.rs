@@ -277,7 +277,7 @@ fn index_document(entries: &[Descriptor]) -> Result<RawManifest> {
         media_type: OCI_INDEX,
         manifests: entries,
     })
-    .map_err(|e| Error::Config(format!("cannot write a referrers index: {e}")))?;
+    .map_err(|e| Error::internal("writing a referrers index", e))?;
     Ok(RawManifest::new(bytes, OCI_INDEX))
 }
 

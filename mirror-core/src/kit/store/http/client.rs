@@ -76,7 +76,7 @@ impl RegistryClientBuilder {
 
     /// Credentials from the docker `config.json` (see [`DockerConfig::default_path`]).
     pub fn docker_config(mut self) -> Result<Self> {
-        let registry = normalise_host(&self.registry).map_err(Error::Config)?;
+        let registry = normalise_host(&self.registry).map_err(|r| Error::config("registry", r))?;
         let creds = DockerConfig::load_default()?.credentials_for(&registry)?;
         self.provider = Some(static_provider(creds));
         Ok(self)
@@ -121,7 +121,7 @@ impl RegistryClientBuilder {
 
     /// Validates the host and builds the client.
     pub fn build(self) -> Result<RegistryClient> {
-        let registry = normalise_host(&self.registry).map_err(Error::Config)?;
+        let registry = normalise_host(&self.registry).map_err(|r| Error::config("registry", r))?;
         let api_host = if registry == DOCKER_HUB {
             DOCKER_HUB_API_HOST.to_string()
         } else {
@@ -133,11 +133,13 @@ impl RegistryClientBuilder {
             .unwrap_or_else(|| is_loopback_host(&registry));
         let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
-            .map_err(|e| Error::Config(format!("registry {registry}: {e}")))?;
-        let http = shared_http_client(&self.config, true)
-            .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
-        let token_http = shared_http_client(&self.config, false)
-            .map_err(|e| Error::Config(format!("HTTP client for {registry}: {e}")))?;
+            .map_err(|e| Error::config("registry", format!("registry {registry}: {e}")))?;
+        let http = shared_http_client(&self.config, true).map_err(|e| {
+            Error::config("HTTP client", format!("HTTP client for {registry}: {e}"))
+        })?;
+        let token_http = shared_http_client(&self.config, false).map_err(|e| {
+            Error::config("HTTP client", format!("HTTP client for {registry}: {e}"))
+        })?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 registry,
@@ -218,7 +220,7 @@ impl RegistryClient {
         self.inner
             .base
             .join(path)
-            .map_err(|e| Error::Config(format!("URL {path}: {e}")))
+            .map_err(|e| Error::config("URL", format!("URL {path}: {e}")))
     }
 
     /// The pull limit the registry last announced (Docker Hub's `ratelimit-limit` /

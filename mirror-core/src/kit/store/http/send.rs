@@ -127,7 +127,12 @@ impl RegistryClient {
             if request.url().origin() == self.inner.base.origin() {
                 if let Some(a) = self.authorization(scopes, true).await? {
                     let value = reqwest::header::HeaderValue::from_str(&a).map_err(|e| {
-                        Error::Config(format!("an authorization header that cannot be sent: {e}"))
+                        Error::Credentials {
+                            registry: self.inner.registry.clone(),
+                            reason: format!(
+                                "they make an authorization header that cannot be sent: {e}"
+                            ),
+                        }
                     })?;
                     request.headers_mut().insert(AUTHORIZATION, value);
                 }

@@ -158,17 +158,19 @@ impl RegistryClient {
         creds: &Credentials,
     ) -> Result<(Secret, Duration)> {
         let registry = &self.inner.registry;
-        let mut url = Url::parse(realm).map_err(|e| {
-            Error::Config(format!(
-                "registry {registry} sent token realm {realm:?}: {e}"
-            ))
-        })?;
+        let refused = |reason: String| Error::Protocol {
+            registry: registry.clone(),
+            operation: Operation::Token,
+            location: "token realm".into(),
+            reason,
+        };
+        let mut url = Url::parse(realm).map_err(|e| refused(format!("realm {realm:?}: {e}")))?;
         if url.scheme() != "https"
             && !(url.scheme() == "http" && url.host_str().is_some_and(is_loopback_host))
             && self.inner.base.scheme() == "https"
         {
-            return Err(Error::Config(format!(
-                "registry {registry} sent a token realm over plain HTTP ({realm}); refusing to send credentials there"
+            return Err(refused(format!(
+                "a realm over plain HTTP ({realm}); refusing to send credentials there"
             )));
         }
         let req = match creds {

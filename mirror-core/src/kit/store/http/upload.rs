@@ -64,11 +64,12 @@ impl HttpStore {
                 message: "the registry sent no upload Location".into(),
                 codes: Default::default(),
             })?;
-        self.client
-            .inner
-            .base
-            .join(l)
-            .map_err(|e| Error::Config(format!("upload location {l:?}: {e}")))
+        self.client.inner.base.join(l).map_err(|e| Error::Protocol {
+            registry: self.client.inner.registry.clone(),
+            operation: Operation::StartUpload,
+            location: loc.to_string(),
+            reason: format!("an unusable upload Location {l:?}: {e}"),
+        })
     }
 
     pub(super) async fn put_monolithic(

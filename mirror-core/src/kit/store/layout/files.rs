@@ -19,10 +19,10 @@ use super::*;
 
 pub(super) fn check_layout(root: &Path) -> Result<()> {
     let not_layout = |reason: String| {
-        Error::Config(format!(
-            "{} is not an OCI image layout: {reason}",
-            root.display()
-        ))
+        Error::config(
+            "OCI layout",
+            format!("{} is not an OCI image layout: {reason}", root.display()),
+        )
     };
     match fs::metadata(root) {
         Ok(m) if m.is_dir() => {}

@@ -95,8 +95,9 @@ async fn blobs_round_trip_and_existing_blobs_are_not_read_again() {
     assert_eq!(blob.size, Some(data.len() as u64));
     assert_eq!(read_all(blob).await, data);
     // Present: the stream (which would fail) is not read.
-    let failing: BlobStream = Box::pin(futures::stream::iter(vec![Err(Error::Config(
-        "must not be read".into(),
+    let failing: BlobStream = Box::pin(futures::stream::iter(vec![Err(Error::internal(
+        "a test",
+        "must not be read",
     ))]));
     store
         .put_blob(&d, data.len() as u64, failing)
@@ -161,7 +162,7 @@ async fn wrong_sizes_and_broken_sources_leave_nothing_behind() {
     );
     let broken: BlobStream = Box::pin(futures::stream::iter(vec![
         Ok(Bytes::from_static(b"a")),
-        Err(Error::Config("source broke".into())),
+        Err(Error::internal("a test", "source broke")),
     ]));
     let err = store.put_blob(&d, 3, broken).await.unwrap_err();
     assert!(err.to_string().contains("source broke"), "{err}");
