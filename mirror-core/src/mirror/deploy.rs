@@ -208,22 +208,11 @@ impl Mirror {
         let report = match lent {
             Some(report) => report,
             None => {
-                let src = match src_store {
-                    Some(s) => s,
-                    None => sources.open(source).await?,
-                };
                 // One HEAD of the source gives the digest for the single flight, the mount
                 // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
                 // itself.
-                let source_digest = match source.pinned() {
-                    Some(d) => Some(d.clone()),
-                    None => src
-                        .head_manifest(&src_ref)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|h| h.digest),
-                };
+                let (src, source_digest) = open_source(source, sources, src_store).await?;
+                let source_digest = source_digest.ok().flatten();
                 let report = core
                     .place(
                         SourceImage {
@@ -392,17 +381,8 @@ impl Mirror {
         digest: &Digest,
     ) -> Result<crate::image::referrers::ReferrerReport> {
         let core = &self.core;
-        let src = match opened {
-            Some(s) => s,
-            None => sources.open(source).await?,
-        };
-        let source_digest = match source.pinned() {
-            Some(d) => Some(d.clone()),
-            None => src
-                .head_manifest(&source.reference())
-                .await?
-                .map(|h| h.digest),
-        };
+        let (src, source_digest) = open_source(source, sources, opened).await?;
+        let source_digest = source_digest?;
         let root = dst.get_manifest(&digest.to_string()).await?;
         crate::image::copy_referrers(
             src.as_ref(),
@@ -414,6 +394,28 @@ impl Mirror {
         )
         .await
     }
+}
+
+/// The source's store (`opened`, else opened now) and the source's digest: the pinned one,
+/// else what one HEAD of the source says (`None`: absent; a failed HEAD is returned for the
+/// caller to judge).
+async fn open_source(
+    source: &Source,
+    sources: &super::Sources,
+    opened: Option<Arc<dyn ImageStore>>,
+) -> Result<(Arc<dyn ImageStore>, Result<Option<Digest>>)> {
+    let src = match opened {
+        Some(s) => s,
+        None => sources.open(source).await?,
+    };
+    let digest = match source.pinned() {
+        Some(d) => Ok(Some(d.clone())),
+        None => src
+            .head_manifest(&source.reference())
+            .await
+            .map(|h| h.map(|h| h.digest)),
+    };
+    Ok((src, digest))
 }
 
 /// The head of `reference` in `store`, `None` when it is absent or its repository was never

@@ -543,7 +543,9 @@ pub async fn copy(
         };
         return place(source, dst, dst_ref, options, PushTimes::Recorded).await;
     }
-    copy_image(src, src_ref, dst, Some(dst_ref), options).await
+    Ok(copy_image(src, src_ref, dst, Some(dst_ref), options)
+        .await?
+        .report)
 }
 
 /// Places `source` in `dst` under `tag` (see the module docs): blobs, children and the root
@@ -565,7 +567,7 @@ pub async fn place(
     let (src, src_ref) = (source.store, source.reference);
     let mut tree = options.clone();
     tree.referrers = referrers::ReferrerOptions::none();
-    let mut report = copy_image(src, src_ref, dst, None, &tree).await?;
+    let mut report = copy_image(src, src_ref, dst, None, &tree).await?.report;
     let root = dst.get_manifest(&report.digest.to_string()).await?;
     if let PushTimes::Bookkeeping(at) = push_times {
         dst.put_manifest(&pushed_tag(at, &report.digest), &root)
