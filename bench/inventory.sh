@@ -24,7 +24,6 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 . scripts/lib.sh
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}

@@ -17,7 +17,6 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 . scripts/lib.sh
 
 RUNS=${BENCH_RUNS:-5}

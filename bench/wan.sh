@@ -18,7 +18,6 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 . scripts/lib.sh
 RUNS=${WAN_RUNS:-3}
 DELAY=${WAN_DELAY:-20ms}

@@ -1,6 +1,9 @@
 # Shell functions the test and benchmark scripts share. Source it from the repository root:
 # `. scripts/lib.sh`.
 
+# The repository root, absolute.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
 # apt_install PACKAGE...: installs Debian packages quietly (through sudo unless root). Only
 # errors reach stdout's readers: apt's output goes to stderr or nowhere.
 apt_install() {
