@@ -24,7 +24,7 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/lib.sh
 OUT=${BENCH_OUT:-$ROOT/bench/out}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 REPOS=${BENCH_REPOS:-1000}
@@ -98,18 +98,7 @@ start_registry() {
     port=$((20000 + RANDOM % 30000))
     if port_free "$port"; then break; fi
   done
-  cat >"$WORK/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-storage:
-  filesystem:
-    rootdirectory: $dir
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
+  registry_config "$WORK/registry.yml" "$dir" "127.0.0.1:$port" error
   : >"$WORK/registry.log"
   docker-registry serve "$WORK/registry.yml" >>"$WORK/registry.log" 2>&1 &
   REG_PID=$!

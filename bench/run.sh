@@ -17,7 +17,7 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/lib.sh
 
 RUNS=${BENCH_RUNS:-5}
 BIG_RUNS=${BENCH_BIG_RUNS:-3}
@@ -29,18 +29,7 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 # --- tools -----------------------------------------------------------------------------------
-need=()
-command -v docker-registry >/dev/null || need+=(docker-registry)
-command -v skopeo >/dev/null || need+=(skopeo)
-[ -x /usr/bin/time ] || need+=(time)
-command -v curl >/dev/null || need+=(curl)
-if [ ${#need[@]} -gt 0 ]; then
-  log "installing missing packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+install_missing docker-registry docker-registry skopeo skopeo /usr/bin/time time curl curl
 TIME=/usr/bin/time
 
 if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
@@ -93,20 +82,7 @@ free_port() {
 start_registry() {
   local name=$1 port=$2 cfg=$WORK/$1.yml
   mkdir -p "$STORE/$name-storage"
-  cat >"$cfg" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $STORE/$name-storage
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
+  registry_config "$cfg" "$STORE/$name-storage" "127.0.0.1:$port"
   docker-registry serve "$cfg" >>"$WORK/$name.log" 2>&1 &
   REG_PID[$name]=$!
   for _ in $(seq 200); do
@@ -262,6 +238,19 @@ order() { if [ $(($1 % 2)) -eq 1 ]; then echo "ours skopeo"; else echo "skopeo o
 # cold_order RUN: the same, with the ingest floor (floor_copy) measured last.
 cold_order() { echo "$(order "$1") floor"; }
 
+# measure_runs SCENARIO IMAGE SOURCE DEST: $RUNS runs of both tools, in the order of `order`;
+# RUN and TOOL in DEST stand for the run and the tool.
+measure_runs() {
+  local scenario=$1 image=$2 source=$3 dest=$4 run tool to
+  log "scenario $scenario / $image ($RUNS runs)"
+  for run in $(seq "$RUNS"); do
+    for tool in $(order "$run"); do
+      to=${dest//RUN/$run}
+      measure "$scenario" "$image" "$tool" "$run" "$source" "${to//TOOL/$tool}"
+    done
+  done
+}
+
 for image in single multi; do
   log "scenario cold / $image ($RUNS runs after one warm-up per tool)"
   for run in $(seq 0 "$RUNS"); do
@@ -272,19 +261,8 @@ for image in single multi; do
   done
 
   # The destination now holds the image (same digest whichever tool copied last).
-  log "scenario warm / $image ($RUNS runs)"
-  for run in $(seq "$RUNS"); do
-    for tool in $(order "$run"); do
-      measure warm "$image" "$tool" "$run" "$SRC/bench/$image:$TAG" "bench/$image"
-    done
-  done
-
-  log "scenario second-repo / $image ($RUNS runs)"
-  for run in $(seq "$RUNS"); do
-    for tool in $(order "$run"); do
-      measure second-repo "$image" "$tool" "$run" "$DST/bench/$image:$TAG" "other-$run-$tool/$image"
-    done
-  done
+  measure_runs warm "$image" "$SRC/bench/$image:$TAG" "bench/$image"
+  measure_runs second-repo "$image" "$DST/bench/$image:$TAG" "other-RUN-TOOL/$image"
 done
 
 log "scenario peak-memory / big ($BIG_RUNS runs after one warm-up per tool, 1 GiB layer)"

@@ -18,7 +18,7 @@
 set -euo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
-ROOT=$PWD
+. scripts/lib.sh
 RUNS=${WAN_RUNS:-3}
 DELAY=${WAN_DELAY:-20ms}
 RATE=${WAN_RATE:-200mbit}
@@ -86,20 +86,7 @@ link() {
 registry() {
   local name=$1 ns=$2 addr=$3 cfg=$WORK/$1.yml
   mkdir -p "$WORK/$name-storage"
-  cat >"$cfg" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/$name-storage
-  delete:
-    enabled: true
-http:
-  addr: $addr:5000
-EOF
+  registry_config "$cfg" "$WORK/$name-storage" "$addr:5000"
   ip netns exec "$ns" docker-registry serve "$cfg" >>"$WORK/$name.log" 2>&1 &
   PID[$name]=$!
   for _ in $(seq 200); do

@@ -9,22 +9,10 @@
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
-need=()
-command -v docker-registry >/dev/null || need+=(docker-registry)
-command -v skopeo >/dev/null || need+=(skopeo)
-command -v htpasswd >/dev/null || need+=(apache2-utils)
-command -v buildah >/dev/null || need+=(buildah)
-[ -x /bin/busybox ] || command -v busybox >/dev/null || need+=(busybox-static)
-command -v openssl >/dev/null || need+=(openssl)
-command -v chromium >/dev/null || need+=(chromium)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing missing packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+install_missing docker-registry docker-registry skopeo skopeo htpasswd apache2-utils \
+  buildah buildah busybox busybox-static openssl openssl chromium chromium
 
 MOTO_SERVER="$(scripts/moto.sh)"
 export MOTO_SERVER

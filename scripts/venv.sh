@@ -5,6 +5,7 @@
 # Usage: scripts/venv.sh VENV PACKAGE VERSION BINARY [PIP_PACKAGES...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 VENV=$1 PACKAGE=$2 VERSION=$3 BINARY=$4
 shift 4
@@ -16,10 +17,7 @@ fi
 if [ "$installed" != "$VERSION" ] || [ ! -x "$VENV/bin/$BINARY" ]; then
   echo "creating $VENV with $PACKAGE $VERSION" >&2
   if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+    apt_install python3-venv
   fi
   rm -rf "$VENV"
   python3 -m venv "$VENV" >&2

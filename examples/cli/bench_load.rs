@@ -25,18 +25,21 @@ fn peak_rss_kib() -> u64 {
     mirror_cli::proc_status_kib("self", "VmHWM:")
 }
 
+/// Completed blob uploads per digest (as the URL writes it), from the destination's access
+/// log: each `PUT …/blobs/uploads/…?digest=…` answered 201.
 fn uploads(reg: &TestRegistry) -> HashMap<String, usize> {
+    let log = reg.log();
+    let completed = log.lines().filter(|l| {
+        ["\"PUT ", "/blobs/uploads/", "\" 201 "]
+            .iter()
+            .all(|part| l.contains(part))
+    });
     let mut out = HashMap::new();
-    for line in reg.log().lines() {
-        if line.contains("\"PUT ") && line.contains("/blobs/uploads/") && line.contains("\" 201 ") {
-            if let Some(i) = line.find("digest=") {
-                let d: String = line[i + 7..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '%')
-                    .collect();
-                *out.entry(d).or_insert(0) += 1;
-            }
-        }
+    for (_, rest) in completed.filter_map(|l| l.split_once("digest=")) {
+        let end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '%'))
+            .unwrap_or(rest.len());
+        *out.entry(rest[..end].to_string()).or_insert(0) += 1;
     }
     out
 }

@@ -31,6 +31,7 @@
 //! credentials come from `--src-creds` / `--dest-creds USER:PASS`, else from the docker
 //! `config.json` (`$DOCKER_CONFIG`, `~/.docker`), else anonymous.
 
+use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::sync::Arc;
 
@@ -45,15 +46,13 @@ use mirror_core::kit::image::referrers::ReferrerOptions;
 use mirror_core::kit::store::http::credentials::Credentials;
 use mirror_core::kit::store::{Endpoint, EndpointOptions};
 use mirror_core::{
-    ClusterStrategy, CopyEvent, CopyOptions, Mirror, MirrorStrategy, PlatformFilter,
-    ServiceStrategy, Source, Sources, TagPolicy,
+    ClusterStrategy, CopyEvent, CopyOptions, Digest, Mirror, MirrorBuilder, MirrorStrategy,
+    PlatformFilter, ServiceStrategy, Source, Sources, TagPolicy, Warning,
 };
 
+/// Mirror container images between registries and OCI layouts
 #[derive(Parser)]
-#[command(
-    name = "mirror",
-    about = "Mirror container images between registries and OCI layouts"
-)]
+#[command(name = "mirror")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -444,6 +443,35 @@ async fn copy_cmd(args: CopyArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the mirror with the Kubernetes in-use source the flags describe, and resolves the
+/// `--in-use` references.
+async fn build_mirror(
+    builder: MirrorBuilder,
+    kubernetes: &KubernetesArgs,
+    in_use: &[String],
+) -> anyhow::Result<(Mirror, HashSet<Digest>)> {
+    let mirror = with_discovery(builder, kubernetes).await?.build()?;
+    let in_use = mirror.resolve_in_use(in_use).await?;
+    Ok((mirror, in_use))
+}
+
+/// With `--json`, prints `report` as one JSON object on stdout and returns `false`; else
+/// prints its warnings on stderr and returns `true`: the caller prints the text form.
+fn print_json_or_warnings<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    warnings: &[Warning],
+) -> anyhow::Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(false);
+    }
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(true)
+}
+
 async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
     let registry = open_registry(&args.registry).await?;
     let strategy: Arc<dyn MirrorStrategy> = match args.mode {
@@ -467,15 +495,9 @@ async fn deploy_cmd(args: DeployArgs) -> anyhow::Result<()> {
         .eviction_grace(args.eviction_grace.into())
         .sources(sources)
         .referrers(args.referrers.options());
-    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
-    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let (mirror, in_use) = build_mirror(mirror, &args.kubernetes, &args.in_use).await?;
     let d = mirror.mirror_with(&args.service, &source, &in_use).await?;
-    if args.registry.json {
-        println!("{}", serde_json::to_string(&d)?);
-    } else {
-        for w in &d.warnings {
-            eprintln!("warning: {w}");
-        }
+    if print_json_or_warnings(args.registry.json, &d, &d.warnings)? {
         println!(
             "{:?} {} -> {} ({} uploaded, {} bytes, {} mounted; {} referrers; {} evicted)",
             d.action,
@@ -496,17 +518,12 @@ async fn sweep_cmd(args: SweepArgs) -> anyhow::Result<()> {
     let mirror = Mirror::builder(registry, &args.registry.cluster)
         .strategy(Arc::new(ClusterStrategy::new(args.retention.into())))
         .eviction_grace(args.grace.into());
-    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
-    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let (mirror, in_use) = build_mirror(mirror, &args.kubernetes, &args.in_use).await?;
     let report = mirror
         .sweep(std::time::SystemTime::now(), &in_use, args.dry_run)
         .await?;
-    if args.registry.json {
-        println!("{}", serde_json::to_string(&report)?);
+    if !print_json_or_warnings(args.registry.json, &report, &report.warnings)? {
         return Ok(());
-    }
-    for w in &report.warnings {
-        eprintln!("warning: {w}");
     }
     for plan in &report.plans {
         for img in &plan.delete {
@@ -577,12 +594,8 @@ async fn serve_cmd(args: ServeArgs) -> anyhow::Result<()> {
 async fn ls_cmd(args: LsArgs) -> anyhow::Result<()> {
     let mirror = ls_mirror(&args).await?;
     let inv = mirror.inventory().await?;
-    if args.registry.json {
-        println!("{}", serde_json::to_string(&inv)?);
+    if !print_json_or_warnings(args.registry.json, &inv, &inv.warnings)? {
         return Ok(());
-    }
-    for w in &inv.warnings {
-        eprintln!("warning: {w}");
     }
     println!("{} cluster {}", inv.registry, inv.cluster);
     for repo in &inv.repositories {
@@ -658,17 +671,11 @@ async fn build_cmd(args: BuildArgs) -> anyhow::Result<()> {
         }))
         .eviction_grace(args.eviction_grace.into())
         .referrers(args.referrers.options());
-    let mirror = with_discovery(mirror, &args.kubernetes).await?.build()?;
-    let in_use = mirror.resolve_in_use(&args.in_use).await?;
+    let (mirror, in_use) = build_mirror(mirror, &args.kubernetes, &args.in_use).await?;
     let d = mirror
         .build_with(&args.service, &spec, builder.as_ref(), &in_use)
         .await?;
-    if args.registry.json {
-        println!("{}", serde_json::to_string(&d)?);
-    } else {
-        for w in &d.warnings {
-            eprintln!("warning: {w}");
-        }
+    if print_json_or_warnings(args.registry.json, &d, &d.warnings)? {
         println!(
             "{:?} {} -> {} ({} mounted, {} uploaded; {} referrers; {} evicted)",
             d.action,

@@ -10,7 +10,8 @@
 //!
 //! - The **commit** stands for the content of the build context: the key assumes the context
 //!   is a clean checkout of that commit. A deployer that builds a dirty tree must add what
-//!   differs (for example a digest of `git diff HEAD`) with `BuildKeyInputs::with_extra`.
+//!   differs (for example a digest of `git diff HEAD`) with
+//!   [`BuildSpec::with_extra`](crate::BuildSpec::with_extra).
 //! - The **Dockerfile** by path and by content, because it may live outside the repository or
 //!   be generated.
 //! - The **context path**, the **target stage**, the **platforms** and the **build args**.
@@ -53,25 +54,41 @@ const TAG_KEY_HEX: usize = 32;
 
 /// Everything that determines an image built from source.
 ///
-/// Build with [`BuildKeyInputs::new`] and the `with_*` methods; [`BuildKeyInputs::compute`]
-/// validates the inputs and returns the [`BuildKey`]. `Debug` shows build-arg and extra-input
-/// names, never their values.
+/// Plain data: [`BuildKeyInputs::new`] fills the required inputs, the optional ones are set
+/// as fields (a [`BuildSpec`](crate::BuildSpec) is the builder deployers use);
+/// [`BuildKeyInputs::compute`] validates the inputs and returns the [`BuildKey`]. `Debug`
+/// shows build-arg and extra-input names, never their values.
 #[derive(Clone)]
 pub(crate) struct BuildKeyInputs {
-    commit: String,
-    dockerfile_path: String,
-    dockerfile_digest: Digest,
-    context_path: String,
-    target: Option<String>,
-    platforms: Vec<String>,
-    build_args: BTreeMap<String, String>,
-    extra: BTreeMap<String, String>,
+    /// The commit id (a git hash, or any id without whitespace).
+    pub(crate) commit: String,
+    /// The Dockerfile's path relative to the repository root; `\` counts as `/` and `./`
+    /// prefixes are dropped.
+    pub(crate) dockerfile_path: String,
+    /// The digest of the Dockerfile's content.
+    pub(crate) dockerfile_digest: Digest,
+    /// The build context's path relative to the repository root, normalised as the
+    /// Dockerfile's.
+    pub(crate) context_path: String,
+    /// The stage built (`--target`) rather than the last one; empty or `None` means the last
+    /// stage, as it does for Docker.
+    pub(crate) target: Option<String>,
+    /// Target platforms, `os/arch[/variant]` (`linux/amd64`, `linux/arm/v7`). Order and
+    /// repetitions do not matter; case is ignored.
+    pub(crate) platforms: Vec<String>,
+    /// Build args by name, hashed as given and never printed. Only the args the Dockerfile
+    /// declares belong here (see
+    /// [`build_args_from_env`](crate::builder::dockerfile::build_args_from_env)): any other
+    /// would change the key without changing the image.
+    pub(crate) build_args: BTreeMap<String, String>,
+    /// Deployer-defined inputs (the builder and its version, a digest of local changes, a
+    /// base-image digest...), hashed and never printed.
+    pub(crate) extra: BTreeMap<String, String>,
 }
 
 impl BuildKeyInputs {
-    /// The required inputs: the commit id (a git hash, or any id without whitespace), the
-    /// Dockerfile's path and content, and the build context's path. Paths are relative to the
-    /// repository root; `\` counts as `/` and `./` prefixes are dropped.
+    /// The required inputs: the commit id, the Dockerfile's path and content, and the build
+    /// context's path; no target, platforms, build args or extra inputs.
     ///
     /// Nothing is validated until [`compute`](Self::compute).
     pub fn new(
@@ -90,50 +107,6 @@ impl BuildKeyInputs {
             build_args: BTreeMap::new(),
             extra: BTreeMap::new(),
         }
-    }
-
-    /// Builds the stage `stage` (`--target`) rather than the last one. An empty name means
-    /// the last stage, as it does for Docker.
-    pub fn with_target(mut self, stage: impl Into<String>) -> Self {
-        let stage = stage.into();
-        self.target = (!stage.is_empty()).then_some(stage);
-        self
-    }
-
-    /// Adds target platforms, `os/arch[/variant]` (`linux/amd64`, `linux/arm/v7`). Order and
-    /// repetitions do not matter; case is ignored.
-    pub fn with_platforms<I, S>(mut self, platforms: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<String>,
-    {
-        self.platforms.extend(platforms.into_iter().map(Into::into));
-        self
-    }
-
-    /// Adds build args, `(name, value)`. Order does not matter; a repeated name keeps its
-    /// last value. Values are hashed as given and never printed.
-    ///
-    /// Pass only the args the Dockerfile declares (see
-    /// [`build_args_from_env`](crate::builder::dockerfile::build_args_from_env)): any other
-    /// would change the key without changing the image.
-    pub fn with_build_args<I, K, V>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = (K, V)>,
-        K: Into<String>,
-        V: Into<String>,
-    {
-        self.build_args
-            .extend(args.into_iter().map(|(k, v)| (k.into(), v.into())));
-        self
-    }
-
-    /// Adds a deployer-defined input (the builder and its version, a digest of local changes,
-    /// a base-image digest...). A repeated name keeps its last value; the value is never
-    /// printed.
-    pub fn with_extra(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.extra.insert(name.into(), value.into());
-        self
     }
 
     /// Validates the inputs and computes their key.
@@ -170,7 +143,7 @@ impl BuildKeyInputs {
     /// 3. the Dockerfile path, normalised;
     /// 4. the Dockerfile content digest as text, `sha256:<hex>`;
     /// 5. the context path, normalised (`.` for the root);
-    /// 6. the target stage: a list of zero or one name;
+    /// 6. the target stage: a list of zero or one name (an empty name is none);
     /// 7. the platforms, lowercased, sorted and deduplicated: a list;
     /// 8. the build args, sorted by name: a list of name and value pairs (each pair two
     ///    items, so the count is twice the number of args);
@@ -184,7 +157,8 @@ impl BuildKeyInputs {
             ));
         }
         let context_path = normalise_path("context path", &self.context_path)?;
-        if let Some(target) = &self.target {
+        let target = self.target.as_deref().filter(|t| !t.is_empty());
+        if let Some(target) = target {
             if target.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::config(
                     "target stage",
@@ -211,7 +185,7 @@ impl BuildKeyInputs {
         e.field(3, dockerfile_path.as_bytes());
         e.field(4, self.dockerfile_digest.to_string().as_bytes());
         e.field(5, context_path.as_bytes());
-        e.list(6, self.target.iter().map(|t| t.as_bytes()));
+        e.list(6, target.iter().map(|t| t.as_bytes()));
         e.list(7, platforms.iter().map(|p| p.as_bytes()));
         e.list(8, pairs(&self.build_args));
         e.list(9, pairs(&self.extra));
@@ -420,12 +394,54 @@ mod tests {
     const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
     const DOCKERFILE: &[u8] = b"FROM scratch AS runtime\nARG VERSION\n";
 
+    /// `(name, value)` pairs as a map of build args or extra inputs.
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn plain() -> BuildKeyInputs {
+        BuildKeyInputs::new(COMMIT, "Dockerfile", b"", ".")
+    }
+
+    fn platforms(platforms: &[&str]) -> BuildKeyInputs {
+        BuildKeyInputs {
+            platforms: platforms.iter().map(|p| p.to_string()).collect(),
+            ..plain()
+        }
+    }
+
+    fn target(stage: &str) -> BuildKeyInputs {
+        BuildKeyInputs {
+            target: Some(stage.to_string()),
+            ..plain()
+        }
+    }
+
+    fn build_args(args: &[(&str, &str)]) -> BuildKeyInputs {
+        BuildKeyInputs {
+            build_args: map(args),
+            ..plain()
+        }
+    }
+
+    fn extra(name: &str, value: &str) -> BuildKeyInputs {
+        BuildKeyInputs {
+            extra: map(&[(name, value)]),
+            ..plain()
+        }
+    }
+
     fn full_inputs() -> BuildKeyInputs {
-        BuildKeyInputs::new(COMMIT, "./docker/Dockerfile", DOCKERFILE, ".")
-            .with_target("runtime")
-            .with_platforms(["linux/arm64", "linux/amd64"])
-            .with_build_args([("VERSION", "1.2.3")])
-            .with_extra("builder", "buildah 1.33")
+        BuildKeyInputs {
+            target: Some("runtime".into()),
+            platforms: vec!["linux/arm64".into(), "linux/amd64".into()],
+            build_args: map(&[("VERSION", "1.2.3")]),
+            extra: map(&[("builder", "buildah 1.33")]),
+            ..BuildKeyInputs::new(COMMIT, "./docker/Dockerfile", DOCKERFILE, ".")
+        }
     }
 
     fn key(inputs: &BuildKeyInputs) -> BuildKey {
@@ -445,7 +461,7 @@ mod tests {
         );
         assert_eq!(full.tag(), "0123456789ab-c10eec1b12f1e5ca5ae8a17cbedcf9b3");
 
-        let minimal = key(&BuildKeyInputs::new(COMMIT, "Dockerfile", b"", "."));
+        let minimal = key(&plain());
         assert_eq!(
             minimal.digest().to_string(),
             "sha256:993d57ca5f761ce676a87b8d465a01a18104dd7ded21dda98a354b424f5ca365"
@@ -464,24 +480,15 @@ mod tests {
     fn fields_are_delimited() {
         let base = |commit: &str, path: &str| BuildKeyInputs::new(commit, path, b"", "ctx");
         assert_ne!(key(&base("ab", "c")), key(&base("a", "bc")));
-        let with_args = |args: &[(&str, &str)]| {
-            key(&BuildKeyInputs::new(COMMIT, "Dockerfile", b"", ".").with_build_args(args.to_vec()))
-        };
+        let with_args = |args: &[(&str, &str)]| key(&build_args(args));
         assert_ne!(with_args(&[("A", "bc")]), with_args(&[("Ab", "c")]));
         assert_ne!(
             with_args(&[("A", "1"), ("B", "2")]),
             with_args(&[("A", "1B2")])
         );
         assert_ne!(with_args(&[("A", "")]), with_args(&[]));
-        let plain = BuildKeyInputs::new(COMMIT, "Dockerfile", b"", ".");
-        assert_ne!(
-            key(&plain.clone().with_build_args([("A", "1")])),
-            key(&plain.clone().with_extra("A", "1"))
-        );
-        assert_ne!(
-            key(&plain.clone().with_target("linux")),
-            key(&plain.clone().with_platforms(["linux/amd64"]))
-        );
+        assert_ne!(key(&build_args(&[("A", "1")])), key(&extra("A", "1")));
+        assert_ne!(key(&target("linux")), key(&platforms(&["linux/amd64"])));
     }
 
     #[test]
@@ -556,17 +563,16 @@ mod tests {
 
     #[test]
     fn invalid_platforms_args_and_targets_are_rejected() {
-        let base = || BuildKeyInputs::new(COMMIT, "Dockerfile", b"", ".");
         for bad in [
-            base().with_platforms(["linux"]),
-            base().with_platforms(["linux/amd64/v8/x"]),
-            base().with_platforms(["linux//amd64"]),
-            base().with_platforms(["linux/amd 64"]),
-            base().with_build_args([("", "x")]),
-            base().with_build_args([("A=B", "x")]),
-            base().with_build_args([("A B", "x")]),
-            base().with_extra("", "x"),
-            base().with_target("a b"),
+            platforms(&["linux"]),
+            platforms(&["linux/amd64/v8/x"]),
+            platforms(&["linux//amd64"]),
+            platforms(&["linux/amd 64"]),
+            build_args(&[("", "x")]),
+            build_args(&[("A=B", "x")]),
+            build_args(&[("A B", "x")]),
+            extra("", "x"),
+            target("a b"),
         ] {
             assert!(
                 matches!(bad.compute(), Err(Error::Config { .. })),
@@ -574,19 +580,23 @@ mod tests {
             );
         }
         // An empty target is the last stage, as for Docker.
-        assert_eq!(key(&base().with_target("")), key(&base()));
+        assert_eq!(key(&target("")), key(&plain()));
         // Platform case does not matter.
         assert_eq!(
-            key(&base().with_platforms(["Linux/AMD64"])),
-            key(&base().with_platforms(["linux/amd64"]))
+            key(&platforms(&["Linux/AMD64"])),
+            key(&platforms(&["linux/amd64"]))
         );
     }
 
     #[test]
     fn debug_shows_build_arg_names_not_values() {
-        let inputs = full_inputs()
-            .with_build_args([("NPM_TOKEN", "s3cr3t-value")])
-            .with_extra("diff", "hidden-extra-value");
+        let mut inputs = full_inputs();
+        inputs
+            .build_args
+            .insert("NPM_TOKEN".into(), "s3cr3t-value".into());
+        inputs
+            .extra
+            .insert("diff".into(), "hidden-extra-value".into());
         let debug = format!("{inputs:?}");
         assert!(
             debug.contains("NPM_TOKEN") && debug.contains("VERSION"),
@@ -604,10 +614,10 @@ mod tests {
         let dockerfile = "ARG BASE=debian\nFROM $BASE\nARG VERSION\nRUN <<EOF\nARG HIDDEN\nEOF\n";
         let declared = declared_args(dockerfile);
         let k = |env: &[(&str, &str)]| {
-            key(
-                &BuildKeyInputs::new(COMMIT, "Dockerfile", dockerfile.as_bytes(), ".")
-                    .with_build_args(build_args_from_env(&declared, env.iter().copied())),
-            )
+            key(&BuildKeyInputs {
+                build_args: build_args_from_env(&declared, env.iter().copied()),
+                ..BuildKeyInputs::new(COMMIT, "Dockerfile", dockerfile.as_bytes(), ".")
+            })
         };
         let reference = k(&[("VERSION", "1"), ("BASE", "debian:12")]);
         assert_eq!(
@@ -623,36 +633,20 @@ mod tests {
         assert_ne!(reference, k(&[("VERSION", "1")]));
     }
 
-    /// Build inputs as plain data, so that a test can vary one of them.
+    /// Build inputs with the Dockerfile's content rather than its digest, so that a test can
+    /// vary the content.
     #[derive(Debug, Clone)]
     struct Parts {
-        commit: String,
-        dockerfile_path: String,
+        inputs: BuildKeyInputs,
         content: Vec<u8>,
-        context_path: String,
-        target: Option<String>,
-        platforms: Vec<String>,
-        args: BTreeMap<String, String>,
-        extra: BTreeMap<String, String>,
     }
 
     impl Parts {
         fn inputs(&self) -> BuildKeyInputs {
-            let mut inputs = BuildKeyInputs::new(
-                &self.commit,
-                &self.dockerfile_path,
-                &self.content,
-                &self.context_path,
-            )
-            .with_platforms(self.platforms.clone())
-            .with_build_args(self.args.clone());
-            if let Some(t) = &self.target {
-                inputs = inputs.with_target(t.clone());
+            BuildKeyInputs {
+                dockerfile_digest: Digest::sha256_of(&self.content),
+                ..self.inputs.clone()
             }
-            for (k, v) in &self.extra {
-                inputs = inputs.with_extra(k.clone(), v.clone());
-            }
-            inputs
         }
 
         fn key(&self) -> BuildKey {
@@ -685,15 +679,15 @@ mod tests {
             prop::collection::btree_map("[a-z]{1,8}", ".{0,12}", 0..3),
         )
             .prop_map(
-                |(commit, df, content, ctx, target, platforms, args, extra)| Parts {
-                    commit,
-                    dockerfile_path: df,
+                |(commit, df, content, ctx, target, platforms, build_args, extra)| Parts {
+                    inputs: BuildKeyInputs {
+                        target,
+                        platforms: platforms.into_iter().map(String::from).collect(),
+                        build_args,
+                        extra,
+                        ..BuildKeyInputs::new(&commit, &df, &content, &ctx)
+                    },
                     content,
-                    context_path: ctx,
-                    target,
-                    platforms: platforms.into_iter().map(String::from).collect(),
-                    args,
-                    extra,
                 },
             )
     }
@@ -708,20 +702,17 @@ mod tests {
         #[test]
         fn order_of_build_args_and_platforms_is_irrelevant(
             (p, args, platforms) in parts().prop_flat_map(|p| {
-                let args: Vec<(String, String)> = p.args.clone().into_iter().collect();
-                let mut platforms = p.platforms.clone();
-                platforms.extend(p.platforms.iter().take(2).cloned());
+                let args: Vec<(String, String)> = p.inputs.build_args.clone().into_iter().collect();
+                let mut platforms = p.inputs.platforms.clone();
+                platforms.extend(p.inputs.platforms.iter().take(2).cloned());
                 (Just(p), Just(args).prop_shuffle(), Just(platforms).prop_shuffle())
             })
         ) {
-            let shuffled = BuildKeyInputs::new(&p.commit, &p.dockerfile_path, &p.content, &p.context_path)
-                .with_build_args(args)
-                .with_platforms(platforms);
-            let shuffled = match &p.target {
-                Some(t) => shuffled.with_target(t.clone()),
-                None => shuffled,
+            let shuffled = BuildKeyInputs {
+                build_args: args.into_iter().collect(),
+                platforms,
+                ..p.inputs()
             };
-            let shuffled = p.extra.iter().fold(shuffled, |i, (k, v)| i.with_extra(k.clone(), v.clone()));
             prop_assert_eq!(key(&shuffled), p.key());
         }
 
@@ -729,28 +720,30 @@ mod tests {
         fn changing_any_single_input_changes_the_key(p in parts(), byte in any::<u8>(), value in ".{0,8}") {
             let reference = p.key();
             let mut variants: Vec<(&str, Parts)> = Vec::new();
-            let mut v = p.clone(); v.commit.push('z'); variants.push(("commit", v));
-            let mut v = p.clone(); v.dockerfile_path.push('x'); variants.push(("dockerfile path", v));
+            let q = &p.inputs;
+            let mut v = p.clone(); v.inputs.commit.push('z'); variants.push(("commit", v));
+            let mut v = p.clone(); v.inputs.dockerfile_path.push('x'); variants.push(("dockerfile path", v));
             let mut v = p.clone(); v.content.push(byte); variants.push(("content", v));
             let mut v = p.clone();
-            v.context_path = if p.context_path == "." { "sub".into() } else { format!("{}x", p.context_path) };
+            v.inputs.context_path = if q.context_path == "." { "sub".into() } else { format!("{}x", q.context_path) };
             variants.push(("context", v));
             let mut v = p.clone();
-            v.target = match &p.target { Some(t) => Some(format!("{t}x")), None => Some("build".into()) };
+            v.inputs.target = match &q.target { Some(t) => Some(format!("{t}x")), None => Some("build".into()) };
             variants.push(("target", v));
-            if p.target.is_some() {
-                let mut v = p.clone(); v.target = None; variants.push(("no target", v));
+            if q.target.is_some() {
+                let mut v = p.clone(); v.inputs.target = None; variants.push(("no target", v));
             }
             let mut v = p.clone();
-            if v.platforms.is_empty() { v.platforms.push(PLATFORMS[5].into()) } else { v.platforms[0] = PLATFORMS[5].into() }
+            let vp = &mut v.inputs.platforms;
+            if vp.is_empty() { vp.push(PLATFORMS[5].into()) } else { vp[0] = PLATFORMS[5].into() }
             variants.push(("one platform", v));
-            if let Some((name, old)) = p.args.iter().next() {
+            if let Some((name, old)) = q.build_args.iter().next() {
                 let mut v = p.clone();
-                v.args.insert(name.clone(), format!("{old}{value}x"));
+                v.inputs.build_args.insert(name.clone(), format!("{old}{value}x"));
                 variants.push(("arg value", v));
             }
-            let mut v = p.clone(); v.args.insert("ADDED_ARG_NOT_GENERATED".into(), value.clone()); variants.push(("added arg", v));
-            let mut v = p.clone(); v.extra.insert("zz-added".into(), value); variants.push(("added extra", v));
+            let mut v = p.clone(); v.inputs.build_args.insert("ADDED_ARG_NOT_GENERATED".into(), value.clone()); variants.push(("added arg", v));
+            let mut v = p.clone(); v.inputs.extra.insert("zz-added".into(), value); variants.push(("added extra", v));
             for (what, variant) in variants {
                 prop_assert_ne!(&variant.key(), &reference, "changing the {} kept the key", what);
             }

@@ -311,10 +311,7 @@ impl Registry for MemoryRegistry {
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
-        Ok(Repository::new(
-            crate::registry::default_repository_name(None, scope)?,
-            scope.clone(),
-        ))
+        crate::registry::naming::default_repository(None, scope)
     }
 
     async fn ensure_repository(

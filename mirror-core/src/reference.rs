@@ -201,14 +201,23 @@ impl Reference {
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.registry, self.repository)?;
-        if let Some(t) = &self.tag {
-            write!(f, ":{t}")?;
-        }
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
+        write_tag_and_digest(f, self.tag.as_deref(), self.digest.as_ref())
     }
+}
+
+/// Writes the `[:tag][@digest]` end of a reference (a [`Reference`], a source id).
+pub(crate) fn write_tag_and_digest(
+    f: &mut fmt::Formatter<'_>,
+    tag: Option<&str>,
+    digest: Option<&Digest>,
+) -> fmt::Result {
+    if let Some(t) = tag {
+        write!(f, ":{t}")?;
+    }
+    if let Some(d) = digest {
+        write!(f, "@{d}")?;
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Reference {

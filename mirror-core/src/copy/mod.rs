@@ -173,18 +173,6 @@ struct Counters {
     bytes: AtomicU64,
 }
 
-/// The engine alone (no referrers, whatever [`CopyOptions::referrers`] says): `src_ref` of
-/// `src` to `dst_ref` of `dst`, or with `None` under its own digest.
-pub(crate) async fn copy_image(
-    src: &dyn ImageStore,
-    src_ref: &str,
-    dst: &dyn ImageStore,
-    dst_ref: Option<&str>,
-    options: &CopyOptions,
-) -> Result<CopyReport> {
-    Ok(copy_tree(src, src_ref, dst, dst_ref, options).await?.report)
-}
-
 /// A copy's report, and for a root manifest with a `subject` that was written, whether the
 /// destination indexed it as a referrer (answered `OCI-Subject`).
 pub(crate) struct Copied {
@@ -194,20 +182,10 @@ pub(crate) struct Copied {
     pub(crate) manifest: RawManifest,
 }
 
-/// [`copy_image`] of a referrer: also says whether the destination indexed it.
-pub(crate) async fn copy_referrer(
-    src: &dyn ImageStore,
-    src_ref: &str,
-    dst: &dyn ImageStore,
-    dst_ref: Option<&str>,
-    options: &CopyOptions,
-) -> Result<Copied> {
-    copy_tree(src, src_ref, dst, dst_ref, options).await
-}
-
-/// The engine: `dst_ref` `None` writes the root under its own digest. Runs in a `copy` span
+/// The engine alone (no referrers, whatever [`CopyOptions::referrers`] says): `src_ref` of
+/// `src` to `dst_ref` of `dst`, or with `None` under its own digest. Runs in a `copy` span
 /// (source, destination, digest, what was uploaded).
-async fn copy_tree(
+pub(crate) async fn copy_image(
     src: &dyn ImageStore,
     src_ref: &str,
     dst: &dyn ImageStore,

@@ -400,21 +400,14 @@ impl Poll {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<Option<T>, E>>,
     {
-        let clock = self.clock.clone().unwrap_or_else(system_clock);
-        let started = clock.elapsed();
-        let mut pause = self.first;
-        let mut checks = 0;
+        let mut pauses = self.pauses();
         loop {
-            checks += 1;
             if let Some(done) = check().await? {
                 return Ok(Some(done));
             }
-            let out_of_checks = self.max_checks.is_some_and(|n| checks >= n);
-            if out_of_checks || since(&*clock, started) + pause > self.timeout {
+            if !pauses.pause().await {
                 return Ok(None);
             }
-            clock.sleep(pause).await;
-            pause = (pause * 2).min(self.max);
         }
     }
 
@@ -427,23 +420,53 @@ impl Poll {
         Fut: Future<Output = Result<T, E>>,
         P: Fn(&E) -> bool,
     {
-        let clock = self.clock.clone().unwrap_or_else(system_clock);
-        let started = clock.elapsed();
-        let mut pause = self.first;
-        let mut checks = 0;
+        let mut pauses = self.pauses();
         loop {
-            checks += 1;
-            let more = self.max_checks.is_none_or(|n| checks < n);
             match op().await {
-                Err(e)
-                    if pending(&e) && more && since(&*clock, started) + pause <= self.timeout =>
-                {
-                    clock.sleep(pause).await;
-                    pause = (pause * 2).min(self.max);
+                Err(e) if pending(&e) => {
+                    if !pauses.pause().await {
+                        return Err(e);
+                    }
                 }
                 other => return other,
             }
         }
+    }
+
+    /// The pauses between the checks of one wait, starting now.
+    fn pauses(&self) -> Pauses<'_> {
+        let clock = self.clock.clone().unwrap_or_else(system_clock);
+        Pauses {
+            poll: self,
+            started: clock.elapsed(),
+            clock,
+            next: self.first,
+            checks: 0,
+        }
+    }
+}
+
+/// The pauses of one [`Poll`] wait: the time and checks spent, the next pause.
+struct Pauses<'a> {
+    poll: &'a Poll,
+    clock: Arc<dyn Clock>,
+    started: Duration,
+    next: Duration,
+    checks: usize,
+}
+
+impl Pauses<'_> {
+    /// After a check that did not end the wait: sleeps the next pause and returns `true`, or
+    /// returns `false` when another check would pass the check count or the timeout.
+    async fn pause(&mut self) -> bool {
+        self.checks += 1;
+        let out_of_checks = self.poll.max_checks.is_some_and(|n| self.checks >= n);
+        if out_of_checks || since(&*self.clock, self.started) + self.next > self.poll.timeout {
+            return false;
+        }
+        self.clock.sleep(self.next).await;
+        self.next = (self.next * 2).min(self.poll.max);
+        true
     }
 }
 

@@ -50,43 +50,16 @@ pub(super) struct Core {
     /// Manifests read by listings, by digest, for the next listings (bounded).
     pub manifests: ManifestCache,
     /// Repositories ensured by this `Mirror` (each once).
-    ensured: Mutex<HashSet<String>>,
+    pub ensured: Mutex<HashSet<String>>,
     /// One lock per source image being copied: concurrent calls for the same image wait for
     /// the first copy and then skip or mount, so each blob crosses the wire once.
-    inflight: crate::sync::KeyedFlight<Digest>,
+    pub inflight: crate::sync::KeyedFlight<Digest>,
     /// Repositories this `Mirror` put each image into: mount sources found without listing
     /// the registry. A stale entry only costs a declined mount.
-    locations: Mutex<HashMap<Digest, Vec<Repository>>>,
+    pub locations: Mutex<HashMap<Digest, Vec<Repository>>>,
 }
 
 impl Core {
-    pub fn new(
-        registry: Arc<dyn Registry>,
-        cluster: String,
-        strategy: Arc<dyn MirrorStrategy>,
-        tag_policy: TagPolicy,
-        grace: Duration,
-        copy: CopyOptions,
-        sources: Arc<Sources>,
-    ) -> Self {
-        Core {
-            registry,
-            cluster,
-            strategy,
-            tag_policy,
-            grace,
-            copy,
-            sources,
-            in_use_source: None,
-            clock: crate::retry::system_clock(),
-            knowledge: Knowledge::default(),
-            manifests: ManifestCache::default(),
-            ensured: Mutex::default(),
-            inflight: crate::sync::KeyedFlight::default(),
-            locations: Mutex::default(),
-        }
-    }
-
     /// What is in use: the caller's `digests` and what the in-use source says, resolved in
     /// the mirror registry. An error when the source cannot tell.
     pub async fn in_use(&self, digests: &HashSet<Digest>) -> Result<InUse> {
@@ -235,6 +208,36 @@ impl Core {
         .await
     }
 
+    /// What a deploy or a build of `service` from `source` reports when `action` left the image
+    /// `digest` in `repository` under `tag`, before anything was transferred, evicted or
+    /// warned about.
+    pub fn deployment(
+        &self,
+        service: &str,
+        source: String,
+        repository: &Repository,
+        tag: String,
+        digest: Digest,
+        action: super::report::Action,
+    ) -> super::report::Deployment {
+        super::report::Deployment {
+            service: service.to_string(),
+            source,
+            pull_reference: self.registry.pull_reference(repository, &digest),
+            repository: repository.name().to_string(),
+            tag,
+            digest,
+            action,
+            blobs_mounted: 0,
+            blobs_uploaded: 0,
+            bytes_uploaded: 0,
+            evicted: Vec::new(),
+            cache_evicted: Vec::new(),
+            referrers: Default::default(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Service-mode eviction in `repository` after `deployed` was placed there: everything
     /// but the `keep` newest, the in-use images and those within the grace period.
     pub async fn evict(
@@ -251,37 +254,29 @@ impl Core {
             deleted = tracing::field::Empty,
             error = tracing::field::Empty
         );
-        let work = self.evict_in_span(repository, deployed, in_use, keep);
+        let work = async {
+            // What is in use first: when that cannot be told, nothing is deleted.
+            let in_use = self.in_use(in_use).await?;
+            let listing = Listing::new(self.manifests.clone());
+            let images = self.registry.list_images_in(repository, &listing).await;
+            listing.finish(repository.name());
+            let images = images?;
+            self.knowledge.learn_listing(repository.name(), &images);
+            let plan = plan_service_eviction(
+                repository.name(),
+                &images,
+                deployed,
+                &in_use.digests(),
+                keep,
+                self.now(),
+                self.grace,
+            );
+            Ok(self.execute(repository, &plan).await)
+        };
         crate::telemetry::traced(span, work, |span, (deleted, _)| {
             span.record("deleted", deleted.len());
         })
         .await
-    }
-
-    async fn evict_in_span(
-        &self,
-        repository: &Repository,
-        deployed: &Digest,
-        in_use: &HashSet<Digest>,
-        keep: usize,
-    ) -> Result<(Vec<Digest>, Vec<super::Warning>)> {
-        // What is in use first: when that cannot be told, nothing is deleted.
-        let in_use = self.in_use(in_use).await?;
-        let listing = Listing::new(self.manifests.clone());
-        let images = self.registry.list_images_in(repository, &listing).await;
-        listing.finish(repository.name());
-        let images = images?;
-        self.knowledge.learn_listing(repository.name(), &images);
-        let plan = plan_service_eviction(
-            repository.name(),
-            &images,
-            deployed,
-            &in_use.digests(),
-            keep,
-            self.now(),
-            self.grace,
-        );
-        Ok(self.execute(repository, &plan).await)
     }
 
     /// Makes sure the image `digest` of `repository`, handed out by a deploy that did not push

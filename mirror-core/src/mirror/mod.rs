@@ -171,18 +171,22 @@ impl MirrorBuilder {
     pub fn build(mut self) -> Result<Mirror> {
         crate::registry::id_component("cluster", &self.cluster, 48)?;
         self.copy.referrers = self.referrers;
-        let mut core = Core::new(
-            self.registry,
-            self.cluster,
-            self.strategy,
-            self.tag_policy,
-            self.grace,
-            self.copy,
-            self.sources,
-        );
-        core.in_use_source = self.in_use;
-        core.clock = self.clock;
-        core.manifests = crate::image::ManifestCache::new(self.manifest_cache);
+        let core = Core {
+            registry: self.registry,
+            cluster: self.cluster,
+            strategy: self.strategy,
+            tag_policy: self.tag_policy,
+            grace: self.grace,
+            copy: self.copy,
+            sources: self.sources,
+            in_use_source: self.in_use,
+            clock: self.clock,
+            knowledge: Default::default(),
+            manifests: crate::image::ManifestCache::new(self.manifest_cache),
+            ensured: Default::default(),
+            inflight: Default::default(),
+            locations: Default::default(),
+        };
         Ok(Mirror { core })
     }
 }

@@ -9,7 +9,9 @@ use crate::error::Result;
 use crate::image::{
     delete_images, list_by_tags_in, ImageRecord, Listing, ManifestCache, StoreDeleter,
 };
-use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
+use crate::registry::naming::{
+    check_name, cluster_prefix, default_repository, default_repository_name,
+};
 use crate::registry::{
     cache_scope, BuildCapability, BuilderCredentials, Registry, Repository, RepositoryScope,
     RepositorySettings,
@@ -68,10 +70,7 @@ impl Registry for GenericRegistry {
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
-        Ok(Repository::new(
-            default_repository_name(self.prefix.as_deref(), scope)?,
-            scope.clone(),
-        ))
+        default_repository(self.prefix.as_deref(), scope)
     }
 
     async fn ensure_repository(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::image::{list_images_by_tags, ImageRecord, Listing, ManifestCache, StoreDeleter};
-use crate::registry::naming::{check_name, cluster_prefix, default_repository_name};
+use crate::registry::naming::{check_name, cluster_prefix, default_repository};
 use crate::registry::{Registry, Repository, RepositoryScope, RepositorySettings};
 use crate::store::layout::LayoutStore;
 use crate::store::ImageStore;
@@ -61,10 +61,7 @@ impl Registry for LayoutRegistry {
     }
 
     fn repository(&self, scope: &RepositoryScope) -> Result<Repository> {
-        Ok(Repository::new(
-            default_repository_name(self.prefix.as_deref(), scope)?,
-            scope.clone(),
-        ))
+        default_repository(self.prefix.as_deref(), scope)
     }
 
     async fn ensure_repository(
@@ -101,11 +98,7 @@ impl Registry for LayoutRegistry {
         let Some(store) = blocking(move || open_if_there(path)).await? else {
             return Err(Error::manifest_not_found(location));
         };
-        crate::image::delete_with_referrers(&store, digest, |d| {
-            let store = &store;
-            async move { store.delete_manifest(&d).await }
-        })
-        .await
+        crate::image::delete_with_referrers(&store, digest).await
     }
 
     /// By tags, through the listing's store of the layout.

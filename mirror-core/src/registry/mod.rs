@@ -36,7 +36,7 @@ use crate::store::ImageStore;
 pub use generic::GenericRegistry;
 pub use instrumented::{Instrumented, Operation};
 pub use layout::LayoutRegistry;
-pub use naming::{default_repository_name, id_component};
+pub use naming::{default_repository, default_repository_name, id_component};
 pub use open::{open, OpenOptions, RegistryFactory, RegistryUrl};
 
 /// What a repository is for.
@@ -313,11 +313,7 @@ pub trait Registry: Send + Sync + fmt::Debug {
     /// through the store (`image::delete_with_referrers`).
     async fn delete_image(&self, repository: &Repository, digest: &Digest) -> Result<()> {
         let store = self.store(repository).await?;
-        let store = store.as_ref();
-        crate::image::delete_with_referrers(store, digest, |d| async move {
-            store.delete_manifest(&d).await
-        })
-        .await
+        crate::image::delete_with_referrers(store.as_ref(), digest).await
     }
 
     /// The images of a repository, as [`list_images`](Registry::list_images) lists them,

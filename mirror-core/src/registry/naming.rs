@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::reference::validate_repository;
-use crate::registry::RepositoryScope;
+use crate::registry::{Repository, RepositoryScope};
 
 /// Longest path component produced from an id.
 pub(crate) const MAX_COMPONENT: usize = 48;
@@ -77,6 +77,15 @@ pub fn check_dockerfile_id(id: &str) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// The repository of `scope` named by [`default_repository_name`] under an optional prefix
+/// (what the core registries' [`Registry::repository`](crate::Registry::repository) returns).
+pub fn default_repository(prefix: Option<&str>, scope: &RepositoryScope) -> Result<Repository> {
+    Ok(Repository::new(
+        default_repository_name(prefix, scope)?,
+        scope.clone(),
+    ))
 }
 
 /// The default layout (see the module docs) under an optional prefix.

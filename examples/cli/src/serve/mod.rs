@@ -232,7 +232,13 @@ async fn api_inventory(State(server): State<Arc<Server>>) -> Response {
 }
 
 async fn metrics_handler(State(server): State<Arc<Server>>) -> Response {
-    match &server.metrics {
+    metrics_response(server.metrics.as_ref())
+}
+
+/// The `/metrics` answer (of this server and the webhook's): the Prometheus text of
+/// `handle`, 404 without a recorder.
+pub(crate) fn metrics_response(handle: Option<&PrometheusHandle>) -> Response {
+    match handle {
         Some(handle) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             handle.render(),

@@ -204,14 +204,7 @@ async fn healthz(State(server): State<Arc<Server>>) -> Response {
 }
 
 async fn metrics_handler(State(server): State<Arc<Server>>) -> Response {
-    match &server.metrics {
-        Some(handle) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
-        )
-            .into_response(),
-        None => (StatusCode::NOT_FOUND, "no metrics recorder\n").into_response(),
-    }
+    crate::serve::metrics_response(server.metrics.as_ref())
 }
 
 /// Serves `router` over plain HTTP on `listener` (the probes' address).

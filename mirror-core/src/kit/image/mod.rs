@@ -364,20 +364,13 @@ pub async fn image_details(store: &dyn ImageStore, digest: &Digest) -> Result<Im
 
 /// Deletes the image `digest` of `store` and what belongs to it ([`referrers::belonging`]):
 /// first the image, then its referrers (deepest first) and tag-schema indexes, each through
-/// `delete` (a manifest already gone is fine, except the image itself: [`Error::NotFound`](crate::Error::NotFound)).
+/// the store's manifest DELETE (a manifest already gone is fine, except the image itself:
+/// [`Error::NotFound`](crate::Error::NotFound)).
 /// A failure after the image is gone leaves referrers whose subject is gone: orphans, which
 /// the next eviction or sweep removes; the other order could leave an unsigned image. An
 /// image that another image of the store holds (a platform manifest of a kept index) is
 /// left as it is, with a warning.
-pub(crate) async fn delete_with_referrers<F, Fut>(
-    store: &dyn ImageStore,
-    digest: &Digest,
-    delete: F,
-) -> Result<()>
-where
-    F: Fn(Digest) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
+pub(crate) async fn delete_with_referrers(store: &dyn ImageStore, digest: &Digest) -> Result<()> {
     let belonging = referrers::belonging(store, digest).await?;
     if belonging.shared {
         tracing::warn!(
@@ -387,9 +380,9 @@ where
         );
         return Ok(());
     }
-    delete(digest.clone()).await?;
+    store.delete_manifest(digest).await?;
     for d in belonging.manifests {
-        match delete(d).await {
+        match store.delete_manifest(&d).await {
             Ok(()) => {}
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e),
@@ -543,7 +536,9 @@ pub async fn copy(
         };
         return place(source, dst, dst_ref, options, PushTimes::Recorded).await;
     }
-    copy_image(src, src_ref, dst, Some(dst_ref), options).await
+    Ok(copy_image(src, src_ref, dst, Some(dst_ref), options)
+        .await?
+        .report)
 }
 
 /// Places `source` in `dst` under `tag` (see the module docs): blobs, children and the root
@@ -565,7 +560,7 @@ pub async fn place(
     let (src, src_ref) = (source.store, source.reference);
     let mut tree = options.clone();
     tree.referrers = referrers::ReferrerOptions::none();
-    let mut report = copy_image(src, src_ref, dst, None, &tree).await?;
+    let mut report = copy_image(src, src_ref, dst, None, &tree).await?.report;
     let root = dst.get_manifest(&report.digest.to_string()).await?;
     if let PushTimes::Bookkeeping(at) = push_times {
         dst.put_manifest(&pushed_tag(at, &report.digest), &root)

@@ -105,7 +105,9 @@ impl BuildSpec {
         self
     }
 
-    /// A deployer-defined key input (see `BuildKeyInputs::with_extra`).
+    /// A deployer-defined key input (the builder and its version, a digest of local changes,
+    /// a base-image digest...). A repeated name keeps its last value; the value is hashed
+    /// into the key and never printed.
     pub fn with_extra(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(name.into(), value.into());
         self
@@ -184,17 +186,16 @@ impl BuildSpec {
         for a in AUTOMATIC_PLATFORM_ARGS {
             build_args.remove(a);
         }
-        let mut inputs = BuildKeyInputs::new(&self.commit, &dockerfile_rel, &content, &context_rel)
-            .with_platforms(self.platforms.iter().cloned())
-            .with_build_args(build_args.clone())
-            .with_extra(BUILDER_KEY_INPUT, builder_name);
-        if let Some(t) = &self.target {
-            inputs = inputs.with_target(t.clone());
+        let mut extra = BTreeMap::from([(BUILDER_KEY_INPUT.to_string(), builder_name.to_string())]);
+        extra.extend(self.extra.clone());
+        let key = BuildKeyInputs {
+            target: self.target.clone(),
+            platforms: self.platforms.clone(),
+            build_args: build_args.clone(),
+            extra,
+            ..BuildKeyInputs::new(&self.commit, &dockerfile_rel, &content, &context_rel)
         }
-        for (k, v) in &self.extra {
-            inputs = inputs.with_extra(k.clone(), v.clone());
-        }
-        let key = inputs.compute()?;
+        .compute()?;
         let dockerfile_id = hex::encode(
             &Sha256::new()
                 .chain_update(b"mirror-core/build-cache\0")

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::discover::index_entries;
 use super::{schema_tag, tag_schemes_apply, FoundBy, Referrer, ReferrerOptions, ReferrerReport};
-use crate::copy::{copy_image, copy_referrer, CopyOptions};
+use crate::copy::{copy_image, CopyOptions};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::media::{Descriptor, RawManifest, OCI_INDEX};
@@ -145,7 +145,7 @@ async fn copy_one(
             }
             // The manifest is there (read above): a `NotFound` now is a blob of it missing
             // at the source, an error as for the image itself.
-            let copied = copy_referrer(src, &reference, dst, None, tree).await?;
+            let copied = copy_image(src, &reference, dst, None, tree).await?;
             // The entry describes what the destination holds, not what the source said.
             let m = &copied.manifest;
             let referral = m.referral(&format!("{}@{}", dst.location(), m.digest))?;
