@@ -162,22 +162,10 @@ async fn a_nested_index_is_stored_a_level_at_a_time_deepest_first() {
     let src = store(&a, "team/nested");
     inner.push(&src, "inner").await.unwrap();
     let amd64 = &inner.images()[0];
-    let entry = |m: &mirror_core::RawManifest| {
-        serde_json::json!({
-            "mediaType": m.media_type,
-            "digest": m.digest.to_string(),
-            "size": m.bytes.len(),
-        })
-    };
-    let doc = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mirror_core::media::OCI_INDEX,
-        "manifests": [entry(inner.manifest()), entry(amd64.manifest())],
-    });
-    let outer = mirror_core::RawManifest::new(
-        serde_json::to_vec(&doc).unwrap(),
-        mirror_core::media::OCI_INDEX,
-    );
+    let outer = tests::oci_index(vec![
+        tests::descriptor(inner.manifest(), None),
+        tests::descriptor(amd64.manifest(), None),
+    ]);
     src.put_manifest("outer", &outer).await.unwrap();
 
     let dst = store(&b, "mirror/nested");
@@ -810,8 +798,7 @@ async fn tag_listing_follows_link_pagination() {
     // A registry that pages its tag list two at a time with relative `Link` headers.
     let all: Vec<String> = (0..7).map(|i| format!("t{i}")).collect();
     let tags = all.clone();
-    let app = axum::Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = tests::hostile::HostileRegistry::open()
         .route(
             "/v2/paged/app/tags/list",
             get(move |Query(q): Query<HashMap<String, String>>| {
@@ -836,11 +823,10 @@ async fn tag_listing_follows_link_pagination() {
                     (headers, body)
                 }
             }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let store = RegistryClient::new(&addr.to_string(), Credentials::Anonymous)
+        )
+        .serve()
+        .await;
+    let store = RegistryClient::new(&host, Credentials::Anonymous)
         .unwrap()
         .repository("paged/app")
         .unwrap();
