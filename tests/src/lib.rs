@@ -114,3 +114,12 @@ pub fn oci_index(manifests: Vec<serde_json::Value>) -> mirror_core::RawManifest 
     });
     mirror_core::RawManifest::new(doc.to_string().into_bytes(), mirror_core::media::OCI_INDEX)
 }
+
+/// A fault-proxy rule answering the next manifest `GET` `429` with `Retry-After: seconds`.
+pub fn manifest_get_rate_limited(seconds: u64) -> mirror_core::testing::Rule {
+    let fault = mirror_core::testing::Fault::Status {
+        status: 429,
+        retry_after: Some(seconds),
+    };
+    mirror_core::testing::Rule::new(Some("GET"), "/manifests/", fault, 1)
+}

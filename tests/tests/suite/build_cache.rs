@@ -9,29 +9,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use mirror_core::builder::buildah::BUILDAH_SETUP;
 use mirror_core::testing::{require_tool, TestRegistry};
-use mirror_core::{
-    Action, BuildEvent, BuildEventSink, BuildSpec, Buildah, Digest, Mirror, Registry, Repository,
-    ServiceStrategy,
-};
+use mirror_core::{Action, BuildEvent, BuildEventSink, BuildSpec, Digest, Registry, Repository};
 
 const KEEP: usize = 3;
 
-fn mirror(reg: &TestRegistry) -> Mirror {
-    Mirror::builder(reg.generic_registry(), "prod")
-        .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
-        .eviction_grace(Duration::ZERO)
-        .build()
-        .unwrap()
-}
-
-fn buildah() -> Buildah {
-    let program = require_tool("buildah", BUILDAH_SETUP);
-    Buildah::new().program(program).ephemeral_storage(true)
-}
+use super::build::{buildah, mirror};
 
 /// A context whose Dockerfile has a slow step that prints a marker when it runs, and an app
 /// file that changes per commit.

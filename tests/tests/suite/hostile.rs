@@ -14,16 +14,16 @@ use bytes::Bytes;
 use futures::StreamExt;
 use mirror_core::kit::retry::RetryConfig;
 use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::{RegistryClient, RegistryConfig, Throughput};
+use mirror_core::kit::store::http::{HttpStore, RegistryClient, RegistryConfig, Throughput};
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{copy, CopyOptions};
 use mirror_core::{Digest, Error, ImageStore};
 use tests::hostile::{HostileRegistry, Witness};
 
-/// A client with short transfer guards and two attempts, for attacks that must end soon.
-fn guarded(host: &str, credentials: Credentials) -> RegistryClient {
+/// A client of `app` at `host` with short transfer guards and two attempts, for attacks that
+/// must end soon.
+fn guarded(host: &str) -> HttpStore {
     RegistryClient::builder(host)
-        .credentials(credentials)
         .config(RegistryConfig {
             idle_timeout: Duration::from_secs(1),
             min_throughput: Some(Throughput {
@@ -39,6 +39,37 @@ fn guarded(host: &str, credentials: Credentials) -> RegistryClient {
         })
         .build()
         .unwrap()
+        .repository("app")
+        .unwrap()
+}
+
+/// [`guarded`] source `app` serving a one-layer image (`seed`) whose layer announces its size
+/// and sends `body()` as its bytes.
+async fn layer_sending<S>(seed: u64, body: fn() -> S) -> HttpStore
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+{
+    let image = TestImage::builder().seed(seed).layer(100_000).build();
+    let size = image.layers()[0].size().to_string();
+    let host = HostileRegistry::open()
+        .image_with_layers("app", &image, move || {
+            (
+                [("content-length", size.clone())],
+                Body::from_stream(body()),
+            )
+                .into_response()
+        })
+        .serve()
+        .await;
+    guarded(&host)
+}
+
+/// Copy options without retries.
+fn no_retry() -> CopyOptions {
+    CopyOptions {
+        retry: RetryConfig::none(),
+        ..CopyOptions::default()
+    }
 }
 
 /// Awaits `attempt`, which must fail, and within `bound` (a hang fails the test at 60 s).
@@ -59,21 +90,27 @@ async fn fails_within<T: std::fmt::Debug>(
     err
 }
 
+/// Copies `src:v1` to `dst:v1`, which must fail [`Error::Stalled`] for `reason` within
+/// `bound` seconds.
+async fn copy_stalls(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    options: &CopyOptions,
+    bound: u64,
+    reason: &str,
+) {
+    let copied = copy(src, "v1", dst, "v1", options);
+    let err = fails_within(Duration::from_secs(bound), copied).await;
+    assert!(
+        matches!(&err, Error::Stalled { reason: r, .. } if r.contains(reason)),
+        "{err:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time() {
-    let image = TestImage::builder().seed(1).layer(100_000).build();
-    let size = image.layers()[0].size().to_string();
-    let host = HostileRegistry::open()
-        .image_with_layers("app", &image, move || {
-            let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-            ([("content-length", size.clone())], Body::from_stream(never)).into_response()
-        })
-        .serve()
-        .await;
+    let src = layer_sending(1, futures::stream::pending).await;
     let dst = TestRegistry::start();
-    let src = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
     let dst_store = RegistryClient::new(&dst.host(), Credentials::Anonymous)
         .unwrap()
         .repository("copy/app")
@@ -85,60 +122,29 @@ async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time(
         },
         ..CopyOptions::default()
     };
-    let err = fails_within(
-        Duration::from_secs(30),
-        copy(&src, "v1", &dst_store, "v1", &options),
-    )
-    .await;
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("no byte moved")),
-        "{err:?}"
-    );
+    copy_stalls(&src, &dst_store, &options, 30, "no byte moved").await;
     assert!(dst_store.head_manifest("v1").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_dripping_a_byte_at_a_time_fails_below_the_minimum_throughput() {
-    let image = TestImage::builder().seed(2).layer(100_000).build();
-    let size = image.layers()[0].size().to_string();
-    let host = HostileRegistry::open()
-        .image_with_layers("app", &image, move || {
-            let drip = futures::stream::unfold((), |()| async {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), ()))
-            });
-            ([("content-length", size.clone())], Body::from_stream(drip)).into_response()
+    let src = layer_sending(2, || {
+        futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Some((Ok(Bytes::from_static(b"x")), ()))
         })
-        .serve()
-        .await;
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let dst = mirror_core::kit::store::layout::LayoutStore::create(dir.path()).unwrap();
-    let src = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
-    let options = CopyOptions {
-        retry: RetryConfig::none(),
-        ..CopyOptions::default()
-    };
-    let err = fails_within(
-        Duration::from_secs(60),
-        copy(&src, "v1", &dst, "v1", &options),
-    )
-    .await;
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("below the minimum")),
-        "{err:?}"
-    );
+    copy_stalls(&src, &dst, &no_retry(), 60, "below the minimum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
     let src_reg = TestRegistry::start();
     let image = TestImage::builder().seed(3).layer(50_000).build();
-    let src = RegistryClient::new(&src_reg.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let src = src_reg.store("app");
     image.push(&src, "v1").await.unwrap();
     let host = HostileRegistry::open()
         .route(
@@ -159,22 +165,8 @@ async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
         )
         .serve()
         .await;
-    let dst = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
-    let options = CopyOptions {
-        retry: RetryConfig::none(),
-        ..CopyOptions::default()
-    };
-    let err = fails_within(
-        Duration::from_secs(20),
-        copy(&src, "v1", &dst, "v1", &options),
-    )
-    .await;
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("no answer")),
-        "{err:?}"
-    );
+    let dst = guarded(&host);
+    copy_stalls(&src, &dst, &no_retry(), 20, "no answer").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,9 +265,7 @@ async fn an_error_answer_whose_body_never_comes_fails_in_bounded_time() {
         )
         .serve()
         .await;
-    let store = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
+    let store = guarded(&host);
     fails_within(Duration::from_secs(20), store.get_manifest("v1")).await;
 }
 
@@ -283,9 +273,7 @@ async fn an_error_answer_whose_body_never_comes_fails_in_bounded_time() {
 async fn an_empty_blob_passes_the_guards_both_ways() {
     // Size 0: no byte ever moves, which the idle guard must not take for a stall.
     let reg = TestRegistry::start();
-    let store = guarded(&reg.host(), Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
+    let store = guarded(&reg.host());
     let digest = Digest::sha256_of(b"");
     let data = futures::stream::iter(Vec::<mirror_core::Result<Bytes>>::new()).boxed();
     store.put_blob(&digest, 0, data).await.unwrap();

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use mirror_core::kit::image::referrers::{add_to_schema_index, cosign_tag, schema_tag};
 use mirror_core::kit::retry::RetryConfig;
 use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
+use mirror_core::kit::store::http::{HttpStore, RegistryClient};
 use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::media::{RawManifest, OCI_INDEX, OCI_MANIFEST};
 use mirror_core::testing::{
@@ -155,10 +155,13 @@ async fn a_hundred_thousand_referrers_answered_for_every_subject_cost_bounded_wo
     assert!(fetched <= 512, "{fetched} referrer manifests asked for");
 }
 
-/// A registry whose token server always answers 429 with `Retry-After: after`.
-async fn rate_limited_token_server(after: u64, asked: Arc<AtomicUsize>) -> String {
+/// A client (basic credentials) of `app` at a registry whose token server always answers 429
+/// with `Retry-After: after`, and the count of token requests.
+async fn rate_limited_token_server(after: u64) -> (HttpStore, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
     let realm = Witness::start(move || {
-        asked.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(1, Ordering::Relaxed);
         (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", after.to_string())],
@@ -166,21 +169,16 @@ async fn rate_limited_token_server(after: u64, asked: Arc<AtomicUsize>) -> Strin
         )
     })
     .await;
-    HostileRegistry::bearer_auth(&realm.url("/token"))
+    let host = HostileRegistry::bearer_auth(&realm.url("/token"))
         .serve()
-        .await
+        .await;
+    let client = RegistryClient::new(&host, Credentials::basic("a", "b")).unwrap();
+    (client.repository("app").unwrap(), asked)
 }
 
 #[tokio::test]
 async fn a_rate_limited_token_server_costs_one_retry_budget_not_one_per_request_attempt() {
-    let asked = Arc::new(AtomicUsize::new(0));
-    let host = rate_limited_token_server(1, asked.clone()).await;
-    let store = RegistryClient::builder(&host)
-        .credentials(Credentials::basic("a", "b"))
-        .build()
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let (store, asked) = rate_limited_token_server(1).await;
     let started = Instant::now();
     let (err, _) = measured("token server 429, Retry-After 1", store.head_manifest("v1")).await;
     let err = err.unwrap_err();
@@ -197,14 +195,7 @@ async fn a_rate_limited_token_server_costs_one_retry_budget_not_one_per_request_
     );
 
     // A Retry-After longer than a retry waits fails at once, as for manifests.
-    let asked = Arc::new(AtomicUsize::new(0));
-    let host = rate_limited_token_server(600, asked.clone()).await;
-    let store = RegistryClient::builder(&host)
-        .credentials(Credentials::basic("a", "b"))
-        .build()
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let (store, asked) = rate_limited_token_server(600).await;
     let started = Instant::now();
     let err = store.head_manifest("v1").await.unwrap_err();
     assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
