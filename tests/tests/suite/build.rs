@@ -155,8 +155,8 @@ impl<B: Builder> Builder for Counting<B> {
     }
 }
 
-/// An event sink keeping every log line.
-fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
+/// An event sink keeping every log line (also used by `build_cache.rs`).
+pub(crate) fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l = lines.clone();
     let sink: BuildEventSink = Arc::new(move |e: &BuildEvent| {

@@ -8,14 +8,13 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use mirror_core::testing::{require_tool, TestRegistry};
-use mirror_core::{Action, BuildEvent, BuildEventSink, BuildSpec, Digest, Registry, Repository};
+use mirror_core::{Action, BuildSpec, Digest, Registry, Repository};
+
+use super::build::{buildah, capture, mirror};
 
 const KEEP: usize = 3;
-
-use super::build::{buildah, mirror};
 
 /// A context whose Dockerfile has a slow step that prints a marker when it runs, and an app
 /// file that changes per commit.
@@ -34,17 +33,6 @@ fn context(dir: &Path) -> PathBuf {
     let busybox = require_tool("busybox", "apt-get install -y busybox-static");
     std::fs::copy(&busybox, ctx.join("busybox")).unwrap();
     ctx
-}
-
-fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    let sink: BuildEventSink = Arc::new(move |e: &BuildEvent| {
-        if let BuildEvent::Log { line, .. } = e {
-            l.lock().unwrap().push(line.clone());
-        }
-    });
-    (sink, lines)
 }
 
 async fn cache_repository(reg: &TestRegistry) -> Repository {

@@ -64,6 +64,14 @@ where
     guarded(&host)
 }
 
+/// An anonymous client of `app` at `host`, with the default retries.
+fn anonymous(host: &str) -> HttpStore {
+    RegistryClient::new(host, Credentials::Anonymous)
+        .unwrap()
+        .repository("app")
+        .unwrap()
+}
+
 /// Copy options without retries.
 fn no_retry() -> CopyOptions {
     CopyOptions {
@@ -169,6 +177,15 @@ async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
     copy_stalls(&src, &dst, &no_retry(), 20, "no answer").await;
 }
 
+/// Uploads a small blob through `store`: its digest and how the upload ended.
+async fn put_a_layer(store: &HttpStore) -> (Digest, mirror_core::Result<()>) {
+    let blob = Bytes::from_static(b"some layer");
+    let digest = Digest::sha256_of(&blob);
+    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
+    let put = store.put_blob(&digest, blob.len() as u64, data).await;
+    (digest, put)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_location_on_another_origin_gets_no_credentials() {
     // The "storage" origin records the Authorization headers it receives.
@@ -181,13 +198,7 @@ async fn an_upload_location_on_another_origin_gets_no_credentials() {
         .unwrap()
         .repository("app")
         .unwrap();
-    let blob = Bytes::from_static(b"some layer");
-    let digest = Digest::sha256_of(&blob);
-    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
-    store
-        .put_blob(&digest, blob.len() as u64, data)
-        .await
-        .unwrap();
+    put_a_layer(&store).await.1.unwrap();
     assert_eq!(
         storage.seen(),
         vec![None],
@@ -228,13 +239,8 @@ async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() 
         .unwrap()
         .repository("app")
         .unwrap();
-    let blob = Bytes::from_static(b"some layer");
-    let digest = Digest::sha256_of(&blob);
-    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
-    let err = store
-        .put_blob(&digest, blob.len() as u64, data)
-        .await
-        .unwrap_err();
+    let (digest, put) = put_a_layer(&store).await;
+    let err = put.unwrap_err();
     assert!(
         matches!(err, Error::Unauthorized { .. }),
         "the other origin's refusal is reported: {err:?}"
@@ -301,10 +307,7 @@ async fn a_redirect_loop_fails_at_once_without_retries() {
         .serve()
         .await;
     // The default retry policy (5 attempts with backoff): a loop must not use it.
-    let store = RegistryClient::new(&host, Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let store = anonymous(&host);
     let started = Instant::now();
     let err = match store.get_blob(&Digest::sha256_of(b"x")).await {
         Ok(_) => panic!("a redirect loop was followed to an end"),
@@ -386,10 +389,7 @@ async fn registry_text_with_escapes_and_thirty_kilobytes_is_shown_clean_and_shor
         )
         .serve()
         .await;
-    let store = RegistryClient::new(&host, Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let store = anonymous(&host);
     let err = store.get_manifest("v1").await.unwrap_err();
     let shown = err.to_string();
     assert!(
