@@ -330,16 +330,21 @@ async fn answer(
     .into_response()
 }
 
+/// `labels` as a label map, `None` when there are none.
+fn label_map(labels: &[(&str, &str)]) -> Option<BTreeMap<String, String>> {
+    (!labels.is_empty()).then(|| {
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    })
+}
+
 fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace: Some(namespace.to_string()),
-        labels: (!labels.is_empty()).then(|| {
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect()
-        }),
+        labels: label_map(labels),
         ..ObjectMeta::default()
     }
 }
@@ -348,12 +353,7 @@ fn meta(namespace: &str, name: &str, labels: &[(&str, &str)]) -> ObjectMeta {
 pub fn template(image: &str, init: Option<&str>, labels: &[(&str, &str)]) -> PodTemplateSpec {
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: (!labels.is_empty()).then(|| {
-                labels
-                    .iter()
-                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                    .collect()
-            }),
+            labels: label_map(labels),
             ..ObjectMeta::default()
         }),
         spec: Some(pod_spec(image, init)),
@@ -378,29 +378,28 @@ fn pod_spec(image: &str, init: Option<&str>) -> PodSpec {
     }
 }
 
-fn selector(labels: &[(&str, &str)]) -> LabelSelector {
-    LabelSelector {
-        match_labels: Some(
-            labels
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
-        ),
-        ..LabelSelector::default()
-    }
+/// A `$kind` (`$spec` its spec) named `$name` with `$labels`, whose pods (`app: $name`)
+/// run `$image`.
+macro_rules! templated {
+    ($kind:ident, $spec:ident, $namespace:expr, $name:expr, $image:expr, $labels:expr) => {
+        $kind {
+            metadata: meta($namespace, $name, $labels),
+            spec: $spec {
+                selector: LabelSelector {
+                    match_labels: label_map(&[("app", $name)]),
+                    ..LabelSelector::default()
+                },
+                template: template($image, None, &[("app", $name)]),
+                ..$spec::default()
+            },
+            ..$kind::default()
+        }
+    };
 }
 
 /// A Deployment of `image`.
 pub fn deployment(namespace: &str, name: &str, image: &str, labels: &[(&str, &str)]) -> Deployment {
-    Deployment {
-        metadata: meta(namespace, name, labels),
-        spec: DeploymentSpec {
-            selector: selector(&[("app", name)]),
-            template: template(image, None, &[("app", name)]),
-            ..DeploymentSpec::default()
-        },
-        ..Deployment::default()
-    }
+    templated!(Deployment, DeploymentSpec, namespace, name, image, labels)
 }
 
 /// A ReplicaSet of `image` with `replicas` (0: a rollback target).
@@ -409,7 +408,10 @@ pub fn replica_set(namespace: &str, name: &str, image: &str, replicas: i32) -> R
         metadata: meta(namespace, name, &[]),
         spec: ReplicaSetSpec {
             replicas: Some(replicas),
-            selector: selector(&[("app", name)]),
+            selector: LabelSelector {
+                match_labels: label_map(&[("app", name)]),
+                ..LabelSelector::default()
+            },
             template: Some(template(image, None, &[("app", name)])),
             ..ReplicaSetSpec::default()
         },
@@ -419,39 +421,27 @@ pub fn replica_set(namespace: &str, name: &str, image: &str, replicas: i32) -> R
 
 /// A StatefulSet of `image`.
 pub fn stateful_set(namespace: &str, name: &str, image: &str) -> StatefulSet {
-    StatefulSet {
-        metadata: meta(namespace, name, &[]),
-        spec: StatefulSetSpec {
-            selector: selector(&[("app", name)]),
-            template: template(image, None, &[("app", name)]),
-            ..StatefulSetSpec::default()
-        },
-        ..StatefulSet::default()
-    }
+    templated!(StatefulSet, StatefulSetSpec, namespace, name, image, &[])
 }
 
 /// A DaemonSet of `image`.
 pub fn daemon_set(namespace: &str, name: &str, image: &str) -> DaemonSet {
-    DaemonSet {
-        metadata: meta(namespace, name, &[]),
-        spec: DaemonSetSpec {
-            selector: selector(&[("app", name)]),
-            template: template(image, None, &[("app", name)]),
-            ..DaemonSetSpec::default()
-        },
-        ..DaemonSet::default()
-    }
+    templated!(DaemonSet, DaemonSetSpec, namespace, name, image, &[])
 }
 
 /// A Job of `image`.
 pub fn job(namespace: &str, name: &str, image: &str) -> Job {
     Job {
         metadata: meta(namespace, name, &[]),
-        spec: Some(JobSpec {
-            template: template(image, None, &[]),
-            ..JobSpec::default()
-        }),
+        spec: Some(job_spec(image)),
         ..Job::default()
+    }
+}
+
+fn job_spec(image: &str) -> JobSpec {
+    JobSpec {
+        template: template(image, None, &[]),
+        ..JobSpec::default()
     }
 }
 
@@ -463,10 +453,7 @@ pub fn cron_job(namespace: &str, name: &str, image: &str) -> CronJob {
             schedule: "0 3 * * *".to_string(),
             job_template: JobTemplateSpec {
                 metadata: None,
-                spec: Some(JobSpec {
-                    template: template(image, None, &[]),
-                    ..JobSpec::default()
-                }),
+                spec: Some(job_spec(image)),
             },
             ..CronJobSpec::default()
         },

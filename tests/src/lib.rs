@@ -4,10 +4,10 @@ pub mod authed;
 pub mod chromium;
 pub mod cli;
 pub mod cli_suite;
+pub mod hostile;
 pub mod kube_api;
 pub mod prometheus;
 pub mod referrers;
-pub mod routes;
 pub mod tls;
 
 use std::collections::HashMap;
@@ -86,4 +86,40 @@ pub async fn measured<T>(name: &str, attack: impl std::future::Future<Output = T
         grown as f64 / (1 << 20) as f64
     );
     (out, grown)
+}
+
+/// The descriptor of `manifest` in an image index, naming `platform` (`"os/architecture"`)
+/// when given.
+pub fn descriptor(
+    manifest: &mirror_core::RawManifest,
+    platform: Option<&str>,
+) -> serde_json::Value {
+    let mut entry = serde_json::json!({
+        "mediaType": manifest.media_type,
+        "digest": manifest.digest.to_string(),
+        "size": manifest.bytes.len(),
+    });
+    if let Some((os, architecture)) = platform.and_then(|p| p.split_once('/')) {
+        entry["platform"] = serde_json::json!({ "architecture": architecture, "os": os });
+    }
+    entry
+}
+
+/// An OCI image index of `manifests` (descriptors, [`descriptor`]).
+pub fn oci_index(manifests: Vec<serde_json::Value>) -> mirror_core::RawManifest {
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": mirror_core::media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    mirror_core::RawManifest::new(doc.to_string().into_bytes(), mirror_core::media::OCI_INDEX)
+}
+
+/// A fault-proxy rule answering the next manifest `GET` `429` with `Retry-After: seconds`.
+pub fn manifest_get_rate_limited(seconds: u64) -> mirror_core::testing::Rule {
+    let fault = mirror_core::testing::Fault::Status {
+        status: 429,
+        retry_after: Some(seconds),
+    };
+    mirror_core::testing::Rule::new(Some("GET"), "/manifests/", fault, 1)
 }

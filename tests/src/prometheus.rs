@@ -22,3 +22,9 @@ pub fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &st
         })
         .sum()
 }
+
+/// The body of `GET {base}/metrics` through `client`.
+pub async fn metrics(client: &reqwest::Client, base: &str) -> String {
+    let response = client.get(format!("{base}/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}

@@ -11,17 +11,10 @@ use futures::StreamExt;
 use mirror_core::kit::store::http::credentials::Credentials;
 use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::{Error, ImageStore};
+use tests::hostile::{HostileRegistry, Witness};
 
 /// One measurement at a time.
 static ALONE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Serves `router` on 127.0.0.1 and returns `127.0.0.1:PORT`.
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr.to_string()
-}
 
 /// Resident memory of this process, in bytes (Linux).
 fn rss() -> u64 {
@@ -34,46 +27,18 @@ fn rss() -> u64 {
         .unwrap()
 }
 
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
-    }
-}
-impl<T> Pipe for T {}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_server_answering_a_gigabyte_is_refused_without_reading_it() {
-    let realm_host = Router::new()
-        .route(
-            "/token",
-            get(|| async {
-                let zeros = futures::stream::repeat_with(|| {
-                    Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 1 << 20]))
-                })
-                .take(1024);
-                Body::from_stream(zeros)
-            }),
-        )
-        .pipe(serve)
-        .await;
-    let realm = format!("http://{realm_host}/token");
-    let registry = Router::new()
-        .route(
-            "/v2/",
-            get(move || {
-                let realm = realm.clone();
-                async move {
-                    (
-                        StatusCode::UNAUTHORIZED,
-                        [(
-                            "www-authenticate",
-                            format!("Bearer realm=\"{realm}\",service=\"r\""),
-                        )],
-                    )
-                }
-            }),
-        )
-        .pipe(serve)
+    let realm = Witness::start(|| {
+        let zeros = futures::stream::repeat_with(|| {
+            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 1 << 20]))
+        })
+        .take(1024);
+        Body::from_stream(zeros)
+    })
+    .await;
+    let registry = HostileRegistry::bearer_auth(&realm.url("/token"))
+        .serve()
         .await;
     let _alone = ALONE.lock().await;
     let before = rss();
@@ -103,10 +68,9 @@ async fn a_sixty_megabyte_tag_page_is_refused_in_bounded_memory() {
         let tail = futures::stream::once(async { Bytes::from_static(b"\"last\"]}") });
         Body::from_stream(head.chain(body).chain(tail).map(Ok::<_, std::io::Error>))
     };
-    let host = Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = HostileRegistry::open()
         .route("/v2/app/tags/list", get(move || async move { page() }))
-        .pipe(serve)
+        .serve()
         .await;
     let _alone = ALONE.lock().await;
     let before = rss();
@@ -129,10 +93,7 @@ async fn a_sixty_megabyte_tag_page_is_refused_in_bounded_memory() {
 
 /// A registry on `127.0.0.1` answering `/v2/` with `{}` and `routes` besides.
 async fn hostile(routes: Router) -> String {
-    routes
-        .route("/v2/", get(|| async { "{}" }))
-        .pipe(serve)
-        .await
+    HostileRegistry::open().merge(routes).serve().await
 }
 
 /// A JSON page of `field` holding `count` strings made by `item`, streamed without a length.
@@ -159,40 +120,10 @@ fn streamed_page(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_that_claims_to_live_u64_max_seconds_is_used_without_a_panic() {
-    let realm_host = Router::new()
-        .route(
-            "/token",
-            get(|| async { r#"{"token":"t","expires_in":18446744073709551615}"# }),
-        )
-        .pipe(serve)
-        .await;
-    let realm = format!("http://{realm_host}/token");
-    let registry = Router::new()
-        .route(
-            "/v2/{*rest}",
-            get(move |headers: axum::http::HeaderMap| {
-                let realm = realm.clone();
-                async move {
-                    if headers.get("authorization").is_some() {
-                        (
-                            StatusCode::NOT_FOUND,
-                            [("x", String::new())],
-                            "{}".to_string(),
-                        )
-                    } else {
-                        (
-                            StatusCode::UNAUTHORIZED,
-                            [(
-                                "www-authenticate",
-                                format!("Bearer realm=\"{realm}\",service=\"r\""),
-                            )],
-                            String::new(),
-                        )
-                    }
-                }
-            }),
-        )
-        .pipe(serve)
+    let realm = Witness::start(|| r#"{"token":"t","expires_in":18446744073709551615}"#).await;
+    // With a token: `404` for every manifest.
+    let registry = HostileRegistry::bearer_auth(&realm.url("/token"))
+        .serve()
         .await;
     let _alone = ALONE.lock().await;
     let store = RegistryClient::new(&registry, Credentials::basic("a", "b"))

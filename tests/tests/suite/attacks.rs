@@ -187,26 +187,15 @@ async fn an_index_of_ten_thousand_children_goes_into_a_layout_with_one_index_jso
     for r in results {
         r.unwrap();
     }
-    let entries: Vec<serde_json::Value> = children
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            serde_json::json!({
-                "mediaType": m.media_type, "digest": m.digest.to_string(), "size": m.bytes.len(),
-                "platform": { "os": "linux", "architecture": if i == 0 { "amd64".to_string() } else { format!("arch{i}") } },
-            })
-        })
-        .collect();
-    let index = mirror_core::RawManifest::new(
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": entries,
-        })
-        .to_string()
-        .into_bytes(),
-        "application/vnd.oci.image.index.v1+json",
-    );
+    let entries = children.iter().enumerate().map(|(i, m)| {
+        let arch = if i == 0 {
+            "amd64".to_string()
+        } else {
+            format!("arch{i}")
+        };
+        tests::descriptor(m, Some(&format!("linux/{arch}")))
+    });
+    let index = tests::oci_index(entries.collect());
     src_store.put_manifest("v1", &index).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -330,6 +319,27 @@ fn wait_for_temp_file(dir: &Path, min: u64, child: &mut std::process::Child) -> 
     false
 }
 
+/// The arguments of `mirror copy --concurrency 1 oci:SRC:v1 TARGET`.
+fn copy_args(src: &Path, target: String) -> Vec<String> {
+    let src = format!("oci:{}:v1", src.display());
+    ["copy", "--concurrency", "1", &src, &target]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Starts `mirror <args>` with its output dropped, to be killed.
+fn start(cli: &Cli, args: &[String]) -> std::process::Child {
+    let mut cmd = cli.command();
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.spawn().unwrap()
+}
+
+/// Runs `mirror <args> --json` to the end: it succeeds and prints its report.
+async fn rerun(cli: &Cli, args: &[String]) -> serde_json::Value {
+    cli.json_async([args, &["--json".to_string()]].concat())
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_a_copy_into_a_layout_then_rerun_leaves_a_whole_layout_and_no_temp_files() {
     let bin = tokio::task::spawn_blocking(build_cli).await.unwrap();
@@ -342,22 +352,10 @@ async fn kill_9_of_a_copy_into_a_layout_then_rerun_leaves_a_whole_layout_and_no_
         .write_layout(&src_dir, "v1")
         .unwrap();
     let dst_dir = cli.home.path().join("dst");
-    let args = [
-        "copy".to_string(),
-        "--concurrency".into(),
-        "1".into(),
-        format!("oci:{}:v1", src_dir.display()),
-        format!("oci:{}:v1", dst_dir.display()),
-    ];
+    let args = copy_args(&src_dir, format!("oci:{}:v1", dst_dir.display()));
     let mut killed = false;
     for _ in 0..3 {
-        let mut child = cli
-            .command()
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = start(&cli, &args);
         if wait_for_temp_file(&dst_dir, 1024 * 1024, &mut child) {
             child.kill().unwrap(); // SIGKILL
             child.wait().unwrap();
@@ -378,13 +376,7 @@ async fn kill_9_of_a_copy_into_a_layout_then_rerun_leaves_a_whole_layout_and_no_
         "nothing tagged by the killed copy"
     );
 
-    let out = cli.command().args(&args).arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = rerun(&cli, &args).await;
     assert_eq!(report["digest"], image.digest().to_string());
     assert_eq!(
         temp_files(&dst_dir),
@@ -409,20 +401,8 @@ async fn kill_9_of_a_copy_into_a_registry_then_rerun_gives_identical_digests() {
     let src_dir = cli.home.path().join("src");
     index.write_layout(&src_dir, "v1").unwrap();
     let target = format!("{}/app/killed:v1", dst.host());
-    let args = [
-        "copy".to_string(),
-        "--concurrency".into(),
-        "1".into(),
-        format!("oci:{}:v1", src_dir.display()),
-        target.clone(),
-    ];
-    let mut child = cli
-        .command()
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let args = copy_args(&src_dir, target.clone());
+    let mut child = start(&cli, &args);
     // Kill once the registry has received some of the first layer.
     let started = Instant::now();
     while !dst
@@ -457,13 +437,7 @@ async fn kill_9_of_a_copy_into_a_registry_then_rerun_gives_identical_digests() {
         "never a tag on something partial"
     );
 
-    let out = cli.command().args(&args).arg("--json").output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report = rerun(&cli, &args).await;
     assert_eq!(report["digest"], index.digest().to_string());
     let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
     let raw = Command::new(skopeo)

@@ -33,7 +33,9 @@ const CLUSTER: &str = "prod";
 const COMMIT_1: &str = "1111111111111111111111111111111111111111";
 const COMMIT_2: &str = "2222222222222222222222222222222222222222";
 
-fn mirror(reg: &TestRegistry) -> Mirror {
+/// A Service-mode mirror of cluster `prod` keeping one previous image, no grace (also used by
+/// `build_cache.rs`).
+pub(crate) fn mirror(reg: &TestRegistry) -> Mirror {
     Mirror::builder(reg.generic_registry(), CLUSTER)
         .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
         .eviction_grace(Duration::ZERO)
@@ -41,7 +43,8 @@ fn mirror(reg: &TestRegistry) -> Mirror {
         .unwrap()
 }
 
-fn buildah() -> Buildah {
+/// Buildah with throw-away storage (also used by `build_cache.rs`).
+pub(crate) fn buildah() -> Buildah {
     let program = require_tool("buildah", BUILDAH_SETUP);
     Buildah::new().program(program).ephemeral_storage(true)
 }
@@ -152,8 +155,8 @@ impl<B: Builder> Builder for Counting<B> {
     }
 }
 
-/// An event sink keeping every log line.
-fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
+/// An event sink keeping every log line (also used by `build_cache.rs`).
+pub(crate) fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let l = lines.clone();
     let sink: BuildEventSink = Arc::new(move |e: &BuildEvent| {
@@ -434,18 +437,17 @@ async fn a_failing_dockerfile_reports_the_log_tail_and_tags_nothing() {
     let spec = BuildSpec::new(&ctx, COMMIT_2);
     let key_tag = spec.plan("buildah").unwrap().key.tag();
     let err = m.build("api", &spec, &buildah()).await.unwrap_err();
-    match &err {
-        Error::BuildFailed {
-            reference,
-            status,
-            log_tail,
-        } => {
-            assert!(reference.ends_with(&format!(":{key_tag}")), "{reference}");
-            assert!(status.contains("exit status"), "{status}");
-            assert!(log_tail.contains("about-to-fail-7f3a"), "{log_tail}");
-        }
-        e => panic!("expected BuildFailed, got {e}"),
-    }
+    let Error::BuildFailed {
+        reference,
+        status,
+        log_tail,
+    } = &err
+    else {
+        panic!("expected BuildFailed, got {err}")
+    };
+    assert!(reference.ends_with(&format!(":{key_tag}")), "{reference}");
+    assert!(status.contains("exit status"), "{status}");
+    assert!(log_tail.contains("about-to-fail-7f3a"), "{log_tail}");
     assert!(err.to_string().contains("about-to-fail-7f3a"));
 
     // Nothing tagged anywhere; the previous image is still deployable.

@@ -8,30 +8,13 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use mirror_core::builder::buildah::BUILDAH_SETUP;
 use mirror_core::testing::{require_tool, TestRegistry};
-use mirror_core::{
-    Action, BuildEvent, BuildEventSink, BuildSpec, Buildah, Digest, Mirror, Registry, Repository,
-    ServiceStrategy,
-};
+use mirror_core::{Action, BuildSpec, Digest, Registry, Repository};
+
+use super::build::{buildah, capture, mirror};
 
 const KEEP: usize = 3;
-
-fn mirror(reg: &TestRegistry) -> Mirror {
-    Mirror::builder(reg.generic_registry(), "prod")
-        .strategy(Arc::new(ServiceStrategy { keep_previous: 1 }))
-        .eviction_grace(Duration::ZERO)
-        .build()
-        .unwrap()
-}
-
-fn buildah() -> Buildah {
-    let program = require_tool("buildah", BUILDAH_SETUP);
-    Buildah::new().program(program).ephemeral_storage(true)
-}
 
 /// A context whose Dockerfile has a slow step that prints a marker when it runs, and an app
 /// file that changes per commit.
@@ -50,17 +33,6 @@ fn context(dir: &Path) -> PathBuf {
     let busybox = require_tool("busybox", "apt-get install -y busybox-static");
     std::fs::copy(&busybox, ctx.join("busybox")).unwrap();
     ctx
-}
-
-fn capture() -> (BuildEventSink, Arc<Mutex<Vec<String>>>) {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    let sink: BuildEventSink = Arc::new(move |e: &BuildEvent| {
-        if let BuildEvent::Log { line, .. } = e {
-            l.lock().unwrap().push(line.clone());
-        }
-    });
-    (sink, lines)
 }
 
 async fn cache_repository(reg: &TestRegistry) -> Repository {

@@ -17,7 +17,12 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
     let kubeconfig_arg = kubeconfig.display().to_string();
     let k8s = FakeKubernetes::start().await;
     k8s.write_kubeconfig(&kubeconfig);
-    let run = |args: Vec<&str>| cli.json_async(args.iter().map(|a| a.to_string()).collect());
+    // `mirror <words of cmd> --kubeconfig KUBECONFIG`: its output, or its JSON (`run`).
+    let words = |cmd: &'static str| -> Vec<&str> {
+        let kubeconfig = ["--kubeconfig", kubeconfig_arg.as_str()];
+        cmd.split_whitespace().chain(kubeconfig).collect()
+    };
+    let run = |cmd| cli.json_async(words(cmd));
 
     let backup_src = cli.layout_source(
         &TestImage::builder().seed(5).layer(900).build(),
@@ -43,15 +48,7 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
     k8s.put(&kube_api::cron_job("ops", "nightly-backup", &backup_ref));
 
     // ls: who uses what, and when the rest expires.
-    let inventory = run(vec![
-        "ls",
-        "--retention",
-        "1h",
-        "--kubeconfig",
-        &kubeconfig_arg,
-        "--json",
-    ])
-    .await;
+    let inventory = run("ls --retention 1h --json").await;
     let images = inventory["repositories"][0]["images"]
         .as_array()
         .unwrap()
@@ -66,7 +63,7 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
             assert!(image.get("in_use_by").is_none(), "{image}");
         }
     }
-    let text = cli.run(&["ls", "--kubeconfig", &kubeconfig_arg]);
+    let text = cli.run(&words("ls"));
     let shown = String::from_utf8_lossy(&text.stdout);
     assert!(
         shown.contains("in use by cron_job ops/nightly-backup"),
@@ -75,13 +72,7 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
 
     // The API refuses: the sweep fails, says why, and deletes nothing.
     k8s.forbid("cronjobs");
-    let out = cli.run(&[
-        "sweep",
-        "--retention",
-        "0s",
-        "--kubeconfig",
-        &kubeconfig_arg,
-    ]);
+    let out = cli.run(&words("sweep --retention 0s"));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot tell which images are in use"), "{err}");
@@ -91,17 +82,7 @@ async fn sweep_and_ls_ask_the_cluster_what_it_runs() {
     let k8s = FakeKubernetes::start().await;
     k8s.write_kubeconfig(&kubeconfig);
     k8s.put(&kube_api::cron_job("ops", "nightly-backup", &backup_ref));
-    let swept = run(vec![
-        "sweep",
-        "--retention",
-        "0s",
-        "--grace",
-        "0s",
-        "--kubeconfig",
-        &kubeconfig_arg,
-        "--json",
-    ])
-    .await;
+    let swept = run("sweep --retention 0s --grace 0s --json").await;
     assert_eq!(
         swept["deleted"],
         serde_json::json!([report["digest"]]),

@@ -322,14 +322,7 @@ async fn the_page_shows_every_image_with_size_use_and_expiry_and_no_credentials(
     assert!(large < small, "descending size puts it last");
 
     // /metrics: the storage totals of the last inventory, and the registry requests it made.
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = tests::prometheus::metrics(&http, &base).await;
     let scrape = tests::prometheus::scrape(&metrics);
     let gauge = |name: &str| tests::prometheus::value(&scrape, name, &[]);
     assert_eq!(gauge("mirror_inventory_images"), 5.0, "{metrics}");

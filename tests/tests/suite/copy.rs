@@ -43,6 +43,20 @@ fn skopeo_digest(reference: &str) -> Digest {
     Digest::sha256_of(&out.stdout)
 }
 
+/// `skopeo copy --all <tls> FROM TO` (every platform), which must succeed.
+fn skopeo_copy(tls: &str, from: &str, to: &str) {
+    let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
+    let out = Command::new(skopeo)
+        .args(["copy", "--all", tls, from, to])
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy {from} {to}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn index_blobs(index: &TestIndex) -> usize {
     let mut all: Vec<&Digest> = index
         .images()
@@ -73,6 +87,36 @@ fn open_upload_sessions(reg: &TestRegistry, repo: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// `team/app` of one registry holding [`small_image`]`(seed)` as `v1` and a two-platform index
+/// (seed `seed + 1`) as `multi`; `mirror/app` of another, empty, as the destination.
+struct Pair {
+    _a: TestRegistry,
+    b: TestRegistry,
+    image: TestImage,
+    index: TestIndex,
+    src: HttpStore,
+    dst: HttpStore,
+}
+
+impl Pair {
+    async fn start(seed: u64) -> Self {
+        let (a, b) = (TestRegistry::start(), TestRegistry::start());
+        let (image, index) = (small_image(seed), TestIndex::linux_amd64_arm64(seed + 1));
+        let src = store(&a, "team/app");
+        image.push(&src, "v1").await.unwrap();
+        index.push(&src, "multi").await.unwrap();
+        let dst = store(&b, "mirror/app");
+        Pair {
+            _a: a,
+            b,
+            image,
+            index,
+            src,
+            dst,
+        }
+    }
+}
+
 fn opts() -> CopyOptions {
     CopyOptions {
         retry: mirror_core::kit::retry::RetryConfig::fast(),
@@ -82,33 +126,30 @@ fn opts() -> CopyOptions {
 
 #[tokio::test]
 async fn registry_to_registry_preserves_digests_and_second_copy_uploads_nothing() {
-    let a = TestRegistry::start();
-    let b = TestRegistry::start();
-    let image = small_image(1);
-    let index = TestIndex::linux_amd64_arm64(2);
-    let src = store(&a, "team/app");
-    image.push(&src, "v1").await.unwrap();
-    index.push(&src, "multi").await.unwrap();
-    let dst = store(&b, "mirror/app");
+    let pair = Pair::start(1).await;
 
     for (tag, digest, blobs) in [
-        ("v1", image.digest().clone(), 4),
-        ("multi", index.digest().clone(), index_blobs(&index)),
+        ("v1", pair.image.digest().clone(), 4),
+        (
+            "multi",
+            pair.index.digest().clone(),
+            index_blobs(&pair.index),
+        ),
     ] {
-        let r = copy(&src, tag, &dst, tag, &opts()).await.unwrap();
+        let r = copy(&pair.src, tag, &pair.dst, tag, &opts()).await.unwrap();
         assert_eq!(r.digest, digest, "{tag}");
         assert_eq!(r.blobs_uploaded, blobs, "{tag}: {r:?}");
         assert!(r.bytes_uploaded > 0);
         assert_eq!(
-            dst.head_manifest(tag).await.unwrap().unwrap().digest,
+            pair.dst.head_manifest(tag).await.unwrap().unwrap().digest,
             digest
         );
         assert_eq!(
-            skopeo_digest(&format!("docker://{}/mirror/app:{tag}", b.host())),
+            skopeo_digest(&format!("docker://{}/mirror/app:{tag}", pair.b.host())),
             digest
         );
 
-        let again = copy(&src, tag, &dst, tag, &opts()).await.unwrap();
+        let again = copy(&pair.src, tag, &pair.dst, tag, &opts()).await.unwrap();
         assert!(again.already_present, "{again:?}");
         assert_eq!(again.bytes_uploaded, 0);
         assert_eq!(
@@ -121,32 +162,32 @@ async fn registry_to_registry_preserves_digests_and_second_copy_uploads_nothing(
 #[tokio::test]
 async fn a_manifest_held_under_its_digest_gets_only_its_tag_and_nothing_is_streamed() {
     // The lookup by digest runs while the blobs are checked; streaming waits for its answer.
-    let a = TestRegistry::start();
-    let b = TestRegistry::start();
-    let image = small_image(31);
-    let index = TestIndex::linux_amd64_arm64(32);
-    let src = store(&a, "team/app");
-    image.push(&src, "v1").await.unwrap();
-    index.push(&src, "multi").await.unwrap();
-    let dst = store(&b, "mirror/app");
-    for (tag, digest) in [("v1", image.digest()), ("multi", index.digest())] {
-        copy(&src, tag, &dst, tag, &opts()).await.unwrap();
-        let before = tests::access_lines(&b).len();
+    let pair = Pair::start(31).await;
+    for (tag, digest) in [("v1", pair.image.digest()), ("multi", pair.index.digest())] {
+        copy(&pair.src, tag, &pair.dst, tag, &opts()).await.unwrap();
+        let before = tests::access_lines(&pair.b).len();
         let other = format!("{tag}-again");
-        let r = copy(&src, tag, &dst, &other, &opts()).await.unwrap();
+        let r = copy(&pair.src, tag, &pair.dst, &other, &opts())
+            .await
+            .unwrap();
         assert!(r.already_present, "{r:?}");
         assert_eq!(
             (r.manifests_pushed, r.blobs_uploaded, r.bytes_uploaded),
             (1, 0, 0)
         );
-        let writes: Vec<String> = tests::access_lines(&b)[before..]
+        let writes: Vec<String> = tests::access_lines(&pair.b)[before..]
             .iter()
             .filter(|l| !l.starts_with("HEAD ") && !l.starts_with("GET "))
             .cloned()
             .collect();
         assert_eq!(writes, [format!("PUT /v2/mirror/app/manifests/{other}")]);
         assert_eq!(
-            dst.head_manifest(&other).await.unwrap().unwrap().digest,
+            pair.dst
+                .head_manifest(&other)
+                .await
+                .unwrap()
+                .unwrap()
+                .digest,
             *digest
         );
     }
@@ -162,22 +203,10 @@ async fn a_nested_index_is_stored_a_level_at_a_time_deepest_first() {
     let src = store(&a, "team/nested");
     inner.push(&src, "inner").await.unwrap();
     let amd64 = &inner.images()[0];
-    let entry = |m: &mirror_core::RawManifest| {
-        serde_json::json!({
-            "mediaType": m.media_type,
-            "digest": m.digest.to_string(),
-            "size": m.bytes.len(),
-        })
-    };
-    let doc = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": mirror_core::media::OCI_INDEX,
-        "manifests": [entry(inner.manifest()), entry(amd64.manifest())],
-    });
-    let outer = mirror_core::RawManifest::new(
-        serde_json::to_vec(&doc).unwrap(),
-        mirror_core::media::OCI_INDEX,
-    );
+    let outer = tests::oci_index(vec![
+        tests::descriptor(inner.manifest(), None),
+        tests::descriptor(amd64.manifest(), None),
+    ]);
     src.put_manifest("outer", &outer).await.unwrap();
 
     let dst = store(&b, "mirror/nested");
@@ -621,27 +650,16 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
 
 #[tokio::test]
 async fn skopeo_pushed_image_copies_and_library_copy_reads_back_with_skopeo() {
-    let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
     let reg = TestRegistry::start();
     let dir = tempfile::tempdir().unwrap();
     let index = TestIndex::linux_amd64_arm64(14);
     index
         .write_layout(dir.path().join("fixture"), "v1")
         .unwrap();
-    let st = Command::new(&skopeo)
-        .args([
-            "copy",
-            "--all",
-            "--dest-tls-verify=false",
-            &format!("oci:{}:v1", dir.path().join("fixture").display()),
-            &format!("docker://{}/skopeo/app:v1", reg.host()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    skopeo_copy(
+        "--dest-tls-verify=false",
+        &format!("oci:{}:v1", dir.path().join("fixture").display()),
+        &format!("docker://{}/skopeo/app:v1", reg.host()),
     );
     let pushed = skopeo_digest(&format!("docker://{}/skopeo/app:v1", reg.host()));
 
@@ -656,20 +674,10 @@ async fn skopeo_pushed_image_copies_and_library_copy_reads_back_with_skopeo() {
         pushed
     );
     let out = dir.path().join("readback");
-    let st = Command::new(&skopeo)
-        .args([
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &format!("docker://{}/lib/app:v1", other.host()),
-            &format!("oci:{}:v1", out.display()),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    skopeo_copy(
+        "--src-tls-verify=false",
+        &format!("docker://{}/lib/app:v1", other.host()),
+        &format!("oci:{}:v1", out.display()),
     );
     assert_eq!(skopeo_digest(&format!("oci:{}:v1", out.display())), pushed);
 }
@@ -810,8 +818,7 @@ async fn tag_listing_follows_link_pagination() {
     // A registry that pages its tag list two at a time with relative `Link` headers.
     let all: Vec<String> = (0..7).map(|i| format!("t{i}")).collect();
     let tags = all.clone();
-    let app = axum::Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = tests::hostile::HostileRegistry::open()
         .route(
             "/v2/paged/app/tags/list",
             get(move |Query(q): Query<HashMap<String, String>>| {
@@ -836,11 +843,10 @@ async fn tag_listing_follows_link_pagination() {
                     (headers, body)
                 }
             }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let store = RegistryClient::new(&addr.to_string(), Credentials::Anonymous)
+        )
+        .serve()
+        .await;
+    let store = RegistryClient::new(&host, Credentials::Anonymous)
         .unwrap()
         .repository("paged/app")
         .unwrap();

@@ -382,15 +382,7 @@ async fn retry_after_is_waited_for() {
     .await
     .unwrap();
     let proxy = FaultProxy::start(&reg.host());
-    proxy.add(Rule::new(
-        Some("GET"),
-        "/manifests/",
-        Fault::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-        1,
-    ));
+    proxy.add(tests::manifest_get_rate_limited(1));
     let s = client(&proxy.host(), Credentials::Anonymous)
         .repository("a/b")
         .unwrap();

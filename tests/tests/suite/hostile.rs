@@ -7,31 +7,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
-use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, head, put};
 use bytes::Bytes;
 use futures::StreamExt;
 use mirror_core::kit::retry::RetryConfig;
 use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::{RegistryClient, RegistryConfig, Throughput};
+use mirror_core::kit::store::http::{HttpStore, RegistryClient, RegistryConfig, Throughput};
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{copy, CopyOptions};
 use mirror_core::{Digest, Error, ImageStore};
+use tests::hostile::{HostileRegistry, Witness};
 
-/// Serves `router` on 127.0.0.1 and returns `127.0.0.1:PORT`.
-async fn serve(router: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr.to_string()
-}
-
-/// A client with short transfer guards and two attempts, for attacks that must end soon.
-fn guarded(host: &str, credentials: Credentials) -> RegistryClient {
+/// A client of `app` at `host` with short transfer guards and two attempts, for attacks that
+/// must end soon.
+fn guarded(host: &str) -> HttpStore {
     RegistryClient::builder(host)
-        .credentials(credentials)
         .config(RegistryConfig {
             idle_timeout: Duration::from_secs(1),
             min_throughput: Some(Throughput {
@@ -47,57 +39,46 @@ fn guarded(host: &str, credentials: Credentials) -> RegistryClient {
         })
         .build()
         .unwrap()
+        .repository("app")
+        .unwrap()
 }
 
-/// A registry serving `image` (manifest `v1`) whose blob answers come from `blob`.
-async fn source_with_blob<F>(image: &TestImage, blob: F) -> String
+/// [`guarded`] source `app` serving a one-layer image (`seed`) whose layer announces its size
+/// and sends `body()` as its bytes.
+async fn layer_sending<S>(seed: u64, body: fn() -> S) -> HttpStore
 where
-    F: Fn() -> Response + Clone + Send + Sync + 'static,
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
 {
-    let manifest = image.manifest().clone();
-    let config = image.config().clone();
-    Router::new()
-        .route("/v2/", get(|| async { "{}" }))
-        .route(
-            "/v2/app/manifests/{reference}",
-            get(move || {
-                let m = manifest.clone();
-                async move {
-                    (
-                        [
-                            ("content-type", m.media_type.clone()),
-                            ("docker-content-digest", m.digest.to_string()),
-                        ],
-                        m.bytes.clone(),
-                    )
-                        .into_response()
-                }
-            }),
-        )
-        .route(
-            "/v2/app/blobs/{digest}",
-            get(move |axum::extract::Path(d): axum::extract::Path<String>| {
-                let config = config.clone();
-                let blob = blob.clone();
-                async move {
-                    if d == config.digest().to_string() {
-                        config.read().unwrap().to_vec().into_response()
-                    } else {
-                        blob()
-                    }
-                }
-            }),
-        )
-        .pipe(serve)
-        .await
+    let image = TestImage::builder().seed(seed).layer(100_000).build();
+    let size = image.layers()[0].size().to_string();
+    let host = HostileRegistry::open()
+        .image_with_layers("app", &image, move || {
+            (
+                [("content-length", size.clone())],
+                Body::from_stream(body()),
+            )
+                .into_response()
+        })
+        .serve()
+        .await;
+    guarded(&host)
 }
 
-trait Pipe: Sized {
-    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
-        f(self)
+/// An anonymous client of `app` at `host`, with the default retries.
+fn anonymous(host: &str) -> HttpStore {
+    RegistryClient::new(host, Credentials::Anonymous)
+        .unwrap()
+        .repository("app")
+        .unwrap()
+}
+
+/// Copy options without retries.
+fn no_retry() -> CopyOptions {
+    CopyOptions {
+        retry: RetryConfig::none(),
+        ..CopyOptions::default()
     }
 }
-impl<T> Pipe for T {}
 
 /// Awaits `attempt`, which must fail, and within `bound` (a hang fails the test at 60 s).
 async fn fails_within<T: std::fmt::Debug>(
@@ -117,19 +98,27 @@ async fn fails_within<T: std::fmt::Debug>(
     err
 }
 
+/// Copies `src:v1` to `dst:v1`, which must fail [`Error::Stalled`] for `reason` within
+/// `bound` seconds.
+async fn copy_stalls(
+    src: &dyn ImageStore,
+    dst: &dyn ImageStore,
+    options: &CopyOptions,
+    bound: u64,
+    reason: &str,
+) {
+    let copied = copy(src, "v1", dst, "v1", options);
+    let err = fails_within(Duration::from_secs(bound), copied).await;
+    assert!(
+        matches!(&err, Error::Stalled { reason: r, .. } if r.contains(reason)),
+        "{err:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time() {
-    let image = TestImage::builder().seed(1).layer(100_000).build();
-    let size = image.layers()[0].size().to_string();
-    let host = source_with_blob(&image, move || {
-        let never = futures::stream::pending::<Result<Bytes, std::io::Error>>();
-        ([("content-length", size.clone())], Body::from_stream(never)).into_response()
-    })
-    .await;
+    let src = layer_sending(1, futures::stream::pending).await;
     let dst = TestRegistry::start();
-    let src = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
     let dst_store = RegistryClient::new(&dst.host(), Credentials::Anonymous)
         .unwrap()
         .repository("copy/app")
@@ -141,76 +130,36 @@ async fn a_source_that_sends_headers_then_nothing_fails_stalled_in_bounded_time(
         },
         ..CopyOptions::default()
     };
-    let err = fails_within(
-        Duration::from_secs(30),
-        copy(&src, "v1", &dst_store, "v1", &options),
-    )
-    .await;
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("no byte moved")),
-        "{err:?}"
-    );
+    copy_stalls(&src, &dst_store, &options, 30, "no byte moved").await;
     assert!(dst_store.head_manifest("v1").await.unwrap().is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_source_dripping_a_byte_at_a_time_fails_below_the_minimum_throughput() {
-    let image = TestImage::builder().seed(2).layer(100_000).build();
-    let size = image.layers()[0].size().to_string();
-    let host = source_with_blob(&image, move || {
-        let drip = futures::stream::unfold((), |()| async {
+    let src = layer_sending(2, || {
+        futures::stream::unfold((), |()| async {
             tokio::time::sleep(Duration::from_millis(200)).await;
-            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), ()))
-        });
-        ([("content-length", size.clone())], Body::from_stream(drip)).into_response()
+            Some((Ok(Bytes::from_static(b"x")), ()))
+        })
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let dst = mirror_core::kit::store::layout::LayoutStore::create(dir.path()).unwrap();
-    let src = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
-    let options = CopyOptions {
-        retry: RetryConfig::none(),
-        ..CopyOptions::default()
-    };
-    let err = tokio::time::timeout(
-        Duration::from_secs(60),
-        copy(&src, "v1", &dst, "v1", &options),
-    )
-    .await
-    .expect("no hang")
-    .unwrap_err();
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("below the minimum")),
-        "{err:?}"
-    );
+    copy_stalls(&src, &dst, &no_retry(), 60, "below the minimum").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
     let src_reg = TestRegistry::start();
     let image = TestImage::builder().seed(3).layer(50_000).build();
-    let src = RegistryClient::new(&src_reg.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let src = src_reg.store("app");
     image.push(&src, "v1").await.unwrap();
-    let host = Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = HostileRegistry::open()
         .route(
             "/v2/app/blobs/{digest}",
-            axum::routing::head(|| async { StatusCode::NOT_FOUND }),
+            head(|| async { StatusCode::NOT_FOUND }),
         )
-        .route(
-            "/v2/app/blobs/uploads/",
-            post(|| async {
-                (
-                    StatusCode::ACCEPTED,
-                    [("location", "/v2/app/blobs/uploads/s1")],
-                )
-            }),
-        )
+        .upload_at("app", "/v2/app/blobs/uploads/s1")
         .route(
             "/v2/app/blobs/uploads/{session}",
             put(|body: Body| async move {
@@ -222,77 +171,36 @@ async fn a_destination_that_reads_the_upload_and_never_answers_fails_stalled() {
             })
             .delete(|| async { StatusCode::NO_CONTENT }),
         )
-        .pipe(serve)
+        .serve()
         .await;
-    let dst = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
-    let options = CopyOptions {
-        retry: RetryConfig::none(),
-        ..CopyOptions::default()
-    };
-    let err = fails_within(
-        Duration::from_secs(20),
-        copy(&src, "v1", &dst, "v1", &options),
-    )
-    .await;
-    assert!(
-        matches!(&err, Error::Stalled { reason, .. } if reason.contains("no answer")),
-        "{err:?}"
-    );
+    let dst = guarded(&host);
+    copy_stalls(&src, &dst, &no_retry(), 20, "no answer").await;
+}
+
+/// Uploads a small blob through `store`: its digest and how the upload ended.
+async fn put_a_layer(store: &HttpStore) -> (Digest, mirror_core::Result<()>) {
+    let blob = Bytes::from_static(b"some layer");
+    let digest = Digest::sha256_of(&blob);
+    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
+    let put = store.put_blob(&digest, blob.len() as u64, data).await;
+    (digest, put)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_location_on_another_origin_gets_no_credentials() {
     // The "storage" origin records the Authorization headers it receives.
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let rec = seen.clone();
-    let storage = Router::new()
-        .route(
-            "/upload",
-            put(move |headers: HeaderMap, body: Body| {
-                let rec = rec.clone();
-                async move {
-                    rec.lock().unwrap().push(
-                        headers
-                            .get("authorization")
-                            .map(|v| v.to_str().unwrap_or("").to_string()),
-                    );
-                    let mut s = body.into_data_stream();
-                    while s.next().await.is_some() {}
-                    StatusCode::CREATED
-                }
-            })
-            .delete(|| async { StatusCode::NO_CONTENT }),
-        )
-        .pipe(serve)
-        .await;
-    let location = format!("http://{storage}/upload");
-    let _auth = |headers: &HeaderMap| headers.contains_key("authorization");
-    let registry = Router::new()
-        .route("/v2/", tests::routes::v2_basic_auth())
-        .route(
-            "/v2/app/blobs/uploads/",
-            post(move || {
-                let location = location.clone();
-                async move { (StatusCode::ACCEPTED, [("location", location)]) }
-            }),
-        )
-        .pipe(serve)
+    let storage = Witness::start(|| StatusCode::CREATED).await;
+    let registry = HostileRegistry::basic_auth()
+        .upload_at("app", &storage.url("/upload"))
+        .serve()
         .await;
     let store = RegistryClient::new(&registry, Credentials::basic("alice", "s3cret"))
         .unwrap()
         .repository("app")
         .unwrap();
-    let blob = Bytes::from_static(b"some layer");
-    let digest = Digest::sha256_of(&blob);
-    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
-    store
-        .put_blob(&digest, blob.len() as u64, data)
-        .await
-        .unwrap();
+    put_a_layer(&store).await.1.unwrap();
     assert_eq!(
-        seen.lock().unwrap().clone(),
+        storage.seen(),
         vec![None],
         "the upload went to the other origin without the registry's credentials"
     );
@@ -302,50 +210,24 @@ async fn an_upload_location_on_another_origin_gets_no_credentials() {
 async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() {
     // The upload Location points at another origin, which answers 401 with a token realm of
     // its own: exchanging the registry's credentials there would hand them to it.
-    let evil_seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let rec = evil_seen.clone();
     // The token realm and the upload target are two origins of the attacker: the realm is
     // only known once the upload target answers.
-    let realm_host = Router::new()
-        .route(
-            "/token",
-            get(move |headers: HeaderMap| {
-                let rec = rec.clone();
-                async move {
-                    rec.lock().unwrap().push(
-                        headers
-                            .get("authorization")
-                            .map(|v| v.to_str().unwrap_or("").to_string()),
-                    );
-                    r#"{"token":"t"}"#
-                }
-            }),
-        )
-        .pipe(serve)
-        .await;
-    let challenge = format!("Bearer realm=\"http://{realm_host}/token\",service=\"evil\"");
-    let evil = Router::new()
+    let realm = Witness::start(|| r#"{"token":"t"}"#).await;
+    let realm_url = realm.url("/token");
+    let evil = HostileRegistry::open()
         .route(
             "/upload",
             put(move || {
-                let challenge = challenge.clone();
-                async move { (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]) }
+                let realm = realm_url.clone();
+                async move { tests::hostile::bearer_challenge(&realm) }
             })
             .delete(|| async { StatusCode::NO_CONTENT }),
         )
-        .pipe(serve)
+        .serve()
         .await;
-    let evil_upload = format!("http://{evil}/upload");
-    let registry = Router::new()
-        .route("/v2/", tests::routes::v2_basic_auth())
-        .route(
-            "/v2/app/blobs/uploads/",
-            post(move || {
-                let location = evil_upload.clone();
-                async move { (StatusCode::ACCEPTED, [("location", location)]) }
-            }),
-        )
-        .pipe(serve)
+    let registry = HostileRegistry::basic_auth()
+        .upload_at("app", &format!("http://{evil}/upload"))
+        .serve()
         .await;
     let store = RegistryClient::builder(&registry)
         .credentials(Credentials::basic("alice", "s3cret"))
@@ -357,13 +239,8 @@ async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() 
         .unwrap()
         .repository("app")
         .unwrap();
-    let blob = Bytes::from_static(b"some layer");
-    let digest = Digest::sha256_of(&blob);
-    let data = futures::stream::iter(vec![Ok(blob.clone())]).boxed();
-    let err = store
-        .put_blob(&digest, blob.len() as u64, data)
-        .await
-        .unwrap_err();
+    let (digest, put) = put_a_layer(&store).await;
+    let err = put.unwrap_err();
     assert!(
         matches!(err, Error::Unauthorized { .. }),
         "the other origin's refusal is reported: {err:?}"
@@ -372,16 +249,15 @@ async fn a_challenge_from_another_origin_never_gets_the_registrys_credentials() 
     let _ = store.has_blob(&digest, None).await;
     let _ = store.list_tags().await;
     assert!(
-        evil_seen.lock().unwrap().is_empty(),
+        realm.seen().is_empty(),
         "the other origin's token realm was asked: {:?}",
-        evil_seen.lock().unwrap()
+        realm.seen()
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_error_answer_whose_body_never_comes_fails_in_bounded_time() {
-    let host = Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = HostileRegistry::open()
         .route(
             "/v2/app/manifests/{reference}",
             get(|| async {
@@ -393,30 +269,17 @@ async fn an_error_answer_whose_body_never_comes_fails_in_bounded_time() {
                 )
             }),
         )
-        .pipe(serve)
+        .serve()
         .await;
-    let store = guarded(&host, Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
-    let started = Instant::now();
-    let err = tokio::time::timeout(Duration::from_secs(60), store.get_manifest("v1"))
-        .await
-        .expect("no hang")
-        .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "{:?}: {err}",
-        started.elapsed()
-    );
+    let store = guarded(&host);
+    fails_within(Duration::from_secs(20), store.get_manifest("v1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_blob_passes_the_guards_both_ways() {
     // Size 0: no byte ever moves, which the idle guard must not take for a stall.
     let reg = TestRegistry::start();
-    let store = guarded(&reg.host(), Credentials::Anonymous)
-        .repository("app")
-        .unwrap();
+    let store = guarded(&reg.host());
     let digest = Digest::sha256_of(b"");
     let data = futures::stream::iter(Vec::<mirror_core::Result<Bytes>>::new()).boxed();
     store.put_blob(&digest, 0, data).await.unwrap();
@@ -431,8 +294,7 @@ async fn an_empty_blob_passes_the_guards_both_ways() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redirect_loop_fails_at_once_without_retries() {
-    let host = Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = HostileRegistry::open()
         .route(
             "/v2/app/blobs/{digest}",
             get(|| async {
@@ -442,13 +304,10 @@ async fn a_redirect_loop_fails_at_once_without_retries() {
                 )
             }),
         )
-        .pipe(serve)
+        .serve()
         .await;
     // The default retry policy (5 attempts with backoff): a loop must not use it.
-    let store = RegistryClient::new(&host, Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let store = anonymous(&host);
     let started = Instant::now();
     let err = match store.get_blob(&Digest::sha256_of(b"x")).await {
         Ok(_) => panic!("a redirect loop was followed to an end"),
@@ -520,8 +379,7 @@ async fn registry_text_with_escapes_and_thirty_kilobytes_is_shown_clean_and_shor
         "{{\"errors\":[{{\"code\":\"DENIED\",\"message\":\"\\u001b[2J\\u001b[31mowned\\u001b[0m\\r{}\"}}]}}",
         "A".repeat(30_000)
     );
-    let host = Router::new()
-        .route("/v2/", get(|| async { "{}" }))
+    let host = HostileRegistry::open()
         .route(
             "/v2/app/manifests/{reference}",
             get(move || {
@@ -529,12 +387,9 @@ async fn registry_text_with_escapes_and_thirty_kilobytes_is_shown_clean_and_shor
                 async move { (StatusCode::BAD_REQUEST, body) }
             }),
         )
-        .pipe(serve)
+        .serve()
         .await;
-    let store = RegistryClient::new(&host, Credentials::Anonymous)
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let store = anonymous(&host);
     let err = store.get_manifest("v1").await.unwrap_err();
     let shown = err.to_string();
     assert!(

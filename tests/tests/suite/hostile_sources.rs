@@ -9,21 +9,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
 use mirror_core::kit::image::referrers::{add_to_schema_index, cosign_tag, schema_tag};
 use mirror_core::kit::retry::RetryConfig;
 use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
+use mirror_core::kit::store::http::{HttpStore, RegistryClient};
 use mirror_core::kit::store::layout::LayoutStore;
 use mirror_core::media::{RawManifest, OCI_INDEX, OCI_MANIFEST};
 use mirror_core::testing::{
     FakeRegistry, FaultProxy, TestArtifact, TestImage, TestIndex, TestRegistry,
 };
 use mirror_core::{
-    Action, ClusterStrategy, CopyOptions, Digest, Error, GenericRegistry, ImageStore, Mirror,
-    Repository, Source, Warning,
+    Action, ClusterStrategy, CopyOptions, Deployment, Digest, Error, GenericRegistry, ImageStore,
+    Mirror, Repository, Source, Warning,
 };
+use tests::hostile::{HostileRegistry, Witness};
 use tests::{access_lines, measured};
 
 fn client(host: &str) -> RegistryClient {
@@ -44,18 +43,7 @@ fn cluster_mirror(host: &str) -> Mirror {
 /// An OCI index naming `child` `times` times (a platform each time, so that it reads as an
 /// image index).
 fn index_naming(child: &RawManifest, times: usize) -> RawManifest {
-    let entry = serde_json::json!({
-        "mediaType": child.media_type,
-        "digest": child.digest.to_string(),
-        "size": child.bytes.len(),
-        "platform": {"architecture": "amd64", "os": "linux"},
-    });
-    let doc = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": vec![entry; times],
-    });
-    RawManifest::new(serde_json::to_vec(&doc).unwrap(), OCI_INDEX)
+    tests::oci_index(vec![tests::descriptor(child, Some("linux/amd64")); times])
 }
 
 /// Manifest reads (`GET`/`HEAD …/manifests/<digest>`) of `digest` in a registry's log.
@@ -167,57 +155,30 @@ async fn a_hundred_thousand_referrers_answered_for_every_subject_cost_bounded_wo
     assert!(fetched <= 512, "{fetched} referrer manifests asked for");
 }
 
-/// A registry whose token server always answers 429 with `Retry-After: after`.
-async fn rate_limited_token_server(after: u64, asked: Arc<AtomicUsize>) -> String {
-    let realm = {
-        let asked = asked.clone();
-        let router = Router::new().route(
-            "/token",
-            get(move || {
-                asked.fetch_add(1, Ordering::Relaxed);
-                async move {
-                    (
-                        StatusCode::TOO_MANY_REQUESTS,
-                        [("retry-after", after.to_string())],
-                        "slow down",
-                    )
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        format!("http://{addr}/token")
-    };
-    let router = Router::new().fallback(move || {
-        let realm = realm.clone();
-        async move {
-            (
-                StatusCode::UNAUTHORIZED,
-                [(
-                    "www-authenticate",
-                    format!("Bearer realm=\"{realm}\",service=\"r\""),
-                )],
-                "",
-            )
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr.to_string()
+/// A client (basic credentials) of `app` at a registry whose token server always answers 429
+/// with `Retry-After: after`, and the count of token requests.
+async fn rate_limited_token_server(after: u64) -> (HttpStore, Arc<AtomicUsize>) {
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let realm = Witness::start(move || {
+        counter.fetch_add(1, Ordering::Relaxed);
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [("retry-after", after.to_string())],
+            "slow down",
+        )
+    })
+    .await;
+    let host = HostileRegistry::bearer_auth(&realm.url("/token"))
+        .serve()
+        .await;
+    let client = RegistryClient::new(&host, Credentials::basic("a", "b")).unwrap();
+    (client.repository("app").unwrap(), asked)
 }
 
 #[tokio::test]
 async fn a_rate_limited_token_server_costs_one_retry_budget_not_one_per_request_attempt() {
-    let asked = Arc::new(AtomicUsize::new(0));
-    let host = rate_limited_token_server(1, asked.clone()).await;
-    let store = RegistryClient::builder(&host)
-        .credentials(Credentials::basic("a", "b"))
-        .build()
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let (store, asked) = rate_limited_token_server(1).await;
     let started = Instant::now();
     let (err, _) = measured("token server 429, Retry-After 1", store.head_manifest("v1")).await;
     let err = err.unwrap_err();
@@ -234,14 +195,7 @@ async fn a_rate_limited_token_server_costs_one_retry_budget_not_one_per_request_
     );
 
     // A Retry-After longer than a retry waits fails at once, as for manifests.
-    let asked = Arc::new(AtomicUsize::new(0));
-    let host = rate_limited_token_server(600, asked.clone()).await;
-    let store = RegistryClient::builder(&host)
-        .credentials(Credentials::basic("a", "b"))
-        .build()
-        .unwrap()
-        .repository("app")
-        .unwrap();
+    let (store, asked) = rate_limited_token_server(600).await;
     let started = Instant::now();
     let err = store.head_manifest("v1").await.unwrap_err();
     assert!(matches!(err, Error::RateLimited { .. }), "{err:?}");
@@ -251,6 +205,24 @@ async fn a_rate_limited_token_server_costs_one_retry_budget_not_one_per_request_
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Into a cluster mirror at `dst`, mirrors `acme/victim:v1` of `src` for service `victim`, then
+/// (measured as `attack`) `attacker:v1` for service `attacker`: the two deployments.
+async fn victim_then(
+    dst: &str,
+    src: &str,
+    attacker: &str,
+    attack: &str,
+) -> (Deployment, Deployment) {
+    let mirror = cluster_mirror(dst);
+    let source = |path: &str| Source::parse(&format!("{src}/{path}:v1")).unwrap();
+    let v = mirror
+        .mirror("victim", &source("acme/victim"))
+        .await
+        .unwrap();
+    let (d, _) = measured(attack, mirror.mirror("attacker", &source(attacker))).await;
+    (v, d.unwrap())
 }
 
 #[tokio::test]
@@ -280,23 +252,7 @@ async fn a_referrer_whose_subject_is_another_image_is_not_copied() {
         .await
         .unwrap();
 
-    let mirror = cluster_mirror(&dst_api.host());
-    let v = mirror
-        .mirror(
-            "victim",
-            &Source::parse(&format!("{}/acme/victim:v1", src.host())).unwrap(),
-        )
-        .await
-        .unwrap();
-    let (d, _) = measured(
-        "a forged SBOM",
-        mirror.mirror(
-            "app",
-            &Source::parse(&format!("{}/acme/app:v1", src.host())).unwrap(),
-        ),
-    )
-    .await;
-    let d = d.unwrap();
+    let (v, d) = victim_then(&dst_api.host(), &src.host(), "acme/app", "a forged SBOM").await;
     assert_eq!(d.referrers.foreign, vec![forged.digest().clone()]);
     assert!(
         d.warnings.iter().any(|w| matches!(w, Warning::ReferrersRefused { foreign, .. } if foreign.contains(forged.digest()))),
@@ -350,23 +306,13 @@ async fn a_cosign_tag_of_another_image_is_kept_not_replaced() {
     good.push(&victim_store, Some(&tag)).await.unwrap();
     evil.push(&attacker_store, Some(&tag)).await.unwrap();
 
-    let mirror = cluster_mirror(&dst.host());
-    let v = mirror
-        .mirror(
-            "victim",
-            &Source::parse(&format!("{}/acme/victim:v1", src.host())).unwrap(),
-        )
-        .await
-        .unwrap();
-    let (d, _) = measured(
+    let (v, d) = victim_then(
+        &dst.host(),
+        &src.host(),
+        "evil/app",
         "a replaced cosign signature",
-        mirror.mirror(
-            "evil",
-            &Source::parse(&format!("{}/evil/app:v1", src.host())).unwrap(),
-        ),
     )
     .await;
-    let d = d.unwrap();
     assert_eq!(d.action, Action::Copied);
     assert_eq!(d.referrers.cosign_tags_kept, vec![tag.clone()]);
     let store = client(&dst.host()).repository(&v.repository).unwrap();

@@ -28,47 +28,27 @@ fn uses_of(list: &[mirror_core::inuse::ImageUse]) -> BTreeSet<(String, String)> 
 
 /// One object of every kind, in two namespaces.
 fn populate(k8s: &FakeKubernetes, digest: &Digest) {
+    let at = |image: &str| format!("mirror.example/prod/{image}");
     k8s.put(&kube_api::pod(
         "shop",
         "web-1",
-        "mirror.example/prod/web:v2",
-        Some(&format!("mirror.example/prod/web@{digest}")),
-        Some("mirror.example/prod/init:v1"),
-        Some("mirror.example/prod/debug:v1"),
+        &at("web:v2"),
+        Some(&at(&format!("web@{digest}"))),
+        Some(&at("init:v1")),
+        Some(&at("debug:v1")),
         &[("app", "web")],
     ));
-    k8s.put(&kube_api::deployment(
-        "shop",
-        "web",
-        "mirror.example/prod/web:v2",
-        &[("app", "web")],
-    ));
-    k8s.put(&kube_api::replica_set(
-        "shop",
-        "web-old",
-        "mirror.example/prod/web:v1",
-        0,
-    ));
-    k8s.put(&kube_api::stateful_set(
-        "data",
-        "db",
-        "mirror.example/prod/db:v5",
-    ));
+    let web = &[("app", "web")];
+    k8s.put(&kube_api::deployment("shop", "web", &at("web:v2"), web));
+    k8s.put(&kube_api::replica_set("shop", "web-old", &at("web:v1"), 0));
+    k8s.put(&kube_api::stateful_set("data", "db", &at("db:v5")));
     k8s.put(&kube_api::daemon_set(
         "kube-system",
         "agent",
-        "mirror.example/prod/agent:v3",
+        &at("agent:v3"),
     ));
-    k8s.put(&kube_api::job(
-        "data",
-        "migrate",
-        "mirror.example/prod/migrate:v9",
-    ));
-    k8s.put(&kube_api::cron_job(
-        "data",
-        "backup",
-        "mirror.example/prod/backup:v4",
-    ));
+    k8s.put(&kube_api::job("data", "migrate", &at("migrate:v9")));
+    k8s.put(&kube_api::cron_job("data", "backup", &at("backup:v4")));
 }
 
 #[tokio::test]

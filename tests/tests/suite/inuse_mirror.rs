@@ -8,28 +8,48 @@ use std::time::{Duration, SystemTime};
 
 use mirror_core::inuse::kubernetes::KubernetesInUse;
 use mirror_core::inuse::WorkloadKind;
-use mirror_core::kit::store::http::credentials::Credentials;
-use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{
-    ClusterStrategy, Digest, Error, GenericRegistry, Mirror, Registry, Repository, ServiceStrategy,
+    ClusterStrategy, Deployment, Digest, Error, GenericRegistry, Mirror, Registry, Repository,
+    ServiceStrategy,
 };
 use tests::kube_api::{self, FakeKubernetes};
 
-async fn push_versions(src: &TestRegistry, repo: &str, versions: &[&str], seed: u64) {
-    let store = RegistryClient::new(&src.host(), Credentials::Anonymous)
-        .unwrap()
-        .repository(repo)
-        .unwrap();
-    for (i, v) in versions.iter().enumerate() {
-        TestImage::builder()
-            .seed(seed + i as u64)
-            .layers([20_000])
-            .build()
-            .push(&store, v)
-            .await
-            .unwrap();
+/// A source registry holding `versions` of one repository, a destination, a Kubernetes API.
+struct Scene {
+    src: TestRegistry,
+    dst: TestRegistry,
+    k8s: FakeKubernetes,
+    /// The destination as a registry.
+    reg: Arc<GenericRegistry>,
+}
+
+impl Scene {
+    async fn start(repo: &str, versions: &[&str], seed: u64) -> Self {
+        let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+        let store = src.store(repo);
+        for (i, v) in versions.iter().enumerate() {
+            let image = TestImage::builder().seed(seed + i as u64).layers([20_000]);
+            image.build().push(&store, v).await.unwrap();
+        }
+        let reg = dst.generic_registry();
+        let k8s = FakeKubernetes::start().await;
+        Scene { src, dst, k8s, reg }
     }
+}
+
+/// Mirrors `repo:tag` of `src` for `service`.
+async fn deploy(
+    mirror: &Mirror,
+    src: &TestRegistry,
+    service: &str,
+    repo: &str,
+    tag: &str,
+) -> Deployment {
+    mirror
+        .mirror(service, &src.source(repo, tag))
+        .await
+        .unwrap()
 }
 
 fn discovery(k8s: &FakeKubernetes) -> Arc<KubernetesInUse> {
@@ -57,28 +77,16 @@ async fn digests(reg: &GenericRegistry, repository: &str) -> HashSet<Digest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    push_versions(&src, "team/api", &["v1", "v2", "v3", "v4"], 10).await;
-    let k8s = FakeKubernetes::start().await;
-    let reg = dst.generic_registry();
+    let Scene { src, dst, k8s, reg } =
+        Scene::start("team/api", &["v1", "v2", "v3", "v4"], 10).await;
     let mirror = service_mirror(&reg, &k8s);
 
-    let v1 = mirror
-        .mirror("api", &src.source("team/api", "v1"))
-        .await
-        .unwrap();
+    let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
     // The Deployment pulls v1 by the mirror's tag, not by digest: resolved with a HEAD.
     let by_tag = format!("{}/{}:{}", dst.host(), v1.repository, v1.tag);
     k8s.put(&kube_api::deployment("shop", "api", &by_tag, &[]));
-    let v2 = mirror
-        .mirror("api", &src.source("team/api", "v2"))
-        .await
-        .unwrap();
-    let v3 = mirror
-        .mirror("api", &src.source("team/api", "v3"))
-        .await
-        .unwrap();
+    let v2 = deploy(&mirror, &src, "api", "team/api", "v2").await;
+    let v3 = deploy(&mirror, &src, "api", "team/api", "v3").await;
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
     assert_eq!(v3.evicted, vec![v2.digest.clone()], "v2 runs nowhere");
     let left = digests(&reg, &v1.repository).await;
@@ -95,10 +103,7 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
         &v3.pull_reference,
         &[],
     ));
-    let v4 = mirror
-        .mirror("api", &src.source("team/api", "v4"))
-        .await
-        .unwrap();
+    let v4 = deploy(&mirror, &src, "api", "team/api", "v4").await;
     assert_eq!(v4.evicted, vec![v1.digest.clone()]);
     let left = digests(&reg, &v1.repository).await;
     assert_eq!(left, [v3.digest.clone(), v4.digest.clone()].into());
@@ -117,47 +122,37 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    push_versions(&src, "team/web", &["v1", "v2"], 30).await;
-    let k8s = FakeKubernetes::start().await;
-    let reg = dst.generic_registry();
+    let Scene {
+        src,
+        dst: _dst,
+        k8s,
+        reg,
+    } = Scene::start("team/web", &["v1", "v2"], 30).await;
     let mirror = service_mirror(&reg, &k8s);
-    let v1 = mirror
-        .mirror("web", &src.source("team/web", "v1"))
-        .await
-        .unwrap();
+    let v1 = deploy(&mirror, &src, "web", "team/web", "v1").await;
     k8s.put(&kube_api::replica_set(
         "shop",
         "web-5d8f",
         &v1.pull_reference,
         0,
     ));
-    let v2 = mirror
-        .mirror("web", &src.source("team/web", "v2"))
-        .await
-        .unwrap();
+    let v2 = deploy(&mirror, &src, "web", "team/web", "v2").await;
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
     assert!(digests(&reg, &v1.repository).await.contains(&v1.digest));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    push_versions(&src, "team/api", &["v1", "v2"], 40).await;
-    let k8s = FakeKubernetes::start().await;
-    let reg = dst.generic_registry();
+    let Scene {
+        src,
+        dst: _dst,
+        k8s,
+        reg,
+    } = Scene::start("team/api", &["v1", "v2"], 40).await;
     let mirror = service_mirror(&reg, &k8s);
-    let v1 = mirror
-        .mirror("api", &src.source("team/api", "v1"))
-        .await
-        .unwrap();
+    let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
     k8s.forbid("pods");
-    let v2 = mirror
-        .mirror("api", &src.source("team/api", "v2"))
-        .await
-        .unwrap();
+    let v2 = deploy(&mirror, &src, "api", "team/api", "v2").await;
     assert!(v2.evicted.is_empty());
     assert!(
         v2.warnings.iter().any(|w| matches!(
@@ -177,25 +172,20 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_discovery_fails() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    push_versions(&src, "lib/tools", &["backup", "report", "scratch"], 50).await;
-    let k8s = FakeKubernetes::start().await;
-    let reg = dst.generic_registry();
+    let Scene {
+        src,
+        dst: _dst,
+        k8s,
+        reg,
+    } = Scene::start("lib/tools", &["backup", "report", "scratch"], 50).await;
     let retention = Duration::from_secs(3600);
     let mirror = Mirror::builder(reg.clone(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(retention)))
         .in_use_source(discovery(&k8s))
         .build()
         .unwrap();
-    let backup = mirror
-        .mirror("ops", &src.source("lib/tools", "backup"))
-        .await
-        .unwrap();
-    let report = mirror
-        .mirror("ops", &src.source("lib/tools", "report"))
-        .await
-        .unwrap();
+    let backup = deploy(&mirror, &src, "ops", "lib/tools", "backup").await;
+    let report = deploy(&mirror, &src, "ops", "lib/tools", "report").await;
     k8s.put(&kube_api::cron_job(
         "ops",
         "nightly-backup",
@@ -222,10 +212,7 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
     );
 
     // Discovery refused: the sweep fails and deletes nothing.
-    let scratch = mirror
-        .mirror("ops", &src.source("lib/tools", "scratch"))
-        .await
-        .unwrap();
+    let scratch = deploy(&mirror, &src, "ops", "lib/tools", "scratch").await;
     k8s.forbid("cronjobs");
     let err = mirror
         .sweep(later, &HashSet::new(), false)

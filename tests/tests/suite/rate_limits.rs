@@ -87,15 +87,7 @@ async fn a_rate_limited_source_is_waited_for_within_the_bound_then_served_from_t
 
     // A short Retry-After on the manifest: waited for, the copy completes.
     proxy.set_rate_limit(Some((100, 90)));
-    proxy.add(Rule::new(
-        Some("GET"),
-        "/manifests/",
-        Fault::Status {
-            status: 429,
-            retry_after: Some(1),
-        },
-        1,
-    ));
+    proxy.add(tests::manifest_get_rate_limited(1));
     let started = Instant::now();
     let waited = mirror.mirror("api", &source(&proxy, "2.0")).await.unwrap();
     assert_eq!(waited.action, Action::Copied);

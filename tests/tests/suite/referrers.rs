@@ -376,32 +376,11 @@ async fn cyclic_and_unbounded_referrer_graphs_terminate_within_the_bounds() {
     let child_att = TestArtifact::builder(IN_TOTO)
         .subject(p1.manifest())
         .build();
-    let mut entries = Vec::new();
-    for (m, platform) in [
-        (p1.manifest(), Some(("amd64", "linux"))),
-        (p2.manifest(), Some(("arm64", "linux"))),
-        (child_att.manifest(), None),
-    ] {
-        let mut e = serde_json::json!({
-            "mediaType": m.media_type,
-            "digest": m.digest.to_string(),
-            "size": m.bytes.len(),
-        });
-        if let Some((arch, os)) = platform {
-            e["platform"] = serde_json::json!({ "architecture": arch, "os": os });
-        }
-        entries.push(e);
-    }
-    let index = mirror_core::RawManifest::new(
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": entries,
-        })
-        .to_string()
-        .into_bytes(),
-        "application/vnd.oci.image.index.v1+json",
-    );
+    let index = tests::oci_index(vec![
+        tests::descriptor(p1.manifest(), Some("linux/amd64")),
+        tests::descriptor(p2.manifest(), Some("linux/arm64")),
+        tests::descriptor(child_att.manifest(), None),
+    ]);
     p1.push(&src_store, &p1.digest().to_string()).await.unwrap();
     p2.push(&src_store, &p2.digest().to_string()).await.unwrap();
     child_att.push(&src_store, None).await.unwrap();
@@ -694,42 +673,8 @@ async fn hostile_referrers(
     link: Option<String>,
 ) -> String {
     use axum::response::IntoResponse;
-    let manifest = image.manifest().clone();
-    let blobs: std::collections::HashMap<String, Vec<u8>> = image
-        .blobs()
-        .iter()
-        .map(|b| (b.digest().to_string(), b.read().unwrap().to_vec()))
-        .collect();
-    let router = axum::Router::new()
-        .route(
-            "/v2/app/blobs/{digest}",
-            axum::routing::get(move |axum::extract::Path(d): axum::extract::Path<String>| {
-                let b = blobs.get(&d).cloned();
-                async move {
-                    match b {
-                        Some(b) => b.into_response(),
-                        None => axum::http::StatusCode::NOT_FOUND.into_response(),
-                    }
-                }
-            }),
-        )
-        .route("/v2/", axum::routing::get(|| async { "{}" }))
-        .route(
-            "/v2/app/manifests/{reference}",
-            axum::routing::get(move || {
-                let m = manifest.clone();
-                async move {
-                    (
-                        [
-                            ("content-type", m.media_type.clone()),
-                            ("docker-content-digest", m.digest.to_string()),
-                        ],
-                        m.bytes.clone(),
-                    )
-                        .into_response()
-                }
-            }),
-        )
+    tests::hostile::HostileRegistry::open()
+        .image("app", image)
         .route(
             "/v2/app/referrers/{digest}",
             axum::routing::get(move || {
@@ -748,11 +693,9 @@ async fn hostile_referrers(
                     resp
                 }
             }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    addr.to_string()
+        )
+        .serve()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

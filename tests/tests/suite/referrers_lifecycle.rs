@@ -12,23 +12,22 @@ use mirror_core::kit::image::referrers::{
     add_to_schema_index, schema_tag, ReferrerKind, ReferrerOptions,
 };
 use mirror_core::testing::{TestArtifact, TestRegistry};
-use mirror_core::{ClusterStrategy, Digest, ImageStore, Mirror, Source};
+use mirror_core::{ClusterStrategy, Digest, ImageStore, Mirror};
 use tests::referrers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eviction_deletes_the_old_images_referrers_and_the_inventory_shows_one_image_each() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    let src_store = store(&src.host(), "team/app");
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    let src_store = src.store("team/app");
     let v1 = Signed::new(10);
     let v2 = Signed::new(11);
     let v3 = Signed::new(12);
     v1.push(&src_store, "1", true).await;
     v2.push(&src_store, "2", true).await;
     v3.push(&src_store, "3", true).await;
-    let source = |t: &str| Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+    let source = |t: &str| src.source("team/app", t);
     let repo = "prod/services/api";
-    let dst_store = store(&dst.host(), repo);
+    let dst_store = dst.store(repo);
 
     // keep_previous 1: referrers are not images, so v1 stays the one previous image.
     let mirror = service_mirror(&dst.host(), 1);
@@ -93,7 +92,7 @@ async fn eviction_deletes_the_old_images_referrers_and_the_inventory_shows_one_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_of_one_tag_schema_index_keep_each_others_entries() {
     let reg = TestRegistry::start();
-    let s = store(&reg.host(), "race/app");
+    let s = reg.store("race/app");
     for round in 0..4u64 {
         let image = mirror_core::testing::TestImage::builder()
             .seed(100 + round)
@@ -131,13 +130,10 @@ async fn concurrent_writers_of_one_tag_schema_index_keep_each_others_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deployers_bringing_different_referrers_of_one_image_both_land_in_its_index() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
     let signed = Signed::new(20);
-    signed
-        .push(&store(&src.host(), "team/app"), "1.0", true)
-        .await;
-    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    signed.push(&src.store("team/app"), "1.0", true).await;
+    let source = src.source("team/app", "1.0");
     let deployer = |types: &[&str]| {
         Mirror::builder(generic(&dst.host()), "prod")
             .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
@@ -150,7 +146,7 @@ async fn two_deployers_bringing_different_referrers_of_one_image_both_land_in_it
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.pull_reference, b.pull_reference, "one cluster repository");
     let repo = "prod/mirror";
-    let listed = schema_index_digests(&store(&dst.host(), repo), signed.index.digest()).await;
+    let listed = schema_index_digests(&dst.store(repo), signed.index.digest()).await;
     assert_eq!(
         listed,
         [signed.signature.digest(), signed.sbom.digest()]
@@ -166,12 +162,9 @@ async fn the_cli_deploys_referrers_by_default_and_ls_shows_one_image_with_them()
     let bin = tokio::task::spawn_blocking(tests::cli::build_cli)
         .await
         .expect("build task");
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
     let signed = Signed::new(50);
-    signed
-        .push(&store(&src.host(), "team/app"), "1.0", true)
-        .await;
+    signed.push(&src.store("team/app"), "1.0", true).await;
     let source = format!("{}/team/app:1.0", src.host());
     let cli = tests::cli::Cli::new(bin, &[], &["--registry", &dst.host(), "--cluster", "prod"]);
 
@@ -265,9 +258,8 @@ async fn the_cli_deploys_referrers_by_default_and_ls_shows_one_image_with_them()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn referrers_whose_image_was_deleted_elsewhere_are_swept_and_an_in_use_image_keeps_its() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    let src_store = store(&src.host(), "team/app");
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    let src_store = src.store("team/app");
     let gone = Signed::new(60);
     let kept = Signed::new(61);
     gone.push(&src_store, "gone", true).await;
@@ -277,11 +269,11 @@ async fn referrers_whose_image_was_deleted_elsewhere_are_swept_and_an_in_use_ima
         .build()
         .unwrap();
     for t in ["gone", "kept"] {
-        let source = Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+        let source = src.source("team/app", t);
         mirror.mirror("api", &source).await.unwrap();
     }
     // Someone deletes the first image by hand, leaving its referrers behind.
-    let dst_store = store(&dst.host(), "prod/mirror");
+    let dst_store = dst.store("prod/mirror");
     dst_store
         .delete_manifest(gone.index.digest())
         .await
@@ -334,14 +326,13 @@ async fn referrers_whose_image_was_deleted_elsewhere_are_swept_and_an_in_use_ima
 async fn deleting_an_index_keeps_the_referrers_of_a_platform_manifest_that_is_an_image_too() {
     use mirror_core::kit::image::{place, PushTimes, SourceImage};
     use mirror_core::{PlatformFilter, Registry, Repository};
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    let src_store = store(&src.host(), "team/app");
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    let src_store = src.store("team/app");
     let signed = Signed::new(70);
     signed.push(&src_store, "1.0", true).await;
     let registry = generic(&dst.host());
     let repo = Repository::listed("prod/mirror");
-    let dst_store = store(&dst.host(), repo.name());
+    let dst_store = dst.store(repo.name());
     let now = std::time::SystemTime::now();
     let source = SourceImage {
         store: &src_store,
@@ -409,9 +400,8 @@ async fn deleting_an_index_keeps_the_referrers_of_a_platform_manifest_that_is_an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_indexes_sharing_a_platform_manifest_keep_its_attestation_when_one_goes() {
     use mirror_core::testing::{TestImage, TestIndex};
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    let src_store = store(&src.host(), "team/app");
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    let src_store = src.store("team/app");
     // A rebuild where only arm64 changed: both indexes hold the same amd64 manifest.
     let amd64 = TestImage::builder()
         .seed(90)
@@ -442,12 +432,12 @@ async fn two_indexes_sharing_a_platform_manifest_keep_its_attestation_when_one_g
             .unwrap();
     }
     let mirror = service_mirror(&dst.host(), 0);
-    let source = |t: &str| Source::parse(&format!("{}/team/app:{t}", src.host())).unwrap();
+    let source = |t: &str| src.source("team/app", t);
     mirror.mirror("api", &source("1")).await.unwrap();
     let d = mirror.mirror("api", &source("2")).await.unwrap();
     assert_eq!(d.evicted, vec![v1.digest().clone()]);
 
-    let dst_store = store(&dst.host(), "prod/services/api");
+    let dst_store = dst.store("prod/services/api");
     assert!(
         present(&dst_store, amd64.digest()).await,
         "v2 still holds amd64"
@@ -466,11 +456,10 @@ async fn two_indexes_sharing_a_platform_manifest_keep_its_attestation_when_one_g
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
     // Someone pushed an image by digest only (no tag: a registry listed by tags cannot show
     // it; pods may run it by digest) and signed it.
-    let dst_store = store(&dst.host(), "prod/mirror");
+    let dst_store = dst.store("prod/mirror");
     let untagged = mirror_core::testing::TestImage::builder().seed(95).build();
     untagged
         .push(&dst_store, &untagged.digest().to_string())
@@ -485,14 +474,12 @@ async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
     .unwrap();
     // And the mirror holds an image of its own there.
     let signed = Signed::new(96);
-    signed
-        .push(&store(&src.host(), "team/app"), "1.0", true)
-        .await;
+    signed.push(&src.store("team/app"), "1.0", true).await;
     let mirror = Mirror::builder(generic(&dst.host()), "prod")
         .strategy(Arc::new(ClusterStrategy::new(Duration::from_secs(3600))))
         .build()
         .unwrap();
-    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let source = src.source("team/app", "1.0");
     let d = mirror.mirror("api", &source).await.unwrap();
 
     let inv = mirror.inventory().await.unwrap();
@@ -510,12 +497,18 @@ async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
     let in_use: std::collections::HashSet<Digest> =
         [d.digest.clone(), untagged.digest().clone()].into();
     let later = std::time::SystemTime::now() + Duration::from_secs(7200);
-    let report = mirror.sweep(later, &in_use, false).await.unwrap();
-    let deleted: Vec<Digest> = report
-        .plans
-        .iter()
-        .flat_map(|p| p.delete.iter().map(|i| i.digest.clone()))
-        .collect();
+    // What a sweep two hours later, keeping `in_use`, deletes.
+    let sweep = |in_use: std::collections::HashSet<Digest>| {
+        let mirror = &mirror;
+        async move {
+            let report = mirror.sweep(later, &in_use, false).await.unwrap();
+            let plans = report.plans.into_iter();
+            plans
+                .flat_map(|p| p.delete.into_iter().map(|i| i.digest))
+                .collect::<Vec<_>>()
+        }
+    };
+    let deleted = sweep(in_use).await;
     assert!(
         deleted.is_empty(),
         "nothing of the untagged image goes: {deleted:?}"
@@ -529,12 +522,7 @@ async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
     // Once nothing runs it, the signature is a leftover and goes; the manifest it signed is
     // nobody's image of this listing and is left alone.
     let in_use: std::collections::HashSet<Digest> = [d.digest.clone()].into();
-    let report = mirror.sweep(later, &in_use, false).await.unwrap();
-    let deleted: Vec<Digest> = report
-        .plans
-        .iter()
-        .flat_map(|p| p.delete.iter().map(|i| i.digest.clone()))
-        .collect();
+    let deleted = sweep(in_use).await;
     assert_eq!(deleted, vec![sig.digest().clone()]);
     assert!(present(&dst_store, untagged.digest()).await);
     assert!(
@@ -545,12 +533,11 @@ async fn a_referrer_of_an_untagged_image_stays_while_that_image_is_in_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signature_added_after_the_first_mirror_comes_with_refresh_on_skip() {
-    let src = TestRegistry::start();
-    let dst = TestRegistry::start();
-    let src_store = store(&src.host(), "team/app");
+    let (src, dst) = (TestRegistry::start(), TestRegistry::start());
+    let src_store = src.store("team/app");
     let image = mirror_core::testing::TestImage::builder().seed(97).build();
     image.push(&src_store, "1.0").await.unwrap();
-    let source = Source::parse(&format!("{}/team/app:1.0", src.host())).unwrap();
+    let source = src.source("team/app", "1.0");
     let plain = service_mirror(&dst.host(), 1);
     let first = plain.mirror("api", &source).await.unwrap();
     assert_eq!(first.referrers.copied_total(), 0);
@@ -563,7 +550,7 @@ async fn a_signature_added_after_the_first_mirror_comes_with_refresh_on_skip() {
     add_to_schema_index(&src_store, image.digest(), &[sig.descriptor()])
         .await
         .unwrap();
-    let dst_store = store(&dst.host(), "prod/services/api");
+    let dst_store = dst.store("prod/services/api");
     let skipped = plain.mirror("api", &source).await.unwrap();
     assert_eq!(skipped.action, mirror_core::Action::Skipped);
     assert!(

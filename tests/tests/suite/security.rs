@@ -4,14 +4,13 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use mirror_core::kit::store::http::credentials::Credentials;
 use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestImage, TestRegistry};
 use mirror_core::{copy, CopyEvent, CopyOptions, Digest, Error, ImageStore};
+use tests::hostile::{HostileRegistry, Witness};
 
 const PASSWORD: &str = "Sup3r-S3cret-Passw0rd";
 
@@ -168,54 +167,22 @@ async fn https_certificates_are_verified_by_default() {
 #[tokio::test]
 async fn credentials_are_not_sent_to_a_redirect_target_on_another_host() {
     // The "storage" host records the Authorization headers it receives.
-    let received: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let rec = received.clone();
     let blob = b"hello blob".to_vec();
     let digest = Digest::sha256_of(&blob);
-    let storage = Router::new().route(
-        "/blob",
-        get(move |headers: HeaderMap| {
-            let rec = rec.clone();
-            let blob = blob.clone();
-            async move {
-                rec.lock().unwrap().push(
-                    headers
-                        .get("authorization")
-                        .map(|v| v.to_str().unwrap_or("").to_string()),
-                );
-                blob
-            }
-        }),
-    );
-    let storage_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let storage_port = storage_listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(storage_listener, storage).await });
-
+    let storage = Witness::start(move || blob.clone()).await;
     // The registry demands basic auth and redirects blob reads to "localhost" (another host).
-    let registry = Router::new()
-        .route("/v2/", tests::routes::v2_basic_auth())
+    let location = format!("http://localhost:{}/blob", storage.port());
+    let registry = HostileRegistry::basic_auth()
         .route(
             "/v2/app/blobs/{digest}",
-            get(move |headers: HeaderMap| async move {
-                if let Some(challenge) = tests::routes::basic_challenge(&headers) {
-                    return challenge;
-                }
-                (
-                    StatusCode::TEMPORARY_REDIRECT,
-                    [("location", format!("http://localhost:{storage_port}/blob"))],
-                )
-                    .into_response()
+            get(move || {
+                let location = location.clone();
+                async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)]) }
             }),
-        );
-    let reg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let reg_port = reg_listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(reg_listener, registry).await });
-
-    let client = RegistryClient::new(
-        &format!("127.0.0.1:{reg_port}"),
-        Credentials::basic("alice", PASSWORD),
-    )
-    .unwrap();
+        )
+        .serve()
+        .await;
+    let client = RegistryClient::new(&registry, Credentials::basic("alice", PASSWORD)).unwrap();
     let store = client.repository("app").unwrap();
     let mut b = store.get_blob(&digest).await.unwrap();
     let mut got = Vec::new();
@@ -224,9 +191,8 @@ async fn credentials_are_not_sent_to_a_redirect_target_on_another_host() {
         got.extend_from_slice(&chunk.unwrap());
     }
     assert_eq!(Digest::sha256_of(&got), digest, "the redirect was followed");
-    let seen = received.lock().unwrap().clone();
     assert_eq!(
-        seen,
+        storage.seen(),
         vec![None],
         "no Authorization header reached the other host"
     );
@@ -238,55 +204,30 @@ async fn credentials_are_not_sent_to_a_redirect_target_on_another_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pagination_never_follows_a_link_to_another_origin() {
     // The other origin: records what reaches it.
-    let received: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-    let rec = received.clone();
-    let other = Router::new().fallback(move |headers: HeaderMap| {
-        let rec = rec.clone();
-        async move {
-            rec.lock().unwrap().push(
-                headers
-                    .get("authorization")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string),
-            );
-            axum::Json(serde_json::json!({"name": "app", "tags": ["stolen"]})).into_response()
-        }
-    });
-    let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let other_port = other_listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(other_listener, other).await });
-
-    let page = move |headers: HeaderMap, next: String| async move {
-        if let Some(challenge) = tests::routes::basic_challenge(&headers) {
-            return challenge;
-        }
-        (
-            [("link", format!("<{next}>; rel=\"next\""))],
-            axum::Json(serde_json::json!({"name": "app", "tags": ["v1"], "repositories": ["app"]})),
-        )
-            .into_response()
+    let other =
+        Witness::start(|| axum::Json(serde_json::json!({"name": "app", "tags": ["stolen"]}))).await;
+    let page = |next: String| {
+        get(move || {
+            let next = next.clone();
+            async move {
+                (
+                    [("link", format!("<{next}>; rel=\"next\""))],
+                    axum::Json(
+                        serde_json::json!({"name": "app", "tags": ["v1"], "repositories": ["app"]}),
+                    ),
+                )
+            }
+        })
     };
-    let next_tags = format!("http://127.0.0.1:{other_port}/v2/app/tags/list?last=v1");
-    let next_catalog = format!("http://127.0.0.1:{other_port}/v2/_catalog?last=app");
-    let registry = Router::new()
-        .route("/v2/", tests::routes::v2_basic_auth())
+    let registry = HostileRegistry::basic_auth()
         .route(
             "/v2/app/tags/list",
-            get(move |h: HeaderMap| page(h, next_tags.clone())),
+            page(other.url("/v2/app/tags/list?last=v1")),
         )
-        .route(
-            "/v2/_catalog",
-            get(move |h: HeaderMap| page(h, next_catalog.clone())),
-        );
-    let reg_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let reg_port = reg_listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(reg_listener, registry).await });
-
-    let client = RegistryClient::new(
-        &format!("127.0.0.1:{reg_port}"),
-        Credentials::basic("alice", PASSWORD),
-    )
-    .unwrap();
+        .route("/v2/_catalog", page(other.url("/v2/_catalog?last=app")))
+        .serve()
+        .await;
+    let client = RegistryClient::new(&registry, Credentials::basic("alice", PASSWORD)).unwrap();
     let err = client
         .repository("app")
         .unwrap()
@@ -300,9 +241,9 @@ async fn pagination_never_follows_a_link_to_another_origin() {
     let err = client.catalog().await.unwrap_err();
     assert!(matches!(err, Error::Protocol { .. }), "{err:?}");
     assert!(
-        received.lock().unwrap().is_empty(),
+        other.seen().is_empty(),
         "nothing reached the other origin: {:?}",
-        received.lock().unwrap()
+        other.seen()
     );
     assert!(!err.to_string().contains(PASSWORD));
 }

@@ -85,14 +85,7 @@ async fn the_webhook_binary_serves_metrics_logs_and_a_rotated_certificate_withou
         [pinned(&dst, image.digest())]
     );
 
-    let text = client(&old_ca)
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = tests::prometheus::metrics(&client(&old_ca), &base).await;
     let scrape = tests::prometheus::scrape(&text);
     let value =
         |name: &str, labels: &[(&str, &str)]| tests::prometheus::value(&scrape, name, labels);
@@ -154,14 +147,7 @@ async fn the_webhook_binary_serves_metrics_logs_and_a_rotated_certificate_withou
         "the process is the same"
     );
     assert_eq!(child.id(), pid);
-    let text = client(&new_ca)
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = tests::prometheus::metrics(&client(&new_ca), &base).await;
     assert!(
         text.contains("mirror_webhook_certificate_reloads_total{result=\"ok\"} 1"),
         "{text}"
