@@ -5,6 +5,7 @@
 //! credentials, and the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use mirror_core::kit::provider::calls::innermost_cause;
 use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
 
 /// The error of this crate's calls: the kit's control-plane error.
@@ -65,7 +66,8 @@ pub const TABLE: ErrorTable = ErrorTable {
     ],
 };
 
-/// An answer of `operation` on `target` with the AWS error `code` (and HTTP `status`).
+/// An answer of `operation` on `target` with the AWS error `code` (and HTTP `status`; none
+/// for the failure of one image inside a successful batch answer).
 pub fn service(
     origin: &Origin,
     operation: &'static str,
@@ -79,17 +81,6 @@ pub fn service(
         .with_code(code);
     e.status = status;
     e
-}
-
-/// One image of a batch call failed: a failure inside a successful answer (no HTTP status).
-pub fn image_failure(
-    origin: &Origin,
-    operation: &'static str,
-    target: String,
-    code: &str,
-    reason: &str,
-) -> Error {
-    service(origin, operation, &target, code, reason, None)
 }
 
 /// Converts an SDK error of `operation` on `target`.
@@ -134,23 +125,13 @@ where
 
 /// What to tell a person whose AWS identity could not be loaded: the innermost cause (the
 /// SDK's chain repeats it wrapped three times, with its `Debug` form: 1.5 KB) and where an
-/// identity comes from.
+/// identity comes from. The profile variable is `EcrConfigKey::Profile`'s (tested there).
 fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.trim().is_empty() {
-            cause = text;
-        }
-        next = e.source();
-    }
-    let cause: String = cause.chars().take(200).collect();
-    // The profile variable is `EcrConfigKey::Profile`'s (a test in `config.rs` checks it).
     format!(
-        "no AWS identity: {cause}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+        "no AWS identity: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
          AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role (IRSA, ECS, \
-         EC2)"
+         EC2)",
+        innermost_cause(err, 200)
     )
 }
 
@@ -216,23 +197,25 @@ mod tests {
 
     #[test]
     fn image_failures_map_by_code() {
-        let e = image_failure(
+        let e = service(
             &origin(),
             "BatchDeleteImage",
-            "r/x@sha256:ab".into(),
+            "r/x@sha256:ab",
             "ImageNotFound",
             "Requested image not found",
+            None,
         );
         assert_eq!(e.kind(), Kind::NotFound("manifest"));
         let core: mirror_core::Error = e.into();
         assert!(core.is_not_found());
         assert!(core.to_string().contains("r/x@sha256:ab"), "{core}");
-        let e = image_failure(
+        let e = service(
             &origin(),
             "BatchDeleteImage",
-            "r/x@sha256:ab".into(),
+            "r/x@sha256:ab",
             "KmsError",
             "key disabled",
+            None,
         );
         let core = mirror_core::Error::from(e);
         let text = core.to_string();

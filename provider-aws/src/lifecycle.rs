@@ -42,7 +42,8 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use mirror_core::kit::provider::retention::{all_marked, same_json};
+use serde_json::Value;
 
 /// The start of the description of the rules this crate writes.
 pub const DESCRIPTION_PREFIX: &str = "mirror-core retention";
@@ -63,6 +64,12 @@ pub enum Age {
     SincePulled,
 }
 
+/// The words of each [`Age`], in order, the first the one shown (the `retention_age` key).
+pub const AGE_WORDS: &[&[&str]] = &[
+    &["pushed", "push", "sinceimagepushed"],
+    &["pulled", "pull", "sinceimagepulled"],
+];
+
 impl Age {
     fn count_type(self) -> &'static str {
         match self {
@@ -82,13 +89,20 @@ impl Age {
 impl std::str::FromStr for Age {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pushed" | "push" | "sinceimagepushed" => Ok(Age::SincePushed),
-            "pulled" | "pull" | "sinceimagepulled" => Ok(Age::SincePulled),
-            other => Err(format!(
-                "retention_age must be `pushed` or `pulled`, not {other:?}"
+        let word = |w: &&[&str]| w.iter().any(|a| a.eq_ignore_ascii_case(s.trim()));
+        match AGE_WORDS.iter().position(word) {
+            Some(0) => Ok(Age::SincePushed),
+            Some(_) => Ok(Age::SincePulled),
+            None => Err(format!(
+                "retention_age must be `pushed` or `pulled`, not {s:?}"
             )),
         }
+    }
+}
+
+impl mirror_core::kit::provider::config::IntoSetting for Age {
+    fn into_setting(self) -> String {
+        AGE_WORDS[usize::from(self == Age::SincePulled)][0].into()
     }
 }
 
@@ -135,56 +149,21 @@ pub fn policy_text(retention: Duration, age: Age) -> String {
     )
 }
 
-/// The lifecycle policy document for `retention`, as a JSON value (for comparisons).
+/// The lifecycle policy document for `retention`, as a JSON value (for comparisons): the
+/// text parsed.
 pub fn policy(retention: Duration, age: Age) -> Value {
-    let days = retention_days(retention);
-    json!({
-        "rules": [{
-            "rulePriority": 1,
-            "description": anchor_description(),
-            "selection": {
-                "tagStatus": "tagged",
-                "tagPrefixList": [mirror_core::kit::image::ANCHOR_TAG_PREFIX],
-                "countType": "imageCountMoreThan",
-                "countNumber": ANCHOR_COUNT
-            },
-            "action": { "type": "expire" }
-        }, {
-            "rulePriority": 2,
-            "description": retention_description(days, age),
-            "selection": {
-                "tagStatus": "any",
-                "countType": age.count_type(),
-                "countUnit": "days",
-                "countNumber": days
-            },
-            "action": { "type": "expire" }
-        }]
-    })
+    serde_json::from_str(&policy_text(retention, age)).unwrap_or(Value::Null)
 }
 
 /// True when the stored policy (`None`: none) differs from the one for `retention`.
 pub fn needs_update(current: Option<&str>, retention: Duration, age: Age) -> bool {
-    match current.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
-        Some(v) => v != policy(retention, age),
-        None => true,
-    }
+    !same_json(current, &policy_text(retention, age))
 }
 
 /// True when the stored policy is one this crate wrote (every rule's description starts with
 /// [`DESCRIPTION_PREFIX`]); policies written by people are never removed.
 pub fn is_ours(text: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return false;
-    };
-    match v.get("rules").and_then(Value::as_array) {
-        Some(rules) if !rules.is_empty() => rules.iter().all(|r| {
-            r.get("description")
-                .and_then(Value::as_str)
-                .is_some_and(|d| d.starts_with(DESCRIPTION_PREFIX))
-        }),
-        _ => false,
-    }
+    all_marked(text, "/rules", "description", DESCRIPTION_PREFIX)
 }
 
 #[cfg(test)]

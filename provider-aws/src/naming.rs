@@ -63,45 +63,22 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
 
 /// The repository name of `scope` under `prefix`.
 pub fn repository_name(prefix: Option<&str>, scope: &RepositoryScope) -> Result<String> {
-    if let Some(p) = prefix {
-        check_prefix(p)?;
-    }
+    prefix.map_or(Ok(()), check_prefix)?;
     let name = default_repository_name(prefix, scope)?;
     check_repository(&name)?;
     Ok(name)
 }
 
-/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`), derived
-/// from the cluster repository (`<cluster prefix>mirror`) so it always agrees with
-/// [`repository_name`].
+/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`, the core
+/// layout's), `prefix` checked.
 pub fn cluster_prefix(prefix: Option<&str>, cluster: &str) -> Result<String> {
-    let cluster = cluster.to_string();
-    let name = repository_name(prefix, &RepositoryScope::Cluster { cluster })?;
-    Ok(name
-        .strip_suffix("mirror")
-        .map(str::to_string)
-        .unwrap_or(name))
+    prefix.map_or(Ok(()), check_prefix)?;
+    mirror_core::registry::naming::cluster_prefix(prefix, cluster)
 }
 
 /// The parts of a repository name of the layout: (cluster component, scope kind, service
-/// component). `None` for names not in the layout.
-pub fn parse_repository<'a>(
-    prefix: Option<&str>,
-    name: &'a str,
-) -> Option<(&'a str, &'static str, Option<&'a str>)> {
-    let rest = match prefix {
-        Some(p) => name.strip_prefix(p)?.strip_prefix('/')?,
-        None => name,
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts[..] {
-        [c, "mirror"] => Some((c, "cluster", None)),
-        [c, "services", s] => Some((c, "service", Some(s))),
-        [c, "builds", s] => Some((c, "build", Some(s))),
-        [c, "builds", s, cache] if cache.starts_with("cache-") => Some((c, "build-cache", Some(s))),
-        _ => None,
-    }
-}
+/// component); `None` for names not in the layout.
+pub use mirror_core::kit::provider::labels::parse_layout_name as parse_repository;
 
 /// The registry host of an account in a region: `<account>.dkr.ecr.<region>.amazonaws.com`
 /// (`.amazonaws.com.cn` in the China regions).
