@@ -22,19 +22,13 @@ use mirror_core::Registry;
 use crate::client::EcrApi;
 use crate::{credential, lifecycle, naming, Ecr, EcrPlane, PROVIDER};
 
-/// Tag mutability of the repositories this crate creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TagMutability {
-    /// Tags may be moved (the default; needed to mirror a re-pushed source tag again).
-    #[default]
-    Mutable,
-    /// Tags never move.
-    Immutable,
-}
-
-impl mirror_core::kit::provider::config::IntoSetting for TagMutability {
-    fn into_setting(self) -> String {
-        format!("{self:?}").to_ascii_uppercase()
+mirror_core::setting_choice! {
+    /// Tag mutability of the repositories this crate creates.
+    pub enum TagMutability {
+        /// Tags may be moved (the default; needed to mirror a re-pushed source tag again).
+        Mutable = ["MUTABLE"],
+        /// Tags never move.
+        Immutable = ["IMMUTABLE"],
     }
 }
 
@@ -74,13 +68,13 @@ mirror_core::config_keys! {
         /// `MIRROR_ECR_MAX_ATTEMPTS`: *shared* (default 5 on the data plane, the SDK's 3 for API calls).
         MaxAttempts = "max_attempts" => Value::Common(CommonKey::MaxAttempts);
         /// `MIRROR_ECR_TAG_MUTABILITY`: `MUTABLE` (default) or `IMMUTABLE` for new repositories.
-        TagMutability = "tag_mutability" => Value::OneOf(&[&["MUTABLE"], &["IMMUTABLE"]]), default "MUTABLE";
+        TagMutability = "tag_mutability" => Value::OneOf(TagMutability::WORDS), default "MUTABLE";
         /// `MIRROR_ECR_SCAN_ON_PUSH`: basic scanning on push for new repositories (default `false`).
         ScanOnPush = "scan_on_push" => Value::Flag, default "false";
         /// `MIRROR_ECR_LIFECYCLE_POLICY`: Cluster-mode retention by a lifecycle policy (default `true`).
         LifecyclePolicy = "lifecycle_policy" => Value::Flag, default "true";
         /// `MIRROR_ECR_RETENTION_AGE`: the policy counts from the push (`pushed`, default) or last `pulled`.
-        RetentionAge = "retention_age" => Value::OneOf(lifecycle::AGE_WORDS), default "pushed";
+        RetentionAge = "retention_age" => Value::OneOf(lifecycle::Age::WORDS), default "pushed";
         /// `MIRROR_ECR_PROFILE`: the AWS profile for credentials and region (default `AWS_PROFILE`).
         Profile = "profile" => Value::Text;
     }

@@ -1,12 +1,13 @@
 //! The one place where AWS answers are read: [`TABLE`] (AWS error codes and HTTP statuses to
-//! the kit's [`Kind`]s), and the conversion of SDK errors and per-image failures into the
+//! the kit's [`Kind`](mirror_core::kit::provider::Kind)s), and the conversion of SDK errors and per-image failures into the
 //! kit's [`ControlPlaneError`]. Every error names the registry (`aws:<host>`), the ECR
 //! operation and the repository or `repository@digest`; AWS messages never contain the
 //! credentials, and the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use mirror_core::kit::provider::calls::innermost_cause;
-use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
+use mirror_core::kit::provider::Kind::*;
+use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Origin};
 
 /// The error of this crate's calls: the kit's control-plane error.
 pub type Error = ControlPlaneError;
@@ -17,52 +18,32 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// AWS error codes (exception names and per-image failure codes) and HTTP statuses.
 pub const TABLE: ErrorTable = ErrorTable {
     codes: &[
-        (Kind::NotFound("repository"), "RepositoryNotFoundException"),
+        (NotFound("repository"), "RepositoryNotFoundException"),
+        (NotFound("manifest"), "ImageNotFoundException ImageNotFound"),
         (
-            Kind::NotFound("manifest"),
-            "ImageNotFoundException ImageNotFound",
-        ),
-        (
-            Kind::NotFound("lifecycle policy"),
+            NotFound("lifecycle policy"),
             "LifecyclePolicyNotFoundException",
         ),
-        (Kind::AlreadyExists, "RepositoryAlreadyExistsException"),
-        (Kind::Conflict, "ImageReferencedByManifestList"),
-        (
-            Kind::Denied,
-            "AccessDeniedException AccessDenied UnauthorizedOperation",
-        ),
-        (Kind::Denied, "UpstreamAccessDenied"),
-        (
-            Kind::Unauthenticated,
-            "UnrecognizedClientException InvalidSignatureException",
-        ),
-        (
-            Kind::Unauthenticated,
-            "ExpiredTokenException ExpiredToken InvalidClientTokenId",
-        ),
-        (
-            Kind::Unauthenticated,
-            "MissingAuthenticationToken IncompleteSignature",
-        ),
-        (
-            Kind::RateLimited,
-            "ThrottlingException Throttling TooManyRequestsException",
-        ),
-        (
-            Kind::RateLimited,
-            "RequestLimitExceeded UpstreamTooManyRequests SlowDown",
-        ),
-        (
-            Kind::Unavailable,
-            "ServerException ServiceUnavailableException InternalFailure",
-        ),
+        (AlreadyExists, "RepositoryAlreadyExistsException"),
+        (Conflict, "ImageReferencedByManifestList"),
+        (Denied, "AccessDeniedException AccessDenied"),
+        (Denied, "UnauthorizedOperation UpstreamAccessDenied"),
+        (Unauthenticated, "UnrecognizedClientException"),
+        (Unauthenticated, "InvalidSignatureException"),
+        (Unauthenticated, "ExpiredTokenException ExpiredToken"),
+        (Unauthenticated, "InvalidClientTokenId IncompleteSignature"),
+        (Unauthenticated, "MissingAuthenticationToken"),
+        (RateLimited, "ThrottlingException Throttling SlowDown"),
+        (RateLimited, "TooManyRequestsException RequestLimitExceeded"),
+        (RateLimited, "UpstreamTooManyRequests"),
+        (Unavailable, "ServerException ServiceUnavailableException"),
+        (Unavailable, "InternalFailure"),
     ],
     statuses: &[
-        (Kind::RateLimited, "429"),
-        (Kind::Denied, "403"),
-        (Kind::Unauthenticated, "401"),
-        (Kind::Unavailable, "500-999"),
+        (RateLimited, "429"),
+        (Denied, "403"),
+        (Unauthenticated, "401"),
+        (Unavailable, "500-999"),
     ],
 };
 
@@ -138,6 +119,7 @@ fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_core::kit::provider::Kind;
 
     fn origin() -> Origin {
         Origin::new("aws", "1.dkr.ecr.r.amazonaws.com")

@@ -11,14 +11,9 @@
 //! BuildKit cache in `<build repository>/cache-<id>` (an image-manifest cache, the format ECR
 //! accepts).
 //!
-//! # Layout
-//!
-//! - [`config`]: [`EcrBuilder`], its keys and `MIRROR_ECR_*` variables, and the factory for
-//!   `mirror_core::registry::open` (`ecr://…`);
-//! - [`client`]: the ECR API calls; [`error`]: the table of AWS error codes;
-//! - [`credential`]: the data-plane token ([`EcrCredentials`]);
-//! - [`naming`]: ECR's repository grammar and the layout; [`lifecycle`]: the policy;
-//! - [`source`]: ECR registries as image sources ([`EcrSources`]).
+//! Layout: [`config`] ([`EcrBuilder`], keys, factory), [`client`] (ECR calls), [`error`] (the
+//! table), [`credential`] (the data-plane token), [`naming`], [`lifecycle`] (the policy),
+//! [`source`] (ECR registries as image sources, [`EcrSources`]).
 //!
 //! # Example
 //!

@@ -53,22 +53,15 @@ pub const ANCHOR_COUNT: u64 = 100_000;
 
 const DAY: u64 = 24 * 60 * 60;
 
-/// What the retention counts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Age {
-    /// From the push (`sinceImagePushed`, the default).
-    #[default]
-    SincePushed,
-    /// From the last pull, or the push for an image never pulled (`sinceImagePulled`).
-    SincePulled,
+mirror_core::setting_choice! {
+    /// What the retention counts from (the `retention_age` key's words).
+    pub enum Age {
+        /// From the push (`sinceImagePushed`, the default).
+        SincePushed = ["pushed", "push", "sinceimagepushed"],
+        /// From the last pull, or the push for an image never pulled (`sinceImagePulled`).
+        SincePulled = ["pulled", "pull", "sinceimagepulled"],
+    }
 }
-
-/// The words of each [`Age`], in order, the first the one shown (the `retention_age` key).
-pub const AGE_WORDS: &[&[&str]] = &[
-    &["pushed", "push", "sinceimagepushed"],
-    &["pulled", "pull", "sinceimagepulled"],
-];
 
 impl Age {
     fn count_type(self) -> &'static str {
@@ -83,26 +76,6 @@ impl Age {
             Age::SincePushed => "push",
             Age::SincePulled => "the last pull",
         }
-    }
-}
-
-impl std::str::FromStr for Age {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let word = |w: &&[&str]| w.iter().any(|a| a.eq_ignore_ascii_case(s.trim()));
-        match AGE_WORDS.iter().position(word) {
-            Some(0) => Ok(Age::SincePushed),
-            Some(_) => Ok(Age::SincePulled),
-            None => Err(format!(
-                "retention_age must be `pushed` or `pulled`, not {s:?}"
-            )),
-        }
-    }
-}
-
-impl mirror_core::kit::provider::config::IntoSetting for Age {
-    fn into_setting(self) -> String {
-        AGE_WORDS[usize::from(self == Age::SincePulled)][0].into()
     }
 }
 
@@ -181,37 +154,6 @@ mod tests {
         );
         assert_eq!(retention_days(Duration::from_secs(36 * 3600)), 2);
         assert_eq!(retention_days(Duration::from_secs(30 * DAY)), 30);
-    }
-
-    #[test]
-    fn the_policy_is_exactly_the_documented_shape() {
-        let expected = concat!(
-            r#"{"rules":[{"rulePriority":1,"#,
-            r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
-            r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
-            r#""action":{"type":"expire"}},"#,
-            r#"{"rulePriority":2,"#,
-            r#""description":"mirror-core retention: expire images 7 days after push","#,
-            r#""selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"#,
-            r#""action":{"type":"expire"}}]}"#
-        );
-        let text = policy_text(Duration::from_secs(7 * DAY), Age::SincePushed);
-        assert_eq!(text, expected);
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            parsed,
-            policy(Duration::from_secs(7 * DAY), Age::SincePushed)
-        );
-        let pulled = policy_text(Duration::from_secs(7 * DAY), Age::SincePulled);
-        assert!(
-            pulled.contains(r#""countType":"sinceImagePulled""#),
-            "{pulled}"
-        );
-        assert!(pulled.contains("7 days after the last pull"), "{pulled}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&pulled).unwrap(),
-            policy(Duration::from_secs(7 * DAY), Age::SincePulled)
-        );
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! - [`labels`]: the scope a created repository is labelled with;
 //! - [`basic`]: [`BasicToken`], an expiring basic-auth token (ECR's);
 //! - [`retention`]: a retention document beside a repository, reconciled;
+//! - [`choice`]: settings that are one word of a fixed set ([`setting_choice!`](crate::setting_choice));
 //! - [`token`]: also [`SourceCaches`], lazy per-region or per-host token caches for source
 //!   credentials;
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
@@ -34,6 +35,7 @@
 pub mod basic;
 pub mod builder;
 pub mod calls;
+pub mod choice;
 pub mod cloud;
 pub mod config;
 pub mod error;
