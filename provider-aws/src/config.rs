@@ -32,11 +32,10 @@ mirror_core::setting_choice! {
     }
 }
 
-/// An account id: 12 digits.
+/// An account id (see [`naming::is_account`]).
 fn account(a: &str) -> Result<String, String> {
-    let ok = a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
-    ok.then(|| a.to_string())
-        .ok_or_else(|| "an AWS account id is 12 digits".into())
+    let valid = naming::is_account(a).then(|| a.to_string());
+    valid.ok_or_else(|| "an AWS account id is 12 digits".into())
 }
 
 /// A region (see [`naming::is_region`]).

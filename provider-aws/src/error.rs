@@ -84,7 +84,15 @@ where
         SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
             let text = text();
             match text.contains("credential") || text.contains("identity") {
-                true => origin.credentials(credentials_reason(&err)),
+                // The innermost cause (the SDK's chain repeats it wrapped three times, with
+                // its `Debug` form: 1.5 KB) and where an identity comes from. The profile
+                // variable is `EcrConfigKey::Profile`'s (tested there).
+                true => origin.credentials(format!(
+                    "no AWS identity: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                     AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role \
+                     (IRSA, ECS, EC2)",
+                    innermost_cause(&err, 200)
+                )),
                 false => origin.transport(operation, target, text),
             }
         }
@@ -102,18 +110,6 @@ where
             e
         }
     }
-}
-
-/// What to tell a person whose AWS identity could not be loaded: the innermost cause (the
-/// SDK's chain repeats it wrapped three times, with its `Debug` form: 1.5 KB) and where an
-/// identity comes from. The profile variable is `EcrConfigKey::Profile`'s (tested there).
-fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
-    format!(
-        "no AWS identity: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-         AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role (IRSA, ECS, \
-         EC2)",
-        innermost_cause(err, 200)
-    )
 }
 
 #[cfg(test)]

@@ -29,16 +29,10 @@
 //!    "action":{"type":"expire"}}]}
 //! ```
 //!
-//! `sinceImagePulled` measures from the last pull (the push for an image never pulled): an
-//! image the nodes pull keeps living without an anchor. It cannot see a pod that runs for
-//! weeks without pulling again (nodes pull when a pod starts on a node without the image),
-//! so the anchor rule stays first with either measure; what it adds is that an image nobody
-//! pulled for the retention time goes even while some old Deployment revision names it.
-//!
-//! Every rule's description starts with [`DESCRIPTION_PREFIX`], which is how this crate
-//! recognises a policy it wrote. ECR may store the policy text reformatted, so policies are
-//! compared as JSON values, not as text: [`needs_update`] is false when the stored policy
-//! already says the same.
+//! `sinceImagePulled` cannot see a pod that runs for weeks without pulling again, so the
+//! anchor rule stays first with either measure (the README says more). Every rule's
+//! description starts with [`DESCRIPTION_PREFIX`]: that is how a policy this crate wrote is
+//! recognised. The kit's [`retention`](mirror_core::kit::provider::retention) reconciles it.
 
 use std::time::Duration;
 
@@ -64,17 +58,11 @@ mirror_core::setting_choice! {
 }
 
 impl Age {
-    fn count_type(self) -> &'static str {
+    /// Its `countType`, and the event its rule's description names.
+    fn count_type(self) -> (&'static str, &'static str) {
         match self {
-            Age::SincePushed => "sinceImagePushed",
-            Age::SincePulled => "sinceImagePulled",
-        }
-    }
-
-    fn event(self) -> &'static str {
-        match self {
-            Age::SincePushed => "push",
-            Age::SincePulled => "the last pull",
+            Age::SincePushed => ("sinceImagePushed", "push"),
+            Age::SincePulled => ("sinceImagePulled", "the last pull"),
         }
     }
 }
@@ -85,41 +73,28 @@ pub fn retention_days(retention: Duration) -> u64 {
     secs.div_ceil(DAY).max(1)
 }
 
-fn anchor_description() -> String {
-    format!("{DESCRIPTION_PREFIX}: never expire anchored (in-use) images")
-}
-
-fn retention_description(days: u64, age: Age) -> String {
-    format!(
-        "{DESCRIPTION_PREFIX}: expire images {days} days after {}",
-        age.event()
-    )
-}
-
 /// The policy text sent to `PutLifecyclePolicy`, keys in the order of ECR's documentation.
 pub fn policy_text(retention: Duration, age: Age) -> String {
-    let days = retention_days(retention);
-    let anchor = Value::String(anchor_description());
-    let description = Value::String(retention_description(days, age));
-    let prefix = Value::String(mirror_core::kit::image::ANCHOR_TAG_PREFIX.to_string());
-    format!(
-        concat!(
-            r#"{{"rules":[{{"rulePriority":1,"description":{anchor},"#,
-            r#""selection":{{"tagStatus":"tagged","tagPrefixList":[{prefix}],"#,
-            r#""countType":"imageCountMoreThan","countNumber":{count}}},"#,
-            r#""action":{{"type":"expire"}}}},"#,
-            r#"{{"rulePriority":2,"description":{description},"#,
-            r#""selection":{{"tagStatus":"any","countType":"{count_type}","#,
-            r#""countUnit":"days","countNumber":{days}}},"#,
-            r#""action":{{"type":"expire"}}}}]}}"#
-        ),
-        anchor = anchor,
-        prefix = prefix,
-        count = ANCHOR_COUNT,
-        description = description,
-        count_type = age.count_type(),
-        days = days
-    )
+    let (days, (count_type, event), count) =
+        (retention_days(retention), age.count_type(), ANCHOR_COUNT);
+    let json = |s: String| Value::String(s).to_string();
+    let anchor = json(format!(
+        "{DESCRIPTION_PREFIX}: never expire anchored (in-use) images"
+    ));
+    let description = json(format!(
+        "{DESCRIPTION_PREFIX}: expire images {days} days after {event}"
+    ));
+    let prefix = json(mirror_core::kit::image::ANCHOR_TAG_PREFIX.to_string());
+    // One line: the template's line breaks go.
+    let text = format!(
+        r#"{{"rules":[{{"rulePriority":1,"description":{anchor},
+"selection":{{"tagStatus":"tagged","tagPrefixList":[{prefix}],
+"countType":"imageCountMoreThan","countNumber":{count}}},"action":{{"type":"expire"}}}},
+{{"rulePriority":2,"description":{description},
+"selection":{{"tagStatus":"any","countType":"{count_type}","countUnit":"days","countNumber":{days}}},
+"action":{{"type":"expire"}}}}]}}"#
+    );
+    text.replace('\n', "")
 }
 
 /// The lifecycle policy document for `retention`, as a JSON value (for comparisons): the
