@@ -8,60 +8,34 @@
 //! SDK's default chain (environment, profile files, SSO, web identity, ECS and EC2 roles)
 //! unless an [`SdkConfig`] is given ([`EcrBuilder::sdk_config`]).
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_ecr::types::ImageTagMutability;
 use mirror_core::kit::provider::cloud::CloudRegistry;
 use mirror_core::kit::provider::config::Value;
-use mirror_core::kit::provider::{CommonKey, Origin, Provider, ProviderFactory};
+use mirror_core::kit::provider::TokenSource;
+use mirror_core::kit::provider::{CommonKey, CommonSettings, Origin, Provider, ProviderFactory};
 use mirror_core::kit::store::http::UploadMode;
 use mirror_core::Registry;
 
 use crate::client::EcrApi;
 use crate::{credential, lifecycle, naming, Ecr, EcrPlane, PROVIDER};
 
-/// Tag mutability of the repositories this crate creates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum TagMutability {
-    /// Tags may be moved (the default; needed to mirror a re-pushed source tag again).
-    #[default]
-    Mutable,
-    /// Tags never move.
-    Immutable,
-}
-
-impl TagMutability {
-    pub(crate) fn to_sdk(self) -> ImageTagMutability {
-        match self {
-            TagMutability::Mutable => ImageTagMutability::Mutable,
-            TagMutability::Immutable => ImageTagMutability::Immutable,
-        }
+mirror_core::setting_choice! {
+    /// Tag mutability of the repositories this crate creates.
+    pub enum TagMutability {
+        /// Tags may be moved (the default; needed to mirror a re-pushed source tag again).
+        Mutable = ["MUTABLE"],
+        /// Tags never move.
+        Immutable = ["IMMUTABLE"],
     }
 }
 
-impl mirror_core::kit::provider::config::IntoSetting for TagMutability {
-    fn into_setting(self) -> String {
-        format!("{self:?}").to_ascii_uppercase()
-    }
-}
-
-impl mirror_core::kit::provider::config::IntoSetting for lifecycle::Age {
-    fn into_setting(self) -> String {
-        match self {
-            lifecycle::Age::SincePulled => "pulled".into(),
-            _ => "pushed".into(),
-        }
-    }
-}
-
-/// An account id: 12 digits.
+/// An account id (see [`naming::is_account`]).
 fn account(a: &str) -> Result<String, String> {
-    let ok = a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit());
-    ok.then(|| a.to_string())
-        .ok_or_else(|| "an AWS account id is 12 digits".into())
+    let valid = naming::is_account(a).then(|| a.to_string());
+    valid.ok_or_else(|| "an AWS account id is 12 digits".into())
 }
 
 /// A region (see [`naming::is_region`]).
@@ -93,16 +67,13 @@ mirror_core::config_keys! {
         /// `MIRROR_ECR_MAX_ATTEMPTS`: *shared* (default 5 on the data plane, the SDK's 3 for API calls).
         MaxAttempts = "max_attempts" => Value::Common(CommonKey::MaxAttempts);
         /// `MIRROR_ECR_TAG_MUTABILITY`: `MUTABLE` (default) or `IMMUTABLE` for new repositories.
-        TagMutability = "tag_mutability" => Value::OneOf(&[&["MUTABLE"], &["IMMUTABLE"]]), default "MUTABLE";
+        TagMutability = "tag_mutability" => Value::OneOf(TagMutability::WORDS), default "MUTABLE";
         /// `MIRROR_ECR_SCAN_ON_PUSH`: basic scanning on push for new repositories (default `false`).
         ScanOnPush = "scan_on_push" => Value::Flag, default "false";
         /// `MIRROR_ECR_LIFECYCLE_POLICY`: Cluster-mode retention by a lifecycle policy (default `true`).
         LifecyclePolicy = "lifecycle_policy" => Value::Flag, default "true";
         /// `MIRROR_ECR_RETENTION_AGE`: the policy counts from the push (`pushed`, default) or last `pulled`.
-        RetentionAge = "retention_age" => Value::OneOf(&[
-            &["pushed", "push", "sinceimagepushed"],
-            &["pulled", "pull", "sinceimagepulled"],
-        ]), default "pushed";
+        RetentionAge = "retention_age" => Value::OneOf(lifecycle::Age::WORDS), default "pushed";
         /// `MIRROR_ECR_PROFILE`: the AWS profile for credentials and region (default `AWS_PROFILE`).
         Profile = "profile" => Value::Text;
     }
@@ -153,72 +124,39 @@ impl EcrBuilder {
         use EcrConfigKey as K;
         let s = &self.settings;
         s.validate()?;
-        let mut account = s.text(K::Account).map(str::to_string);
         let prefix = s.text(K::Prefix).map(str::to_string);
-        if let Some(p) = &prefix {
-            naming::check_prefix(p)?;
-        }
-        let located = s
-            .text(K::RegistryHost)
-            .and_then(naming::parse_registry_host);
+        prefix.as_deref().map_or(Ok(()), naming::check_prefix)?;
+        let mut account = s.text(K::Account).map(str::to_string);
         let mut region = s.text(K::Region).map(str::to_string);
-        if let Some((a, r)) = located {
+        if let Some((a, r)) = s
+            .text(K::RegistryHost)
+            .and_then(naming::parse_registry_host)
+        {
             account.get_or_insert(a);
             region.get_or_insert(r);
         }
-        // The control plane.
         let common = s.common();
         let sdk = match self.extra.clone() {
             Some(c) => c,
-            None => {
-                let timeouts = aws_config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(common.connect_timeout.unwrap_or(API_CONNECT_TIMEOUT))
-                    .operation_attempt_timeout(common.request_timeout());
-                let mut loader = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(https_client())
-                    .timeout_config(timeouts.build());
-                if let Some(r) = &common.retry {
-                    let retry = aws_config::retry::RetryConfig::standard()
-                        .with_max_attempts(r.max_attempts);
-                    loader = loader.retry_config(retry);
-                }
-                if let Some(r) = &region {
-                    loader = loader.region(Region::new(r.clone()));
-                }
-                if let Some(p) = s.text(K::Profile) {
-                    loader = loader.profile_name(p);
-                }
-                loader.load().await
-            }
+            None => load_sdk(region.as_deref(), s.text(K::Profile), Some(common)).await,
         };
-        let region = match region.or_else(|| sdk.region().map(|r| r.to_string())) {
-            Some(r) => r,
-            None => {
-                let hint = format!(
-                    "not set: set {}, AWS_REGION, or a region in the AWS profile",
-                    K::Region.env_var()
-                );
-                return Err(s.error(K::Region, hint));
-            }
-        };
-        let mut api = EcrApi::new(
-            sdk_client(&sdk, &region, common.endpoint.as_deref()),
-            account.clone(),
-            Origin::new(PROVIDER, &format!("ecr.{region}")),
+        let hint = format!(
+            "not set: set {}, AWS_REGION, or a region in the AWS profile",
+            K::Region.env_var()
         );
+        let region = region.or_else(|| sdk.region().map(|r| r.to_string()));
+        let region = region.ok_or_else(|| s.error(K::Region, hint))?;
+        let client = sdk_client(&sdk, &region, common.endpoint.as_deref());
+        let origin = Origin::new(PROVIDER, &format!("ecr.{region}"));
+        let mut api = EcrApi::new(client, account.clone(), origin);
         let host = match (s.host(K::RegistryHost)?, &account) {
             (Some(h), _) => h,
             (None, Some(a)) => naming::registry_host(a, &region),
             (None, None) => {
-                let named = api.authorization_token().await?.proxy_endpoint;
-                let none = || {
-                    s.error(
-                        K::Account,
-                        "GetAuthorizationToken named no registry; set the account",
-                    )
-                };
+                let none = "GetAuthorizationToken named no registry; set the account";
+                let named = api.fetch().await?.registry;
+                let named = named.ok_or_else(|| s.error(K::Account, none))?;
                 named
-                    .ok_or_else(none)?
                     .trim_start_matches("https://")
                     .trim_end_matches('/')
                     .to_string()
@@ -227,31 +165,53 @@ impl EcrBuilder {
         let origin = Origin::new(PROVIDER, &host);
         api.set_origin(origin.clone());
         // The token cache and the data plane: one streaming PUT per blob (see the crate docs).
-        let credentials = Arc::new(credential::credentials(
-            origin.registry.clone(),
-            Arc::new(api.clone()),
-        ));
+        let credentials = credential::credentials(origin.registry, Arc::new(api.clone()));
+        let credentials = Arc::new(credentials);
         let data = common.data_plane(&host, credentials.clone(), UploadMode::Monolithic)?;
-        let mutability = s.text_or_default(K::TagMutability) == Some("IMMUTABLE");
+        let age = s.text_or_default(K::RetentionAge).unwrap_or_default();
         Ok(CloudRegistry::new(EcrPlane {
             api,
             data,
             region,
             prefix,
-            tag_mutability: if mutability {
-                TagMutability::Immutable
-            } else {
-                TagMutability::Mutable
-            },
+            tag_mutability: s
+                .text_or_default(K::TagMutability)
+                .unwrap_or_default()
+                .into(),
             scan_on_push: s.flag(K::ScanOnPush),
             lifecycle_policy: s.flag(K::LifecyclePolicy),
-            retention_age: lifecycle::Age::from_str(
-                s.text_or_default(K::RetentionAge).unwrap_or_default(),
-            )
-            .unwrap_or_default(),
+            retention_age: age.parse().unwrap_or_default(),
             credentials,
         }))
     }
+}
+
+/// The AWS configuration of the SDK's default chain (credentials, region, profile) on this
+/// crate's HTTPS client, with `region` and `profile` when given, and with `common`'s
+/// timeouts and attempts (else the SDK's).
+pub async fn load_sdk(
+    region: Option<&str>,
+    profile: Option<&str>,
+    common: Option<&CommonSettings>,
+) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(https_client());
+    if let Some(common) = common {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(common.connect_timeout.unwrap_or(API_CONNECT_TIMEOUT))
+            .operation_attempt_timeout(common.request_timeout());
+        loader = loader.timeout_config(timeouts.build());
+    }
+    if let Some(r) = common.and_then(|c| c.retry.as_ref()) {
+        let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(r.max_attempts);
+        loader = loader.retry_config(retry);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    if let Some(p) = profile {
+        loader = loader.profile_name(p);
+    }
+    loader.load().await
 }
 
 /// The SDK's HTTPS client on rustls with ring (no aws-lc, so no cmake or nasm to build).

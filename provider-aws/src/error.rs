@@ -1,11 +1,13 @@
 //! The one place where AWS answers are read: [`TABLE`] (AWS error codes and HTTP statuses to
-//! the kit's [`Kind`]s), and the conversion of SDK errors and per-image failures into the
+//! the kit's [`Kind`](mirror_core::kit::provider::Kind)s), and the conversion of SDK errors and per-image failures into the
 //! kit's [`ControlPlaneError`]. Every error names the registry (`aws:<host>`), the ECR
 //! operation and the repository or `repository@digest`; AWS messages never contain the
 //! credentials, and the authorization token never appears in any error.
 
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin};
+use mirror_core::kit::provider::calls::innermost_cause;
+use mirror_core::kit::provider::Kind::*;
+use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Origin};
 
 /// The error of this crate's calls: the kit's control-plane error.
 pub type Error = ControlPlaneError;
@@ -16,56 +18,37 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// AWS error codes (exception names and per-image failure codes) and HTTP statuses.
 pub const TABLE: ErrorTable = ErrorTable {
     codes: &[
-        (Kind::NotFound("repository"), "RepositoryNotFoundException"),
+        (NotFound("repository"), "RepositoryNotFoundException"),
+        (NotFound("manifest"), "ImageNotFoundException ImageNotFound"),
         (
-            Kind::NotFound("manifest"),
-            "ImageNotFoundException ImageNotFound",
-        ),
-        (
-            Kind::NotFound("lifecycle policy"),
+            NotFound("lifecycle policy"),
             "LifecyclePolicyNotFoundException",
         ),
-        (Kind::AlreadyExists, "RepositoryAlreadyExistsException"),
-        (Kind::Conflict, "ImageReferencedByManifestList"),
-        (
-            Kind::Denied,
-            "AccessDeniedException AccessDenied UnauthorizedOperation",
-        ),
-        (Kind::Denied, "UpstreamAccessDenied"),
-        (
-            Kind::Unauthenticated,
-            "UnrecognizedClientException InvalidSignatureException",
-        ),
-        (
-            Kind::Unauthenticated,
-            "ExpiredTokenException ExpiredToken InvalidClientTokenId",
-        ),
-        (
-            Kind::Unauthenticated,
-            "MissingAuthenticationToken IncompleteSignature",
-        ),
-        (
-            Kind::RateLimited,
-            "ThrottlingException Throttling TooManyRequestsException",
-        ),
-        (
-            Kind::RateLimited,
-            "RequestLimitExceeded UpstreamTooManyRequests SlowDown",
-        ),
-        (
-            Kind::Unavailable,
-            "ServerException ServiceUnavailableException InternalFailure",
-        ),
+        (AlreadyExists, "RepositoryAlreadyExistsException"),
+        (Conflict, "ImageReferencedByManifestList"),
+        (Denied, "AccessDeniedException AccessDenied"),
+        (Denied, "UnauthorizedOperation UpstreamAccessDenied"),
+        (Unauthenticated, "UnrecognizedClientException"),
+        (Unauthenticated, "InvalidSignatureException"),
+        (Unauthenticated, "ExpiredTokenException ExpiredToken"),
+        (Unauthenticated, "InvalidClientTokenId IncompleteSignature"),
+        (Unauthenticated, "MissingAuthenticationToken"),
+        (RateLimited, "ThrottlingException Throttling SlowDown"),
+        (RateLimited, "TooManyRequestsException RequestLimitExceeded"),
+        (RateLimited, "UpstreamTooManyRequests"),
+        (Unavailable, "ServerException ServiceUnavailableException"),
+        (Unavailable, "InternalFailure"),
     ],
     statuses: &[
-        (Kind::RateLimited, "429"),
-        (Kind::Denied, "403"),
-        (Kind::Unauthenticated, "401"),
-        (Kind::Unavailable, "500-999"),
+        (RateLimited, "429"),
+        (Denied, "403"),
+        (Unauthenticated, "401"),
+        (Unavailable, "500-999"),
     ],
 };
 
-/// An answer of `operation` on `target` with the AWS error `code` (and HTTP `status`).
+/// An answer of `operation` on `target` with the AWS error `code` (and HTTP `status`; none
+/// for the failure of one image inside a successful batch answer).
 pub fn service(
     origin: &Origin,
     operation: &'static str,
@@ -79,17 +62,6 @@ pub fn service(
         .with_code(code);
     e.status = status;
     e
-}
-
-/// One image of a batch call failed: a failure inside a successful answer (no HTTP status).
-pub fn image_failure(
-    origin: &Origin,
-    operation: &'static str,
-    target: String,
-    code: &str,
-    reason: &str,
-) -> Error {
-    service(origin, operation, &target, code, reason, None)
 }
 
 /// Converts an SDK error of `operation` on `target`.
@@ -112,7 +84,15 @@ where
         SdkError::DispatchFailure(d) if !d.is_io() && !d.is_timeout() => {
             let text = text();
             match text.contains("credential") || text.contains("identity") {
-                true => origin.credentials(credentials_reason(&err)),
+                // The innermost cause (the SDK's chain repeats it wrapped three times, with
+                // its `Debug` form: 1.5 KB) and where an identity comes from. The profile
+                // variable is `EcrConfigKey::Profile`'s (tested there).
+                true => origin.credentials(format!(
+                    "no AWS identity: {}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                     AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role \
+                     (IRSA, ECS, EC2)",
+                    innermost_cause(&err, 200)
+                )),
                 false => origin.transport(operation, target, text),
             }
         }
@@ -132,31 +112,10 @@ where
     }
 }
 
-/// What to tell a person whose AWS identity could not be loaded: the innermost cause (the
-/// SDK's chain repeats it wrapped three times, with its `Debug` form: 1.5 KB) and where an
-/// identity comes from.
-fn credentials_reason(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = err.to_string();
-    let mut next = err.source();
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !text.trim().is_empty() {
-            cause = text;
-        }
-        next = e.source();
-    }
-    let cause: String = cause.chars().take(200).collect();
-    // The profile variable is `EcrConfigKey::Profile`'s (a test in `config.rs` checks it).
-    format!(
-        "no AWS identity: {cause}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
-         AWS_PROFILE / MIRROR_ECR_PROFILE (a profile in ~/.aws), or run with a role (IRSA, ECS, \
-         EC2)"
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mirror_core::kit::provider::Kind;
 
     fn origin() -> Origin {
         Origin::new("aws", "1.dkr.ecr.r.amazonaws.com")
@@ -216,23 +175,25 @@ mod tests {
 
     #[test]
     fn image_failures_map_by_code() {
-        let e = image_failure(
+        let e = service(
             &origin(),
             "BatchDeleteImage",
-            "r/x@sha256:ab".into(),
+            "r/x@sha256:ab",
             "ImageNotFound",
             "Requested image not found",
+            None,
         );
         assert_eq!(e.kind(), Kind::NotFound("manifest"));
         let core: mirror_core::Error = e.into();
         assert!(core.is_not_found());
         assert!(core.to_string().contains("r/x@sha256:ab"), "{core}");
-        let e = image_failure(
+        let e = service(
             &origin(),
             "BatchDeleteImage",
-            "r/x@sha256:ab".into(),
+            "r/x@sha256:ab",
             "KmsError",
             "key disabled",
+            None,
         );
         let core = mirror_core::Error::from(e);
         let text = core.to_string();

@@ -11,14 +11,9 @@
 //! BuildKit cache in `<build repository>/cache-<id>` (an image-manifest cache, the format ECR
 //! accepts).
 //!
-//! # Layout
-//!
-//! - [`config`]: [`EcrBuilder`], its keys and `MIRROR_ECR_*` variables, and the factory for
-//!   `mirror_core::registry::open` (`ecr://…`);
-//! - [`client`]: the ECR API calls; [`error`]: the table of AWS error codes;
-//! - [`credential`]: the data-plane token ([`EcrCredentials`]);
-//! - [`naming`]: ECR's repository grammar and the layout; [`lifecycle`]: the policy;
-//! - [`source`]: ECR registries as image sources ([`EcrSources`]).
+//! Layout: [`config`] ([`EcrBuilder`], keys, factory), [`client`] (ECR calls), [`error`] (the
+//! table), [`credential`] (the data-plane token), [`naming`], [`lifecycle`] (the policy),
+//! [`source`] (ECR registries as image sources, [`EcrSources`]).
 //!
 //! # Example
 //!
@@ -50,8 +45,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_sdk_ecr::types::ImageTagMutability;
+use mirror_core::kit::provider::calls::{delete_in_batches, Absent};
 use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::kit::provider::Kind;
+use mirror_core::kit::provider::{labels::ScopeLabels, retention::reconcile, Kind};
 use mirror_core::kit::retry::Poll;
 use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::Repository;
@@ -61,7 +58,7 @@ pub use config::{factory, EcrBuilder, EcrConfigKey, EcrFactory, TagMutability};
 pub use credential::EcrCredentials;
 pub use source::EcrSources;
 
-use client::{EcrApi, BATCH_LIMIT};
+use client::{image_id, EcrApi, BATCH_LIMIT};
 
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "aws";
@@ -84,7 +81,7 @@ pub struct EcrPlane {
     data: RegistryClient,
     region: String,
     prefix: Option<String>,
-    tag_mutability: TagMutability,
+    tag_mutability: ImageTagMutability,
     scan_on_push: bool,
     lifecycle_policy: bool,
     retention_age: lifecycle::Age,
@@ -110,65 +107,6 @@ impl EcrPlane {
     /// The data-plane token cache (its `fetches()` counts tokens).
     pub fn credentials(&self) -> &Arc<EcrCredentials> {
         &self.credentials
-    }
-
-    /// The tags a new repository gets: `managed-by`, `cluster` and `service` (the exact ids
-    /// of its scope, made valid tag values), `scope`.
-    fn repository_tags(&self, repository: &Repository) -> Vec<(String, String)> {
-        let (cluster, kind, service) = match repository.scope() {
-            Some(scope) => (Some(scope.cluster()), scope.kind(), scope.service()),
-            None => naming::parse_repository(self.prefix(), repository.name())
-                .map_or((None, "other", None), |(c, k, s)| (Some(c), k, s)),
-        };
-        let mut tags = vec![("managed-by".to_string(), MANAGED_BY.to_string())];
-        tags.extend(cluster.map(|c| ("cluster".into(), naming::tag_value(c))));
-        tags.extend(service.map(|s| ("service".into(), naming::tag_value(s))));
-        tags.push(("scope".into(), kind.to_string()));
-        tags
-    }
-
-    /// The lifecycle policy for `settings`: put when the retention is set and the stored
-    /// policy differs (a new repository has none: no read); removed when the retention is
-    /// unset and the stored policy is one this crate wrote.
-    async fn apply_lifecycle(
-        &self,
-        repository: &str,
-        settings: &RepositorySettings,
-        created: bool,
-    ) -> error::Result<()> {
-        let (api, age) = (&self.api, self.retention_age);
-        let current = match created {
-            true => None,
-            false => api.get_lifecycle_policy(repository).await?,
-        };
-        match settings.retention {
-            Some(r) if lifecycle::needs_update(current.as_deref(), r, age) => {
-                api.put_lifecycle_policy(repository, &lifecycle::policy_text(r, age))
-                    .await
-            }
-            None if current.as_deref().is_some_and(lifecycle::is_ours) => {
-                api.delete_lifecycle_policy(repository).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Deletes `digests` in batches; failures whose kind `fine` accepts are not errors.
-    async fn delete_batches(
-        &self,
-        repository: &str,
-        digests: &[Digest],
-        fine: impl Fn(Kind) -> bool,
-    ) -> Result<()> {
-        for chunk in digests.chunks(BATCH_LIMIT) {
-            for f in self.api.batch_delete_image(repository, chunk).await? {
-                let e = self.api.failure(repository, "BatchDeleteImage", &f);
-                if !fine(e.kind()) {
-                    return Err(e.into());
-                }
-            }
-        }
-        Ok(())
     }
 }
 
@@ -199,27 +137,26 @@ impl ControlPlane for EcrPlane {
         naming::check_repository(name)
     }
 
-    /// `CreateRepository` ("already exists" is success), then the lifecycle policy, retried
-    /// while a just-created repository is not visible yet.
+    /// `CreateRepository` ("already exists" is success), then the lifecycle policy for
+    /// `settings` (reconciled: see [`lifecycle`]), retried while a just-created repository is
+    /// not visible yet.
     async fn create_repository(
         &self,
         repository: &Repository,
         settings: &RepositorySettings,
     ) -> Result<bool> {
         let name = repository.name();
-        let (mutability, scan, tags) = (
-            self.tag_mutability.to_sdk(),
-            self.scan_on_push,
-            self.repository_tags(repository),
-        );
-        let created = self
-            .api
-            .create_repository(name, mutability, scan, &tags)
-            .await?;
+        let tags = ScopeLabels::of(repository, self.prefix()).pairs(MANAGED_BY, naming::tag_value);
+        let (mutability, scan) = (self.tag_mutability.clone(), self.scan_on_push);
+        let created = self.api.create_repository(name, mutability, scan, &tags);
+        let created = created.await?;
         if self.lifecycle_policy {
+            let age = self.retention_age;
+            let policy = || settings.retention.map(|r| lifecycle::policy_text(r, age));
+            let apply = || reconcile(&self.api, name, policy(), created, lifecycle::is_ours);
             let pending = |e: &error::Error| e.kind() == Kind::NotFound("repository");
             Poll::until(CREATE_SETTLE_TIMEOUT)
-                .retry_while(|| self.apply_lifecycle(name, settings, created), pending)
+                .retry_while(apply, pending)
                 .await?;
         }
         Ok(created)
@@ -228,20 +165,18 @@ impl ControlPlane for EcrPlane {
     /// `DescribeRepositories`, those under the cluster's prefix.
     async fn list_repositories(&self, cluster: &str) -> Result<Vec<String>> {
         let prefix = naming::cluster_prefix(self.prefix(), cluster)?;
-        let names = self.api.repository_names().await?;
-        Ok(names
-            .into_iter()
-            .filter(|r| r.starts_with(&prefix))
-            .collect())
+        let mut names = self.api.repository_names().await?;
+        names.retain(|r| r.starts_with(&prefix));
+        Ok(names)
     }
 
     /// `DescribeImages`: platform manifests and referrers are listed as untagged images of
     /// their own (the kit folds them). An absent repository has no images.
     async fn list_images(&self, repository: &str) -> Result<Vec<ListedImage>> {
-        match self.api.describe_images(repository).await {
-            Err(e) if e.kind() == Kind::NotFound("repository") => Ok(Vec::new()),
-            other => Ok(other?),
-        }
+        let listed = self.api.describe_images(repository).await;
+        Ok(listed
+            .absent_if(Kind::NotFound("repository"))?
+            .unwrap_or_default())
     }
 
     /// `BatchDeleteImage` (which removes the tags too), in batches of 100. Platform
@@ -253,34 +188,32 @@ impl ControlPlane for EcrPlane {
         digests: &[Digest],
         why: Deletion,
     ) -> Result<()> {
-        match why {
-            Deletion::Child => {
-                let mut orphans = Vec::new();
-                for child in digests {
-                    let listed = self.api.describe_image(repository, child).await?;
-                    if listed.is_some_and(|l| l.tags.is_empty()) {
-                        orphans.push(child.clone());
-                    }
+        let mut digests = digests.to_vec();
+        if why == Deletion::Child {
+            let mut orphans = Vec::new();
+            for child in digests {
+                let listed = self.api.describe_image(repository, &child).await?;
+                if listed.is_some_and(|l| l.tags.is_empty()) {
+                    orphans.push(child);
                 }
-                let fine = |k| matches!(k, Kind::NotFound(_) | Kind::Conflict);
-                self.delete_batches(repository, &orphans, fine).await
             }
-            Deletion::Image => self.delete_batches(repository, digests, |_| false).await,
-            _ => {
-                self.delete_batches(repository, digests, |k| matches!(k, Kind::NotFound(_)))
-                    .await
-            }
+            digests = orphans;
         }
+        let api = &self.api;
+        let batch = |chunk: &[Digest]| {
+            let ids = chunk.iter().map(|d| image_id(Some(d), None)).collect();
+            api.batch_delete_image(repository, ids)
+        };
+        Ok(delete_in_batches(&digests, BATCH_LIMIT, why, batch).await?)
     }
 
     /// `BatchDeleteImage` of the tag alone. ECR deletes an image whose last tag goes: anchors
     /// are released only from images no longer in use, so only such an image can go early.
     async fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
-        let failures = self.api.batch_delete_tag(repository, tag).await?;
-        match failures
-            .first()
-            .map(|f| self.api.failure(repository, "BatchDeleteImage", f))
-        {
+        let failures = self
+            .api
+            .batch_delete_image(repository, vec![image_id(None, Some(tag))]);
+        match failures.await?.into_iter().next() {
             None => Ok(()),
             Some(e) if e.kind() == Kind::NotFound("manifest") => Err(Error::NotFound {
                 what: "tag",

@@ -29,20 +29,15 @@
 //!    "action":{"type":"expire"}}]}
 //! ```
 //!
-//! `sinceImagePulled` measures from the last pull (the push for an image never pulled): an
-//! image the nodes pull keeps living without an anchor. It cannot see a pod that runs for
-//! weeks without pulling again (nodes pull when a pod starts on a node without the image),
-//! so the anchor rule stays first with either measure; what it adds is that an image nobody
-//! pulled for the retention time goes even while some old Deployment revision names it.
-//!
-//! Every rule's description starts with [`DESCRIPTION_PREFIX`], which is how this crate
-//! recognises a policy it wrote. ECR may store the policy text reformatted, so policies are
-//! compared as JSON values, not as text: [`needs_update`] is false when the stored policy
-//! already says the same.
+//! `sinceImagePulled` cannot see a pod that runs for weeks without pulling again, so the
+//! anchor rule stays first with either measure (the README says more). Every rule's
+//! description starts with [`DESCRIPTION_PREFIX`]: that is how a policy this crate wrote is
+//! recognised. The kit's [`retention`](mirror_core::kit::provider::retention) reconciles it.
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use mirror_core::kit::provider::retention::{all_marked, same_json};
+use serde_json::Value;
 
 /// The start of the description of the rules this crate writes.
 pub const DESCRIPTION_PREFIX: &str = "mirror-core retention";
@@ -52,42 +47,22 @@ pub const ANCHOR_COUNT: u64 = 100_000;
 
 const DAY: u64 = 24 * 60 * 60;
 
-/// What the retention counts from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Age {
-    /// From the push (`sinceImagePushed`, the default).
-    #[default]
-    SincePushed,
-    /// From the last pull, or the push for an image never pulled (`sinceImagePulled`).
-    SincePulled,
+mirror_core::setting_choice! {
+    /// What the retention counts from (the `retention_age` key's words).
+    pub enum Age {
+        /// From the push (`sinceImagePushed`, the default).
+        SincePushed = ["pushed", "push", "sinceimagepushed"],
+        /// From the last pull, or the push for an image never pulled (`sinceImagePulled`).
+        SincePulled = ["pulled", "pull", "sinceimagepulled"],
+    }
 }
 
 impl Age {
-    fn count_type(self) -> &'static str {
+    /// Its `countType`, and the event its rule's description names.
+    fn count_type(self) -> (&'static str, &'static str) {
         match self {
-            Age::SincePushed => "sinceImagePushed",
-            Age::SincePulled => "sinceImagePulled",
-        }
-    }
-
-    fn event(self) -> &'static str {
-        match self {
-            Age::SincePushed => "push",
-            Age::SincePulled => "the last pull",
-        }
-    }
-}
-
-impl std::str::FromStr for Age {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "pushed" | "push" | "sinceimagepushed" => Ok(Age::SincePushed),
-            "pulled" | "pull" | "sinceimagepulled" => Ok(Age::SincePulled),
-            other => Err(format!(
-                "retention_age must be `pushed` or `pulled`, not {other:?}"
-            )),
+            Age::SincePushed => ("sinceImagePushed", "push"),
+            Age::SincePulled => ("sinceImagePulled", "the last pull"),
         }
     }
 }
@@ -98,93 +73,45 @@ pub fn retention_days(retention: Duration) -> u64 {
     secs.div_ceil(DAY).max(1)
 }
 
-fn anchor_description() -> String {
-    format!("{DESCRIPTION_PREFIX}: never expire anchored (in-use) images")
-}
-
-fn retention_description(days: u64, age: Age) -> String {
-    format!(
-        "{DESCRIPTION_PREFIX}: expire images {days} days after {}",
-        age.event()
-    )
-}
-
 /// The policy text sent to `PutLifecyclePolicy`, keys in the order of ECR's documentation.
 pub fn policy_text(retention: Duration, age: Age) -> String {
-    let days = retention_days(retention);
-    let anchor = Value::String(anchor_description());
-    let description = Value::String(retention_description(days, age));
-    let prefix = Value::String(mirror_core::kit::image::ANCHOR_TAG_PREFIX.to_string());
-    format!(
-        concat!(
-            r#"{{"rules":[{{"rulePriority":1,"description":{anchor},"#,
-            r#""selection":{{"tagStatus":"tagged","tagPrefixList":[{prefix}],"#,
-            r#""countType":"imageCountMoreThan","countNumber":{count}}},"#,
-            r#""action":{{"type":"expire"}}}},"#,
-            r#"{{"rulePriority":2,"description":{description},"#,
-            r#""selection":{{"tagStatus":"any","countType":"{count_type}","#,
-            r#""countUnit":"days","countNumber":{days}}},"#,
-            r#""action":{{"type":"expire"}}}}]}}"#
-        ),
-        anchor = anchor,
-        prefix = prefix,
-        count = ANCHOR_COUNT,
-        description = description,
-        count_type = age.count_type(),
-        days = days
-    )
+    let (days, (count_type, event), count) =
+        (retention_days(retention), age.count_type(), ANCHOR_COUNT);
+    let json = |s: String| Value::String(s).to_string();
+    let anchor = json(format!(
+        "{DESCRIPTION_PREFIX}: never expire anchored (in-use) images"
+    ));
+    let description = json(format!(
+        "{DESCRIPTION_PREFIX}: expire images {days} days after {event}"
+    ));
+    let prefix = json(mirror_core::kit::image::ANCHOR_TAG_PREFIX.to_string());
+    // One line: the template's line breaks go.
+    let text = format!(
+        r#"{{"rules":[{{"rulePriority":1,"description":{anchor},
+"selection":{{"tagStatus":"tagged","tagPrefixList":[{prefix}],
+"countType":"imageCountMoreThan","countNumber":{count}}},"action":{{"type":"expire"}}}},
+{{"rulePriority":2,"description":{description},
+"selection":{{"tagStatus":"any","countType":"{count_type}","countUnit":"days","countNumber":{days}}},
+"action":{{"type":"expire"}}}}]}}"#
+    );
+    text.replace('\n', "")
 }
 
-/// The lifecycle policy document for `retention`, as a JSON value (for comparisons).
+/// The lifecycle policy document for `retention`, as a JSON value (for comparisons): the
+/// text parsed.
 pub fn policy(retention: Duration, age: Age) -> Value {
-    let days = retention_days(retention);
-    json!({
-        "rules": [{
-            "rulePriority": 1,
-            "description": anchor_description(),
-            "selection": {
-                "tagStatus": "tagged",
-                "tagPrefixList": [mirror_core::kit::image::ANCHOR_TAG_PREFIX],
-                "countType": "imageCountMoreThan",
-                "countNumber": ANCHOR_COUNT
-            },
-            "action": { "type": "expire" }
-        }, {
-            "rulePriority": 2,
-            "description": retention_description(days, age),
-            "selection": {
-                "tagStatus": "any",
-                "countType": age.count_type(),
-                "countUnit": "days",
-                "countNumber": days
-            },
-            "action": { "type": "expire" }
-        }]
-    })
+    serde_json::from_str(&policy_text(retention, age)).unwrap_or(Value::Null)
 }
 
 /// True when the stored policy (`None`: none) differs from the one for `retention`.
 pub fn needs_update(current: Option<&str>, retention: Duration, age: Age) -> bool {
-    match current.and_then(|t| serde_json::from_str::<Value>(t).ok()) {
-        Some(v) => v != policy(retention, age),
-        None => true,
-    }
+    !same_json(current, &policy_text(retention, age))
 }
 
 /// True when the stored policy is one this crate wrote (every rule's description starts with
 /// [`DESCRIPTION_PREFIX`]); policies written by people are never removed.
 pub fn is_ours(text: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return false;
-    };
-    match v.get("rules").and_then(Value::as_array) {
-        Some(rules) if !rules.is_empty() => rules.iter().all(|r| {
-            r.get("description")
-                .and_then(Value::as_str)
-                .is_some_and(|d| d.starts_with(DESCRIPTION_PREFIX))
-        }),
-        _ => false,
-    }
+    all_marked(text, "/rules", "description", DESCRIPTION_PREFIX)
 }
 
 #[cfg(test)]
@@ -202,37 +129,6 @@ mod tests {
         );
         assert_eq!(retention_days(Duration::from_secs(36 * 3600)), 2);
         assert_eq!(retention_days(Duration::from_secs(30 * DAY)), 30);
-    }
-
-    #[test]
-    fn the_policy_is_exactly_the_documented_shape() {
-        let expected = concat!(
-            r#"{"rules":[{"rulePriority":1,"#,
-            r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
-            r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
-            r#""action":{"type":"expire"}},"#,
-            r#"{"rulePriority":2,"#,
-            r#""description":"mirror-core retention: expire images 7 days after push","#,
-            r#""selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":7},"#,
-            r#""action":{"type":"expire"}}]}"#
-        );
-        let text = policy_text(Duration::from_secs(7 * DAY), Age::SincePushed);
-        assert_eq!(text, expected);
-        let parsed: Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            parsed,
-            policy(Duration::from_secs(7 * DAY), Age::SincePushed)
-        );
-        let pulled = policy_text(Duration::from_secs(7 * DAY), Age::SincePulled);
-        assert!(
-            pulled.contains(r#""countType":"sinceImagePulled""#),
-            "{pulled}"
-        );
-        assert!(pulled.contains("7 days after the last pull"), "{pulled}");
-        assert_eq!(
-            serde_json::from_str::<Value>(&pulled).unwrap(),
-            policy(Duration::from_secs(7 * DAY), Age::SincePulled)
-        );
     }
 
     #[test]

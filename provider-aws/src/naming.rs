@@ -29,8 +29,8 @@ pub const MAX_PREFIX_LEN: usize = 128;
 
 /// Checks `name` against ECR's repository grammar and length limits.
 pub fn validate_ecr_repository(name: &str) -> std::result::Result<(), String> {
-    if !(2..=256).contains(&name.len()) {
-        let len = name.len();
+    let len = name.len();
+    if !(2..=256).contains(&len) {
         return Err(format!(
             "ECR repository names are 2 to 256 characters long, this one has {len}"
         ));
@@ -47,61 +47,35 @@ pub fn check_repository(name: &str) -> Result<()> {
 /// Checks a repository prefix: components of the grammar, at most [`MAX_PREFIX_LEN`]
 /// characters.
 pub fn check_prefix(prefix: &str) -> Result<()> {
-    let bad = |reason: String| invalid(prefix, format!("repository prefix: {reason}"));
-    if prefix.is_empty() || prefix.len() > MAX_PREFIX_LEN {
-        return Err(bad(format!(
-            "1 to {MAX_PREFIX_LEN} characters, this one has {}",
-            prefix.len()
-        )));
-    }
-    prefix
-        .split('/')
-        .try_for_each(|c| COMPONENT.check(c))
-        .map_err(bad)?;
-    validate_repository(prefix).map_err(bad)
+    let len = prefix.len();
+    let valid = match (1..=MAX_PREFIX_LEN).contains(&len) {
+        false => Err(format!(
+            "1 to {MAX_PREFIX_LEN} characters, this one has {len}"
+        )),
+        true => prefix.split('/').try_for_each(|c| COMPONENT.check(c)),
+    };
+    let valid = valid.and_then(|()| validate_repository(prefix));
+    valid.map_err(|reason| invalid(prefix, format!("repository prefix: {reason}")))
 }
 
 /// The repository name of `scope` under `prefix`.
 pub fn repository_name(prefix: Option<&str>, scope: &RepositoryScope) -> Result<String> {
-    if let Some(p) = prefix {
-        check_prefix(p)?;
-    }
+    prefix.map_or(Ok(()), check_prefix)?;
     let name = default_repository_name(prefix, scope)?;
     check_repository(&name)?;
     Ok(name)
 }
 
-/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`), derived
-/// from the cluster repository (`<cluster prefix>mirror`) so it always agrees with
-/// [`repository_name`].
+/// The prefix every repository of `cluster` starts with (`[prefix/]<cluster>/`, the core
+/// layout's), `prefix` checked.
 pub fn cluster_prefix(prefix: Option<&str>, cluster: &str) -> Result<String> {
-    let cluster = cluster.to_string();
-    let name = repository_name(prefix, &RepositoryScope::Cluster { cluster })?;
-    Ok(name
-        .strip_suffix("mirror")
-        .map(str::to_string)
-        .unwrap_or(name))
+    prefix.map_or(Ok(()), check_prefix)?;
+    mirror_core::registry::naming::cluster_prefix(prefix, cluster)
 }
 
 /// The parts of a repository name of the layout: (cluster component, scope kind, service
-/// component). `None` for names not in the layout.
-pub fn parse_repository<'a>(
-    prefix: Option<&str>,
-    name: &'a str,
-) -> Option<(&'a str, &'static str, Option<&'a str>)> {
-    let rest = match prefix {
-        Some(p) => name.strip_prefix(p)?.strip_prefix('/')?,
-        None => name,
-    };
-    let parts: Vec<&str> = rest.split('/').collect();
-    match parts[..] {
-        [c, "mirror"] => Some((c, "cluster", None)),
-        [c, "services", s] => Some((c, "service", Some(s))),
-        [c, "builds", s] => Some((c, "build", Some(s))),
-        [c, "builds", s, cache] if cache.starts_with("cache-") => Some((c, "build-cache", Some(s))),
-        _ => None,
-    }
-}
+/// component); `None` for names not in the layout.
+pub use mirror_core::kit::provider::labels::parse_layout_name as parse_repository;
 
 /// The registry host of an account in a region: `<account>.dkr.ecr.<region>.amazonaws.com`
 /// (`.amazonaws.com.cn` in the China regions).
@@ -120,8 +94,12 @@ pub fn parse_registry_host(host: &str) -> Option<(String, String)> {
         .strip_suffix(".amazonaws.com")
         .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
     let (account, region) = rest.split_once(".dkr.ecr.")?;
-    let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (account_ok && is_region(region)).then(|| (account.to_string(), region.to_string()))
+    (is_account(account) && is_region(region)).then(|| (account.to_string(), region.to_string()))
+}
+
+/// Whether `a` is an AWS account id: 12 digits.
+pub fn is_account(a: &str) -> bool {
+    a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Whether `r` reads as an AWS region: lowercase letters, digits and `-`.

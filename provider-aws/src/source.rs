@@ -11,13 +11,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::SdkConfig;
 use mirror_core::kit::provider::{Origin, SourceCaches, TokenSource};
 use mirror_core::kit::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
 
 use crate::client::EcrApi;
-use crate::config::{https_client, sdk_client};
+use crate::config::{load_sdk, sdk_client};
 use crate::credential::{AuthToken, POLICY};
 use crate::{naming, PROVIDER};
 
@@ -80,11 +80,7 @@ impl EcrSources {
                 async move {
                     let sdk = match sdk {
                         Some(c) => c,
-                        None => {
-                            let loader = aws_config::defaults(BehaviorVersion::latest())
-                                .http_client(https_client());
-                            loader.region(Region::new(region.clone())).load().await
-                        }
+                        None => load_sdk(Some(&region), None, None).await,
                     };
                     let client = sdk_client(&sdk, &region, endpoint.as_deref());
                     let origin = Origin::new(PROVIDER, &format!("ecr.{region}"));

@@ -54,7 +54,8 @@ async fn repository_names(emu: &EcrEmulator) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn moto_images(emu: &EcrEmulator, repo: &str) -> Vec<Value> {
+/// The image details moto lists for `repo` (asked directly, not counted).
+pub(crate) async fn moto_images(emu: &EcrEmulator, repo: &str) -> Vec<Value> {
     let (status, answer) = emu
         .moto("DescribeImages", json!({"repositoryName": repo}))
         .await;
@@ -164,16 +165,7 @@ async fn cluster_mode_puts_the_documented_lifecycle_policy_only_when_it_changes(
         .expect("a lifecycle policy");
     assert_eq!(
         text,
-        concat!(
-            r#"{"rules":[{"rulePriority":1,"#,
-            r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
-            r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
-            r#""action":{"type":"expire"}},"#,
-            r#"{"rulePriority":2,"#,
-            r#""description":"mirror-core retention: expire images 2 days after push","#,
-            r#""selection":{"tagStatus":"any","countType":"sinceImagePushed","countUnit":"days","countNumber":2},"#,
-            r#""action":{"type":"expire"}}]}"#
-        ),
+        crate::lifecycle_model::documented_policy(2, false),
         "the anchor rule first, exactly as documented in provider_aws::lifecycle"
     );
     assert_eq!(emu.calls("PutLifecyclePolicy"), 1);

@@ -28,14 +28,8 @@ fn layout_source(dir: &std::path::Path, name: &str, seed: u64) -> Source {
 }
 
 async fn moto_tags(emu: &EcrEmulator, repo: &str) -> Vec<(String, Vec<String>, Value)> {
-    let (status, answer) = emu
-        .moto("DescribeImages", json!({"repositoryName": repo}))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["imageDetails"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let images = crate::ecr::moto_images(emu, repo).await;
+    images
         .into_iter()
         .map(|d| {
             let tags = d["imageTags"]

@@ -2,6 +2,51 @@
 //! policies), and the property test of the policy `provider_aws::lifecycle` writes against
 //! it (moved here from `src/lifecycle.rs`: test support is no library code).
 
+/// The policy text documented in `provider_aws::lifecycle`, expiring images `days` days
+/// after the push (`pulled`: after the last pull).
+pub fn documented_policy(days: u64, pulled: bool) -> String {
+    let text = concat!(
+        r#"{"rules":[{"rulePriority":1,"#,
+        r#""description":"mirror-core retention: never expire anchored (in-use) images","#,
+        r#""selection":{"tagStatus":"tagged","tagPrefixList":["mirror.anchor."],"countType":"imageCountMoreThan","countNumber":100000},"#,
+        r#""action":{"type":"expire"}},"#,
+        r#"{"rulePriority":2,"#,
+        r#""description":"mirror-core retention: expire images DAYS days after EVENT","#,
+        r#""selection":{"tagStatus":"any","countType":"COUNT_TYPE","countUnit":"days","countNumber":DAYS},"#,
+        r#""action":{"type":"expire"}}]}"#
+    );
+    let (count_type, event) = match pulled {
+        true => ("sinceImagePulled", "the last pull"),
+        false => ("sinceImagePushed", "push"),
+    };
+    let text = text
+        .replace("COUNT_TYPE", count_type)
+        .replace("EVENT", event);
+    text.replace("DAYS", &days.to_string())
+}
+
+#[test]
+fn the_policy_is_exactly_the_documented_shape() {
+    use provider_aws::lifecycle::{policy, policy_text, Age};
+    use serde_json::Value;
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let text = policy_text(week, Age::SincePushed);
+    assert_eq!(text, documented_policy(7, false));
+    let parsed: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(parsed, policy(week, Age::SincePushed));
+    let pulled = policy_text(week, Age::SincePulled);
+    assert!(
+        pulled.contains(r#""countType":"sinceImagePulled""#),
+        "{pulled}"
+    );
+    assert!(pulled.contains("7 days after the last pull"), "{pulled}");
+    assert_eq!(pulled, documented_policy(7, true));
+    assert_eq!(
+        serde_json::from_str::<Value>(&pulled).unwrap(),
+        policy(week, Age::SincePulled)
+    );
+}
+
 pub mod model {
     //! ECR's lifecycle evaluation as its documentation states it, for tests of the policies
     //! this crate writes (no emulator evaluates lifecycle policies):

@@ -87,6 +87,19 @@ pub enum Deletion {
     Referrer,
 }
 
+impl Deletion {
+    /// Whether a per-item failure of this kind is fine for this deletion: a child that is
+    /// gone or still used by another index, a referrer that is gone; nothing for an image.
+    pub fn tolerates(self, kind: crate::provider::error::Kind) -> bool {
+        use crate::provider::error::Kind;
+        match self {
+            Deletion::Image => false,
+            Deletion::Child => matches!(kind, Kind::NotFound(_) | Kind::Conflict),
+            Deletion::Referrer => matches!(kind, Kind::NotFound(_)),
+        }
+    }
+}
+
 /// The control plane of a cloud registry: what a provider implements for [`CloudRegistry`].
 ///
 /// # Contract

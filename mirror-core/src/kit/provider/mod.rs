@@ -22,19 +22,30 @@
 //! - [`error`]: also [`ErrorTable`], the one table (codes and statuses to [`Kind`]s) a
 //!   provider writes;
 //! - [`naming`]: name grammars, declared ([`Grammar`]);
+//! - [`calls`]: shapes of control-plane calls (absent answers, paging, batch deletions);
+//! - [`labels`]: the scope a created repository is labelled with;
+//! - [`basic`]: [`BasicToken`], an expiring basic-auth token (ECR's);
+//! - [`retention`]: a retention document beside a repository, reconciled;
+//! - [`choice`]: settings that are one word of a fixed set ([`setting_choice!`](crate::setting_choice));
 //! - [`token`]: also [`SourceCaches`], lazy per-region or per-host token caches for source
 //!   credentials;
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
+pub mod basic;
 pub mod builder;
+pub mod calls;
+pub mod choice;
 pub mod cloud;
 pub mod config;
 pub mod error;
+pub mod labels;
 pub mod naming;
 pub mod rest;
+pub mod retention;
 pub mod token;
 
+pub use basic::BasicToken;
 pub use builder::{Provider, ProviderBuilder, ProviderFactory};
 pub use config::{
     from_env, parse_bool, parse_duration, setting_error, CommonKey, CommonSettings, ConfigKey,
