@@ -1,12 +1,9 @@
-//! [`EcrBuilder`]: an [`Ecr`] registry configured from code, string keys ([`EcrConfigKey`],
-//! each documented with its `MIRROR_ECR_*` variable and default) or the environment
-//! ([`EcrBuilder::from_env`]); [`EcrFactory`] for `mirror_core::registry::open`:
-//! `ecr://<account>.dkr.ecr.<region>.amazonaws.com[/PREFIX]` (that registry), `ecr://[/PREFIX]`
-//! (the caller's account, the region of the SDK chain), or `ecr://HOST[:PORT][/PREFIX]` (a
-//! data-plane override); options are the keys. [`EcrBuilder::build`] validates every setting
-//! before the first AWS call and names the key of every error. AWS credentials come from the
-//! SDK's default chain (environment, profile files, SSO, web identity, ECS and EC2 roles)
-//! unless an [`SdkConfig`] is given ([`EcrBuilder::sdk_config`]).
+//! [`EcrBuilder`]: an [`Ecr`] registry from code, string keys ([`EcrConfigKey`], each with its
+//! `MIRROR_ECR_*` variable and default) or the environment; [`EcrFactory`] for
+//! `mirror_core::registry::open`: `ecr://<ECR host>[/PREFIX]`, `ecr://[/PREFIX]` (the caller's
+//! account, the SDK chain's region) or `ecr://HOST[:PORT][/PREFIX]` (a data-plane override),
+//! options being the keys. AWS credentials come from the SDK's default chain unless an
+//! [`SdkConfig`] is given ([`EcrBuilder::sdk_config`]).
 
 use std::sync::Arc;
 

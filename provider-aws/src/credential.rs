@@ -56,16 +56,14 @@ mod tests {
 
     #[test]
     fn tokens_decode_without_leaking() {
+        // The password and a `Debug` without it: the kit's test of `BasicToken`, same token.
         let o = Origin::new("aws", "h");
         let t = decode(
             &o,
             "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu",
             SystemTime::UNIX_EPOCH,
-        )
-        .unwrap();
-        assert_eq!(t.username, "AWS");
-        assert_eq!(t.password.expose(), "123456789012-auth-token");
-        assert!(!format!("{t:?}").contains("auth-token"));
+        );
+        assert_eq!(t.unwrap().username, "AWS");
         let err = decode(&o, "bm9jb2xvbg==", SystemTime::UNIX_EPOCH)
             .unwrap_err()
             .to_string();
