@@ -24,15 +24,20 @@
 //! - [`naming`]: name grammars, declared ([`Grammar`]);
 //! - [`token`]: also [`SourceCaches`], lazy per-region or per-host token caches for source
 //!   credentials;
+//! - [`deletes`]: deletions for control planes that delete one manifest per call, and the
+//!   orphaned platform manifests of a deleted index;
+//! - [`scope`]: scopes as flat ids and labels (readable ids, hashes, label values);
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
 pub mod builder;
 pub mod cloud;
 pub mod config;
+pub mod deletes;
 pub mod error;
 pub mod naming;
 pub mod rest;
+pub mod scope;
 pub mod token;
 
 pub use builder::{Provider, ProviderBuilder, ProviderFactory};
