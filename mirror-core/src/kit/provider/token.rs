@@ -367,6 +367,22 @@ impl<T: Expiring + AsCredentials> SourceCaches<T> {
         }
     }
 
+    /// Caches of `provider`'s tokens with `policy` whose one source, made by `make` on the
+    /// first pull that needs it, serves every key (a token valid for every host).
+    pub fn shared<F, Fut>(provider: &'static str, policy: TokenPolicy, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::Result<Arc<dyn TokenSource<Token = T>>>>
+            + Send
+            + 'static,
+    {
+        let (once, make) = (Arc::new(tokio::sync::OnceCell::new()), Arc::new(make));
+        Self::new(provider, policy, move |_key| {
+            let (once, make) = (once.clone(), make.clone());
+            async move { once.get_or_try_init(|| make()).await.cloned() }
+        })
+    }
+
     /// The credentials of `host`, from the cache of `key` (made now if it is the first).
     pub fn provider_for(&self, key: &str, host: &str) -> Option<Arc<dyn CredentialProvider>> {
         let mut caches = self.caches.lock().ok()?;
