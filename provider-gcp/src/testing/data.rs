@@ -1,7 +1,7 @@
 //! The data proxy's rules (see [`crate::testing`]): Artifact Registry's token exchange,
 //! refusals, and what a stored manifest records.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::http::Method;
@@ -42,15 +42,8 @@ impl ProxyRules for Fake {
     }
 
     async fn stored(&self, m: StoredManifest) -> Option<Response> {
-        let under = m.repository.strip_prefix(&format!("{PROJECT}/"))?;
-        let (repo, package) = under.split_once('/')?;
         self.hidden.pushed(&m.repository, &m.reference);
-        let key = (repo.to_string(), package.to_string());
-        let mut st = self.st();
-        let versions = st.versions.entry(key).or_default();
-        versions
-            .entry(m.digest)
-            .or_insert((SystemTime::now(), m.media_type));
+        self.pushed.seen(&m.repository, &m.digest);
         None
     }
 }

@@ -199,11 +199,8 @@ impl FakeGar {
 
     /// Sets the upload time of a version (to age images).
     pub fn set_upload_time(&self, id: &str, package: &str, digest: &str, at: SystemTime) {
-        let mut st = self.fake.st();
-        let versions = st.versions.entry((id.into(), package.into())).or_default();
-        versions
-            .entry(digest.into())
-            .or_insert((at, String::new()))
-            .0 = at;
+        self.fake
+            .pushed
+            .set(&rest::names(id, package).1, digest, at);
     }
 }

@@ -13,7 +13,7 @@ use mirror_core::kit::provider::Grammar;
 use mirror_core::kit::store::http::{credentials::Credentials, RegistryClient};
 use mirror_core::testing::control_plane::{json as respond, manifest_size, manifests, rfc3339};
 use mirror_core::testing::control_plane::{token_page, FakeRequest, Ledger, OAuthTokens};
-use mirror_core::testing::control_plane::{HiddenTags, Operations, Step};
+use mirror_core::testing::control_plane::{HiddenTags, Operations, PushTimes, Step};
 use mirror_core::{Digest, ImageStore};
 use serde_json::{json, Value};
 
@@ -27,14 +27,10 @@ pub(crate) enum Deferred {
     Nothing,
 }
 
-/// Versions of a (repository id, package): upload time and media type, by digest.
-type Versions = BTreeMap<(String, String), BTreeMap<String, (SystemTime, String)>>;
-
 #[derive(Default)]
 pub(crate) struct St {
     /// Repositories by id: the resource, and whether it is visible (its creation done).
     pub(crate) repos: BTreeMap<String, (Value, bool)>,
-    pub(crate) versions: Versions,
     pub(crate) page_size: usize,
     pub(crate) deleted_versions: Vec<String>,
     pub(crate) package_deletes: Vec<String>,
@@ -53,6 +49,8 @@ pub(crate) struct Fake {
     pub(crate) ops: Operations<Deferred>,
     /// Tags deleted with `tags.delete`.
     pub(crate) hidden: HiddenTags,
+    /// Upload times by registry name.
+    pub(crate) pushed: PushTimes,
     pub(crate) ledger: Ledger,
     pub(crate) st: Mutex<St>,
 }
@@ -95,6 +93,7 @@ impl Fake {
             registry_tokens: OAuthTokens::default(),
             ops: Operations::new(&format!("projects/{PROJECT}/locations/{LOCATION}")),
             hidden: HiddenTags::default(),
+            pushed: PushTimes::default(),
             ledger: Ledger::default(),
             st: Mutex::new(st),
         }
@@ -315,21 +314,12 @@ async fn docker_images(fake: &Fake, id: &str, r: &FakeRequest) -> Answer {
         let Some(package) = name.strip_prefix(&format!("{PROJECT}/{id}/")) else {
             continue;
         };
-        let key = (id.to_string(), package.to_string());
-        let known = fake
-            .st()
-            .versions
-            .get(&key)
-            .map(|v| v.keys().cloned().collect());
-        let tags = fake.tags(&name).await;
-        let (found, gone) = manifests(&fake.registry, &name, tags, known.unwrap_or_default()).await;
-        let mut st = fake.st();
-        let versions = st.versions.entry(key).or_default();
-        versions.retain(|d, _| !gone.contains(d));
+        let (tags, known) = (fake.tags(&name).await, fake.pushed.known(&name));
+        let (found, gone) = manifests(&fake.registry, &name, tags, known).await;
+        fake.pushed.forget(&name, &gone);
         let (parent, escaped) = (names(id, "").0, package.replace('/', "%2F"));
         for (digest, (m, mut tags)) in found {
-            let seen = (SystemTime::now(), m.media_type.clone());
-            let upload = rfc3339(versions.entry(digest.clone()).or_insert(seen).0);
+            let upload = rfc3339(fake.pushed.seen(&name, &digest));
             tags.sort();
             entries.push(
                 json!({"name": format!("{parent}/dockerImages/{escaped}@{digest}"),
@@ -392,17 +382,17 @@ async fn operation(fake: &Fake, name: &str) -> Response {
             None
         }
         Deferred::DeleteVersion(id, package, digest) => {
-            let store = fake.registry.repository(&names(&id, &package).1);
-            let deleted = match (store, Digest::parse(&digest)) {
+            let name = names(&id, &package).1;
+            let deleted = match (fake.registry.repository(&name), Digest::parse(&digest)) {
                 (Ok(store), Ok(d)) => store.delete_manifest(&d).await,
                 _ => Ok(()),
             };
-            let mut st = fake.st();
-            let key = (id.clone(), package.clone());
-            st.versions.get_mut(&key).map(|v| v.remove(&digest));
+            fake.pushed.forget(&name, std::slice::from_ref(&digest));
             match deleted {
                 Ok(()) => {
-                    st.deleted_versions.push(format!("{id}/{package}@{digest}"));
+                    fake.st()
+                        .deleted_versions
+                        .push(format!("{id}/{package}@{digest}"));
                     None
                 }
                 Err(e) if e.is_not_found() => Some((5, format!("version {digest} not found"))),

@@ -1,11 +1,12 @@
 //! What emulators of cloud data planes share in front of a real registry: [`HiddenTags`]
-//! (tags a control plane deleted alone, which the distribution API cannot do) and
+//! (tags a control plane deleted alone, which the distribution API cannot do),
 //! [`access_token_auth`] (a registry taking a cloud access token as the password of a fixed
-//! user and exchanging it for a registry token behind a `Bearer` challenge).
+//! user and exchanging it for a registry token behind a `Bearer` challenge) and
+//! [`PushTimes`] (upload times a control plane lists).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::http::Method;
 
@@ -88,4 +89,68 @@ pub fn access_token_auth(
         return Some(Decision::Answer(json(200, &serde_json::json!({}))));
     }
     None
+}
+
+/// When the manifests of each repository were pushed, as control planes that list images
+/// with an upload time record it: the time a fake first saw one (stored through its data
+/// proxy, or found when listing), settable to age images.
+#[derive(Debug, Default)]
+pub struct PushTimes(Mutex<BTreeMap<String, BTreeMap<String, SystemTime>>>);
+
+impl PushTimes {
+    /// When `digest` of `repository` was pushed; now, recorded, if it was not known.
+    pub fn seen(&self, repository: &str, digest: &str) -> SystemTime {
+        let mut all = lock(&self.0);
+        let times = all.entry(repository.to_string()).or_default();
+        *times
+            .entry(digest.to_string())
+            .or_insert_with(SystemTime::now)
+    }
+
+    /// Records that `digest` of `repository` was pushed at `at`.
+    pub fn set(&self, repository: &str, digest: &str, at: SystemTime) {
+        let mut all = lock(&self.0);
+        let times = all.entry(repository.to_string()).or_default();
+        times.insert(digest.to_string(), at);
+    }
+
+    /// Forgets `digests` of `repository` (deleted).
+    pub fn forget(&self, repository: &str, digests: &[String]) {
+        if let Some(times) = lock(&self.0).get_mut(repository) {
+            times.retain(|d, _| !digests.contains(d));
+        }
+    }
+
+    /// The digests of `repository` seen so far.
+    pub fn known(&self, repository: &str) -> Vec<String> {
+        let all = lock(&self.0);
+        all.get(repository)
+            .map_or_else(Vec::new, |t| t.keys().cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_tags_and_push_times() {
+        let hidden = HiddenTags::default();
+        hidden.hide("r", "v1");
+        let tags = vec!["v1".to_string(), "v2".to_string()];
+        assert_eq!(hidden.visible("r", tags.clone()), vec!["v2".to_string()]);
+        assert_eq!(hidden.visible("other", tags.clone()), tags);
+        hidden.pushed("r", "v1");
+        assert!(!hidden.hidden("r", "v1"));
+
+        let times = PushTimes::default();
+        let first = times.seen("r", "sha256:a");
+        assert_eq!(times.seen("r", "sha256:a"), first);
+        let old = SystemTime::UNIX_EPOCH;
+        times.set("r", "sha256:a", old);
+        assert_eq!(times.seen("r", "sha256:a"), old);
+        assert_eq!(times.known("r"), vec!["sha256:a".to_string()]);
+        times.forget("r", &["sha256:a".to_string()]);
+        assert!(times.known("r").is_empty());
+    }
 }
