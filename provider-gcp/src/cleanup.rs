@@ -1,34 +1,17 @@
-//! Retention as Artifact Registry cleanup policies.
+//! Retention as Artifact Registry cleanup policies. This crate owns the policies whose id
+//! starts with [`POLICY_PREFIX`] and leaves every other policy of a repository alone:
 //!
-//! A repository holds a map of cleanup policies, each `{id, action, condition |
-//! mostRecentVersions}`. This crate owns the policies whose id starts with [`POLICY_PREFIX`]
-//! and leaves every other policy alone:
+//! - [`RETENTION_ID`] (`RepositorySettings::retention`, Cluster mode): `DELETE` every version
+//!   of the image package older than the retention (`tagState: ANY, olderThan`);
+//! - [`KEEP_ID`] (`keep_previous = n`, Service mode): `KEEP` the `n + 1` most recent versions
+//!   (`mostRecentVersions`), which exempts rollback images from any delete policy (on its
+//!   own it deletes nothing; platform manifests count as versions);
+//! - [`ANCHORS_ID`], with either of them: `KEEP` versions tagged `mirror.anchor.*` (images in
+//!   use, see [`mirror_core::Mirror::protect`]): keep policies win over delete policies.
 //!
-//! - [`RETENTION_ID`], for `RepositorySettings::retention` (Cluster mode): action `DELETE`,
-//!   condition `{tagState: ANY, olderThan: "<seconds>s", packageNamePrefixes: ["image"]}` —
-//!   every version of the image package older than the retention is deleted.
-//! - [`KEEP_ID`], for `RepositorySettings::keep_previous = n` (Service mode): action `KEEP`,
-//!   `mostRecentVersions: {keepCount: n + 1, packageNamePrefixes: ["image"]}` — the deployed
-//!   image and the `n` before it are never deleted by a delete policy. A keep policy only
-//!   exempts versions from deletion: on its own it deletes nothing; it protects rollback images
-//!   from the retention policy and from any delete policy someone adds to the repository.
-//!   Artifact Registry counts versions, and the platform manifests of a multi-platform image
-//!   are versions of their own.
-//!
-//! - [`ANCHORS_ID`], written with either of them: action `KEEP`, condition `{tagState: TAGGED,
-//!   tagPrefixes: ["mirror.anchor."], packageNamePrefixes: ["image"]}` — a version carrying an
-//!   anchor tag (an image in use, see [`mirror_core::Mirror::protect`]) is never deleted by a
-//!   delete policy: Artifact Registry applies keep policies over delete policies (a version
-//!   that matches both is kept). The exact JSON:
-//!
-//!   ```json
-//!   {"action":"KEEP","condition":{"packageNamePrefixes":["image"],"tagPrefixes":["mirror.anchor."],"tagState":"TAGGED"},"id":"mirror-core-anchors"}
-//!   ```
-//!
-//! All are restricted to the [`IMAGE`] package, so the build-cache packages next to it are
-//! never touched. Artifact Registry may return the policies reformatted (`86400s` as
-//! `86400.000s`, fields reordered), so policies are compared by meaning ([`same_policies`]),
-//! not as text.
+//! All are restricted to the [`IMAGE`] package (build caches are never touched). Artifact
+//! Registry may return the policies reformatted (`86400s` as `86400.000s`, fields
+//! reordered): they are compared by meaning ([`same_policies`]), not as text.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,49 +37,31 @@ pub fn retention_seconds(retention: Duration) -> u64 {
 
 /// The policies this crate wants for `settings` (empty when there is nothing to enforce).
 pub fn desired(settings: &RepositorySettings) -> BTreeMap<String, Value> {
+    let packages = [IMAGE];
     let mut out = BTreeMap::new();
-    if let Some(retention) = settings.retention {
+    let mut add = |id: &str, action: &str, key: &str, rule: Value| {
         out.insert(
-            RETENTION_ID.to_string(),
-            json!({
-                "id": RETENTION_ID,
-                "action": "DELETE",
-                "condition": {
-                    "tagState": "ANY",
-                    "olderThan": format!("{}s", retention_seconds(retention)),
-                    "packageNamePrefixes": [IMAGE],
-                }
-            }),
+            id.to_string(),
+            json!({"id": id, "action": action, key: rule}),
         );
+    };
+    if let Some(retention) = settings.retention {
+        let older = format!("{}s", retention_seconds(retention));
+        let rule = json!({"tagState": "ANY", "olderThan": older, "packageNamePrefixes": packages});
+        add(RETENTION_ID, "DELETE", "condition", rule);
     }
     if let Some(keep) = settings.keep_previous {
         let count = i64::try_from(keep).unwrap_or(i64::MAX).saturating_add(1);
-        out.insert(
-            KEEP_ID.to_string(),
-            json!({
-                "id": KEEP_ID,
-                "action": "KEEP",
-                "mostRecentVersions": {
-                    "keepCount": count.min(i64::from(i32::MAX)),
-                    "packageNamePrefixes": [IMAGE],
-                }
-            }),
-        );
+        let count = count.min(i64::from(i32::MAX));
+        let rule = json!({"keepCount": count, "packageNamePrefixes": packages});
+        add(KEEP_ID, "KEEP", "mostRecentVersions", rule);
     }
     // Delete policies of ours never go without the keep policy of anchored images.
-    if !out.is_empty() {
-        out.insert(
-            ANCHORS_ID.to_string(),
-            json!({
-                "id": ANCHORS_ID,
-                "action": "KEEP",
-                "condition": {
-                    "tagState": "TAGGED",
-                    "tagPrefixes": [mirror_core::kit::image::ANCHOR_TAG_PREFIX],
-                    "packageNamePrefixes": [IMAGE],
-                }
-            }),
-        );
+    if settings.retention.is_some() || settings.keep_previous.is_some() {
+        let anchors = [mirror_core::kit::image::ANCHOR_TAG_PREFIX];
+        let rule =
+            json!({"tagState": "TAGGED", "tagPrefixes": anchors, "packageNamePrefixes": packages});
+        add(ANCHORS_ID, "KEEP", "condition", rule);
     }
     out
 }
@@ -106,53 +71,42 @@ pub fn is_ours(id: &str) -> bool {
     id.starts_with(POLICY_PREFIX)
 }
 
-/// A google-duration (`"86400s"`, `"1.5s"`) in whole seconds, rounded.
-fn duration_seconds(v: &Value) -> Option<i64> {
-    let s = v.as_str()?.strip_suffix('s')?;
-    let f: f64 = s.trim().parse().ok()?;
-    Some(f.round() as i64)
-}
-
-fn string_list(v: Option<&Value>) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
-}
-
-/// What a policy means, for comparisons: the fields this crate sets, normalised.
+/// What a policy means, for comparisons: the fields this crate sets, normalised (durations
+/// in whole seconds, lists sorted, the action uppercase).
 fn meaning(p: &Value) -> Value {
-    let condition = p.get("condition");
-    let recent = p.get("mostRecentVersions");
+    let (c, recent) = (&p["condition"], &p["mostRecentVersions"]);
+    let seconds = |v: &Value| {
+        let s = v.as_str()?.strip_suffix('s')?;
+        s.trim().parse::<f64>().ok().map(|f| f.round() as i64)
+    };
+    fn list(v: &Value) -> Vec<&str> {
+        let mut out: Vec<&str> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        out.sort();
+        out
+    }
+    let keep = &recent["keepCount"];
     json!({
-        "action": p.get("action").and_then(Value::as_str).unwrap_or("").to_ascii_uppercase(),
-        "tagState": condition.and_then(|c| c.get("tagState")).and_then(Value::as_str),
-        "olderThan": condition.and_then(|c| c.get("olderThan")).and_then(duration_seconds),
-        "newerThan": condition.and_then(|c| c.get("newerThan")).and_then(duration_seconds),
-        "conditionPackages": string_list(condition.and_then(|c| c.get("packageNamePrefixes"))),
-        "tagPrefixes": string_list(condition.and_then(|c| c.get("tagPrefixes"))),
-        "versionPrefixes": string_list(condition.and_then(|c| c.get("versionNamePrefixes"))),
-        "keepCount": recent.and_then(|r| r.get("keepCount")).and_then(|k| {
-            k.as_i64().or_else(|| k.as_str().and_then(|s| s.parse().ok()))
-        }),
-        "recentPackages": string_list(recent.and_then(|r| r.get("packageNamePrefixes"))),
+        "action": p["action"].as_str().unwrap_or("").to_ascii_uppercase(),
+        "tagState": c["tagState"].as_str(),
+        "olderThan": seconds(&c["olderThan"]),
+        "newerThan": seconds(&c["newerThan"]),
+        "conditionPackages": list(&c["packageNamePrefixes"]),
+        "tagPrefixes": list(&c["tagPrefixes"]),
+        "versionPrefixes": list(&c["versionNamePrefixes"]),
+        "keepCount": keep.as_i64().or_else(|| keep.as_str().and_then(|s| s.parse().ok())),
+        "recentPackages": list(&recent["packageNamePrefixes"]),
     })
 }
 
 /// True when the policies this crate owns in `current` mean the same as `desired`.
 pub fn same_policies(current: &BTreeMap<String, Value>, desired: &BTreeMap<String, Value>) -> bool {
-    let ours: BTreeMap<&String, Value> = current
-        .iter()
-        .filter(|(k, _)| is_ours(k))
-        .map(|(k, v)| (k, meaning(v)))
-        .collect();
+    let ours = current.iter().filter(|(k, _)| is_ours(k));
+    let ours: BTreeMap<&String, Value> = ours.map(|(k, v)| (k, meaning(v))).collect();
     let want: BTreeMap<&String, Value> = desired.iter().map(|(k, v)| (k, meaning(v))).collect();
     ours == want
 }
@@ -163,13 +117,11 @@ pub fn merged(
     current: &BTreeMap<String, Value>,
     desired: &BTreeMap<String, Value>,
 ) -> BTreeMap<String, Value> {
-    let mut out: BTreeMap<String, Value> = current
-        .iter()
-        .filter(|(k, _)| !is_ours(k))
+    let theirs = current.iter().filter(|(k, _)| !is_ours(k));
+    theirs
+        .chain(desired)
         .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    out.extend(desired.iter().map(|(k, v)| (k.clone(), v.clone())));
-    out
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,23 +1,15 @@
-//! The Artifact Registry REST calls of this crate (API v1), over the kit's [`RestClient`]
-//! (bearer tokens of [`GcpCredentials`](crate::GcpCredentials), a refused token renewed once, retries with
-//! `Retry-After`, every page), errors read by [`crate::error`].
-//!
-//! | method | call |
-//! |---|---|
-//! | [`ArApi::create_repository`] | `POST …/repositories?repositoryId=ID`, the operation polled to completion |
-//! | [`ArApi::get_repository`], [`ArApi::patch_repository`] | `GET`, `PATCH …/repositories/ID?updateMask=…` |
-//! | [`ArApi::list_repositories`], [`ArApi::docker_images`] | `GET …/repositories`, `GET …/repositories/ID/dockerImages` |
-//! | [`ArApi::delete_version`] | `DELETE …/packages/PKG/versions/sha256:…?force=…`, the operation polled |
-//! | [`ArApi::delete_tag`] | `DELETE …/packages/PKG/tags/TAG` |
-//!
-//! Paths are built segment by segment (a package with `/` is sent as `%2F`, as the API
-//! requires); a version is only ever addressed by a parsed [`Digest`], and no call here
-//! addresses a whole package.
+//! The Artifact Registry REST calls of this crate (API v1) over the kit's [`RestClient`],
+//! errors read by [`crate::error`]: repositories created (the operation polled to
+//! completion), read, patched with an update mask and listed; docker images listed; one
+//! version deleted by digest (the operation polled); one tag deleted. Paths are built segment
+//! by segment (a package with `/` is sent as `%2F`, as the API requires); a version is only
+//! ever addressed by a parsed [`Digest`], and no call here addresses a whole package.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use mirror_core::kit::provider::rest::percent_decode;
 use mirror_core::kit::provider::{Kind, Origin, Paging, RestClient};
 use mirror_core::Digest;
 use reqwest::Method;
@@ -82,47 +74,20 @@ pub struct DockerImage {
     pub media_type: Option<String>,
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
-    while i < b.len() {
-        let hex = |at: usize| b.get(at).and_then(|c| (*c as char).to_digit(16));
-        match (b[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) if i + 2 < b.len() => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl DockerImage {
     /// The (package, digest) of the image: from `uri` (after `<project path>/<repository
     /// id>/`), else from `name`.
-    pub fn package_and_digest(
-        &self,
-        project_path: &str,
-        repository_id: &str,
-    ) -> Option<(String, String)> {
+    pub fn package_and_digest(&self, project_path: &str, id: &str) -> Option<(String, String)> {
+        let split = |image: &str| {
+            let (p, d) = image.rsplit_once('@')?;
+            Some((p.to_string(), d.to_string()))
+        };
         let from_uri = || {
             let (_, path) = self.uri.split_once('/')?;
             let rest = path.strip_prefix(project_path)?.strip_prefix('/')?;
-            rest.strip_prefix(repository_id)?
-                .strip_prefix('/')?
-                .rsplit_once('@')
-                .map(|(p, d)| (p.to_string(), d.to_string()))
+            split(rest.strip_prefix(id)?.strip_prefix('/')?)
         };
-        let from_name = || {
-            let image = percent_decode(self.name.split_once("/dockerImages/")?.1);
-            image
-                .rsplit_once('@')
-                .map(|(p, d)| (p.to_string(), d.to_string()))
-        };
+        let from_name = || split(&percent_decode(self.name.split_once("/dockerImages/")?.1));
         from_uri().or_else(from_name)
     }
 }
@@ -162,13 +127,9 @@ pub struct ArApi {
 impl ArApi {
     /// The API of `project` (its id; `example.com:p` for domain-scoped projects) and
     /// `location` through `rest` (its base the endpoint, its auth the access tokens).
-    pub fn new(
-        rest: RestClient,
-        project: &str,
-        location: &str,
-        operation_timeout: Duration,
-    ) -> Self {
+    pub fn new(rest: RestClient, project: &str, location: &str, timeout: Duration) -> Self {
         let (project, location) = (project.to_string(), location.to_string());
+        let operation_timeout = timeout;
         ArApi {
             rest,
             project,
@@ -184,21 +145,19 @@ impl ArApi {
 
     /// `<endpoint>/v1/<segments…>`, each segment escaped on its own.
     fn url(&self, segments: &[&str]) -> url::Url {
-        let mut all = vec!["v1"];
-        all.extend(segments);
-        self.rest.url(&all)
+        self.rest.url(&[&["v1"], segments].concat())
     }
 
-    fn repo_segments<'a>(&'a self, id: &'a str) -> Vec<&'a str> {
-        let mut s = vec![
-            "projects",
-            self.project.as_str(),
-            "locations",
-            self.location.as_str(),
-            "repositories",
-        ];
+    /// The URL of repository `id` (the collection when empty), then `tail`.
+    fn repository_url(&self, id: &str, tail: &[&str]) -> url::Url {
+        let (p, l) = (self.project.as_str(), self.location.as_str());
+        let mut s = vec!["projects", p, "locations", l, "repositories"];
         s.extend((!id.is_empty()).then_some(id));
-        s
+        self.url(&[&s, tail].concat())
+    }
+
+    fn json(&self, op: &'static str, id: &str, body: &Repository) -> Result<Value> {
+        serde_json::to_value(body).map_err(|e| self.origin().protocol(op, id, e.to_string()))
     }
 
     /// Polls `operation` until it is done; its `response` (if any) on success.
@@ -211,60 +170,45 @@ impl ArApi {
         let name = operation.name.clone();
         let first = Mutex::new(Some(operation));
         let check = || async {
-            let current = match first.lock().ok().and_then(|mut f| f.take()) {
+            let current: Operation = match first.lock().ok().and_then(|mut f| f.take()) {
                 Some(current) => current,
                 None => {
                     let url = self.url(&name.split('/').collect::<Vec<_>>());
-                    self.rest
-                        .call_as("operations.get", target, Method::GET, url, None)
-                        .await?
+                    let get = self
+                        .rest
+                        .call_as("operations.get", target, Method::GET, url, None);
+                    get.await?
                 }
             };
-            let Operation {
-                name: op_name,
-                done,
-                error,
-                response,
-            } = current;
-            match (done, error) {
-                (true, Some(e)) if e["code"].as_i64().unwrap_or(0) != 0 => {
-                    let (code, message) = (
-                        code_name(e["code"].as_i64().unwrap_or(2)),
-                        e["message"].as_str().unwrap_or(""),
-                    );
-                    Err(error::operation(
-                        self.origin(),
+            let error = current.error.unwrap_or_default();
+            match (current.done, error["code"].as_i64().unwrap_or(0)) {
+                (true, 0) => Ok(Some(current.response)),
+                (true, code) => {
+                    let message = error["message"].as_str().unwrap_or("");
+                    let origin = self.origin();
+                    let e = error::operation(
+                        origin,
                         op,
                         target,
-                        &op_name,
-                        code,
+                        &current.name,
+                        code_name(code),
                         message,
-                    ))
+                    );
+                    Err(e)
                 }
-                (true, _) => Ok(Some(response)),
-                (false, _) if op_name.is_empty() => Err(self.origin().protocol(
-                    op,
-                    target,
-                    "an unfinished operation without a name",
-                )),
+                (false, _) if current.name.is_empty() => {
+                    let why = "an unfinished operation without a name";
+                    Err(self.origin().protocol(op, target, why))
+                }
                 _ => Ok(None),
             }
         };
         let (first_poll, max_poll) = (Duration::from_millis(100), Duration::from_secs(2));
-        let done = self
-            .rest
-            .poll(self.operation_timeout, first_poll, max_poll, check)
-            .await?;
-        let timeout = || format!("not done after {}s", self.operation_timeout.as_secs());
+        let timeout = self.operation_timeout;
+        let done = self.rest.poll(timeout, first_poll, max_poll, check).await?;
         done.ok_or_else(|| {
-            error::operation(
-                self.origin(),
-                op,
-                target,
-                &name,
-                "DEADLINE_EXCEEDED",
-                &timeout(),
-            )
+            let why = format!("not done after {}s", timeout.as_secs());
+            error::operation(self.origin(), op, target, &name, "DEADLINE_EXCEEDED", &why)
         })
     }
 
@@ -272,24 +216,19 @@ impl ArApi {
     /// [`Created::Exists`].
     pub async fn create_repository(&self, id: &str, body: &Repository) -> Result<Created> {
         const OP: &str = "repositories.create";
-        let mut url = self.url(&self.repo_segments(""));
+        let mut url = self.repository_url("", &[]);
         url.query_pairs_mut().append_pair("repositoryId", id);
-        let body = serde_json::to_value(body)
-            .map_err(|e| self.origin().protocol(OP, id, e.to_string()))?;
-        let started = self
-            .rest
-            .call_as(OP, id, Method::POST, url, Some(&body))
-            .await;
-        let done = match started {
+        let body = self.json(OP, id, body)?;
+        let started = self.rest.call_as(OP, id, Method::POST, url, Some(&body));
+        let done = match started.await {
             Ok(op) => self.wait_operation(op, OP, id).await,
             Err(e) => Err(e),
         };
         match done {
-            Ok(response) => Ok(Created::Created(
-                response
-                    .and_then(|r| serde_json::from_value(r).ok())
-                    .unwrap_or_default(),
-            )),
+            Ok(response) => {
+                let created = response.and_then(|r| serde_json::from_value(r).ok());
+                Ok(Created::Created(created.unwrap_or_default()))
+            }
             Err(e) if e.kind() == Kind::AlreadyExists => Ok(Created::Exists),
             Err(e) => Err(e),
         }
@@ -297,7 +236,7 @@ impl ArApi {
 
     /// A repository; `None` when it does not exist.
     pub async fn get_repository(&self, id: &str) -> Result<Option<Repository>> {
-        let url = self.url(&self.repo_segments(id));
+        let url = self.repository_url(id, &[]);
         match self
             .rest
             .call_as("repositories.get", id, Method::GET, url, None)
@@ -316,11 +255,10 @@ impl ArApi {
         body: &Repository,
     ) -> Result<Repository> {
         const OP: &str = "repositories.patch";
-        let mut url = self.url(&self.repo_segments(id));
+        let mut url = self.repository_url(id, &[]);
         url.query_pairs_mut()
             .append_pair("updateMask", &mask.join(","));
-        let body = serde_json::to_value(body)
-            .map_err(|e| self.origin().protocol(OP, id, e.to_string()))?;
+        let body = self.json(OP, id, body)?;
         self.rest
             .call_as(OP, id, Method::PATCH, url, Some(&body))
             .await
@@ -329,7 +267,7 @@ impl ArApi {
     /// Every repository of the location (all pages).
     pub async fn list_repositories(&self) -> Result<Vec<Repository>> {
         let (url, paging) = (
-            self.url(&self.repo_segments("")),
+            self.repository_url("", &[]),
             Paging::Token {
                 page_size: PAGE_SIZE,
             },
@@ -342,14 +280,10 @@ impl ArApi {
     /// Every image of a repository (all pages); a repository that does not exist is a
     /// `NotFound` error.
     pub async fn docker_images(&self, id: &str) -> Result<Vec<DockerImage>> {
-        let mut segments = self.repo_segments(id);
-        segments.push("dockerImages");
-        let (url, paging) = (
-            self.url(&segments),
-            Paging::Token {
-                page_size: PAGE_SIZE,
-            },
-        );
+        let url = self.repository_url(id, &["dockerImages"]);
+        let paging = Paging::Token {
+            page_size: PAGE_SIZE,
+        };
         self.rest
             .list("dockerImages.list", id, url, "dockerImages", paging)
             .await
@@ -371,9 +305,7 @@ impl ArApi {
             return Err(self.origin().protocol(OP, target, "empty package name"));
         }
         let version = digest.to_string();
-        let mut segments = self.repo_segments(id);
-        segments.extend(["packages", package, "versions", &version]);
-        let mut url = self.url(&segments);
+        let mut url = self.repository_url(id, &["packages", package, "versions", &version]);
         if force {
             url.query_pairs_mut().append_pair("force", "true");
         }
@@ -391,9 +323,7 @@ impl ArApi {
         if package.is_empty() || tag.is_empty() {
             return Err(self.origin().protocol(OP, target, "empty package or tag"));
         }
-        let mut segments = self.repo_segments(id);
-        segments.extend(["packages", package, "tags", tag]);
-        let url = self.url(&segments);
+        let url = self.repository_url(id, &["packages", package, "tags", tag]);
         self.rest
             .call(OP, target, Method::DELETE, url, None)
             .await
@@ -451,9 +381,7 @@ mod tests {
         let api = ArApi::new(rest, "example.com:proj-1", "us", DEFAULT_OPERATION_TIMEOUT);
         let d = Digest::sha256_of(b"x");
         let v = d.to_string();
-        let mut segs = api.repo_segments("r");
-        segs.extend(["packages", "a/b", "versions", &v]);
-        let url = api.url(&segs);
+        let url = api.repository_url("r", &["packages", "a/b", "versions", &v]);
         assert_eq!(
             url.path(),
             format!("/v1/projects/example.com:proj-1/locations/us/repositories/r/packages/a%2Fb/versions/{v}")

@@ -1,17 +1,11 @@
 //! [`ArtifactRegistryBuilder`]: an [`ArtifactRegistry`] configured from code, string keys
-//! ([`GarConfigKey`], each documented with its `MIRROR_GAR_*` variable and default) or the
-//! environment ([`ArtifactRegistryBuilder::from_env`]); [`GarFactory`] for
-//! `mirror_core::registry::open`: `gar://<location>-docker.pkg.dev/<project>[/<prefix>]` (also
-//! without `gar://`), `gar://[/<project>[/<prefix>]]` (location from the options, project from
-//! the options or the credentials), or `gar://HOST[:PORT]/<project>[/<prefix>]` (a data-plane
-//! override); options are the keys. [`ArtifactRegistryBuilder::build`] validates everything
-//! before the first call and names the key of every error.
-//!
-//! Credentials, in order: a [`GcpTokenSource`] given in code, the key file of
-//! `credentials_file`, `GOOGLE_APPLICATION_CREDENTIALS` when it names a service-account key,
-//! else `gcp_auth`'s default chain (gcloud, the GCE/GKE metadata server, the `gcloud` CLI).
+//! ([`GarConfigKey`], each with its `MIRROR_GAR_*` variable) or the environment; [`GarFactory`]
+//! for `mirror_core::registry::open`: `gar://<location>-docker.pkg.dev/<project>[/<prefix>]`
+//! (also without `gar://`), `gar://[/<project>[/<prefix>]]` (location and project from the
+//! options or the credentials), or `gar://HOST[:PORT]/<project>[/<prefix>]` (a data-plane
+//! override).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -25,6 +19,7 @@ use mirror_core::Registry;
 
 use crate::client::{ArApi, DEFAULT_ENDPOINT, DEFAULT_OPERATION_TIMEOUT};
 use crate::credential::{self, DefaultChain, GcpTokenSource, ServiceAccountKey};
+use crate::error::DIALECT;
 use crate::{naming, ArtifactRegistry, GarPlane, PROVIDER};
 
 mirror_core::config_keys! {
@@ -105,24 +100,19 @@ impl ArtifactRegistryBuilder {
         let s = &self.settings;
         s.validate()?;
         let docker_host = s.host(K::DockerHost)?;
-        if let Some(u) = s.text(K::TokenUri) {
+        let token_uri = s.text(K::TokenUri);
+        if let Some(u) = token_uri {
             if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
                 return Err(s.error(K::TokenUri, format!("{u:?}: expected an http(s) URL")));
             }
         }
         let prefix = s.text_or_default(K::Prefix).unwrap_or_default().to_string();
         naming::check_prefix(&prefix)?;
+        let unset = |k: K, why: String| s.error(k, format!("not set: set {} ({why})", k.env_var()));
         let location = match (s.text(K::Location), docker_host.as_deref()) {
             (Some(l), _) => l.to_string(),
-            (None, Some(h)) => naming::location_of_host(h).ok_or_else(|| {
-                s.error(
-                    K::Location,
-                    format!(
-                        "not set: set {} (the docker host {h} names none)",
-                        K::Location.env_var()
-                    ),
-                )
-            })?,
+            (None, Some(h)) => naming::location_of_host(h)
+                .ok_or_else(|| unset(K::Location, format!("the docker host {h} names none")))?,
             (None, None) => s
                 .require(K::Location, "for example europe-west1 or us")?
                 .to_string(),
@@ -131,20 +121,21 @@ impl ArtifactRegistryBuilder {
         let host = docker_host.unwrap_or_else(|| naming::docker_host(&location));
         let origin = Origin::new(PROVIDER, &host);
 
-        // The token source and its cache.
-        let key = |path: PathBuf| -> mirror_core::Result<Arc<dyn GcpTokenSource>> {
-            let key = ServiceAccountKey::from_file(&path)?;
-            Ok(Arc::new(match s.text(K::TokenUri) {
+        // The token source: given in code, a key file, GOOGLE_APPLICATION_CREDENTIALS naming
+        // a key file, else the default chain.
+        let key = |path: &Path| -> mirror_core::Result<Arc<dyn GcpTokenSource>> {
+            let key = ServiceAccountKey::from_file(path)?;
+            Ok(Arc::new(match token_uri {
                 Some(uri) => key.with_token_uri(uri)?,
                 None => key,
             }))
         };
         let application = std::env::var_os("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from);
-        let source: Arc<dyn GcpTokenSource> = match (&self.extra, s.text(K::CredentialsFile)) {
+        let source = match (&self.extra, s.text(K::CredentialsFile)) {
             (Some(source), _) => source.clone(),
-            (None, Some(path)) => key(PathBuf::from(path))?,
+            (None, Some(path)) => key(Path::new(path))?,
             (None, None) => match application.filter(|p| is_service_account_key(p)) {
-                Some(path) => key(path)?,
+                Some(path) => key(&path)?,
                 None => Arc::new(DefaultChain::discover().await.map_err(|mut e| {
                     if e.kind() == Kind::Credentials {
                         e.registry = origin.registry.clone();
@@ -155,34 +146,22 @@ impl ArtifactRegistryBuilder {
         };
         let project = match s.text(K::Project) {
             Some(p) => p.to_string(),
-            None => source.project_id().await.ok_or_else(|| {
-                s.error(
-                    K::Project,
-                    format!(
-                        "not set: set {} (the credentials name none)",
-                        K::Project.env_var()
-                    ),
-                )
-            })?,
+            None => source
+                .project_id()
+                .await
+                .ok_or_else(|| unset(K::Project, "the credentials name none".into()))?,
         };
         naming::validate_project(&project)?;
         let credentials = Arc::new(credential::credentials(origin.registry.clone(), source));
 
-        // The control plane and the data plane (one streaming PUT per blob: Artifact Registry
-        // takes no chunked uploads).
+        // The control plane, and the data plane with one streaming PUT per blob.
         let common = s.common();
         let base = common.endpoint.as_deref().unwrap_or(DEFAULT_ENDPOINT);
         let agent = concat!("mirror-core-provider-gcp/", env!("CARGO_PKG_VERSION"));
         let auth = Arc::new(BearerAuth(credentials.clone()));
-        let rest = RestClient::new(
-            base,
-            K::Endpoint.as_str(),
-            origin,
-            auth,
-            crate::error::DIALECT,
-            agent,
-        )?
-        .with_settings(common, common.request_timeout(), common.connect_timeout())?;
+        let rest = RestClient::new(base, K::Endpoint.as_str(), origin, auth, DIALECT, agent)?;
+        let rest =
+            rest.with_settings(common, common.request_timeout(), common.connect_timeout())?;
         let timeout = s
             .duration(K::OperationTimeout)
             .unwrap_or(DEFAULT_OPERATION_TIMEOUT);
@@ -201,7 +180,7 @@ impl ArtifactRegistryBuilder {
 }
 
 /// True when `path` is a JSON file of `"type": "service_account"`.
-fn is_service_account_key(path: &std::path::Path) -> bool {
+fn is_service_account_key(path: &Path) -> bool {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     v["type"] == "service_account"
@@ -238,15 +217,11 @@ impl Provider for GarPlane {
         if let Some(h) = host {
             b = b.docker_host(h);
         }
-        let (project, prefix) =
-            match path.map(|p| p.split_once('/').map_or((p, None), |(a, b)| (a, Some(b)))) {
-                Some((project, prefix)) => (Some(project), prefix),
-                None => (None, None),
-            };
-        if let Some(p) = project {
-            b = b.project(p);
-        }
-        (b, prefix)
+        let Some(path) = path else { return (b, None) };
+        let (project, prefix) = path
+            .split_once('/')
+            .map_or((path, None), |(p, r)| (p, Some(r)));
+        (b.project(project), prefix)
     }
 
     async fn open(builder: ArtifactRegistryBuilder) -> mirror_core::Result<Arc<dyn Registry>> {

@@ -1,15 +1,10 @@
-//! OAuth access tokens: where they come from ([`GcpTokenSource`]s), for the kit's cache that
-//! hands them to both planes ([`GcpCredentials`], with [`POLICY`]: replaced
-//! [`REFRESH_AHEAD`] before expiry or half-way through a short life, one fetch for
-//! concurrent callers and per [`INVALIDATION_GRACE`] of refusals). The control plane sends a
-//! token as a bearer token; the data plane as the password of [`USERNAME`], which Artifact
-//! Registry's token endpoint exchanges for a registry token.
+//! OAuth access tokens: where they come from ([`GcpTokenSource`]s) and the kit's cache that
+//! hands them to both planes ([`GcpCredentials`], replaced as [`POLICY`] says). The control
+//! plane sends a token as a bearer token; the data plane as the password of [`USERNAME`].
 //!
-//! Sources: [`ServiceAccountKey`] (a key file; each fetch uses a fresh `gcp_auth` account,
-//! since `gcp_auth` caches tokens until 20 s before expiry and would hand back the old one),
-//! [`DefaultChain`] (`gcp_auth`'s chain: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's
-//! application-default credentials, the metadata server, the `gcloud` CLI) and
-//! [`StaticToken`] (a token given as is).
+//! Sources: [`ServiceAccountKey`] (a key file), [`DefaultChain`] (`gcp_auth`'s chain:
+//! `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's application-default credentials, the metadata
+//! server, the `gcloud` CLI) and [`StaticToken`] (a token given as is).
 
 use std::fmt;
 use std::path::Path;
@@ -17,10 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use mirror_core::kit::provider::{
-    AsCredentials, BearerToken, Expiring, TokenCache, TokenPolicy, TokenSource,
-};
-use mirror_core::kit::store::http::credentials::{Credentials, Secret};
+use mirror_core::kit::provider::{TokenCache, TokenPolicy, TokenSource};
+use mirror_core::kit::store::http::credentials::Secret;
 use serde_json::Value;
 
 use crate::error::{self, Result};
@@ -36,7 +29,8 @@ pub const MIN_CACHE: Duration = Duration::from_secs(1);
 /// Refusals reported this soon after a fetch are about the previous token.
 pub const INVALIDATION_GRACE: Duration = Duration::from_secs(2);
 
-/// When access tokens are replaced (see the module docs).
+/// When access tokens are replaced: [`REFRESH_AHEAD`] before expiry or half-way through a
+/// short life, one fetch per [`INVALIDATION_GRACE`] of refusals.
 pub const POLICY: TokenPolicy = TokenPolicy {
     refresh_ahead: REFRESH_AHEAD,
     half_life: true,
@@ -44,32 +38,9 @@ pub const POLICY: TokenPolicy = TokenPolicy {
     invalidation_grace: INVALIDATION_GRACE,
 };
 
-/// An OAuth access token with its expiry. `Debug` hides the token.
-#[derive(Clone, Debug)]
-pub struct AccessToken {
-    /// The token.
-    pub token: Secret,
-    /// When it stops working.
-    pub expires_at: SystemTime,
-}
-
-impl Expiring for AccessToken {
-    fn expires_at(&self) -> SystemTime {
-        self.expires_at
-    }
-}
-
-impl AsCredentials for AccessToken {
-    /// The data plane takes the token as the password of [`USERNAME`].
-    fn as_credentials(&self) -> Credentials {
-        Credentials::basic(USERNAME, self.token.clone())
-    }
-}
-
-impl BearerToken for AccessToken {
-    fn bearer(&self) -> &str {
-        self.token.expose()
-    }
+mirror_core::access_token! {
+    /// An OAuth access token with its expiry. `Debug` hides the token.
+    pub struct AccessToken, user USERNAME;
 }
 
 /// Where access tokens come from: a kit [`TokenSource`] that may also tell the project of
@@ -110,8 +81,10 @@ fn from_gcp_token(token: &gcp_auth::Token) -> AccessToken {
 }
 
 /// A service-account key (the JSON file `gcloud iam service-accounts keys create` writes).
-/// `Debug` shows the account and the token endpoint, never the key.
-#[derive(Clone)]
+/// `Debug` shows the account and the token endpoint, never the key. Each fetch uses a fresh
+/// `gcp_auth` account: `gcp_auth` caches tokens until 20 s before expiry and would hand back
+/// the old one.
+#[derive(Clone, Debug)]
 pub struct ServiceAccountKey {
     json: Secret,
     client_email: String,
@@ -120,77 +93,52 @@ pub struct ServiceAccountKey {
     origin: String,
 }
 
-impl fmt::Debug for ServiceAccountKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceAccountKey")
-            .field("client_email", &self.client_email)
-            .field("project_id", &self.project_id)
-            .field("token_uri", &self.token_uri)
-            .field("origin", &self.origin)
-            .finish()
-    }
-}
-
 impl ServiceAccountKey {
     /// Reads a key file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path);
-        let why = |e| {
-            format!(
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let why = format!(
                 "cannot read the service-account key {}: {e}",
                 path.display()
-            )
-        };
-        Self::parse(
-            &text.map_err(|e| error::config("credentials_file", why(e)))?,
-            &path.display().to_string(),
-        )
+            );
+            error::config("credentials_file", why)
+        })?;
+        Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses a key's JSON (`origin` names it in messages). The private key is checked now
     /// (by `gcp_auth`), so a broken key fails here rather than at the first request.
     pub fn parse(text: &str, origin: &str) -> Result<Self> {
         let bad = |why: String| {
-            error::config(
-                "credentials_file",
-                format!("service-account key {origin}: {why}"),
-            )
+            let message = format!("service-account key {origin}: {why}");
+            error::config("credentials_file", message)
         };
         let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON ({e})")))?;
-        if let Some(other) = v
-            .get("type")
-            .and_then(Value::as_str)
-            .filter(|t| *t != "service_account")
-        {
-            return Err(bad(format!(
-                "type {other:?} is not a service-account key (use the default chain for it)"
-            )));
-        }
-        let field = |name: &str| {
-            let found = v
-                .get(name)
+        let text_of = |name: &str| {
+            v.get(name)
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
-            found
-                .map(str::to_string)
-                .ok_or_else(|| bad(format!("no {name:?}")))
+                .filter(|s| !s.is_empty())
         };
+        let kind = v.get("type").and_then(Value::as_str);
+        if let Some(other) = kind.filter(|t| *t != "service_account") {
+            let why = "is not a service-account key (use the default chain for it)";
+            return Err(bad(format!("type {other:?} {why}")));
+        }
+        let field = |name: &str| text_of(name).ok_or_else(|| bad(format!("no {name:?}")));
         let (client_email, _, token_uri) = (
-            field("client_email")?,
+            field("client_email")?.to_string(),
             field("private_key")?,
-            field("token_uri")?,
+            field("token_uri")?.to_string(),
         );
-        let project_id = v
-            .get("project_id")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let (json, origin) = (Secret::new(text), origin.to_string());
         let key = ServiceAccountKey {
-            json,
+            json: Secret::new(text),
             client_email,
-            project_id,
+            project_id: v
+                .get("project_id")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             token_uri,
-            origin,
+            origin: origin.to_string(),
         };
         key.account()?;
         Ok(key)
@@ -199,8 +147,7 @@ impl ServiceAccountKey {
     /// Sends the token requests to `uri` instead of the key's `token_uri` (a private
     /// endpoint, or a test's fake).
     pub fn with_token_uri(mut self, uri: &str) -> Result<Self> {
-        let v = serde_json::from_str::<Value>(self.json.expose());
-        let mut v = v.map_err(|e| {
+        let mut v: Value = serde_json::from_str(self.json.expose()).map_err(|e| {
             error::config(
                 "token_uri",
                 format!("service-account key {}: {e}", self.origin),
@@ -209,8 +156,7 @@ impl ServiceAccountKey {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("token_uri".into(), Value::String(uri.to_string()));
         }
-        self.json = Secret::new(v.to_string());
-        self.token_uri = uri.to_string();
+        (self.json, self.token_uri) = (Secret::new(v.to_string()), uri.to_string());
         Ok(self)
     }
 
@@ -231,13 +177,13 @@ impl ServiceAccountKey {
 
     fn account(&self) -> Result<gcp_auth::CustomServiceAccount> {
         let account = gcp_auth::CustomServiceAccount::from_json(self.json.expose());
-        let why = |e| {
-            format!(
+        account.map_err(|e| {
+            let why = format!(
                 "service-account key {} ({}): {e}",
                 self.origin, self.client_email
-            )
-        };
-        account.map_err(|e| error::config("credentials_file", why(e)))
+            );
+            error::config("credentials_file", why)
+        })
     }
 }
 
@@ -325,7 +271,7 @@ impl GcpTokenSource for StaticToken {}
 mod tests {
     use super::*;
     use mirror_core::kit::retry::ManualClock;
-    use mirror_core::kit::store::http::credentials::CredentialProvider;
+    use mirror_core::kit::store::http::credentials::{CredentialProvider, Credentials};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     #[derive(Debug)]

@@ -1,10 +1,7 @@
 //! The one place where Artifact Registry answers are read: [`TABLE`] (Google canonical
 //! statuses and HTTP statuses to the kit's [`Kind`]s), the [`DIALECT`] of the kit's REST
-//! client, and the errors of long-running operations.
-//!
-//! Errors come in the Google API format, `{"error": {"code": 404, "message": "…", "status":
-//! "NOT_FOUND"}}`; operations end with a `google.rpc.Status` (`{"code": 5, "message": "…"}`).
-//! Both are read into a canonical status name (from the HTTP status when the body has none).
+//! client (`{"error": {"code", "message", "status"}}`, the status from the HTTP status when
+//! the body has none), and the errors of long-running operations (a `google.rpc.Status`).
 //! A `NOT_FOUND` is about a manifest when the target names a digest, else a repository.
 
 use mirror_core::kit::provider::{ControlPlaneError, ErrorTable, Kind, Origin, RestDialect};
@@ -59,18 +56,17 @@ fn read_error(http: u16, body: &[u8]) -> (String, String) {
     struct Body {
         error: Option<Inner>,
     }
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Default)]
+    #[serde(default)]
     struct Inner {
-        #[serde(default)]
         message: String,
-        #[serde(default)]
         status: String,
     }
-    let parsed = serde_json::from_slice::<Body>(body)
-        .ok()
-        .and_then(|b| b.error);
     let fallback = canonical_of_http(http).to_string();
-    match parsed {
+    match serde_json::from_slice::<Body>(body)
+        .ok()
+        .and_then(|b| b.error)
+    {
         Some(e) => match canonical(&e.status) {
             Some(c) => (c.to_string(), e.message),
             None if e.status.is_empty() => (fallback, e.message),
@@ -86,15 +82,12 @@ fn read_error(http: u16, body: &[u8]) -> (String, String) {
 /// The canonical status Google uses for an HTTP status, for answers without one.
 fn canonical_of_http(status: u16) -> &'static str {
     match status {
-        400 => "INVALID_ARGUMENT",
-        401 => "UNAUTHENTICATED",
-        403 => "PERMISSION_DENIED",
-        404 => "NOT_FOUND",
         409 => "ABORTED",
-        429 => "RESOURCE_EXHAUSTED",
-        501 => "UNIMPLEMENTED",
-        503 => "UNAVAILABLE",
-        504 => "DEADLINE_EXCEEDED",
+        500 => "INTERNAL",
+        400 | 401 | 403 | 404 | 429 | 501 | 503 | 504 => CODES
+            .iter()
+            .find(|(_, h)| *h == status)
+            .map_or("UNKNOWN", |(c, _)| c),
         s if s >= 500 => "INTERNAL",
         _ => "UNKNOWN",
     }
@@ -133,14 +126,6 @@ pub fn canonical(name: &str) -> Option<&'static str> {
     CODES.iter().map(|(c, _)| *c).find(|c| *c == name)
 }
 
-/// The HTTP status Google maps a canonical status to.
-fn http_of(status: &str) -> u16 {
-    CODES
-        .iter()
-        .find(|(c, _)| *c == status)
-        .map_or(500, |(_, h)| *h)
-}
-
 /// A long-running operation `name` (started by `operation` on `target`) ended with `status`,
 /// or did not end in time (`DEADLINE_EXCEEDED`). A failed operation is not retried as a call
 /// would be: unavailability reads as [`Kind::Other`] (an `Http` error with the status Google
@@ -157,29 +142,29 @@ pub fn operation(
         Kind::Unavailable => Kind::Other,
         k => k,
     };
+    let http = CODES
+        .iter()
+        .find(|(c, _)| *c == status)
+        .map_or(500, |(_, h)| *h);
     let message = format!("operation {name}: {message}");
-    origin
-        .error(operation, target, kind, message)
-        .with_status(http_of(status))
-        .with_code(status)
+    let e = origin.error(operation, target, kind, message);
+    e.with_status(http).with_code(status)
 }
 
-fn origin_unknown() -> Origin {
-    let registry = String::new();
-    Origin {
-        provider: PROVIDER,
-        registry,
-    }
-}
+/// Errors made before the registry label is known.
+const UNKNOWN: Origin = Origin {
+    provider: PROVIDER,
+    registry: String::new(),
+};
 
 /// The setting `key` is invalid (the registry label is not known yet).
 pub fn config(key: &str, message: impl Into<String>) -> Error {
-    origin_unknown().config(key, message)
+    UNKNOWN.config(key, message)
 }
 
 /// No token could be had: `reason` (the token cache names the registry).
 pub fn credentials(reason: impl Into<String>) -> Error {
-    origin_unknown().credentials(reason)
+    UNKNOWN.credentials(reason)
 }
 
 #[cfg(test)]

@@ -1,28 +1,25 @@
 //! Artifact Registry naming and this crate's layout.
 //!
-//! The rules, from the Artifact Registry reference: a **repository id** is a DNS label of at
-//! most 63 characters ([`REPOSITORY_ID`]); a **docker image** lives at
-//! `<location>-docker.pkg.dev/<project>/<repository>/<image path>` (a domain-scoped project
-//! `example.com:p` appears as `example.com/p`), the path after the host a distribution name;
-//! a **project id** is a DNS label of 6 to 30 characters ([`PROJECT`]), optionally after a
-//! domain; a **location** is a region or multi-region ([`LOCATION`]); **labels** are at most
-//! 63 lowercase letters, digits, `_` and `-` ([`label_value`]).
+//! From the Artifact Registry reference: a repository id is a DNS label of at most 63
+//! characters; a docker image is `<location>-docker.pkg.dev/<project>/<repository>/<image
+//! path>` (a domain-scoped project `example.com:p` appears as `example.com/p`); a project id
+//! is a DNS label of 6 to 30 characters, optionally after a domain; labels are at most 63
+//! lowercase letters, digits, `_` and `-`.
 //!
-//! Every scope gets its own repository, so that cleanup policies, IAM bindings and labels
-//! apply to one scope: `<prefix>-<cluster>-svc-<service>-<hash>`, `<prefix>-<cluster>-mirror-<hash>`,
-//! `<prefix>-<cluster>-build-<service>-<hash>`, where `<cluster>` and `<service>` are readable
-//! forms of the ids (lowercased, other characters one `-`, cut to fit) and `<hash>` is
-//! [`HASH_LEN`] hex characters of a SHA-256 over the scope kind and the *exact* ids (ids that
-//! read alike still get distinct repositories). The images are the package [`IMAGE`]; build
-//! caches are the sibling packages `cache-<dockerfile id>` of the build repository, outside
-//! the reach of the cleanup policies. The names the core sees are
-//! `<project path>/<repository id>/<package>`.
+//! Every scope gets its own repository (cleanup policies, IAM bindings and labels apply to
+//! one scope): `<prefix>-<cluster>-svc-<service>-<hash>`, `<prefix>-<cluster>-mirror-<hash>`,
+//! `<prefix>-<cluster>-build-<service>-<hash>`, the ids in [`readable`] form (cut to fit)
+//! and `<hash>` [`HASH_LEN`] hex characters over the scope kind and the exact ids. The images
+//! are the package [`IMAGE`]; build caches are the sibling packages `cache-<dockerfile id>`,
+//! outside the reach of the cleanup policies. The names the core sees are `<project
+//! path>/<repository id>/<package>`.
 
 use mirror_core::kit::provider::naming::invalid;
+pub use mirror_core::kit::provider::scope::readable;
+use mirror_core::kit::provider::scope::{cleaned, hashed};
 use mirror_core::kit::provider::Grammar;
 use mirror_core::reference::validate_repository;
 use mirror_core::{RepositoryScope, Result};
-use sha2::{Digest as _, Sha256};
 
 /// Repository ids: `[a-z]([a-z0-9-]*[a-z0-9])?`, at most 63 characters.
 pub const REPOSITORY_ID: Grammar = Grammar::dns_label("repository id", 1, 63);
@@ -99,27 +96,6 @@ pub fn check_prefix(prefix: &str) -> Result<()> {
     PREFIX.validate(prefix)
 }
 
-/// The readable form of an id: lowercase ASCII letters and digits kept, every run of other
-/// characters one `-`, no `-` at either end, at most `max` characters; `x` when nothing is
-/// left.
-pub fn readable(id: &str, max: usize) -> String {
-    let mut out = String::new();
-    for c in id.chars().map(|c| c.to_ascii_lowercase()) {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            out.push(c);
-        } else if !out.is_empty() && !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.truncate(max.max(1));
-    let out = out.trim_end_matches('-');
-    if out.is_empty() {
-        "x".to_string()
-    } else {
-        out.to_string()
-    }
-}
-
 /// The kind word of a scope in repository ids and the `mirror-scope` label.
 pub fn kind_of(scope: &RepositoryScope) -> &'static str {
     match scope {
@@ -131,21 +107,10 @@ pub fn kind_of(scope: &RepositoryScope) -> &'static str {
     }
 }
 
-/// `len` hex characters of SHA-256 over a length-prefixed encoding of the parts.
-fn hash_hex(parts: &[&str], len: usize) -> String {
-    let mut h = Sha256::new();
-    h.update(HASH_DOMAIN.as_bytes());
-    for p in parts {
-        h.update((p.len() as u64).to_be_bytes());
-        h.update(p.as_bytes());
-    }
-    hex::encode(h.finalize())[..len].to_string()
-}
-
 /// The value of the `mirror-cluster` label: a hash of the exact cluster id, which is how
 /// the registry finds a cluster's repositories.
 pub fn cluster_hash(cluster: &str) -> String {
-    hash_hex(&["cluster", cluster], 16)
+    hashed(HASH_DOMAIN, &["cluster", cluster], 16)
 }
 
 /// The repository id of `scope` under `prefix` (see the module docs).
@@ -159,7 +124,11 @@ pub fn repository_id(prefix: &str, scope: &RepositoryScope) -> Result<String> {
         }
     }
     let kind = kind_of(scope);
-    let hash = hash_hex(&[kind, cluster, service.unwrap_or("")], HASH_LEN);
+    let hash = hashed(
+        HASH_DOMAIN,
+        &[kind, cluster, service.unwrap_or("")],
+        HASH_LEN,
+    );
     // prefix-cluster-kind[-service]-hash
     let separators = if service.is_some() { 4 } else { 3 };
     let avail = REPOSITORY_ID.max - prefix.len() - kind.len() - HASH_LEN - separators;
@@ -215,14 +184,7 @@ pub fn check_name(project: &str, name: &str) -> Result<()> {
 /// lowercased), every other character `_`, at most 63 characters.
 pub fn label_value(text: &str) -> String {
     let keep = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
-    let map = |c: char| {
-        if keep(c.to_ascii_lowercase()) {
-            c.to_ascii_lowercase()
-        } else {
-            '_'
-        }
-    };
-    text.chars().map(map).take(MAX_LABEL_LEN).collect()
+    cleaned(&text.to_ascii_lowercase(), MAX_LABEL_LEN, keep)
 }
 
 #[cfg(test)]

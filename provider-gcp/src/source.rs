@@ -1,10 +1,9 @@
-//! Artifact Registry and Container Registry as image sources: [`GarSources`] gives
-//! `mirror_core::Sources` refreshing OAuth credentials for every Google registry host
-//! (`<location>-docker.pkg.dev`, `gcr.io`, `*.gcr.io`), so that application images kept in a
-//! customer's Artifact Registry are mirrored with the deployer's Google identity and the
-//! hour-long access tokens renew in the middle of a long copy. One token source serves every
-//! host (a token is valid for all of them), a cache per host names it in errors; with the
-//! default chain nothing is looked up before the first pull.
+//! Artifact Registry and Container Registry as image sources: [`GarSources`] refreshes OAuth
+//! credentials for every Google registry host (`<location>-docker.pkg.dev`, `gcr.io`,
+//! `*.gcr.io`), so that images kept in a customer's registry are mirrored with the
+//! deployer's Google identity and tokens renew in the middle of a long copy. One token
+//! source serves every host, a cache per host names it in errors; with the default chain
+//! nothing is looked up before the first pull.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -13,7 +12,6 @@ use std::sync::Arc;
 use mirror_core::kit::provider::{SourceCaches, TokenSource};
 use mirror_core::kit::store::http::credentials::CredentialProvider;
 use mirror_core::SourceCredentials;
-use tokio::sync::OnceCell;
 
 use crate::credential::{AccessToken, DefaultChain, GcpTokenSource, ServiceAccountKey, POLICY};
 use crate::error::Result;
@@ -49,10 +47,11 @@ impl GarSources {
 
     /// A service-account key file; `token_uri` overrides the key's token endpoint.
     pub fn from_key_file(path: &Path, token_uri: Option<&str>) -> Result<Self> {
-        let mut key = ServiceAccountKey::from_file(path)?;
-        if let Some(uri) = token_uri {
-            key = key.with_token_uri(uri)?;
-        }
+        let key = ServiceAccountKey::from_file(path)?;
+        let key = match token_uri {
+            Some(uri) => key.with_token_uri(uri)?,
+            None => key,
+        };
         Ok(Self::from_source(Arc::new(key)))
     }
 
@@ -62,25 +61,20 @@ impl GarSources {
     }
 
     fn with_tokens(given: Option<Arc<dyn GcpTokenSource>>) -> Self {
-        let shared: Arc<OnceCell<Arc<dyn GcpTokenSource>>> = Arc::new(OnceCell::new());
-        let make = move |_host: String| {
-            let (shared, given) = (shared.clone(), given.clone());
+        type Source = Arc<dyn TokenSource<Token = AccessToken>>;
+        let make = move || {
+            let given = given.clone();
             async move {
-                let source = shared
-                    .get_or_try_init(|| async {
-                        match given {
-                            Some(s) => Ok::<_, mirror_core::Error>(s),
-                            None => Ok(Arc::new(DefaultChain::discover().await?)
-                                as Arc<dyn GcpTokenSource>),
-                        }
-                    })
-                    .await?;
-                Ok(source.clone() as Arc<dyn TokenSource<Token = AccessToken>>)
+                Ok(match given {
+                    Some(s) => s as Source,
+                    None => Arc::new(DefaultChain::discover().await?) as Source,
+                })
             }
         };
+        let caches = SourceCaches::shared(PROVIDER, POLICY, make);
         GarSources {
             hosts: HashSet::new(),
-            caches: SourceCaches::new(PROVIDER, POLICY, make),
+            caches,
         }
     }
 

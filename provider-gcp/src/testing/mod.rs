@@ -1,15 +1,11 @@
-//! Test infrastructure (feature `testing`, not product code): an Artifact Registry emulator
-//! on the kit's [`control_plane`](mirror_core::testing::control_plane), written from the
-//! public API reference: a fake of the REST API and of Google's OAuth endpoint (JWT-bearer
-//! grant signed by the test key; the API and the data proxy take only issued, unexpired
-//! tokens), and the real distribution registry behind a data proxy (a `Bearer` challenge
-//! exchanging `oauth2accesstoken:<access token>` for a registry token; writes to absent
-//! repositories and chunked `PATCH` uploads refused). Repositories are created by an
-//! operation pending for some polls, patched by exactly their `updateMask`, listed 2 a page;
-//! `dockerImages.list` reads the registry (index children as untagged versions, upload times
-//! from the proxy); `versions.delete` deletes the manifest when its operation is done
-//! (whole-package deletions are recorded as violations); `tags.delete` hides the tag until
-//! it is pushed again. The emulator derefs to its [`Ledger`] (calls by method, faults).
+//! Test infrastructure (feature `testing`): an Artifact Registry emulator on the kit's
+//! [`control_plane`](mirror_core::testing::control_plane), written from the public API
+//! reference. Google's REST API and OAuth endpoint are faked (only issued, unexpired tokens
+//! pass); a real registry sits behind a data proxy (`oauth2accesstoken` exchanged for a
+//! registry token, writes to absent repositories and chunked uploads refused). Operations stay
+//! pending for some polls, patches apply exactly their `updateMask`, pages hold 2 items,
+//! `dockerImages.list` reads the registry, whole-package deletions are recorded as
+//! violations. The emulator derefs to its [`Ledger`] (calls by method, faults).
 
 mod data;
 mod rest;
@@ -154,24 +150,19 @@ impl FakeGar {
 
     /// A repository as the fake stores it (also while its creation is pending).
     pub fn repository(&self, id: &str) -> Option<Value> {
-        self.fake.st().repos.get(id).map(|r| r.0.clone())
+        Some(self.fake.st().repos.get(id)?.0.clone())
     }
 
     /// Creates a visible repository directly (as someone else would have).
     pub fn put_repository(&self, id: &str, mut resource: Value) {
-        resource["name"] = json!(format!(
-            "projects/{PROJECT}/locations/{LOCATION}/repositories/{id}"
-        ));
-        self.fake
-            .st()
-            .repos
-            .insert(id.to_string(), (resource, true));
+        resource["name"] = json!(rest::names(id, "").0);
+        self.fake.st().repos.insert(id.into(), (resource, true));
     }
 
     /// The tags of package `package` of repository `id` as `dockerImages.list` shows them
     /// (those removed by `tags.delete` left out), each with the digest it names.
     pub async fn tags(&self, id: &str, package: &str) -> Vec<(String, String)> {
-        let name = format!("{PROJECT}/{id}/{package}");
+        let name = rest::names(id, package).1;
         let mut out = Vec::new();
         for tag in self.fake.tags(&name).await {
             if let Some(digest) = self.fake.digest(&name, &tag).await {
@@ -208,14 +199,8 @@ impl FakeGar {
 
     /// Sets the upload time of a version (to age images).
     pub fn set_upload_time(&self, id: &str, package: &str, digest: &str, at: SystemTime) {
-        let mut st = self.fake.st();
-        let versions = st
-            .versions
-            .entry((id.to_string(), package.to_string()))
-            .or_default();
-        versions
-            .entry(digest.to_string())
-            .or_insert((at, String::new()))
-            .0 = at;
+        self.fake
+            .pushed
+            .set(&rest::names(id, package).1, digest, at);
     }
 }

@@ -3,15 +3,17 @@
 // A handler's error is its answer (a `Response`), returned once per request.
 #![allow(clippy::result_large_err)]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{btree_map::Entry, BTreeMap};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
+use mirror_core::kit::provider::Grammar;
 use mirror_core::kit::store::http::{credentials::Credentials, RegistryClient};
-use mirror_core::testing::control_plane::{json as respond, manifests, rfc3339, token_page};
-use mirror_core::testing::control_plane::{FakeRequest, Ledger, OAuthTokens, Operations, Step};
+use mirror_core::testing::control_plane::{json as respond, manifest_size, manifests, rfc3339};
+use mirror_core::testing::control_plane::{token_page, FakeRequest, Ledger, OAuthTokens};
+use mirror_core::testing::control_plane::{HiddenTags, Operations, PushTimes, Step};
 use mirror_core::{Digest, ImageStore};
 use serde_json::{json, Value};
 
@@ -25,20 +27,14 @@ pub(crate) enum Deferred {
     Nothing,
 }
 
-/// Versions of a (repository id, package): upload time and media type, by digest.
-type Versions = BTreeMap<(String, String), BTreeMap<String, (SystemTime, String)>>;
-
 #[derive(Default)]
 pub(crate) struct St {
     /// Repositories by id: the resource, and whether it is visible (its creation done).
     pub(crate) repos: BTreeMap<String, (Value, bool)>,
-    pub(crate) versions: Versions,
     pub(crate) page_size: usize,
     pub(crate) deleted_versions: Vec<String>,
     pub(crate) package_deletes: Vec<String>,
     pub(crate) patches: Vec<(String, String)>,
-    /// Tags deleted with `tags.delete`, `(registry name, tag)`: hidden until pushed again.
-    pub(crate) removed_tags: BTreeSet<(String, String)>,
     pub(crate) data_patches: usize,
     pub(crate) data_unauthorized: usize,
 }
@@ -51,6 +47,10 @@ pub(crate) struct Fake {
     /// The registry tokens of the data proxy.
     pub(crate) registry_tokens: OAuthTokens,
     pub(crate) ops: Operations<Deferred>,
+    /// Tags deleted with `tags.delete`.
+    pub(crate) hidden: HiddenTags,
+    /// Upload times by registry name.
+    pub(crate) pushed: PushTimes,
     pub(crate) ledger: Ledger,
     pub(crate) st: Mutex<St>,
 }
@@ -62,18 +62,26 @@ pub(crate) fn gerr(http: u16, status: &str, message: &str) -> Response {
 }
 
 fn absent(what: &str) -> Response {
-    let message = format!("Requested entity was not found: {what}");
-    gerr(404, "NOT_FOUND", &message)
+    gerr(
+        404,
+        "NOT_FOUND",
+        &format!("Requested entity was not found: {what}"),
+    )
 }
 
 fn invalid(message: &str) -> Response {
     gerr(400, "INVALID_ARGUMENT", message)
 }
 
+/// `projects/P/locations/L/repositories/ID`, and the registry name of a package of it.
+pub(crate) fn names(id: &str, package: &str) -> (String, String) {
+    let parent = format!("projects/{PROJECT}/locations/{LOCATION}/repositories/{id}");
+    (parent, format!("{PROJECT}/{id}/{package}"))
+}
+
 impl Fake {
     pub(crate) fn new(registry_host: &str) -> Self {
         let registry = RegistryClient::new(registry_host, Credentials::Anonymous);
-        let parent = format!("projects/{PROJECT}/locations/{LOCATION}");
         let st = St {
             page_size: 2,
             ..St::default()
@@ -83,7 +91,9 @@ impl Fake {
             urls: OnceLock::new(),
             oauth: OAuthTokens::default(),
             registry_tokens: OAuthTokens::default(),
-            ops: Operations::new(&parent),
+            ops: Operations::new(&format!("projects/{PROJECT}/locations/{LOCATION}")),
+            hidden: HiddenTags::default(),
+            pushed: PushTimes::default(),
             ledger: Ledger::default(),
             st: Mutex::new(st),
         }
@@ -98,10 +108,8 @@ impl Fake {
         let Ok(store) = self.registry.repository(name) else {
             return Vec::new();
         };
-        let mut tags = store.list_tags().await.unwrap_or_default();
-        let st = self.st();
-        tags.retain(|t| !st.removed_tags.contains(&(name.to_string(), t.clone())));
-        tags
+        let tags = store.list_tags().await.unwrap_or_default();
+        self.hidden.visible(name, tags)
     }
 
     /// The digest `reference` names in a registry repository.
@@ -112,10 +120,8 @@ impl Fake {
     }
 
     fn visible(&self, id: &str) -> Result<Value, Response> {
-        let st = self.st();
-        let repo = st.repos.get(id).filter(|r| r.1);
-        repo.map(|r| r.0.clone())
-            .ok_or_else(|| absent(&format!("repository {id}")))
+        let repo = self.st().repos.get(id).filter(|r| r.1).map(|r| r.0.clone());
+        repo.ok_or_else(|| absent(&format!("repository {id}")))
     }
 }
 
@@ -125,8 +131,7 @@ fn check_policies(policies: &Value) -> Result<(), String> {
         .as_object()
         .ok_or("cleanupPolicies must be a map")?;
     for (key, p) in map {
-        let c = p.get("condition").cloned().unwrap_or_default();
-        let recent = p.get("mostRecentVersions");
+        let (c, recent) = (&p["condition"], p.get("mostRecentVersions"));
         let (action, state) = (p["action"].as_str(), c["tagState"].as_str());
         let seconds = |d: &str| {
             let n = c[d].as_str().and_then(|s| s.strip_suffix('s'));
@@ -167,15 +172,18 @@ const ROUTES: [&str; 9] = [
 
 pub(crate) async fn handler(State(fake): State<Arc<Fake>>, req: Request) -> Response {
     let r = FakeRequest::read(req).await;
-    let google = fake.urls.get().map_or("", |u| u.0.as_str());
     if r.path == "/token" {
-        let uri = format!("{google}/token");
-        let scope = crate::credential::SCOPE;
-        return fake.oauth.grant(&r.body, &uri, CLIENT_EMAIL, scope);
+        let uri = format!("{}/token", fake.urls.get().map_or("", |u| u.0.as_str()));
+        return fake
+            .oauth
+            .grant(&r.body, &uri, CLIENT_EMAIL, crate::credential::SCOPE);
     }
     let Some((method, segs)) = r.route("/v1/", &ROUTES) else {
-        let message = format!("no method for {} {}", r.method, r.path);
-        return gerr(404, "NOT_FOUND", &message);
+        return gerr(
+            404,
+            "NOT_FOUND",
+            &format!("no method for {} {}", r.method, r.path),
+        );
     };
     // Authentication first, as Google does.
     if !fake.oauth.check(r.bearer(), &format!("rest {method}")) {
@@ -196,7 +204,7 @@ pub(crate) async fn handler(State(fake): State<Arc<Fake>>, req: Request) -> Resp
     let seg = |i: usize| segs.get(i).map_or("", String::as_str);
     let (id, package) = (seg(5), seg(7));
     let result = match method {
-        "repositories.create" => create(&fake, &r),
+        "repositories.create" => create(&fake, &r).await,
         "repositories.list" => {
             let st = fake.st();
             let all = st.repos.values().filter(|r| r.1).map(|r| r.0.clone());
@@ -208,8 +216,10 @@ pub(crate) async fn handler(State(fake): State<Arc<Fake>>, req: Request) -> Resp
         "dockerImages.list" => docker_images(&fake, id, &r).await,
         "packages.delete" => {
             fake.st().package_deletes.push(format!("{id}/{package}"));
-            let (_, op) = fake.ops.start(Deferred::Nothing, json!({}));
-            Ok(respond(200, &op))
+            Ok(respond(
+                200,
+                &fake.ops.start(Deferred::Nothing, json!({})).1,
+            ))
         }
         "versions.delete" => delete_version(&fake, [id, package, seg(9)], &r).await,
         "tags.delete" => delete_tag(&fake, id, package, seg(9)).await,
@@ -228,40 +238,44 @@ const PATCHABLE: [&str; 4] = [
     "description",
 ];
 
-fn create(fake: &Fake, r: &FakeRequest) -> Answer {
+async fn create(fake: &Fake, r: &FakeRequest) -> Answer {
     let id = r.params.get("repositoryId");
     let id = id.ok_or_else(|| invalid("repositoryId is required"))?;
-    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-';
-    let inner = id.as_bytes().iter().all(ok);
-    let ends = id.starts_with(|c: char| c.is_ascii_lowercase()) && !id.ends_with('-');
-    if id.len() > 63 || !ends || !inner {
-        return Err(invalid(&format!("Invalid repository id {id:?}: ids are lowercase letters, digits and hyphens, start with a letter, end with a letter or digit, at most 63 characters")));
-    }
+    let grammar = Grammar::dns_label("repository id", 1, 63);
+    grammar
+        .check(id)
+        .map_err(|e| invalid(&format!("Invalid repository id: {e}")))?;
     let mut repo = r.json();
     if repo["format"] != "DOCKER" {
         return Err(invalid("format must be set (DOCKER)"));
     }
-    let policies = repo.get("cleanupPolicies").cloned().unwrap_or(json!({}));
-    check_policies(&policies).map_err(|e| invalid(&e))?;
-    let name = format!("projects/{PROJECT}/locations/{LOCATION}/repositories/{id}");
-    let mut st = fake.st();
-    if st.repos.contains_key(id) {
+    check_policies(repo.get("cleanupPolicies").unwrap_or(&json!({}))).map_err(|e| invalid(&e))?;
+    let name = names(id, "").0;
+    let now = json!(rfc3339(SystemTime::now()));
+    (repo["name"], repo["createTime"], repo["updateTime"]) = (json!(&name), now.clone(), now);
+    let mut response = repo.clone();
+    response["@type"] = json!("type.googleapis.com/google.devtools.artifactregistry.v1.Repository");
+    let vacant = match fake.st().repos.entry(id.clone()) {
+        Entry::Vacant(v) => {
+            v.insert((repo, false));
+            true
+        }
+        Entry::Occupied(_) => false,
+    };
+    if !vacant {
         let message = format!("the repository already exists: {name}");
         return Err(gerr(409, "ALREADY_EXISTS", &message));
     }
-    let now = json!(rfc3339(SystemTime::now()));
-    (repo["name"], repo["createTime"], repo["updateTime"]) = (json!(name), now.clone(), now);
-    let mut response = repo.clone();
-    response["@type"] = json!("type.googleapis.com/google.devtools.artifactregistry.v1.Repository");
-    let done = fake.ops.pending_polls() == 0;
-    st.repos.insert(id.clone(), (repo, done));
-    let (op, body) = fake.ops.start(Deferred::Create(id.clone()), response);
-    let body = if done {
-        fake.ops.finish(&op, None)
-    } else {
-        body
-    };
-    Ok(respond(200, &body))
+    Ok(start(fake, Deferred::Create(id.clone()), response).await)
+}
+
+/// Starts an operation: its answer, or when operations finish at once its result.
+async fn start(fake: &Fake, action: Deferred, response: Value) -> Response {
+    let (op, body) = fake.ops.start(action, response);
+    match fake.ops.pending_polls() {
+        0 => operation(fake, &op).await,
+        _ => respond(200, &body),
+    }
 }
 
 fn patch(fake: &Fake, id: &str, r: &FakeRequest) -> Answer {
@@ -274,8 +288,7 @@ fn patch(fake: &Fake, id: &str, r: &FakeRequest) -> Answer {
             return Err(invalid(&format!("invalid update mask field {field:?}")));
         }
         if field == "cleanupPolicies" {
-            let policies = patch.get(field).cloned().unwrap_or(json!({}));
-            check_policies(&policies).map_err(|e| invalid(&e))?;
+            check_policies(patch.get(field).unwrap_or(&json!({}))).map_err(|e| invalid(&e))?;
         }
         match patch.get(field) {
             Some(v) => updated[field] = v.clone(),
@@ -298,48 +311,26 @@ async fn docker_images(fake: &Fake, id: &str, r: &FakeRequest) -> Answer {
         .map_or("", |u| u.1.trim_start_matches("http://"));
     let mut entries: Vec<Value> = Vec::new();
     for name in fake.registry.catalog().await.unwrap_or_default() {
-        let prefix = format!("{PROJECT}/{id}/");
-        let Some(package) = name.strip_prefix(&prefix) else {
+        let Some(package) = name.strip_prefix(&format!("{PROJECT}/{id}/")) else {
             continue;
         };
-        let key = (id.to_string(), package.to_string());
-        let known = fake
-            .st()
-            .versions
-            .get(&key)
-            .map(|v| v.keys().cloned().collect());
-        let tags = fake.tags(&name).await;
-        let (found, gone) = manifests(&fake.registry, &name, tags, known.unwrap_or_default()).await;
-        let mut st = fake.st();
-        let versions = st.versions.entry(key).or_default();
-        versions.retain(|d, _| !gone.contains(d));
+        let (tags, known) = (fake.tags(&name).await, fake.pushed.known(&name));
+        let (found, gone) = manifests(&fake.registry, &name, tags, known).await;
+        fake.pushed.forget(&name, &gone);
+        let (parent, escaped) = (names(id, "").0, package.replace('/', "%2F"));
         for (digest, (m, mut tags)) in found {
-            let seen = (SystemTime::now(), m.media_type.clone());
-            let upload = rfc3339(versions.entry(digest.clone()).or_insert(seen).0);
-            let body: Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
-            let sizes = |k: &str| {
-                body[k]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|x| x["size"].as_u64())
-            };
-            let size: u64 = sizes("layers").chain(sizes("manifests")).flatten().sum();
-            let size = size + m.bytes.len() as u64 + body["config"]["size"].as_u64().unwrap_or(0);
-            let escaped = package.replace('/', "%2F");
-            let parent = format!("projects/{PROJECT}/locations/{LOCATION}/repositories/{id}");
+            let upload = rfc3339(fake.pushed.seen(&name, &digest));
             tags.sort();
             entries.push(
                 json!({"name": format!("{parent}/dockerImages/{escaped}@{digest}"),
-                "uri": format!("{host}/{PROJECT}/{id}/{package}@{digest}"), "tags": tags,
-                "imageSizeBytes": size.to_string(), "uploadTime": upload, "updateTime": upload,
-                "mediaType": m.media_type}),
+                "uri": format!("{host}/{name}@{digest}"), "tags": tags,
+                "imageSizeBytes": manifest_size(&m).to_string(), "uploadTime": upload,
+                "updateTime": upload, "mediaType": m.media_type}),
             );
         }
     }
     entries.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-    let page_size = fake.st().page_size;
-    let page = token_page(entries, &r.params, page_size, "dockerImages");
+    let page = token_page(entries, &r.params, fake.st().page_size, "dockerImages");
     Ok(respond(200, &page))
 }
 
@@ -347,9 +338,8 @@ async fn docker_images(fake: &Fake, id: &str, r: &FakeRequest) -> Answer {
 async fn delete_version(fake: &Fake, at: [&str; 3], r: &FakeRequest) -> Answer {
     let [id, package, version] = at;
     fake.visible(id)?;
-    let bad = || invalid(&format!("invalid version {version:?}"));
-    Digest::parse(version).map_err(|_| bad())?;
-    let name = format!("{PROJECT}/{id}/{package}");
+    Digest::parse(version).map_err(|_| invalid(&format!("invalid version {version:?}")))?;
+    let name = names(id, package).1;
     if fake.digest(&name, version).await.is_none() {
         return Err(absent(&format!("version {version} of package {package}")));
     }
@@ -364,22 +354,18 @@ async fn delete_version(fake: &Fake, at: [&str; 3], r: &FakeRequest) -> Answer {
     }
     let action = Deferred::DeleteVersion(id.into(), package.into(), version.into());
     let empty = json!({"@type": "type.googleapis.com/google.protobuf.Empty"});
-    let (op, body) = fake.ops.start(action, empty);
-    match fake.ops.pending_polls() {
-        0 => Ok(operation(fake, &op).await),
-        _ => Ok(respond(200, &body)),
-    }
+    Ok(start(fake, action, empty).await)
 }
 
 /// `tags.delete`: answers `Empty` (no operation); `NOT_FOUND` for a tag the package lacks.
 async fn delete_tag(fake: &Fake, id: &str, package: &str, tag: &str) -> Answer {
     let missing = gerr(404, "NOT_FOUND", &format!("Repository \"{id}\" not found"));
     fake.visible(id).map_err(|_| missing)?;
-    let name = format!("{PROJECT}/{id}/{package}");
+    let name = names(id, package).1;
     if !fake.tags(&name).await.iter().any(|t| t == tag) {
         return Err(absent(&format!("tag {tag}")));
     }
-    fake.st().removed_tags.insert((name, tag.to_string()));
+    fake.hidden.hide(&name, tag);
     Ok(respond(200, &json!({})))
 }
 
@@ -392,24 +378,21 @@ async fn operation(fake: &Fake, name: &str) -> Response {
     };
     let error = match action {
         Deferred::Create(id) => {
-            if let Some(r) = fake.st().repos.get_mut(&id) {
-                r.1 = true;
-            }
+            fake.st().repos.entry(id).and_modify(|r| r.1 = true);
             None
         }
         Deferred::DeleteVersion(id, package, digest) => {
-            let name = format!("{PROJECT}/{id}/{package}");
-            let store = fake.registry.repository(&name);
-            let deleted = match (store, Digest::parse(&digest)) {
+            let name = names(&id, &package).1;
+            let deleted = match (fake.registry.repository(&name), Digest::parse(&digest)) {
                 (Ok(store), Ok(d)) => store.delete_manifest(&d).await,
                 _ => Ok(()),
             };
-            let mut st = fake.st();
-            let key = (id.clone(), package.clone());
-            st.versions.get_mut(&key).map(|v| v.remove(&digest));
+            fake.pushed.forget(&name, std::slice::from_ref(&digest));
             match deleted {
                 Ok(()) => {
-                    st.deleted_versions.push(format!("{id}/{package}@{digest}"));
+                    fake.st()
+                        .deleted_versions
+                        .push(format!("{id}/{package}@{digest}"));
                     None
                 }
                 Err(e) if e.is_not_found() => Some((5, format!("version {digest} not found"))),

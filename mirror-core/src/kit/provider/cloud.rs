@@ -313,46 +313,55 @@ impl<C: ControlPlane> CloudRegistry<C> {
         Ok(out)
     }
 
-    /// The child manifests of the indexes among `listed`, read through the data plane.
+    /// The child manifests of the indexes among `listed` ([`index_children`]).
     async fn children_of(
         &self,
         store: &dyn ImageStore,
         listed: &[ListedImage],
     ) -> Result<HashSet<Digest>> {
-        use futures::StreamExt;
-        // Untagged manifests are the children candidates; only indexes name children.
-        let untagged: HashSet<&Digest> = listed
-            .iter()
-            .filter(|l| l.tags.is_empty())
-            .map(|l| &l.digest)
-            .collect();
-        if untagged.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let indexes: Vec<Digest> = listed
-            .iter()
-            .filter(|l| l.may_be_index())
-            .map(|l| l.digest.clone())
-            .collect();
-        let reads = indexes.into_iter().map(|d| async move {
-            match store.get_manifest(&d.to_string()).await {
-                Ok(m) => Ok(
-                    crate::image::children(&m, &format!("{}@{d}", store.location()))
-                        .unwrap_or_default(),
-                ),
-                // Deleted since the listing: it has no children any more.
-                Err(e) if e.is_not_found() => Ok(Vec::new()),
-                Err(e) => Err(e),
-            }
-        });
-        let found: Vec<Result<Vec<Digest>>> =
-            futures::stream::iter(reads).buffered(8).collect().await;
-        let mut children = HashSet::new();
-        for f in found {
-            children.extend(f?.into_iter().filter(|c| untagged.contains(c)));
-        }
-        Ok(children)
+        index_children(store, listed).await
     }
+}
+
+/// The untagged manifests among `listed` that an index among `listed` holds (indexes read
+/// through `store`, a few at a time; one deleted since the listing holds nothing): the
+/// platform manifests a control plane lists as images of their own.
+pub async fn index_children(
+    store: &dyn ImageStore,
+    listed: &[ListedImage],
+) -> Result<HashSet<Digest>> {
+    use futures::StreamExt;
+    // Untagged manifests are the children candidates; only indexes name children.
+    let untagged: HashSet<&Digest> = listed
+        .iter()
+        .filter(|l| l.tags.is_empty())
+        .map(|l| &l.digest)
+        .collect();
+    if untagged.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let indexes: Vec<Digest> = listed
+        .iter()
+        .filter(|l| l.may_be_index())
+        .map(|l| l.digest.clone())
+        .collect();
+    let reads = indexes.into_iter().map(|d| async move {
+        match store.get_manifest(&d.to_string()).await {
+            Ok(m) => Ok(
+                crate::image::children(&m, &format!("{}@{d}", store.location()))
+                    .unwrap_or_default(),
+            ),
+            // Deleted since the listing: it has no children any more.
+            Err(e) if e.is_not_found() => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    });
+    let found: Vec<Result<Vec<Digest>>> = futures::stream::iter(reads).buffered(8).collect().await;
+    let mut children = HashSet::new();
+    for f in found {
+        children.extend(f?.into_iter().filter(|c| untagged.contains(c)));
+    }
+    Ok(children)
 }
 
 #[async_trait]

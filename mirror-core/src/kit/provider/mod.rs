@@ -29,6 +29,9 @@
 //! - [`choice`]: settings that are one word of a fixed set ([`setting_choice!`](crate::setting_choice));
 //! - [`token`]: also [`SourceCaches`], lazy per-region or per-host token caches for source
 //!   credentials;
+//! - [`deletes`]: deletions for control planes that delete one manifest per call, and the
+//!   orphaned platform manifests of a deleted index;
+//! - [`scope`]: scopes as flat ids and labels (readable ids, hashes, label values);
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
@@ -38,11 +41,13 @@ pub mod calls;
 pub mod choice;
 pub mod cloud;
 pub mod config;
+pub mod deletes;
 pub mod error;
 pub mod labels;
 pub mod naming;
 pub mod rest;
 pub mod retention;
+pub mod scope;
 pub mod token;
 
 pub use basic::BasicToken;

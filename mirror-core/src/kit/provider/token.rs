@@ -256,6 +256,54 @@ where
     }
 }
 
+/// Declares an access token type: a [`Secret`](crate::kit::store::http::credentials::Secret)
+/// with its expiry, sent by [`BearerAuth`](super::BearerAuth) as a bearer token to the
+/// control plane and to the data plane as the password of a fixed user (OAuth access tokens
+/// of cloud APIs). `Debug` hides the token.
+///
+/// ```
+/// use std::time::SystemTime;
+/// use mirror_core::kit::provider::{AsCredentials, BearerToken};
+/// mirror_core::access_token! {
+///     /// A demo token.
+///     pub struct DemoToken, user "oauth2accesstoken";
+/// }
+/// let t = DemoToken { token: "ya29.x".into(), expires_at: SystemTime::UNIX_EPOCH };
+/// assert_eq!(t.bearer(), "ya29.x");
+/// assert!(!format!("{:?}", t.as_credentials()).contains("ya29"));
+/// ```
+#[macro_export]
+macro_rules! access_token {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident, user $user:expr;) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug)]
+        $vis struct $name {
+            /// The token.
+            pub token: $crate::kit::store::http::credentials::Secret,
+            /// When it stops working.
+            pub expires_at: ::std::time::SystemTime,
+        }
+
+        impl $crate::kit::provider::Expiring for $name {
+            fn expires_at(&self) -> ::std::time::SystemTime {
+                self.expires_at
+            }
+        }
+
+        impl $crate::kit::provider::AsCredentials for $name {
+            fn as_credentials(&self) -> $crate::kit::store::http::credentials::Credentials {
+                $crate::kit::store::http::credentials::Credentials::basic($user, self.token.clone())
+            }
+        }
+
+        impl $crate::kit::provider::BearerToken for $name {
+            fn bearer(&self) -> &str {
+                self.token.expose()
+            }
+        }
+    };
+}
+
 /// Makes the token source of one key of a [`SourceCaches`] on first use.
 pub type MakeSource<T> = Arc<
     dyn Fn(
@@ -317,6 +365,22 @@ impl<T: Expiring + AsCredentials> SourceCaches<T> {
             make: Arc::new(move |key| Box::pin(make(key))),
             caches: Default::default(),
         }
+    }
+
+    /// Caches of `provider`'s tokens with `policy` whose one source, made by `make` on the
+    /// first pull that needs it, serves every key (a token valid for every host).
+    pub fn shared<F, Fut>(provider: &'static str, policy: TokenPolicy, make: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::Result<Arc<dyn TokenSource<Token = T>>>>
+            + Send
+            + 'static,
+    {
+        let (once, make) = (Arc::new(tokio::sync::OnceCell::new()), Arc::new(make));
+        Self::new(provider, policy, move |_key| {
+            let (once, make) = (once.clone(), make.clone());
+            async move { once.get_or_try_init(|| make()).await.cloned() }
+        })
     }
 
     /// The credentials of `host`, from the cache of `key` (made now if it is the first).

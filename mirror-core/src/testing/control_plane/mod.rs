@@ -13,7 +13,9 @@
 //! - [`Operations`]: long-running operations as Google APIs run them (pending for a number
 //!   of polls, then done with a response or an error);
 //! - [`OAuthTokens`] and [`test_rsa_key`]: an OAuth 2.0 token endpoint taking the JWT-bearer
-//!   grant (RFC 7523) signed by a test RSA key, and the tokens it issued.
+//!   grant (RFC 7523) signed by a test RSA key, and the tokens it issued;
+//! - [`HiddenTags`] and [`access_token_auth`]: tags a control plane deleted alone, and a
+//!   registry taking cloud access tokens behind a `Bearer` challenge.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -320,6 +322,18 @@ pub async fn manifests(
     (found, gone)
 }
 
+/// The size of an image as registries list it: its manifest, its config and its layers, or
+/// for an index the manifests it names.
+pub fn manifest_size(m: &RawManifest) -> u64 {
+    let body: Value = serde_json::from_slice(&m.bytes).unwrap_or_default();
+    let sizes = |k: &str| {
+        let items = body[k].as_array().into_iter().flatten();
+        items.filter_map(|x| x["size"].as_u64()).sum::<u64>()
+    };
+    let config = body["config"]["size"].as_u64().unwrap_or(0);
+    m.bytes.len() as u64 + config + sizes("layers") + sizes("manifests")
+}
+
 /// An answer with `status`, `content_type` and `body`.
 pub fn answer(status: u16, content_type: &str, body: String) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -433,10 +447,12 @@ pub fn rfc3339(t: SystemTime) -> String {
 mod oauth;
 mod operations;
 mod proxy;
+mod registry_auth;
 
 pub use oauth::*;
 pub use operations::*;
 pub use proxy::*;
+pub use registry_auth::*;
 
 #[cfg(test)]
 mod tests {
