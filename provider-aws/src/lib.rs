@@ -48,7 +48,7 @@ use async_trait::async_trait;
 use aws_sdk_ecr::types::ImageTagMutability;
 use mirror_core::kit::provider::calls::{delete_in_batches, Absent};
 use mirror_core::kit::provider::cloud::{CloudRegistry, ControlPlane, Deletion, ListedImage};
-use mirror_core::kit::provider::{labels::ScopeLabels, retention::reconcile, Kind};
+use mirror_core::kit::provider::{retention::reconcile, scope::ScopeLabels, Kind};
 use mirror_core::kit::retry::Poll;
 use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::registry::Repository;

@@ -75,7 +75,7 @@ pub fn cluster_prefix(prefix: Option<&str>, cluster: &str) -> Result<String> {
 
 /// The parts of a repository name of the layout: (cluster component, scope kind, service
 /// component); `None` for names not in the layout.
-pub use mirror_core::kit::provider::labels::parse_layout_name as parse_repository;
+pub use mirror_core::kit::provider::scope::parse_layout_name as parse_repository;
 
 /// The registry host of an account in a region: `<account>.dkr.ecr.<region>.amazonaws.com`
 /// (`.amazonaws.com.cn` in the China regions).

@@ -23,7 +23,6 @@
 //!   provider writes;
 //! - [`naming`]: name grammars, declared ([`Grammar`]);
 //! - [`calls`]: shapes of control-plane calls (absent answers, paging, batch deletions);
-//! - [`labels`]: the scope a created repository is labelled with;
 //! - [`basic`]: [`BasicToken`], an expiring basic-auth token (ECR's);
 //! - [`retention`]: a retention document beside a repository, reconciled;
 //! - [`choice`]: settings that are one word of a fixed set ([`setting_choice!`](crate::setting_choice));
@@ -31,7 +30,8 @@
 //!   credentials;
 //! - [`deletes`]: deletions for control planes that delete one manifest per call, and the
 //!   orphaned platform manifests of a deleted index;
-//! - [`scope`]: scopes as flat ids and labels (readable ids, hashes, label values);
+//! - [`scope`]: scopes as flat ids and labels (readable ids, hashes, label values, the
+//!   labels of a listed repository);
 //! - retries and "wait until" loops: [`crate::retry::RetryConfig::run_with`] with
 //!   [`ControlPlaneError::retry`] as the classifier, and [`crate::retry::Poll`].
 
@@ -43,7 +43,6 @@ pub mod cloud;
 pub mod config;
 pub mod deletes;
 pub mod error;
-pub mod labels;
 pub mod naming;
 pub mod rest;
 pub mod retention;

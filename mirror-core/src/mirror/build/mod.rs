@@ -97,12 +97,15 @@ impl Mirror {
         let work = async {
             let core = &self.core;
             let builds = core.registry.builds().ok_or_else(|| {
-                Error::config("registry", format!(
-                    "the {} registry at {} cannot receive builds: builders push to a \
+                Error::config(
+                    "registry",
+                    format!(
+                        "the {} registry at {} cannot receive builds: builders push to a \
                      distribution registry",
-                    core.registry.provider(),
-                    core.registry.location()
-                ))
+                        core.registry.provider(),
+                        core.registry.location()
+                    ),
+                )
             })?;
             // The plan reads the Dockerfile: on a blocking thread.
             let plan = {
