@@ -77,8 +77,8 @@ async fn digests(reg: &GenericRegistry, repository: &str) -> HashSet<Digest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
-    let Scene { src, dst, k8s, reg } =
-        Scene::start("team/api", &["v1", "v2", "v3", "v4"], 10).await;
+    let scene = Scene::start("team/api", &["v1", "v2", "v3", "v4"], 10).await;
+    let Scene { src, dst, k8s, reg } = &scene;
     let mirror = service_mirror(&reg, &k8s);
 
     let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
@@ -122,12 +122,8 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("team/web", &["v1", "v2"], 30).await;
+    let scene = Scene::start("team/web", &["v1", "v2"], 30).await;
+    let Scene { src, k8s, reg, .. } = &scene;
     let mirror = service_mirror(&reg, &k8s);
     let v1 = deploy(&mirror, &src, "web", "team/web", "v1").await;
     k8s.put(&kube_api::replica_set(
@@ -143,12 +139,8 @@ async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("team/api", &["v1", "v2"], 40).await;
+    let scene = Scene::start("team/api", &["v1", "v2"], 40).await;
+    let Scene { src, k8s, reg, .. } = &scene;
     let mirror = service_mirror(&reg, &k8s);
     let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
     k8s.forbid("pods");
@@ -172,12 +164,8 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_discovery_fails() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("lib/tools", &["backup", "report", "scratch"], 50).await;
+    let scene = Scene::start("lib/tools", &["backup", "report", "scratch"], 50).await;
+    let Scene { src, k8s, reg, .. } = &scene;
     let retention = Duration::from_secs(3600);
     let mirror = Mirror::builder(reg.clone(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(retention)))

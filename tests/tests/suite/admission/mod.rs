@@ -1,9 +1,8 @@
-//! The admission webhook end to end: real `AdmissionReview` JSON (the request built with
-//! `kube`'s types, as the API server sends it) posted over real HTTPS to
-//! `mirror_cli::webhook::Server` (in process, or the `mirror-webhook` binary), images copied
-//! between real distribution registries, and every answer's patch applied with the
-//! `json-patch` crate, an implementation independent of the code under test (which only
-//! writes patches).
+//! The admission webhook end to end: real `AdmissionReview` JSON (built with `kube`'s types,
+//! as the API server sends it) posted over real HTTPS to `mirror_cli::webhook::Server`
+//! (in process, or the `mirror-webhook` binary), images copied between real distribution
+//! registries, and every answer's patch applied with the `json-patch` crate, an
+//! implementation independent of the code under test (which only writes patches).
 //!
 //! - `rewrite`: three containers from two sources, a digest kept, an ephemeral container
 //!   added by an update, a slow source within the budget, fifty concurrent admissions, a
@@ -31,7 +30,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::core::admission::{AdmissionRequest, Operation};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::core::{GroupVersionKind, GroupVersionResource, TypeMeta};
 use mirror_cli::webhook::tls::ReloadingCert;
 use mirror_cli::webhook::Server;
@@ -368,11 +367,14 @@ pub fn review_as(
             "fieldManager": "kube-controller-manager",
         }))),
     };
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": request,
-    });
+    let review = AdmissionReview {
+        types: TypeMeta {
+            api_version: "admission.k8s.io/v1".into(),
+            kind: "AdmissionReview".into(),
+        },
+        request: Some(request),
+        response: None,
+    };
     serde_json::to_vec(&review).expect("a review serialises")
 }
 
