@@ -29,32 +29,33 @@ fn small_image(seed: u64) -> TestImage {
         .build()
 }
 
-fn skopeo_digest(reference: &str) -> Digest {
+/// `skopeo ARGS`, which must succeed: its output.
+fn skopeo(args: &[&str]) -> Vec<u8> {
     let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
     let out = Command::new(skopeo)
-        .args(["inspect", "--raw", "--tls-verify=false", reference])
+        .args(args)
         .output()
         .expect("run skopeo");
     assert!(
         out.status.success(),
-        "skopeo inspect {reference}: {}",
+        "skopeo {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Digest::sha256_of(&out.stdout)
+    out.stdout
+}
+
+fn skopeo_digest(reference: &str) -> Digest {
+    Digest::sha256_of(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        reference,
+    ]))
 }
 
 /// `skopeo copy --all <tls> FROM TO` (every platform), which must succeed.
 fn skopeo_copy(tls: &str, from: &str, to: &str) {
-    let skopeo = require_tool("skopeo", "apt-get install -y skopeo");
-    let out = Command::new(skopeo)
-        .args(["copy", "--all", tls, from, to])
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo copy {from} {to}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skopeo(&["copy", "--all", tls, from, to]);
 }
 
 fn index_blobs(index: &TestIndex) -> usize {

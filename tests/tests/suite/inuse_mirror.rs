@@ -77,19 +77,19 @@ async fn digests(reg: &GenericRegistry, repository: &str) -> HashSet<Digest> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
-    let Scene { src, dst, k8s, reg } =
-        Scene::start("team/api", &["v1", "v2", "v3", "v4"], 10).await;
-    let mirror = service_mirror(&reg, &k8s);
+    let scene = Scene::start("team/api", &["v1", "v2", "v3", "v4"], 10).await;
+    let Scene { src, dst, k8s, reg } = &scene;
+    let mirror = service_mirror(reg, k8s);
 
-    let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
+    let v1 = deploy(&mirror, src, "api", "team/api", "v1").await;
     // The Deployment pulls v1 by the mirror's tag, not by digest: resolved with a HEAD.
     let by_tag = format!("{}/{}:{}", dst.host(), v1.repository, v1.tag);
     k8s.put(&kube_api::deployment("shop", "api", &by_tag, &[]));
-    let v2 = deploy(&mirror, &src, "api", "team/api", "v2").await;
-    let v3 = deploy(&mirror, &src, "api", "team/api", "v3").await;
+    let v2 = deploy(&mirror, src, "api", "team/api", "v2").await;
+    let v3 = deploy(&mirror, src, "api", "team/api", "v3").await;
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
     assert_eq!(v3.evicted, vec![v2.digest.clone()], "v2 runs nowhere");
-    let left = digests(&reg, &v1.repository).await;
+    let left = digests(reg, &v1.repository).await;
     assert!(
         left.contains(&v1.digest),
         "v1 survives: the Deployment runs it"
@@ -103,9 +103,9 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
         &v3.pull_reference,
         &[],
     ));
-    let v4 = deploy(&mirror, &src, "api", "team/api", "v4").await;
+    let v4 = deploy(&mirror, src, "api", "team/api", "v4").await;
     assert_eq!(v4.evicted, vec![v1.digest.clone()]);
-    let left = digests(&reg, &v1.repository).await;
+    let left = digests(reg, &v1.repository).await;
     assert_eq!(left, [v3.digest.clone(), v4.digest.clone()].into());
 
     // Who uses what, in the inventory.
@@ -122,37 +122,29 @@ async fn service_mode_keeps_what_a_deployment_runs_by_tag_until_it_moves_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_set_scaled_to_zero_keeps_its_image_for_a_rollback() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("team/web", &["v1", "v2"], 30).await;
-    let mirror = service_mirror(&reg, &k8s);
-    let v1 = deploy(&mirror, &src, "web", "team/web", "v1").await;
+    let scene = Scene::start("team/web", &["v1", "v2"], 30).await;
+    let Scene { src, k8s, reg, .. } = &scene;
+    let mirror = service_mirror(reg, k8s);
+    let v1 = deploy(&mirror, src, "web", "team/web", "v1").await;
     k8s.put(&kube_api::replica_set(
         "shop",
         "web-5d8f",
         &v1.pull_reference,
         0,
     ));
-    let v2 = deploy(&mirror, &src, "web", "team/web", "v2").await;
+    let v2 = deploy(&mirror, src, "web", "team/web", "v2").await;
     assert!(v2.evicted.is_empty(), "{:?}", v2.evicted);
-    assert!(digests(&reg, &v1.repository).await.contains(&v1.digest));
+    assert!(digests(reg, &v1.repository).await.contains(&v1.digest));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("team/api", &["v1", "v2"], 40).await;
-    let mirror = service_mirror(&reg, &k8s);
-    let v1 = deploy(&mirror, &src, "api", "team/api", "v1").await;
+    let scene = Scene::start("team/api", &["v1", "v2"], 40).await;
+    let Scene { src, k8s, reg, .. } = &scene;
+    let mirror = service_mirror(reg, k8s);
+    let v1 = deploy(&mirror, src, "api", "team/api", "v1").await;
     k8s.forbid("pods");
-    let v2 = deploy(&mirror, &src, "api", "team/api", "v2").await;
+    let v2 = deploy(&mirror, src, "api", "team/api", "v2").await;
     assert!(v2.evicted.is_empty());
     assert!(
         v2.warnings.iter().any(|w| matches!(
@@ -163,7 +155,7 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
         "{:?}",
         v2.warnings
     );
-    assert!(digests(&reg, &v1.repository).await.contains(&v1.digest));
+    assert!(digests(reg, &v1.repository).await.contains(&v1.digest));
     // The inventory still answers, and says what it could not find out.
     let inventory = mirror.inventory().await.unwrap();
     assert_eq!(inventory.warnings.len(), 1, "{:?}", inventory.warnings);
@@ -172,20 +164,16 @@ async fn when_discovery_fails_a_deploy_evicts_nothing_and_says_why() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_discovery_fails() {
-    let Scene {
-        src,
-        dst: _dst,
-        k8s,
-        reg,
-    } = Scene::start("lib/tools", &["backup", "report", "scratch"], 50).await;
+    let scene = Scene::start("lib/tools", &["backup", "report", "scratch"], 50).await;
+    let Scene { src, k8s, reg, .. } = &scene;
     let retention = Duration::from_secs(3600);
     let mirror = Mirror::builder(reg.clone(), "prod")
         .strategy(Arc::new(ClusterStrategy::new(retention)))
-        .in_use_source(discovery(&k8s))
+        .in_use_source(discovery(k8s))
         .build()
         .unwrap();
-    let backup = deploy(&mirror, &src, "ops", "lib/tools", "backup").await;
-    let report = deploy(&mirror, &src, "ops", "lib/tools", "report").await;
+    let backup = deploy(&mirror, src, "ops", "lib/tools", "backup").await;
+    let report = deploy(&mirror, src, "ops", "lib/tools", "report").await;
     k8s.put(&kube_api::cron_job(
         "ops",
         "nightly-backup",
@@ -207,12 +195,12 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
     let swept = mirror.sweep(later, &HashSet::new(), false).await.unwrap();
     assert_eq!(swept.deleted, vec![report.digest.clone()]);
     assert_eq!(
-        digests(&reg, &backup.repository).await,
+        digests(reg, &backup.repository).await,
         [backup.digest.clone()].into()
     );
 
     // Discovery refused: the sweep fails and deletes nothing.
-    let scratch = deploy(&mirror, &src, "ops", "lib/tools", "scratch").await;
+    let scratch = deploy(&mirror, src, "ops", "lib/tools", "scratch").await;
     k8s.forbid("cronjobs");
     let err = mirror
         .sweep(later, &HashSet::new(), false)
@@ -229,7 +217,7 @@ async fn cluster_mode_sweep_keeps_what_a_cron_job_references_and_stops_when_disc
         "{err:?}"
     );
     assert_eq!(
-        digests(&reg, &backup.repository).await,
+        digests(reg, &backup.repository).await,
         [backup.digest.clone(), scratch.digest.clone()].into()
     );
     // And the CronJob going away lets its image expire.

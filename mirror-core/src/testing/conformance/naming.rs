@@ -89,29 +89,18 @@ pub async fn naming(registry: &dyn Registry, cluster: &str) {
     }
     // Every service id under the run's cluster and one fixed awkward cluster; every cluster
     // id with two service ids (so cluster ids are varied inside the Service/Build scopes too).
-    for c in [cluster, "Awkward Cluster/1"] {
-        for s in &ids {
-            scopes.push(RepositoryScope::Service {
-                cluster: c.to_string(),
-                service: s.clone(),
-            });
-            scopes.push(RepositoryScope::Build {
-                cluster: c.to_string(),
-                service: s.clone(),
-            });
-        }
-    }
-    for c in &ids {
-        for s in ["api", "API"] {
-            scopes.push(RepositoryScope::Service {
-                cluster: c.clone(),
-                service: s.to_string(),
-            });
-            scopes.push(RepositoryScope::Build {
-                cluster: c.clone(),
-                service: s.to_string(),
-            });
-        }
+    let fixed_clusters = [cluster, "Awkward Cluster/1"]
+        .into_iter()
+        .flat_map(|c| ids.iter().map(move |s| (c.to_string(), s.clone())));
+    let fixed_services = ids
+        .iter()
+        .flat_map(|c| ["api", "API"].map(|s| (c.clone(), s.to_string())));
+    for (cluster, service) in fixed_clusters.chain(fixed_services) {
+        scopes.push(RepositoryScope::Service {
+            cluster: cluster.clone(),
+            service: service.clone(),
+        });
+        scopes.push(RepositoryScope::Build { cluster, service });
     }
 
     let mut seen: HashMap<String, RepositoryScope> = HashMap::new();

@@ -2,9 +2,9 @@
 
 use std::io::Read;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
-use super::{client, MemoryStore};
+use super::{client, get_bytes, send, MemoryStore};
 use crate::digest::Digest;
 use crate::media::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::store::ImageStore;
@@ -216,21 +216,19 @@ async fn fake_registry_serves_a_fixture_and_corrupts_on_request() {
     let base = fake.url();
 
     assert_eq!(
-        client
-            .get(format!("{base}/v2/"))
-            .send()
+        send(&client, Method::GET, format!("{base}/v2/"))
             .await
-            .unwrap()
             .status(),
         StatusCode::OK
     );
 
     for reference in ["1.0".to_string(), image.digest().to_string()] {
-        let resp = client
-            .get(format!("{base}/v2/lib/app/manifests/{reference}"))
-            .send()
-            .await
-            .unwrap();
+        let resp = send(
+            &client,
+            Method::GET,
+            format!("{base}/v2/lib/app/manifests/{reference}"),
+        )
+        .await;
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(resp.headers()["content-type"], OCI_MANIFEST);
         assert_eq!(
@@ -242,34 +240,28 @@ async fn fake_registry_serves_a_fixture_and_corrupts_on_request() {
     }
     let layer = &image.layers()[0];
     let blob_url = format!("{base}/v2/lib/app/blobs/{}", layer.digest());
-    let head = client.head(&blob_url).send().await.unwrap();
+    let head = send(&client, Method::HEAD, &blob_url).await;
     assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(
         head.headers()["content-length"],
         layer.size().to_string().as_str()
     );
-    let head = client
-        .head(format!("{base}/v2/lib/app/manifests/1.0"))
-        .send()
-        .await
-        .unwrap();
+    let head = send(
+        &client,
+        Method::HEAD,
+        format!("{base}/v2/lib/app/manifests/1.0"),
+    )
+    .await;
     assert_eq!(
         head.headers()["content-length"],
         image.manifest().bytes.len().to_string().as_str()
     );
 
-    let good = client
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let good = get_bytes(&client, &blob_url).await;
     assert_eq!(Digest::sha256_of(&good), *layer.digest());
 
     fake.corrupt_blob(layer.digest());
-    let resp = client.get(&blob_url).send().await.unwrap();
+    let resp = send(&client, Method::GET, &blob_url).await;
     assert_eq!(
         resp.headers()["docker-content-digest"],
         layer.digest().to_string().as_str()
@@ -278,27 +270,22 @@ async fn fake_registry_serves_a_fixture_and_corrupts_on_request() {
     assert_eq!(bad.len(), good.len());
     assert_ne!(Digest::sha256_of(&bad), *layer.digest());
     fake.heal();
-    let healed = client
-        .get(&blob_url)
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let healed = get_bytes(&client, &blob_url).await;
     assert_eq!(healed, good);
 
-    let missing = client
-        .get(format!("{base}/v2/lib/other/manifests/1.0"))
-        .send()
-        .await
-        .unwrap();
+    let missing = send(
+        &client,
+        Method::GET,
+        format!("{base}/v2/lib/other/manifests/1.0"),
+    )
+    .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let missing = client
-        .get(format!("{base}/v2/lib/app/manifests/2.0"))
-        .send()
-        .await
-        .unwrap();
+    let missing = send(
+        &client,
+        Method::GET,
+        format!("{base}/v2/lib/app/manifests/2.0"),
+    )
+    .await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert!(fake
         .requests()

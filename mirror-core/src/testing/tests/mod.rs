@@ -23,6 +23,24 @@ pub(super) fn client() -> reqwest::Client {
         .expect("reqwest client")
 }
 
+/// `method url` through `client`, sent (the answer, whatever its status).
+pub(super) async fn send(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: impl reqwest::IntoUrl,
+) -> reqwest::Response {
+    client.request(method, url).send().await.unwrap()
+}
+
+/// The body of `GET url` through `client`.
+pub(super) async fn get_bytes(client: &reqwest::Client, url: impl reqwest::IntoUrl) -> Bytes {
+    send(client, reqwest::Method::GET, url)
+        .await
+        .bytes()
+        .await
+        .unwrap()
+}
+
 /// A minimal in-memory store, to test `push` without depending on the real stores.
 #[derive(Debug, Default)]
 pub(super) struct MemoryStore {

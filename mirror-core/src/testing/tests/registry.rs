@@ -2,9 +2,9 @@
 
 use std::process::Command;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
-use super::client;
+use super::{client, send};
 use crate::digest::Digest;
 use crate::testing::*;
 
@@ -47,17 +47,26 @@ async fn upload_blob(
     digest
 }
 
+/// The `WWW-Authenticate` challenge of `resp`.
+fn challenge_of(resp: &reqwest::Response) -> String {
+    resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `POST url` with the bearer `token`.
+async fn post_with_token(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    client.post(url).bearer_auth(token).send().await.unwrap()
+}
+
 #[tokio::test]
 async fn plain_registry_answers_v2_and_keeps_data_across_restart() {
     let registry = TestRegistry::start();
     assert!(registry.host().starts_with("127.0.0.1:"));
     assert!(registry.is_running());
     let client = client();
-    let resp = client
-        .get(format!("{}/v2/", registry.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = send(&client, Method::GET, format!("{}/v2/", registry.url())).await;
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(registry.username(), None);
     assert!(registry.token_server().is_none());
@@ -76,7 +85,7 @@ async fn plain_registry_answers_v2_and_keeps_data_across_restart() {
 
     registry.restart();
     assert_eq!(registry.port(), port, "restart keeps the port");
-    let resp = client.head(&head).send().await.unwrap();
+    let resp = send(&client, Method::HEAD, &head).await;
     assert_eq!(resp.status(), StatusCode::OK, "restart keeps the data");
     assert!(registry.log().contains("listening on"));
 
@@ -99,7 +108,7 @@ async fn basic_auth_registry_demands_credentials() {
     let client = client();
     let url = format!("{}/v2/", registry.url());
 
-    let resp = client.get(&url).send().await.unwrap();
+    let resp = send(&client, Method::GET, &url).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.starts_with("Basic "), "{challenge}");
@@ -163,16 +172,9 @@ async fn token_auth_grants_push_to_the_user_and_pull_to_anonymous() {
     let client = client();
 
     // The registry challenges with our realm.
-    let resp = client
-        .get(format!("{}/v2/", registry.url()))
-        .send()
-        .await
-        .unwrap();
+    let resp = send(&client, Method::GET, format!("{}/v2/", registry.url())).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let challenge = resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let challenge = challenge_of(&resp);
     assert!(challenge.starts_with("Bearer "), "{challenge}");
     assert!(challenge.contains(&tokens.realm()), "{challenge}");
     assert!(challenge.contains(tokens.service()), "{challenge}");
@@ -187,12 +189,7 @@ async fn token_auth_grants_push_to_the_user_and_pull_to_anonymous() {
     assert_eq!(body.token, body.access_token);
     assert_eq!(body.expires_in, 120);
     assert!(body.issued_at.ends_with('Z'), "{}", body.issued_at);
-    let resp = client
-        .post(&uploads)
-        .bearer_auth(&body.token)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_with_token(&client, &uploads, &body.token).await;
     assert_eq!(
         resp.status(),
         StatusCode::ACCEPTED,
@@ -204,18 +201,10 @@ async fn token_auth_grants_push_to_the_user_and_pull_to_anonymous() {
     let resp = fetch_token(&client, tokens, scope, None).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let anonymous: TokenBody = resp.json().await.unwrap();
-    let resp = client
-        .post(&uploads)
-        .bearer_auth(&anonymous.token)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_with_token(&client, &uploads, &anonymous.token).await;
     // Distribution 2.8 answers 401 with `error="insufficient_scope"` in the challenge.
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let challenge = resp.headers()["www-authenticate"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let challenge = challenge_of(&resp);
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
     // …but the anonymous token is valid for pulls (a 404, not a 401).
     let resp = client
@@ -253,12 +242,7 @@ async fn token_auth_grants_push_to_the_user_and_pull_to_anonymous() {
 
     // A forged token (right kid, wrong key) is refused.
     let forged = forge_token(tokens);
-    let resp = client
-        .post(&uploads)
-        .bearer_auth(forged)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_with_token(&client, &uploads, &forged).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 
     tokens.reset_stats();
