@@ -112,16 +112,11 @@ impl EcrPlane {
 
 #[async_trait]
 impl ControlPlane for EcrPlane {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
+    const PROVIDER: &'static str = PROVIDER;
+    const RECORDS_PUSH_TIME: bool = true;
 
     fn data_plane(&self) -> &RegistryClient {
         &self.data
-    }
-
-    fn records_push_time(&self) -> bool {
-        true
     }
 
     /// The lifecycle policy, whose first rule keeps anchored images, reconciled on every ensure.

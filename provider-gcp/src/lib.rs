@@ -173,16 +173,11 @@ impl GarPlane {
 
 #[async_trait]
 impl ControlPlane for GarPlane {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
+    const PROVIDER: &'static str = PROVIDER;
+    const RECORDS_PUSH_TIME: bool = true;
 
     fn data_plane(&self) -> &RegistryClient {
         &self.data
-    }
-
-    fn records_push_time(&self) -> bool {
-        true
     }
 
     /// Cleanup policies, with the keep policy of anchored images, reconciled on every ensure.

@@ -221,9 +221,7 @@ impl ScalewayPlane {
 
 #[async_trait]
 impl ControlPlane for ScalewayPlane {
-    fn provider(&self) -> &'static str {
-        PROVIDER
-    }
+    const PROVIDER: &'static str = PROVIDER;
 
     fn data_plane(&self) -> &RegistryClient {
         &self.data

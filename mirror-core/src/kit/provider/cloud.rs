@@ -121,17 +121,15 @@ impl Deletion {
 #[async_trait]
 pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
     /// The provider name (`aws`, `gcp`, `scaleway`).
-    fn provider(&self) -> &'static str;
+    const PROVIDER: &'static str;
+
+    /// Whether the registry records push times itself (else the library writes bookkeeping
+    /// tags).
+    const RECORDS_PUSH_TIME: bool = false;
 
     /// The data-plane client, with this provider's credentials. Its host is the registry's
     /// location and the host of pull references.
     fn data_plane(&self) -> &RegistryClient;
-
-    /// Whether the registry records push times itself (else the library writes bookkeeping
-    /// tags).
-    fn records_push_time(&self) -> bool {
-        false
-    }
 
     /// Whether this control plane writes a retention document (a lifecycle policy, cleanup
     /// policies) that keeps anchored images: then retention is native, in-use images are
@@ -181,7 +179,7 @@ pub trait ControlPlane: Send + Sync + fmt::Debug + 'static {
     /// Removes one tag (see [`AnchorCapability`]). The default refuses.
     async fn remove_tag(&self, repository: &str, tag: &str) -> Result<()> {
         Err(Error::Refused {
-            registry: format!("{}:{}", self.provider(), self.data_plane().registry()),
+            registry: format!("{}:{}", Self::PROVIDER, self.data_plane().registry()),
             operation: "remove tag".into(),
             location: format!("{repository}:{tag}"),
             code: "unsupported".into(),
@@ -367,7 +365,7 @@ pub async fn index_children(
 #[async_trait]
 impl<C: ControlPlane> Registry for CloudRegistry<C> {
     fn provider(&self) -> &str {
-        self.plane.provider()
+        C::PROVIDER
     }
 
     fn location(&self) -> String {
@@ -377,7 +375,7 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
     /// Push times and native retention as the control plane says.
     fn capabilities(&self) -> Capabilities {
         Capabilities::default()
-            .with_push_times(self.plane.records_push_time())
+            .with_push_times(C::RECORDS_PUSH_TIME)
             .with_native_retention(self.plane.retention_document())
     }
 
@@ -400,7 +398,7 @@ impl<C: ControlPlane> Registry for CloudRegistry<C> {
         self.plane.check_repository(name)?;
         let create = || async {
             if self.plane.create_repository(repository, settings).await? {
-                tracing::info!(repository = name, registry = %self.host(), provider = self.plane.provider(), "created repository");
+                tracing::info!(repository = name, registry = %self.host(), provider = C::PROVIDER, "created repository");
             }
             Ok(())
         };

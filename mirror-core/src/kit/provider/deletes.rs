@@ -103,9 +103,7 @@ mod tests {
 
     #[async_trait]
     impl ControlPlane for Plane {
-        fn provider(&self) -> &'static str {
-            "test"
-        }
+        const PROVIDER: &'static str = "test";
         fn data_plane(&self) -> &RegistryClient {
             &self.data
         }
