@@ -48,233 +48,235 @@ impl Mirror {
         };
         let span = crate::telemetry::deploy_span("deploy", &self.core.cluster, service, mode);
         span.record("source", tracing::field::display(source));
-        let work = async {
-            let core = &self.core;
-            let target = core
-                .strategy
-                .target(&core.cluster, service, &source.id_async().await?)?;
-            let repository = core.registry.repository(&target.scope)?;
-            // No control-plane call before the HEAD: an image already mirrored (the common
-            // call) costs the HEADs only; the repository is ensured on a miss.
-            let dst = core.registry.store(&repository).await?;
-            let mut warnings = Vec::new();
-            let src_ref = source.reference();
-            let deployment = |digest: Digest, action: Action, warnings: Vec<Warning>| Deployment {
-                warnings,
-                ..core.deployment(
-                    service,
-                    source.to_string(),
-                    &repository,
-                    target.tag.clone(),
-                    digest,
-                    action,
-                )
-            };
-            let deleter = self.deleter();
+        let work = self.mirror_once(service, source, in_use, sources);
+        self.traced_deploy(span, mode, work).await
+    }
 
-            // The tag names the source (see `crate::strategy`): what it holds was mirrored from
-            // exactly this source, never from another with the same tag.
-            let existing = head_or_absent(dst.as_ref(), &target.tag).await?;
-            let mut action = Action::Copied;
-            let mut src_store: Option<Arc<dyn ImageStore>> = None;
-            if let Some(head) = &existing {
-                let current = match (source.pinned(), core.tag_policy) {
-                    (Some(d), _) => d == &head.digest,
-                    (None, TagPolicy::Trust) => true,
-                    (None, TagPolicy::Verify) => {
-                        let checked = match sources.open(source).await {
-                            Ok(s) => {
-                                let r = s.head_manifest(&src_ref).await;
-                                src_store = Some(s);
-                                r
-                            }
-                            Err(e) => Err(e),
-                        };
-                        match checked {
-                            Ok(Some(h)) => h.digest == head.digest,
-                            Ok(None) => {
-                                warnings.push(Warning::SourceGone {
-                                    source: source.to_string(),
-                                    served: head.digest.clone(),
-                                });
-                                true
-                            }
-                            Err(crate::Error::RateLimited { retry_after, .. }) => {
-                                warnings.push(Warning::SourceRateLimited {
-                                    source: source.to_string(),
-                                    served: head.digest.clone(),
-                                    retry_after_secs: retry_after.map(|d| d.as_secs()),
-                                });
-                                true
-                            }
-                            Err(e) => {
-                                warnings.push(Warning::SourceUnreachable {
-                                    source: source.to_string(),
-                                    served: head.digest.clone(),
-                                    error: e.into(),
-                                });
-                                true
-                            }
+    async fn mirror_once(
+        &self,
+        service: &str,
+        source: &Source,
+        in_use: &HashSet<Digest>,
+        sources: &super::Sources,
+    ) -> Result<Deployment> {
+        let core = &self.core;
+        let target = core
+            .strategy
+            .target(&core.cluster, service, &source.id_async().await?)?;
+        let repository = core.registry.repository(&target.scope)?;
+        // No control-plane call before the HEAD: an image already mirrored (the common
+        // call) costs the HEADs only; the repository is ensured on a miss.
+        let dst = core.registry.store(&repository).await?;
+        let mut warnings = Vec::new();
+        let src_ref = source.reference();
+        let deployment = |digest: Digest, action: Action, warnings: Vec<Warning>| Deployment {
+            warnings,
+            ..core.deployment(
+                service,
+                source.to_string(),
+                &repository,
+                target.tag.clone(),
+                digest,
+                action,
+            )
+        };
+        let deleter = self.deleter();
+
+        // The tag names the source (see `crate::strategy`): what it holds was mirrored from
+        // exactly this source, never from another with the same tag.
+        let existing = head_or_absent(dst.as_ref(), &target.tag).await?;
+        let mut action = Action::Copied;
+        let mut src_store: Option<Arc<dyn ImageStore>> = None;
+        if let Some(head) = &existing {
+            let current = match (source.pinned(), core.tag_policy) {
+                (Some(d), _) => d == &head.digest,
+                (None, TagPolicy::Trust) => true,
+                (None, TagPolicy::Verify) => {
+                    let checked = match sources.open(source).await {
+                        Ok(s) => {
+                            let r = s.head_manifest(&src_ref).await;
+                            src_store = Some(s);
+                            r
                         }
-                    }
-                };
-                if current {
-                    if src_store.is_some() {
-                        rate_limit_warning(sources, source, &mut warnings);
-                    }
-                    core.hand_out(
-                        &repository,
-                        dst.as_ref(),
-                        &head.digest,
-                        deleter,
-                        &mut warnings,
-                    )
-                    .await;
-                    let mut d = deployment(head.digest.clone(), Action::Skipped, warnings);
-                    let refresh = &core.copy.referrers;
-                    if refresh.enabled
-                        && refresh.refresh_on_skip
-                        && !d.warnings.iter().any(Warning::served_from_mirror)
-                    {
-                        let refreshed = self
-                            .refresh_referrers(
-                                source,
-                                sources,
-                                src_store,
-                                dst.as_ref(),
-                                &head.digest,
-                            )
-                            .await;
-                        match refreshed {
-                            Ok(r) => {
-                                refused_referrers(source, &head.digest, &r, &mut d.warnings);
-                                d.referrers = r;
-                            }
-                            Err(e) => d.warnings.push(Warning::ReferrersNotRefreshed {
+                        Err(e) => Err(e),
+                    };
+                    match checked {
+                        Ok(Some(h)) => h.digest == head.digest,
+                        Ok(None) => {
+                            warnings.push(Warning::SourceGone {
                                 source: source.to_string(),
-                                digest: head.digest.clone(),
+                                served: head.digest.clone(),
+                            });
+                            true
+                        }
+                        Err(crate::Error::RateLimited { retry_after, .. }) => {
+                            warnings.push(Warning::SourceRateLimited {
+                                source: source.to_string(),
+                                served: head.digest.clone(),
+                                retry_after_secs: retry_after.map(|d| d.as_secs()),
+                            });
+                            true
+                        }
+                        Err(e) => {
+                            warnings.push(Warning::SourceUnreachable {
+                                source: source.to_string(),
+                                served: head.digest.clone(),
                                 error: e.into(),
-                            }),
+                            });
+                            true
                         }
                     }
-                    return Ok(d);
                 }
-                warnings.push(Warning::MutableTag {
-                    source: source.to_string(),
-                    previous: head.digest.clone(),
-                });
-                action = Action::Recopied;
-            }
-
-            // Digests first: a digest names one image, wherever it is held. The repository
-            // holding it needs only the tag; another repository of the mirror lends it by mount.
-            // Neither asks the source anything.
-            if let (Some(pinned), None) = (source.pinned(), &existing) {
-                if head_or_absent(dst.as_ref(), &pinned.to_string())
-                    .await?
-                    .is_some()
-                {
-                    let manifest = dst.get_manifest(&pinned.to_string()).await?;
-                    dst.put_manifest(&target.tag, &manifest).await?;
-                    core.remember(pinned, &repository);
-                    core.hand_out(&repository, dst.as_ref(), pinned, deleter, &mut warnings)
-                        .await;
-                    return Ok(deployment(pinned.clone(), Action::Skipped, warnings));
-                }
-            }
-
-            core.ensure(&repository, &core.strategy.settings()).await?;
-            let lent = match (source.pinned(), &existing) {
-                (Some(pinned), None) => {
-                    self.place_from_lender(&repository, dst.as_ref(), pinned, &target.tag)
-                        .await?
-                }
-                _ => None,
             };
-            let report = match lent {
-                Some(report) => report,
-                None => {
-                    // One HEAD of the source gives the digest for the single flight, the mount
-                    // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
-                    // itself.
-                    let (src, source_digest) = open_source(source, sources, src_store).await?;
-                    let source_digest = source_digest.ok().flatten();
-                    let report = core
-                        .place(
-                            SourceImage {
-                                store: src.as_ref(),
-                                reference: &src_ref,
-                                digest: source_digest.as_ref(),
-                            },
-                            dst.as_ref(),
-                            &repository,
-                            &target.tag,
-                            core.copy.clone(),
-                        )
-                        .await?;
+            if current {
+                if src_store.is_some() {
                     rate_limit_warning(sources, source, &mut warnings);
-                    report
                 }
-            };
-            refused_referrers(source, &report.digest, &report.referrers, &mut warnings);
-            if report.referrers.index_referrers_left > 0 {
-                warnings.push(Warning::IndexReferrersLeft {
-                    source: source.to_string(),
-                    digest: report.digest.clone(),
-                    count: report.referrers.index_referrers_left,
-                });
-            }
-            if report.already_present && action == Action::Copied {
-                // Another call copied it while this one waited for it, or the repository held
-                // the manifest under another tag.
-                action = Action::Skipped;
-            }
-            if report.already_present {
                 core.hand_out(
                     &repository,
                     dst.as_ref(),
-                    &report.digest,
+                    &head.digest,
                     deleter,
                     &mut warnings,
                 )
                 .await;
-            }
-
-            let mut evicted = Vec::new();
-            if core.strategy.evict_after_deploy() {
-                match core
-                    .evict(
-                        &repository,
-                        &report.digest,
-                        in_use,
-                        core.strategy.keep_previous(),
-                    )
-                    .await
+                let mut d = deployment(head.digest.clone(), Action::Skipped, warnings);
+                let refresh = &core.copy.referrers;
+                if refresh.enabled
+                    && refresh.refresh_on_skip
+                    && !d.warnings.iter().any(Warning::served_from_mirror)
                 {
-                    Ok((gone, mut w)) => {
-                        evicted = gone;
-                        warnings.append(&mut w);
+                    let refreshed = self
+                        .refresh_referrers(source, sources, src_store, dst.as_ref(), &head.digest)
+                        .await;
+                    match refreshed {
+                        Ok(r) => {
+                            refused_referrers(source, &head.digest, &r, &mut d.warnings);
+                            d.referrers = r;
+                        }
+                        Err(e) => d.warnings.push(Warning::ReferrersNotRefreshed {
+                            source: source.to_string(),
+                            digest: head.digest.clone(),
+                            error: e.into(),
+                        }),
                     }
-                    Err(e) => warnings.push(Warning::eviction_error(&repository, e)),
                 }
+                return Ok(d);
             }
-            if let Err(e) = self.protect_after_deploy(&repository, &mut warnings).await {
-                warnings.push(Warning::AnchorFailed {
-                    repository: repository.name().to_string(),
-                    digest: None,
-                    error: e.into(),
-                });
+            warnings.push(Warning::MutableTag {
+                source: source.to_string(),
+                previous: head.digest.clone(),
+            });
+            action = Action::Recopied;
+        }
+
+        // Digests first: a digest names one image, wherever it is held. The repository
+        // holding it needs only the tag; another repository of the mirror lends it by mount.
+        // Neither asks the source anything.
+        if let (Some(pinned), None) = (source.pinned(), &existing) {
+            if head_or_absent(dst.as_ref(), &pinned.to_string())
+                .await?
+                .is_some()
+            {
+                let manifest = dst.get_manifest(&pinned.to_string()).await?;
+                dst.put_manifest(&target.tag, &manifest).await?;
+                core.remember(pinned, &repository);
+                core.hand_out(&repository, dst.as_ref(), pinned, deleter, &mut warnings)
+                    .await;
+                return Ok(deployment(pinned.clone(), Action::Skipped, warnings));
             }
-            Ok(Deployment {
-                blobs_mounted: report.blobs_mounted,
-                blobs_uploaded: report.blobs_uploaded,
-                bytes_uploaded: report.bytes_uploaded,
-                evicted,
-                referrers: report.referrers.clone(),
-                ..deployment(report.digest.clone(), action, warnings)
-            })
+        }
+
+        core.ensure(&repository, &core.strategy.settings()).await?;
+        let lent = match (source.pinned(), &existing) {
+            (Some(pinned), None) => {
+                self.place_from_lender(&repository, dst.as_ref(), pinned, &target.tag)
+                    .await?
+            }
+            _ => None,
         };
-        self.traced_deploy(span, mode, work).await
+        let report = match lent {
+            Some(report) => report,
+            None => {
+                // One HEAD of the source gives the digest for the single flight, the mount
+                // sources and the bookkeeping tag; a failed HEAD leaves the error to the copy
+                // itself.
+                let (src, source_digest) = open_source(source, sources, src_store).await?;
+                let source_digest = source_digest.ok().flatten();
+                let report = core
+                    .place(
+                        SourceImage {
+                            store: src.as_ref(),
+                            reference: &src_ref,
+                            digest: source_digest.as_ref(),
+                        },
+                        dst.as_ref(),
+                        &repository,
+                        &target.tag,
+                        core.copy.clone(),
+                    )
+                    .await?;
+                rate_limit_warning(sources, source, &mut warnings);
+                report
+            }
+        };
+        refused_referrers(source, &report.digest, &report.referrers, &mut warnings);
+        if report.referrers.index_referrers_left > 0 {
+            warnings.push(Warning::IndexReferrersLeft {
+                source: source.to_string(),
+                digest: report.digest.clone(),
+                count: report.referrers.index_referrers_left,
+            });
+        }
+        if report.already_present && action == Action::Copied {
+            // Another call copied it while this one waited for it, or the repository held
+            // the manifest under another tag.
+            action = Action::Skipped;
+        }
+        if report.already_present {
+            core.hand_out(
+                &repository,
+                dst.as_ref(),
+                &report.digest,
+                deleter,
+                &mut warnings,
+            )
+            .await;
+        }
+
+        let mut evicted = Vec::new();
+        if core.strategy.evict_after_deploy() {
+            match core
+                .evict(
+                    &repository,
+                    &report.digest,
+                    in_use,
+                    core.strategy.keep_previous(),
+                )
+                .await
+            {
+                Ok((gone, mut w)) => {
+                    evicted = gone;
+                    warnings.append(&mut w);
+                }
+                Err(e) => warnings.push(Warning::eviction_error(&repository, e)),
+            }
+        }
+        if let Err(e) = self.protect_after_deploy(&repository, &mut warnings).await {
+            warnings.push(Warning::AnchorFailed {
+                repository: repository.name().to_string(),
+                digest: None,
+                error: e.into(),
+            });
+        }
+        Ok(Deployment {
+            blobs_mounted: report.blobs_mounted,
+            blobs_uploaded: report.blobs_uploaded,
+            bytes_uploaded: report.bytes_uploaded,
+            evicted,
+            referrers: report.referrers.clone(),
+            ..deployment(report.digest.clone(), action, warnings)
+        })
     }
 
     /// Runs `work` (a deploy or a build in `mode`) in `span` and counts it in the metrics.

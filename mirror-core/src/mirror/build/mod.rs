@@ -94,127 +94,135 @@ impl Mirror {
     ) -> Result<Deployment> {
         let span = crate::telemetry::deploy_span("build", &self.core.cluster, service, "build");
         span.record("source", spec.commit.as_str());
-        let work = async {
-            let core = &self.core;
-            let builds = core.registry.builds().ok_or_else(|| {
-                Error::config(
-                    "registry",
-                    format!(
-                        "the {} registry at {} cannot receive builds: builders push to a \
-                     distribution registry",
-                        core.registry.provider(),
-                        core.registry.location()
-                    ),
-                )
-            })?;
-            // The plan reads the Dockerfile: on a blocking thread.
-            let plan = {
-                let (spec, name) = (spec.clone(), builder.name().to_string());
-                tokio::task::spawn_blocking(move || spec.plan(&name))
-                    .await
-                    .map_err(|e| Error::internal("planning the build", e))??
-            };
-            let tag = plan.key.tag();
-            let repository = core.registry.repository(&RepositoryScope::Build {
-                cluster: core.cluster.clone(),
-                service: service.to_string(),
-            })?;
-            let keep = spec
-                .keep_previous
-                .unwrap_or(if core.strategy.evict_after_deploy() {
-                    core.strategy.keep_previous()
-                } else {
-                    crate::strategy::ServiceStrategy::default().keep_previous
-                });
-            let dst = core.registry.store(&repository).await?;
-            let source = format!("build:{}:{}", plan.key.commit(), plan.dockerfile_rel);
-            let deployment = |digest: Digest, action: Action| {
-                core.deployment(
-                    service,
-                    source.clone(),
-                    &repository,
-                    tag.clone(),
-                    digest,
-                    action,
-                )
-            };
-
-            // Already built: the HEAD only, no control-plane call (and a hand-out mark when this
-            // Mirror knows the image could be evicted before its pods start).
-            match dst.head_manifest(&tag).await {
-                Ok(Some(head)) => {
-                    let mut d = deployment(head.digest.clone(), Action::Skipped);
-                    core.hand_out(
-                        &repository,
-                        dst.as_ref(),
-                        &head.digest,
-                        super::handout::Deleter::Eviction {
-                            keep_previous: keep,
-                        },
-                        &mut d.warnings,
-                    )
-                    .await;
-                    return Ok(d);
-                }
-                Ok(None) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
-            core.ensure(
-                &repository,
-                &RepositorySettings {
-                    retention: None,
-                    keep_previous: Some(keep),
-                },
-            )
-            .await?;
-
-            let mut warnings = Vec::new();
-            let found = self
-                .find_built(&repository, &tag, &spec.platforms, &mut warnings)
-                .await;
-            let mut d = match found {
-                Some((from, digest)) => {
-                    let src = core.registry.store(&from).await?;
-                    let report = self
-                        .bring_into(src.as_ref(), &digest, dst.as_ref(), &repository, &tag)
-                        .await?;
-                    let mut d = deployment(report.digest.clone(), Action::Copied);
-                    d.source = format!("{source} (found in {from})");
-                    d.blobs_mounted = report.blobs_mounted;
-                    d.blobs_uploaded = report.blobs_uploaded;
-                    d.bytes_uploaded = report.bytes_uploaded;
-                    d.referrers = report.referrers;
-                    d
-                }
-                None => {
-                    self.run_build(
-                        builds,
-                        &plan,
-                        spec,
-                        builder,
-                        &repository,
-                        dst.as_ref(),
-                        &tag,
-                        deployment,
-                    )
-                    .await?
-                }
-            };
-
-            // Later copies of this image (a deployer mirroring it elsewhere) mount from here.
-            core.remember(&d.digest, &repository);
-            match core.evict(&repository, &d.digest, in_use, keep).await {
-                Ok((gone, mut w)) => {
-                    d.evicted = gone;
-                    warnings.append(&mut w);
-                }
-                Err(e) => warnings.push(super::Warning::eviction_error(&repository, e)),
-            }
-            d.warnings = warnings;
-            Ok(d)
-        };
+        let work = self.build_once(service, spec, builder, in_use);
         self.traced_deploy(span, "build", work).await
+    }
+
+    async fn build_once(
+        &self,
+        service: &str,
+        spec: &BuildSpec,
+        builder: &dyn Builder,
+        in_use: &HashSet<Digest>,
+    ) -> Result<Deployment> {
+        let core = &self.core;
+        let builds = core.registry.builds().ok_or_else(|| {
+            Error::config(
+                "registry",
+                format!(
+                    "the {} registry at {} cannot receive builds: builders push to a \
+                 distribution registry",
+                    core.registry.provider(),
+                    core.registry.location()
+                ),
+            )
+        })?;
+        // The plan reads the Dockerfile: on a blocking thread.
+        let plan = {
+            let (spec, name) = (spec.clone(), builder.name().to_string());
+            tokio::task::spawn_blocking(move || spec.plan(&name))
+                .await
+                .map_err(|e| Error::internal("planning the build", e))??
+        };
+        let tag = plan.key.tag();
+        let repository = core.registry.repository(&RepositoryScope::Build {
+            cluster: core.cluster.clone(),
+            service: service.to_string(),
+        })?;
+        let keep = spec
+            .keep_previous
+            .unwrap_or(if core.strategy.evict_after_deploy() {
+                core.strategy.keep_previous()
+            } else {
+                crate::strategy::ServiceStrategy::default().keep_previous
+            });
+        let dst = core.registry.store(&repository).await?;
+        let source = format!("build:{}:{}", plan.key.commit(), plan.dockerfile_rel);
+        let deployment = |digest: Digest, action: Action| {
+            core.deployment(
+                service,
+                source.clone(),
+                &repository,
+                tag.clone(),
+                digest,
+                action,
+            )
+        };
+
+        // Already built: the HEAD only, no control-plane call (and a hand-out mark when this
+        // Mirror knows the image could be evicted before its pods start).
+        match dst.head_manifest(&tag).await {
+            Ok(Some(head)) => {
+                let mut d = deployment(head.digest.clone(), Action::Skipped);
+                core.hand_out(
+                    &repository,
+                    dst.as_ref(),
+                    &head.digest,
+                    super::handout::Deleter::Eviction {
+                        keep_previous: keep,
+                    },
+                    &mut d.warnings,
+                )
+                .await;
+                return Ok(d);
+            }
+            Ok(None) => {}
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        core.ensure(
+            &repository,
+            &RepositorySettings {
+                retention: None,
+                keep_previous: Some(keep),
+            },
+        )
+        .await?;
+
+        let mut warnings = Vec::new();
+        let found = self
+            .find_built(&repository, &tag, &spec.platforms, &mut warnings)
+            .await;
+        let mut d = match found {
+            Some((from, digest)) => {
+                let src = core.registry.store(&from).await?;
+                let report = self
+                    .bring_into(src.as_ref(), &digest, dst.as_ref(), &repository, &tag)
+                    .await?;
+                let mut d = deployment(report.digest.clone(), Action::Copied);
+                d.source = format!("{source} (found in {from})");
+                d.blobs_mounted = report.blobs_mounted;
+                d.blobs_uploaded = report.blobs_uploaded;
+                d.bytes_uploaded = report.bytes_uploaded;
+                d.referrers = report.referrers;
+                d
+            }
+            None => {
+                self.run_build(
+                    builds,
+                    &plan,
+                    spec,
+                    builder,
+                    &repository,
+                    dst.as_ref(),
+                    &tag,
+                    deployment,
+                )
+                .await?
+            }
+        };
+
+        // Later copies of this image (a deployer mirroring it elsewhere) mount from here.
+        core.remember(&d.digest, &repository);
+        match core.evict(&repository, &d.digest, in_use, keep).await {
+            Ok((gone, mut w)) => {
+                d.evicted = gone;
+                warnings.append(&mut w);
+            }
+            Err(e) => warnings.push(super::Warning::eviction_error(&repository, e)),
+        }
+        d.warnings = warnings;
+        Ok(d)
     }
 
     /// Builds into the staging place and brings the image into the build repository.
