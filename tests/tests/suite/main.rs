@@ -15,6 +15,7 @@ mod cli_serve;
 mod cli_warnings;
 mod conformance;
 mod copy;
+mod copy_auth;
 mod error_kinds;
 mod faults;
 mod hostile;
