@@ -426,22 +426,7 @@ pub fn token_page(
 
 /// An RFC 3339 time in UTC, with microseconds.
 pub fn rfc3339(t: SystemTime) -> String {
-    // The civil date from the days since the epoch (Howard Hinnant's algorithm).
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    let micros = d.subsec_micros();
-    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{micros:06}Z")
+    humantime::format_rfc3339_micros(t).to_string()
 }
 
 mod oauth;
