@@ -63,8 +63,8 @@ use client::{image_id, EcrApi, BATCH_LIMIT};
 /// The provider name used to tag errors and events coming from this crate.
 pub const PROVIDER: &str = "aws";
 
-/// The value of the `managed-by` tag put on repositories this crate creates.
-pub const MANAGED_BY: &str = "mirror-core";
+/// The value of the `managed-by` tag put on repositories this crate creates (the kit's).
+pub use mirror_core::kit::provider::scope::MANAGED_BY;
 
 /// How long a new repository may take to become visible to the calls that follow its
 /// creation (ECR is eventually consistent).

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use mirror_core::kit::provider::rest::percent_decode;
 use mirror_core::kit::provider::{Kind, Origin, Paging, RestClient};
 use mirror_core::Digest;
 use reqwest::Method;
@@ -329,6 +328,13 @@ impl ArApi {
             .await
             .map(|_| ())
     }
+}
+
+/// `%XX` sequences decoded (others kept as they are), as Google escapes `/` in version names.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

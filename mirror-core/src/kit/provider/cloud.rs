@@ -286,7 +286,7 @@ impl<C: ControlPlane> CloudRegistry<C> {
         listed: Vec<ListedImage>,
         store: &dyn ImageStore,
     ) -> Result<Vec<ImageRecord>> {
-        let children = self.children_of(store, &listed).await?;
+        let children = index_children(store, &listed).await?;
         let records: Vec<ImageRecord> = listed
             .into_iter()
             .map(|l| {
@@ -309,15 +309,6 @@ impl<C: ControlPlane> CloudRegistry<C> {
         let mut out = fold_referrers(store, records).await?;
         out.sort_by(|a, b| a.digest.cmp(&b.digest));
         Ok(out)
-    }
-
-    /// The child manifests of the indexes among `listed` ([`index_children`]).
-    async fn children_of(
-        &self,
-        store: &dyn ImageStore,
-        listed: &[ListedImage],
-    ) -> Result<HashSet<Digest>> {
-        index_children(store, listed).await
     }
 }
 

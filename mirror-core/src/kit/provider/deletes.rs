@@ -11,11 +11,9 @@ use futures::StreamExt as _;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::image::DELETE_CONCURRENCY;
 use crate::provider::cloud::{index_children, ControlPlane, Deletion};
-use crate::provider::error::{ControlPlaneError, Kind};
-
-/// Deletion calls in flight at once.
-pub const CONCURRENCY: usize = 8;
+use crate::provider::error::ControlPlaneError;
 
 /// The platform manifests among `children` (of an index just deleted) that are orphans now:
 /// untagged in the control plane's listing of `repository`, and held by no index it still
@@ -38,8 +36,8 @@ pub async fn orphans<C: ControlPlane + ?Sized>(
 }
 
 /// [`ControlPlane::delete_manifests`] over `delete(digest, with_tags)`, one call per manifest
-/// and [`CONCURRENCY`] at a time. `delete` removes one manifest, with its tags when
-/// `with_tags`; without, it refuses a tagged manifest with [`Kind::Conflict`].
+/// and [`DELETE_CONCURRENCY`] at a time. `delete` removes one manifest, with its tags when
+/// `with_tags`; without, it refuses a tagged manifest with [`Kind::Conflict`](crate::provider::error::Kind::Conflict).
 ///
 /// - [`Deletion::Image`]: each with its tags; every failure is an error (absent: not found);
 /// - [`Deletion::Referrer`]: each with its tags; absent is fine;
@@ -57,24 +55,21 @@ where
     F: Fn(Digest, bool) -> Fut,
     Fut: Future<Output = Result<(), ControlPlaneError>>,
 {
-    let (digests, fine): (Vec<Digest>, fn(Kind) -> bool) = match why {
-        Deletion::Child => (orphans(plane, repository, digests).await?, |k| {
-            matches!(k, Kind::NotFound(_) | Kind::Conflict)
-        }),
-        Deletion::Image => (digests.to_vec(), |_| false),
-        _ => (digests.to_vec(), |k| matches!(k, Kind::NotFound(_))),
+    let digests = match why {
+        Deletion::Child => orphans(plane, repository, digests).await?,
+        _ => digests.to_vec(),
     };
     let calls = digests.into_iter().map(|d| {
         let call = delete(d, why != Deletion::Child);
         async move {
             match call.await {
-                Err(e) if !fine(e.kind()) => Err(Error::from(e)),
+                Err(e) if !why.tolerates(e.kind()) => Err(Error::from(e)),
                 _ => Ok(()),
             }
         }
     });
     let done: Vec<Result<()>> = futures::stream::iter(calls)
-        .buffer_unordered(CONCURRENCY)
+        .buffer_unordered(DELETE_CONCURRENCY)
         .collect()
         .await;
     done.into_iter().collect()
@@ -84,7 +79,7 @@ where
 mod tests {
     use super::*;
     use crate::provider::cloud::ListedImage;
-    use crate::provider::error::Origin;
+    use crate::provider::error::{Kind, Origin};
     use crate::registry::{Repository, RepositoryScope, RepositorySettings};
     use crate::store::http::RegistryClient;
     use crate::testing::{TestImage, TestIndex, TestRegistry};

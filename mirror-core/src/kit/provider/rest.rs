@@ -441,27 +441,6 @@ impl RestClient {
     }
 }
 
-/// `s` with its `%XX` escapes decoded (invalid escapes kept as they are, invalid UTF-8
-/// replaced): a resource name segment as REST APIs escape them (`a%2Fb`).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let (mut out, mut i) = (Vec::with_capacity(b.len()), 0);
-    while i < b.len() {
-        let hex = |at: usize| b.get(at).and_then(|c| (*c as char).to_digit(16));
-        match (b[i], hex(i + 1), hex(i + 2)) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// [`RestAuth`] by one static header (an API key).
 #[derive(Clone)]
 pub struct HeaderAuth {
