@@ -328,12 +328,7 @@ impl PlatformFilter {
     /// Parses `os/arch[/variant]`.
     pub fn parse(input: &str) -> Result<Self> {
         let parts: Vec<&str> = input.split('/').collect();
-        let bad = || {
-            Error::config(
-                "platform",
-                format!("platform {input:?} is not os/arch[/variant]"),
-            )
-        };
+        let bad = || Error::config("platform", format!("{input:?} is not os/arch[/variant]"));
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
             return Err(bad());
         }

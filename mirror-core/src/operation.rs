@@ -38,8 +38,6 @@ pub enum Operation {
     FinishUpload,
     /// The `DELETE` that cancels an upload session.
     CancelUpload,
-    /// A whole blob upload, its session included.
-    BlobUpload,
     /// A blob copied from source to destination (retried as a whole).
     BlobTransfer,
     /// A page of a tag listing.
@@ -56,7 +54,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every data-plane operation (all but [`ControlPlane`](Self::ControlPlane)).
-    pub const DATA_PLANE: [Operation; 19] = [
+    pub const DATA_PLANE: [Operation; 18] = [
         Operation::Ping,
         Operation::Token,
         Operation::HeadManifest,
@@ -70,7 +68,6 @@ impl Operation {
         Operation::UploadChunk,
         Operation::FinishUpload,
         Operation::CancelUpload,
-        Operation::BlobUpload,
         Operation::BlobTransfer,
         Operation::ListTags,
         Operation::Catalog,
@@ -93,7 +90,6 @@ impl Operation {
             Operation::UploadChunk => "PATCH blob",
             Operation::FinishUpload => "PUT blob",
             Operation::CancelUpload => "DELETE upload",
-            Operation::BlobUpload => "blob upload",
             Operation::BlobTransfer => "blob transfer",
             Operation::ListTags => "GET tags",
             Operation::Catalog => "GET catalog",
@@ -120,7 +116,6 @@ impl Operation {
             Operation::UploadChunk => "upload_chunk",
             Operation::FinishUpload => "upload_finish",
             Operation::CancelUpload => "upload_cancel",
-            Operation::BlobUpload => "blob_upload",
             Operation::BlobTransfer => "blob_transfer",
             Operation::ListTags => "tags_list",
             Operation::Catalog => "catalog",

@@ -158,34 +158,25 @@ impl BuildRequest {
         {
             return Err(Error::config(
                 "build reference",
-                format!(
-                    "build reference {} must be host/repository:tag",
-                    self.reference
-                ),
+                format!("{} must be host/repository:tag", self.reference),
             ));
         }
         if !self.context.is_dir() {
             return Err(Error::config(
                 "build context",
-                format!(
-                    "build context {} is not a directory",
-                    self.context.display()
-                ),
+                format!("{} is not a directory", self.context.display()),
             ));
         }
         if !self.dockerfile.is_file() {
             return Err(Error::config(
                 "Dockerfile",
-                format!("Dockerfile {} does not exist", self.dockerfile.display()),
+                format!("{} does not exist", self.dockerfile.display()),
             ));
         }
         for p in &self.platforms {
             crate::media::PlatformFilter::parse(p)?;
             if p.contains(',') {
-                return Err(Error::config(
-                    "platform",
-                    format!("platform {p:?} holds a comma"),
-                ));
+                return Err(Error::config("platform", format!("{p:?} holds a comma")));
             }
         }
         for name in self.build_args.keys() {
@@ -194,10 +185,7 @@ impl BuildRequest {
                     .chars()
                     .any(|c| c == '=' || c.is_whitespace() || c.is_control())
             {
-                return Err(Error::config(
-                    "build arg",
-                    format!("invalid build arg name {name:?}"),
-                ));
+                return Err(Error::config("build arg", format!("name {name:?}")));
             }
         }
         if let Some(t) = &self.target {
@@ -217,7 +205,7 @@ impl BuildRequest {
             }
         }
         if self.timeout.is_zero() {
-            return Err(Error::config("build timeout", "build timeout is zero"));
+            return Err(Error::config("build timeout", "is zero"));
         }
         Ok(())
     }

@@ -249,7 +249,7 @@ async fn copy_tree_in_span(
             return Err(Error::config(
                 "destination",
                 format!(
-                    "destination {dst_loc} names digest {d} but the source is {}",
+                    "{dst_loc} names digest {d} but the source is {}",
                     root.digest
                 ),
             ));

@@ -175,7 +175,7 @@ impl OpenOptions {
             // Not echoed: a mistyped `password…` would be printed.
             _ => Err(Error::config(
                 "registry option",
-                "a registry option is not key=value (expected KEY=VALUE)",
+                "not key=value (expected KEY=VALUE)",
             )),
         }
     }
@@ -392,9 +392,7 @@ pub async fn open(
             let mut b = RegistryClient::builder(&host).credentials(credentials);
             let option = options
                 .get("plain_http")
-                .map(|v| {
-                    parse_bool("plain_http", v).map_err(|r| Error::config("registry option", r))
-                })
+                .map(|v| parse_bool("plain_http", v).map_err(|r| option_error("plain_http", r)))
                 .transpose()?;
             match (plain_http, option) {
                 (Some(a), Some(b)) if a != b => {
@@ -411,13 +409,13 @@ pub async fn open(
             }
             if let Some(v) = options.get("tls_verify") {
                 b = b.tls_verify(
-                    parse_bool("tls_verify", v).map_err(|r| Error::config("registry option", r))?,
+                    parse_bool("tls_verify", v).map_err(|r| option_error("tls_verify", r))?,
                 );
             }
             if let Some(v) = options.get("verify_uploads") {
                 b = b.verify_uploads(
                     parse_bool("verify_uploads", v)
-                        .map_err(|r| Error::config("registry option", r))?,
+                        .map_err(|r| option_error("verify_uploads", r))?,
                 );
             }
             let mut registry = GenericRegistry::new(b.build()?);

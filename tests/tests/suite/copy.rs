@@ -11,17 +11,6 @@ use mirror_core::media::{DOCKER_MANIFEST, OCI_MANIFEST};
 use mirror_core::testing::{require_tool, FakeRegistry, TestImage, TestIndex, TestRegistry};
 use mirror_core::{copy, CopyEvent, CopyOptions, Digest, Error, ImageStore, PlatformFilter};
 
-pub(crate) fn store(reg: &TestRegistry, repo: &str) -> HttpStore {
-    let creds = match (reg.username(), reg.password()) {
-        (Some(u), Some(p)) => Credentials::basic(u, p),
-        _ => Credentials::Anonymous,
-    };
-    RegistryClient::new(&reg.host(), creds)
-        .unwrap()
-        .repository(repo)
-        .unwrap()
-}
-
 pub(crate) fn small_image(seed: u64) -> TestImage {
     TestImage::builder()
         .seed(seed)
@@ -103,10 +92,10 @@ impl Pair {
     async fn start(seed: u64) -> Self {
         let (a, b) = (TestRegistry::start(), TestRegistry::start());
         let (image, index) = (small_image(seed), TestIndex::linux_amd64_arm64(seed + 1));
-        let src = store(&a, "team/app");
+        let src = a.store("team/app");
         image.push(&src, "v1").await.unwrap();
         index.push(&src, "multi").await.unwrap();
-        let dst = store(&b, "mirror/app");
+        let dst = b.store("mirror/app");
         Pair {
             _a: a,
             b,
@@ -201,7 +190,7 @@ async fn a_nested_index_is_stored_a_level_at_a_time_deepest_first() {
     let a = TestRegistry::start();
     let b = TestRegistry::start();
     let inner = TestIndex::linux_amd64_arm64(33);
-    let src = store(&a, "team/nested");
+    let src = a.store("team/nested");
     inner.push(&src, "inner").await.unwrap();
     let amd64 = &inner.images()[0];
     let outer = tests::oci_index(vec![
@@ -210,7 +199,7 @@ async fn a_nested_index_is_stored_a_level_at_a_time_deepest_first() {
     ]);
     src.put_manifest("outer", &outer).await.unwrap();
 
-    let dst = store(&b, "mirror/nested");
+    let dst = b.store("mirror/nested");
     let r = copy(&src, "outer", &dst, "outer", &opts()).await.unwrap();
     assert_eq!(r.digest, outer.digest);
     assert_eq!(
@@ -237,7 +226,7 @@ async fn registry_to_layout_and_back_preserves_digests() {
     let layout = LayoutStore::create(dir.path().join("oci")).unwrap();
     let image = small_image(3);
     let index = TestIndex::linux_amd64_arm64(4);
-    let src = store(&reg, "src/app");
+    let src = reg.store("src/app");
     image.push(&src, "v1").await.unwrap();
     index.push(&src, "multi").await.unwrap();
 
@@ -250,7 +239,7 @@ async fn registry_to_layout_and_back_preserves_digests() {
         );
         // Back into another repository of the registry: mounts are impossible from a
         // layout, so every blob is uploaded and the digest is the same again.
-        let back = store(&reg, "back/app");
+        let back = reg.store("back/app");
         let r = copy(&layout, tag, &back, tag, &opts()).await.unwrap();
         assert_eq!(&r.digest, digest);
         assert_eq!(
@@ -267,9 +256,9 @@ async fn registry_to_layout_and_back_preserves_digests() {
 async fn copy_into_second_repository_of_same_registry_mounts_every_blob() {
     let reg = TestRegistry::start();
     let index = TestIndex::linux_amd64_arm64(5);
-    let first = store(&reg, "svc-a/app");
+    let first = reg.store("svc-a/app");
     index.push(&first, "v1").await.unwrap();
-    let second = store(&reg, "svc-b/app");
+    let second = reg.store("svc-b/app");
     let r = copy(&first, "v1", &second, "v1", &opts()).await.unwrap();
     assert_eq!(r.bytes_uploaded, 0, "{r:?}");
     assert_eq!(r.blobs_uploaded, 0);
@@ -288,13 +277,13 @@ async fn copy_into_second_repository_of_same_registry_mounts_every_blob() {
 async fn mount_candidates_from_options_are_used_and_a_202_leaves_no_upload_session() {
     let reg = TestRegistry::start();
     let image = small_image(6);
-    let a = store(&reg, "a/app");
+    let a = reg.store("a/app");
     image.push(&a, "v1").await.unwrap();
     // The source is a layout (another "registry"), but the blobs sit in repository a/app.
     let dir = tempfile::tempdir().unwrap();
     let layout = LayoutStore::create(dir.path()).unwrap();
     image.push(&layout, "v1").await.unwrap();
-    let b = store(&reg, "b/app");
+    let b = reg.store("b/app");
     let options = CopyOptions {
         mount_from: vec!["empty/repo".into(), "a/app".into()],
         ..opts()
@@ -319,7 +308,7 @@ async fn docker_schema2_manifests_copy_byte_identical() {
         .docker()
         .build();
     assert_eq!(image.manifest().media_type, DOCKER_MANIFEST);
-    let src = store(&reg, "docker/app");
+    let src = reg.store("docker/app");
     image.push(&src, "v1").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let layout = LayoutStore::create(dir.path()).unwrap();
@@ -334,9 +323,9 @@ async fn docker_schema2_manifests_copy_byte_identical() {
 async fn platform_filter_selects_one_manifest_and_says_the_index_was_not_preserved() {
     let reg = TestRegistry::start();
     let index = TestIndex::linux_amd64_arm64(8);
-    let src = store(&reg, "multi/app");
+    let src = reg.store("multi/app");
     index.push(&src, "v1").await.unwrap();
-    let dst = store(&reg, "arm/app");
+    let dst = reg.store("arm/app");
     let options = CopyOptions {
         platforms: vec![PlatformFilter::parse("linux/arm64").unwrap()],
         ..opts()
@@ -381,7 +370,7 @@ fn corrupt_source(seed: u64, layer: usize) -> (FakeRegistry, HttpStore, Digest) 
 async fn corrupted_blob_fails_with_digest_mismatch_and_leaves_no_tag() {
     let (_fake, src, victim) = corrupt_source(13, 2);
     let reg = TestRegistry::start();
-    let dst = store(&reg, "dst/app");
+    let dst = reg.store("dst/app");
     let err = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap_err();
     match err {
         Error::DigestMismatch { expected, actual } => {
@@ -429,7 +418,7 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
         ..CopyOptions::default()
     };
     // One attempt, hashed by the registry alone: its refusal, typed.
-    let err = copy(&src, "v1", &store(&reg, "dst/a"), "v1", &once)
+    let err = copy(&src, "v1", &reg.store("dst/a"), "v1", &once)
         .await
         .unwrap_err();
     assert!(
@@ -450,7 +439,7 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
     );
     // With retries, the attempt after the refusal hashes here: DigestMismatch, with what the
     // source sent.
-    let err = copy(&src, "v1", &store(&reg, "dst/c"), "v1", &opts())
+    let err = copy(&src, "v1", &reg.store("dst/c"), "v1", &opts())
         .await
         .unwrap_err();
     match err {
@@ -461,7 +450,7 @@ async fn the_registry_checks_upload_digests_and_a_refusal_makes_the_next_attempt
         other => panic!("expected DigestMismatch, got {other:?}"),
     }
     for repo in ["dst/a", "dst/b", "dst/c"] {
-        let dst = store(&reg, repo);
+        let dst = reg.store(repo);
         assert!(
             dst.head_manifest("v1").await.unwrap().is_none(),
             "{repo}: no tag"
@@ -489,8 +478,8 @@ async fn skopeo_pushed_image_copies_and_library_copy_reads_back_with_skopeo() {
     let pushed = skopeo_digest(&format!("docker://{}/skopeo/app:v1", reg.host()));
 
     let other = TestRegistry::start();
-    let src = store(&reg, "skopeo/app");
-    let dst = store(&other, "lib/app");
+    let src = reg.store("skopeo/app");
+    let dst = other.store("lib/app");
     let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
     assert_eq!(r.digest, pushed);
     // skopeo reads the library's copy and can copy it on, all platforms.
@@ -544,7 +533,7 @@ async fn progress_events_cover_every_blob() {
         })),
         ..opts()
     };
-    copy(&layout, "v1", &store(&reg, "ev/app"), "v1", &options)
+    copy(&layout, "v1", &reg.store("ev/app"), "v1", &options)
         .await
         .unwrap();
     let events = events.lock().unwrap();
@@ -571,8 +560,8 @@ async fn progress_events_cover_every_blob() {
 #[tokio::test]
 async fn bad_input_gives_typed_errors_with_context() {
     let reg = TestRegistry::start();
-    let src = store(&reg, "nothing/here");
-    let dst = store(&reg, "dst/here");
+    let src = reg.store("nothing/here");
+    let dst = reg.store("dst/here");
     // Missing tag.
     match copy(&src, "v404", &dst, "v1", &opts()).await.unwrap_err() {
         Error::NotFound { what, location } => {

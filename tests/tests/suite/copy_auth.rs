@@ -7,15 +7,15 @@ use mirror_core::kit::store::http::RegistryClient;
 use mirror_core::testing::{TestIndex, TestRegistry};
 use mirror_core::{copy, Error, ImageStore};
 
-use crate::copy::{index_blobs, opts, small_image, store};
+use crate::copy::{index_blobs, opts, small_image};
 
 #[tokio::test]
 async fn basic_auth_registry_copies_and_wrong_password_is_unauthorized() {
     let reg = TestRegistry::with_basic_auth("alice", "s3cret-basic");
     let image = small_image(9);
-    let src = store(&reg, "auth/app");
+    let src = reg.store("auth/app");
     image.push(&src, "v1").await.unwrap();
-    let dst = store(&reg, "auth/copy");
+    let dst = reg.store("auth/copy");
     let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
     assert_eq!(r.blobs_mounted, 4);
 
@@ -49,9 +49,9 @@ async fn token_auth_registry_copies_caches_tokens_and_refuses_bad_or_anonymous_p
         .token_server()
         .expect("token registry has a token server");
     let index = TestIndex::linux_amd64_arm64(10);
-    let src = store(&reg, "tok/app");
+    let src = reg.store("tok/app");
     index.push(&src, "v1").await.unwrap();
-    let dst = store(&reg, "tok/copy");
+    let dst = reg.store("tok/copy");
     tokens.reset_stats();
     let r = copy(&src, "v1", &dst, "v1", &opts()).await.unwrap();
     assert_eq!(
@@ -98,7 +98,7 @@ async fn static_bearer_token_is_sent_as_is() {
     let reg = TestRegistry::with_token_auth("carol", "pw");
     let tokens = reg.token_server().unwrap();
     let image = small_image(12);
-    image.push(&store(&reg, "bearer/app"), "v1").await.unwrap();
+    image.push(&reg.store("bearer/app"), "v1").await.unwrap();
     // Obtain a token out of band, then use it as a static bearer credential.
     let url = format!(
         "{}?service={}&scope=repository:bearer/app:pull",
@@ -121,7 +121,7 @@ async fn an_anonymous_client_sends_no_ping_and_learns_the_challenge_from_its_fir
     // A registry without auth: the HEAD is the one request (no `GET /v2/` first).
     let open = TestRegistry::start();
     let image = small_image(21);
-    image.push(&store(&open, "anon/app"), "v1").await.unwrap();
+    image.push(&open.store("anon/app"), "v1").await.unwrap();
     let before = tests::access_lines(&open).len();
     let fresh = RegistryClient::new(&open.host(), Credentials::Anonymous)
         .unwrap()
@@ -137,7 +137,7 @@ async fn an_anonymous_client_sends_no_ping_and_learns_the_challenge_from_its_fir
     // fetched, the HEAD goes again; the next request reuses the token.
     let reg = TestRegistry::with_token_auth("bob", "pw");
     let tokens = reg.token_server().unwrap();
-    image.push(&store(&reg, "anon/app"), "v1").await.unwrap();
+    image.push(&reg.store("anon/app"), "v1").await.unwrap();
     tokens.reset_stats();
     let before = tests::access_lines(&reg).len();
     let anon = RegistryClient::new(&reg.host(), Credentials::Anonymous)
@@ -162,7 +162,7 @@ async fn an_anonymous_client_sends_no_ping_and_learns_the_challenge_from_its_fir
     // With credentials the challenge is learned first, so that they go out on the first
     // request: the ping, then the HEAD, once.
     let before = tests::access_lines(&reg).len();
-    let bob = store(&reg, "anon/app");
+    let bob = reg.store("anon/app");
     assert!(bob.head_manifest("v1").await.unwrap().is_some());
     assert_eq!(
         tests::access_lines(&reg)[before..],

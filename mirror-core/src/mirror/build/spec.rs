@@ -161,7 +161,7 @@ impl BuildSpec {
         if !context.is_dir() {
             return Err(Error::config(
                 "build context",
-                format!("build context {} is not a directory", context.display()),
+                format!("{} is not a directory", context.display()),
             ));
         }
         let dockerfile = match &self.dockerfile {

@@ -133,13 +133,11 @@ impl RegistryClientBuilder {
             .unwrap_or_else(|| is_loopback_host(&registry));
         let scheme = if plain { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
-            .map_err(|e| Error::config("registry", format!("registry {registry}: {e}")))?;
-        let http = shared_http_client(&self.config, true).map_err(|e| {
-            Error::config("HTTP client", format!("HTTP client for {registry}: {e}"))
-        })?;
-        let token_http = shared_http_client(&self.config, false).map_err(|e| {
-            Error::config("HTTP client", format!("HTTP client for {registry}: {e}"))
-        })?;
+            .map_err(|e| Error::config("registry", format!("{registry}: {e}")))?;
+        let http = shared_http_client(&self.config, true)
+            .map_err(|e| Error::config("HTTP client", format!("for {registry}: {e}")))?;
+        let token_http = shared_http_client(&self.config, false)
+            .map_err(|e| Error::config("HTTP client", format!("for {registry}: {e}")))?;
         Ok(RegistryClient {
             inner: Arc::new(Inner {
                 registry,
@@ -220,7 +218,7 @@ impl RegistryClient {
         self.inner
             .base
             .join(path)
-            .map_err(|e| Error::config("URL", format!("URL {path}: {e}")))
+            .map_err(|e| Error::config("URL", format!("{path}: {e}")))
     }
 
     /// The pull limit the registry last announced (Docker Hub's `ratelimit-limit` /

@@ -411,7 +411,7 @@ impl ImageStore for HttpStore {
             StatusCode::CREATED => Ok(MountOutcome::Mounted),
             StatusCode::ACCEPTED => {
                 // The registry started a normal upload instead: close it, the caller uploads.
-                if let Ok(session) = self.location_of(&resp, &loc) {
+                if let Ok(session) = self.location_of(&resp, &Operation::MountBlob, &loc) {
                     self.cancel_upload(&session).await;
                 }
                 Ok(MountOutcome::NotMounted)

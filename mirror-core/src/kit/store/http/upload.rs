@@ -48,17 +48,18 @@ impl HttpStore {
                 .error_for(resp, &Operation::StartUpload, &loc)
                 .await);
         }
-        self.location_of(&resp, &loc)
+        self.location_of(&resp, &Operation::StartUpload, &loc)
     }
 
-    pub(super) fn location_of(&self, resp: &Response, loc: &str) -> Result<Url> {
+    /// The upload session URL an answer to `op` names in its `Location`.
+    pub(super) fn location_of(&self, resp: &Response, op: &Operation, loc: &str) -> Result<Url> {
         let l = resp
             .headers()
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Error::Http {
                 registry: self.client.inner.registry.clone(),
-                operation: Operation::BlobUpload,
+                operation: op.clone(),
                 location: loc.to_string(),
                 status: resp.status().as_u16(),
                 message: "the registry sent no upload Location".into(),
@@ -66,7 +67,7 @@ impl HttpStore {
             })?;
         self.client.inner.base.join(l).map_err(|e| Error::Protocol {
             registry: self.client.inner.registry.clone(),
-            operation: Operation::StartUpload,
+            operation: op.clone(),
             location: loc.to_string(),
             reason: format!("an unusable upload Location {l:?}: {e}"),
         })
@@ -167,7 +168,7 @@ impl HttpStore {
                         .error_for(resp, &Operation::UploadChunk, &loc)
                         .await);
                 }
-                session = self.location_of(&resp, &loc)?;
+                session = self.location_of(&resp, &Operation::UploadChunk, &loc)?;
                 offset = end + 1;
             }
         }
